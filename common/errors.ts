@@ -1,0 +1,143 @@
+/**
+ * One error class for all of protoctl. Domain code throws `ProtoctlError`
+ * with a gRPC status code and a stable `reason`; the gRPC layer carries it as
+ * a status plus an `ErrorDetail` in the `protoctl-error-bin` trailer, and the
+ * client turns it back into the same class. Nothing matches on message text.
+ */
+import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
+
+/** gRPC status codes (numeric values fixed by the gRPC spec). */
+export enum Code {
+  OK = 0,
+  CANCELLED = 1,
+  UNKNOWN = 2,
+  INVALID_ARGUMENT = 3,
+  DEADLINE_EXCEEDED = 4,
+  NOT_FOUND = 5,
+  ALREADY_EXISTS = 6,
+  PERMISSION_DENIED = 7,
+  RESOURCE_EXHAUSTED = 8,
+  FAILED_PRECONDITION = 9,
+  ABORTED = 10,
+  OUT_OF_RANGE = 11,
+  UNIMPLEMENTED = 12,
+  INTERNAL = 13,
+  UNAVAILABLE = 14,
+  DATA_LOSS = 15,
+  UNAUTHENTICATED = 16,
+}
+
+export const ERROR_DETAIL_KEY = "protoctl-error-bin";
+
+export interface ErrorFields {
+  /** Stable machine-readable reason, e.g. "BASE_NOT_FOUND". */
+  reason?: string;
+  /** What the user can do next. */
+  hint?: string;
+  /** The object the error is about, e.g. "env/web-1". */
+  subject?: string;
+  /** Output of a failed command, kept for the user. */
+  output?: string;
+  metadata?: Record<string, string>;
+  cause?: unknown;
+}
+
+/** Codes worth retrying: the same call may succeed later. */
+const RETRYABLE = new Set([Code.UNAVAILABLE, Code.ABORTED, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED]);
+
+export class ProtoctlError extends Error {
+  override readonly name = "ProtoctlError";
+  readonly code: Code;
+  readonly reason: string;
+  readonly hint: string;
+  readonly subject: string;
+  readonly output: string;
+  readonly metadata: Record<string, string>;
+
+  constructor(code: Code, message: string, fields: ErrorFields = {}) {
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
+    this.code = code;
+    this.reason = fields.reason ?? Code[code] ?? "UNKNOWN";
+    this.hint = fields.hint ?? "";
+    this.subject = fields.subject ?? "";
+    this.output = fields.output ?? "";
+    this.metadata = fields.metadata ?? {};
+  }
+
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+
+  /** Converts anything caught into a ProtoctlError (INTERNAL when unknown). */
+  static from(err: unknown): ProtoctlError {
+    if (err instanceof ProtoctlError) return err;
+    if (isGrpcServiceError(err)) return fromGrpcError(err);
+    if (err instanceof Error) {
+      const e = err as Error & { code?: unknown };
+      if (e.code === "ENOSPC" || e.code === "EDQUOT") {
+        return new ProtoctlError(Code.RESOURCE_EXHAUSTED, e.message, { reason: "NO_SPACE", cause: err });
+      }
+      if (e.name === "AbortError") return new ProtoctlError(Code.CANCELLED, e.message, { cause: err });
+      return new ProtoctlError(Code.INTERNAL, e.message, { cause: err });
+    }
+    return new ProtoctlError(Code.INTERNAL, String(err));
+  }
+
+  detail(): ErrorDetail {
+    return {
+      reason: this.reason,
+      hint: this.hint,
+      subject: this.subject,
+      metadata: this.metadata,
+      output: this.output.slice(-8192),
+    };
+  }
+}
+
+export const notFound = (message: string, f?: ErrorFields) => new ProtoctlError(Code.NOT_FOUND, message, f);
+export const alreadyExists = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.ALREADY_EXISTS, message, f);
+export const invalidArgument = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.INVALID_ARGUMENT, message, f);
+export const failedPrecondition = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.FAILED_PRECONDITION, message, f);
+export const resourceExhausted = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.RESOURCE_EXHAUSTED, message, f);
+export const unavailable = (message: string, f?: ErrorFields) => new ProtoctlError(Code.UNAVAILABLE, message, f);
+export const internal = (message: string, f?: ErrorFields) => new ProtoctlError(Code.INTERNAL, message, f);
+export const unauthenticated = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.UNAUTHENTICATED, message, f);
+export const permissionDenied = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.PERMISSION_DENIED, message, f);
+
+/** The shape grpc-js gives a failed call, kept structural to avoid importing grpc-js here. */
+export interface GrpcServiceErrorLike {
+  code: number;
+  details: string;
+  metadata?: { get(key: string): Array<string | Buffer> };
+}
+
+export function isGrpcServiceError(err: unknown): err is GrpcServiceErrorLike {
+  return (
+    typeof err === "object" &&
+    err !== null &&
+    typeof (err as { code?: unknown }).code === "number" &&
+    typeof (err as { details?: unknown }).details === "string"
+  );
+}
+
+/** Rebuilds a ProtoctlError from a grpc-js error, reading the detail trailer when present. */
+export function fromGrpcError(err: GrpcServiceErrorLike): ProtoctlError {
+  let fields: ErrorFields = {};
+  const raw = err.metadata?.get(ERROR_DETAIL_KEY)?.[0];
+  if (raw && typeof raw !== "string") {
+    try {
+      const d = ErrorDetail.decode(raw);
+      fields = { reason: d.reason, hint: d.hint, subject: d.subject, output: d.output, metadata: d.metadata };
+    } catch {
+      // a malformed trailer is ignored: the status code still stands
+    }
+  }
+  const code = (err.code in Code ? err.code : Code.UNKNOWN) as Code;
+  return new ProtoctlError(code, err.details || Code[code] || "error", { ...fields, cause: err });
+}

@@ -1,0 +1,81 @@
+/**
+ * gRPC glue shared by the three programs: server handlers that turn thrown
+ * errors into status + ErrorDetail trailer, and promise wrappers for client
+ * calls that turn statuses back into ProtoctlError.
+ */
+import {
+  type CallOptions,
+  type ClientReadableStream,
+  type ClientUnaryCall,
+  Metadata,
+  type ServerErrorResponse,
+  type ServiceError,
+  status as grpcStatus,
+} from "@grpc/grpc-js";
+import { ERROR_DETAIL_KEY, ProtoctlError, fromGrpcError } from "./errors.js";
+import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
+
+/** Converts any thrown value into the error object grpc-js sends as a status. */
+export function toServiceError(err: unknown): ServerErrorResponse {
+  const pe = ProtoctlError.from(err);
+  const metadata = new Metadata();
+  metadata.set(ERROR_DETAIL_KEY, Buffer.from(ErrorDetail.encode(pe.detail()).finish()));
+  return Object.assign(new Error(pe.message), {
+    code: pe.code as unknown as grpcStatus,
+    details: pe.message,
+    metadata,
+  });
+}
+
+/** Converts a grpc-js client error into a ProtoctlError. */
+export function fromServiceError(err: unknown): ProtoctlError {
+  if (err instanceof ProtoctlError) return err;
+  const se = err as ServiceError;
+  if (typeof se?.code === "number") return fromGrpcError(se);
+  return ProtoctlError.from(err);
+}
+
+type Callback<Res> = (err: ServerErrorResponse | null, res?: Res) => void;
+
+/** Wraps an async unary handler. */
+export function unaryHandler<Req, Res>(fn: (req: Req, call: { metadata: Metadata; getPeer(): string }) => Promise<Res>) {
+  return (call: { request: Req; metadata: Metadata; getPeer(): string }, callback: Callback<Res>): void => {
+    fn(call.request, call).then(
+      (res) => callback(null, res),
+      (err) => callback(toServiceError(err)),
+    );
+  };
+}
+
+type UnaryMethod<Req, Res> = (
+  req: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  cb: (err: ServiceError | null, res: Res) => void,
+) => ClientUnaryCall;
+
+/** Calls a unary client method and resolves with the response or rejects with a ProtoctlError. */
+export function callUnary<Req, Res>(
+  method: UnaryMethod<Req, Res>,
+  req: Req,
+  opts: { deadlineMs?: number; metadata?: Metadata; signal?: AbortSignal } = {},
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const options: Partial<CallOptions> = {};
+    if (opts.deadlineMs) options.deadline = new Date(Date.now() + opts.deadlineMs);
+    const call = method(req, opts.metadata ?? new Metadata(), options, (err, res) => {
+      if (err) reject(fromServiceError(err));
+      else resolve(res);
+    });
+    opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
+  });
+}
+
+/** Iterates a server stream, mapping a failed status to ProtoctlError. */
+export async function* iterateStream<T>(stream: ClientReadableStream<T>): AsyncGenerator<T> {
+  try {
+    for await (const msg of stream) yield msg as T;
+  } catch (err) {
+    throw fromServiceError(err);
+  }
+}
