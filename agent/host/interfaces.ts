@@ -124,3 +124,97 @@ export interface ExecSession {
   /** Exit code; 128+N when killed by signal N. */
   exit: Promise<number>;
 }
+
+// ---------------------------------------------------------------- driver contracts
+
+/** Progress callback for long work (build, import, update). */
+export type ProgressFn = (p: { step: string; fraction?: number; message?: string; log?: string }) => void;
+
+/**
+ * The btrfs pool: layout @init @base @overlay @env @workdir, bases and their
+ * versions, layer builds, env roots. Implemented in host/pool/.
+ */
+export interface PoolDriver {
+  readonly mountpoint: string;
+  capacity(): Promise<PoolCapacity>;
+  /** Per-object exclusive/referenced bytes (btrfs qgroups). */
+  usage(): Promise<
+    Array<{ kind: "base" | "layer" | "env"; name: string; exclusiveBytes: number; referencedBytes: number }>
+  >;
+
+  listBaseVersions(name?: string): Promise<BaseVersionMeta[]>;
+  /** Resolves version 0 to the latest; NOT_FOUND when absent. */
+  getBaseVersion(name: string, version: number): Promise<BaseVersionMeta>;
+  importBase(
+    name: string,
+    source: { dir: string } | { tar: string },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<BaseVersionMeta>;
+  buildBase(
+    name: string,
+    spec:
+      | { debootstrap: { suite: string; variant?: string; packages?: string[]; mirror?: string } }
+      | { script: Uint8Array },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<BaseVersionMeta>;
+  /** Snapshot latest, run the command inside nspawn, seal N+1 only on success. */
+  updateBase(
+    name: string,
+    command: string[],
+    opts: { network: boolean; script?: Uint8Array },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<BaseVersionMeta>;
+  /** FAILED_PRECONDITION naming the users while envs or layers use it. */
+  deleteBaseVersion(name: string, version: number): Promise<BaseVersionMeta[]>;
+
+  /** Builds (or returns the cached build of) a layer on base@N; parents are built first. */
+  buildLayer(
+    spec: {
+      name: string;
+      kind: "shell" | "ansible";
+      main: Uint8Array;
+      files: Array<{ path: string; content: Uint8Array; mode: number }>;
+      parents: string[];
+    },
+    base: string,
+    version: number,
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<LayerBuildMeta>;
+  listLayerBuilds(): Promise<LayerBuildMeta[]>;
+  deleteLayer(name: string, base?: string): Promise<void>;
+
+  /** Snapshot base@N into @env/NAME, stack the layers with overlayfs; returns the dir to boot. */
+  prepareEnvRoot(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot>;
+  /** Re-mounts overlays of an existing env root after a restart (idempotent). */
+  openEnvRoot(name: string): Promise<EnvRoot | undefined>;
+  /** Unmounts and deletes everything of the env root (idempotent). */
+  removeEnvRoot(name: string): Promise<void>;
+  listEnvRoots(): Promise<EnvRoot[]>;
+  /** Seals the env's current root (merged view) as base `asBase` version N+1. */
+  snapshotEnvAsBase(name: string, asBase: string): Promise<BaseVersionMeta>;
+  /** Startup inventory: removes half-made objects (no record, stray mounts). */
+  cleanOrphans(knownEnvs: Set<string>): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** systemd-nspawn machines with agent-managed cgroups. Implemented in host/machines/. */
+export interface MachineDriver {
+  start(spec: MachineSpec): Promise<MachineState>;
+  stop(name: string, opts: { timeoutMs: number; force?: boolean }): Promise<MachineState>;
+  state(name: string): Promise<MachineState>;
+  list(): Promise<MachineState[]>;
+  exec(req: ExecRequest): Promise<ExecSession>;
+  /** Console output (and journal where present). */
+  logs(
+    name: string,
+    opts: { follow: boolean; tailLines?: number; signal?: AbortSignal },
+  ): AsyncIterable<{ stream: string; data: Buffer; timeMs: number }>;
+  /** Re-adopts machines left running by a previous agent process. */
+  adopt(): Promise<MachineState[]>;
+  /** Removes cgroups/state of a stopped machine. */
+  cleanup(name: string): Promise<void>;
+}
