@@ -68,8 +68,13 @@ export function loadConfig<T extends ConfigObject>(defaults: T, opts: LoadOption
     if (value === undefined) continue;
     const path = dotted.split(".");
     const def = getPath(defaults, path);
-    if (def === undefined) throw invalidArgument(`unknown configuration key ${dotted}`, { reason: "CONFIG_KEY" });
-    setPath(out, path, typeof value === "string" ? coerce(def, value, `--${dotted}`) : (value as ConfigValue));
+    if (def === undefined)
+      throw invalidArgument(`unknown configuration key ${dotted}`, { reason: "CONFIG_KEY" });
+    setPath(
+      out,
+      path,
+      typeof value === "string" ? coerce(def, value, `--${dotted}`) : (value as ConfigValue),
+    );
   }
   return out as T;
 }
@@ -79,7 +84,8 @@ function mergeInto(target: ConfigObject, src: ConfigObject, defaults: ConfigObje
     const def = defaults[k];
     if (def === undefined) throw invalidArgument(`unknown key "${k}" in ${where}`, { reason: "CONFIG_KEY" });
     if (isObject(def)) {
-      if (!isObject(v)) throw invalidArgument(`"${k}" in ${where} must be a mapping`, { reason: "CONFIG_INVALID" });
+      if (!isObject(v))
+        throw invalidArgument(`"${k}" in ${where} must be a mapping`, { reason: "CONFIG_INVALID" });
       mergeInto(target[k] as ConfigObject, v, def, where);
     } else {
       target[k] = typeof v === "string" && typeof def !== "string" ? coerce(def, v, k) : (v as ConfigValue);
@@ -126,7 +132,8 @@ function toUpperSnake(s: string): string {
 export function coerce(def: ConfigValue | undefined, raw: string, where: string): ConfigValue {
   if (typeof def === "number") {
     const n = parseSize(raw);
-    if (n === undefined) throw invalidArgument(`${where}: "${raw}" is not a number`, { reason: "CONFIG_INVALID" });
+    if (n === undefined)
+      throw invalidArgument(`${where}: "${raw}" is not a number`, { reason: "CONFIG_INVALID" });
     return n;
   }
   if (typeof def === "boolean") {
@@ -134,7 +141,11 @@ export function coerce(def: ConfigValue | undefined, raw: string, where: string)
     if (/^(0|false|no|off)$/i.test(raw)) return false;
     throw invalidArgument(`${where}: "${raw}" is not a boolean`, { reason: "CONFIG_INVALID" });
   }
-  if (Array.isArray(def)) return raw.split(",").map((s) => s.trim()).filter(Boolean);
+  if (Array.isArray(def))
+    return raw
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   return raw;
 }
 

@@ -103,7 +103,8 @@ export const failedPrecondition = (message: string, f?: ErrorFields) =>
   new ProtoctlError(Code.FAILED_PRECONDITION, message, f);
 export const resourceExhausted = (message: string, f?: ErrorFields) =>
   new ProtoctlError(Code.RESOURCE_EXHAUSTED, message, f);
-export const unavailable = (message: string, f?: ErrorFields) => new ProtoctlError(Code.UNAVAILABLE, message, f);
+export const unavailable = (message: string, f?: ErrorFields) =>
+  new ProtoctlError(Code.UNAVAILABLE, message, f);
 export const internal = (message: string, f?: ErrorFields) => new ProtoctlError(Code.INTERNAL, message, f);
 export const unauthenticated = (message: string, f?: ErrorFields) =>
   new ProtoctlError(Code.UNAUTHENTICATED, message, f);

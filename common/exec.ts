@@ -3,7 +3,7 @@
  * shell string), an optional AbortSignal and timeout, and a typed
  * `CommandError` carrying command, arguments, exit code and stderr.
  */
-import { execa, type Options as ExecaOptions, type ResultPromise } from "execa";
+import { type Options as ExecaOptions, execa, type ResultPromise } from "execa";
 import { Code, ProtoctlError } from "./errors.js";
 
 export interface RunOptions {
@@ -89,7 +89,11 @@ function lastLines(s: string, n: number): string {
 }
 
 /** Runs a command to completion. Throws CommandError on non-zero exit unless allowFailure. */
-export async function run(command: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+export async function run(
+  command: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
   const started = performance.now();
   const res = await execa(command, args, {
     cwd: opts.cwd,
@@ -130,12 +134,20 @@ export async function run(command: string, args: readonly string[], opts: RunOpt
 }
 
 /** Runs a command and returns its trimmed stdout. */
-export async function output(command: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
+export async function output(
+  command: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<string> {
   return (await run(command, args, opts)).stdout.trim();
 }
 
 /** True when the command exits 0. Never throws for a non-zero exit or a missing binary. */
-export async function succeeds(command: string, args: readonly string[], opts: RunOptions = {}): Promise<boolean> {
+export async function succeeds(
+  command: string,
+  args: readonly string[],
+  opts: RunOptions = {},
+): Promise<boolean> {
   try {
     return (await run(command, args, { ...opts, allowFailure: true })).exitCode === 0;
   } catch {

@@ -7,13 +7,13 @@ import {
   type CallOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type status as grpcStatus,
   Metadata,
   type ServerErrorResponse,
   type ServiceError,
-  status as grpcStatus,
 } from "@grpc/grpc-js";
-import { ERROR_DETAIL_KEY, ProtoctlError, fromGrpcError } from "./errors.js";
 import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
+import { ERROR_DETAIL_KEY, fromGrpcError, ProtoctlError } from "./errors.js";
 
 /** Converts any thrown value into the error object grpc-js sends as a status. */
 export function toServiceError(err: unknown): ServerErrorResponse {
@@ -38,7 +38,9 @@ export function fromServiceError(err: unknown): ProtoctlError {
 type Callback<Res> = (err: ServerErrorResponse | null, res?: Res) => void;
 
 /** Wraps an async unary handler. */
-export function unaryHandler<Req, Res>(fn: (req: Req, call: { metadata: Metadata; getPeer(): string }) => Promise<Res>) {
+export function unaryHandler<Req, Res>(
+  fn: (req: Req, call: { metadata: Metadata; getPeer(): string }) => Promise<Res>,
+) {
   return (call: { request: Req; metadata: Metadata; getPeer(): string }, callback: Callback<Res>): void => {
     fn(call.request, call).then(
       (res) => callback(null, res),

@@ -2,7 +2,7 @@
  * pino logger factory: JSON lines by default (daemons, files, CI); pretty
  * when writing to a TTY or when PROTOCTL_LOG_FORMAT=pretty.
  */
-import { pino, type Logger, type LoggerOptions } from "pino";
+import { type Logger, type LoggerOptions, pino } from "pino";
 
 export type { Logger };
 
@@ -23,10 +23,15 @@ export function createLogger(cfg: LoggerConfig): Logger {
   if (pretty) {
     return pino({
       ...opts,
-      transport: { target: "pino-pretty", options: { destination: 2, colorize: true, translateTime: "SYS:HH:MM:ss.l" } },
+      transport: {
+        target: "pino-pretty",
+        options: { destination: 2, colorize: true, translateTime: "SYS:HH:MM:ss.l" },
+      },
     });
   }
-  const dest = cfg.file ? pino.destination({ dest: cfg.file, mkdir: true, sync: false }) : pino.destination(2);
+  const dest = cfg.file
+    ? pino.destination({ dest: cfg.file, mkdir: true, sync: false })
+    : pino.destination(2);
   return pino(opts, dest);
 }
 

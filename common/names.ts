@@ -12,7 +12,11 @@ export type ObjectKind = "base" | "layer" | "env" | "lab" | "node" | "network" |
 /** Returns the name when valid; throws INVALID_ARGUMENT naming the rule otherwise. */
 export function validateName(kind: ObjectKind, name: unknown): string {
   if (typeof name !== "string" || name.length === 0) {
-    throw invalidArgument(`${kind} name is empty`, { reason: "INVALID_NAME", hint: nameHint(), subject: kind });
+    throw invalidArgument(`${kind} name is empty`, {
+      reason: "INVALID_NAME",
+      hint: nameHint(),
+      subject: kind,
+    });
   }
   if (!NAME_PATTERN.test(name)) {
     const shown = JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name);

@@ -1,0 +1,49 @@
+import { Metadata, status } from "@grpc/grpc-js";
+import { describe, expect, it } from "vitest";
+import { Code, failedPrecondition, notFound, ProtoctlError } from "./errors.js";
+import { fromServiceError, toServiceError } from "./grpc.js";
+
+describe("ProtoctlError over the wire", () => {
+  it("round-trips code, reason, hint, subject, output and metadata through a status", () => {
+    const err = failedPrecondition("base debian@2 is in use", {
+      reason: "BASE_IN_USE",
+      hint: "delete env web-1 first",
+      subject: "base/debian@2",
+      output: "line1\nline2",
+      metadata: { users: "env/web-1" },
+    });
+    const wire = toServiceError(err);
+    expect(wire.code).toBe(status.FAILED_PRECONDITION);
+    const back = fromServiceError(wire);
+    expect(back).toBeInstanceOf(ProtoctlError);
+    expect(back.code).toBe(Code.FAILED_PRECONDITION);
+    expect(back.message).toBe("base debian@2 is in use");
+    expect(back.reason).toBe("BASE_IN_USE");
+    expect(back.hint).toBe("delete env web-1 first");
+    expect(back.subject).toBe("base/debian@2");
+    expect(back.output).toBe("line1\nline2");
+    expect(back.metadata).toEqual({ users: "env/web-1" });
+  });
+
+  it("maps a plain Error to INTERNAL and ENOSPC to RESOURCE_EXHAUSTED", () => {
+    expect(ProtoctlError.from(new Error("boom")).code).toBe(Code.INTERNAL);
+    const enospc = Object.assign(new Error("no space"), { code: "ENOSPC" });
+    expect(ProtoctlError.from(enospc).code).toBe(Code.RESOURCE_EXHAUSTED);
+  });
+
+  it("keeps the status code when the detail trailer is absent or malformed", () => {
+    const md = new Metadata();
+    md.set("protoctl-error-bin", Buffer.from([0xff, 0xff, 0xff]));
+    const e = fromServiceError({ code: status.NOT_FOUND, details: "nope", metadata: md });
+    expect(e.code).toBe(Code.NOT_FOUND);
+    expect(e.message).toBe("nope");
+    const bare = fromServiceError({ code: status.UNAVAILABLE, details: "down", metadata: new Metadata() });
+    expect(bare.code).toBe(Code.UNAVAILABLE);
+    expect(bare.retryable).toBe(true);
+  });
+
+  it("marks retryable codes", () => {
+    expect(notFound("x").retryable).toBe(false);
+    expect(new ProtoctlError(Code.UNAVAILABLE, "x").retryable).toBe(true);
+  });
+});
