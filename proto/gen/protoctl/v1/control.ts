@@ -30,6 +30,7 @@ import {
   BaseRef,
   BaseVersion,
   BuildSpec,
+  Capability,
   Env,
   EnvPhase,
   envPhaseFromJSON,
@@ -45,6 +46,7 @@ import {
   LogLine,
   LogsRequest,
   Node,
+  NodeCapacity,
   OperationEvent,
 } from "./types.js";
 
@@ -106,6 +108,33 @@ export interface JoinNodeResponse {
   certPem: string;
   caPem: string;
   etcdPrefix: string;
+}
+
+export interface NodeHeartbeat {
+  node: string;
+  /** agent gRPC address, when it changed */
+  address: string;
+  capacity:
+    | NodeCapacity
+    | undefined;
+  /** versions held locally or attached */
+  bases: BaseVersion[];
+  capabilities: Capability[];
+  agentVersion: string;
+  sentMs: number;
+  /**
+   * Set on the first message of a stream and whenever the inventory above
+   * changed; otherwise the message is a bare keepalive.
+   */
+  inventory: boolean;
+}
+
+export interface HeartbeatAck {
+  /** replica serving the stream */
+  controller: string;
+  /** how often the agent should send */
+  intervalMs: number;
+  leaseTtlMs: number;
 }
 
 export interface ListNodesRequest {
@@ -1186,6 +1215,317 @@ export const JoinNodeResponse: MessageFns<JoinNodeResponse> = {
     message.certPem = object.certPem ?? "";
     message.caPem = object.caPem ?? "";
     message.etcdPrefix = object.etcdPrefix ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeHeartbeat(): NodeHeartbeat {
+  return {
+    node: "",
+    address: "",
+    capacity: undefined,
+    bases: [],
+    capabilities: [],
+    agentVersion: "",
+    sentMs: 0,
+    inventory: false,
+  };
+}
+
+export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
+  encode(message: NodeHeartbeat, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.node !== "") {
+      writer.uint32(10).string(message.node);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.capacity !== undefined) {
+      NodeCapacity.encode(message.capacity, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.bases) {
+      BaseVersion.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.capabilities) {
+      Capability.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.agentVersion !== "") {
+      writer.uint32(50).string(message.agentVersion);
+    }
+    if (message.sentMs !== 0) {
+      writer.uint32(56).int64(message.sentMs);
+    }
+    if (message.inventory !== false) {
+      writer.uint32(64).bool(message.inventory);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeHeartbeat {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeHeartbeat();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.capacity = NodeCapacity.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.bases.push(BaseVersion.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.capabilities.push(Capability.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.agentVersion = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.sentMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.inventory = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): NodeHeartbeat {
+    return {
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      capacity: isSet(object.capacity) ? NodeCapacity.fromJSON(object.capacity) : undefined,
+      bases: globalThis.Array.isArray(object?.bases) ? object.bases.map((e: any) => BaseVersion.fromJSON(e)) : [],
+      capabilities: globalThis.Array.isArray(object?.capabilities)
+        ? object.capabilities.map((e: any) => Capability.fromJSON(e))
+        : [],
+      agentVersion: isSet(object.agentVersion)
+        ? globalThis.String(object.agentVersion)
+        : isSet(object.agent_version)
+        ? globalThis.String(object.agent_version)
+        : "",
+      sentMs: isSet(object.sentMs)
+        ? globalThis.Number(object.sentMs)
+        : isSet(object.sent_ms)
+        ? globalThis.Number(object.sent_ms)
+        : 0,
+      inventory: isSet(object.inventory) ? globalThis.Boolean(object.inventory) : false,
+    };
+  },
+
+  toJSON(message: NodeHeartbeat): unknown {
+    const obj: any = {};
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.capacity !== undefined) {
+      obj.capacity = NodeCapacity.toJSON(message.capacity);
+    }
+    if (message.bases?.length) {
+      obj.bases = message.bases.map((e) => BaseVersion.toJSON(e));
+    }
+    if (message.capabilities?.length) {
+      obj.capabilities = message.capabilities.map((e) => Capability.toJSON(e));
+    }
+    if (message.agentVersion !== "") {
+      obj.agentVersion = message.agentVersion;
+    }
+    if (message.sentMs !== 0) {
+      obj.sentMs = Math.round(message.sentMs);
+    }
+    if (message.inventory !== false) {
+      obj.inventory = message.inventory;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<NodeHeartbeat>, I>>(base?: I): NodeHeartbeat {
+    return NodeHeartbeat.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<NodeHeartbeat>, I>>(object: I): NodeHeartbeat {
+    const message = createBaseNodeHeartbeat();
+    message.node = object.node ?? "";
+    message.address = object.address ?? "";
+    message.capacity = (object.capacity !== undefined && object.capacity !== null)
+      ? NodeCapacity.fromPartial(object.capacity)
+      : undefined;
+    message.bases = object.bases?.map((e) => BaseVersion.fromPartial(e)) || [];
+    message.capabilities = object.capabilities?.map((e) => Capability.fromPartial(e)) || [];
+    message.agentVersion = object.agentVersion ?? "";
+    message.sentMs = object.sentMs ?? 0;
+    message.inventory = object.inventory ?? false;
+    return message;
+  },
+};
+
+function createBaseHeartbeatAck(): HeartbeatAck {
+  return { controller: "", intervalMs: 0, leaseTtlMs: 0 };
+}
+
+export const HeartbeatAck: MessageFns<HeartbeatAck> = {
+  encode(message: HeartbeatAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.controller !== "") {
+      writer.uint32(10).string(message.controller);
+    }
+    if (message.intervalMs !== 0) {
+      writer.uint32(16).uint32(message.intervalMs);
+    }
+    if (message.leaseTtlMs !== 0) {
+      writer.uint32(24).uint32(message.leaseTtlMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeartbeatAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeartbeatAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.controller = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.intervalMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaseTtlMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeartbeatAck {
+    return {
+      controller: isSet(object.controller) ? globalThis.String(object.controller) : "",
+      intervalMs: isSet(object.intervalMs)
+        ? globalThis.Number(object.intervalMs)
+        : isSet(object.interval_ms)
+        ? globalThis.Number(object.interval_ms)
+        : 0,
+      leaseTtlMs: isSet(object.leaseTtlMs)
+        ? globalThis.Number(object.leaseTtlMs)
+        : isSet(object.lease_ttl_ms)
+        ? globalThis.Number(object.lease_ttl_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: HeartbeatAck): unknown {
+    const obj: any = {};
+    if (message.controller !== "") {
+      obj.controller = message.controller;
+    }
+    if (message.intervalMs !== 0) {
+      obj.intervalMs = Math.round(message.intervalMs);
+    }
+    if (message.leaseTtlMs !== 0) {
+      obj.leaseTtlMs = Math.round(message.leaseTtlMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HeartbeatAck>, I>>(base?: I): HeartbeatAck {
+    return HeartbeatAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HeartbeatAck>, I>>(object: I): HeartbeatAck {
+    const message = createBaseHeartbeatAck();
+    message.controller = object.controller ?? "";
+    message.intervalMs = object.intervalMs ?? 0;
+    message.leaseTtlMs = object.leaseTtlMs ?? 0;
     return message;
   },
 };
@@ -4970,6 +5310,21 @@ export const ControlServiceService = {
     responseSerialize: (value: RemoveNodeResponse): Buffer => Buffer.from(RemoveNodeResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RemoveNodeResponse => RemoveNodeResponse.decode(value),
   },
+  /**
+   * An agent's liveness and inventory. The replica serving the stream keeps
+   * an etcd lease for the node alive while heartbeats arrive; when the stream
+   * breaks the lease lapses and the node turns NotReady. Agents reconnect to
+   * any replica.
+   */
+  heartbeat: {
+    path: "/protoctl.v1.ControlService/Heartbeat" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: NodeHeartbeat): Buffer => Buffer.from(NodeHeartbeat.encode(value).finish()),
+    requestDeserialize: (value: Buffer): NodeHeartbeat => NodeHeartbeat.decode(value),
+    responseSerialize: (value: HeartbeatAck): Buffer => Buffer.from(HeartbeatAck.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HeartbeatAck => HeartbeatAck.decode(value),
+  },
   /** Bases */
   importBase: {
     path: "/protoctl.v1.ControlService/ImportBase" as const,
@@ -5256,6 +5611,13 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   uncordonNode: handleUnaryCall<NodeRequest, Node>;
   drainNode: handleServerStreamingCall<NodeRequest, OperationEvent>;
   removeNode: handleUnaryCall<NodeRequest, RemoveNodeResponse>;
+  /**
+   * An agent's liveness and inventory. The replica serving the stream keeps
+   * an etcd lease for the node alive while heartbeats arrive; when the stream
+   * breaks the lease lapses and the node turns NotReady. Agents reconnect to
+   * any replica.
+   */
+  heartbeat: handleBidiStreamingCall<NodeHeartbeat, HeartbeatAck>;
   /** Bases */
   importBase: handleBidiStreamingCall<ControlImportBaseRequest, OperationEvent>;
   buildBase: handleServerStreamingCall<ControlBuildBaseRequest, OperationEvent>;
@@ -5410,6 +5772,15 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RemoveNodeResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * An agent's liveness and inventory. The replica serving the stream keeps
+   * an etcd lease for the node alive while heartbeats arrive; when the stream
+   * breaks the lease lapses and the node turns NotReady. Agents reconnect to
+   * any replica.
+   */
+  heartbeat(): ClientDuplexStream<NodeHeartbeat, HeartbeatAck>;
+  heartbeat(options: Partial<CallOptions>): ClientDuplexStream<NodeHeartbeat, HeartbeatAck>;
+  heartbeat(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<NodeHeartbeat, HeartbeatAck>;
   /** Bases */
   importBase(): ClientDuplexStream<ControlImportBaseRequest, OperationEvent>;
   importBase(options: Partial<CallOptions>): ClientDuplexStream<ControlImportBaseRequest, OperationEvent>;
