@@ -1,0 +1,155 @@
+import { describe, expect, it } from "vitest";
+import {
+  diffSnapshots,
+  environValue,
+  formatLeaks,
+  multisetAdded,
+  parseCmdline,
+  parseIpLinkJson,
+  parseLosetupJson,
+  parseMountinfo,
+  parseNetnsList,
+  parseStatStartTime,
+  processKind,
+  type Snapshot,
+} from "./snapshot.js";
+
+// Captured on the development machine (Debian 12, kernel 6.18).
+const MOUNTINFO = `22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+301 27 0:45 / /tmp/protoctl-pool-aB3/tmpfs rw,relatime shared:150 - tmpfs tmpfs rw,size=589824k
+305 27 7:0 / /tmp/protoctl-pool-aB3/mnt rw,relatime shared:152 - btrfs /dev/loop0 rw,ssd,space_cache=v2,subvolid=5,subvol=/
+310 27 0:46 / /tmp/with\\040space rw - tmpfs tmpfs rw
+320 27 0:26 / /run/netns rw,nosuid,nodev shared:160 - tmpfs tmpfs rw,size=2467000k,mode=755
+321 320 0:4 net:[4026532400] /run/netns/pt-ab12-h0 rw shared:161 - nsfs nsfs rw
+`;
+
+const LOSETUP = `{
+   "loopdevices": [
+      {
+         "name": "/dev/loop0",
+         "sizelimit": 0,
+         "offset": 0,
+         "autoclear": false,
+         "ro": false,
+         "back-file": "/tmp/protoctl-pool-aB3/tmpfs/pool.img",
+         "dio": false,
+         "log-sec": 512
+      }
+   ]
+}
+`;
+
+const STAT = "9676 (cat (odd) name) R 9670 9670 4627 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 70605 3133440 406";
+
+function snap(p: Partial<Snapshot> = {}): Snapshot {
+  return { mounts: [], loops: [], netns: [], links: [], processes: [], cgroups: [], ...p };
+}
+
+describe("parsers", () => {
+  it("reads mountinfo, unescaping paths and skipping /run/netns itself", () => {
+    expect(parseMountinfo(MOUNTINFO)).toEqual([
+      "/proc proc proc",
+      "/ ext4 /dev/vda",
+      "/tmp/protoctl-pool-aB3/tmpfs tmpfs tmpfs",
+      "/tmp/protoctl-pool-aB3/mnt btrfs /dev/loop0",
+      "/tmp/with space tmpfs tmpfs",
+      "/run/netns/pt-ab12-h0 nsfs nsfs",
+    ]);
+  });
+
+  it("reads losetup -J, including its empty output", () => {
+    expect(parseLosetupJson(LOSETUP)).toEqual(["/dev/loop0 /tmp/protoctl-pool-aB3/tmpfs/pool.img"]);
+    expect(parseLosetupJson("")).toEqual([]);
+    expect(parseLosetupJson('{"loopdevices": []}')).toEqual([]);
+  });
+
+  it("reads ip netns list with and without ids", () => {
+    expect(parseNetnsList("pt-ab12-h1 (id: 1)\npt-ab12-h0\n\n")).toEqual(["pt-ab12-h1", "pt-ab12-h0"]);
+  });
+
+  it("reads ip -j link", () => {
+    expect(parseIpLinkJson('[{"ifindex":1,"ifname":"lo"},{"ifindex":4,"ifname":"eth0"}]')).toEqual(["lo", "eth0"]);
+  });
+
+  it("reads cmdline, environ and the start time past a comm with spaces and parens", () => {
+    expect(parseCmdline("etcd\0--name\0test\0")).toEqual(["etcd", "--name", "test"]);
+    expect(environValue("A=1\0PROTOCTL_TEST_RUN=ab12\0B=2\0", "PROTOCTL_TEST_RUN")).toBe("ab12");
+    expect(environValue("A=1\0", "PROTOCTL_TEST_RUN")).toBeUndefined();
+    expect(parseStatStartTime(STAT)).toBe("70605");
+  });
+});
+
+describe("processKind", () => {
+  it.each([
+    [["/usr/bin/etcd", "--name", "x"], "etcd"],
+    [["systemd-nspawn", "--register=no", "-D", "/r"], "systemd-nspawn"],
+    [["qemu-nbd", "-r", "-t"], "qemu-nbd"],
+    [["nbdkit", "file", "x"], "nbdkit"],
+    [["nbdfuse", "/m", "nbd://x"], "nbdfuse"],
+    [["nbdcopy", "a", "b"], "nbdcopy"],
+    [["/usr/local/bin/protoctl", "agent", "--pool", "x"], "protoctl agent"],
+    [["node", "/src/protoctl/dist/cli/main.js", "controller"], "protoctl controller"],
+    [["node", "/src/protoctl/node_modules/vitest/vitest.mjs", "run"], undefined],
+    [["protoctl", "env", "ls"], undefined],
+    [["bash", "-c", "etcd"], undefined],
+    [[], undefined],
+  ])("%j is %s", (argv, kind) => {
+    expect(processKind(argv)).toBe(kind);
+  });
+});
+
+describe("diffSnapshots", () => {
+  it("reports nothing when nothing changed", () => {
+    const s = snap({ mounts: ["/ ext4 /dev/vda"], loops: ["/dev/loop0 /x"], netns: ["a"], links: ["lo"] });
+    expect(diffSnapshots(s, s, "run1")).toEqual([]);
+  });
+
+  it("reports every kind of new thing, and a second mount stacked on a known mount point", () => {
+    const before = snap({ mounts: ["/a tmpfs tmpfs"], links: ["lo"] });
+    const after = snap({
+      mounts: ["/a tmpfs tmpfs", "/a tmpfs tmpfs"],
+      loops: ["/dev/loop3 /tmp/p.img"],
+      netns: ["pt-1-h0"],
+      links: ["lo", "ptbr1"],
+      processes: [{ key: "10:5", pid: 10, kind: "etcd", argv: ["etcd"], marker: "run1" }],
+      cgroups: ["/sys/fs/cgroup/memory/protoctl-n1"],
+    });
+    expect(diffSnapshots(before, after, "run1").map((l) => `${l.kind} ${l.what}`)).toEqual([
+      "mount /a tmpfs tmpfs",
+      "loop /dev/loop3 /tmp/p.img",
+      "netns pt-1-h0",
+      "link ptbr1",
+      "process pid 10 (etcd): etcd",
+      "cgroup /sys/fs/cgroup/memory/protoctl-n1",
+    ]);
+  });
+
+  it("ignores things that went away, and processes of another test run", () => {
+    const before = snap({ mounts: ["/gone tmpfs tmpfs"], processes: [{ key: "1:1", pid: 1, kind: "etcd", argv: [] }] });
+    const after = snap({
+      processes: [
+        { key: "7:9", pid: 7, kind: "etcd", argv: ["etcd"], marker: "other-run" },
+        { key: "8:9", pid: 8, kind: "nbdkit", argv: ["nbdkit"] },
+      ],
+    });
+    expect(diffSnapshots(before, after, "run1").map((l) => l.what)).toEqual(["pid 8 (nbdkit): nbdkit"]);
+  });
+
+  it("tells a reused pid from the same process", () => {
+    const before = snap({ processes: [{ key: "5:100", pid: 5, kind: "etcd", argv: ["etcd"] }] });
+    const after = snap({ processes: [{ key: "5:200", pid: 5, kind: "etcd", argv: ["etcd"] }] });
+    expect(diffSnapshots(before, after, "r")).toHaveLength(1);
+  });
+
+  it("formats a list a person can act on", () => {
+    expect(formatLeaks([])).toMatch(/nothing left behind/);
+    const text = formatLeaks([{ kind: "loop", what: "/dev/loop3 /tmp/p.img" }]);
+    expect(text).toMatch(/FAILED.*1 thing/);
+    expect(text).toContain("loop    /dev/loop3 /tmp/p.img");
+  });
+
+  it("counts repeats", () => {
+    expect(multisetAdded(["a", "b"], ["b", "a", "a"])).toEqual(["a"]);
+  });
+});
