@@ -18,14 +18,14 @@ import { takeSnapshot } from "./collect.js";
 import { diffSnapshots, formatLeaks, type Leak, RUN_MARKER_ENV } from "./snapshot.js";
 
 /** Cleanups finishing in the background (a lazy umount, a dying process) get this long to settle. */
-const SETTLE_MS = 5000;
+const SETTLE_MS = Number(process.env.PROTOCTL_LEAK_SETTLE_MS ?? 5000);
 
 export default async function setup(): Promise<() => Promise<void>> {
-  const mode = process.env.PROTOCTL_LEAK_CHECK ?? "fail";
-  if (mode === "off") return async () => undefined;
   // Workers and everything they spawn inherit this, so processes can be traced back to this run.
   const runId = process.env[RUN_MARKER_ENV] ?? randomBytes(4).toString("hex");
   process.env[RUN_MARKER_ENV] = runId;
+  const mode = process.env.PROTOCTL_LEAK_CHECK ?? "fail";
+  if (mode === "off") return async () => undefined;
   const before = await takeSnapshot();
 
   return async () => {
