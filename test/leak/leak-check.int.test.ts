@@ -58,7 +58,14 @@ describe("leak check on the live system", () => {
     // Not listening anywhere but loopback on ports the kernel picks.
     const child: ChildProcess = spawn(
       "etcd",
-      ["--data-dir", dir, "--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls", "http://127.0.0.1:0"],
+      [
+        "--data-dir",
+        dir,
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--advertise-client-urls",
+        "http://127.0.0.1:0",
+      ],
       { stdio: "ignore" },
     );
     const exited = new Promise((r) => child.once("exit", r));
@@ -72,9 +79,13 @@ describe("leak check on the live system", () => {
 
     const leaks = diffSnapshots(before, await takeSnapshot(), runId!);
     expect(leaks).toContainEqual({ kind: "cgroup", what: cg });
-    expect(leaks.find((l) => l.kind === "process" && l.what.startsWith(`pid ${child.pid} (etcd)`))).toBeDefined();
+    expect(
+      leaks.find((l) => l.kind === "process" && l.what.startsWith(`pid ${child.pid} (etcd)`)),
+    ).toBeDefined();
     // The same process started by another test run is that run's business.
-    expect(diffSnapshots(before, await takeSnapshot(), "another-run").some((l) => l.kind === "process")).toBe(false);
+    expect(diffSnapshots(before, await takeSnapshot(), "another-run").some((l) => l.kind === "process")).toBe(
+      false,
+    );
   });
 });
 
@@ -102,11 +113,21 @@ test("mounts a tmpfs", () => {
 });
 `,
     );
-    const child = spawn(process.execPath, [join(REPO, "node_modules/vitest/vitest.mjs"), "run", "--root", dir], {
-      cwd: dir,
-      env: { ...process.env, PROTOCTL_LEAK_CHECK: "fail", PROTOCTL_LEAK_SETTLE_MS: "300", CI: "true", NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [join(REPO, "node_modules/vitest/vitest.mjs"), "run", "--root", dir],
+      {
+        cwd: dir,
+        env: {
+          ...process.env,
+          PROTOCTL_LEAK_CHECK: "fail",
+          PROTOCTL_LEAK_SETTLE_MS: "300",
+          CI: "true",
+          NO_COLOR: "1",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let out = "";
     child.stdout?.on("data", (b: Buffer) => {
       out += b.toString();

@@ -40,7 +40,8 @@ const LOSETUP = `{
 }
 `;
 
-const STAT = "9676 (cat (odd) name) R 9670 9670 4627 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 70605 3133440 406";
+const STAT =
+  "9676 (cat (odd) name) R 9670 9670 4627 0 -1 4194304 99 0 0 0 0 0 0 0 20 0 1 0 70605 3133440 406";
 
 function snap(p: Partial<Snapshot> = {}): Snapshot {
   return { mounts: [], loops: [], netns: [], links: [], processes: [], cgroups: [], ...p };
@@ -69,7 +70,10 @@ describe("parsers", () => {
   });
 
   it("reads ip -j link", () => {
-    expect(parseIpLinkJson('[{"ifindex":1,"ifname":"lo"},{"ifindex":4,"ifname":"eth0"}]')).toEqual(["lo", "eth0"]);
+    expect(parseIpLinkJson('[{"ifindex":1,"ifname":"lo"},{"ifindex":4,"ifname":"eth0"}]')).toEqual([
+      "lo",
+      "eth0",
+    ]);
   });
 
   it("reads cmdline, environ and the start time past a comm with spaces and parens", () => {
@@ -126,7 +130,10 @@ describe("diffSnapshots", () => {
   });
 
   it("ignores things that went away, and processes of another test run", () => {
-    const before = snap({ mounts: ["/gone tmpfs tmpfs"], processes: [{ key: "1:1", pid: 1, kind: "etcd", argv: [] }] });
+    const before = snap({
+      mounts: ["/gone tmpfs tmpfs"],
+      processes: [{ key: "1:1", pid: 1, kind: "etcd", argv: [] }],
+    });
     const after = snap({
       processes: [
         { key: "7:9", pid: 7, kind: "etcd", argv: ["etcd"], marker: "other-run" },

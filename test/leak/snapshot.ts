@@ -176,6 +176,6 @@ export function formatLeaks(leaks: readonly Leak[]): string {
   if (leaks.length === 0) return "leak check: nothing left behind";
   const lines = [`leak check FAILED: the integration tests left ${leaks.length} thing(s) behind:`];
   for (const l of leaks) lines.push(`  ${l.kind.padEnd(7)} ${l.what}`);
-  lines.push("Every test must undo what it made (see docs/HELPERS-BRIEF.md); clean these up by hand before rerunning.");
+  lines.push("Every test must undo what it made; clean these up by hand before rerunning.");
   return lines.join("\n");
 }
