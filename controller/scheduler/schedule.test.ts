@@ -1,0 +1,139 @@
+import { describe, expect, it } from "vitest";
+import { GiB, MiB, node, request, SchedulerHarness } from "./harness.js";
+import { schedule } from "./schedule.js";
+import { freezeView } from "./view.js";
+
+describe("schedule", () => {
+  it("spreads envs evenly by default", () => {
+    const h = new SchedulerHarness([{ name: "a" }, { name: "b" }, { name: "c" }]);
+    for (let i = 0; i < 9; i++) h.run(request(`e${i}`));
+    expect(h.placements()).toEqual({ a: 3, b: 3, c: 3 });
+  });
+
+  it("binpacks when asked", () => {
+    const h = new SchedulerHarness([
+      { name: "a", memoryBytes: 4 * GiB },
+      { name: "b", memoryBytes: 4 * GiB },
+    ]);
+    for (let i = 0; i < 4; i++) h.run(request(`e${i}`, { memoryBytes: GiB, strategy: "binpack" }));
+    expect(h.placements()).toEqual({ a: 4 });
+  });
+
+  it("rejects NotReady, cordoned and draining nodes with reasons", () => {
+    const h = new SchedulerHarness([
+      { name: "a", ready: false },
+      { name: "b", cordoned: true },
+      { name: "c", draining: true },
+      { name: "d" },
+    ]);
+    const plan = h.run(request("e"));
+    expect(plan.node).toBe("d");
+    expect(plan.rejections).toEqual([
+      { node: "a", reason: "node is NotReady" },
+      { node: "b", reason: "node is cordoned" },
+      { node: "c", reason: "node is draining" },
+    ]);
+  });
+
+  it("accounts memory of envs already placed: a full node makes placement go elsewhere", () => {
+    const h = new SchedulerHarness([
+      { name: "a", memoryBytes: 2 * GiB, allocatedMemory: 2 * GiB, envs: 2 },
+      { name: "b", memoryBytes: 2 * GiB },
+    ]);
+    expect(h.run(request("e1", { memoryBytes: GiB })).node).toBe("b");
+    expect(h.run(request("e2", { memoryBytes: GiB })).node).toBe("b");
+    const plan = h.run(request("e3", { memoryBytes: GiB }));
+    expect(plan.node).toBeUndefined();
+    expect(plan.rejections.map((r) => r.node)).toEqual(["a", "b"]);
+    expect(plan.rejections[0]!.reason).toMatch(/insufficient memory: wants 1GiB, 0B unallocated of 2GiB/);
+  });
+
+  it("checks pool space against declared disk and reported free space", () => {
+    const h = new SchedulerHarness([
+      { name: "a", poolSizeBytes: GiB, poolFreeBytes: 100 * MiB },
+      { name: "b", poolSizeBytes: GiB, allocatedDisk: 900 * MiB },
+      { name: "c", poolSizeBytes: GiB },
+    ]);
+    const plan = h.run(request("e", { diskBytes: 200 * MiB }));
+    expect(plan.node).toBe("c");
+    expect(plan.rejections.map((r) => r.node)).toEqual(["a", "b"]);
+    expect(plan.rejections[0]!.reason).toMatch(/insufficient pool space/);
+  });
+
+  it("matches label selectors", () => {
+    const h = new SchedulerHarness([
+      { name: "a", labels: { zone: "x" } },
+      { name: "b", labels: { zone: "y", gpu: "1" } },
+    ]);
+    const plan = h.run(request("e", { nodeSelector: { zone: "y", gpu: "1" } }));
+    expect(plan.node).toBe("b");
+    expect(plan.rejections).toEqual([{ node: "a", reason: "label zone=y not matched (zone=x)" }]);
+  });
+
+  it("honours a node pin and explains an unknown one", () => {
+    const h = new SchedulerHarness([{ name: "a" }, { name: "b" }]);
+    expect(h.run(request("e1", { node: "b" })).node).toBe("b");
+    const plan = h.run(request("e2", { node: "zz" }));
+    expect(plan.node).toBeUndefined();
+    expect(plan.rejections).toContainEqual({ node: "zz", reason: "no such node" });
+  });
+
+  it("requires the base version on the node while propagation is off", () => {
+    const h = new SchedulerHarness([
+      { name: "a", bases: ["debian@1"] },
+      { name: "b", bases: ["debian@1", "debian@2"] },
+    ]);
+    const plan = h.run(request("e", { version: 2 }));
+    expect(plan.node).toBe("b");
+    expect(plan.rejections[0]!.reason).toMatch(/not on this node \(propagation is not enabled\)/);
+    const none = h.run(request("f", { version: 3 }));
+    expect(none.node).toBeUndefined();
+    expect(none.rejections[0]!.reason).toBe("base debian@3 is not held by any ready node");
+  });
+
+  it("with propagation, prefers holders but may use a node that can receive the version", () => {
+    const h = new SchedulerHarness(
+      [
+        { name: "a", bases: [], envs: 0 },
+        { name: "b", bases: ["debian@1"], envs: 5 },
+      ],
+      { propagation: true },
+    );
+    const p1 = h.run(request("e1"));
+    expect(p1.node).toBe("b");
+    expect(p1.needsPropagation).toBe(false);
+    const h2 = new SchedulerHarness(
+      [
+        { name: "a", bases: [] },
+        { name: "b", bases: ["debian@1"], cordoned: true },
+      ],
+      { propagation: true },
+    );
+    // a cordoned node is still ready: it can be the source of a propagation
+    const p2 = h2.run(request("e2"));
+    expect(p2.node).toBe("a");
+    expect(p2.needsPropagation).toBe(true);
+  });
+
+  it("spreads a group across nodes (anti-affinity) even when binpacking", () => {
+    const h = new SchedulerHarness([{ name: "a" }, { name: "b" }, { name: "c" }]);
+    for (let i = 0; i < 3; i++) h.run(request(`lab-${i}`, { group: "lab", strategy: "binpack" }));
+    expect(h.placements()).toEqual({ a: 1, b: 1, c: 1 });
+  });
+
+  it("is deterministic and leaves the view untouched", () => {
+    const view = freezeView([node({ name: "a" }), node({ name: "b", envs: 1 })]);
+    const r = request("e");
+    const p1 = schedule(view, r);
+    const p2 = schedule(view, r);
+    expect(p1).toEqual(p2);
+    expect(p1.node).toBe("a");
+    expect(p1.scores.map((s) => s.node)).toEqual(["a", "b"]);
+    expect(view.nodes[0]!.allocated.envs).toBe(0);
+  });
+
+  it("excludes nodes the env was lost on", () => {
+    const h = new SchedulerHarness([{ name: "a" }, { name: "b" }]);
+    expect(h.run(request("e", { exclude: ["a"] })).node).toBe("b");
+  });
+});

@@ -1,0 +1,123 @@
+/**
+ * Placement as a pure function (after Nomad's scheduler): filters reject
+ * nodes with a reason each, then the survivors are scored and the best wins.
+ * No I/O, no clock, no randomness: the same view and request give the same
+ * plan, which is what the tests and `env describe` rely on.
+ */
+import type { ClusterView, NodeScore, NodeView, Plan, Rejection, ScheduleRequest } from "./view.js";
+
+/** Weights of the score parts; exported for tests and tuning. */
+export const WEIGHTS = {
+  /** Holding the base version beats any load difference: no propagation needed. */
+  baseLocal: 10,
+  /** Spread or binpack, in [0, 1]. */
+  fit: 5,
+  /** Per env of the same group already on the node. */
+  antiAffinity: 8,
+};
+
+type Filter = (n: NodeView, r: ScheduleRequest, ctx: FilterContext) => string | undefined;
+
+interface FilterContext {
+  /** Some ready node holds the version (it could be propagated from there). */
+  heldSomewhere: boolean;
+  propagation: boolean;
+}
+
+const FILTERS: Filter[] = [
+  (n, r) => (r.node && n.name !== r.node ? `env is pinned to node ${r.node}` : undefined),
+  (n, r) => (r.exclude?.includes(n.name) ? "excluded for this env (it was lost there)" : undefined),
+  (n) => (n.ready ? undefined : "node is NotReady"),
+  (n) => (n.cordoned ? "node is cordoned" : undefined),
+  (n) => (n.draining ? "node is draining" : undefined),
+  (n, r) => {
+    for (const [k, v] of Object.entries(r.nodeSelector ?? {})) {
+      if (n.labels[k] !== v) return `label ${k}=${v} not matched (${k}=${n.labels[k] ?? "<unset>"})`;
+    }
+    return undefined;
+  },
+  (n, r) => {
+    if (r.memoryBytes <= 0 || n.capacity.memoryBytes <= 0) return undefined;
+    const free = n.capacity.memoryBytes - n.allocated.memoryBytes;
+    return r.memoryBytes > free
+      ? `insufficient memory: wants ${fmt(r.memoryBytes)}, ${fmt(Math.max(0, free))} unallocated of ${fmt(n.capacity.memoryBytes)}`
+      : undefined;
+  },
+  (n, r) => {
+    if (r.diskBytes <= 0) return undefined;
+    const unallocated = n.capacity.poolSizeBytes - n.allocated.diskBytes;
+    const free = Math.min(unallocated, n.capacity.poolFreeBytes);
+    return r.diskBytes > free
+      ? `insufficient pool space: wants ${fmt(r.diskBytes)}, ${fmt(Math.max(0, free))} available`
+      : undefined;
+  },
+  (n, r, ctx) => {
+    const ref = `${r.base}@${r.version}`;
+    if (n.baseVersions.has(ref)) return undefined;
+    if (!ctx.heldSomewhere) return `base ${ref} is not held by any ready node`;
+    if (!ctx.propagation) return `base ${ref} is not on this node (propagation is not enabled)`;
+    return undefined;
+  },
+];
+
+export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
+  const ref = `${req.base}@${req.version}`;
+  const ctx: FilterContext = {
+    heldSomewhere: view.nodes.some((n) => n.ready && n.baseVersions.has(ref)),
+    propagation: view.propagation,
+  };
+  const rejections: Rejection[] = [];
+  const feasible: NodeView[] = [];
+  for (const n of view.nodes) {
+    let reason: string | undefined;
+    for (const f of FILTERS) {
+      reason = f(n, req, ctx);
+      if (reason) break;
+    }
+    if (reason) rejections.push({ node: n.name, reason });
+    else feasible.push(n);
+  }
+  if (req.node && !view.nodes.some((n) => n.name === req.node)) {
+    rejections.push({ node: req.node, reason: "no such node" });
+  }
+  if (feasible.length === 0) return { rejections, scores: [] };
+
+  const maxEnvs = Math.max(1, ...feasible.map((n) => n.allocated.envs + 1));
+  const scores: NodeScore[] = feasible.map((n) => score(n, req, ref, maxEnvs));
+  scores.sort((a, b) => b.score - a.score || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  const best = scores[0]!;
+  const chosen = feasible.find((n) => n.name === best.node)!;
+  return {
+    node: best.node,
+    needsPropagation: !chosen.baseVersions.has(ref),
+    rejections,
+    scores,
+  };
+}
+
+function score(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number): NodeScore {
+  const baseLocal = n.baseVersions.has(ref) ? 1 : 0;
+  const memUtil =
+    n.capacity.memoryBytes > 0 ? Math.min(1, (n.allocated.memoryBytes + req.memoryBytes) / n.capacity.memoryBytes) : 0;
+  const envLoad = (n.allocated.envs + 1) / (maxEnvs + 1);
+  const load = n.capacity.memoryBytes > 0 ? (memUtil + envLoad) / 2 : envLoad;
+  const fit = req.strategy === "binpack" ? load : 1 - load;
+  const same = req.group ? (n.groups.get(req.group) ?? 0) : 0;
+  const parts = {
+    baseLocal: baseLocal * WEIGHTS.baseLocal,
+    fit: fit * WEIGHTS.fit,
+    antiAffinity: -same * WEIGHTS.antiAffinity,
+  };
+  return { node: n.name, score: parts.baseLocal + parts.fit + parts.antiAffinity, parts };
+}
+
+function fmt(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)}${units[i]}`;
+}

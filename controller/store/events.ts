@@ -1,0 +1,89 @@
+/**
+ * The cluster event stream: `events/<ms>-<writer>-<seq>` keys that expire.
+ * Every event is bound to a lease granted per time bucket (one lease per
+ * writer per bucket, not per event), so etcd drops old events by itself and
+ * the lease count stays small. Lost events are acceptable (best effort),
+ * so writes are unconditional and failures are logged, not thrown.
+ */
+import { Event } from "../../proto/gen/protoctl/v1/types.js";
+import { protoJson } from "./codec.js";
+import type { Keys } from "./keys.js";
+import type { Kv, WatchEvent } from "./kv.js";
+
+const codec = protoJson(Event);
+
+export class EventLog {
+  private seq = 0;
+  private bucket = -1;
+  private leaseId: Promise<string> | undefined;
+
+  constructor(
+    private readonly kv: Kv,
+    private readonly keys: Keys,
+    private readonly writer: string,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  private lease(now: number): Promise<string> {
+    const bucketMs = Math.max(1000, Math.floor((this.ttlSeconds * 1000) / 6));
+    const b = Math.floor(now / bucketMs);
+    if (b !== this.bucket || !this.leaseId) {
+      this.bucket = b;
+      const lease = this.kv.client.lease(this.ttlSeconds + Math.ceil(bucketMs / 1000), { autoKeepAlive: false });
+      this.leaseId = lease.grant().then((id) => {
+        lease.release();
+        return id;
+      });
+      this.leaseId.catch(() => {
+        this.leaseId = undefined;
+      });
+    }
+    return this.leaseId;
+  }
+
+  /** Records an event; resolves false when it could not be written. */
+  async emit(e: Omit<Event, "timeMs" | "revision" | "attributes" | "node"> & Partial<Event>): Promise<boolean> {
+    const now = Date.now();
+    const ev: Event = { timeMs: now, node: "", attributes: {}, revision: 0, ...e };
+    try {
+      const lease = await this.lease(now);
+      const key = this.keys.event(now, sanitize(this.writer), this.seq++);
+      await this.kv.commit({ conditions: [], writes: [{ op: "put", key, value: codec.encode(ev), lease }] });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async list(sinceRevision = 0): Promise<{ events: Event[]; revision: number }> {
+    const r = await this.kv.list(this.keys.folder("events"), codec);
+    const events = r.items
+      .filter((it) => it.modRevision > sinceRevision)
+      .map((it) => ({ ...it.value, revision: it.modRevision }));
+    return { events, revision: r.revision };
+  }
+
+  watch(fromRevision: number, cb: (events: Event[]) => void, onError?: (e: Error) => void) {
+    return this.kv.watch(
+      this.keys.folder("events"),
+      fromRevision,
+      (evs: WatchEvent[]) => {
+        const out: Event[] = [];
+        for (const w of evs) {
+          if (w.type !== "put" || !w.value) continue;
+          try {
+            out.push({ ...codec.decode(w.value), revision: w.modRevision });
+          } catch {
+            // skip undecodable
+          }
+        }
+        if (out.length) cb(out);
+      },
+      onError,
+    );
+  }
+}
+
+function sanitize(s: string): string {
+  return s.replace(/[^a-zA-Z0-9_.-]/g, "_").slice(0, 40);
+}

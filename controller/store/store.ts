@@ -1,0 +1,290 @@
+/**
+ * ClusterStore: the controller's typed repository over etcd. One Collection
+ * per folder of the key layout (keys.ts), each with a codec; cross-object
+ * writes go through Kv.commit / TxnBatcher with mod-revision conditions.
+ */
+import { Etcd3 } from "etcd3";
+import { alreadyExists, notFound } from "../../common/errors.js";
+import type { ObjectKind } from "../../common/names.js";
+import {
+  Attachment,
+  Base,
+  BaseVersion,
+  EnvSpec,
+  EnvStatus,
+  Export,
+  Lab,
+  Layer,
+  LayerSpec,
+  Node,
+} from "../../proto/gen/protoctl/v1/types.js";
+import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
+import { type Codec, plainJson, protoJson } from "./codec.js";
+import { EventLog } from "./events.js";
+import { type Folder, Keys } from "./keys.js";
+import { Kv, TxnBatcher, type Versioned, type Write, type WatchEvent } from "./kv.js";
+
+/** A join token as stored: only its hash is the key. */
+export interface TokenRecord {
+  createdMs: number;
+  expiresMs: number;
+  labels: Record<string, string>;
+}
+
+/** Value of a node's lease-bound liveness key. */
+export interface AliveRecord {
+  controller: string;
+  sinceMs: number;
+}
+
+export interface LayerRecord {
+  layer: Layer;
+  spec: LayerSpec;
+}
+
+const layerCodec: Codec<LayerRecord> = {
+  encode: (v) => Buffer.from(JSON.stringify({ layer: Layer.toJSON(v.layer), spec: LayerSpec.toJSON(v.spec) })),
+  decode: (raw) => {
+    const o = JSON.parse(raw.toString("utf8")) as { layer: unknown; spec: unknown };
+    return { layer: Layer.fromJSON(o.layer), spec: LayerSpec.fromJSON(o.spec) };
+  },
+};
+
+export const codecs = {
+  node: protoJson(Node),
+  inventory: protoJson(NodeHeartbeat),
+  alive: plainJson<AliveRecord>(),
+  token: plainJson<TokenRecord>(),
+  base: protoJson(Base),
+  baseVersion: protoJson(BaseVersion),
+  layer: layerCodec,
+  envSpec: protoJson(EnvSpec),
+  envStatus: protoJson(EnvStatus),
+  lab: protoJson(Lab),
+  export: protoJson(Export),
+  attachment: protoJson(Attachment),
+};
+
+/** Typed access to one flat folder of the layout, keyed by object name. */
+export class Collection<T> {
+  constructor(
+    readonly kv: Kv,
+    readonly keys: Keys,
+    readonly folder: Folder,
+    readonly codec: Codec<T>,
+    readonly kind: ObjectKind,
+    private readonly keyOf: (name: string) => string,
+  ) {}
+
+  key(name: string): string {
+    return this.keyOf(name);
+  }
+
+  prefix(): string {
+    return this.keys.folder(this.folder);
+  }
+
+  nameOf(key: string): string | undefined {
+    return this.keys.nameOf(this.folder, key);
+  }
+
+  get(name: string): Promise<Versioned<T> | undefined> {
+    return this.kv.get(this.key(name), this.codec);
+  }
+
+  async mustGet(name: string): Promise<Versioned<T>> {
+    const v = await this.get(name);
+    if (!v) {
+      throw notFound(`${this.kind} ${name} not found`, {
+        reason: `${this.kind.toUpperCase()}_NOT_FOUND`,
+        subject: `${this.kind}/${name}`,
+        hint: `see \`protoctl ${this.kind} ls\``,
+      });
+    }
+    return v;
+  }
+
+  list(): Promise<{ items: Versioned<T>[]; revision: number }> {
+    return this.kv.list(this.prefix(), this.codec);
+  }
+
+  /** Creates the object; ALREADY_EXISTS when the name is taken. */
+  async create(name: string, value: T, extra: Write[] = []): Promise<Versioned<T>> {
+    const key = this.key(name);
+    const r = await this.kv.commit({
+      conditions: [{ key, modRevision: 0 }],
+      writes: [{ op: "put", key, value: this.codec.encode(value) }, ...extra],
+    });
+    if (!r.succeeded) {
+      throw alreadyExists(`${this.kind} ${name} already exists`, {
+        reason: "NAME_IN_USE",
+        subject: `${this.kind}/${name}`,
+      });
+    }
+    return { key, value, modRevision: r.revision, createRevision: r.revision, lease: "0" };
+  }
+
+  async put(name: string, value: T, lease?: string): Promise<number> {
+    const r = await this.kv.commit({
+      conditions: [],
+      writes: [{ op: "put", key: this.key(name), value: this.codec.encode(value), lease }],
+    });
+    return r.revision;
+  }
+
+  /** Read-modify-write with retry on conflict; fn returns undefined to leave the object as is. */
+  update(name: string, fn: (cur: T | undefined) => T | undefined): Promise<Versioned<T> | undefined> {
+    return this.kv.update(this.key(name), this.codec, fn);
+  }
+
+  /** Like update, but NOT_FOUND when the object does not exist. */
+  async modify(name: string, fn: (cur: T) => T | undefined): Promise<Versioned<T>> {
+    let missing = false;
+    const r = await this.update(name, (cur) => {
+      if (cur === undefined) {
+        missing = true;
+        return undefined;
+      }
+      return fn(cur);
+    });
+    if (missing || !r) return this.mustGet(name);
+    return r;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const res = await this.kv.client.kv.deleteRange({ key: Buffer.from(this.key(name)) });
+    return Number(res.deleted) > 0;
+  }
+
+  watch(
+    fromRevision: number | undefined,
+    cb: (events: WatchEvent[], revision: number) => void,
+    onError?: (err: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return this.kv.watch(this.prefix(), fromRevision, cb, onError);
+  }
+}
+
+export interface StoreOptions {
+  endpoints: string[];
+  prefix?: string;
+  /** Id of the process writing events (controller id). */
+  writer?: string;
+  eventTtlSeconds?: number;
+}
+
+export class ClusterStore {
+  readonly client: Etcd3;
+  readonly keys: Keys;
+  readonly kv: Kv;
+  readonly batcher: TxnBatcher;
+  readonly events: EventLog;
+  readonly nodes: Collection<Node>;
+  readonly inventory: Collection<NodeHeartbeat>;
+  readonly alive: Collection<AliveRecord>;
+  readonly bases: Collection<Base>;
+  readonly layers: Collection<LayerRecord>;
+  readonly envSpecs: Collection<EnvSpec>;
+  readonly envStatus: Collection<EnvStatus>;
+  readonly labs: Collection<Lab>;
+
+  constructor(opts: StoreOptions) {
+    this.client = new Etcd3({ hosts: opts.endpoints, dialTimeout: 3000 });
+    this.keys = new Keys(opts.prefix);
+    this.kv = new Kv(this.client);
+    this.batcher = new TxnBatcher(this.kv);
+    this.events = new EventLog(this.kv, this.keys, opts.writer ?? "controller", opts.eventTtlSeconds ?? 3600);
+    const k = this.keys;
+    const c = <T>(folder: Folder, codec: Codec<T>, kind: ObjectKind, keyOf: (n: string) => string) =>
+      new Collection<T>(this.kv, k, folder, codec, kind, keyOf);
+    this.nodes = c("nodes", codecs.node, "node", (n) => k.node(n));
+    this.inventory = c("nodeInventory", codecs.inventory, "node", (n) => k.nodeInventory(n));
+    this.alive = c("nodeAlive", codecs.alive, "node", (n) => k.nodeAlive(n));
+    this.bases = c("bases", codecs.base, "base", (n) => k.base(n));
+    this.layers = c("layers", codecs.layer, "layer", (n) => k.layer(n));
+    this.envSpecs = c("envSpecs", codecs.envSpec, "env", (n) => k.envSpec(n));
+    this.envStatus = c("envStatus", codecs.envStatus, "env", (n) => k.envStatus(n));
+    this.labs = c("labs", codecs.lab, "lab", (n) => k.lab(n));
+  }
+
+  // ---- tokens (keyed by hash) ----
+
+  async putToken(hashHex: string, rec: TokenRecord, ttlSeconds: number): Promise<void> {
+    const lease = this.client.lease(Math.max(1, ttlSeconds), { autoKeepAlive: false });
+    const id = await lease.grant();
+    await this.kv.commit({
+      conditions: [],
+      writes: [{ op: "put", key: this.keys.token(hashHex), value: codecs.token.encode(rec), lease: id }],
+    });
+    lease.release();
+  }
+
+  async getToken(hashHex: string): Promise<TokenRecord | undefined> {
+    return (await this.kv.get(this.keys.token(hashHex), codecs.token))?.value;
+  }
+
+  // ---- base versions ----
+
+  async listBaseVersions(base?: string): Promise<Versioned<BaseVersion>[]> {
+    const prefix = base ? this.keys.baseVersionsOf(base) : this.keys.folder("baseVersions");
+    return (await this.kv.list(prefix, codecs.baseVersion)).items;
+  }
+
+  getBaseVersion(base: string, version: number): Promise<Versioned<BaseVersion> | undefined> {
+    return this.kv.get(this.keys.baseVersion(base, version), codecs.baseVersion);
+  }
+
+  /**
+   * Records a base version (from an import/build result or a heartbeat) and
+   * bumps the base's `latest`, both under conditions so two writers agree.
+   */
+  async recordBaseVersion(bv: BaseVersion): Promise<void> {
+    const stored: BaseVersion = { ...bv, nodes: [], users: [] };
+    await this.kv.update(this.keys.baseVersion(bv.base, bv.version), codecs.baseVersion, (cur) =>
+      cur ? undefined : stored,
+    );
+    await this.bases.update(bv.base, (cur) => {
+      if (cur && cur.latest >= bv.version) return undefined;
+      return { name: bv.base, versions: [], latest: bv.version };
+    });
+  }
+
+  async deleteBaseVersion(base: string, version: number): Promise<void> {
+    await this.kv.commit({ conditions: [], writes: [{ op: "delete", key: this.keys.baseVersion(base, version) }] });
+  }
+
+  // ---- exports and attachments (propagation; written by the push loop) ----
+
+  listExports(): Promise<Versioned<Export>[]> {
+    return this.kv.list(this.keys.folder("exports"), codecs.export).then((r) => r.items);
+  }
+
+  async putExport(e: Export): Promise<void> {
+    await this.kv.commit({
+      conditions: [],
+      writes: [{ op: "put", key: this.keys.export(e.base, e.version, e.node), value: codecs.export.encode(e) }],
+    });
+  }
+
+  listAttachments(): Promise<Versioned<Attachment>[]> {
+    return this.kv.list(this.keys.folder("attachments"), codecs.attachment).then((r) => r.items);
+  }
+
+  async putAttachment(a: Attachment): Promise<void> {
+    await this.kv.commit({
+      conditions: [],
+      writes: [
+        { op: "put", key: this.keys.attachment(a.base, a.version, a.node), value: codecs.attachment.encode(a) },
+      ],
+    });
+  }
+
+  /** Deletes every key under the prefix (tests, `protoctl down --purge`). */
+  async purge(): Promise<void> {
+    await this.kv.commit({ conditions: [], writes: [{ op: "delete", key: this.keys.prefix, prefix: true }] });
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+}
