@@ -42,9 +42,13 @@ export function expandMachineName(template: string, count?: number): ExpandResul
     const [a, b] = [m[1]!, m[2]!];
     const from = Number(a);
     const to = Number(b);
-    if (from > to) return { ok: false, error: `range {${a}..${b}} in '${template}' counts down; write {${b}..${a}}` };
+    if (from > to)
+      return { ok: false, error: `range {${a}..${b}} in '${template}' counts down; write {${b}..${a}}` };
     if (to - from + 1 > MAX_EXPANSION) {
-      return { ok: false, error: `range {${a}..${b}} in '${template}' gives more than ${MAX_EXPANSION} machines` };
+      return {
+        ok: false,
+        error: `range {${a}..${b}} in '${template}' gives more than ${MAX_EXPANSION} machines`,
+      };
     }
     // Like bash: a leading zero on either bound pads every number to the longer width.
     const padded = (a.length > 1 && a.startsWith("0")) || (b.length > 1 && b.startsWith("0"));

@@ -51,7 +51,10 @@ export function parseSubnet(text: string): SubnetParse {
   }
   const prefix = Number(p);
   if (prefix < MIN_PREFIX || prefix > MAX_PREFIX) {
-    return { ok: false, error: `subnet '${text}' must have a prefix between /${MIN_PREFIX} and /${MAX_PREFIX}` };
+    return {
+      ok: false,
+      error: `subnet '${text}' must have a prefix between /${MIN_PREFIX} and /${MAX_PREFIX}`,
+    };
   }
   const network = (addr & maskOf(prefix)) >>> 0;
   if (network !== addr) {
@@ -102,7 +105,10 @@ export function usableCount(s: Subnet): number {
 const SPECIAL: Array<{ subnet: Subnet; what: string }> = [
   { subnet: { network: 0, prefix: 8 }, what: "'this network' (0.0.0.0/8)" },
   { subnet: { network: 127 * 2 ** 24, prefix: 8 }, what: "loopback (127.0.0.0/8)" },
-  { subnet: { network: (169 * 2 ** 24 + 254 * 2 ** 16) >>> 0, prefix: 16 }, what: "link-local (169.254.0.0/16)" },
+  {
+    subnet: { network: (169 * 2 ** 24 + 254 * 2 ** 16) >>> 0, prefix: 16 },
+    what: "link-local (169.254.0.0/16)",
+  },
   { subnet: { network: 224 * 2 ** 24, prefix: 4 }, what: "multicast (224.0.0.0/4)" },
   { subnet: { network: 240 * 2 ** 24, prefix: 4 }, what: "reserved (240.0.0.0/4)" },
 ];

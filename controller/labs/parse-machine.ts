@@ -5,8 +5,8 @@
  */
 import type { Node } from "yaml";
 import { parseSize } from "../../common/config.js";
-import { isValidName, parseVersionRef } from "../../common/names.js";
 import { ProtoctlError } from "../../common/errors.js";
+import { isValidName, parseVersionRef } from "../../common/names.js";
 import type { LabFileSpec, LabResources } from "./spec-types.js";
 import { type Entry, join, rawSource, type SpecReader } from "./yaml-reader.js";
 
@@ -103,7 +103,11 @@ export function readMachine(
       try {
         m.base = parseVersionRef("base", s);
       } catch (err) {
-        r.error(base.value, join(path, "base"), `base '${s}': ${ProtoctlError.from(err).message}; write NAME or NAME@N`);
+        r.error(
+          base.value,
+          join(path, "base"),
+          `base '${s}': ${ProtoctlError.from(err).message}; write NAME or NAME@N`,
+        );
       }
     }
   }
@@ -132,7 +136,8 @@ export function readMachine(
   const node = get("node");
   if (node && !r.isNull(node.value)) {
     const s = r.str(node.value, join(path, "node"), "node");
-    if (s !== undefined && !isValidName(s)) r.error(node.value, join(path, "node"), `invalid node name '${s}'`);
+    if (s !== undefined && !isValidName(s))
+      r.error(node.value, join(path, "node"), `invalid node name '${s}'`);
     else if (s !== undefined) m.node = s;
   }
 
@@ -142,7 +147,8 @@ export function readMachine(
       const p = join(join(path, "nodeSelector"), e.key);
       const v = r.str(e.value, p, `label '${e.key}'`, true);
       if (!LABEL_KEY.test(e.key)) r.error(e.keyNode, p, `invalid node label key '${e.key}'`);
-      else if (v !== undefined && !LABEL_VALUE.test(v)) r.error(e.value, p, `invalid value '${v}' for node label`);
+      else if (v !== undefined && !LABEL_VALUE.test(v))
+        r.error(e.value, p, `invalid value '${v}' for node label`);
       else if (v !== undefined) m.nodeSelector[e.key] = v;
     }
   }
@@ -153,7 +159,7 @@ export function readMachine(
       const p = join(join(path, "env"), e.key);
       const v = r.isNull(e.value) ? "" : r.str(e.value, p, `env value of ${e.key}`, true);
       if (!ENV_KEY.test(e.key)) r.error(e.keyNode, p, `invalid environment variable name '${e.key}'`);
-      else if (v !== undefined && v.includes("\0")) r.error(e.value, p, `env value of ${e.key} holds a NUL byte`);
+      else if (v?.includes("\0")) r.error(e.value, p, `env value of ${e.key} holds a NUL byte`);
       else if (v !== undefined) m.env[e.key] = v;
     }
   }
@@ -251,7 +257,8 @@ function readFile(r: SpecReader, node: Node, path: string): LabFileSpec | undefi
   let enc = "utf8";
   if (encoding) {
     enc = r.str(encoding.value, join(path, "encoding"), "encoding") ?? "utf8";
-    if (enc !== "utf8" && enc !== "base64") r.error(encoding.value, join(path, "encoding"), "encoding is utf8 or base64");
+    if (enc !== "utf8" && enc !== "base64")
+      r.error(encoding.value, join(path, "encoding"), "encoding is utf8 or base64");
   }
   if (content) {
     const text = r.isNull(content.value) ? "" : r.str(content.value, join(path, "content"), "content", true);
@@ -276,17 +283,23 @@ function readFile(r: SpecReader, node: Node, path: string): LabFileSpec | undefi
   if (modeEntry) {
     const parsed = readMode(r, modeEntry.value);
     if (parsed === undefined) {
-      r.error(modeEntry.value, join(path, "mode"), "mode must be octal permission bits like 0644 or \"0755\"");
+      r.error(modeEntry.value, join(path, "mode"), 'mode must be octal permission bits like 0644 or "0755"');
     } else mode = parsed;
   }
   if (r.issues.length !== before || filePath === undefined) return undefined;
-  return { path: filePath, mode, ...(contentBase64 !== undefined ? { contentBase64 } : {}), ...(src ? { source: src } : {}) };
+  return {
+    path: filePath,
+    mode,
+    ...(contentBase64 !== undefined ? { contentBase64 } : {}),
+    ...(src ? { source: src } : {}),
+  };
 }
 
 /** Modes are always read as octal digits: `0644`, `644`, `"0755"` and `0o755` all mean what they look like. */
 function readMode(r: SpecReader, node: Node | null): number | undefined {
   const n = r.resolve(node) as { value?: unknown } | null;
-  const text = rawSource(n as Node | null) ?? (n?.value === undefined || n?.value === null ? "" : String(n.value));
+  const text =
+    rawSource(n as Node | null) ?? (n?.value === undefined || n?.value === null ? "" : String(n.value));
   const m = /^["']?(?:0o)?([0-7]{1,4})["']?$/.exec(text.trim());
   return m ? Number.parseInt(m[1]!, 8) : undefined;
 }
@@ -329,7 +342,13 @@ function readNetworkRefs(r: SpecReader, node: Node | null, path: string): Networ
         r.checkKeys(es, ["name", "address"], p, "a network entry");
         const nameE = es.find((e) => e.key === "name");
         if (!nameE) r.error(it, p, "a network entry needs a name");
-        else add(r.str(nameE.value, join(p, "name"), "network name"), nameE.value ?? it, es.find((e) => e.key === "address")?.value ?? null, p);
+        else
+          add(
+            r.str(nameE.value, join(p, "name"), "network name"),
+            nameE.value ?? it,
+            es.find((e) => e.key === "address")?.value ?? null,
+            p,
+          );
       } else add(r.str(it, p, "network name"), it, null, p);
     });
     return out;

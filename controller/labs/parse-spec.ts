@@ -24,7 +24,7 @@ import {
   usableCount,
 } from "./ipv4.js";
 import { type MachineTemplate, readMachine } from "./parse-machine.js";
-import type { LabMachineSpec, LabNetworkSpec, LabSpec, LabSpecIssue } from "./spec-types.js";
+import type { LabMachineSpec, LabSpec, LabSpecIssue } from "./spec-types.js";
 import { join, SpecReader } from "./yaml-reader.js";
 
 export type LabSpecResult =
@@ -40,7 +40,12 @@ const MAX_MACHINES = 1000;
  */
 export function parseLabSpec(text: string): LabSpecResult {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, merge: true, keepSourceTokens: true, uniqueKeys: true });
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    merge: true,
+    keepSourceTokens: true,
+    uniqueKeys: true,
+  });
   const syntax: LabSpecIssue[] = doc.errors.map((e) => ({
     line: e.linePos?.[0].line ?? 0,
     col: e.linePos?.[0].col ?? 0,
@@ -69,7 +74,8 @@ export function parseLabSpec(text: string): LabSpecResult {
     else if (s !== undefined) lab = s;
   }
   const descE = get("description");
-  const description = descE && !r.isNull(descE.value) ? (r.str(descE.value, "description", "description") ?? "") : "";
+  const description =
+    descE && !r.isNull(descE.value) ? (r.str(descE.value, "description", "description") ?? "") : "";
 
   const networks = readNetworks(r, get("networks")?.value ?? null);
   const machinesE = get("machines");
@@ -95,17 +101,22 @@ export function loadLabSpec(text: string, file = "lab.yaml"): { spec: LabSpec; d
   if (res.ok) return { spec: res.spec, digest: res.digest };
   const lines = formatIssues(res.issues, file);
   const count = res.issues.length;
-  throw invalidArgument(`${file}: ${count} problem${count === 1 ? "" : "s"} in the lab spec\n${lines.join("\n")}`, {
-    reason: "INVALID_LAB_SPEC",
-    subject: `lab/${file}`,
-    hint: "fix the lines above; the format is described in docs/labs.md",
-    output: lines.join("\n"),
-  });
+  throw invalidArgument(
+    `${file}: ${count} problem${count === 1 ? "" : "s"} in the lab spec\n${lines.join("\n")}`,
+    {
+      reason: "INVALID_LAB_SPEC",
+      subject: `lab/${file}`,
+      hint: "fix the lines above; the format is described in docs/labs.md",
+      output: lines.join("\n"),
+    },
+  );
 }
 
 /** "lab.yaml:12:5: message" per issue, like a compiler. */
 export function formatIssues(issues: LabSpecIssue[], file = "lab.yaml"): string[] {
-  return issues.map((i) => (i.line > 0 ? `${file}:${i.line}:${i.col}: ${i.message}` : `${file}: ${i.message}`));
+  return issues.map((i) =>
+    i.line > 0 ? `${file}:${i.line}:${i.col}: ${i.message}` : `${file}: ${i.message}`,
+  );
 }
 
 /** Digest of the whole (expanded) spec: equal digests mean nothing to apply. */
@@ -123,7 +134,13 @@ interface NetworkDef {
 
 function readNetworks(r: SpecReader, node: Node | null): NetworkDef[] {
   if (r.isNull(node)) return [];
-  const raw: Array<{ name: string | undefined; nameNode: Node; subnet: Node | null; itemNode: Node; path: string }> = [];
+  const raw: Array<{
+    name: string | undefined;
+    nameNode: Node;
+    subnet: Node | null;
+    itemNode: Node;
+    path: string;
+  }> = [];
   if (r.isSeq(node)) {
     (r.items(node, "networks", "networks") ?? []).forEach((it, i) => {
       const p = join("networks", i);
@@ -165,7 +182,11 @@ function readNetworks(r: SpecReader, node: Node | null): NetworkDef[] {
       continue;
     }
     if (r.isNull(n.subnet)) {
-      r.error(n.subnet ?? n.itemNode, join(n.path, "subnet"), `network '${n.name}' needs a subnet (CIDR, e.g. 10.10.1.0/24)`);
+      r.error(
+        n.subnet ?? n.itemNode,
+        join(n.path, "subnet"),
+        `network '${n.name}' needs a subnet (CIDR, e.g. 10.10.1.0/24)`,
+      );
       continue;
     }
     const text = r.str(n.subnet, join(n.path, "subnet"), "subnet");
@@ -228,7 +249,11 @@ function readMachines(r: SpecReader, node: Node | null): MachineTemplate[] {
     const es = r.entries(e.value, p, `machine '${e.key}'`);
     if (!es) continue;
     if (es.some((x) => x.key === "name")) {
-      r.error(es.find((x) => x.key === "name")!.keyNode, p, "in the mapping form the key is the machine name; drop 'name'");
+      r.error(
+        es.find((x) => x.key === "name")!.keyNode,
+        p,
+        "in the mapping form the key is the machine name; drop 'name'",
+      );
       continue;
     }
     const m = readMachine(r, e.key, e.keyNode, es, p);
@@ -245,7 +270,11 @@ function expandAll(r: SpecReader, lab: string, templates: MachineTemplate[]): La
     const path = join("machines", t.template);
     const res = expandMachineName(t.template, t.count);
     if (!res.ok) {
-      r.error(res.error.startsWith("count") ? (t.countNode ?? t.templateNode) : t.templateNode, path, res.error);
+      r.error(
+        res.error.startsWith("count") ? (t.countNode ?? t.templateNode) : t.templateNode,
+        path,
+        res.error,
+      );
       continue;
     }
     for (const { name, index } of res.names) {
@@ -290,9 +319,15 @@ function expandAll(r: SpecReader, lab: string, templates: MachineTemplate[]): La
         }),
         networks: t.networks.map((n) => {
           const a = n.address === undefined ? undefined : parseIPv4(n.address.replace(/\/\d+$/, ""));
-          return a === undefined ? { network: n.network } : { network: n.network, address: formatIPv4(a + offset) };
+          return a === undefined
+            ? { network: n.network }
+            : { network: n.network, address: formatIPv4(a + offset) };
         }),
-        ports: t.ports.map((p) => ({ protocol: p.protocol, hostPort: p.hostPort + offset, containerPort: p.containerPort })),
+        ports: t.ports.map((p) => ({
+          protocol: p.protocol,
+          hostPort: p.hostPort + offset,
+          containerPort: p.containerPort,
+        })),
       });
     }
   }
@@ -324,7 +359,11 @@ function checkMembership(
       const net = byName.get(ref.network);
       if (!net) {
         const known = networks.map((x) => x.name);
-        r.error(ref.node, p, `machine '${t.template}' joins unknown network '${ref.network}'${knownList(known)}`);
+        r.error(
+          ref.node,
+          p,
+          `machine '${t.template}' joins unknown network '${ref.network}'${knownList(known)}`,
+        );
         continue;
       }
       if (ref.address === undefined) continue;
@@ -335,7 +374,11 @@ function checkMembership(
         continue;
       }
       if (m[2] !== undefined && Number(m[2]) !== net.subnet.prefix) {
-        r.error(ref.addressNode, p, `address '${ref.address}' has prefix /${m[2]} but network '${net.name}' is ${formatSubnet(net.subnet)}`);
+        r.error(
+          ref.addressNode,
+          p,
+          `address '${ref.address}' has prefix /${m[2]} but network '${net.name}' is ${formatSubnet(net.subnet)}`,
+        );
         continue;
       }
       for (let i = 0; i < n; i++) {
@@ -344,16 +387,28 @@ function checkMembership(
         const who = expanded[i]?.name ?? t.template;
         const range = n > 1 ? ` (machine '${who}' gets ${shown})` : "";
         if (!contains(net.subnet, a)) {
-          r.error(ref.addressNode, p, `address ${shown}${range} is outside ${formatSubnet(net.subnet)} of network '${net.name}'`);
+          r.error(
+            ref.addressNode,
+            p,
+            `address ${shown}${range} is outside ${formatSubnet(net.subnet)} of network '${net.name}'`,
+          );
           break;
         }
         if (isReserved(net.subnet, a)) {
-          r.error(ref.addressNode, p, `address ${shown}${range} is reserved in ${formatSubnet(net.subnet)} (${reservedWhat(net.subnet, a)})`);
+          r.error(
+            ref.addressNode,
+            p,
+            `address ${shown}${range} is reserved in ${formatSubnet(net.subnet)} (${reservedWhat(net.subnet, a)})`,
+          );
           break;
         }
         const taken = used.get(net.name)!.get(a);
         if (taken !== undefined) {
-          r.error(ref.addressNode, p, `address ${shown} on network '${net.name}' is already given to machine '${taken}'`);
+          r.error(
+            ref.addressNode,
+            p,
+            `address ${shown} on network '${net.name}' is already given to machine '${taken}'`,
+          );
           break;
         }
         used.get(net.name)!.set(a, who);
@@ -375,16 +430,25 @@ function checkMembership(
     const path = join("machines", t.template);
     const expanded = machines.filter((m) => m.template === t.template);
     if (t.ports.length > 0 && t.networks.length === 0) {
-      r.error(t.ports[0]!.node, join(path, "ports"), `machine '${t.template}' forwards ports but joins no network`);
+      r.error(
+        t.ports[0]!.node,
+        join(path, "ports"),
+        `machine '${t.template}' forwards ports but joins no network`,
+      );
     }
     t.ports.forEach((p, i) => {
       expanded.forEach((m, k) => {
         const host = p.hostPort + k;
         const key = `${p.protocol}/${host}`;
         const shown = expanded.length > 1 ? ` (machine '${m.name}' gets ${host})` : "";
-        if (host > 65535) r.error(p.node, join(join(path, "ports"), i), `host port ${host}${shown} is above 65535`);
+        if (host > 65535)
+          r.error(p.node, join(join(path, "ports"), i), `host port ${host}${shown} is above 65535`);
         else if (ports.has(key)) {
-          r.error(p.node, join(join(path, "ports"), i), `host port ${key}${shown} is already forwarded to machine '${ports.get(key)}'`);
+          r.error(
+            p.node,
+            join(join(path, "ports"), i),
+            `host port ${key}${shown} is already forwarded to machine '${ports.get(key)}'`,
+          );
         } else ports.set(key, m.name);
       });
     });
@@ -402,7 +466,10 @@ function knownList(names: string[]): string {
 }
 
 function nameRule(kind: string, name: string, shown = `'${name}'`): string {
-  const why = name.length > 63 ? `is ${name.length} characters, above 63` : "may use only a-z, 0-9 and '-', starting with a letter or digit";
+  const why =
+    name.length > 63
+      ? `is ${name.length} characters, above 63`
+      : "may use only a-z, 0-9 and '-', starting with a letter or digit";
   return `invalid ${kind} name ${shown}: it ${why}`;
 }
 
