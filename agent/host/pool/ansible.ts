@@ -1,0 +1,141 @@
+/**
+ * Runs an Ansible playbook against a directory tree. ansible-core ships no
+ * chroot connection (that one lives in community.general, not installed
+ * here), so the agent brings a tiny connection plugin that runs each command
+ * with `systemd-nspawn --pipe` on the tree: the tasks see /proc, /dev and
+ * the host network like a real machine, and nothing is installed on the host
+ * beyond ansible-core. Pipelining is on, so a task costs one nspawn start.
+ * The playbook runs on the host from the recipe dir staged inside the tree
+ * and should target `hosts: all`.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnProcess } from "../../../common/exec.js";
+import type { ProgressFn } from "../interfaces.js";
+
+const PLUGIN = `# protoctl: run Ansible tasks in a directory tree through systemd-nspawn
+from __future__ import annotations
+import os
+import subprocess
+
+from ansible.plugins.connection import ConnectionBase
+
+DOCUMENTATION = """
+name: protoctl_nspawn
+short_description: Run tasks in a directory tree with systemd-nspawn --pipe
+description:
+  - The inventory host name is the path of the root directory.
+author: protoctl
+options: {}
+"""
+
+
+class Connection(ConnectionBase):
+    transport = "protoctl_nspawn"
+    has_pipelining = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.root = self._play_context.remote_addr
+
+    def _connect(self):
+        self._connected = True
+        return self
+
+    def _run(self, argv, stdin=None):
+        name = "pa-" + os.urandom(5).hex()
+        cmd = ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "--pipe", "--machine=" + name,
+               "-D", self.root, "--resolv-conf=bind-host", "--timezone=off", "--link-journal=no",
+               "--setenv=DEBIAN_FRONTEND=noninteractive", "--"] + argv
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(stdin or b"")
+        return p.returncode, out, err
+
+    def exec_command(self, cmd, in_data=None, sudoable=False):
+        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        return self._run(["/bin/sh", "-c", cmd], in_data)
+
+    def put_file(self, in_path, out_path):
+        super().put_file(in_path, out_path)
+        with open(in_path, "rb") as f:
+            data = f.read()
+        rc, out, err = self._run(["/bin/sh", "-c", 'cat > "$1"', "sh", out_path], data)
+        if rc != 0:
+            raise OSError("put_file %s failed: %s" % (out_path, err.decode(errors="replace")))
+
+    def fetch_file(self, in_path, out_path):
+        super().fetch_file(in_path, out_path)
+        rc, out, err = self._run(["/bin/cat", in_path])
+        if rc != 0:
+            raise OSError("fetch_file %s failed: %s" % (in_path, err.decode(errors="replace")))
+        with open(out_path, "wb") as f:
+            f.write(out)
+
+    def close(self):
+        self._connected = False
+`;
+
+export async function runAnsible(
+  root: string,
+  stageName: string,
+  playbook: string,
+  opts: { progress?: ProgressFn; signal?: AbortSignal },
+): Promise<{ exitCode: number; output: string; noSpace: boolean }> {
+  const scratch = await mkdtemp(join(tmpdir(), "protoctl-ansible-"));
+  try {
+    const plugins = join(scratch, "connection_plugins");
+    await mkdir(plugins);
+    await writeFile(join(plugins, "protoctl_nspawn.py"), PLUGIN);
+    const child = spawnProcess(
+      "ansible-playbook",
+      [
+        "-i",
+        `${root},`,
+        "-c",
+        "protoctl_nspawn",
+        "-e",
+        "ansible_python_interpreter=auto_silent",
+        join(root, stageName, playbook),
+      ],
+      {
+        cwd: join(root, stageName),
+        env: {
+          ANSIBLE_CONNECTION_PLUGINS: plugins,
+          ANSIBLE_PIPELINING: "True",
+          // Remote temp files live in the recipe dir, which leaves the upper after the run.
+          ANSIBLE_REMOTE_TMP: `/${stageName}/.ansible-tmp`,
+          ANSIBLE_LOCAL_TEMP: join(scratch, "local"),
+          ANSIBLE_HOME: join(scratch, "home"),
+          ANSIBLE_NOCOLOR: "1",
+          ANSIBLE_RETRY_FILES_ENABLED: "False",
+          ANSIBLE_HOST_KEY_CHECKING: "False",
+          ANSIBLE_GATHERING: "explicit",
+        },
+        all: true,
+        reject: false,
+        stdin: "ignore",
+        cancelSignal: opts.signal,
+        forceKillAfterDelay: 3000,
+        encoding: "utf8",
+        buffer: false,
+      },
+    );
+    let out = "";
+    child.all?.setEncoding("utf8");
+    child.all?.on("data", (chunk: string) => {
+      out += chunk;
+      if (out.length > 512 * 1024) out = out.slice(-256 * 1024);
+      opts.progress?.({ step: "ansible", log: chunk });
+    });
+    const res = await child;
+    if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
+    return {
+      exitCode: res.exitCode ?? -1,
+      output: out.slice(-256 * 1024),
+      noSpace: /No space left on device|ENOSPC/i.test(out),
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}

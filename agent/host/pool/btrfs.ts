@@ -1,0 +1,91 @@
+/**
+ * The few btrfs operations the pool needs, each one command through
+ * common/exec.ts. A full filesystem becomes RESOURCE_EXHAUSTED here, so
+ * callers never look at tool output themselves.
+ */
+import { lstat } from "node:fs/promises";
+import { ProtoctlError, resourceExhausted } from "../../../common/errors.js";
+import { CommandError, run } from "../../../common/exec.js";
+import { type DuEntry, parseFilesystemDu } from "./parsers.js";
+
+/** Runs a pool command; ENOSPC becomes RESOURCE_EXHAUSTED, other failures INTERNAL with the output. */
+export async function poolCmd(
+  command: string,
+  args: string[],
+  what: string,
+  signal?: AbortSignal,
+): Promise<string> {
+  try {
+    return (await run(command, args, { signal })).stdout;
+  } catch (err) {
+    throw asPoolError(err, what);
+  }
+}
+
+/** Maps anything thrown by a pool step to a ProtoctlError (ENOSPC → RESOURCE_EXHAUSTED). */
+export function asPoolError(err: unknown, what: string): ProtoctlError {
+  if (err instanceof CommandError) return err.toProtoctl(err.noSpace ? `the pool is full (${what})` : what);
+  const pe = ProtoctlError.from(err);
+  if (pe.reason === "NO_SPACE") {
+    return resourceExhausted(`the pool is full (${what})`, {
+      reason: "POOL_FULL",
+      hint: "free space (delete envs or old base versions) or grow the pool",
+      cause: err,
+    });
+  }
+  return pe;
+}
+
+export async function createSubvolume(path: string): Promise<void> {
+  await poolCmd("btrfs", ["-q", "subvolume", "create", path], "create subvolume");
+}
+
+export async function snapshotSubvolume(
+  src: string,
+  dst: string,
+  opts: { readonly?: boolean } = {},
+): Promise<void> {
+  const args = ["-q", "subvolume", "snapshot"];
+  if (opts.readonly) args.push("-r");
+  args.push(src, dst);
+  await poolCmd("btrfs", args, "snapshot subvolume");
+}
+
+/** Deletes a subvolume; missing is fine (idempotent). */
+export async function deleteSubvolume(path: string): Promise<void> {
+  if (!(await isSubvolume(path))) return;
+  await poolCmd("btrfs", ["-q", "subvolume", "delete", path], "delete subvolume");
+}
+
+export async function setReadonly(path: string, ro: boolean): Promise<void> {
+  await poolCmd(
+    "btrfs",
+    ["property", "set", "-ts", path, "ro", ro ? "true" : "false"],
+    "set subvolume read-only",
+  );
+}
+
+/** A btrfs subvolume's root directory always has inode number 256. */
+export async function isSubvolume(path: string): Promise<boolean> {
+  try {
+    const st = await lstat(path);
+    return st.isDirectory() && st.ino === 256;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Total (referenced) and exclusive bytes of each path, from `btrfs filesystem
+ * du -s --raw`: it walks the extents, needs no quota groups, and costs
+ * nothing on the snapshot hot path (qgroups slow every snapshot down).
+ * Exclusive here means "extents no other file shares", the same notion as
+ * a qgroup's exclusive bytes for a snapshot of a base.
+ */
+export async function diskUsage(paths: string[]): Promise<DuEntry[]> {
+  if (paths.length === 0) return [];
+  // FIEMAP sees no extents for data still in the page cache: flush the filesystem first.
+  await run("sync", ["-f", paths[0]!], { allowFailure: true });
+  const r = await run("btrfs", ["filesystem", "du", "-s", "--raw", ...paths], { allowFailure: true });
+  return parseFilesystemDu(r.stdout);
+}

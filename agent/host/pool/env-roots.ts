@@ -1,0 +1,192 @@
+/**
+ * Env roots. A plain env (no layers) is one writable `btrfs subvolume
+ * snapshot` of base@N: the snapshot is the root, nothing is mounted (the
+ * fastest path: one process spawned). A layered env gets a writable
+ * subvolume `@env/NAME/vol` holding the overlay's upper and work dirs (they
+ * must share a subvolume, see mounts.ts) and an overlayfs at `@env/NAME/root`
+ * with lowerdir = layer uppers (top first) then the read-only base@N root;
+ * the base subvolume is read-only and pinned by the env record, so it serves
+ * as the lowest layer directly instead of through another snapshot.
+ */
+import { mkdir, rename } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { alreadyExists, notFound, ProtoctlError } from "../../../common/errors.js";
+import type { Logger } from "../../../common/logger.js";
+import { validateName } from "../../../common/names.js";
+import { Revert } from "../../../common/revert.js";
+import type { EnvRoot } from "../interfaces.js";
+import type { BaseStore } from "./bases.js";
+import { asPoolError, createSubvolume, snapshotSubvolume } from "./btrfs.js";
+import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
+import type { KeyedLock } from "./keyed-lock.js";
+import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
+import { findMount, mountOverlay, unmount } from "./mounts.js";
+
+/** What `@env/NAME/meta.json` holds. */
+export interface EnvRecord {
+  name: string;
+  base: string;
+  version: number;
+  /** Layers as asked for, in order. */
+  layers: string[];
+  /** Upper dirs of the resolved layer stack, top first, relative to the pool mount; empty for plain envs. */
+  lowers: string[];
+  createdMs: number;
+}
+
+/** Resolves (building when needed) the upper dirs of a layer stack on base@N, top first. */
+export type LayerResolver = (base: string, version: number, layers: string[]) => Promise<string[]>;
+
+export class EnvRootStore {
+  constructor(
+    private readonly layout: PoolLayout,
+    private readonly bases: BaseStore,
+    private readonly locks: KeyedLock,
+    private readonly log: Logger,
+    private readonly resolveLayers: LayerResolver,
+  ) {}
+
+  async prepare(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot> {
+    validateName("env", name);
+    for (const l of layers) validateName("layer", l);
+    const { meta, root: baseRoot } = await this.bases.rootOf(base, version);
+    const final = this.layout.envDir(name);
+    if (await exists(final)) throw inUse(name);
+    const uppers = layers.length ? await this.resolveLayers(meta.base, meta.version, layers) : [];
+    const lowers = uppers.map((u) => relative(this.layout.mountpoint, u));
+    return this.locks.run(`env/${name}`, () =>
+      Revert.run(async (r) => {
+        if (await exists(final)) throw inUse(name);
+        const rec: EnvRecord = {
+          name,
+          base: meta.base,
+          version: meta.version,
+          layers,
+          lowers,
+          createdMs: Date.now(),
+        };
+        const dir = join(this.layout.env, tmpName());
+        await mkdir(dir);
+        r.add(() => removeObjectDir(dir));
+        if (lowers.length === 0) {
+          await snapshotSubvolume(baseRoot, join(dir, "root"));
+        } else {
+          const vol = join(dir, "vol");
+          await createSubvolume(vol);
+          await Promise.all([mkdir(join(vol, "upper")), mkdir(join(vol, "work")), mkdir(join(dir, "root"))]);
+        }
+        await writeJsonAtomic(join(dir, "meta.json"), rec);
+        try {
+          await rename(dir, final);
+        } catch (err) {
+          if (
+            (err as NodeJS.ErrnoException).code === "ENOTEMPTY" ||
+            (err as NodeJS.ErrnoException).code === "EEXIST"
+          ) {
+            throw inUse(name);
+          }
+          throw err;
+        }
+        r.add(() => removeObjectDir(final));
+        if (lowers.length > 0) await this.mount(rec, baseRoot);
+        this.log.debug({ env: name, base: `${meta.base}@${meta.version}`, layers }, "env root prepared");
+        return this.toEnvRoot(rec);
+      }).catch((err) => {
+        throw err instanceof ProtoctlError ? err : asPoolError(err, `prepare env ${name}`);
+      }),
+    );
+  }
+
+  /** The env root, re-mounting its overlay when a restart (or reboot of a file pool) lost it. */
+  async open(name: string): Promise<EnvRoot | undefined> {
+    validateName("env", name);
+    const rec = await this.record(name);
+    if (!rec) return undefined;
+    if (rec.lowers.length > 0) {
+      await this.locks.run(`env/${name}`, async () => {
+        const target = join(this.layout.envDir(name), "root");
+        if ((await findMount(target))?.fstype !== "overlay") {
+          await this.mount(rec, this.layout.baseVersionRoot(rec.base, rec.version));
+        }
+      });
+    }
+    return this.toEnvRoot(rec);
+  }
+
+  async remove(name: string): Promise<void> {
+    validateName("env", name);
+    await this.locks.run(`env/${name}`, async () => {
+      const dir = this.layout.envDir(name);
+      if (!(await exists(dir))) return;
+      await unmount(join(dir, "root"));
+      // Renamed first so a crash mid-delete leaves a temp name, not a half env.
+      const doomed = join(this.layout.env, tmpName());
+      await rename(dir, doomed);
+      await removeObjectDir(doomed);
+    });
+  }
+
+  async list(): Promise<EnvRoot[]> {
+    const out: EnvRoot[] = [];
+    for (const rec of await this.records()) out.push(this.toEnvRoot(rec));
+    return out;
+  }
+
+  async records(): Promise<EnvRecord[]> {
+    const out: EnvRecord[] = [];
+    for (const entry of await listDir(this.layout.env)) {
+      if (entry.startsWith(TMP_PREFIX)) continue;
+      const rec = await this.record(entry);
+      if (rec) out.push(rec);
+    }
+    return out;
+  }
+
+  async record(name: string): Promise<EnvRecord | undefined> {
+    return readJson<EnvRecord>(join(this.layout.envDir(name), "meta.json"));
+  }
+
+  async requireRecord(name: string): Promise<EnvRecord> {
+    validateName("env", name);
+    const rec = await this.record(name);
+    if (!rec)
+      throw notFound(`env ${name} has no root on this node`, {
+        reason: "ENV_NOT_FOUND",
+        subject: `env/${name}`,
+      });
+    return rec;
+  }
+
+  rootDir(name: string): string {
+    return join(this.layout.envDir(name), "root");
+  }
+
+  private async mount(rec: EnvRecord, baseRoot: string): Promise<void> {
+    const dir = this.layout.envDir(rec.name);
+    const lowers = rec.lowers.map((l) => join(this.layout.mountpoint, l));
+    await mountOverlay(
+      join(dir, "root"),
+      [...lowers, baseRoot],
+      join(dir, "vol/upper"),
+      join(dir, "vol/work"),
+    );
+  }
+
+  private toEnvRoot(rec: EnvRecord): EnvRoot {
+    return {
+      name: rec.name,
+      rootDir: this.rootDir(rec.name),
+      base: rec.base,
+      version: rec.version,
+      layers: rec.layers,
+    };
+  }
+}
+
+function inUse(name: string): ProtoctlError {
+  return alreadyExists(`env ${name} already has a root on this node`, {
+    reason: "ENV_EXISTS",
+    subject: `env/${name}`,
+    hint: "pick another name or delete the env first",
+  });
+}

@@ -1,0 +1,339 @@
+/**
+ * Layers: a recipe (shell script, or Ansible playbook, with files) run inside
+ * nspawn over an overlayfs whose lowers are the base version and the parent
+ * layers' uppers, so the upper is exactly the recipe's diff. A build is keyed
+ * by (base@N, recipe digest incl. the parents' digests) and cached; a new base
+ * version gets its own build (diffs are never carried across versions: that
+ * is the partial-upgrade fix). Builds are staged under `@overlay/.tmp-*` and
+ * renamed into place; a failed recipe leaves nothing and returns its output.
+ */
+import { randomBytes } from "node:crypto";
+import { chmod, lstat, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join, normalize } from "node:path";
+import { failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../../common/errors.js";
+import type { Logger } from "../../../common/logger.js";
+import { validateName } from "../../../common/names.js";
+import { Revert } from "../../../common/revert.js";
+import type { BaseVersionMeta, LayerBuildMeta, ProgressFn } from "../interfaces.js";
+import { runAnsible } from "./ansible.js";
+import { type BaseStore, sha256 } from "./bases.js";
+import { asPoolError, createSubvolume, diskUsage, setReadonly } from "./btrfs.js";
+import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
+import type { KeyedLock } from "./keyed-lock.js";
+import { type PoolLayout, parseLayerBuildDirName, TMP_PREFIX, tmpName } from "./layout.js";
+import { mountOverlay, unmount } from "./mounts.js";
+import { runInRoot } from "./nspawn.js";
+
+export interface LayerSpec {
+  name: string;
+  kind: "shell" | "ansible";
+  main: Uint8Array;
+  files: Array<{ path: string; content: Uint8Array; mode: number }>;
+  parents: string[];
+}
+
+/** What `@overlay/LAYER/recipe.json` holds: the current recipe, bytes in base64. */
+interface StoredRecipe {
+  name: string;
+  kind: "shell" | "ansible";
+  main: string;
+  files: Array<{ path: string; content: string; mode: number }>;
+  parents: string[];
+  /** sha256 over this recipe and its parents' digests, in order. */
+  digest: string;
+}
+
+export class LayerStore {
+  constructor(
+    private readonly layout: PoolLayout,
+    private readonly bases: BaseStore,
+    private readonly locks: KeyedLock,
+    private readonly log: Logger,
+  ) {}
+
+  async build(
+    spec: LayerSpec,
+    base: string,
+    version: number,
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<LayerBuildMeta> {
+    const recipe = await this.recipeFromSpec(spec);
+    const { meta } = await this.bases.rootOf(base, version);
+    const built = await this.ensureBuilt(recipe, meta, progress, signal);
+    await writeJsonAtomic(this.layout.layerRecipe(recipe.name), recipe);
+    return built;
+  }
+
+  /**
+   * Upper dirs (top first) of the stack that `layers` needs on base@N: each
+   * layer after its parents, each once, built from its stored recipe when
+   * this base version has no build of it yet.
+   */
+  async resolveStack(base: string, version: number, layers: string[]): Promise<string[]> {
+    const { meta } = await this.bases.rootOf(base, version);
+    const order: StoredRecipe[] = [];
+    const seen = new Set<string>();
+    const visit = async (name: string, path: string[]): Promise<void> => {
+      if (path.includes(name))
+        throw invalidArgument(`layer parents form a cycle: ${[...path, name].join(" -> ")}`);
+      if (seen.has(name)) return;
+      const r = await this.recipe(name);
+      for (const p of r.parents) await visit(p, [...path, name]);
+      seen.add(name);
+      order.push(r);
+    };
+    for (const l of layers) await visit(validateName("layer", l), []);
+    const uppers: string[] = [];
+    for (const r of order) {
+      const b = await this.ensureBuilt(r, meta);
+      uppers.push(join(this.buildDirOf(b), "vol/upper"));
+    }
+    return uppers.reverse();
+  }
+
+  async listBuilds(): Promise<LayerBuildMeta[]> {
+    const out: LayerBuildMeta[] = [];
+    for (const layer of await listDir(this.layout.overlay)) {
+      if (layer.startsWith(TMP_PREFIX)) continue;
+      for (const entry of await listDir(this.layout.layerDir(layer))) {
+        if (!parseLayerBuildDirName(entry)) continue;
+        const m = await readJson<LayerBuildMeta>(join(this.layout.layerDir(layer), entry, "meta.json"));
+        if (m) out.push(m);
+      }
+    }
+    return out.sort((a, b) => a.layer.localeCompare(b.layer) || a.builtMs - b.builtMs);
+  }
+
+  buildDirOf(m: LayerBuildMeta): string {
+    const at = m.base.lastIndexOf("@");
+    return this.layout.layerBuildDir(m.layer, m.base.slice(0, at), Number(m.base.slice(at + 1)), m.digest);
+  }
+
+  /** Deletes a layer's builds (on one base, "NAME" or "NAME@N", when given) or the whole layer. */
+  async delete(name: string, base?: string): Promise<void> {
+    validateName("layer", name);
+    const dir = this.layout.layerDir(name);
+    if (!(await exists(dir))) {
+      throw notFound(`layer ${name} not found`, { reason: "LAYER_NOT_FOUND", subject: `layer/${name}` });
+    }
+    const builds = (await this.listBuilds()).filter((b) => b.layer === name);
+    const doomed =
+      base === undefined ? builds : builds.filter((b) => b.base === base || b.base.startsWith(`${base}@`));
+    for (const b of doomed) {
+      const tmp = join(this.layout.overlay, tmpName());
+      await rename(this.buildDirOf(b), tmp);
+      await removeObjectDir(tmp);
+    }
+    if (base === undefined) {
+      const tmp = join(this.layout.overlay, tmpName());
+      await rename(dir, tmp);
+      await removeObjectDir(tmp);
+    }
+  }
+
+  /** Removes half-written build dirs left inside layer dirs. */
+  async cleanTemps(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const layer of await listDir(this.layout.overlay)) {
+      if (layer.startsWith(TMP_PREFIX)) continue;
+      for (const entry of await listDir(this.layout.layerDir(layer))) {
+        if (entry === "recipe.json" || parseLayerBuildDirName(entry)) continue;
+        await removeObjectDir(join(this.layout.layerDir(layer), entry));
+        removed.push(`@overlay/${layer}/${entry}`);
+      }
+    }
+    return removed;
+  }
+
+  private async recipe(name: string): Promise<StoredRecipe> {
+    const r = await readJson<StoredRecipe>(this.layout.layerRecipe(validateName("layer", name)));
+    if (!r) {
+      throw notFound(`layer ${name} not found`, {
+        reason: "LAYER_NOT_FOUND",
+        subject: `layer/${name}`,
+        hint: "add it first (protoctl layer add NAME --script F | --playbook F)",
+      });
+    }
+    return r;
+  }
+
+  private async recipeFromSpec(spec: LayerSpec): Promise<StoredRecipe> {
+    validateName("layer", spec.name);
+    if (spec.kind !== "shell" && spec.kind !== "ansible") {
+      throw invalidArgument(`unknown layer kind ${JSON.stringify(spec.kind)}`, {
+        reason: "INVALID_LAYER_KIND",
+      });
+    }
+    const files = spec.files.map((f) => ({ ...f, path: safeRelativePath(f.path) }));
+    const parentDigests: string[] = [];
+    for (const p of spec.parents) {
+      if (validateName("layer", p) === spec.name)
+        throw invalidArgument(`layer ${p} cannot be its own parent`);
+      parentDigests.push((await this.recipe(p)).digest);
+    }
+    const sorted = [...files].sort((a, b) => a.path.localeCompare(b.path));
+    const digest = sha256(
+      spec.kind,
+      spec.main,
+      ...sorted.flatMap((f) => [f.path, String(f.mode & 0o7777), f.content]),
+      "parents",
+      ...parentDigests,
+    );
+    return {
+      name: spec.name,
+      kind: spec.kind,
+      main: Buffer.from(spec.main).toString("base64"),
+      files: sorted.map((f) => ({
+        path: f.path,
+        content: Buffer.from(f.content).toString("base64"),
+        mode: f.mode,
+      })),
+      parents: [...spec.parents],
+      digest,
+    };
+  }
+
+  /** The build of `recipe` on base@N: the cached one, or a new one (parents resolved first). */
+  private async ensureBuilt(
+    recipe: StoredRecipe,
+    base: BaseVersionMeta,
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<LayerBuildMeta> {
+    const dir = this.layout.layerBuildDir(recipe.name, base.base, base.version, recipe.digest);
+    const cached = await readJson<LayerBuildMeta>(join(dir, "meta.json"));
+    if (cached) return cached;
+    const lowers = recipe.parents.length
+      ? await this.resolveStack(base.base, base.version, recipe.parents)
+      : [];
+    return this.locks.run(`layer/${dir}`, async () => {
+      const again = await readJson<LayerBuildMeta>(join(dir, "meta.json"));
+      if (again) return again;
+      return this.runBuild(recipe, base, lowers, dir, progress, signal);
+    });
+  }
+
+  private runBuild(
+    recipe: StoredRecipe,
+    base: BaseVersionMeta,
+    lowers: string[],
+    finalDir: string,
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<LayerBuildMeta> {
+    const what = `layer ${recipe.name} on ${base.base}@${base.version}`;
+    return Revert.run(async (r) => {
+      progress?.({ step: "prepare", message: `building ${what}` });
+      const tmp = join(this.layout.overlay, tmpName());
+      await mkdir(tmp);
+      r.add(() => removeObjectDir(tmp));
+      const vol = join(tmp, "vol");
+      await createSubvolume(vol);
+      await mkdir(join(vol, "upper"));
+      await mkdir(join(vol, "work"));
+      const merged = join(this.layout.workdir, tmpName());
+      await mkdir(merged);
+      r.add(() => rm(merged, { recursive: true, force: true }));
+      const baseRoot = this.layout.baseVersionRoot(base.base, base.version);
+      await mountOverlay(merged, [...lowers, baseRoot], join(vol, "upper"), join(vol, "work"));
+      r.add(() => unmount(merged));
+
+      // The recipe and its files go into a temp dir inside the merged root and leave the upper after the run.
+      const stageName = `.protoctl-recipe-${randomBytes(5).toString("hex")}`;
+      const stage = join(merged, stageName);
+      await mkdir(stage, { mode: 0o700 });
+      for (const f of recipe.files) {
+        const p = join(stage, f.path);
+        await mkdir(dirname(p), { recursive: true });
+        await writeFile(p, Buffer.from(f.content, "base64"));
+        await chmod(p, f.mode & 0o7777 || 0o644);
+      }
+      const mainName = recipe.kind === "shell" ? "recipe.sh" : "playbook.yml";
+      await writeFile(join(stage, mainName), Buffer.from(recipe.main, "base64"));
+
+      let result: { exitCode: number; output: string; noSpace: boolean };
+      if (recipe.kind === "shell") {
+        progress?.({ step: "recipe", message: "running the shell recipe" });
+        result = await runInRoot(
+          merged,
+          ["/bin/sh", "-c", `cd /${stageName} && exec /bin/sh ./${mainName}`],
+          {
+            network: true,
+            env: { DEBIAN_FRONTEND: "noninteractive" },
+            step: "recipe",
+            progress,
+            signal,
+          },
+        );
+      } else {
+        if (!(await hasPython3(merged))) {
+          throw failedPrecondition(
+            `base ${base.base}@${base.version} has no python3; Ansible layers need it`,
+            {
+              reason: "BASE_NO_PYTHON",
+              subject: `layer/${recipe.name}`,
+              hint: "build the base with python3 (e.g. debootstrap --include=python3) or use a shell recipe",
+            },
+          );
+        }
+        progress?.({ step: "recipe", message: "running the Ansible playbook" });
+        result = await runAnsible(merged, stageName, mainName, { progress, signal });
+      }
+      await rm(stage, { recursive: true, force: true });
+      if (result.exitCode !== 0) {
+        if (result.noSpace)
+          throw asPoolError(Object.assign(new Error(result.output), { code: "ENOSPC" }), what);
+        throw failedPrecondition(`recipe of ${what} failed (exit ${result.exitCode})`, {
+          reason: "RECIPE_FAILED",
+          subject: `layer/${recipe.name}`,
+          output: result.output,
+          hint: "nothing was recorded; fix the recipe and add it again",
+        });
+      }
+      await unmount(merged);
+      await rm(merged, { recursive: true, force: true });
+      await rm(join(vol, "work"), { recursive: true, force: true });
+      await setReadonly(vol, true);
+      const [du] = await diskUsage([vol]);
+      const meta: LayerBuildMeta = {
+        layer: recipe.name,
+        base: `${base.base}@${base.version}`,
+        digest: recipe.digest,
+        parents: recipe.parents,
+        kind: recipe.kind,
+        builtMs: Date.now(),
+        sizeBytes: du?.totalBytes ?? 0,
+      };
+      await writeJsonAtomic(join(tmp, "meta.json"), meta);
+      await mkdir(dirname(finalDir), { recursive: true });
+      await rename(tmp, finalDir);
+      this.log.info({ layer: recipe.name, base: meta.base, sizeBytes: meta.sizeBytes }, "layer built");
+      return meta;
+    }).catch((err) => {
+      throw err instanceof ProtoctlError ? err : asPoolError(err, `build ${what}`);
+    });
+  }
+}
+
+/** Recipe file paths stay inside the recipe dir: relative, no "..". */
+function safeRelativePath(p: string): string {
+  const n = normalize(p);
+  if (!p || n.startsWith("/") || n === ".." || n.startsWith("../") || n === "." || /\0/.test(p)) {
+    throw invalidArgument(`invalid recipe file path ${JSON.stringify(p)}`, { reason: "INVALID_FILE_PATH" });
+  }
+  return n;
+}
+
+async function hasPython3(root: string): Promise<boolean> {
+  for (const p of ["usr/bin/python3", "bin/python3", "usr/local/bin/python3"]) {
+    if (
+      await lstat(join(root, p)).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
+  }
+  return false;
+}

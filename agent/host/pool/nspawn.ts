@@ -1,0 +1,76 @@
+/**
+ * Runs one command inside a directory tree with systemd-nspawn, for base
+ * updates and layer builds (not for envs: those are host/machines). There is
+ * no system bus here, hence `--register=no --keep-unit`. Host network unless
+ * `network: false`. The host's resolv.conf is bind-mounted, not copied, and
+ * timezone/journal links are off, so the tree only changes by what the
+ * command itself does (a layer must be exactly the recipe's diff).
+ */
+import { randomBytes } from "node:crypto";
+import { spawnProcess } from "../../../common/exec.js";
+import type { ProgressFn } from "../interfaces.js";
+
+const MAX_OUTPUT = 256 * 1024;
+
+export interface InRootResult {
+  exitCode: number;
+  /** stdout and stderr interleaved, the last 256 KiB. */
+  output: string;
+  noSpace: boolean;
+}
+
+export async function runInRoot(
+  root: string,
+  command: string[],
+  opts: {
+    network: boolean;
+    env?: Record<string, string>;
+    binds?: Array<{ host: string; container: string; readonly?: boolean }>;
+    stdin?: Uint8Array;
+    step?: string;
+    progress?: ProgressFn;
+    signal?: AbortSignal;
+  },
+): Promise<InRootResult> {
+  const args = [
+    "--register=no",
+    "--keep-unit",
+    "-q",
+    "--pipe",
+    `--machine=pb-${randomBytes(5).toString("hex")}`,
+    "-D",
+    root,
+    "--resolv-conf=bind-host",
+    "--timezone=off",
+    "--link-journal=no",
+  ];
+  if (!opts.network) args.push("--private-network");
+  for (const [k, v] of Object.entries(opts.env ?? {})) args.push(`--setenv=${k}=${v}`);
+  for (const b of opts.binds ?? [])
+    args.push(`${b.readonly ? "--bind-ro" : "--bind"}=${b.host}:${b.container}`);
+  args.push("--", ...command);
+  const child = spawnProcess("systemd-nspawn", args, {
+    all: true,
+    reject: false,
+    ...(opts.stdin ? { input: opts.stdin } : { stdin: "ignore" as const }),
+    cancelSignal: opts.signal,
+    forceKillAfterDelay: 3000,
+    encoding: "utf8",
+    buffer: false,
+  });
+  let out = "";
+  child.all?.setEncoding("utf8");
+  child.all?.on("data", (chunk: string) => {
+    out += chunk;
+    if (out.length > 2 * MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
+    opts.progress?.({ step: opts.step ?? "run", log: chunk });
+  });
+  const res = await child;
+  if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
+  out = out.slice(-MAX_OUTPUT);
+  return {
+    exitCode: res.exitCode ?? (res.signal ? 128 : -1),
+    output: out,
+    noSpace: /No space left on device|ENOSPC/i.test(out),
+  };
+}

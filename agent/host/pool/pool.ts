@@ -1,0 +1,307 @@
+/**
+ * BtrfsPool: the PoolDriver over one btrfs filesystem (after Incus's split of
+ * a Pool that knows objects over a driver that only runs host operations).
+ * Bases, layers and env roots each live in their own store; this class wires
+ * them together and owns the cross-cutting work: capacity, usage, users of a
+ * base version, orphan cleanup.
+ */
+import { statfs } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { failedPrecondition, ProtoctlError } from "../../../common/errors.js";
+import { output, run } from "../../../common/exec.js";
+import type { Logger } from "../../../common/logger.js";
+import { validateName } from "../../../common/names.js";
+import type {
+  BaseVersionMeta,
+  EnvRoot,
+  LayerBuildMeta,
+  PoolCapacity,
+  PoolConfig,
+  PoolDriver,
+  ProgressFn,
+} from "../interfaces.js";
+import { type BaseBuildSpec, type BaseSource, BaseStore, sha256 } from "./bases.js";
+import { asPoolError, createSubvolume, diskUsage, isSubvolume } from "./btrfs.js";
+import { EnvRootStore } from "./env-roots.js";
+import { exists, listDir, removeObjectDir } from "./files.js";
+import { KeyedLock } from "./keyed-lock.js";
+import { type LayerSpec, LayerStore } from "./layers.js";
+import { PoolLayout, SUBDIRS, TMP_PREFIX } from "./layout.js";
+import { mountsUnder, unmount } from "./mounts.js";
+import { parseFilesystemUsage } from "./parsers.js";
+import { attachStorage, destroyStorage, type PoolStorage } from "./storage.js";
+
+const REQUIRED_TOOLS = ["btrfs", "losetup", "mkfs.btrfs", "mount", "umount", "cp", "tar", "systemd-nspawn"];
+
+/**
+ * Opens the pool described by `cfg`, creating it when absent, reusing the
+ * mount / loop device / image when a previous agent left them.
+ */
+export async function openPool(cfg: PoolConfig, log: Logger): Promise<BtrfsPool> {
+  await checkTools();
+  const storage = await attachStorage(cfg, log);
+  const pool = new BtrfsPool(storage, log);
+  await pool.ensureLayout();
+  return pool;
+}
+
+async function checkTools(): Promise<void> {
+  const missing: string[] = [];
+  for (const t of REQUIRED_TOOLS) {
+    const r = await run("sh", ["-c", 'command -v "$1"', "sh", t], { allowFailure: true });
+    if (r.exitCode !== 0) missing.push(t);
+  }
+  if (missing.length > 0) {
+    throw failedPrecondition(`required tool(s) missing: ${missing.join(", ")}`, {
+      reason: "TOOL_MISSING",
+      hint: "install btrfs-progs, util-linux, tar and systemd-container",
+    });
+  }
+}
+
+export class BtrfsPool implements PoolDriver {
+  readonly mountpoint: string;
+  readonly layout: PoolLayout;
+  private readonly locks = new KeyedLock();
+  private readonly bases: BaseStore;
+  private readonly layers: LayerStore;
+  private readonly envs: EnvRootStore;
+
+  constructor(
+    readonly storage: PoolStorage,
+    private readonly log: Logger,
+  ) {
+    this.mountpoint = storage.mountpoint;
+    this.layout = new PoolLayout(storage.mountpoint);
+    this.bases = new BaseStore(this.layout, this.locks, log);
+    this.layers = new LayerStore(this.layout, this.bases, this.locks, log);
+    this.envs = new EnvRootStore(this.layout, this.bases, this.locks, log, (b, v, l) =>
+      this.layers.resolveStack(b, v, l),
+    );
+  }
+
+  /** Creates the layout subvolumes that are missing. */
+  async ensureLayout(): Promise<void> {
+    for (const d of SUBDIRS) {
+      const p = join(this.mountpoint, d);
+      if (await isSubvolume(p)) continue;
+      if (await exists(p)) {
+        throw failedPrecondition(`${p} exists but is not a btrfs subvolume`, { reason: "POOL_LAYOUT" });
+      }
+      await createSubvolume(p);
+    }
+  }
+
+  async capacity(): Promise<PoolCapacity> {
+    const r = await run("btrfs", ["filesystem", "usage", "-b", this.mountpoint], { allowFailure: true });
+    try {
+      const u = parseFilesystemUsage(r.stdout);
+      return { sizeBytes: u.deviceSize, usedBytes: u.used, freeBytes: u.freeEstimated };
+    } catch {
+      const s = await statfs(this.mountpoint);
+      return {
+        sizeBytes: s.blocks * s.bsize,
+        usedBytes: (s.blocks - s.bfree) * s.bsize,
+        freeBytes: s.bavail * s.bsize,
+      };
+    }
+  }
+
+  async usage(): Promise<
+    Array<{ kind: "base" | "layer" | "env"; name: string; exclusiveBytes: number; referencedBytes: number }>
+  > {
+    const objects: Array<{ kind: "base" | "layer" | "env"; name: string; path: string }> = [];
+    for (const b of await this.bases.list()) {
+      objects.push({
+        kind: "base",
+        name: `${b.base}@${b.version}`,
+        path: this.layout.baseVersionRoot(b.base, b.version),
+      });
+    }
+    for (const l of await this.layers.listBuilds()) {
+      objects.push({
+        kind: "layer",
+        name: `${l.layer}/${l.base}`,
+        path: join(this.layers.buildDirOf(l), "vol"),
+      });
+    }
+    for (const e of await this.envs.records()) {
+      const dir = this.layout.envDir(e.name);
+      objects.push({ kind: "env", name: e.name, path: join(dir, e.lowers.length ? "vol" : "root") });
+    }
+    const du = new Map((await diskUsage(objects.map((o) => o.path))).map((d) => [d.path, d]));
+    return objects.map((o) => ({
+      kind: o.kind,
+      name: o.name,
+      exclusiveBytes: du.get(o.path)?.exclusiveBytes ?? 0,
+      referencedBytes: du.get(o.path)?.totalBytes ?? 0,
+    }));
+  }
+
+  listBaseVersions(name?: string): Promise<BaseVersionMeta[]> {
+    if (name !== undefined) validateName("base", name);
+    return this.bases.list(name);
+  }
+
+  getBaseVersion(name: string, version: number): Promise<BaseVersionMeta> {
+    return this.bases.get(name, version);
+  }
+
+  importBase(name: string, source: BaseSource, progress?: ProgressFn, signal?: AbortSignal) {
+    return this.bases.importBase(name, source, progress, signal);
+  }
+
+  buildBase(name: string, spec: BaseBuildSpec, progress?: ProgressFn, signal?: AbortSignal) {
+    return this.bases.buildBase(name, spec, progress, signal);
+  }
+
+  updateBase(
+    name: string,
+    command: string[],
+    opts: { network: boolean; script?: Uint8Array },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ) {
+    return this.bases.updateBase(name, command, opts, progress, signal);
+  }
+
+  deleteBaseVersion(name: string, version: number): Promise<BaseVersionMeta[]> {
+    return this.bases.deleteVersion(name, version, (n, v) => this.usersOf(n, v));
+  }
+
+  /** Env roots and layer builds on base@N, as "env/NAME" and "layer/NAME". */
+  async usersOf(base: string, version: number): Promise<string[]> {
+    const users: string[] = [];
+    for (const e of await this.envs.records()) {
+      if (e.base === base && e.version === version) users.push(`env/${e.name}`);
+    }
+    for (const l of await this.layers.listBuilds()) {
+      if (l.base === `${base}@${version}`) users.push(`layer/${l.layer}`);
+    }
+    return users;
+  }
+
+  buildLayer(spec: LayerSpec, base: string, version: number, progress?: ProgressFn, signal?: AbortSignal) {
+    return this.layers.build(spec, base, version, progress, signal);
+  }
+
+  listLayerBuilds(): Promise<LayerBuildMeta[]> {
+    return this.layers.listBuilds();
+  }
+
+  async deleteLayer(name: string, base?: string): Promise<void> {
+    const users = (await this.envs.records()).filter(
+      (e) =>
+        e.layers.length > 0 &&
+        e.lowers.some((l) => l.startsWith(`${relative(this.mountpoint, this.layout.layerDir(name))}/`)),
+    );
+    const blocking = users.filter(
+      (e) => base === undefined || `${e.base}@${e.version}` === base || e.base === base,
+    );
+    if (blocking.length > 0) {
+      throw failedPrecondition(
+        `layer ${name} is in use by ${blocking.map((e) => `env/${e.name}`).join(", ")}`,
+        {
+          reason: "LAYER_IN_USE",
+          subject: `layer/${name}`,
+          hint: "delete those envs first",
+        },
+      );
+    }
+    await this.layers.delete(name, base);
+  }
+
+  prepareEnvRoot(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot> {
+    return this.envs.prepare(name, base, version, layers);
+  }
+
+  openEnvRoot(name: string): Promise<EnvRoot | undefined> {
+    return this.envs.open(name);
+  }
+
+  removeEnvRoot(name: string): Promise<void> {
+    return this.envs.remove(name);
+  }
+
+  listEnvRoots(): Promise<EnvRoot[]> {
+    return this.envs.list();
+  }
+
+  /**
+   * Seals the env's current root as the next version of `asBase`. A plain
+   * env's root is a subvolume: one snapshot. A layered env's root is an
+   * overlay: its merged view is copied with reflinks into a new subvolume.
+   */
+  async snapshotEnvAsBase(name: string, asBase: string): Promise<BaseVersionMeta> {
+    validateName("base", asBase);
+    const rec = await this.envs.requireRecord(name);
+    const root = this.envs.rootDir(name);
+    const made = {
+      source: `env:${name}`,
+      recipeDigest: sha256("env", name, rec.base, String(rec.version), ...rec.layers, String(Date.now())),
+      parent: `${rec.base}@${rec.version}`,
+    };
+    if (rec.lowers.length === 0) return this.bases.stage(asBase, undefined, async () => made, root);
+    await this.envs.open(name);
+    return this.bases.stage(asBase, undefined, async (s) => {
+      await run("cp", ["-a", "--reflink=auto", "--", `${root}/.`, `${s.root}/`]).catch((err) => {
+        throw asPoolError(err, `copy env ${name}`);
+      });
+      return made;
+    });
+  }
+
+  /**
+   * Startup inventory: removes temp objects (`.tmp-*` in every area), env
+   * roots not in `knownEnvs` or without a record, and overlay mounts under
+   * the pool that belong to no known env. Returns what it removed.
+   */
+  async cleanOrphans(knownEnvs: Set<string>): Promise<string[]> {
+    const removed: string[] = [];
+    const known = new Set<string>();
+    for (const e of await this.envs.records()) {
+      if (knownEnvs.has(e.name)) known.add(e.name);
+    }
+    for (const m of await mountsUnder(this.mountpoint)) {
+      const rel = relative(this.mountpoint, m.mountpoint);
+      const env = /^@env\/([a-z0-9][a-z0-9-]{0,62})\/root$/.exec(rel)?.[1];
+      if (env && known.has(env)) continue;
+      await unmount(m.mountpoint);
+      removed.push(`mount:${rel}`);
+    }
+    for (const area of [this.layout.base, this.layout.overlay, this.layout.env, this.layout.workdir]) {
+      for (const entry of await listDir(area)) {
+        if (!entry.startsWith(TMP_PREFIX) && !entry.includes(".tmp-")) continue;
+        await removeObjectDir(join(area, entry));
+        removed.push(relative(this.mountpoint, join(area, entry)));
+      }
+    }
+    removed.push(...(await this.layers.cleanTemps()));
+    for (const entry of await listDir(this.layout.env)) {
+      if (known.has(entry)) continue;
+      await removeObjectDir(this.layout.envDir(entry));
+      removed.push(`@env/${entry}`);
+    }
+    if (removed.length > 0) this.log.info({ removed }, "pool orphans removed");
+    return removed;
+  }
+
+  /** Releases in-process state. The pool stays mounted: running envs outlive the agent. */
+  async close(): Promise<void> {}
+
+  /** Unmounts and deletes the whole pool (tests, `protoctl down`). Not for "mount" pools' data. */
+  async destroy(): Promise<void> {
+    for (const m of await mountsUnder(this.mountpoint)) await unmount(m.mountpoint);
+    await destroyStorage(this.storage);
+  }
+
+  /** The loop device under the pool, when there is one. */
+  async loopDevice(): Promise<string | undefined> {
+    if (this.storage.loopDevice || !this.storage.image) return this.storage.loopDevice;
+    return (await output("losetup", ["-j", this.storage.image])).split(":")[0] || undefined;
+  }
+
+  static isProtoctlError(err: unknown): err is ProtoctlError {
+    return err instanceof ProtoctlError;
+  }
+}
