@@ -22,7 +22,7 @@ import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./f
 import type { KeyedLock } from "./keyed-lock.js";
 import { type PoolLayout, parseLayerBuildDirName, TMP_PREFIX, tmpName } from "./layout.js";
 import { mountOverlay, unmount } from "./mounts.js";
-import { runInRoot } from "./nspawn.js";
+import { runInRoot, withoutNspawnTraces } from "./nspawn.js";
 
 export interface LayerSpec {
   name: string;
@@ -278,7 +278,9 @@ export class LayerStore {
           );
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });
-        result = await runAnsible(merged, stageName, mainName, { progress, signal });
+        result = await withoutNspawnTraces(merged, () =>
+          runAnsible(merged, stageName, mainName, { progress, signal }),
+        );
       }
       await rm(stage, { recursive: true, force: true });
       if (result.exitCode !== 0) {

@@ -7,6 +7,8 @@
  * command itself does (a layer must be exactly the recipe's diff).
  */
 import { randomBytes } from "node:crypto";
+import { lstat, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { spawnProcess } from "../../../common/exec.js";
 import type { ProgressFn } from "../interfaces.js";
 
@@ -65,7 +67,7 @@ export async function runInRoot(
     if (out.length > 2 * MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
     opts.progress?.({ step: opts.step ?? "run", log: chunk });
   });
-  const res = await child;
+  const res = await withoutNspawnTraces(root, () => child);
   if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
   out = out.slice(-MAX_OUTPUT);
   return {
@@ -73,4 +75,25 @@ export async function runInRoot(
     output: out,
     noSpace: /No space left on device|ENOSPC/i.test(out),
   };
+}
+
+/**
+ * nspawn creates an empty /etc/resolv.conf to bind the host's over when the
+ * tree has none; that file is nspawn's, not the command's, and must not end
+ * up in a layer's diff or a base version. Runs `fn` and removes it after.
+ */
+export async function withoutNspawnTraces<T>(root: string, fn: () => Promise<T>): Promise<T> {
+  const resolv = join(root, "etc/resolv.conf");
+  const had = await lstat(resolv).then(
+    () => true,
+    () => false,
+  );
+  try {
+    return await fn();
+  } finally {
+    if (!had) {
+      const st = await lstat(resolv).catch(() => undefined);
+      if (st?.isFile() && st.size === 0) await rm(resolv, { force: true });
+    }
+  }
 }
