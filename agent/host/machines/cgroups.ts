@@ -1,0 +1,179 @@
+/**
+ * The env's cgroups, made by the agent itself: `--property` is ignored with
+ * `--keep-unit` (no system bus), so limits only hold when nspawn is started
+ * from inside cgroups we made and limited, and every exec'd process joins them.
+ *
+ * Hybrid hierarchy here: v1 memory, cpu, pids carry the limits; name=systemd
+ * and the unified tree are where nspawn puts its `supervisor` and `payload`
+ * children (below its own cgroup, so each env needs its own dir there too, or
+ * all machines would share one `/payload`). The unified tree also gives
+ * `cgroup.kill` to end everything at once.
+ *
+ * Each env's dir is `<mount>/<agent's own cgroup>/protoctl/<node>/<env>`: below
+ * the agent's cgroup, so whatever limits its supervisor set still apply.
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { MachineLimits } from "../interfaces.js";
+
+export const CGROUP_ROOT = "/sys/fs/cgroup";
+const LIMIT_CONTROLLERS = ["memory", "cpu", "pids"] as const;
+const CPU_PERIOD_US = 100_000;
+
+export interface CgroupSet {
+  /** Controller name ("memory", "cpu", "pids", "systemd", "unified") → absolute dir. */
+  dirs: Record<string, string>;
+}
+
+/** Parses /proc/<pid>/cgroup into controller → path (v1 "name=systemd" → "systemd", v2 → "unified"). */
+export function parseProcCgroup(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split("\n")) {
+    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
+    if (!m) continue;
+    const [, id, ctrls, path] = m;
+    if (id === "0" && ctrls === "") out.unified = path!;
+    for (const c of ctrls!.split(",")) {
+      if (c) out[c.replace(/^name=/, "")] = path!;
+    }
+  }
+  return out;
+}
+
+/** Mounted hierarchies we use, with the agent's own path in each. */
+export function detectHierarchies(
+  selfCgroup = readFileSync("/proc/self/cgroup", "utf8"),
+): Record<string, string> {
+  const own = parseProcCgroup(selfCgroup);
+  const out: Record<string, string> = {};
+  for (const c of [...LIMIT_CONTROLLERS, "systemd", "unified"]) {
+    const mount = join(CGROUP_ROOT, c);
+    if (own[c] !== undefined && existsSync(join(mount, "cgroup.procs"))) out[c] = join(mount, own[c]!);
+  }
+  return out;
+}
+
+export function envCgroupSet(hierarchies: Record<string, string>, node: string, env: string): CgroupSet {
+  const dirs: Record<string, string> = {};
+  for (const [c, base] of Object.entries(hierarchies)) dirs[c] = join(base, "protoctl", node, env);
+  return { dirs };
+}
+
+/** The limit files to write, as [controller, file, value], in write order. */
+export function limitWrites(limits: MachineLimits, hasMemsw: boolean): Array<[string, string, string]> {
+  const w: Array<[string, string, string]> = [];
+  if (limits.memoryBytes && limits.memoryBytes > 0) {
+    w.push(["memory", "memory.limit_in_bytes", String(limits.memoryBytes)]);
+    if (hasMemsw) w.push(["memory", "memory.memsw.limit_in_bytes", String(limits.memoryBytes)]);
+  }
+  if (limits.cpus && limits.cpus > 0) {
+    w.push(["cpu", "cpu.cfs_period_us", String(CPU_PERIOD_US)]);
+    w.push(["cpu", "cpu.cfs_quota_us", String(Math.max(1000, Math.round(limits.cpus * CPU_PERIOD_US)))]);
+  }
+  if (limits.pids && limits.pids > 0) w.push(["pids", "pids.max", String(limits.pids)]);
+  return w;
+}
+
+/** Creates the env's cgroups and writes its limits. */
+export function createCgroups(set: CgroupSet, limits: MachineLimits): void {
+  for (const dir of Object.values(set.dirs)) {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch {
+      // another agent removed an empty shared parent in between: once more
+      mkdirSync(dir, { recursive: true });
+    }
+  }
+  const mem = set.dirs.memory;
+  const hasMemsw = mem !== undefined && existsSync(join(mem, "memory.memsw.limit_in_bytes"));
+  for (const [c, file, value] of limitWrites(limits, hasMemsw)) {
+    const dir = set.dirs[c];
+    if (dir) writeFileSync(join(dir, file), value);
+  }
+}
+
+/** cgroup.procs files nspawn's wrapper joins before exec'ing nspawn. */
+export function startProcsFiles(set: CgroupSet): string[] {
+  return Object.values(set.dirs).map((d) => join(d, "cgroup.procs"));
+}
+
+/** cgroup.procs files an exec'd process joins: the limit cgroups and nspawn's `payload`. */
+export function execProcsFiles(set: CgroupSet): string[] {
+  const out: string[] = [];
+  for (const [c, d] of Object.entries(set.dirs)) {
+    const dir = c === "systemd" || c === "unified" ? join(d, "payload") : d;
+    if (existsSync(dir)) out.push(join(dir, "cgroup.procs"));
+  }
+  return out;
+}
+
+export function cgroupPids(set: CgroupSet): number[] {
+  const pids = new Set<number>();
+  for (const d of Object.values(set.dirs)) {
+    for (const dir of [d, join(d, "payload"), join(d, "supervisor")]) {
+      try {
+        for (const p of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n"))
+          if (p) pids.add(Number(p));
+      } catch {
+        // absent
+      }
+    }
+  }
+  return [...pids];
+}
+
+/** Kills every process in the env's cgroups (unified cgroup.kill, else SIGKILL each pid). */
+export function killCgroups(set: CgroupSet): void {
+  const u = set.dirs.unified;
+  if (u && existsSync(join(u, "cgroup.kill"))) {
+    try {
+      writeFileSync(join(u, "cgroup.kill"), "1");
+    } catch {
+      // fall through to per-pid kill
+    }
+  }
+  for (const pid of cgroupPids(set)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** Removes the env's cgroup dirs (children nspawn made first). Returns dirs that could not go. */
+export function removeCgroups(set: CgroupSet): string[] {
+  const left: string[] = [];
+  for (const d of Object.values(set.dirs)) {
+    for (const dir of [join(d, "payload"), join(d, "supervisor"), d]) {
+      try {
+        rmdirSync(dir);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") left.push(dir);
+      }
+    }
+    // `<node>` and `protoctl` go too once empty (another env or agent may still use them).
+    for (const dir of [dirname(d), dirname(dirname(d))]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        break;
+      }
+    }
+  }
+  return left;
+}
+
+/** Memory usage and OOM kills of the env, when the memory controller is there. */
+export function memoryStats(set: CgroupSet): { usageBytes: number; oomKills: number } | undefined {
+  const d = set.dirs.memory;
+  if (!d) return undefined;
+  try {
+    const usageBytes = Number(readFileSync(join(d, "memory.usage_in_bytes"), "utf8"));
+    const oc = readFileSync(join(d, "memory.oom_control"), "utf8");
+    const oomKills = Number(/oom_kill (\d+)/.exec(oc)?.[1] ?? 0);
+    return { usageBytes, oomKills };
+  } catch {
+    return undefined;
+  }
+}

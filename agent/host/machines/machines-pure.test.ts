@@ -1,0 +1,111 @@
+import { describe, expect, it } from "vitest";
+import { envCgroupSet, limitWrites, parseProcCgroup } from "./cgroups.js";
+import { execArgv, exitCodeOf } from "./exec-session.js";
+import { tailOffset } from "./log-follow.js";
+import { MACHINE_NAME_MAX, machineName, vethHostName } from "./naming.js";
+import { COMMAND_MODE_INIT, JOIN_CGROUPS_SCRIPT, nspawnArgs } from "./nspawn-args.js";
+import { parseStat } from "./proc.js";
+
+describe("naming", () => {
+  it("makes machine names unique per node and within 64 chars", () => {
+    expect(machineName("n1", "web")).toMatch(/^web-[0-9a-f]{8}$/);
+    expect(machineName("n1", "web")).not.toBe(machineName("n2", "web"));
+    const long = "a".repeat(63);
+    expect(machineName("n1", long).length).toBeLessThanOrEqual(MACHINE_NAME_MAX);
+    expect(machineName("n1", long)).not.toBe(machineName("n1", `${"a".repeat(62)}b`));
+  });
+  it("keeps veth names within 15 chars", () => {
+    expect(vethHostName("node", "x".repeat(63))).toMatch(/^vp[0-9a-f]{12}$/);
+  });
+});
+
+describe("cgroups", () => {
+  it("parses /proc/self/cgroup of a hybrid host", () => {
+    const m = parseProcCgroup("9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/x\n0::/\n");
+    expect(m).toEqual({ systemd: "/", memory: "/process_api/abc", cpu: "/x", cpuacct: "/x", unified: "/" });
+  });
+  it("places env cgroups under protoctl/<node>/<env>", () => {
+    expect(envCgroupSet({ memory: "/sys/fs/cgroup/memory/a" }, "n", "e").dirs).toEqual({
+      memory: "/sys/fs/cgroup/memory/a/protoctl/n/e",
+    });
+  });
+  it("writes limits in a valid order", () => {
+    expect(limitWrites({ memoryBytes: 1024, cpus: 1.5, pids: 20 }, true)).toEqual([
+      ["memory", "memory.limit_in_bytes", "1024"],
+      ["memory", "memory.memsw.limit_in_bytes", "1024"],
+      ["cpu", "cpu.cfs_period_us", "100000"],
+      ["cpu", "cpu.cfs_quota_us", "150000"],
+      ["pids", "pids.max", "20"],
+    ]);
+    expect(limitWrites({}, true)).toEqual([]);
+  });
+});
+
+describe("nspawn args", () => {
+  const base = { name: "e1", rootDir: "/p/@env/e1", boot: false, limits: {}, env: { A: "1" } };
+  it("command mode: pipe console, SIGTERM, fixed init, private network by default", () => {
+    const a = nspawnArgs({ spec: { ...base, network: { mode: "none" } }, machine: "e1-x" });
+    expect(a).toContain("--register=no");
+    expect(a).toContain("--keep-unit");
+    expect(a).toContain("--private-network");
+    expect(a).toContain("--setenv=A=1");
+    expect(a.slice(-4)).toEqual(["--", "/bin/sh", "-c", COMMAND_MODE_INIT]);
+  });
+  it("boot mode and veth networks", () => {
+    const a = nspawnArgs({
+      spec: {
+        ...base,
+        boot: true,
+        network: { mode: "private", ports: [{ protocol: "tcp", hostPort: 8080, containerPort: 80 }] },
+      },
+      machine: "m",
+      vethHost: "vp123",
+    });
+    expect(a).toContain("--boot");
+    expect(a).toContain("--network-veth-extra=vp123:host0");
+    expect(a).toContain("--port=tcp:8080:80");
+    expect(a).not.toContain("--private-network");
+  });
+  it("rejects bad env keys", () => {
+    expect(() =>
+      nspawnArgs({ spec: { ...base, env: { "A B": "x" }, network: { mode: "host" } }, machine: "m" }),
+    ).toThrow();
+  });
+});
+
+describe("exec argv", () => {
+  it("passes user data only as separate argv entries after a fixed script", () => {
+    const argv = execArgv({
+      leaderPid: 42,
+      procsFiles: ["/cg/a/cgroup.procs"],
+      command: ["echo", "$(rm -rf /)"],
+      env: { X: "a b" },
+      workdir: "/srv",
+      tty: false,
+      rows: 0,
+      cols: 0,
+    });
+    expect(argv.slice(0, 2)).toEqual(["-c", JOIN_CGROUPS_SCRIPT]);
+    expect(argv).toContain("X=a b");
+    expect(argv.slice(-3)).toEqual(["/srv", "echo", "$(rm -rf /)"]);
+    expect(argv.slice(4, 9)).toEqual(["--", "nsenter", "-t", "42", "-a"]);
+  });
+  it("maps signals to 128+N", () => {
+    expect(exitCodeOf(null, "SIGKILL")).toBe(137);
+    expect(exitCodeOf(3, null)).toBe(3);
+    expect(exitCodeOf(0, 15)).toBe(143);
+  });
+});
+
+describe("proc and logs", () => {
+  it("parses /proc/<pid>/stat with spaces in the name", () => {
+    const stat = "123 (a b) S 1 123 123 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+    expect(parseStat(stat)).toMatchObject({ state: "S", ppid: 1, startTime: 98765 });
+  });
+  it("finds where the last N lines start", () => {
+    const b = Buffer.from("a\nb\nc\n");
+    expect(tailOffset(b, 2)).toBe(2);
+    expect(tailOffset(b, 5)).toBe(0);
+    expect(tailOffset(Buffer.from("a\nb"), 1)).toBe(2);
+  });
+});

@@ -1,0 +1,205 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../../common/logger.js";
+import type { MachineSpec } from "../interfaces.js";
+import { NetworkDriver } from "../networks/network-driver.js";
+import { cgroupPids, detectHierarchies, envCgroupSet, memoryStats } from "./cgroups.js";
+import { vethHostName } from "./naming.js";
+import { NspawnMachineDriver } from "./nspawn-driver.js";
+import { isAlive } from "./proc.js";
+import { collect, type MachineTestBed, makeMachineTestBed } from "./test-support.js";
+
+const NODE = `mt${process.pid}`;
+let bed: MachineTestBed;
+let driver: NspawnMachineDriver;
+
+function spec(name: string, rootDir: string, over: Partial<MachineSpec> = {}): MachineSpec {
+  return { name, rootDir, boot: false, limits: {}, network: { mode: "none" }, env: {}, ...over };
+}
+
+beforeAll(async () => {
+  bed = await makeMachineTestBed();
+  driver = new NspawnMachineDriver({ node: NODE, stateDir: bed.stateDir, logger: silentLogger() });
+});
+
+afterAll(async () => {
+  for (const m of (await driver?.list()) ?? []) {
+    await driver.stop(m.name, { timeoutMs: 1000, force: true }).catch(() => undefined);
+    await driver.cleanup(m.name).catch(() => undefined);
+  }
+  await bed?.cleanup();
+});
+
+describe("NspawnMachineDriver", () => {
+  it("starts, execs with streams and exit codes, stops, and leaves nothing", async () => {
+    const root = await bed.envRoot("basic");
+    const st = await driver.start(spec("basic", root, { env: { GREETING: "hello" } }));
+    expect(st.running).toBe(true);
+    expect(st.leaderPid).toBeGreaterThan(1);
+
+    const t0 = performance.now();
+    const t = await collect(await driver.exec({ name: "basic", command: ["true"], tty: false }));
+    const trueMs = performance.now() - t0;
+    expect(t.code).toBe(0);
+    console.log(`exec true: ${trueMs.toFixed(1)} ms`);
+
+    const r = await collect(
+      await driver.exec({
+        name: "basic",
+        command: ["sh", "-c", 'echo "$GREETING $X"; echo err >&2; hostname; pwd; exit 3'],
+        tty: false,
+        env: { X: "world" },
+        workdir: "/tmp",
+      }),
+    );
+    expect(r).toEqual({ stdout: "hello world\nbasic\n/tmp\n", stderr: "err\n", code: 3 });
+
+    const c = await collect(
+      await driver.exec({ name: "basic", command: ["cat"], tty: false }),
+      "round trip\n",
+    );
+    expect(c.stdout).toBe("round trip\n");
+
+    // processes see the env's cgroups (inside the cgroup namespace: the root)
+    const cg = await collect(
+      await driver.exec({ name: "basic", command: ["cat", "/proc/self/cgroup"], tty: false }),
+    );
+    expect(cg.stdout).toMatch(/memory:\/\n/);
+
+    const sleeper = await driver.exec({ name: "basic", command: ["sleep", "100"], tty: false });
+    await new Promise((r) => setTimeout(r, 100));
+    sleeper.signal("SIGTERM");
+    expect((await collect(sleeper)).code).toBe(143);
+
+    const nspawnPid = st.nspawnPid!;
+    const stopped = await driver.stop("basic", { timeoutMs: 5000 });
+    expect(stopped.running).toBe(false);
+    expect(isAlive(nspawnPid)).toBe(false);
+    const set = envCgroupSet(detectHierarchies(), NODE, "basic");
+    for (const d of Object.values(set.dirs)) expect(existsSync(d)).toBe(false);
+    await driver.cleanup("basic");
+    expect(existsSync(join(bed.stateDir, "machines", "basic.json"))).toBe(false);
+  });
+
+  it("holds memory, pids and cpu limits", async () => {
+    const root = await bed.envRoot("limits");
+    await driver.start(spec("limits", root, { limits: { memoryBytes: 64 * 2 ** 20, pids: 20, cpus: 0.5 } }));
+    const set = envCgroupSet(detectHierarchies(), NODE, "limits");
+    expect(readFileSync(join(set.dirs.cpu!, "cpu.cfs_quota_us"), "utf8").trim()).toBe("50000");
+    expect(readFileSync(join(set.dirs.pids!, "pids.max"), "utf8").trim()).toBe("20");
+
+    const oom = await collect(
+      await driver.exec({
+        name: "limits",
+        command: ["sh", "-c", "head -c 209715200 /dev/zero | tail > /dev/null"],
+        tty: false,
+      }),
+    );
+    expect(oom.code).toBe(137);
+    expect(memoryStats(set)?.oomKills).toBeGreaterThan(0);
+
+    const bomb = await collect(
+      await driver.exec({
+        name: "limits",
+        command: ["sh", "-c", "for i in $(seq 50); do sleep 30 & done"],
+        tty: false,
+      }),
+    );
+    expect(bomb.stderr).toMatch(/fork/);
+    expect(cgroupPids(set).length).toBeLessThanOrEqual(20);
+
+    await driver.stop("limits", { timeoutMs: 2000 });
+    await driver.cleanup("limits");
+  });
+
+  it("runs TTY sessions with resize", async () => {
+    const root = await bed.envRoot("tty");
+    await driver.start(spec("tty", root));
+    const once = await collect(
+      await driver.exec({ name: "tty", command: ["stty", "size"], tty: true, rows: 30, cols: 100 }),
+    );
+    expect(once.stdout.trim()).toBe("30 100");
+    expect(once.code).toBe(0);
+
+    const sh = await driver.exec({ name: "tty", command: ["sh"], tty: true, rows: 24, cols: 80 });
+    let out = "";
+    sh.stdout.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    sh.resize(40, 120);
+    await new Promise((r) => setTimeout(r, 50));
+    sh.stdin.write("stty size; exit 5\n");
+    expect(await sh.exit).toBe(5);
+    expect(out).toMatch(/40 120/);
+    await driver.stop("tty", { timeoutMs: 2000 });
+    await driver.cleanup("tty");
+  });
+
+  it("survives a new driver instance (adopt) and keeps logs", async () => {
+    const root = await bed.envRoot("adopt");
+    const st = await driver.start(spec("adopt", root));
+    await collect(
+      await driver.exec({
+        name: "adopt",
+        command: ["sh", "-c", "echo to-console > /proc/1/fd/1"],
+        tty: false,
+      }),
+    );
+
+    const again = new NspawnMachineDriver({ node: NODE, stateDir: bed.stateDir, logger: silentLogger() });
+    const adopted = await again.adopt();
+    const a = adopted.find((m) => m.name === "adopt");
+    expect(a?.running).toBe(true);
+    expect(a?.leaderPid).toBe(st.leaderPid);
+    expect(
+      (await collect(await again.exec({ name: "adopt", command: ["echo", "hi"], tty: false }))).stdout,
+    ).toBe("hi\n");
+
+    const chunks: string[] = [];
+    for await (const l of again.logs("adopt", { follow: false })) chunks.push(l.data.toString());
+    expect(chunks.join("")).toMatch(/to-console/);
+
+    // follow ends when the machine stops
+    const ac = new AbortController();
+    const followed = (async () => {
+      const got: string[] = [];
+      for await (const l of again.logs("adopt", { follow: true, tailLines: 1, signal: ac.signal }))
+        got.push(l.data.toString());
+      return got.join("");
+    })();
+    await collect(
+      await again.exec({ name: "adopt", command: ["sh", "-c", "echo later > /proc/1/fd/1"], tty: false }),
+    );
+    await new Promise((r) => setTimeout(r, 400));
+    await again.stop("adopt", { timeoutMs: 2000 });
+    const text = await followed;
+    expect(text).toMatch(/later/);
+    await again.cleanup("adopt");
+    await driver.adopt();
+  });
+
+  it("gives a private network an address inside", async () => {
+    const root = await bed.envRoot("net");
+    await driver.start(spec("net", root, { network: { mode: "private", address: "10.213.7.2/24" } }));
+    const r = await collect(
+      await driver.exec({ name: "net", command: ["ip", "-4", "addr", "show", "host0"], tty: false }),
+    );
+    expect(r.stdout).toMatch(/10\.213\.7\.2\/24/);
+    const host = vethHostName(NODE, "net");
+    const nd = new NetworkDriver();
+    expect(await nd.linkExists(host)).toBe(true);
+    await driver.stop("net", { timeoutMs: 2000 });
+    await driver.cleanup("net");
+    expect(await nd.linkExists(host)).toBe(false);
+  });
+
+  it("reports a machine that cannot start", async () => {
+    await expect(
+      driver.start(spec("broken", join(bed.pool.mountpoint, "does-not-exist"))),
+    ).rejects.toMatchObject({
+      reason: "MACHINE_START_FAILED",
+    });
+    expect((await driver.state("broken")).running).toBe(false);
+  });
+});

@@ -1,0 +1,371 @@
+/**
+ * MachineDriver over systemd-nspawn, without a system bus
+ * (`--register=no --keep-unit`), with cgroups the agent makes and limits.
+ *
+ * Start: make the env's cgroups, spawn `sh <join-cgroups> … -- systemd-nspawn …`
+ * detached (own session, stdio to the console log file, no pipes to us), so a
+ * SIGKILLed agent leaves machines running. Ready = the leader (PID 1 inside)
+ * has exec'd its payload, seen in /proc: nothing else is waited for.
+ * Stop: SIGTERM to nspawn (forwarded to PID 1 as --kill-signal: SIGTERM for
+ * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
+ * timeout; the cgroups go once empty.
+ */
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
+import { run, spawnProcess } from "../../../common/exec.js";
+import { validateName } from "../../../common/names.js";
+import type { ExecRequest, ExecSession, MachineDriver, MachineSpec, MachineState } from "../interfaces.js";
+import { NetworkDriver } from "../networks/network-driver.js";
+import {
+  type CgroupSet,
+  createCgroups,
+  detectHierarchies,
+  envCgroupSet,
+  execProcsFiles,
+  killCgroups,
+  removeCgroups,
+  startProcsFiles,
+} from "./cgroups.js";
+import { baseEnv, DEFAULT_PATH, startExec } from "./exec-session.js";
+import { followFile } from "./log-follow.js";
+import { type MachineRecord, RecordStore } from "./machine-record.js";
+import { CONTAINER_IFACE, machineName, vethHostName } from "./naming.js";
+import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
+import { findLeader, isAlive, procStat } from "./proc.js";
+
+export interface NspawnDriverOptions {
+  /** This agent's node name: part of machine names and cgroup paths. */
+  node: string;
+  /** Agent state dir; machine records and console logs go to `<stateDir>/machines`. */
+  stateDir: string;
+  logger: Logger;
+  networks?: NetworkDriver;
+  /** Controller → base cgroup dir; detected from /proc/self/cgroup by default. */
+  hierarchies?: Record<string, string>;
+  /** How long a start may take before it is abandoned. */
+  startTimeoutMs?: number;
+}
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export class NspawnMachineDriver implements MachineDriver {
+  private readonly store: RecordStore;
+  private readonly records = new Map<string, MachineRecord>();
+  private readonly hierarchies: Record<string, string>;
+  private readonly networks: NetworkDriver;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: NspawnDriverOptions) {
+    validateName("node", opts.node);
+    const dir = join(opts.stateDir, "machines");
+    mkdirSync(dir, { recursive: true });
+    this.store = new RecordStore(dir);
+    this.hierarchies = opts.hierarchies ?? detectHierarchies();
+    this.networks = opts.networks ?? new NetworkDriver();
+    this.log = opts.logger.child({ driver: "machines" });
+  }
+
+  private alive(rec: MachineRecord): boolean {
+    return rec.nspawnPid !== undefined && isAlive(rec.nspawnPid, rec.nspawnStart);
+  }
+
+  private toState(rec: MachineRecord): MachineState {
+    return {
+      name: rec.name,
+      running: rec.running,
+      leaderPid: rec.running ? rec.leaderPid : undefined,
+      nspawnPid: rec.running ? rec.nspawnPid : undefined,
+      startedMs: rec.startedMs,
+      exitCode: rec.exitCode,
+    };
+  }
+
+  /** Refreshes `running` from /proc; a machine that died on its own gets its cgroups removed. */
+  private refresh(rec: MachineRecord): MachineRecord {
+    if (rec.running && !this.alive(rec)) {
+      rec.running = false;
+      this.afterExit(rec);
+    }
+    return rec;
+  }
+
+  private afterExit(rec: MachineRecord): void {
+    killCgroups(rec.cgroups);
+    removeCgroups(rec.cgroups);
+    if (rec.vethHost) void this.networks.removeLink(rec.vethHost).catch(() => undefined);
+    rec.leaderPid = undefined;
+    this.store.save(rec);
+  }
+
+  /** Addresses configured on the env's interface at start. */
+  addresses(name: string): string[] {
+    return this.records.get(name)?.addresses ?? [];
+  }
+
+  /** The console log file of an env's machine. */
+  logFile(name: string): string {
+    return this.store.logPath(name);
+  }
+
+  async start(spec: MachineSpec): Promise<MachineState> {
+    validateName("env", spec.name);
+    const existing = this.records.get(spec.name);
+    if (existing && this.refresh(existing).running) return this.toState(existing);
+    for (const k of Object.keys(spec.env)) {
+      if (!ENV_KEY.test(k)) throw invalidArgument(`invalid environment variable name ${JSON.stringify(k)}`);
+    }
+    const machine = machineName(this.opts.node, spec.name);
+    const net = spec.network;
+    if ((net.ports?.length ?? 0) > 0 && net.mode !== "private" && net.mode !== "bridge") {
+      throw invalidArgument("port forwards need a private or bridge network", {
+        reason: "PORTS_NEED_NETWORK",
+      });
+    }
+    const vethHost =
+      net.mode === "private" || net.mode === "bridge" ? vethHostName(this.opts.node, spec.name) : undefined;
+    const cgroups: CgroupSet = envCgroupSet(this.hierarchies, this.opts.node, spec.name);
+    const rec: MachineRecord = {
+      name: spec.name,
+      machine,
+      rootDir: spec.rootDir,
+      boot: spec.boot,
+      env: spec.env,
+      network: net,
+      cgroups,
+      logFile: this.store.logPath(spec.name),
+      vethHost,
+      running: false,
+    };
+    // a stale cgroup or veth from a crash of this very env: clear it first
+    killCgroups(cgroups);
+    removeCgroups(cgroups);
+    if (vethHost && (await this.networks.linkExists(vethHost))) await this.networks.removeLink(vethHost);
+
+    try {
+      createCgroups(cgroups, spec.limits);
+      const argv = wrapInCgroups(startProcsFiles(cgroups), [
+        "systemd-nspawn",
+        ...nspawnArgs({ spec, machine, vethHost }),
+      ]);
+      const fd = openSync(rec.logFile, "a", 0o600);
+      let child: ReturnType<typeof spawnProcess>;
+      try {
+        // the log file's fd itself, not a pipe through us: the machine must outlive the agent
+        // (execa passes numeric fds straight to spawn; its types only list them outside arrays)
+        const detachedOpts = {
+          detached: true,
+          cleanup: false,
+          stdio: ["ignore", fd, fd],
+          buffer: false,
+          reject: false,
+          extendEnv: false,
+          env: baseEnv(),
+        } as unknown as Parameters<typeof spawnProcess>[2];
+        child = spawnProcess("/bin/sh", argv, detachedOpts);
+      } finally {
+        closeSync(fd);
+      }
+      child.unref();
+      const pid = child.pid;
+      if (pid === undefined) throw internal("systemd-nspawn did not start");
+      rec.nspawnPid = pid;
+      rec.nspawnStart = procStat(pid)?.startTime;
+      rec.startedMs = Date.now();
+      rec.running = true;
+      this.records.set(spec.name, rec);
+      this.store.save(rec);
+      void child.then((r) => {
+        if (rec.nspawnPid === pid) rec.exitCode = r.exitCode ?? undefined;
+      });
+      rec.leaderPid = await this.waitLeader(rec);
+      if (vethHost && (net.mode === "private" || net.mode === "bridge")) {
+        const { addresses } = await this.networks.setupEnvLink({
+          hostIf: vethHost,
+          containerIf: CONTAINER_IFACE,
+          leaderPid: rec.leaderPid,
+          mode: net.mode,
+          bridge: net.bridge,
+          address: net.address,
+          gateway: net.gateway,
+        });
+        rec.addresses = addresses;
+      }
+      this.store.save(rec);
+      this.log.debug({ env: spec.name, machine, pid, leader: rec.leaderPid }, "machine started");
+      return this.toState(rec);
+    } catch (err) {
+      rec.running = false;
+      killCgroups(cgroups);
+      if (rec.nspawnPid) await this.waitGone(rec, 5000);
+      removeCgroups(cgroups);
+      if (vethHost) await this.networks.removeLink(vethHost).catch(() => undefined);
+      this.records.delete(spec.name);
+      this.store.remove(spec.name);
+      throw err;
+    }
+  }
+
+  private async waitLeader(rec: MachineRecord): Promise<number> {
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
+    for (let i = 0; ; i++) {
+      const leader = findLeader(rec.nspawnPid!);
+      if (leader) return leader;
+      if (!this.alive(rec)) {
+        throw failedPrecondition(`machine ${rec.name} exited during start`, {
+          reason: "MACHINE_START_FAILED",
+          subject: `env/${rec.name}`,
+          output: await this.tail(rec, 20),
+          hint: "see the output; `protoctl env logs` shows the whole console",
+        });
+      }
+      if (Date.now() > deadline)
+        throw internal(`machine ${rec.name} did not start in time`, { output: await this.tail(rec, 20) });
+      // poll fast at first: nspawn reaches exec in a few tens of ms
+      await new Promise((r) => setTimeout(r, i < 100 ? 1 : 20));
+    }
+  }
+
+  private async tail(rec: MachineRecord, lines: number): Promise<string> {
+    const parts: Buffer[] = [];
+    for await (const b of followFile(rec.logFile, { follow: false, tailLines: lines })) parts.push(b);
+    return Buffer.concat(parts).toString("utf8");
+  }
+
+  private async waitGone(rec: MachineRecord, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.alive(rec)) {
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return true;
+  }
+
+  async stop(name: string, opts: { timeoutMs: number; force?: boolean }): Promise<MachineState> {
+    const rec = this.records.get(name);
+    if (!rec)
+      throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
+    if (rec.running && this.alive(rec)) {
+      if (!opts.force) {
+        try {
+          process.kill(rec.nspawnPid!, "SIGTERM");
+        } catch {
+          // gone already
+        }
+        await this.waitGone(rec, opts.timeoutMs);
+      }
+      if (this.alive(rec)) {
+        killCgroups(rec.cgroups);
+        if (!(await this.waitGone(rec, 10_000))) {
+          throw internal(`machine ${name} did not die after SIGKILL`, { subject: `env/${name}` });
+        }
+      }
+    }
+    rec.running = false;
+    // processes leave their cgroups a moment after death: retry the rmdir briefly
+    for (let i = 0; i < 100; i++) {
+      killCgroups(rec.cgroups);
+      if (removeCgroups(rec.cgroups).length === 0) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (rec.vethHost) await this.networks.removeLink(rec.vethHost).catch(() => undefined);
+    rec.leaderPid = undefined;
+    this.store.save(rec);
+    return this.toState(rec);
+  }
+
+  async state(name: string): Promise<MachineState> {
+    const rec = this.records.get(name);
+    if (!rec) return { name, running: false };
+    return this.toState(this.refresh(rec));
+  }
+
+  async list(): Promise<MachineState[]> {
+    return [...this.records.values()].map((r) => this.toState(this.refresh(r)));
+  }
+
+  async exec(req: ExecRequest): Promise<ExecSession> {
+    const rec = this.records.get(req.name);
+    if (!rec || !this.refresh(rec).running || !rec.leaderPid) {
+      throw failedPrecondition(`env ${req.name} is not running`, {
+        reason: "ENV_NOT_RUNNING",
+        subject: `env/${req.name}`,
+        hint: `start it with \`protoctl env start ${req.name}\``,
+      });
+    }
+    if (req.command.length === 0 || req.command[0] === "") throw invalidArgument("exec needs a command");
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: "/root", ...rec.env, ...(req.env ?? {}) };
+    for (const k of Object.keys(env)) {
+      if (!ENV_KEY.test(k)) throw invalidArgument(`invalid environment variable name ${JSON.stringify(k)}`);
+    }
+    const workdir = req.workdir || "/";
+    if (!workdir.startsWith("/") || workdir.includes("\0"))
+      throw invalidArgument("workdir must be an absolute path");
+    return startExec({
+      leaderPid: rec.leaderPid,
+      procsFiles: execProcsFiles(rec.cgroups),
+      command: req.command,
+      env,
+      workdir,
+      tty: req.tty,
+      rows: req.rows ?? 24,
+      cols: req.cols ?? 80,
+    });
+  }
+
+  async *logs(
+    name: string,
+    opts: { follow: boolean; tailLines?: number; signal?: AbortSignal },
+  ): AsyncIterable<{ stream: string; data: Buffer; timeMs: number }> {
+    const rec = this.records.get(name);
+    if (!rec) return;
+    for await (const data of followFile(rec.logFile, {
+      follow: opts.follow,
+      tailLines: opts.tailLines,
+      signal: opts.signal,
+      done: () => !this.refresh(rec).running,
+    })) {
+      yield { stream: "stdout", data, timeMs: Date.now() };
+    }
+    const journal = join(rec.rootDir, "var/log/journal");
+    if (rec.boot && existsSync(journal)) {
+      // the journal of a booted env, as text, after the console
+      const args = ["-D", journal, "--no-pager", "-o", "short-precise"];
+      if (opts.tailLines) args.push("-n", String(opts.tailLines));
+      const r = await run("journalctl", args, { allowFailure: true, signal: opts.signal });
+      if (r.stdout) yield { stream: "system", data: Buffer.from(r.stdout), timeMs: Date.now() };
+    }
+  }
+
+  async adopt(): Promise<MachineState[]> {
+    const out: MachineState[] = [];
+    for (const rec of this.store.loadAll()) {
+      this.records.set(rec.name, rec);
+      if (rec.running && this.alive(rec)) {
+        rec.leaderPid = findLeader(rec.nspawnPid!) ?? rec.leaderPid;
+        this.log.info({ env: rec.name, pid: rec.nspawnPid }, "adopted running machine");
+      } else if (rec.running) {
+        rec.running = false;
+        this.afterExit(rec);
+        this.log.info({ env: rec.name }, "machine died while the agent was away");
+      }
+      out.push(this.toState(rec));
+    }
+    return out;
+  }
+
+  async cleanup(name: string): Promise<void> {
+    const rec = this.records.get(name);
+    if (rec) {
+      if (this.refresh(rec).running) {
+        throw failedPrecondition(`machine of env ${name} still runs`, { reason: "MACHINE_RUNNING" });
+      }
+      killCgroups(rec.cgroups);
+      removeCgroups(rec.cgroups);
+      if (rec.vethHost) await this.networks.removeLink(rec.vethHost).catch(() => undefined);
+    }
+    this.records.delete(name);
+    this.store.remove(name);
+  }
+}
