@@ -66,8 +66,9 @@ const MAX_FILE_BYTES = 1 << 20;
 
 /**
  * Reads the fields of one machine entry. `template` is the name as written
- * (map key, or the `name:` of a list item). Returns undefined when a field is
- * unusable; every problem is recorded on the reader.
+ * (map key, or the `name:` of a list item). A field with a problem is
+ * recorded on the reader and left at its default, so that the cross-checks
+ * still run and the user sees every problem in one round.
  */
 export function readMachine(
   r: SpecReader,
@@ -75,8 +76,7 @@ export function readMachine(
   templateNode: Node,
   entries: Entry[],
   path: string,
-): MachineTemplate | undefined {
-  const before = r.issues.length;
+): MachineTemplate {
   r.checkKeys(entries, MACHINE_FIELDS, path, `machine '${template}'`);
   const get = (k: string) => entries.find((e) => e.key === k);
   const m: MachineTemplate = {
@@ -200,7 +200,7 @@ export function readMachine(
     });
   }
 
-  return r.issues.length === before ? m : undefined;
+  return m;
 }
 
 function readResources(r: SpecReader, node: Node | null, path: string): LabResources {

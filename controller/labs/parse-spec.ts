@@ -61,7 +61,9 @@ export function parseLabSpec(text: string): LabSpecResult {
     return { ok: false, issues: r.issues };
   }
   // `x-` keys are free (as in compose files): a place to keep YAML anchors for `<<:` merges.
-  const entries = (r.entries(root, "", "a lab spec") ?? []).filter((e) => !e.key.startsWith("x-"));
+  const all = r.entries(root, "", "a lab spec");
+  if (!all) return { ok: false, issues: r.issues };
+  const entries = all.filter((e) => !e.key.startsWith("x-"));
   r.checkKeys(entries, TOP_FIELDS, "", "the lab spec");
   const get = (k: string) => entries.find((e) => e.key === k);
 
