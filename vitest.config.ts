@@ -6,7 +6,11 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{common,agent,controller,cli,proto,bench}/**/*.test.ts", "test/unit/**/*.test.ts", "test/leak/**/*.test.ts"],
+          include: [
+            "{common,agent,controller,cli,proto,bench}/**/*.test.ts",
+            "test/unit/**/*.test.ts",
+            "test/leak/**/*.test.ts",
+          ],
           exclude: ["**/*.int.test.ts", "**/node_modules/**", "dist/**"],
           testTimeout: 10_000,
         },
