@@ -256,8 +256,13 @@ export class BaseStore {
       await setReadonly(root, true);
       const [du] = await diskUsage([root]);
       return this.seal(name, dir, { ...made, sizeBytes: du?.totalBytes ?? 0 });
-    }).catch((err) => {
-      throw err instanceof ProtoctlError ? err : asPoolError(err, `build ${name}`);
+    }).catch(async (err) => {
+      const pe = err instanceof ProtoctlError ? err : asPoolError(err, `build ${name}`);
+      // Space of the reverted subvolume comes back at the next commit: start it now, so a retry sees it.
+      if (pe.code === Code.RESOURCE_EXHAUSTED) {
+        await run("btrfs", ["filesystem", "sync", this.layout.mountpoint], { allowFailure: true });
+      }
+      throw pe;
     });
   }
 
