@@ -1,0 +1,154 @@
+/**
+ * `btrfs send` to a Node Readable and `btrfs receive` from one. The stream
+ * never touches a file: the gRPC layer pipes it chunk by chunk from one agent
+ * to the other, and publish (../exports/seed-image.ts) pipes a full send into
+ * a fresh image.
+ *
+ * A failed receive leaves a half-written, writable subvolume behind; it is
+ * deleted here so a retry finds the name free.
+ */
+import { access } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { Code, ProtoctlError } from "../../../common/errors.js";
+import { CommandError, run, spawnProcess } from "../../../common/exec.js";
+import type { DeltaDriver, Received, ReceiveOptions, SendOptions, SendStream } from "./types.js";
+
+/** Parses "At subvol NAME" / "At snapshot NAME" from btrfs receive's output. */
+export function parseReceivedName(
+  output: string,
+): { name: string; kind: "full" | "incremental" } | undefined {
+  const m = /^At (subvol|snapshot) (.+)$/m.exec(output);
+  if (!m) return undefined;
+  return { name: m[2]!.trim(), kind: m[1] === "snapshot" ? "incremental" : "full" };
+}
+
+/** `btrfs send [-p parent] subvolume` as a stream. */
+export function sendSubvolume(opts: SendOptions): SendStream {
+  const args = ["send", "-q", ...(opts.parent ? ["-p", opts.parent] : []), opts.subvolume];
+  const child = spawnProcess("btrfs", args, {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    buffer: { stdout: false, stderr: true },
+    cancelSignal: opts.signal,
+    reject: false,
+  });
+  const done = (async () => {
+    const res = await child;
+    if (res.failed) {
+      const err = new CommandError(
+        "btrfs",
+        args,
+        res.exitCode,
+        String(res.stderr ?? ""),
+        "",
+        res.signal ?? undefined,
+        false,
+        res.cause ?? undefined,
+      );
+      throw sendError(err, opts);
+    }
+  })();
+  // The caller may only read the stream; an unobserved failure must not crash the process.
+  done.catch(() => undefined);
+  return { stream: child.stdout!, done, cancel: () => child.kill("SIGTERM") };
+}
+
+function sendError(err: CommandError, opts: SendOptions): ProtoctlError {
+  if (/not read-only|read-only/i.test(err.stderr) && !/ERROR: .*No such file/.test(err.stderr)) {
+    return new ProtoctlError(
+      Code.FAILED_PRECONDITION,
+      `btrfs send needs read-only subvolumes: ${err.message}`,
+      {
+        reason: "NOT_READ_ONLY",
+        subject: opts.subvolume,
+        output: err.stderr,
+        cause: err,
+      },
+    );
+  }
+  return err.toProtoctl(`btrfs send of ${opts.subvolume} failed`, opts.subvolume);
+}
+
+/** `btrfs receive dir` fed from `opts.stream`; deletes a half-received subvolume on failure. */
+export async function receiveSubvolume(opts: ReceiveOptions): Promise<Received> {
+  const started = performance.now();
+  const args = ["receive", opts.dir];
+  const child = spawnProcess("btrfs", args, {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+    all: true,
+    cancelSignal: opts.signal,
+    reject: false,
+  });
+  // Feed stdin; a failing source kills the receiver so it cannot wait forever.
+  let feedError: unknown;
+  let killedForFeed = false;
+  const feed = pipeline(opts.stream, child.stdin!).catch((err) => {
+    feedError = err;
+    if (child.exitCode === null) {
+      killedForFeed = true;
+      child.kill("SIGTERM");
+    }
+  });
+  const res = await child;
+  await feed;
+  const out = String(res.all ?? "");
+  const parsed = parseReceivedName(out);
+  if (res.failed || killedForFeed) {
+    if (parsed) await deleteHalfReceived(join(opts.dir, parsed.name));
+    if (killedForFeed) {
+      const src = ProtoctlError.from(feedError);
+      throw new ProtoctlError(
+        src.code === Code.INTERNAL ? Code.ABORTED : src.code,
+        `receive into ${opts.dir} aborted, the send stream failed: ${src.message}`,
+        { reason: "STREAM_FAILED", subject: opts.dir, output: out, cause: feedError },
+      );
+    }
+    const err = new CommandError(
+      "btrfs",
+      args,
+      res.exitCode,
+      String(res.stderr ?? ""),
+      String(res.stdout ?? ""),
+      res.signal ?? undefined,
+      false,
+      res.cause ?? undefined,
+    );
+    throw err.toProtoctl(`btrfs receive into ${opts.dir} failed`, opts.dir);
+  }
+  if (!parsed) {
+    throw new ProtoctlError(
+      Code.INTERNAL,
+      `btrfs receive did not name the received subvolume: ${out.slice(0, 200)}`,
+      {
+        reason: "RECEIVE_UNPARSED",
+        output: out,
+      },
+    );
+  }
+  return {
+    path: join(opts.dir, parsed.name),
+    name: parsed.name,
+    kind: parsed.kind,
+    durationMs: performance.now() - started,
+  };
+}
+
+async function deleteHalfReceived(path: string): Promise<void> {
+  try {
+    await access(path);
+  } catch {
+    return;
+  }
+  await run("btrfs", ["subvolume", "delete", path], { allowFailure: true });
+}
+
+/** The real DeltaDriver over btrfs-progs. */
+export const btrfsDeltas: DeltaDriver = {
+  send: sendSubvolume,
+  receive: receiveSubvolume,
+};
