@@ -30,14 +30,21 @@ describe("allocate", () => {
 
   it("honours fixed addresses, even over history", () => {
     const before = { a: "10.0.0.2", b: "10.0.0.3" };
-    const r = allocate(net, [{ machine: "a" }, { machine: "b", fixed: "10.0.0.2" }, { machine: "c", fixed: "10.0.0.200" }], before);
+    const r = allocate(
+      net,
+      [{ machine: "a" }, { machine: "b", fixed: "10.0.0.2" }, { machine: "c", fixed: "10.0.0.200" }],
+      before,
+    );
     // b takes .2 (fixed), so a loses it and moves to the lowest free: .3 (b's old one).
     expect(Object.fromEntries(r.allocations)).toEqual({ a: "10.0.0.3", b: "10.0.0.2", c: "10.0.0.200" });
     expect(r.moved.sort()).toEqual(["a", "b"]);
   });
 
   it("reallocates addresses that no longer fit after a subnet change", () => {
-    const r = allocate({ name: "n", subnet: "10.0.0.0/25" }, ask("a", "b"), { a: "10.0.0.100", b: "10.0.0.200" });
+    const r = allocate({ name: "n", subnet: "10.0.0.0/25" }, ask("a", "b"), {
+      a: "10.0.0.100",
+      b: "10.0.0.200",
+    });
     expect(Object.fromEntries(r.allocations)).toEqual({ a: "10.0.0.100", b: "10.0.0.2" });
     expect(r.moved).toEqual(["b"]);
   });
@@ -60,8 +67,10 @@ describe("allocate", () => {
   });
 
   it("refuses bad fixed addresses", () => {
-    const bad = (fixed: string, others: Array<{ machine: string; fixed?: string }> = []) => () =>
-      allocate(net, [...others, { machine: "x", fixed }]);
+    const bad =
+      (fixed: string, others: Array<{ machine: string; fixed?: string }> = []) =>
+      () =>
+        allocate(net, [...others, { machine: "x", fixed }]);
     expect(bad("10.0.1.5")).toThrow(/outside/);
     expect(bad("10.0.0.1")).toThrow(/reserved/);
     expect(bad("10.0.0.0")).toThrow(/reserved/);
@@ -85,7 +94,9 @@ describe("allocate", () => {
     const r = allocate(net, ask("a", "b"));
     const state = JSON.parse(JSON.stringify(toIpamState(net.subnet, r.allocations)));
     expect(state).toEqual({ subnet: "10.0.0.0/24", allocations: { a: "10.0.0.2", b: "10.0.0.3" } });
-    expect(Object.fromEntries(allocate(net, ask("b", "a"), state.allocations).allocations)).toEqual(state.allocations);
+    expect(Object.fromEntries(allocate(net, ask("b", "a"), state.allocations).allocations)).toEqual(
+      state.allocations,
+    );
     expect(withPrefix("10.0.0.2", net.subnet)).toBe("10.0.0.2/24");
   });
 });

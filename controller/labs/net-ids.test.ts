@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { allocateVni, hostVethName, IFNAME_MAX, isValidIfName, networkIfNames, VNI_MAX, VNI_MIN } from "./net-ids.js";
+import {
+  allocateVni,
+  hostVethName,
+  IFNAME_MAX,
+  isValidIfName,
+  networkIfNames,
+  VNI_MAX,
+  VNI_MIN,
+} from "./net-ids.js";
 
 describe("allocateVni", () => {
   it("is deterministic and inside the range", () => {
@@ -70,7 +78,8 @@ describe("interface names", () => {
   });
 
   it("rejects what Linux rejects", () => {
-    for (const bad of ["", "a".repeat(16), "a/b", "a b", "a:b", ".", ".."]) expect(isValidIfName(bad)).toBe(false);
+    for (const bad of ["", "a".repeat(16), "a/b", "a b", "a:b", ".", ".."])
+      expect(isValidIfName(bad)).toBe(false);
     expect(isValidIfName("a".repeat(15))).toBe(true);
   });
 });

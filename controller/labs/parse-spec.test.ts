@@ -119,7 +119,9 @@ machines:
   });
 
   it("offsets host ports of counted machines", () => {
-    const r = parseLabSpec("name: l\nnetworks: {n: 10.0.0.0/24}\nmachines:\n  w: { base: b, count: 3, networks: [n], ports: ['8080:80'] }\n");
+    const r = parseLabSpec(
+      "name: l\nnetworks: {n: 10.0.0.0/24}\nmachines:\n  w: { base: b, count: 3, networks: [n], ports: ['8080:80'] }\n",
+    );
     expect(r.ok && r.spec.machines.map((m) => m.ports[0]!.hostPort)).toEqual([8080, 8081, 8082]);
   });
 });
@@ -237,9 +239,11 @@ describe("parseLabSpec: bad specs, with positions", () => {
   });
 
   it("refuses a network too small for its machines", () => {
-    expect(errorsOf("name: l\nnetworks:\n  n: 10.0.0.0/30\nmachines:\n  w: { base: b, count: 2, networks: [n] }\n")).toEqual([
-      "lab.yaml:3:3: network 'n' has 2 machines but 10.0.0.0/30 holds only 1",
-    ]);
+    expect(
+      errorsOf(
+        "name: l\nnetworks:\n  n: 10.0.0.0/30\nmachines:\n  w: { base: b, count: 2, networks: [n] }\n",
+      ),
+    ).toEqual(["lab.yaml:3:3: network 'n' has 2 machines but 10.0.0.0/30 holds only 1"]);
   });
 
   it("checks ports, files and other field types", () => {
@@ -269,12 +273,12 @@ describe("parseLabSpec: bad specs, with positions", () => {
       "lab.yaml:6:25: machine 'd' forwards ports but joins no network",
       "lab.yaml:8:11: base 'b@x': invalid version in \"b@x\"; write NAME or NAME@N",
       "lab.yaml:9:11: boot must be true or false",
-      "lab.yaml:10:26: memory must be a size like 512M or 2G (got \"lots\")",
+      'lab.yaml:10:26: memory must be a size like 512M or 2G (got "lots")',
       "lab.yaml:10:38: cpus must be above 0 and at most 1024",
       "lab.yaml:12:17: file path 'etc/x' must be absolute",
       "lab.yaml:13:17: file path '/a/../b' must be normalized (no empty, '.' or '..' parts, no trailing '/')",
       "lab.yaml:14:9: a file needs content or source",
-      "lab.yaml:15:39: mode must be octal permission bits like 0644 or \"0755\"",
+      'lab.yaml:15:39: mode must be octal permission bits like 0644 or "0755"',
       "lab.yaml:16:12: invalid environment variable name '1BAD'",
       "lab.yaml:17:11: invalid node name 'N1'",
     ]);
@@ -283,7 +287,9 @@ describe("parseLabSpec: bad specs, with positions", () => {
   it("reports YAML syntax errors and empty files", () => {
     expect(errorsOf("name: l\nmachines:\n  a: [b\n")[0]).toMatch(/^lab\.yaml:\d+:\d+: /);
     expect(errorsOf("")).toEqual(["lab.yaml: the lab spec is empty; it needs at least a name and machines"]);
-    expect(errorsOf("name: l\nname: m\nmachines: {a: {base: b}}\n")[0]).toMatch(/^lab\.yaml:2:1: Map keys must be unique/);
+    expect(errorsOf("name: l\nname: m\nmachines: {a: {base: b}}\n")[0]).toMatch(
+      /^lab\.yaml:2:1: Map keys must be unique/,
+    );
     expect(errorsOf("- a\n")).toEqual(["lab.yaml:1:1: a lab spec must be a mapping"]);
     expect(errorsOf("name: l\n")).toEqual(["lab.yaml:1:1: the lab spec needs machines"]);
   });
