@@ -9,8 +9,6 @@
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { Code, ProtoctlError } from "../../../common/errors.js";
 import { CommandError, run, spawnProcess } from "../../../common/exec.js";
 import type { DeltaDriver, Received, ReceiveOptions, SendOptions, SendStream } from "./types.js";
@@ -84,28 +82,44 @@ export async function receiveSubvolume(opts: ReceiveOptions): Promise<Received> 
     cancelSignal: opts.signal,
     reject: false,
   });
-  // Feed stdin; a failing source kills the receiver so it cannot wait forever.
-  let feedError: unknown;
-  let killedForFeed = false;
-  const feed = pipeline(opts.stream, child.stdin!).catch((err) => {
-    feedError = err;
-    if (child.exitCode === null) {
-      killedForFeed = true;
-      child.kill("SIGTERM");
-    }
+  // Feed stdin. Only an error of the source stops the receiver; a write error (EPIPE) just
+  // means btrfs receive gave up, and its own exit status says why.
+  let sourceError: unknown;
+  let settled = false;
+  opts.stream.once("error", (err) => {
+    if (settled) return;
+    sourceError = err;
+    child.kill("SIGTERM");
   });
+  child.stdin!.on("error", () => undefined);
+  opts.stream.pipe(child.stdin!);
   const res = await child;
-  await feed;
+  settled = true;
+  opts.stream.unpipe(child.stdin!);
+  // A receiver that gave up leaves the sender blocked on a full pipe: release it.
+  if (res.failed && !opts.stream.readableEnded) opts.stream.destroy();
   const out = String(res.all ?? "");
   const parsed = parseReceivedName(out);
-  if (res.failed || killedForFeed) {
+  if (res.failed || sourceError !== undefined) {
     if (parsed) await deleteHalfReceived(join(opts.dir, parsed.name));
-    if (killedForFeed) {
-      const src = ProtoctlError.from(feedError);
+    if (sourceError !== undefined) {
+      const src = ProtoctlError.from(sourceError);
       throw new ProtoctlError(
         src.code === Code.INTERNAL ? Code.ABORTED : src.code,
         `receive into ${opts.dir} aborted, the send stream failed: ${src.message}`,
-        { reason: "STREAM_FAILED", subject: opts.dir, output: out, cause: feedError },
+        { reason: "STREAM_FAILED", subject: opts.dir, output: out, cause: sourceError },
+      );
+    }
+    if (/cannot find parent subvolume/i.test(out)) {
+      throw new ProtoctlError(
+        Code.FAILED_PRECONDITION,
+        `the target has no parent for this delta in ${opts.dir}`,
+        {
+          reason: "PARENT_MISSING",
+          subject: opts.dir,
+          output: out,
+          hint: "send the full version instead (no parent), or the seed image",
+        },
       );
     }
     const err = new CommandError(
