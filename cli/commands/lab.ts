@@ -1,0 +1,111 @@
+/** `protoctl lab ...`: sets of environments from one spec file, spread over nodes. */
+import { Command, Option } from "commander";
+import { invalidArgument } from "../../common/errors.js";
+import { envPhaseToJSON } from "../../proto/gen/protoctl/v1/types.js";
+import { labList } from "../output/columns.js";
+import { enumLabel } from "../output/format.js";
+import { withProgress } from "../output/progress.js";
+import { describeFlags, examples, getApi, listFlags, name, printList, printObject, say } from "./common.js";
+
+export function command(_name: string): Command {
+  const cmd = new Command("lab").description(
+    "manage labs: environments on several hosts joined by lab networks",
+  );
+
+  examples(
+    cmd
+      .command("up")
+      .argument("<file>", "lab spec (YAML)")
+      .description("create or update a lab from a spec file (only the differences are applied)")
+      .option("--dry-run", "show what would change, change nothing")
+      .option("--no-wait", "return once recorded, do not wait until ready"),
+    "protoctl lab up lab.yaml",
+    "protoctl lab up lab.yaml --dry-run",
+  ).action(async (file: string, opts: { dryRun?: boolean; wait: boolean }, self: Command) => {
+    const { readFile } = await import("node:fs/promises");
+    let specYaml: string;
+    try {
+      specYaml = await readFile(file, "utf8");
+    } catch (err) {
+      throw invalidArgument(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, {
+        reason: "FILE_UNREADABLE",
+      });
+    }
+    const api = await getApi(self);
+    const req = { specYaml, wait: opts.wait, dryRun: !!opts.dryRun };
+    const lab = await withProgress(
+      opts.dryRun ? `Planning lab from ${file}` : `Applying lab ${file}`,
+      async (sink) => {
+        let final: import("../../proto/gen/protoctl/v1/types.js").Lab | undefined;
+        for await (const p of api.stream((c, o) => c.applyLab(req, o))) {
+          if (p.lab) final = p.lab;
+          if (p.machine || p.message) {
+            const phase = p.phase ? ` (${enumLabel(envPhaseToJSON(p.phase), "ENV_PHASE_")})` : "";
+            const line = `${p.action || "update"} ${p.machine}${phase}${p.message ? `: ${p.message}` : ""}`;
+            if (opts.dryRun) sink.log(line);
+            sink.progress({ step: line, fraction: -1, message: "", node: "", bytesDone: 0, bytesTotal: 0 });
+          }
+        }
+        return {
+          value: final,
+          done: final ? `lab ${final.name}: ${final.machines.length} machine(s)` : "lab applied",
+        };
+      },
+    );
+    if (lab) say(`lab/${lab.name} ${opts.dryRun ? "planned" : "applied"} (${lab.machines.length} machines)`);
+  });
+
+  examples(
+    cmd
+      .command("down")
+      .argument("<name>", "lab name")
+      .description("delete a lab: its environments and networks")
+      .option("--no-wait", "do not wait until deleted"),
+    "protoctl lab down demo",
+  ).action(async (n: string, opts: { wait: boolean }, self: Command) => {
+    name("lab", n);
+    const api = await getApi(self);
+    await api.unary((c) => c.deleteLab, { name: n, wait: opts.wait });
+    say(`lab/${n} deleted`);
+  });
+
+  examples(listFlags(cmd.command("ls").alias("list").description("list labs")), "protoctl lab ls").action(
+    async (opts: { output: string; quiet?: boolean }, self: Command) => {
+      const api = await getApi(self);
+      const res = await api.unary((c) => c.listLabs, {}, { deadlineMs: 15_000 });
+      await printList(res.labs, labList, opts);
+    },
+  );
+
+  examples(
+    describeFlags(
+      cmd.command("describe").argument("<name>").description("show a lab: machines, nodes, networks"),
+    ),
+    "protoctl lab describe demo",
+  ).action(async (n: string, opts: { output: string }, self: Command) => {
+    name("lab", n);
+    const api = await getApi(self);
+    const { Lab } = await import("../../proto/gen/protoctl/v1/types.js");
+    const lab = await api.unary((c) => c.getLab, { name: n }, { deadlineMs: 15_000 });
+    await printObject(Lab.toJSON(lab), opts.output);
+  });
+
+  examples(
+    cmd
+      .command("graph")
+      .argument("<name>", "lab name")
+      .description("print a lab's topology as Graphviz dot or Mermaid")
+      .addOption(
+        new Option("--format <format>", "dot or mermaid").choices(["dot", "mermaid"]).default("dot"),
+      ),
+    "protoctl lab graph demo | dot -Tsvg > demo.svg",
+    "protoctl lab graph demo --format mermaid",
+  ).action(async (n: string, opts: { format: string }, self: Command) => {
+    name("lab", n);
+    const api = await getApi(self);
+    const res = await api.unary((c) => c.labGraph, { name: n, format: opts.format }, { deadlineMs: 15_000 });
+    process.stdout.write(res.text.endsWith("\n") ? res.text : `${res.text}\n`);
+  });
+
+  return examples(cmd, "protoctl lab up lab.yaml", "protoctl lab ls");
+}

@@ -1,0 +1,112 @@
+/** `protoctl node ...`: cluster membership and scheduling state of nodes. */
+import { Command } from "commander";
+import { nodeList } from "../output/columns.js";
+import { consumeOperation, withProgress } from "../output/progress.js";
+import {
+  collect,
+  describeFlags,
+  examples,
+  getApi,
+  keyValues,
+  listFlags,
+  name,
+  parseDuration,
+  printList,
+  printObject,
+  say,
+} from "./common.js";
+
+export function command(_name: string): Command {
+  const cmd = new Command("node").description("list and manage nodes (machines running `protoctl agent`)");
+
+  examples(
+    listFlags(cmd.command("ls").alias("list").description("list nodes")),
+    "protoctl node ls -o wide",
+  ).action(async (opts: { output: string; quiet?: boolean }, self: Command) => {
+    const api = await getApi(self);
+    const res = await api.unary((c) => c.listNodes, {}, { deadlineMs: 15_000 });
+    await printList(res.nodes, nodeList, opts);
+  });
+
+  examples(
+    describeFlags(cmd.command("describe").argument("<node>").description("show a node in detail")),
+    "protoctl node describe node-1",
+  ).action(async (n: string, opts: { output: string }, self: Command) => {
+    name("node", n);
+    const api = await getApi(self);
+    const { Node } = await import("../../proto/gen/protoctl/v1/types.js");
+    const node = await api.unary((c) => c.getNode, { name: n }, { deadlineMs: 15_000 });
+    await printObject(Node.toJSON(node), opts.output);
+  });
+
+  examples(
+    cmd.command("cordon").argument("<node>").description("stop scheduling new envs on a node"),
+    "protoctl node cordon node-1",
+  ).action(async (n: string, _o: unknown, self: Command) => {
+    name("node", n);
+    const api = await getApi(self);
+    await api.unary((c) => c.cordonNode, { name: n });
+    say(`node/${n} cordoned`);
+  });
+
+  examples(
+    cmd.command("uncordon").argument("<node>").description("allow scheduling on a node again"),
+    "protoctl node uncordon node-1",
+  ).action(async (n: string, _o: unknown, self: Command) => {
+    name("node", n);
+    const api = await getApi(self);
+    await api.unary((c) => c.uncordonNode, { name: n });
+    say(`node/${n} uncordoned`);
+  });
+
+  examples(
+    cmd.command("drain").argument("<node>").description("cordon a node and move or stop its envs"),
+    "protoctl node drain node-1",
+  ).action(async (n: string, _o: unknown, self: Command) => {
+    name("node", n);
+    const api = await getApi(self);
+    await withProgress(`Draining node ${n}`, async (sink) => {
+      await consumeOperation(
+        api.stream((c, o) => c.drainNode({ name: n }, o)),
+        sink,
+      );
+      return { value: undefined, done: `node/${n} drained` };
+    });
+  });
+
+  examples(
+    cmd.command("rm").alias("remove").argument("<node>").description("remove a node from the cluster"),
+    "protoctl node rm node-1",
+  ).action(async (n: string, _o: unknown, self: Command) => {
+    name("node", n);
+    const api = await getApi(self);
+    await api.unary((c) => c.removeNode, { name: n });
+    say(`node/${n} removed`);
+  });
+
+  examples(
+    cmd
+      .command("token")
+      .description("create a join token for a new node (`protoctl agent --join-token ...`)")
+      .option("--ttl <duration>", "validity, e.g. 30m, 1h, 3600 (seconds)", "1h")
+      .option("--label <k=v>", "label given to nodes joining with it (repeatable)", collect, [])
+      .option("-o, --output <format>", "output format: text|json", "text"),
+    "protoctl node token --ttl 2h --label rack=a",
+  ).action(async (opts: { ttl: string; label: string[]; output: string }, self: Command) => {
+    const ttlSeconds = parseDuration(opts.ttl);
+    const labels = keyValues(opts.label, "label");
+    const api = await getApi(self);
+    const tok = await api.unary((c) => c.createJoinToken, { ttlSeconds, labels }, { deadlineMs: 15_000 });
+    if (opts.output === "json") {
+      process.stdout.write(`${JSON.stringify({ token: tok.token, expiresMs: tok.expiresMs })}\n`);
+    } else {
+      process.stdout.write(`${tok.token}\n`);
+      process.stderr.write(
+        `valid until ${new Date(tok.expiresMs).toISOString()}; on the new node run:\n` +
+          `  protoctl agent --controller ${api.address} --join-token ${tok.token} --name NAME\n`,
+      );
+    }
+  });
+
+  return examples(cmd, "protoctl node ls", "protoctl node drain node-2");
+}
