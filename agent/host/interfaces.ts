@@ -198,7 +198,10 @@ export interface PoolDriver {
   snapshotEnvAsBase(name: string, asBase: string): Promise<BaseVersionMeta>;
   /** Startup inventory: removes half-made objects (no record, stray mounts). */
   cleanOrphans(knownEnvs: Set<string>): Promise<string[]>;
+  /** Releases in-process state; the pool stays mounted (running envs outlive the agent). */
   close(): Promise<void>;
+  /** Unmounts and deletes the pool's storage for good (tests, `protoctl down`). */
+  destroy?(): Promise<void>;
 }
 
 /** systemd-nspawn machines with agent-managed cgroups. Implemented in host/machines/. */

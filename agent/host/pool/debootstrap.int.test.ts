@@ -70,7 +70,12 @@ describe("debootstrap base + Ansible layer", () => {
     );
     expect(meta).toMatchObject({ layer: "web", base: "bookworm@1", kind: "ansible" });
     expect(logs.join("")).toMatch(/PLAY RECAP/);
-    const upper = join(pool.mountpoint, "@overlay/web", `bookworm@1.${meta.digest.slice(0, 16)}`, "vol/upper");
+    const upper = join(
+      pool.mountpoint,
+      "@overlay/web",
+      `bookworm@1.${meta.digest.slice(0, 16)}`,
+      "vol/upper",
+    );
     const top = (await readdir(upper)).sort();
     expect(top).toEqual(["etc"]);
     const etc = (await readdir(join(upper, "etc"))).sort();
@@ -86,7 +91,11 @@ describe("debootstrap base + Ansible layer", () => {
   it("reports a failing playbook's output and records nothing", async () => {
     const bad = `- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.command: /bin/false\n`;
     const err = await pool
-      .buildLayer({ name: "bad", kind: "ansible", main: Buffer.from(bad), files: [], parents: [] }, "bookworm", 1)
+      .buildLayer(
+        { name: "bad", kind: "ansible", main: Buffer.from(bad), files: [], parents: [] },
+        "bookworm",
+        1,
+      )
       .catch((e) => e);
     expect(err).toMatchObject({ reason: "RECIPE_FAILED" });
     expect(err.output).toMatch(/FAILED|fatal/);

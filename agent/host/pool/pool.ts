@@ -7,8 +7,8 @@
  */
 import { statfs } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { failedPrecondition, ProtoctlError } from "../../../common/errors.js";
-import { output, run } from "../../../common/exec.js";
+import { failedPrecondition } from "../../../common/errors.js";
+import { run } from "../../../common/exec.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import type {
@@ -264,7 +264,7 @@ export class BtrfsPool implements PoolDriver {
     }
     for (const m of await mountsUnder(this.mountpoint)) {
       const rel = relative(this.mountpoint, m.mountpoint);
-      const env = /^@env\/([a-z0-9][a-z0-9-]{0,62})\/root$/.exec(rel)?.[1];
+      const env = /^@env\/([a-z0-9][a-z0-9-]{0,62})\/root(\/|$)/.exec(rel)?.[1];
       if (env && known.has(env)) continue;
       await unmount(m.mountpoint);
       removed.push(`mount:${rel}`);
@@ -293,15 +293,5 @@ export class BtrfsPool implements PoolDriver {
   async destroy(): Promise<void> {
     for (const m of await mountsUnder(this.mountpoint)) await unmount(m.mountpoint);
     await destroyStorage(this.storage);
-  }
-
-  /** The loop device under the pool, when there is one. */
-  async loopDevice(): Promise<string | undefined> {
-    if (this.storage.loopDevice || !this.storage.image) return this.storage.loopDevice;
-    return (await output("losetup", ["-j", this.storage.image])).split(":")[0] || undefined;
-  }
-
-  static isProtoctlError(err: unknown): err is ProtoctlError {
-    return err instanceof ProtoctlError;
   }
 }
