@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { output, run } from "../../common/exec.js";
+import { freePort } from "../fixtures/etcd.js";
 import { takeSnapshot } from "./collect.js";
 import { diffSnapshots, RUN_MARKER_ENV } from "./snapshot.js";
 
@@ -56,15 +57,19 @@ describe("leak check on the live system", () => {
     const dir = await mkdtemp(join(tmpdir(), "protoctl-leaktest-"));
     undo.push(() => rm(dir, { recursive: true, force: true }));
     // Not listening anywhere but loopback on ports the kernel picks.
+    const [client, peer] = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`];
     const child: ChildProcess = spawn(
       "etcd",
       [
-        "--data-dir",
-        dir,
-        "--listen-client-urls",
-        "http://127.0.0.1:0",
-        "--advertise-client-urls",
-        "http://127.0.0.1:0",
+        ...["--data-dir", dir, "--listen-client-urls", client, "--advertise-client-urls", client],
+        ...[
+          "--listen-peer-urls",
+          peer,
+          "--initial-advertise-peer-urls",
+          peer,
+          "--initial-cluster",
+          `default=${peer}`,
+        ],
       ],
       { stdio: "ignore" },
     );
