@@ -61,6 +61,8 @@ async function isReadOnlySubvolume(path: string): Promise<boolean> {
 }
 
 async function measure(subvolume: string): Promise<{ dataBytes: number; inodes: number }> {
+  // Data still in delayed allocation has no extents yet: du would count it as 0.
+  await run("btrfs", ["filesystem", "sync", subvolume]);
   const [du, inodes] = await Promise.all([
     output("btrfs", ["filesystem", "du", "-s", "--raw", subvolume]),
     output("du", ["-s", "-x", "--inodes", subvolume]),
@@ -143,18 +145,20 @@ async function buildOnce(
 
     opts.progress?.({ step: "send" });
     const sender = sendSubvolume({ subvolume, signal: opts.signal });
-    let received: Awaited<ReturnType<typeof receiveSubvolume>>;
-    try {
-      [received] = await Promise.all([
-        receiveSubvolume({ dir: mnt, stream: sender.stream, signal: opts.signal }),
-        sender.done,
-      ]);
-    } catch (err) {
+    // When receive fails, send dies of SIGPIPE: the receiver's error is the one that explains.
+    const [recv, sent] = await Promise.allSettled([
+      receiveSubvolume({ dir: mnt, stream: sender.stream, signal: opts.signal }),
+      sender.done,
+    ]);
+    if (recv.status === "rejected" || sent.status === "rejected") {
       sender.cancel();
-      const e = ProtoctlError.from(err);
+      const e = ProtoctlError.from(
+        recv.status === "rejected" ? recv.reason : (sent as PromiseRejectedResult).reason,
+      );
       if (e.code === Code.RESOURCE_EXHAUSTED) e.metadata.insideImage = "true";
       throw e;
     }
+    const received = recv.value;
     await run("btrfs", ["filesystem", "sync", mnt]);
     await run("umount", [mnt]);
     mounted = false;

@@ -17,7 +17,7 @@ const MiB = 1024 * 1024;
 export async function writeRandomFile(path: string, sizeMiB: number): Promise<void> {
   const ws = createWriteStream(path);
   for (let i = 0; i < sizeMiB; i++) {
-    if (!ws.write(randomBytes(MiB))) await new Promise((r) => ws.once("drain", r));
+    if (!ws.write(randomBytes(MiB))) await new Promise<void>((r) => ws.once("drain", () => r()));
   }
   await new Promise<void>((resolve, reject) =>
     ws.end((err?: Error | null) => (err ? reject(err) : resolve())),

@@ -24,6 +24,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "nbd-client": "nbd-client",
   nsenter: "util-linux",
   python3: "python3",
+  fsfreeze: "util-linux",
 };
 
 /** Absolute path of `tool` on PATH, or undefined. */

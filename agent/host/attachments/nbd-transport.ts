@@ -1,0 +1,234 @@
+/**
+ * The NBD client side: turns an nbd(s):// URI into something a loop device
+ * (or btrfs directly) can sit on.
+ *
+ * - kernel: `nbd-client` binds /dev/nbdN where the nbd module exists. Kept
+ *   as the code path for such hosts; NOT exercised on the development
+ *   machine (no nbd module there).
+ * - nbdfuse: libnbd exposes the export as one file in a FUSE mount, with
+ *   several connections (-C): ~800 MB/s instead of ~50 MB/s with one.
+ *
+ * Both run in the foreground, so the process is ours to stop. With `netns`,
+ * the client joins that network namespace only (nsenter --net): its FUSE
+ * mount stays visible in our mount namespace, which `ip netns exec` would
+ * hide.
+ */
+import { access, mkdir, readdir, readFile, rmdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { ResultPromise } from "execa";
+import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
+import { run, spawnProcess } from "../../../common/exec.js";
+import { netnsPrefix } from "../exports/nbd-server.js";
+import { parseNbdUri } from "../exports/nbd-uri.js";
+import type { TlsFiles } from "../exports/types.js";
+import type { NbdTransportKind } from "./types.js";
+
+const READY_TIMEOUT_MS = 10_000;
+const STOP_GRACE_MS = 3_000;
+
+export interface ConnectOptions {
+  /** URI including ?tls-certificates= for nbds:// (see withClientTls). */
+  uri: string;
+  /** For nbdfuse: the (new, empty) FUSE mountpoint directory. */
+  dir: string;
+  connections: number;
+  /** Expected export size; a different size is refused (wrong or truncated image). */
+  sizeBytes: number;
+  kind: NbdTransportKind;
+  /** For the kernel client (it takes files, not a directory). */
+  tls?: TlsFiles;
+  netns?: string;
+}
+
+/** A live NBD client. */
+export interface NbdConnection {
+  kind: NbdTransportKind;
+  uri: string;
+  /** File or block device with the export's bytes. */
+  path: string;
+  readonly alive: boolean;
+  /** Disconnects and removes the mountpoint; idempotent. A busy FUSE file is detached lazily. */
+  close(): Promise<void>;
+}
+
+/** "kernel" when this host has /dev/nbd0 (and nbd-client), else "nbdfuse". */
+export async function detectTransport(): Promise<NbdTransportKind> {
+  try {
+    await access("/dev/nbd0");
+    await access("/sys/block/nbd0");
+    return "kernel";
+  } catch {
+    return "nbdfuse";
+  }
+}
+
+export async function connectNbd(o: ConnectOptions): Promise<NbdConnection> {
+  return o.kind === "kernel" ? connectKernel(o) : connectFuse(o);
+}
+
+function spawnClient(cmd: string, args: string[], netns: string | undefined): ResultPromise {
+  const [c, ...pre] = [...netnsPrefix(netns), cmd];
+  return spawnProcess(c!, [...pre, ...args], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "pipe",
+    buffer: false,
+    reject: false,
+  });
+}
+
+function sourceUnavailable(uri: string, detail: string): ProtoctlError {
+  return new ProtoctlError(Code.UNAVAILABLE, `cannot read the seed from ${uri}: ${detail}`, {
+    reason: "SOURCE_UNAVAILABLE",
+    subject: uri,
+    hint: "attach from another node holding the image",
+    output: detail,
+  });
+}
+
+async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
+  await mkdir(o.dir, { recursive: true });
+  const file = join(o.dir, "image");
+  const child = spawnClient("nbdfuse", ["-r", "-C", String(o.connections), file, o.uri], o.netns);
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4096);
+  });
+  let exited = false;
+  const exitedP = child.then(() => {
+    exited = true;
+  });
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      // fusermount fails while the file is open (a loop device on it): detach lazily then.
+      const r = await run("fusermount3", ["-u", o.dir], { allowFailure: true });
+      if (r.exitCode !== 0 && (await isMountpoint(o.dir))) {
+        await run("fusermount3", ["-u", "-z", o.dir], { allowFailure: true });
+      }
+      if (!exited) {
+        const t1 = setTimeout(() => child.kill("SIGTERM"), 1000);
+        const t2 = setTimeout(() => child.kill("SIGKILL"), 1000 + STOP_GRACE_MS);
+        await exitedP;
+        clearTimeout(t1);
+        clearTimeout(t2);
+      }
+      await rmdir(o.dir).catch(() => undefined);
+    })();
+    return closing;
+  };
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (exited) {
+      await close();
+      throw sourceUnavailable(o.uri, stderr.trim() || "nbdfuse exited");
+    }
+    const st = await stat(file).catch(() => undefined);
+    if (st?.isFile()) {
+      if (st.size !== o.sizeBytes) {
+        await close();
+        throw new ProtoctlError(
+          Code.FAILED_PRECONDITION,
+          `${o.uri} exports ${st.size} bytes, the seed has ${o.sizeBytes}`,
+          { reason: "SEED_SIZE_MISMATCH", subject: o.uri },
+        );
+      }
+      break;
+    }
+    if (Date.now() > deadline) {
+      await close();
+      throw sourceUnavailable(o.uri, `nbdfuse not ready after ${READY_TIMEOUT_MS} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    kind: "nbdfuse",
+    uri: o.uri,
+    path: file,
+    get alive() {
+      return !exited;
+    },
+    close,
+  };
+}
+
+/** True when `dir` is a mountpoint in our mount namespace. */
+export async function isMountpoint(dir: string): Promise<boolean> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  return info.split("\n").some((l) => l.split(" ")[4] === dir);
+}
+
+/** First /dev/nbdN without a connected client. */
+async function freeNbdDevice(): Promise<string> {
+  const names = (await readdir("/sys/block")).filter((n) => /^nbd\d+$/.test(n));
+  names.sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+  for (const n of names) {
+    const pid = await readFile(`/sys/block/${n}/pid`, "utf8").catch(() => "");
+    if (!pid.trim()) return `/dev/${n}`;
+  }
+  throw resourceExhausted("no free /dev/nbd device", {
+    reason: "NO_NBD_DEVICE",
+    hint: "modprobe nbd nbds_max=64",
+  });
+}
+
+/** Kernel client (untested here: no nbd module on the development machine). */
+async function connectKernel(o: ConnectOptions): Promise<NbdConnection> {
+  const u = parseNbdUri(o.uri);
+  const dev = await freeNbdDevice();
+  const args = [
+    u.host,
+    String(u.port),
+    dev,
+    "-N",
+    u.exportName,
+    "-readonly",
+    "-connections",
+    String(o.connections),
+  ];
+  if (u.tls && o.tls) {
+    args.push(
+      "-certfile",
+      o.tls.certFile,
+      "-keyfile",
+      o.tls.keyFile,
+      "-cacertfile",
+      o.tls.caFile,
+      "-tlshostname",
+      u.host,
+    );
+  }
+  const [c, ...pre] = [...netnsPrefix(o.netns), "nbd-client"];
+  try {
+    await run(c!, [...pre, ...args], { timeoutMs: READY_TIMEOUT_MS });
+  } catch (err) {
+    throw sourceUnavailable(o.uri, String((err as Error).message));
+  }
+  const size = Number((await readFile(`/sys/block/${dev.slice(5)}/size`, "utf8")).trim()) * 512;
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await run("nbd-client", ["-d", dev], { allowFailure: true });
+  };
+  if (size !== o.sizeBytes) {
+    await close();
+    throw new ProtoctlError(
+      Code.FAILED_PRECONDITION,
+      `${o.uri} exports ${size} bytes, the seed has ${o.sizeBytes}`,
+      {
+        reason: "SEED_SIZE_MISMATCH",
+        subject: o.uri,
+      },
+    );
+  }
+  return {
+    kind: "kernel",
+    uri: o.uri,
+    path: dev,
+    get alive() {
+      return !closed;
+    },
+    close,
+  };
+}

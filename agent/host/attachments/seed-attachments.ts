@@ -1,0 +1,386 @@
+/**
+ * The target side of propagation (DESIGN.md, "Propagation: seed + NBD, lazy
+ * then local"), one attachment per seed per host:
+ *
+ *   attach:   NBD client (nbdfuse file or /dev/nbdN) → read-only loop (direct
+ *             I/O) → mount ro → btrfs device add <local sprout loop> →
+ *             umount → mount the sprout rw. The base subvolume is usable now;
+ *             envs are snapshots inside the sprout.
+ *   hydrate:  nbdcopy the export to a local file → sha256 → LOOP_CHANGE_FD the
+ *             seed loop to it → drop the NBD client. No unmount: readers keep
+ *             reading. (Not `btrfs device remove`: it relocates every chunk.)
+ *   switch:   a source died: LOOP_CHANGE_FD the seed loop to the nbdfuse file
+ *             of another source (same bytes, same size), drop the old client.
+ *
+ * A checksum mismatch leaves the attachment on NBD (phase "attached", the
+ * bad copy deleted); the caller may retry from another source or detach.
+ *
+ * Operations on one key are serialized; every multi-step operation undoes
+ * itself on failure (common/revert.ts).
+ */
+import { randomBytes } from "node:crypto";
+import { chmod, mkdir, open, rename, rm, rmdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  alreadyExists,
+  Code,
+  failedPrecondition,
+  invalidArgument,
+  notFound,
+  ProtoctlError,
+} from "../../../common/errors.js";
+import { CommandError, run } from "../../../common/exec.js";
+import { Revert } from "../../../common/revert.js";
+import { sha256File } from "../exports/checksum.js";
+import { withClientTls } from "../exports/nbd-uri.js";
+import { makeTlsDir } from "../exports/tls-dir.js";
+import { requireTools } from "../exports/tools.js";
+import { copyExport, requireRoom } from "./hydrate.js";
+import { attachLoop, changeLoopBacking, detachLoop, forgetBtrfsDevice, withFrozen } from "./loop.js";
+import { connectNbd, detectTransport, isMountpoint, type NbdConnection } from "./nbd-transport.js";
+import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
+
+const DEFAULT_CONNECTIONS = 4;
+
+interface Entry {
+  opts: AttachOptions;
+  state: AttachmentState;
+  dir: string;
+  nbd?: NbdConnection;
+  /** Sources used so far (names nbd-<n> directories). */
+  sources: number;
+  tlsDir?: string;
+  ownMountpoint: boolean;
+  hydrating?: Promise<AttachmentState>;
+}
+
+export function validateKey(key: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(key)) {
+    throw invalidArgument(`invalid attachment key ${JSON.stringify(key)}`, { reason: "BAD_KEY" });
+  }
+}
+
+export class SeedAttachments implements AttachmentDriver {
+  private readonly entries = new Map<string, Entry>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  /** Runs `fn` after every earlier operation on `key`. */
+  private serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.locks.set(key, tail);
+    void tail.then(() => {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    });
+    return next;
+  }
+
+  get(key: string): AttachmentState | undefined {
+    const e = this.entries.get(key);
+    return e ? { ...e.state } : undefined;
+  }
+
+  list(): AttachmentState[] {
+    return [...this.entries.values()].map((e) => ({ ...e.state }));
+  }
+
+  attach(o: AttachOptions): Promise<AttachmentState> {
+    validateKey(o.key);
+    return this.serialize(o.key, () => this.attachLocked(o));
+  }
+
+  private async attachLocked(o: AttachOptions): Promise<AttachmentState> {
+    const existing = this.entries.get(o.key);
+    if (existing) {
+      if (existing.opts.uri === o.uri || existing.state.phase === "local") return { ...existing.state };
+      throw alreadyExists(`seed ${o.key} is already attached from ${existing.opts.uri}`, {
+        reason: "ALREADY_ATTACHED",
+        subject: `attachment/${o.key}`,
+        hint: "switch the source or detach first",
+      });
+    }
+    if (!(o.sproutBytes > 0)) throw invalidArgument("sproutBytes must be positive");
+    const kind = !o.transport || o.transport === "auto" ? await detectTransport() : o.transport;
+    await requireTools([
+      "btrfs",
+      "losetup",
+      "mount",
+      "umount",
+      "python3",
+      "fsfreeze",
+      ...(kind === "kernel" ? ["nbd-client"] : ["nbdfuse", "fusermount3"]),
+      ...(o.netns ? ["nsenter"] : []),
+    ]);
+    await mkdir(o.stateDir, { recursive: true });
+    // Checked before anything exists, so a full target has nothing to undo.
+    await requireRoom(o.stateDir, o.sproutBytes, `the sprout device of ${o.key}`);
+
+    const dir = join(o.stateDir, o.key);
+    const r = new Revert();
+    try {
+      await mkdir(dir);
+      r.add(() => rm(dir, { recursive: true, force: true }));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+        throw failedPrecondition(`${dir} exists: a previous attachment of ${o.key} was not cleaned`, {
+          reason: "STALE_ATTACHMENT",
+          subject: dir,
+          hint: "remove it (after unmounting) or restart the agent to clean orphans",
+        });
+      }
+      throw err;
+    }
+    try {
+      const tlsDir = o.tls ? await makeTlsDir(join(dir, "tls-client"), o.tls, "client") : undefined;
+      const connections = o.connections ?? DEFAULT_CONNECTIONS;
+      const nbd = await connectNbd({
+        uri: withClientTls(o.uri, tlsDir),
+        dir: join(dir, "nbd-0"),
+        connections,
+        sizeBytes: o.seed.sizeBytes,
+        kind,
+        tls: o.tls,
+        netns: o.netns,
+      });
+      r.add(() => nbd.close());
+
+      const seedLoop = await attachLoop(nbd.path, { readOnly: true, directIo: true });
+      r.add(() => detachLoop(seedLoop));
+      r.add(() => forgetBtrfsDevice(seedLoop));
+
+      const sproutFile = join(dir, "sprout.img");
+      const fh = await open(sproutFile, "wx", 0o600);
+      try {
+        await fh.truncate(o.sproutBytes);
+      } finally {
+        await fh.close();
+      }
+      const sproutLoop = await attachLoop(sproutFile);
+      r.add(() => detachLoop(sproutLoop));
+      r.add(() => forgetBtrfsDevice(sproutLoop));
+
+      const mountpoint = o.mountpoint ?? join(dir, "mnt");
+      await mkdir(mountpoint, { recursive: true });
+      let mounted = false;
+      r.add(() => (mounted ? run("umount", [mountpoint], { allowFailure: true }) : undefined));
+      await run("mount", ["-t", "btrfs", "-o", "ro,noatime", seedLoop, mountpoint]);
+      mounted = true;
+      // -f: the fresh sparse file has no signature worth keeping; mkfs-like TRIM of it is harmless.
+      await run("btrfs", ["device", "add", "-f", sproutLoop, mountpoint]);
+      await run("umount", [mountpoint]);
+      mounted = false;
+      await run("mount", ["-t", "btrfs", "-o", `noatime,device=${seedLoop}`, sproutLoop, mountpoint]);
+      mounted = true;
+
+      const subvolumePath = join(mountpoint, o.seed.subvolume);
+      if (
+        !(await stat(subvolumePath).then(
+          (s) => s.isDirectory(),
+          () => false,
+        ))
+      ) {
+        throw failedPrecondition(`the seed from ${o.uri} has no subvolume ${o.seed.subvolume}`, {
+          reason: "SEED_CONTENT_MISMATCH",
+          subject: `attachment/${o.key}`,
+        });
+      }
+      r.success();
+      const entry: Entry = {
+        opts: { ...o, connections },
+        dir,
+        nbd,
+        sources: 1,
+        tlsDir,
+        ownMountpoint: o.mountpoint === undefined,
+        state: {
+          key: o.key,
+          phase: "attached",
+          uri: o.uri,
+          transport: kind,
+          mountpoint,
+          subvolumePath,
+          seedLoop,
+          sproutLoop,
+          seedBacking: nbd.path,
+          hydratedBytes: 0,
+          sizeBytes: o.seed.sizeBytes,
+          message: "",
+        },
+      };
+      this.entries.set(o.key, entry);
+      return { ...entry.state };
+    } catch (err) {
+      await r.fail();
+      throw toError(err, `attaching ${o.key} from ${o.uri} failed`, `attachment/${o.key}`);
+    }
+  }
+
+  hydrate(key: string, opts: HydrateOptions = {}): Promise<AttachmentState> {
+    const e = this.entries.get(key);
+    if (e?.hydrating) return e.hydrating;
+    const p = this.serialize(key, () => this.hydrateLocked(key, opts));
+    if (e) {
+      e.hydrating = p;
+      void p
+        .catch(() => undefined)
+        .finally(() => {
+          if (e.hydrating === p) e.hydrating = undefined;
+        });
+    }
+    return p;
+  }
+
+  private async hydrateLocked(key: string, opts: HydrateOptions): Promise<AttachmentState> {
+    const e = this.mustGet(key);
+    if (e.state.phase === "local") return { ...e.state };
+    if (!e.nbd) throw failedPrecondition(`${key} has no source to hydrate from`, { reason: "NO_SOURCE" });
+    const size = e.state.sizeBytes;
+    const part = join(e.dir, `seed.img.${randomBytes(3).toString("hex")}.part`);
+    const final = join(e.dir, "seed.img");
+    try {
+      await requireRoom(e.dir, size, `the hydrated image of ${key}`);
+      e.state.phase = "hydrating";
+      e.state.message = "";
+      e.state.hydratedBytes = 0;
+      await copyExport({
+        uri: withClientTls(e.state.uri, e.tlsDir),
+        dest: part,
+        sizeBytes: size,
+        connections: e.opts.connections ?? DEFAULT_CONNECTIONS,
+        netns: e.opts.netns,
+        signal: opts.signal,
+        progress: (done, total) => {
+          e.state.hydratedBytes = done;
+          opts.progress?.(done, total);
+        },
+      });
+      const sum = await sha256File(part, { signal: opts.signal });
+      if (sum.sizeBytes !== size || sum.sha256 !== e.opts.seed.sha256) {
+        throw new ProtoctlError(
+          Code.DATA_LOSS,
+          `the seed copied from ${e.state.uri} does not match its checksum (sha256 ${sum.sha256}, ${sum.sizeBytes} bytes; expected ${e.opts.seed.sha256}, ${size} bytes)`,
+          {
+            reason: "CHECKSUM_MISMATCH",
+            subject: `attachment/${key}`,
+            hint: "the source serves a different or corrupted image: hydrate from another source; the attachment stays on NBD",
+          },
+        );
+      }
+      await chmod(part, 0o444);
+      await rename(part, final);
+      await withFrozen(e.state.mountpoint, () => changeLoopBacking(e.state.seedLoop, final));
+      e.state.seedBacking = final;
+      const nbd = e.nbd;
+      e.nbd = undefined;
+      await nbd.close();
+      Object.assign(e.state, {
+        phase: "local",
+        transport: "local",
+        uri: "",
+        hydratedBytes: size,
+        message: "",
+      });
+      return { ...e.state };
+    } catch (err) {
+      await rm(part, { force: true });
+      if (e.state.seedBacking !== final) await rm(final, { force: true });
+      const pe = toError(err, `hydrating ${key} failed`, `attachment/${key}`);
+      if (e.state.phase === "hydrating") e.state.phase = "attached";
+      e.state.hydratedBytes = 0;
+      e.state.message = pe.message;
+      throw pe;
+    }
+  }
+
+  switchSource(key: string, uri: string): Promise<AttachmentState> {
+    return this.serialize(key, () => this.switchLocked(key, uri));
+  }
+
+  private async switchLocked(key: string, uri: string): Promise<AttachmentState> {
+    const e = this.mustGet(key);
+    if (e.state.phase === "local") return { ...e.state };
+    const n = e.sources;
+    e.sources++;
+    const next = await connectNbd({
+      uri: withClientTls(uri, e.tlsDir),
+      dir: join(e.dir, `nbd-${n}`),
+      connections: e.opts.connections ?? DEFAULT_CONNECTIONS,
+      sizeBytes: e.state.sizeBytes,
+      kind: e.state.transport === "kernel" ? "kernel" : "nbdfuse",
+      tls: e.opts.tls,
+      netns: e.opts.netns,
+    }).catch((err) => {
+      const pe = toError(err, `switching ${key} to ${uri} failed`, `attachment/${key}`);
+      e.state.message = pe.message;
+      throw pe;
+    });
+    try {
+      await withFrozen(e.state.mountpoint, () => changeLoopBacking(e.state.seedLoop, next.path));
+    } catch (err) {
+      await next.close();
+      throw toError(err, `switching ${key} to ${uri} failed`, `attachment/${key}`);
+    }
+    const old = e.nbd;
+    e.nbd = next;
+    e.opts = { ...e.opts, uri };
+    Object.assign(e.state, { uri, seedBacking: next.path, message: "", phase: "attached" });
+    await old?.close();
+    return { ...e.state };
+  }
+
+  detach(key: string): Promise<void> {
+    return this.serialize(key, () => this.detachLocked(key));
+  }
+
+  private async detachLocked(key: string): Promise<void> {
+    const e = this.entries.get(key);
+    if (!e) return;
+    const s = e.state;
+    const um = await run("umount", [s.mountpoint], { allowFailure: true });
+    if (um.exitCode !== 0 && /busy/i.test(um.stderr)) {
+      throw failedPrecondition(`${s.mountpoint} is in use: stop the envs on ${key} first`, {
+        reason: "ATTACHMENT_BUSY",
+        subject: `attachment/${key}`,
+        output: um.stderr,
+      });
+    }
+    // Never delete below a mountpoint that is still mounted: that would delete the sprout's content.
+    if (await isMountpoint(s.mountpoint)) {
+      throw failedPrecondition(`${s.mountpoint} could not be unmounted: ${um.stderr.trim()}`, {
+        reason: "UNMOUNT_FAILED",
+        subject: `attachment/${key}`,
+        output: um.stderr,
+      });
+    }
+    for (const dev of [s.sproutLoop, s.seedLoop]) {
+      await forgetBtrfsDevice(dev);
+      await detachLoop(dev);
+    }
+    await e.nbd?.close();
+    e.nbd = undefined;
+    await rm(e.dir, { recursive: true, force: true });
+    if (!e.ownMountpoint) await rmdir(s.mountpoint).catch(() => undefined);
+    this.entries.delete(key);
+  }
+
+  /** Detaches everything (agent shutdown, tests). */
+  async close(): Promise<void> {
+    for (const key of [...this.entries.keys()]) await this.detach(key);
+  }
+
+  private mustGet(key: string): Entry {
+    const e = this.entries.get(key);
+    if (!e)
+      throw notFound(`no attachment ${key}`, {
+        reason: "ATTACHMENT_NOT_FOUND",
+        subject: `attachment/${key}`,
+      });
+    return e;
+  }
+}
+
+function toError(err: unknown, message: string, subject: string): ProtoctlError {
+  if (err instanceof CommandError) return err.toProtoctl(message, subject);
+  return ProtoctlError.from(err);
+}
