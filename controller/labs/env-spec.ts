@@ -5,6 +5,7 @@
  * machines it shares a network with — and only those, so that name lookups
  * mirror what is reachable.
  */
+import { createHash } from "node:crypto";
 import { failedPrecondition } from "../../common/errors.js";
 import { type EnvSpec, NetworkMode, RestartPolicy } from "../../proto/gen/protoctl/v1/types.js";
 import type { LabMachineSpec } from "./spec-types.js";
@@ -30,23 +31,69 @@ export interface Membership {
  * (itself included) as `name` → its address on the first shared network in
  * `machine`'s order, plus `name.network` → its address on that network for
  * every shared network. Machines on no common network are left out.
+ * Entry order is deterministic (plain names, then `name.network` per network).
  */
 export function hostsFor(machine: string, all: readonly Membership[]): Record<string, string> {
-  const self = all.find((m) => m.machine === machine);
-  if (!self) return {};
-  const out: Record<string, string> = {};
-  for (const net of self.addresses.keys()) {
-    for (const other of all) {
-      const addr = other.addresses.get(net);
-      if (addr === undefined) continue;
-      if (!(other.machine in out)) out[other.machine] = addr;
-      out[`${other.machine}.${net}`] = addr;
-    }
-  }
-  return sortRecord(out);
+  return hostsResolver(all)(machine);
 }
 
-/** The EnvSpec of a lab machine. Throws FAILED_PRECONDITION for a file whose source was never inlined. */
+/**
+ * The same as `hostsFor` for many machines: builds each network's entries
+ * once and merges them per machine, so a lab costs the size of its hosts
+ * tables rather than machines² scans (1000 machines all on shared networks:
+ * 1.6M entries).
+ */
+export function hostsResolver(all: readonly Membership[]): HostsResolver {
+  const members = new Map<string, Array<[string, string]>>();
+  const byMachine = new Map<string, Membership>();
+  for (const m of all) {
+    byMachine.set(m.machine, m);
+    for (const [net, addr] of m.addresses) {
+      let list = members.get(net);
+      if (!list) members.set(net, (list = []));
+      list.push([m.machine, addr]);
+    }
+  }
+  const netDigests = new Map<string, string>();
+  const resolve = ((machine: string) => {
+    const self = byMachine.get(machine);
+    if (!self) return {};
+    const out: Record<string, string> = {};
+    for (const net of self.addresses.keys()) {
+      for (const [other, addr] of members.get(net)!) if (!(other in out)) out[other] = addr;
+    }
+    for (const net of self.addresses.keys()) {
+      for (const [other, addr] of members.get(net)!) out[`${other}.${net}`] = addr;
+    }
+    return out;
+  }) as HostsResolver;
+  resolve.digest = (machine) => {
+    // The table is a function of the machine's network order and of each network's members,
+    // so its digest is computed from per-network digests without building the table.
+    const self = byMachine.get(machine);
+    const h = createHash("sha256");
+    for (const net of self?.addresses.keys() ?? []) {
+      let d = netDigests.get(net);
+      if (d === undefined) {
+        d = createHash("sha256")
+          .update(JSON.stringify(members.get(net)))
+          .digest("hex");
+        netDigests.set(net, d);
+      }
+      h.update(`${net}\0${d}\0`);
+    }
+    return h.digest("hex");
+  };
+  return resolve;
+}
+
+/** A machine's /etc/hosts table, and a digest of it that is cheap to compute for every machine. */
+export interface HostsResolver {
+  (machine: string): Record<string, string>;
+  digest(machine: string): string;
+}
+
+/** The EnvSpec of a lab machine (it takes `hosts` as is, without a copy). Throws FAILED_PRECONDITION for a file whose source was never inlined. */
 export function machineEnvSpec(
   lab: string,
   m: LabMachineSpec,
@@ -83,7 +130,7 @@ export function machineEnvSpec(
         hostPort: p.hostPort,
         containerPort: p.containerPort,
       })),
-      hosts: { ...hosts },
+      hosts, // owned by the spec: hostsResolver builds a fresh table per machine
     },
     env: { ...m.env },
     files,
@@ -96,8 +143,4 @@ export function machineEnvSpec(
     start: true,
     hostname: m.name,
   };
-}
-
-function sortRecord(r: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

@@ -29,8 +29,12 @@ export interface LabMachineState {
   digest: string;
   /** Networks joined, in the machine's order. */
   networks: string[];
-  /** /etc/hosts entries it was given (name → address). */
-  hosts: Record<string, string>;
+  /**
+   * sha256 of the /etc/hosts entries it was given. A digest, not the entries:
+   * with every machine on one network the tables grow as machines², too big
+   * for an etcd value in a large lab.
+   */
+  hostsDigest: string;
 }
 
 /** VNIs and interface names used by other labs: what a new network must avoid. */

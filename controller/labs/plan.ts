@@ -12,7 +12,7 @@
  */
 import type { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { digestOf } from "./canonical.js";
-import { hostsFor, type Membership, machineEnvSpec, type ResolvedAttachment } from "./env-spec.js";
+import { hostsResolver, type Membership, machineEnvSpec, type ResolvedAttachment } from "./env-spec.js";
 import { allocate, withPrefix } from "./ipam.js";
 import type { ClusterNetworkIds, LabMachineState, LabNetworkState, LabState } from "./lab-state.js";
 import { allocateVni, networkIfNames } from "./net-ids.js";
@@ -144,6 +144,7 @@ export function planLab(spec: LabSpec, current: LabState | undefined, opts: Plan
     machine: m.name,
     addresses: new Map(m.networks.map((x) => [x.network, networks[x.network]!.allocations[m.name]!])),
   }));
+  const hostsOf = hostsResolver(members);
   const machines: Record<string, LabMachineState> = {};
   const plan: LabPlan["machines"] = { create: [], replace: [], delete: [], keep: [] };
   const hostsUpdates: HostsUpdate[] = [];
@@ -157,7 +158,8 @@ export function planLab(spec: LabSpec, current: LabState | undefined, opts: Plan
         interfaceName: `eth${i}`,
       };
     });
-    const hosts = hostsFor(m.name, members);
+    const hosts = hostsOf(m.name);
+    const hostsDigest = hostsOf.digest(m.name);
     const digest = machineDigest(m, attachments);
     const planned: PlannedMachine = {
       name: m.name,
@@ -165,15 +167,19 @@ export function planLab(spec: LabSpec, current: LabState | undefined, opts: Plan
       digest,
       envSpec: machineEnvSpec(spec.name, m, attachments, hosts),
     };
-    machines[m.name] = { envName: m.envName, digest, networks: m.networks.map((x) => x.network), hosts };
+    machines[m.name] = {
+      envName: m.envName,
+      digest,
+      networks: m.networks.map((x) => x.network),
+      hostsDigest,
+    };
     const old = prev.machines[m.name];
     if (!old) plan.create.push(planned);
     else if (old.digest !== digest) plan.replace.push({ ...planned, reason: "changed" });
     else if (lost.has(m.name)) plan.replace.push({ ...planned, reason: "lost" });
     else {
       plan.keep.push(planned);
-      if (digestOf(old.hosts) !== digestOf(hosts))
-        hostsUpdates.push({ name: m.name, envName: m.envName, hosts });
+      if (old.hostsDigest !== hostsDigest) hostsUpdates.push({ name: m.name, envName: m.envName, hosts });
     }
   }
   for (const [name, old] of Object.entries(prev.machines)) {
