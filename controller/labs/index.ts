@@ -47,5 +47,6 @@ export {
   type PlannedNetwork,
   type PlanOptions,
   planLab,
+  planLabDown,
 } from "./plan.js";
 export type * from "./spec-types.js";

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { NetworkMode, RestartPolicy } from "../../proto/gen/protoctl/v1/types.js";
 import { clusterNetworkIds, type LabState, networkNodes } from "./lab-state.js";
 import { formatIssues, parseLabSpec } from "./parse-spec.js";
-import { type LabPlan, planLab } from "./plan.js";
+import { type LabPlan, planLab, planLabDown } from "./plan.js";
 import type { LabSpec } from "./spec-types.js";
 
 function spec(text: string): LabSpec {
@@ -269,6 +269,26 @@ describe("planLab", () => {
     const where = { lb: "n1", "web-1": "n1", "web-2": "n2", "web-3": "n3", db: "n2", solo: "n3" };
     expect(networkNodes(state, where)).toEqual({ front: ["n1", "n2", "n3"], back: ["n1", "n2", "n3"] });
     expect(networkNodes(state, { db: "n2", lb: "n1" })).toEqual({ front: ["n1"], back: ["n2"] });
+  });
+
+  it("lists everything for lab down, and refuses another lab's state", () => {
+    const state = stored(planLab(spec(BASE), undefined));
+    const down = planLabDown(state);
+    expect(down.machines.map((m) => m.envName)).toEqual([
+      "shop-lb",
+      "shop-web-1",
+      "shop-web-2",
+      "shop-web-3",
+      "shop-db",
+      "shop-solo",
+    ]);
+    expect(down.networks.map((n) => [n.name, n.bridge])).toEqual([
+      ["front", state.networks.front!.bridge],
+      ["back", state.networks.back!.bridge],
+    ]);
+    expect(() => planLab(spec(BASE.replace("name: shop", "name: other")), state)).toThrow(
+      /state of lab 'shop'/,
+    );
   });
 
   it("refuses a spec whose file sources were not inlined", () => {

@@ -10,6 +10,7 @@
  * instead, for the agent to rewrite /etc/hosts in place. Applying the same
  * spec to the state it produced is a no-op.
  */
+import { invalidArgument } from "../../common/errors.js";
 import type { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { digestOf } from "./canonical.js";
 import { hostsResolver, type Membership, machineEnvSpec, type ResolvedAttachment } from "./env-spec.js";
@@ -88,6 +89,11 @@ export interface PlanOptions {
  * machines, update hosts of kept machines, delete networks.
  */
 export function planLab(spec: LabSpec, current: LabState | undefined, opts: PlanOptions = {}): LabPlan {
+  if (current && current.name !== spec.name) {
+    throw invalidArgument(`spec of lab '${spec.name}' planned against the state of lab '${current.name}'`, {
+      reason: "LAB_MISMATCH",
+    });
+  }
   const prev: LabState = current ?? { name: spec.name, specDigest: "", networks: {}, machines: {} };
   const lost = new Set(opts.lost ?? []);
   const usedVnis = new Set(opts.cluster?.usedVnis ?? []);
@@ -198,6 +204,14 @@ export function planLab(spec: LabSpec, current: LabState | undefined, opts: Plan
     hostsUpdates,
     networks: netPlan,
     state: { name: spec.name, specDigest, networks, machines },
+  };
+}
+
+/** What `lab down` removes: every machine, then every network (bridges, VXLANs, addresses go with them). */
+export function planLabDown(current: LabState): { machines: DeletedMachine[]; networks: PlannedNetwork[] } {
+  return {
+    machines: Object.entries(current.machines).map(([name, m]) => ({ name, envName: m.envName })),
+    networks: Object.entries(current.networks).map(([name, n]) => plannedNetwork(name, n)),
   };
 }
 
