@@ -13,7 +13,7 @@
  * mount stays visible in our mount namespace, which `ip netns exec` would
  * hide.
  */
-import { access, mkdir, readdir, readFile, rmdir, stat } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ResultPromise } from "execa";
 import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
@@ -27,8 +27,10 @@ const READY_TIMEOUT_MS = 10_000;
 const STOP_GRACE_MS = 3_000;
 
 export interface ConnectOptions {
-  /** URI including ?tls-certificates= for nbds:// (see withClientTls). */
+  /** nbd://… or nbds://… (without query). */
   uri: string;
+  /** Client certificate directory (tls-dir.ts layout) for nbds:// URIs. */
+  tlsDir?: string;
   /** For nbdfuse: the (new, empty) FUSE mountpoint directory. */
   dir: string;
   connections: number;
@@ -86,10 +88,70 @@ function sourceUnavailable(uri: string, detail: string): ProtoctlError {
   });
 }
 
+/**
+ * nbdfuse refuses `tls-certificates=` in a URI ("local file access is not
+ * allowed") and, run as root, only reads /etc/pki/libnbd, shared by every
+ * agent on the host. For nbds:// a local nbdkit proxy (nbd plugin, one TLS
+ * upstream connection per client connection) listens on a unix socket next
+ * to the mountpoint and nbdfuse connects to that; the proxy is the process
+ * that joins the network namespace.
+ */
+async function startTlsProxy(o: ConnectOptions): Promise<{ uri: string; stop(): Promise<void> }> {
+  const sock = `${o.dir}.sock`;
+  const [c, ...pre] = [...netnsPrefix(o.netns), "nbdkit"];
+  const child = spawnProcess(
+    c!,
+    [
+      ...pre,
+      "--foreground",
+      "--readonly",
+      "--exit-with-parent",
+      "--unix",
+      sock,
+      "nbd",
+      `uri=${o.uri}`,
+      "tls=require",
+      `tls-certificates=${o.tlsDir}`,
+    ],
+    { stdin: "ignore", stdout: "ignore", stderr: "pipe", buffer: false, reject: false },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4096);
+  });
+  let exited = false;
+  const exitedP = child.then(() => {
+    exited = true;
+  });
+  const stop = async () => {
+    if (!exited) child.kill("SIGTERM");
+    await exitedP;
+    await rm(sock, { force: true });
+  };
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (
+    !(await stat(sock).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    if (exited || Date.now() > deadline) {
+      await stop();
+      throw sourceUnavailable(o.uri, stderr.trim() || "the TLS proxy did not start");
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { uri: `nbd+unix:///?socket=${sock}`, stop };
+}
+
 async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
   await mkdir(o.dir, { recursive: true });
   const file = join(o.dir, "image");
-  const child = spawnClient("nbdfuse", ["-r", "-C", String(o.connections), file, o.uri], o.netns);
+  const proxy = o.uri.startsWith("nbds://") ? await startTlsProxy(o) : undefined;
+  // Through the proxy the network is its business: nbdfuse reaches the socket by path.
+  const child = proxy
+    ? spawnClient("nbdfuse", ["-r", "-C", String(o.connections), file, proxy.uri], undefined)
+    : spawnClient("nbdfuse", ["-r", "-C", String(o.connections), file, o.uri], o.netns);
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4096);
@@ -113,6 +175,7 @@ async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
         clearTimeout(t1);
         clearTimeout(t2);
       }
+      await proxy?.stop();
       await rmdir(o.dir).catch(() => undefined);
     })();
     return closing;
@@ -121,6 +184,7 @@ async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
   for (;;) {
     if (exited) {
       await close();
+      // Through the proxy, the proxy's log says why (TLS refused, connection refused…).
       throw sourceUnavailable(o.uri, stderr.trim() || "nbdfuse exited");
     }
     const st = await stat(file).catch(() => undefined);

@@ -109,7 +109,7 @@ export class SeedAttachments implements AttachmentDriver {
       "umount",
       "python3",
       "fsfreeze",
-      ...(kind === "kernel" ? ["nbd-client"] : ["nbdfuse", "fusermount3"]),
+      ...(kind === "kernel" ? ["nbd-client"] : ["nbdfuse", "fusermount3", ...(o.tls ? ["nbdkit"] : [])]),
       ...(o.netns ? ["nsenter"] : []),
     ]);
     await mkdir(o.stateDir, { recursive: true });
@@ -135,7 +135,8 @@ export class SeedAttachments implements AttachmentDriver {
       const tlsDir = o.tls ? await makeTlsDir(join(dir, "tls-client"), o.tls, "client") : undefined;
       const connections = o.connections ?? DEFAULT_CONNECTIONS;
       const nbd = await connectNbd({
-        uri: withClientTls(o.uri, tlsDir),
+        uri: o.uri,
+        tlsDir,
         dir: join(dir, "nbd-0"),
         connections,
         sizeBytes: o.seed.sizeBytes,
@@ -303,7 +304,8 @@ export class SeedAttachments implements AttachmentDriver {
     const n = e.sources;
     e.sources++;
     const next = await connectNbd({
-      uri: withClientTls(uri, e.tlsDir),
+      uri,
+      tlsDir: e.tlsDir,
       dir: join(e.dir, `nbd-${n}`),
       connections: e.opts.connections ?? DEFAULT_CONNECTIONS,
       sizeBytes: e.state.sizeBytes,

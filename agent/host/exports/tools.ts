@@ -22,6 +22,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   nbdcopy: "libnbd-bin",
   fusermount3: "fuse3",
   "nbd-client": "nbd-client",
+  nbdkit: "nbdkit",
   nsenter: "util-linux",
   python3: "python3",
   fsfreeze: "util-linux",
