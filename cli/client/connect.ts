@@ -151,6 +151,7 @@ export async function connect(ctx: ResolvedContext): Promise<Api> {
     // A CLI call should fail fast when the controller is down, not retry for 20 s.
     "grpc.initial_reconnect_backoff_ms": 200,
     "grpc.max_reconnect_backoff_ms": 1000,
+    ...(ctx.serverName && !ctx.insecure ? { "grpc.ssl_target_name_override": ctx.serverName } : {}),
   });
   return new Api(client, address, grpc, common);
 }

@@ -3,7 +3,7 @@
  * listing flags, help examples, and argument checks that fail with exit
  * status 2 before anything is sent.
  */
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { invalidArgument } from "../../common/errors.js";
 import { type ObjectKind, parseVersionRef, type VersionRef, validateName } from "../../common/names.js";
 import type { Api } from "../client/connect.js";
@@ -34,22 +34,29 @@ export async function getApi(cmd: Command): Promise<Api> {
   return api;
 }
 
-/** Closes the connection so the process can exit on its own. */
+/** Closes the connection and forgets the context (the process can exit; tests start afresh). */
 export function closeApi(): void {
   api?.close();
   api = undefined;
+  context = undefined;
 }
 
 /** Adds `-o table|wide|json|yaml` and `-q`. */
 export function listFlags(cmd: Command): Command {
   return cmd
-    .option("-o, --output <format>", "output format: table|wide|json|yaml", "table")
+    .addOption(
+      new Option("-o, --output <format>", "output format")
+        .choices(["table", "wide", "json", "yaml"])
+        .default("table"),
+    )
     .option("-q, --quiet", "print names only");
 }
 
 /** Adds `-o yaml|json` to a describe command. */
 export function describeFlags(cmd: Command): Command {
-  return cmd.option("-o, --output <format>", "output format: yaml|json", "yaml");
+  return cmd.addOption(
+    new Option("-o, --output <format>", "output format").choices(["yaml", "json"]).default("yaml"),
+  );
 }
 
 /** Appends examples to a command's --help. */

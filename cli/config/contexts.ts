@@ -40,6 +40,8 @@ export interface ContextEntry {
   keyData?: string;
   /** Send `base import --dir/--tar` as bytes instead of a path on the controller's host. */
   upload?: boolean;
+  /** Name in the controller's certificate when it differs from the address's host. */
+  serverName?: string;
 }
 
 export interface CliConfig {
@@ -72,6 +74,7 @@ const FIELD_KEYS: Array<[keyof ContextEntry, string]> = [
   ["certData", "cert-data"],
   ["keyData", "key-data"],
   ["upload", "upload"],
+  ["serverName", "server-name"],
 ];
 
 /** Reads the config file; a missing file is an empty config. */

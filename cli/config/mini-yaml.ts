@@ -19,7 +19,7 @@ const KEY = /^([A-Za-z0-9_][A-Za-z0-9_.-]*):(?:\s+(.*))?$/;
 export function parseMiniYaml(text: string): MiniMap | undefined {
   const root: MiniMap = {};
   // Stack of (indent, map) for the open mappings.
-  const stack: Array<{ indent: number; map: MiniMap }> = [{ indent: -1, map: root }];
+  const stack: Array<{ indent: number; map: MiniMap }> = [{ indent: 0, map: root }];
   let pendingKey: { indent: number; key: string; parent: MiniMap } | undefined;
   for (const rawLine of text.split("\n")) {
     const line = rawLine.replace(/\r$/, "");
@@ -46,10 +46,9 @@ export function parseMiniYaml(text: string): MiniMap | undefined {
       }
       pendingKey = undefined;
     }
-    while (stack.length > 1 && indent <= stack[stack.length - 1]!.indent) stack.pop();
+    while (stack.length > 1 && indent < stack[stack.length - 1]!.indent) stack.pop();
     const top = stack[stack.length - 1]!;
-    if (stack.length > 1 && indent !== top.indent) return undefined;
-    if (stack.length === 1 && indent !== 0) return undefined;
+    if (indent !== top.indent) return undefined;
     if (Object.hasOwn(top.map, key)) return undefined; // duplicate keys: let the real parser complain
     if (rest === "") {
       pendingKey = { indent, key, parent: top.map };
