@@ -49,8 +49,8 @@ export function hostsResolver(all: readonly Membership[]): HostsResolver {
   for (const m of all) {
     byMachine.set(m.machine, m);
     for (const [net, addr] of m.addresses) {
-      let list = members.get(net);
-      if (!list) members.set(net, (list = []));
+      const list = members.get(net) ?? [];
+      if (list.length === 0) members.set(net, list);
       list.push([m.machine, addr]);
     }
   }
