@@ -1,0 +1,29 @@
+import { describe, expect, it } from "vitest";
+import { nbdcopyArgs, parseProgress } from "./hydrate.js";
+import { CHANGE_FD_SCRIPT } from "./loop.js";
+import { validateKey } from "./seed-attachments.js";
+
+describe("hydration helpers", () => {
+  it("reads the last complete nbdcopy progress line", () => {
+    expect(parseProgress("")).toBeUndefined();
+    expect(parseProgress("0/100\n12/100\n")).toBe(12);
+    expect(parseProgress("12/100\n5")).toBe(12);
+    expect(parseProgress("100/100\n")).toBe(100);
+  });
+  it("copies with several connections and progress on fd 3", () => {
+    expect(nbdcopyArgs({ uri: "nbd://h:1/x", dest: "/d/f", connections: 4 })).toEqual([
+      "--connections=4",
+      "--progress=3",
+      "nbd://h:1/x",
+      "/d/f",
+    ]);
+  });
+  it("issues LOOP_CHANGE_FD and nothing else", () => {
+    expect(CHANGE_FD_SCRIPT).toContain("0x4C06");
+    expect(CHANGE_FD_SCRIPT.split("\n")).toHaveLength(4);
+  });
+  it("validates attachment keys", () => {
+    expect(() => validateKey("debian@3")).not.toThrow();
+    expect(() => validateKey("../x")).toThrow();
+  });
+});
