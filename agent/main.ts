@@ -1,0 +1,195 @@
+/**
+ * `protoctl agent`: opens the pool, re-adopts machines, cleans what a killed
+ * predecessor left half-made, serves AgentService, and (with --controller)
+ * joins the cluster. `startAgent` is the same thing in-process, for tests.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { ServerCredentials, ServerInterceptor } from "@grpc/grpc-js";
+import { Command } from "commander";
+import type { Logger } from "pino";
+import { ProtoctlError } from "../common/errors.js";
+import { createLogger } from "../common/logger.js";
+import { type AgentConfig, labelsOf, loadAgentConfig, poolKind } from "./config.js";
+import type { PoolDriver } from "./host/interfaces.js";
+import { NspawnMachineDriver } from "./host/machines/nspawn-driver.js";
+import { NetworkDriver } from "./host/networks/network-driver.js";
+import { openPool } from "./host/pool/index.js";
+import { startAgentServer, stopAgentServer } from "./server/agent-server.js";
+import type { AgentContext } from "./server/context.js";
+import { agentInfo } from "./server/info.js";
+import { EnvService } from "./service/env-service.js";
+
+export const AGENT_VERSION = "0.1.0";
+
+export interface RunningAgent {
+  address: string;
+  ctx: AgentContext;
+  /** Stops serving; machines keep running (they outlive the agent by design). */
+  stop(): Promise<void>;
+}
+
+export interface StartAgentOptions {
+  credentials?: ServerCredentials;
+  interceptors?: ServerInterceptor[];
+}
+
+export async function startAgent(
+  config: AgentConfig,
+  logger: Logger,
+  opts: StartAgentOptions = {},
+): Promise<RunningAgent> {
+  const log = logger.child({ node: config.name });
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const pool: PoolDriver = await openPool(
+    {
+      kind: poolKind(config),
+      stateDir: config.stateDir,
+      sizeBytes: config.pool.sizeBytes,
+      path: config.pool.path || undefined,
+    },
+    log,
+  );
+  const networks = new NetworkDriver();
+  const machines = new NspawnMachineDriver({
+    node: config.name,
+    stateDir: config.stateDir,
+    logger: log,
+    networks,
+  });
+  const envs = new EnvService({ node: config.name, stateDir: config.stateDir, pool, machines, logger: log });
+  await envs.init();
+  const ctx: AgentContext = {
+    node: config.name,
+    version: AGENT_VERSION,
+    labels: labelsOf(config),
+    poolKind: poolKind(config),
+    pool,
+    machines,
+    networks,
+    envs,
+    logger: log,
+  };
+
+  let credentials = opts.credentials;
+  let interceptors = opts.interceptors;
+  let tlsMaterial: Awaited<ReturnType<typeof import("./membership/index.js").joinCluster>>;
+  const membershipMod = config.controller ? await import("./membership/index.js") : undefined;
+  if (membershipMod && !config.insecure && !credentials) {
+    // join first: the cluster's CA signs our certificate, which the server then presents
+    const tlsMod = await import("../common/tls.js");
+    tlsMaterial = await membershipMod.joinCluster({
+      controller: config.controller,
+      token: config.joinToken,
+      name: config.name,
+      address: config.advertise || config.listen,
+      labels: ctx.labels,
+      credentials: { dir: join(config.stateDir, "tls") },
+      log,
+    });
+    if (tlsMaterial) {
+      credentials = tlsMod.serverCredentials(tlsMaterial, { clientAuth: "require" });
+      interceptors = [tlsMod.controllerOnly(tlsMaterial.caPem)];
+    }
+  }
+  const { server, address } = await startAgentServer({
+    ctx,
+    stateDir: config.stateDir,
+    listen: config.listen,
+    credentials,
+    interceptors,
+  });
+  log.info({ address }, "agent serving");
+
+  let membership: { stop(): Promise<void>; refresh(): void } | undefined;
+  if (membershipMod) {
+    try {
+      membership = await membershipMod.startMembership({
+        controller: config.controller,
+        token: config.joinToken,
+        name: config.name,
+        address: config.advertise || address,
+        labels: ctx.labels,
+        credentials: tlsMaterial ? { tls: tlsMaterial } : { insecure: true },
+        info: () => agentInfo(ctx),
+        log,
+      });
+      const m = membership;
+      envs.watch(() => m.refresh());
+    } catch (err) {
+      await stopAgentServer(server);
+      throw err;
+    }
+  }
+
+  return {
+    address,
+    ctx,
+    async stop() {
+      await membership?.stop();
+      await stopAgentServer(server);
+      await pool.close();
+    },
+  };
+}
+
+/** Flags → dotted config keys (only those given). */
+function flagsOf(o: Record<string, unknown>): Record<string, unknown> {
+  const map: Record<string, string> = {
+    name: "name",
+    listen: "listen",
+    advertise: "advertise",
+    controller: "controller",
+    joinToken: "joinToken",
+    stateDir: "stateDir",
+    poolKind: "pool.kind",
+    poolSize: "pool.sizeBytes",
+    poolPath: "pool.path",
+    labels: "labels",
+    insecure: "insecure",
+    logLevel: "log.level",
+  };
+  const out: Record<string, unknown> = {};
+  for (const [k, key] of Object.entries(map)) if (o[k] !== undefined) out[key] = o[k];
+  return out;
+}
+
+export function agentCommand(): Command {
+  return new Command("agent")
+    .description("run the node agent: pool, environments and AgentService over gRPC")
+    .option("--config <file>", "YAML configuration file")
+    .option("--name <name>", "node name (default: the host name)")
+    .option("--listen <addr>", "AgentService address host:port or unix:///path (default 127.0.0.1:7444)")
+    .option("--advertise <addr>", "address the controller should dial (default: --listen)")
+    .option("--controller <addr>", "controller address(es) to join, comma separated")
+    .option("--join-token <token>", "join token from `protoctl node token`")
+    .option("--state-dir <dir>", "state directory (default /var/lib/protoctl/agent)")
+    .option("--pool-kind <kind>", "tmpfs | file | mount (default tmpfs)")
+    .option("--pool-size <size>", "pool size for tmpfs/file pools, e.g. 4G (default 4G)")
+    .option("--pool-path <path>", "image file (file pools) or existing btrfs mount (mount pools)")
+    .option("--labels <k=v,...>", "node labels")
+    .option("--insecure", "serve and join without TLS")
+    .option("--log-level <level>", "log level (default info)")
+    .action(async (o: Record<string, unknown>) => {
+      const config = loadAgentConfig({ file: o.config as string | undefined, flags: flagsOf(o) });
+      const logger = createLogger({ name: "agent", level: config.log.level, format: config.log.format });
+      let agent: RunningAgent;
+      try {
+        agent = await startAgent(config, logger);
+      } catch (err) {
+        const e = ProtoctlError.from(err);
+        logger.error({ err: e, reason: e.reason, hint: e.hint }, "agent failed to start");
+        process.exitCode = 1;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        const bye = () => resolve();
+        process.once("SIGINT", bye);
+        process.once("SIGTERM", bye);
+      });
+      logger.info("stopping (machines keep running)");
+      await agent.stop();
+      logger.flush?.();
+      process.exit(0);
+    });
+}

@@ -1,0 +1,77 @@
+/**
+ * The AgentService gRPC server: one handler group per file (info, bases,
+ * envs, exec, networks, propagation), assembled here. Credentials are
+ * insecure unless given (TLS is designed elsewhere).
+ */
+import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
+import { unavailable } from "../../common/errors.js";
+import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
+import { baseHandlers } from "./bases.js";
+import type { AgentContext } from "./context.js";
+import { envHandlers } from "./envs.js";
+import { execHandlers } from "./exec.js";
+import { infoHandlers } from "./info.js";
+import { networkHandlers } from "./networks.js";
+import { type PropagationHandlers, unimplementedPropagation } from "./propagation.js";
+
+export interface AgentServerOptions {
+  ctx: AgentContext;
+  stateDir: string;
+  /** "host:port" or "unix:///path". */
+  listen: string;
+  credentials?: ServerCredentials;
+  /** e.g. controllerOnly(caPem) from common/tls.ts when serving TLS. */
+  interceptors?: ServerInterceptor[];
+  /** Propagation RPCs; UNIMPLEMENTED where absent. */
+  propagation?: Partial<PropagationHandlers>;
+}
+
+export function agentServiceImpl(
+  opts: Omit<AgentServerOptions, "listen" | "credentials">,
+): AgentServiceServer {
+  const { ctx } = opts;
+  return {
+    ...infoHandlers(ctx),
+    ...baseHandlers(ctx, opts.stateDir),
+    ...envHandlers(ctx),
+    ...execHandlers(ctx),
+    ...networkHandlers(ctx),
+    ...unimplementedPropagation(),
+    ...(opts.propagation ?? {}),
+  };
+}
+
+/** Starts the server; resolves with the bound address (port filled in when 0 was asked). */
+export async function startAgentServer(
+  opts: AgentServerOptions,
+): Promise<{ server: Server; address: string }> {
+  const server = new Server({
+    "grpc.max_receive_message_length": 64 * 2 ** 20,
+    ...(opts.interceptors?.length ? { interceptors: opts.interceptors } : {}),
+  });
+  server.addService(AgentServiceService, agentServiceImpl(opts));
+  const creds = opts.credentials ?? ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(opts.listen, creds, (err, p) => {
+      if (err)
+        reject(unavailable(`cannot listen on ${opts.listen}: ${err.message}`, { reason: "LISTEN_FAILED" }));
+      else resolve(p);
+    });
+  });
+  const address = opts.listen.startsWith("unix:") ? opts.listen : opts.listen.replace(/:\d+$/, `:${port}`);
+  return { server, address };
+}
+
+/** Graceful shutdown, forced after `timeoutMs`. */
+export function stopAgentServer(server: Server, timeoutMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, timeoutMs);
+    server.tryShutdown(() => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

@@ -1,0 +1,17 @@
+/** What the AgentService handlers share: the node's drivers and services. */
+import type { Logger } from "pino";
+import type { MachineDriver, PoolDriver } from "../host/interfaces.js";
+import type { NetworkDriver } from "../host/networks/network-driver.js";
+import type { EnvService } from "../service/env-service.js";
+
+export interface AgentContext {
+  node: string;
+  version: string;
+  labels: Record<string, string>;
+  poolKind: "tmpfs" | "file" | "mount";
+  pool: PoolDriver;
+  machines: MachineDriver;
+  networks: NetworkDriver;
+  envs: EnvService;
+  logger: Logger;
+}

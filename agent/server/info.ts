@@ -1,0 +1,53 @@
+/** AgentService: node info and pool capacity. */
+import { cpus, freemem, totalmem } from "node:os";
+import { unaryHandler } from "../../common/grpc.js";
+import type { AgentInfo, AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
+import { PoolKind } from "../../proto/gen/protoctl/v1/types.js";
+import type { AgentContext } from "./context.js";
+import { baseVersionMsg } from "./convert.js";
+
+const POOL_KINDS = {
+  tmpfs: PoolKind.POOL_KIND_TMPFS,
+  file: PoolKind.POOL_KIND_FILE,
+  mount: PoolKind.POOL_KIND_MOUNT,
+};
+
+/** This node's identity, capacity and bases (GetInfo, and the heartbeat inventory). */
+export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
+  const [cap, bases] = await Promise.all([ctx.pool.capacity(), ctx.pool.listBaseVersions()]);
+  return {
+    node: ctx.node,
+    version: ctx.version,
+    capabilities: [{ name: "nspawn", ok: true, detail: "--register=no --keep-unit" }],
+    capacity: {
+      poolSizeBytes: cap.sizeBytes,
+      poolFreeBytes: cap.freeBytes,
+      memoryBytes: totalmem(),
+      memoryFreeBytes: freemem(),
+      cpus: cpus().length,
+      envs: ctx.envs.names().length,
+    },
+    bases: bases.map((b) => baseVersionMsg(b, ctx.node)),
+    labels: ctx.labels,
+    attachments: [],
+    exports: [],
+  };
+}
+
+export function infoHandlers(ctx: AgentContext): Pick<AgentServiceServer, "getInfo" | "getPool"> {
+  return {
+    getInfo: unaryHandler(() => agentInfo(ctx)),
+    getPool: unaryHandler(async (req) => {
+      const cap = await ctx.pool.capacity();
+      const objects = req.usage ? await ctx.pool.usage() : [];
+      return {
+        kind: POOL_KINDS[ctx.poolKind],
+        path: ctx.pool.mountpoint,
+        sizeBytes: cap.sizeBytes,
+        usedBytes: cap.usedBytes,
+        freeBytes: cap.freeBytes,
+        objects,
+      };
+    }),
+  };
+}

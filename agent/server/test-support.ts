@@ -1,0 +1,110 @@
+/**
+ * Helpers for AgentService tests and the env-create bench: a client, exec
+ * over the bidi stream, base import, and a bundled `protoctl agent` entry to
+ * run as a separate process (to SIGKILL it).
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { credentials, Metadata } from "@grpc/grpc-js";
+import { callUnary, fromServiceError } from "../../common/grpc.js";
+import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
+import type {
+  BaseVersion,
+  ExecInput,
+  ExecOutput,
+  ExecStart,
+  OperationEvent,
+} from "../../proto/gen/protoctl/v1/types.js";
+
+export type AgentClient = InstanceType<typeof AgentServiceClient>;
+
+export function agentClient(address: string): AgentClient {
+  return new AgentServiceClient(address, credentials.createInsecure());
+}
+
+/** Unary call as a promise: `unary(client, "getEnv", { name })`. */
+export function unary<Req, Res>(client: AgentClient, method: string, req: Req): Promise<Res> {
+  const fn = (client as unknown as Record<string, (...a: unknown[]) => unknown>)[method]!.bind(client);
+  return callUnary(fn as never, req) as Promise<Res>;
+}
+
+export interface ExecResult {
+  pid: number;
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+/** Runs one exec over the bidi stream; `input` is sent then stdin closed; `onStarted` may drive the session. */
+export function execOverGrpc(
+  client: AgentClient,
+  start: Partial<ExecStart> & { env: string; command: string[] },
+  opts: { input?: string; onStarted?: (send: (m: ExecInput) => void) => void } = {},
+): Promise<ExecResult> {
+  return new Promise((resolve, reject) => {
+    const call = client.exec(new Metadata());
+    const res: ExecResult = { pid: 0, stdout: "", stderr: "", code: -1 };
+    call.on("data", (m: ExecOutput) => {
+      const o = m.output as { $case: string; [k: string]: unknown } | undefined;
+      if (!o) return;
+      if (o.$case === "startedPid") {
+        res.pid = o.startedPid as number;
+        opts.onStarted?.((msg) => call.write(msg));
+        if (opts.input !== undefined)
+          call.write({ input: { $case: "stdin", stdin: Buffer.from(opts.input) } });
+        if (!start.tty) call.write({ input: { $case: "stdinEof", stdinEof: true } });
+      } else if (o.$case === "stdout") res.stdout += (o.stdout as Buffer).toString();
+      else if (o.$case === "stderr") res.stderr += (o.stderr as Buffer).toString();
+      else if (o.$case === "exitCode") res.code = o.exitCode as number;
+    });
+    call.on("error", (err) => reject(fromServiceError(err)));
+    call.on("end", () => {
+      call.end();
+      resolve(res);
+    });
+    call.write({
+      input: {
+        $case: "start",
+        start: { tty: false, envVars: {}, workdir: "", user: "", rows: 0, cols: 0, login: false, ...start },
+      },
+    });
+  });
+}
+
+/** Imports a directory as a base through ImportBase; resolves with the version made. */
+export function importDirBase(client: AgentClient, name: string, dir: string): Promise<BaseVersion> {
+  return new Promise((resolve, reject) => {
+    const call = client.importBase(new Metadata());
+    let result: BaseVersion | undefined;
+    call.on("data", (e: OperationEvent) => {
+      if (e.event?.$case === "result" && e.event.result.result?.$case === "baseVersion") {
+        result = e.event.result.result.baseVersion;
+      }
+    });
+    call.on("error", (err) => reject(fromServiceError(err)));
+    call.on("end", () => (result ? resolve(result) : reject(new Error("import ended without a result"))));
+    call.write({
+      part: { $case: "header", header: { name, source: { source: { $case: "dir", dir } }, compression: "" } },
+    });
+    call.end();
+  });
+}
+
+/**
+ * Bundles agent/server/agent-process.ts (rolldown, dependencies left
+ * external) under the repo's .state/ so node_modules resolve. Returns the
+ * entry file: `node <entry> --name … --state-dir …`.
+ */
+export async function bundleAgentProcess(repoRoot: string, tag: string): Promise<string> {
+  const { build } = await import("rolldown");
+  const dir = join(repoRoot, ".state", `agent-bundle-${tag}`);
+  mkdirSync(dir, { recursive: true });
+  await build({
+    input: join(repoRoot, "agent/server/agent-process.ts"),
+    platform: "node",
+    external: [/^[^./]/],
+    logLevel: "silent",
+    output: { dir, format: "esm" },
+  });
+  return join(dir, "agent-process.js");
+}

@@ -1,0 +1,140 @@
+/**
+ * Validation of an EnvSpec and its translation to the machine driver's terms
+ * (pure). Everything user-given is checked here before it reaches a path, a
+ * file or an argv entry.
+ */
+import { isIP } from "node:net";
+import { posix } from "node:path";
+import { invalidArgument } from "../../common/errors.js";
+import { validateName } from "../../common/names.js";
+import { type EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
+import type { MachineLimits, MachineNetwork, MachineSpec } from "../host/interfaces.js";
+import { parseCidr, parseIp, validIfName } from "../host/networks/addresses.js";
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+const MAX_FILE_BYTES = 16 * 2 ** 20;
+
+function bad(message: string, reason = "INVALID_SPEC"): never {
+  throw invalidArgument(message, { reason });
+}
+
+/** Throws INVALID_ARGUMENT for anything wrong in the spec; returns it unchanged otherwise. */
+export function validateEnvSpec(spec: EnvSpec): EnvSpec {
+  validateName("env", spec.name);
+  if (!spec.base?.name) bad("the env needs a base", "BASE_REQUIRED");
+  validateName("base", spec.base.name);
+  for (const l of spec.layers) validateName("layer", l);
+  if (spec.hostname && (!HOSTNAME.test(spec.hostname) || spec.hostname.length > 64)) {
+    bad(`invalid hostname ${JSON.stringify(spec.hostname)}`);
+  }
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (!ENV_KEY.test(k)) bad(`invalid environment variable name ${JSON.stringify(k)}`);
+    if (v.includes("\0")) bad(`environment variable ${k} holds a NUL byte`);
+  }
+  const r = spec.resources;
+  if (r) {
+    if (r.memoryBytes !== 0 && r.memoryBytes < 8 * 2 ** 20)
+      bad("memory limit below 8 MiB", "INVALID_RESOURCES");
+    if (r.cpus < 0 || r.cpus > 1024 || Number.isNaN(r.cpus)) bad("cpus out of range", "INVALID_RESOURCES");
+    if (r.pids < 0) bad("pids out of range", "INVALID_RESOURCES");
+  }
+  for (const f of spec.files) {
+    filePath(f.path);
+    if (f.content.length > MAX_FILE_BYTES) bad(`file ${f.path} is larger than 16 MiB`);
+  }
+  for (const c of spec.startup) if (c.includes("\0")) bad("startup command holds a NUL byte");
+  machineNetwork(spec);
+  return spec;
+}
+
+/** A relative, normalized path inside the env ("etc/app.conf"); leading "/" allowed and dropped. */
+export function filePath(p: string): string {
+  const rel = p.replace(/^\/+/, "");
+  if (!rel || rel.includes("\0")) bad(`invalid file path ${JSON.stringify(p)}`, "INVALID_PATH");
+  const norm = posix.normalize(rel);
+  if (norm !== rel.replace(/\/+$/, "") || norm.startsWith("..") || norm.split("/").includes("..")) {
+    bad(`file path ${JSON.stringify(p)} must be a plain path inside the env`, "INVALID_PATH");
+  }
+  return norm;
+}
+
+export function machineNetwork(spec: EnvSpec): MachineNetwork {
+  const n = spec.network;
+  const att = n?.attachments ?? [];
+  if (att.length > 1) bad("only one network attachment per env is supported for now", "UNSUPPORTED_NETWORK");
+  const a = att[0];
+  const modeNum = n?.mode || a?.mode || NetworkMode.NETWORK_MODE_NONE;
+  const mode = (
+    {
+      [NetworkMode.NETWORK_MODE_NONE]: "none",
+      [NetworkMode.NETWORK_MODE_HOST]: "host",
+      [NetworkMode.NETWORK_MODE_PRIVATE]: "private",
+      [NetworkMode.NETWORK_MODE_BRIDGE]: "bridge",
+    } as Record<number, MachineNetwork["mode"]>
+  )[modeNum];
+  if (!mode) bad(`unknown network mode ${modeNum}`);
+  const out: MachineNetwork = { mode };
+  if (mode === "bridge") {
+    if (!a?.bridge || !validIfName(a.bridge)) bad("bridge mode needs a bridge name of at most 15 characters");
+    out.bridge = a.bridge;
+  }
+  if (a?.address) {
+    if (mode !== "private" && mode !== "bridge") bad("an address needs a private or bridge network");
+    parseCidr(a.address);
+    out.address = a.address;
+  }
+  if (a?.gateway) out.gateway = parseIp(a.gateway, "gateway");
+  const ports = n?.ports ?? [];
+  if (ports.length > 0 && mode !== "private" && mode !== "bridge") {
+    bad("port forwards need a private or bridge network", "PORTS_NEED_NETWORK");
+  }
+  out.ports = ports.map((p) => {
+    const protocol = p.protocol || "tcp";
+    if (protocol !== "tcp" && protocol !== "udp") bad(`port protocol must be tcp or udp, not ${p.protocol}`);
+    for (const port of [p.hostPort, p.containerPort]) {
+      if (!Number.isInteger(port) || port < 1 || port > 65535) bad(`invalid port ${port}`);
+    }
+    return { protocol, hostPort: p.hostPort, containerPort: p.containerPort };
+  });
+  const hosts: Record<string, string> = {};
+  for (const [name, addr] of Object.entries(n?.hosts ?? {})) {
+    if (!HOSTNAME.test(name)) bad(`invalid host name ${JSON.stringify(name)} in hosts`);
+    if (!isIP(addr)) bad(`invalid address ${JSON.stringify(addr)} for host ${name}`);
+    hosts[name] = addr;
+  }
+  out.hosts = hosts;
+  return out;
+}
+
+export function machineLimits(spec: EnvSpec): MachineLimits {
+  const r = spec.resources;
+  return {
+    memoryBytes: r?.memoryBytes || undefined,
+    cpus: r?.cpus || undefined,
+    pids: r?.pids || undefined,
+  };
+}
+
+export function machineSpec(spec: EnvSpec, rootDir: string): MachineSpec {
+  return {
+    name: spec.name,
+    rootDir,
+    boot: spec.boot,
+    limits: machineLimits(spec),
+    network: machineNetwork(spec),
+    env: { ...spec.env },
+    hostname: spec.hostname || spec.name,
+  };
+}
+
+/** /etc/hosts of an env: localhost, its own name, then the extra entries. */
+export function hostsFile(hostname: string, extra: Record<string, string>): string {
+  const lines = [
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    `127.0.1.1\t${hostname}`,
+  ];
+  for (const [name, addr] of Object.entries(extra)) lines.push(`${addr}\t${name}`);
+  return `${lines.join("\n")}\n`;
+}
