@@ -107,7 +107,7 @@ export function reportFor(err: unknown, debug = false): Report {
     }
     return { exitCode: ExitCode.USAGE, lines: [] };
   }
-  const pe = ProtoctlError.from(err);
+  const pe = asProtoctlError(err);
   const lines = [`error: ${sentence(pe.message)}`];
   if (pe.hint) lines.push(`hint: ${pe.hint}`);
   if (pe.output) {
@@ -120,6 +120,26 @@ export function reportFor(err: unknown, debug = false): Report {
     if (stack) lines.push(stack);
   }
   return { exitCode: exitCodeForGrpc(pe.code), lines };
+}
+
+/**
+ * ProtoctlError.from, also accepting a ProtoctlError from another copy of
+ * common/errors (the daemons' unbundled modules, loaded by the bundled CLI).
+ */
+function asProtoctlError(err: unknown): ProtoctlError {
+  if (err instanceof ProtoctlError) return err;
+  const e = err as Partial<ProtoctlError> | null;
+  if (e instanceof Error && e.name === "ProtoctlError" && typeof e.code === "number") {
+    return new ProtoctlError(e.code, e.message, {
+      reason: e.reason,
+      hint: e.hint,
+      subject: e.subject,
+      output: e.output,
+      metadata: e.metadata,
+      cause: e.cause,
+    });
+  }
+  return ProtoctlError.from(err);
 }
 
 /** One line, no trailing period doubling, no newlines. */
