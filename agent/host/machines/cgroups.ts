@@ -12,7 +12,7 @@
  * Each env's dir is `<mount>/<agent's own cgroup>/protoctl/<node>/<env>`: below
  * the agent's cgroup, so whatever limits its supervisor set still apply.
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { MachineLimits } from "../interfaces.js";
 
@@ -176,4 +176,19 @@ export function memoryStats(set: CgroupSet): { usageBytes: number; oomKills: num
   } catch {
     return undefined;
   }
+}
+
+/** Env names that have a cgroup dir of this node in any hierarchy. */
+export function listEnvCgroups(hierarchies: Record<string, string>, node: string): string[] {
+  const names = new Set<string>();
+  for (const base of Object.values(hierarchies)) {
+    try {
+      for (const e of readdirSync(join(base, "protoctl", node), { withFileTypes: true })) {
+        if (e.isDirectory()) names.add(e.name);
+      }
+    } catch {
+      // no dir for this node in that hierarchy
+    }
+  }
+  return [...names];
 }

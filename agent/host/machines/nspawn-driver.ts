@@ -25,6 +25,7 @@ import {
   envCgroupSet,
   execProcsFiles,
   killCgroups,
+  listEnvCgroups,
   removeCgroups,
   startProcsFiles,
 } from "./cgroups.js";
@@ -351,6 +352,17 @@ export class NspawnMachineDriver implements MachineDriver {
         this.log.info({ env: rec.name }, "machine died while the agent was away");
       }
       out.push(this.toState(rec));
+    }
+    // cgroups of a start the previous agent never recorded (killed in between): end and remove them
+    for (const name of listEnvCgroups(this.hierarchies, this.opts.node)) {
+      if (this.records.has(name)) continue;
+      const set = envCgroupSet(this.hierarchies, this.opts.node, name);
+      for (let i = 0; i < 50; i++) {
+        killCgroups(set);
+        if (removeCgroups(set).length === 0) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      this.log.info({ env: name }, "removed cgroups of an unrecorded machine");
     }
     return out;
   }
