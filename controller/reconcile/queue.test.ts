@@ -71,6 +71,7 @@ describe("WorkQueue", () => {
       peak = Math.max(peak, running);
       await tick(10);
       running--;
+      return undefined;
     });
     for (let i = 0; i < 10; i++) q.add(`k${i}`);
     await tick(80);

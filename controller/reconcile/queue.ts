@@ -11,7 +11,7 @@ export interface Backoff {
   maxMs: number;
 }
 
-export type ReconcileResult = { requeueAfterMs?: number } | undefined | void;
+export type ReconcileResult = { requeueAfterMs?: number } | undefined;
 
 /** Thrown (or wrapped) by a reconcile function to say: retrying will not help. */
 export class TerminalError extends Error {
@@ -58,7 +58,10 @@ export class WorkQueue {
   /** Adds the key after a delay (an earlier pending delay for the key wins). */
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const at = Date.now() + delayMs;
     const t = this.timers.get(key);
     if (t && t.at <= at) return;
@@ -131,7 +134,10 @@ export class WorkQueue {
    * retried with backoff, except TerminalError; a result with
    * requeueAfterMs looks again later (and resets the backoff).
    */
-  async run(fn: (key: string) => Promise<ReconcileResult>, onError?: (key: string, err: unknown, retryInMs?: number) => void): Promise<void> {
+  async run(
+    fn: (key: string) => Promise<ReconcileResult>,
+    onError?: (key: string, err: unknown, retryInMs?: number) => void,
+  ): Promise<void> {
     const worker = async () => {
       for (;;) {
         const key = await this.get();

@@ -98,7 +98,9 @@ export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
 function score(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number): NodeScore {
   const baseLocal = n.baseVersions.has(ref) ? 1 : 0;
   const memUtil =
-    n.capacity.memoryBytes > 0 ? Math.min(1, (n.allocated.memoryBytes + req.memoryBytes) / n.capacity.memoryBytes) : 0;
+    n.capacity.memoryBytes > 0
+      ? Math.min(1, (n.allocated.memoryBytes + req.memoryBytes) / n.capacity.memoryBytes)
+      : 0;
   const envLoad = (n.allocated.envs + 1) / (maxEnvs + 1);
   const load = n.capacity.memoryBytes > 0 ? (memUtil + envLoad) / 2 : envLoad;
   const fit = req.strategy === "binpack" ? load : 1 - load;

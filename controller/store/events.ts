@@ -8,7 +8,9 @@
 import { Event } from "../../proto/gen/protoctl/v1/types.js";
 import { protoJson } from "./codec.js";
 import type { Keys } from "./keys.js";
-import type { Kv, WatchEvent } from "./kv.js";
+import type { Kv, WatchEvent, Write } from "./kv.js";
+
+export type EventInput = Omit<Event, "timeMs" | "revision" | "attributes" | "node"> & Partial<Event>;
 
 const codec = protoJson(Event);
 
@@ -29,7 +31,9 @@ export class EventLog {
     const b = Math.floor(now / bucketMs);
     if (b !== this.bucket || !this.leaseId) {
       this.bucket = b;
-      const lease = this.kv.client.lease(this.ttlSeconds + Math.ceil(bucketMs / 1000), { autoKeepAlive: false });
+      const lease = this.kv.client.lease(this.ttlSeconds + Math.ceil(bucketMs / 1000), {
+        autoKeepAlive: false,
+      });
       this.leaseId = lease.grant().then((id) => {
         lease.release();
         return id;
@@ -42,17 +46,22 @@ export class EventLog {
   }
 
   /** Records an event; resolves false when it could not be written. */
-  async emit(e: Omit<Event, "timeMs" | "revision" | "attributes" | "node"> & Partial<Event>): Promise<boolean> {
-    const now = Date.now();
-    const ev: Event = { timeMs: now, node: "", attributes: {}, revision: 0, ...e };
+  async emit(e: EventInput): Promise<boolean> {
     try {
-      const lease = await this.lease(now);
-      const key = this.keys.event(now, sanitize(this.writer), this.seq++);
-      await this.kv.commit({ conditions: [], writes: [{ op: "put", key, value: codec.encode(ev), lease }] });
+      await this.kv.commit({ conditions: [], writes: [await this.write(e)] });
       return true;
     } catch {
       return false;
     }
+  }
+
+  /** The write that records an event, to put in a transaction with the change it reports. */
+  async write(e: EventInput): Promise<Write> {
+    const now = Date.now();
+    const ev: Event = { timeMs: now, node: "", attributes: {}, revision: 0, ...e };
+    const lease = await this.lease(now);
+    const key = this.keys.event(now, sanitize(this.writer), this.seq++);
+    return { op: "put", key, value: codec.encode(ev), lease };
   }
 
   async list(sinceRevision = 0): Promise<{ events: Event[]; revision: number }> {

@@ -5,10 +5,15 @@
  * consistent enough: every write they make is conditioned on the mod revision
  * they read, so acting on a stale copy fails safely and is retried).
  */
-import type { Collection } from "./store.js";
-import type { Versioned } from "./kv.js";
 
-export type ChangeHandler<T> = (name: string, cur: Versioned<T> | undefined, prev: Versioned<T> | undefined) => void;
+import type { Versioned } from "./kv.js";
+import type { Collection } from "./store.js";
+
+export type ChangeHandler<T> = (
+  name: string,
+  cur: Versioned<T> | undefined,
+  prev: Versioned<T> | undefined,
+) => void;
 
 export class Informer<T> {
   private readonly items = new Map<string, Versioned<T>>();
@@ -50,7 +55,13 @@ export class Informer<T> {
         }
         const prev = this.items.get(name);
         if (prev && prev.modRevision >= e.modRevision) continue;
-        this.set(name, { key: e.key, value, modRevision: e.modRevision, createRevision: prev?.createRevision ?? e.modRevision, lease: "0" });
+        this.set(name, {
+          key: e.key,
+          value,
+          modRevision: e.modRevision,
+          createRevision: prev?.createRevision ?? e.modRevision,
+          lease: "0",
+        });
       }
       this.revision = Math.max(this.revision, rev);
     });

@@ -8,8 +8,8 @@
  * write made from a stale read fails instead of clobbering: no lost updates
  * between two controllers, and the caller re-reads and retries.
  */
-import type { Etcd3, IKeyValue, IRequestOp, ICompare } from "etcd3";
-import { ProtoctlError, Code } from "../../common/errors.js";
+import type { Etcd3, ICompare, IKeyValue, IRequestOp } from "etcd3";
+import { Code, ProtoctlError } from "../../common/errors.js";
 import type { Codec } from "./codec.js";
 import { prefixEnd } from "./keys.js";
 
@@ -111,7 +111,13 @@ export class Kv {
       const writes: Write[] = [{ op: "put", key, value: codec.encode(next) }, ...(opts.extra?.(next) ?? [])];
       const r = await this.commit({ conditions: [{ key, modRevision: cur?.modRevision ?? 0 }], writes });
       if (r.succeeded) {
-        return { key, value: next, modRevision: r.revision, createRevision: cur?.createRevision ?? r.revision, lease: "0" };
+        return {
+          key,
+          value: next,
+          modRevision: r.revision,
+          createRevision: cur?.createRevision ?? r.revision,
+          lease: "0",
+        };
       }
       await new Promise((res) => setTimeout(res, Math.min(50, 2 ** i) * Math.random()));
     }

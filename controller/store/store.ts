@@ -6,6 +6,7 @@
 import { Etcd3 } from "etcd3";
 import { alreadyExists, notFound } from "../../common/errors.js";
 import type { ObjectKind } from "../../common/names.js";
+import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import {
   Attachment,
   Base,
@@ -18,11 +19,10 @@ import {
   LayerSpec,
   Node,
 } from "../../proto/gen/protoctl/v1/types.js";
-import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
-import { Kv, TxnBatcher, type Versioned, type Write, type WatchEvent } from "./kv.js";
+import { Kv, TxnBatcher, type Versioned, type WatchEvent, type Write } from "./kv.js";
 
 /** A join token as stored: only its hash is the key. */
 export interface TokenRecord {
@@ -43,7 +43,8 @@ export interface LayerRecord {
 }
 
 const layerCodec: Codec<LayerRecord> = {
-  encode: (v) => Buffer.from(JSON.stringify({ layer: Layer.toJSON(v.layer), spec: LayerSpec.toJSON(v.spec) })),
+  encode: (v) =>
+    Buffer.from(JSON.stringify({ layer: Layer.toJSON(v.layer), spec: LayerSpec.toJSON(v.spec) })),
   decode: (raw) => {
     const o = JSON.parse(raw.toString("utf8")) as { layer: unknown; spec: unknown };
     return { layer: Layer.fromJSON(o.layer), spec: LayerSpec.fromJSON(o.spec) };
@@ -250,7 +251,10 @@ export class ClusterStore {
   }
 
   async deleteBaseVersion(base: string, version: number): Promise<void> {
-    await this.kv.commit({ conditions: [], writes: [{ op: "delete", key: this.keys.baseVersion(base, version) }] });
+    await this.kv.commit({
+      conditions: [],
+      writes: [{ op: "delete", key: this.keys.baseVersion(base, version) }],
+    });
   }
 
   // ---- exports and attachments (propagation; written by the push loop) ----
@@ -262,7 +266,9 @@ export class ClusterStore {
   async putExport(e: Export): Promise<void> {
     await this.kv.commit({
       conditions: [],
-      writes: [{ op: "put", key: this.keys.export(e.base, e.version, e.node), value: codecs.export.encode(e) }],
+      writes: [
+        { op: "put", key: this.keys.export(e.base, e.version, e.node), value: codecs.export.encode(e) },
+      ],
     });
   }
 
@@ -274,7 +280,11 @@ export class ClusterStore {
     await this.kv.commit({
       conditions: [],
       writes: [
-        { op: "put", key: this.keys.attachment(a.base, a.version, a.node), value: codecs.attachment.encode(a) },
+        {
+          op: "put",
+          key: this.keys.attachment(a.base, a.version, a.node),
+          value: codecs.attachment.encode(a),
+        },
       ],
     });
   }

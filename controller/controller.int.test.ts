@@ -1,0 +1,287 @@
+/**
+ * Controller end to end with real etcd, two in-process controllers and fake
+ * agents over real gRPC: placement spread, capacity, NotReady detection,
+ * Lost + restart elsewhere, stop/start/delete, exec/logs proxying, events.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { Code, ProtoctlError } from "../common/errors.js";
+import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
+import { EnvPhase, type EnvSpec, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
+import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import type { FakeAgent } from "../test/harness/fake-agent.js";
+import type { RunningController } from "./controller.js";
+import { ClusterStore } from "./store/store.js";
+import {
+  call,
+  client,
+  eventually,
+  joinAgents,
+  startTestController,
+  uniquePrefix,
+} from "./testing/cluster.js";
+
+const GiB = 2 ** 30;
+
+function spec(name: string, over: Partial<EnvSpec> = {}): EnvSpec {
+  return {
+    name,
+    base: { name: "debian", version: 0 },
+    layers: [],
+    boot: false,
+    resources: undefined,
+    network: undefined,
+    env: {},
+    files: [],
+    startup: [],
+    node: "",
+    nodeSelector: {},
+    group: "",
+    restart: 0,
+    start: true,
+    hostname: "",
+    ...over,
+  };
+}
+
+let etcd: TestEtcd;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+describe("controller with fake agents", () => {
+  let prefix: string;
+  let controllers: RunningController[] = [];
+  let agents: FakeAgent[] = [];
+  let c: ControlServiceClient;
+
+  const setup = async (agentSpecs: Parameters<typeof joinAgents>[2]) => {
+    prefix = uniquePrefix();
+    controllers = [
+      await startTestController(etcd.endpoint, prefix),
+      await startTestController(etcd.endpoint, prefix),
+    ];
+    c = client(controllers[1]!.address);
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
+    agents = await joinAgents(
+      controllers.map((x) => x.address),
+      token,
+      agentSpecs,
+    );
+    await eventually(
+      async () =>
+        (await call(c, "listNodes", {})).nodes.filter((n) => n.state === NodeState.NODE_STATE_READY)
+          .length === agentSpecs.length,
+    );
+  };
+
+  afterEach(async () => {
+    c?.close();
+    for (const a of agents) await a.stop();
+    for (const x of controllers) await x.stop();
+    const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
+    await store.purge();
+    expect(await store.kv.count(prefix)).toBe(0);
+    await store.close();
+    agents = [];
+    controllers = [];
+  });
+
+  it("spreads envs over nodes and reports them Running through any replica", async () => {
+    await setup([{ name: "n1" }, { name: "n2" }, { name: "n3" }]);
+    const envs = await Promise.all(
+      Array.from({ length: 9 }, (_, i) => call(c, "createEnv", { spec: spec(`e${i}`), wait: true })),
+    );
+    expect(envs.every((e) => e.status?.phase === EnvPhase.ENV_PHASE_RUNNING)).toBe(true);
+    expect(agents.map((a) => a.runningCount())).toEqual([3, 3, 3]);
+    const other = client(controllers[0]!.address);
+    const listed = await call(other, "listEnvs", { node: "", group: "" });
+    other.close();
+    expect(listed.envs).toHaveLength(9);
+    expect(new Set(listed.envs.map((e) => e.status?.node))).toEqual(new Set(["n1", "n2", "n3"]));
+    const v = await call(c, "getVersion", {});
+    expect(controllers.map((x) => x.id)).toContain(v.leader);
+    expect(controllers.filter((x) => x.isLeader())).toHaveLength(1);
+  });
+
+  it("a full node sends placement elsewhere; a full cluster leaves the env Pending with per-node reasons", async () => {
+    await setup([
+      { name: "small", memoryBytes: 2 * GiB },
+      { name: "big", memoryBytes: 4 * GiB },
+    ]);
+    const mem = { memoryBytes: 2 * GiB, cpus: 0, pids: 0, diskBytes: 0 };
+    const a = await call(c, "createEnv", { spec: spec("a", { resources: mem, node: "small" }), wait: true });
+    expect(a.status?.node).toBe("small");
+    const b = await call(c, "createEnv", { spec: spec("b", { resources: mem }), wait: true });
+    expect(b.status?.node).toBe("big");
+    const d = await call(c, "createEnv", { spec: spec("d", { resources: mem }), wait: true });
+    expect(d.status?.node).toBe("big");
+    await call(c, "createEnv", { spec: spec("e", { resources: mem }), wait: false });
+    const pending = await eventually(async () => {
+      const e = await call(c, "getEnv", { name: "e" });
+      return e.status?.reasons.length ? e : undefined;
+    });
+    expect(pending.status?.phase).toBe(EnvPhase.ENV_PHASE_PENDING);
+    expect(pending.status?.reasons.map((r) => r.node).sort()).toEqual(["big", "small"]);
+    expect(pending.status?.reasons[0]?.reason).toMatch(/insufficient memory/);
+    // freeing memory lets it run
+    await call(c, "deleteEnv", { name: "a", wait: true });
+    const e = await eventually(async () => {
+      const x = await call(c, "getEnv", { name: "e" });
+      return x.status?.phase === EnvPhase.ENV_PHASE_RUNNING ? x : undefined;
+    });
+    expect(e.status?.node).toBe("small");
+  });
+
+  it("turns a silent agent's node NotReady within the lease window, marks its envs Lost, recreates restart=ALWAYS ones elsewhere", async () => {
+    await setup([{ name: "n1" }, { name: "n2" }]);
+    await call(c, "createEnv", { spec: spec("keep", { node: "n1" }), wait: true });
+    await call(c, "createEnv", {
+      spec: spec("mover", { node: "", nodeSelector: {}, restart: RestartPolicy.RESTART_POLICY_ALWAYS }),
+      wait: true,
+    });
+    const moverNode = (await call(c, "getEnv", { name: "mover" })).status!.node;
+    // make sure "mover" sits on n1 too: pin via a fresh env if spread put it on n2
+    const victim = agents.find((a) => a.name === "n1")!;
+    const t0 = Date.now();
+    await victim.leave();
+    await eventually(
+      async () => (await call(c, "getNode", { name: "n1" })).state === NodeState.NODE_STATE_NOT_READY,
+      10_000,
+      25,
+    );
+    const detectMs = Date.now() - t0;
+    expect(detectMs).toBeLessThan(5000);
+    const lost = await eventually(async () => {
+      const e = await call(c, "getEnv", { name: "keep" });
+      return e.status?.phase === EnvPhase.ENV_PHASE_LOST ? e : undefined;
+    });
+    expect(lost.status?.message).toMatch(/NotReady/);
+    const mover = await eventually(async () => {
+      const e = await call(c, "getEnv", { name: "mover" });
+      return e.status?.phase === EnvPhase.ENV_PHASE_RUNNING && e.status.node === "n2" ? e : undefined;
+    });
+    if (moverNode === "n1") expect(mover.status?.generation).toBe(2);
+    const events = await call(c, "getNode", { name: "n1" });
+    expect(events.state).toBe(NodeState.NODE_STATE_NOT_READY);
+  });
+
+  it("stops, starts and deletes through the agent; proxies exec and logs; refuses duplicates", async () => {
+    await setup([{ name: "n1" }]);
+    await call(c, "createEnv", { spec: spec("web"), wait: true });
+    await expect(call(c, "createEnv", { spec: spec("web"), wait: false })).rejects.toMatchObject({
+      code: Code.ALREADY_EXISTS,
+    });
+    const stopped = await call(c, "stopEnv", { name: "web", timeoutMs: 0, wait: true });
+    expect(stopped.status?.phase).toBe(EnvPhase.ENV_PHASE_STOPPED);
+    expect(agents[0]!.envs.get("web")?.status?.phase).toBe(EnvPhase.ENV_PHASE_STOPPED);
+    const started = await call(c, "startEnv", { name: "web", wait: true });
+    expect(started.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);
+
+    const exec = c.execEnv();
+    const out: string[] = [];
+    let exit = -1;
+    await new Promise<void>((resolve, reject) => {
+      exec.on("data", (m) => {
+        if (m.output?.$case === "stdout") out.push(Buffer.from(m.output.stdout).toString());
+        if (m.output?.$case === "exitCode") exit = m.output.exitCode;
+      });
+      exec.on("end", resolve);
+      exec.on("error", reject);
+      exec.write({
+        input: {
+          $case: "start",
+          start: {
+            env: "web",
+            command: ["echo", "hi"],
+            tty: false,
+            envVars: {},
+            workdir: "",
+            user: "",
+            rows: 0,
+            cols: 0,
+            login: false,
+          },
+        },
+      });
+      exec.end();
+    });
+    expect(out.join("")).toBe("echo hi\n");
+    expect(exit).toBe(0);
+
+    const logs: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const s = c.envLogs({ env: "web", follow: false, tailLines: 0 });
+      s.on("data", (l) => logs.push(Buffer.from(l.data).toString()));
+      s.on("end", resolve);
+      s.on("error", reject);
+    });
+    expect(logs.join("")).toContain("hello from web");
+
+    await call(c, "deleteEnv", { name: "web", wait: true });
+    expect(agents[0]!.envs.has("web")).toBe(false);
+    await expect(call(c, "getEnv", { name: "web" })).rejects.toBeInstanceOf(ProtoctlError);
+
+    const events: string[] = [];
+    await new Promise<void>((resolve) => {
+      const s = c.watchEvents({ sinceRevision: 0, kinds: ["env."] });
+      s.on("data", (e) => {
+        events.push(e.kind);
+        if (e.kind === "env.deleted") {
+          s.cancel();
+          resolve();
+        }
+      });
+      s.on("error", () => resolve());
+    });
+    expect(events).toEqual(
+      expect.arrayContaining(["env.scheduled", "env.started", "env.stopped", "env.deleted"]),
+    );
+  });
+
+  it("fails an env with the agent's reason when the agent refuses it, and retries transient errors", async () => {
+    await setup([{ name: "n1" }]);
+    agents[0]!.failNext("createEnv", Code.UNAVAILABLE, 2);
+    const ok = await call(c, "createEnv", { spec: spec("flaky"), wait: true });
+    expect(ok.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);
+    agents[0]!.failNext("createEnv", Code.FAILED_PRECONDITION, 1, "pool is broken");
+    await expect(call(c, "createEnv", { spec: spec("doomed"), wait: true })).rejects.toMatchObject({
+      code: Code.FAILED_PRECONDITION,
+      reason: "ENV_FAILED",
+    });
+    const d = await call(c, "getEnv", { name: "doomed" });
+    expect(d.status?.message).toContain("pool is broken");
+  });
+
+  it("cordon keeps new envs away; pinning to an unknown base version explains itself", async () => {
+    await setup([{ name: "n1" }, { name: "n2", bases: ["debian@1", "debian@2"] }]);
+    await call(c, "cordonNode", { name: "n2" });
+    const e = await call(c, "createEnv", {
+      spec: spec("x", { base: { name: "debian", version: 1 } }),
+      wait: true,
+    });
+    expect(e.status?.node).toBe("n1");
+    await call(c, "createEnv", { spec: spec("y", { base: { name: "debian", version: 2 } }), wait: false });
+    const y = await eventually(async () => {
+      const r = await call(c, "getEnv", { name: "y" });
+      return r.status?.reasons.length ? r : undefined;
+    });
+    expect(y.status?.reasons).toEqual(
+      expect.arrayContaining([
+        { node: "n2", reason: "node is cordoned" },
+        { node: "n1", reason: expect.stringMatching(/debian@2 is not on this node/) },
+      ]),
+    );
+    await call(c, "uncordonNode", { name: "n2" });
+    await eventually(
+      async () => (await call(c, "getEnv", { name: "y" })).status?.phase === EnvPhase.ENV_PHASE_RUNNING,
+    );
+    const bases = await call(c, "listBases", {});
+    expect(bases.bases[0]?.versions.map((v) => [v.version, v.nodes.sort()])).toEqual([
+      [1, ["n1", "n2"]],
+      [2, ["n2"]],
+    ]);
+  });
+});

@@ -1,0 +1,235 @@
+/**
+ * One controller replica: store, cluster identity and CA, gRPC server
+ * (every replica serves the API), leader election (the leader runs the
+ * loops). `startController` is what `protoctl controller` runs and what
+ * in-process tests call.
+ */
+import { randomUUID } from "node:crypto";
+import { access, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Server, type ServerInterceptor } from "@grpc/grpc-js";
+import type { Logger } from "../common/logger.js";
+import {
+  authInterceptor,
+  type CertificateAuthority,
+  clientCredentials,
+  createCa,
+  fingerprint,
+  issue,
+  loadOrCreateCaDir,
+  serverCredentials,
+  writeCredentialFile,
+} from "../common/tls.js";
+import { ControlServiceService } from "../proto/gen/protoctl/v1/control.js";
+import type { ControllerConfig } from "./config.js";
+import type { ControllerContext, ControllerTls } from "./context.js";
+import { LeaderElection } from "./leader.js";
+import { AgentClients } from "./reconcile/agent-clients.js";
+import { ReconcileManager } from "./reconcile/manager.js";
+import { controlAuth, controlService } from "./server/control-service.js";
+import { EnvStatusWaiter } from "./server/env-watch.js";
+import { plainJson } from "./store/codec.js";
+import { ClusterStore } from "./store/store.js";
+
+export interface RunningController {
+  /** host:port the API listens on (the real port when listen asked for :0). */
+  address: string;
+  id: string;
+  store: ClusterStore;
+  isLeader(): boolean;
+  /** The leader's loops, while this replica leads (tests, bench). */
+  manager(): ReconcileManager | undefined;
+  /** Path of the admin credential file (TLS on). */
+  adminCredentialFile?: string;
+  caPem?: string;
+  stop(): Promise<void>;
+}
+
+export async function startController(config: ControllerConfig, log: Logger): Promise<RunningController> {
+  const store = new ClusterStore({
+    endpoints: config.etcd.endpoints,
+    prefix: config.etcd.prefix,
+    writer: config.id,
+    eventTtlSeconds: config.events.ttlSeconds,
+  });
+  try {
+    return await start(config, log, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+async function start(config: ControllerConfig, log: Logger, store: ClusterStore): Promise<RunningController> {
+  const clusterId = await ensureClusterId(store);
+  const tls = config.insecure ? undefined : await setupTls(config, store, log);
+  const agents = new AgentClients(() => clientCredentials(tls ? tls.self : undefined));
+  let manager: ReconcileManager | undefined;
+  const leaderRef: { current?: LeaderElection } = {};
+  const ctx: ControllerContext = {
+    id: config.id,
+    config,
+    store,
+    log,
+    tls,
+    agents,
+    leader: {
+      isLeader: () => leaderRef.current?.isLeader() ?? false,
+      leaderId: () => leaderRef.current?.leaderId() ?? "",
+    },
+  };
+  const leader = new LeaderElection(
+    store,
+    config.id,
+    config.reconcile.electionTtlSeconds,
+    {
+      onElected: async (fence) => {
+        const m = new ReconcileManager(ctx, fence);
+        manager = m;
+        await m.start();
+      },
+      onDeposed: async () => {
+        const m = manager;
+        manager = undefined;
+        await m?.stop();
+      },
+    },
+    log,
+  );
+  leaderRef.current = leader;
+
+  const interceptors: ServerInterceptor[] = tls ? [authInterceptor(tls.ca.certPem, controlAuth)] : [];
+  const server = new Server({
+    interceptors,
+    "grpc.keepalive_time_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  });
+  const waiter = new EnvStatusWaiter(store);
+  server.addService(
+    ControlServiceService,
+    controlService(ctx, waiter, () => clusterId),
+  );
+  const creds = serverCredentials(
+    tls
+      ? { caPem: tls.ca.certPem, certPem: tls.self.certPem + tls.ca.certPem, keyPem: tls.self.keyPem }
+      : undefined,
+    { clientAuth: "request" },
+  );
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
+  const address = `${host}:${port}`;
+  await leader.start();
+
+  let adminCredentialFile: string | undefined;
+  if (tls) adminCredentialFile = await ensureAdminCredential(config, tls, address, log);
+  log.info({ id: config.id, address, tls: !!tls, cluster: clusterId }, "controller serving");
+
+  return {
+    address,
+    id: config.id,
+    store,
+    isLeader: () => leader.isLeader(),
+    manager: () => manager,
+    adminCredentialFile,
+    caPem: tls?.ca.certPem,
+    stop: async () => {
+      await leader.stop();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      await waiter.close();
+      agents.close();
+      await store.close();
+      log.info({ id: config.id }, "controller stopped");
+    },
+  };
+}
+
+async function ensureClusterId(store: ClusterStore): Promise<string> {
+  const codec = plainJson<{ id: string; createdMs: number }>();
+  const r = await store.kv.update(store.keys.cluster("id"), codec, (cur) =>
+    cur ? undefined : { id: randomUUID(), createdMs: Date.now() },
+  );
+  return r!.value.id;
+}
+
+/** The cluster CA (disk or etcd, created by the first replica) and this replica's certificate. */
+async function setupTls(config: ControllerConfig, store: ClusterStore, log: Logger): Promise<ControllerTls> {
+  let ca: CertificateAuthority;
+  if (config.tls.caStore === "disk") {
+    ca = await loadOrCreateCaDir(join(config.stateDir, "ca"));
+  } else {
+    const codec = plainJson<CertificateAuthority>();
+    const key = store.keys.cluster("ca-key");
+    let cur = await store.kv.get(key, codec);
+    if (!cur) {
+      const fresh = await createCa();
+      // first writer wins: two replicas starting together agree on one CA
+      await store.kv.update(key, codec, (c) => (c ? undefined : fresh));
+      cur = await store.kv.get(key, codec);
+      if (cur?.value.certPem === fresh.certPem) log.info("created the cluster CA (kept in etcd)");
+    }
+    ca = cur!.value;
+  }
+  const listenHost = config.listen.slice(0, config.listen.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  const advHost = config.advertise.slice(0, config.advertise.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  const sans = [
+    ...new Set([
+      "protoctl-controller",
+      "localhost",
+      "127.0.0.1",
+      listenHost,
+      advHost,
+      ...config.tls.serverNames,
+    ]),
+  ].filter((s) => s && s !== "0.0.0.0" && s !== "::");
+  const self = await issue(ca, { cn: certName(config.id), role: "controller", sans, days: 365 });
+  return { ca, self: { caPem: ca.certPem, ...self }, caFingerprint: fingerprint(ca.certPem) };
+}
+
+function certName(id: string): string {
+  return (
+    id
+      .replace(/[^a-zA-Z0-9._-]/g, "-")
+      .replace(/^[^a-zA-Z0-9]+/, "")
+      .slice(0, 63) || "controller"
+  );
+}
+
+/** Writes stateDir/admin.json (an admin client credential) and stateDir/ca.crt on first start. */
+async function ensureAdminCredential(
+  config: ControllerConfig,
+  tls: ControllerTls,
+  address: string,
+  log: Logger,
+): Promise<string> {
+  const file = join(config.stateDir, "admin.json");
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  await writeFile(join(config.stateDir, "ca.crt"), tls.ca.certPem);
+  try {
+    await access(file);
+    return file;
+  } catch {
+    // first start: issue it
+  }
+  const admin = await issue(tls.ca, { cn: "admin", role: "admin", days: 825 });
+  await writeCredentialFile(file, {
+    controller: config.advertise.endsWith(":0") ? address : config.advertise,
+    caPem: tls.ca.certPem,
+    certPem: admin.certPem,
+    keyPem: admin.keyPem,
+    serverName: "protoctl-controller",
+  });
+  log.info({ file }, "wrote the admin credential");
+  return file;
+}

@@ -1,0 +1,82 @@
+/**
+ * `protoctl controller`: runs one controller replica until SIGTERM/SIGINT.
+ */
+import { Command } from "commander";
+import { createLogger, type Logger } from "../common/logger.js";
+import { loadControllerConfig } from "./config.js";
+import { startController } from "./controller.js";
+
+export { type ControllerConfig, controllerConfig, loadControllerConfig } from "./config.js";
+export type { RunningController } from "./controller.js";
+export { startController } from "./controller.js";
+
+interface Flags {
+  config?: string;
+  listen?: string;
+  advertise?: string;
+  etcd?: string;
+  etcdPrefix?: string;
+  stateDir?: string;
+  id?: string;
+  insecure?: boolean;
+  leaseTtl?: string;
+  logLevel?: string;
+}
+
+export function controllerCommand(): Command {
+  return new Command("controller")
+    .description("run a controller replica (serves the API; the elected leader schedules and reconciles)")
+    .option("--config <file>", "YAML configuration file (see deploy/controller.yaml)")
+    .option("--listen <host:port>", "API address (default 127.0.0.1:7443)")
+    .option(
+      "--advertise <host:port>",
+      "address agents and CLIs use to reach this replica (default: --listen)",
+    )
+    .option("--etcd <urls>", "etcd endpoints, comma separated (default http://127.0.0.1:2379)")
+    .option("--etcd-prefix <prefix>", "key prefix in etcd (default /protoctl/v1/)")
+    .option(
+      "--state-dir <dir>",
+      "state directory: CA (with tls.caStore=disk), admin credential (default /var/lib/protoctl/controller)",
+    )
+    .option("--id <id>", "replica id (default hostname-pid)")
+    .option("--insecure", "serve plaintext without authentication (development only)")
+    .option(
+      "--lease-ttl <seconds>",
+      "node lease TTL: a silent agent's node turns NotReady after this long (default 3)",
+    )
+    .option("--log-level <level>", "trace|debug|info|warn|error")
+    .action(async (flags: Flags) => {
+      const config = loadControllerConfig(flags.config, {
+        listen: flags.listen,
+        advertise: flags.advertise,
+        "etcd.endpoints": flags.etcd,
+        "etcd.prefix": flags.etcdPrefix,
+        stateDir: flags.stateDir,
+        id: flags.id,
+        insecure: flags.insecure ? true : undefined,
+        "membership.leaseTtlSeconds": flags.leaseTtl,
+        "log.level": flags.logLevel,
+      });
+      const log = createLogger({
+        name: "controller",
+        level: config.log.level,
+        format: config.log.format,
+        file: config.log.file || undefined,
+      });
+      await runUntilSignalled(config, log);
+    });
+}
+
+async function runUntilSignalled(config: Parameters<typeof startController>[0], log: Logger): Promise<void> {
+  const c = await startController(config, log);
+  if (c.adminCredentialFile) log.info({ file: c.adminCredentialFile }, "admin credential for the CLI");
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      log.info({ signal: sig }, "stopping");
+      resolve();
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+  await c.stop();
+}

@@ -1,0 +1,391 @@
+/**
+ * The env loop. Desired state is the spec (`start` = should run; a deleted
+ * spec = should go), actual state comes from the env's agent, the status
+ * records where it is and what was last seen:
+ *
+ *   Pending --place--> Scheduled --CreateEnv(+Start)--> Running <-> Stopped
+ *      ^                   |                              |
+ *      |  node NotReady past grace: Lost, or back to Pending when restart=ALWAYS
+ *   spec deleted: DeleteEnv on the agent, then the status key goes too.
+ *
+ * The placement (node + generation) is written before the agent is called,
+ * so a leader that dies mid-way leaves a placement its successor completes
+ * with the same idempotent CreateEnv (same generation) instead of placing the
+ * env twice. Every status write is conditioned on the status revision read
+ * and on the leader's election key (fencing a deposed leader).
+ */
+import { Code, ProtoctlError } from "../../common/errors.js";
+import { callUnary } from "../../common/grpc.js";
+import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
+import {
+  type Env,
+  EnvPhase,
+  type EnvSpec,
+  type EnvStatus,
+  RestartPolicy,
+} from "../../proto/gen/protoctl/v1/types.js";
+import type { ControllerContext } from "../context.js";
+import { schedule } from "../scheduler/schedule.js";
+import type { Strategy } from "../scheduler/view.js";
+import type { EventInput } from "../store/events.js";
+import type { Condition, Versioned, Write } from "../store/kv.js";
+import { codecs } from "../store/store.js";
+import type { ClusterCache } from "./cluster-cache.js";
+import type { ReconcileResult, WorkQueue } from "./queue.js";
+
+/** Agent errors that retrying the same call will not fix. */
+const TERMINAL = new Set([
+  Code.INVALID_ARGUMENT,
+  Code.FAILED_PRECONDITION,
+  Code.ALREADY_EXISTS,
+  Code.PERMISSION_DENIED,
+  Code.UNIMPLEMENTED,
+  Code.OUT_OF_RANGE,
+  Code.RESOURCE_EXHAUSTED,
+]);
+
+/** Called when a placement needs the base version propagated first (hook; not wired yet). */
+export type PropagationHook = (node: string, base: string, version: number) => Promise<void>;
+
+export class EnvReconciler {
+  /** Envs whose actual state should be re-read from the agent on the next pass. */
+  readonly verify = new Set<string>();
+  /** Envs waiting for a placement (re-tried when nodes change). */
+  readonly pending = new Set<string>();
+  propagate: PropagationHook | undefined;
+
+  constructor(
+    private readonly ctx: ControllerContext,
+    private readonly cache: ClusterCache,
+    private readonly queue: WorkQueue,
+    private readonly fence: () => Condition[],
+  ) {}
+
+  async reconcile(name: string): Promise<ReconcileResult> {
+    const specV = this.cache.specs.get(name);
+    const stV = this.cache.status.get(name);
+    if (!specV) {
+      this.pending.delete(name);
+      return stV ? this.finalizeDelete(name, stV) : undefined;
+    }
+    const spec = specV.value;
+    if (!stV) {
+      await this.writeStatus(name, undefined, newStatus());
+      return;
+    }
+    const st = stV.value;
+    switch (st.phase) {
+      case EnvPhase.ENV_PHASE_UNSPECIFIED:
+      case EnvPhase.ENV_PHASE_PENDING:
+        return this.place(name, spec, stV);
+      case EnvPhase.ENV_PHASE_FAILED:
+      case EnvPhase.ENV_PHASE_LOST:
+        this.pending.delete(name);
+        return;
+      default:
+        this.pending.delete(name);
+        return this.converge(name, spec, stV);
+    }
+  }
+
+  private async place(name: string, spec: EnvSpec, stV: Versioned<EnvStatus>): Promise<ReconcileResult> {
+    const st = stV.value;
+    const base = spec.base?.name ?? "";
+    const version = spec.base?.version || st.baseVersion || this.cache.latestVersion(base);
+    this.pending.add(name);
+    if (!version) {
+      const reasons = [{ node: "*", reason: `no node holds any version of base ${base}` }];
+      await this.writePending(name, stV, reasons, `base ${base} is unknown`);
+      return { requeueAfterMs: 10_000 };
+    }
+    const plan = schedule(this.cache.view(), {
+      env: name,
+      base,
+      version,
+      memoryBytes: spec.resources?.memoryBytes ?? 0,
+      diskBytes: spec.resources?.diskBytes ?? 0,
+      nodeSelector: spec.nodeSelector,
+      node: spec.node || undefined,
+      group: spec.group || undefined,
+      strategy: this.ctx.config.scheduler.strategy as Strategy,
+    });
+    if (!plan.node) {
+      const reasons = plan.rejections.map((r) => ({ node: r.node, reason: r.reason }));
+      if (reasons.length === 0) reasons.push({ node: "*", reason: "no nodes have joined the cluster" });
+      await this.writePending(name, stV, reasons, `no node can take env ${name}`);
+      return { requeueAfterMs: 15_000 };
+    }
+    this.pending.delete(name);
+    this.cache.assume(name, plan.node, spec);
+    if (plan.needsPropagation && this.propagate) await this.propagate(plan.node, base, version);
+    const next: EnvStatus = {
+      ...st,
+      phase: EnvPhase.ENV_PHASE_SCHEDULED,
+      node: plan.node,
+      baseVersion: version,
+      generation: st.generation + 1,
+      reasons: [],
+      message: "",
+    };
+    const ok = await this.writeStatus(name, stV, next, [
+      { kind: "env.scheduled", subject: `env/${name}`, message: `placed on ${plan.node}`, node: plan.node },
+    ]);
+    if (!ok) {
+      this.cache.unassume(name);
+      return { requeueAfterMs: 1000 };
+    }
+    return this.converge(name, spec, this.cache.status.get(name)!);
+  }
+
+  private async converge(name: string, spec: EnvSpec, stV: Versioned<EnvStatus>): Promise<ReconcileResult> {
+    const st = stV.value;
+    const node = st.node;
+    if (!this.cache.isReady(node)) {
+      const grace = this.ctx.config.reconcile.lostGraceSeconds * 1000;
+      const down = this.cache.notReadyForMs(node);
+      if (down < grace) return { requeueAfterMs: grace - down + 50 };
+      return this.lose(name, spec, stV, `node ${node} NotReady for ${Math.round(down / 1000)}s`);
+    }
+    const nodeRec = this.cache.nodes.get(node)?.value;
+    if (nodeRec?.draining && spec.restart === RestartPolicy.RESTART_POLICY_ALWAYS) {
+      await this.agentCall(node, (c) => callUnary(c.deleteEnv.bind(c), { name }, this.deadline())).catch(
+        ignoreNotFound,
+      );
+      return this.lose(name, spec, stV, `node ${node} is draining`);
+    }
+    const wantVersion = spec.base?.version ?? 0;
+    if (wantVersion && st.baseVersion && wantVersion !== st.baseVersion) {
+      // roll: envs are never upgraded in place; recreate on the new version (possibly elsewhere)
+      await this.agentCall(node, (c) => callUnary(c.deleteEnv.bind(c), { name }, this.deadline())).catch(
+        ignoreNotFound,
+      );
+      const why = `rolling from ${spec.base?.name}@${st.baseVersion} to @${wantVersion}`;
+      const ok = await this.writeStatus(
+        name,
+        stV,
+        {
+          ...st,
+          phase: EnvPhase.ENV_PHASE_PENDING,
+          node: "",
+          baseVersion: wantVersion,
+          startedMs: 0,
+          message: why,
+        },
+        [{ kind: "env.rolled", subject: `env/${name}`, message: why, node }],
+      );
+      return ok ? { requeueAfterMs: 0 } : undefined;
+    }
+    const wantRunning = spec.start;
+    let actual: Env | undefined;
+    try {
+      if (st.phase === EnvPhase.ENV_PHASE_SCHEDULED || this.verify.delete(name)) {
+        const agentSpec: EnvSpec = {
+          ...spec,
+          base: { name: spec.base?.name ?? "", version: st.baseVersion },
+        };
+        actual = await this.agentCall(node, (c) =>
+          callUnary(c.createEnv.bind(c), { spec: agentSpec, generation: st.generation }, this.deadline()),
+        );
+      }
+      const phase = actual?.status?.phase ?? st.phase;
+      if (wantRunning && phase !== EnvPhase.ENV_PHASE_RUNNING) {
+        actual = await this.agentCall(node, (c) => callUnary(c.startEnv.bind(c), { name }, this.deadline()));
+      } else if (!wantRunning && phase === EnvPhase.ENV_PHASE_RUNNING) {
+        actual = await this.agentCall(node, (c) =>
+          callUnary(c.stopEnv.bind(c), { name, timeoutMs: 10_000, force: false }, this.deadline()),
+        );
+      }
+    } catch (err) {
+      const pe = ProtoctlError.from(err);
+      if (pe.code === Code.NOT_FOUND && st.phase !== EnvPhase.ENV_PHASE_SCHEDULED) {
+        // the agent lost it (restart with a volatile pool): create it again
+        this.verify.add(name);
+        throw pe;
+      }
+      if (!TERMINAL.has(pe.code)) throw pe;
+      await this.writeStatus(name, stV, { ...st, phase: EnvPhase.ENV_PHASE_FAILED, message: pe.message }, [
+        {
+          kind: "env.failed",
+          subject: `env/${name}`,
+          message: pe.message,
+          node,
+          attributes: { reason: pe.reason },
+        },
+      ]);
+      return;
+    }
+    if (!actual?.status) return;
+    const a = actual.status;
+    const next: EnvStatus = {
+      ...st,
+      phase: a.phase,
+      startedMs: a.startedMs || st.startedMs,
+      createdMs: st.createdMs || a.createdMs,
+      leaderPid: a.leaderPid,
+      addresses: a.addresses,
+      message: a.message,
+    };
+    if (sameStatus(st, next)) return;
+    const events: EventInput[] = [];
+    if (next.phase !== st.phase) {
+      const kind =
+        next.phase === EnvPhase.ENV_PHASE_RUNNING
+          ? "env.started"
+          : next.phase === EnvPhase.ENV_PHASE_STOPPED
+            ? "env.stopped"
+            : next.phase === EnvPhase.ENV_PHASE_CREATED
+              ? "env.created"
+              : "env.changed";
+      events.push({ kind, subject: `env/${name}`, message: `${EnvPhase[next.phase]} on ${node}`, node });
+    }
+    await this.writeStatus(name, stV, next, events);
+  }
+
+  /** The env's node is gone: Lost, or back to Pending for a new placement when restart=ALWAYS. */
+  private async lose(
+    name: string,
+    spec: EnvSpec,
+    stV: Versioned<EnvStatus>,
+    why: string,
+  ): Promise<ReconcileResult> {
+    const st = stV.value;
+    const again = spec.restart === RestartPolicy.RESTART_POLICY_ALWAYS;
+    const next: EnvStatus = again
+      ? {
+          ...st,
+          phase: EnvPhase.ENV_PHASE_PENDING,
+          node: "",
+          message: `${why}: recreating elsewhere`,
+          reasons: [],
+          startedMs: 0,
+        }
+      : { ...st, phase: EnvPhase.ENV_PHASE_LOST, message: why };
+    const ok = await this.writeStatus(name, stV, next, [
+      { kind: again ? "env.rescheduled" : "env.lost", subject: `env/${name}`, message: why, node: st.node },
+    ]);
+    if (ok && again) return { requeueAfterMs: 0 };
+    return;
+  }
+
+  private async finalizeDelete(name: string, stV: Versioned<EnvStatus>): Promise<ReconcileResult> {
+    const st = stV.value;
+    if (st.phase === EnvPhase.ENV_PHASE_PENDING && st.generation === 0 && Date.now() - st.createdMs < 5000) {
+      // most likely a brand-new env whose spec event is still on its way
+      return { requeueAfterMs: 250 };
+    }
+    if (st.node && st.phase !== EnvPhase.ENV_PHASE_PENDING && st.phase !== EnvPhase.ENV_PHASE_LOST) {
+      if (this.cache.isReady(st.node)) {
+        await this.agentCall(st.node, (c) => callUnary(c.deleteEnv.bind(c), { name }, this.deadline())).catch(
+          ignoreNotFound,
+        );
+      } else {
+        const grace = this.ctx.config.reconcile.lostGraceSeconds * 1000;
+        const down = this.cache.notReadyForMs(st.node);
+        // the node's orphan sweep deletes it there when the node comes back
+        if (down < grace) return { requeueAfterMs: grace - down + 50 };
+      }
+    }
+    const key = this.ctx.store.keys.envStatus(name);
+    const writes: Write[] = [
+      { op: "delete", key },
+      await this.ctx.store.events.write({
+        kind: "env.deleted",
+        subject: `env/${name}`,
+        message: "deleted",
+        node: st.node,
+      }),
+    ];
+    // the spec must really be gone: the spec and status watches are separate
+    // streams, so a new env's status can reach us before its spec does
+    const specGone = { key: this.ctx.store.keys.envSpec(name), modRevision: 0 };
+    const r = await this.ctx.store.batcher.commit({
+      conditions: [{ key, modRevision: stV.modRevision }, specGone, ...this.fence()],
+      writes,
+    });
+    if (r.succeeded) this.cache.status.applyLocal(name, undefined, r.revision);
+    else return { requeueAfterMs: 200 };
+    return;
+  }
+
+  private async writePending(
+    name: string,
+    stV: Versioned<EnvStatus>,
+    reasons: EnvStatus["reasons"],
+    message: string,
+  ): Promise<void> {
+    const st = stV.value;
+    if (
+      st.phase === EnvPhase.ENV_PHASE_PENDING &&
+      st.message === message &&
+      JSON.stringify(st.reasons) === JSON.stringify(reasons)
+    ) {
+      return;
+    }
+    const first = st.reasons.length === 0;
+    await this.writeStatus(
+      name,
+      stV,
+      { ...st, phase: EnvPhase.ENV_PHASE_PENDING, node: "", reasons, message },
+      first ? [{ kind: "env.unschedulable", subject: `env/${name}`, message }] : [],
+    );
+  }
+
+  private async writeStatus(
+    name: string,
+    prev: Versioned<EnvStatus> | undefined,
+    next: EnvStatus,
+    events: EventInput[] = [],
+  ): Promise<boolean> {
+    const store = this.ctx.store;
+    const key = store.keys.envStatus(name);
+    const writes: Write[] = [{ op: "put", key, value: codecs.envStatus.encode(next) }];
+    for (const e of events) writes.push(await store.events.write(e));
+    const r = await store.batcher.commit({
+      conditions: [{ key, modRevision: prev?.modRevision ?? 0 }, ...this.fence()],
+      writes,
+    });
+    if (r.succeeded) this.cache.status.applyLocal(name, next, r.revision);
+    else this.queue.addAfter(name, 200);
+    return r.succeeded;
+  }
+
+  private agentCall<T>(node: string, fn: (c: AgentServiceClient) => Promise<T>): Promise<T> {
+    const address = this.cache.nodeAddress(node);
+    if (!address) return Promise.reject(new ProtoctlError(Code.UNAVAILABLE, `node ${node} has no address`));
+    return fn(this.ctx.agents.get(node, address));
+  }
+
+  private deadline(): { deadlineMs: number } {
+    return { deadlineMs: this.ctx.config.reconcile.agentTimeoutMs };
+  }
+}
+
+export function newStatus(): EnvStatus {
+  return {
+    phase: EnvPhase.ENV_PHASE_PENDING,
+    node: "",
+    message: "",
+    reasons: [],
+    createdMs: Date.now(),
+    startedMs: 0,
+    baseVersion: 0,
+    leaderPid: 0,
+    addresses: [],
+    generation: 0,
+  };
+}
+
+function sameStatus(a: EnvStatus, b: EnvStatus): boolean {
+  return (
+    a.phase === b.phase &&
+    a.message === b.message &&
+    a.leaderPid === b.leaderPid &&
+    a.startedMs === b.startedMs &&
+    a.addresses.join() === b.addresses.join()
+  );
+}
+
+function ignoreNotFound(err: unknown): void {
+  const pe = ProtoctlError.from(err);
+  if (pe.code !== Code.NOT_FOUND) throw pe;
+}

@@ -1,0 +1,346 @@
+/**
+ * Base and layer RPCs. Import/build/update run on one agent (the node named
+ * in the request, or a ready node chosen here) and stream its progress back;
+ * the resulting version is recorded in the store. Which nodes hold a version
+ * comes from their heartbeats (node-inventory). Layers are stored as specs
+ * and built lazily by agents when an env needs them (or eagerly on request).
+ */
+import { createHash } from "node:crypto";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
+import { fromServiceError, toServiceError } from "../../common/grpc.js";
+import { validateName } from "../../common/names.js";
+import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
+import type {
+  AddLayerRequest,
+  ControlBuildBaseRequest,
+  ControlImportBaseRequest,
+  ControlUpdateBaseRequest,
+  DeleteBaseRequest,
+  PushBaseRequest,
+  PushProgress,
+} from "../../proto/gen/protoctl/v1/control.js";
+import {
+  type Base,
+  type BaseVersion,
+  EnvPhase,
+  type Layer,
+  NodeState,
+  type OperationEvent,
+  Recipe,
+} from "../../proto/gen/protoctl/v1/types.js";
+import type { ControllerContext } from "../context.js";
+import { agentFor } from "./env-api.js";
+import { pipeFrom, serverStream, unary } from "./handlers.js";
+import { listNodes } from "./node-api.js";
+
+/** Picks the node for base work: the one asked for, else a ready node holding `holding`, else the one with most free pool. */
+async function pickNode(ctx: ControllerContext, asked: string, holding?: string): Promise<string> {
+  const nodes = (await listNodes(ctx)).filter((n) => n.state === NodeState.NODE_STATE_READY);
+  if (asked) {
+    validateName("node", asked);
+    if (!nodes.some((n) => n.name === asked)) {
+      throw unavailable(`node ${asked} is not Ready`, { reason: "NODE_NOT_READY", subject: `node/${asked}` });
+    }
+    return asked;
+  }
+  const usable = nodes.filter(
+    (n) => !n.cordoned && (!holding || n.baseVersions.some((b) => b.startsWith(`${holding}@`))),
+  );
+  if (usable.length === 0) {
+    throw failedPrecondition(holding ? `no ready node holds base ${holding}` : "no ready node", {
+      reason: "NO_NODE",
+      hint: "see `protoctl node ls`",
+    });
+  }
+  usable.sort(
+    (a, b) =>
+      (b.capacity?.poolFreeBytes ?? 0) - (a.capacity?.poolFreeBytes ?? 0) || a.name.localeCompare(b.name),
+  );
+  return usable[0]!.name;
+}
+
+/** Records a result version seen in an agent's operation stream. */
+function recorder(ctx: ControllerContext, node: string, kind: string) {
+  let recorded: Promise<void> = Promise.resolve();
+  return {
+    observe(ev: OperationEvent): OperationEvent {
+      if (ev.event?.$case === "result" && ev.event.result.result?.$case === "baseVersion") {
+        const bv = ev.event.result.result.baseVersion;
+        recorded = ctx.store.recordBaseVersion(bv).then(() =>
+          ctx.store.events
+            .emit({
+              kind,
+              subject: `base/${bv.base}@${bv.version}`,
+              message: `${bv.base}@${bv.version} on ${node}`,
+              node,
+            })
+            .then(() => undefined),
+        );
+      }
+      if (ev.event?.$case === "progress" && !ev.event.progress.node) ev.event.progress.node = node;
+      return ev;
+    },
+    done: () => recorded,
+  };
+}
+
+async function composeBases(ctx: ControllerContext, only?: string): Promise<Base[]> {
+  const [versions, nodes, bases] = await Promise.all([
+    ctx.store.listBaseVersions(only),
+    listNodes(ctx),
+    ctx.store.bases.list(),
+  ]);
+  const holders = new Map<string, string[]>();
+  for (const n of nodes)
+    for (const ref of n.baseVersions) holders.set(ref, [...(holders.get(ref) ?? []), n.name]);
+  const out = new Map<string, Base>();
+  for (const b of bases.items)
+    if (!only || b.value.name === only) out.set(b.value.name, { ...b.value, versions: [] });
+  for (const v of versions) {
+    const bv: BaseVersion = { ...v.value, nodes: holders.get(`${v.value.base}@${v.value.version}`) ?? [] };
+    const b = out.get(bv.base) ?? { name: bv.base, versions: [], latest: 0 };
+    b.versions.push(bv);
+    b.latest = Math.max(b.latest, bv.version);
+    out.set(bv.base, b);
+  }
+  return [...out.values()];
+}
+
+function opStream(
+  ctx: ControllerContext,
+  client: AgentServiceClient,
+  node: string,
+  kind: string,
+  start: (c: AgentServiceClient) => import("@grpc/grpc-js").ClientReadableStream<OperationEvent>,
+) {
+  return async (send: (m: OperationEvent) => void, call: { on(e: "cancelled", f: () => void): unknown }) => {
+    const rec = recorder(ctx, node, kind);
+    const up = start(client);
+    call.on("cancelled", () => up.cancel());
+    await pipeFrom(up, send, (m) => rec.observe(m)).catch((err) => {
+      throw fromServiceError(err);
+    });
+    await rec.done();
+  };
+}
+
+export function baseApi(ctx: ControllerContext) {
+  const s = ctx.store;
+  return {
+    importBase: (call: ServerDuplexStream<ControlImportBaseRequest, OperationEvent>) => {
+      let upstream: ReturnType<AgentServiceClient["importBase"]> | undefined;
+      const queue: ControlImportBaseRequest[] = [];
+      let ended = false;
+      let failed = false;
+      const fail = (err: unknown) => {
+        if (failed) return;
+        failed = true;
+        upstream?.cancel();
+        call.emit("error", toServiceError(err));
+      };
+      const forward = (m: ControlImportBaseRequest) => {
+        if (m.part?.$case === "header") {
+          const h = m.part.header;
+          upstream!.write({
+            part: { $case: "header", header: { name: h.name, source: h.source, compression: h.compression } },
+          });
+        } else if (m.part?.$case === "chunk")
+          upstream!.write({ part: { $case: "chunk", chunk: m.part.chunk } });
+      };
+      call.on("data", (m: ControlImportBaseRequest) => {
+        if (upstream) return forward(m);
+        queue.push(m);
+        if (queue.length > 1) return;
+        if (m.part?.$case !== "header")
+          return fail(
+            new ProtoctlError(Code.INVALID_ARGUMENT, "the first import message must be the header"),
+          );
+        const h = m.part.header;
+        (async () => {
+          validateName("base", h.name);
+          const node = await pickNode(ctx, h.node);
+          const client = await agentFor(ctx, node);
+          const rec = recorder(ctx, node, "base.imported");
+          const up = client.importBase();
+          upstream = up;
+          up.on("data", (ev: OperationEvent) => call.write(rec.observe(ev)));
+          up.on("error", (err) => fail(fromServiceError(err)));
+          up.on("end", () => {
+            rec.done().then(() => {
+              if (!failed) call.end();
+            }, fail);
+          });
+          for (const q of queue.splice(0)) forward(q);
+          if (ended) up.end();
+        })().catch(fail);
+      });
+      call.on("end", () => {
+        ended = true;
+        upstream?.end();
+      });
+      call.on("cancelled", () => upstream?.cancel());
+    },
+
+    buildBase: serverStream<ControlBuildBaseRequest, OperationEvent>(async (req, send, call) => {
+      validateName("base", req.name);
+      const node = await pickNode(ctx, req.node);
+      const client = await agentFor(ctx, node);
+      await opStream(ctx, client, node, "base.built", (c) => c.buildBase({ name: req.name, spec: req.spec }))(
+        send,
+        call,
+      );
+    }),
+
+    updateBase: serverStream<ControlUpdateBaseRequest, OperationEvent>(async (req, send, call) => {
+      validateName("base", req.name);
+      const node = await pickNode(ctx, req.node, req.name);
+      const client = await agentFor(ctx, node);
+      await opStream(ctx, client, node, "base.updated", (c) =>
+        c.updateBase({ name: req.name, command: req.command, script: req.script, network: req.network }),
+      )(send, call);
+    }),
+
+    listBases: unary(async () => ({ bases: await composeBases(ctx) })),
+
+    getBase: unary(async (req: { name: string }) => {
+      validateName("base", req.name);
+      const b = (await composeBases(ctx, req.name))[0];
+      if (!b)
+        throw notFound(`base ${req.name} not found`, {
+          reason: "BASE_NOT_FOUND",
+          subject: `base/${req.name}`,
+          hint: "see `protoctl base ls`",
+        });
+      return b;
+    }),
+
+    pushBase: serverStream<PushBaseRequest, PushProgress>(async () => {
+      throw new ProtoctlError(
+        Code.UNIMPLEMENTED,
+        "base push (seed propagation over NBD) is not implemented yet",
+        {
+          reason: "PUSH_NOT_IMPLEMENTED",
+          hint: "import or build the base on each node that needs it, or pin envs with --node",
+        },
+      );
+    }),
+
+    deleteBase: unary(async (req: DeleteBaseRequest) => {
+      const name = validateName("base", req.ref?.name);
+      const version = req.ref?.version ?? 0;
+      const [statuses, specs] = await Promise.all([s.envStatus.list(), s.envSpecs.list()]);
+      const specBy = new Map(specs.items.map((i) => [i.value.name, i.value]));
+      for (const st of statuses.items) {
+        const envName = s.envStatus.nameOf(st.key)!;
+        const spec = specBy.get(envName);
+        if (spec?.base?.name !== name || st.value.phase === EnvPhase.ENV_PHASE_LOST) continue;
+        if (!version || st.value.baseVersion === version) {
+          throw failedPrecondition(`base ${name}${version ? `@${version}` : ""} is used by env ${envName}`, {
+            reason: "BASE_IN_USE",
+            hint: `delete or roll env ${envName} first`,
+          });
+        }
+      }
+      const deleted: BaseVersion[] = [];
+      for (const n of await listNodes(ctx)) {
+        if (n.state !== NodeState.NODE_STATE_READY) continue;
+        if (!n.baseVersions.some((b) => b === `${name}@${version}` || (!version && b.startsWith(`${name}@`))))
+          continue;
+        const client = await agentFor(ctx, n.name);
+        const res = await new Promise<{ deleted: BaseVersion[] }>((resolve, reject) =>
+          client.deleteBaseVersion({ ref: { name, version } }, (err, r) =>
+            err ? reject(fromServiceError(err)) : resolve(r),
+          ),
+        );
+        deleted.push(...res.deleted);
+      }
+      for (const v of await s.listBaseVersions(name)) {
+        if (!version || v.value.version === version) {
+          await s.deleteBaseVersion(name, v.value.version);
+          if (!deleted.some((d) => d.version === v.value.version)) deleted.push(v.value);
+        }
+      }
+      if (!version || (await s.listBaseVersions(name)).length === 0) await s.bases.delete(name);
+      await s.events.emit({
+        kind: "base.deleted",
+        subject: `base/${name}${version ? `@${version}` : ""}`,
+        message: "deleted",
+      });
+      return { deleted };
+    }),
+  };
+}
+
+export function layerApi(ctx: ControllerContext) {
+  const s = ctx.store;
+  return {
+    addLayer: serverStream<AddLayerRequest, OperationEvent>(async (req, send, call) => {
+      const spec = req.layer;
+      if (!spec)
+        throw new ProtoctlError(Code.INVALID_ARGUMENT, "layer spec is missing", { reason: "SPEC_MISSING" });
+      validateName("layer", spec.name);
+      for (const p of spec.parents) validateName("layer", p);
+      const digest = createHash("sha256")
+        .update(Recipe.encode(spec.recipe ?? { kind: 0, main: Buffer.alloc(0), files: [] }).finish())
+        .digest("hex");
+      const layer: Layer = {
+        name: spec.name,
+        digest,
+        kind: spec.recipe?.kind ?? 0,
+        parents: spec.parents,
+        builds: [],
+        createdMs: Date.now(),
+      };
+      await s.layers.update(spec.name, (cur) =>
+        cur && cur.layer.digest === digest ? undefined : { layer, spec },
+      );
+      await s.events.emit({
+        kind: "layer.added",
+        subject: `layer/${spec.name}`,
+        message: `digest ${digest.slice(0, 12)}`,
+      });
+      for (const ref of req.buildOn) {
+        const node = await pickNode(ctx, "", ref.name);
+        const client = await agentFor(ctx, node);
+        const up = client.buildLayer({ layer: spec, base: ref });
+        call.on("cancelled", () => up.cancel());
+        await pipeFrom(up, send).catch((err) => {
+          throw fromServiceError(err);
+        });
+      }
+      send({
+        event: {
+          $case: "result",
+          result: {
+            result: {
+              $case: "layerBuild",
+              layerBuild: { base: "", digest, sizeBytes: 0, builtMs: 0, node: "" },
+            },
+          },
+        },
+      });
+    }),
+    listLayers: unary(async () => ({ layers: (await s.layers.list()).items.map((i) => i.value.layer) })),
+    getLayer: unary(
+      async (req: { name: string }) => (await s.layers.mustGet(validateName("layer", req.name))).value.layer,
+    ),
+    deleteLayer: unary(async (req: { name: string }) => {
+      validateName("layer", req.name);
+      const specs = await s.envSpecs.list();
+      const user = specs.items.find((i) => i.value.layers.includes(req.name));
+      if (user) {
+        throw failedPrecondition(`layer ${req.name} is used by env ${user.value.name}`, {
+          reason: "LAYER_IN_USE",
+        });
+      }
+      if (!(await s.layers.delete(req.name))) {
+        throw notFound(`layer ${req.name} not found`, {
+          reason: "LAYER_NOT_FOUND",
+          subject: `layer/${req.name}`,
+        });
+      }
+      return {};
+    }),
+  };
+}
