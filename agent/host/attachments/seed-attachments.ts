@@ -244,6 +244,7 @@ export class SeedAttachments implements AttachmentDriver {
       e.state.phase = "hydrating";
       e.state.message = "";
       e.state.hydratedBytes = 0;
+      const t0 = performance.now();
       await copyExport({
         uri: withClientTls(e.state.uri, e.tlsDir),
         dest: part,
@@ -256,7 +257,9 @@ export class SeedAttachments implements AttachmentDriver {
           opts.progress?.(done, total);
         },
       });
+      const t1 = performance.now();
       const sum = await sha256File(part, { signal: opts.signal });
+      const t2 = performance.now();
       if (sum.sizeBytes !== size || sum.sha256 !== e.opts.seed.sha256) {
         throw new ProtoctlError(
           Code.DATA_LOSS,
@@ -275,12 +278,14 @@ export class SeedAttachments implements AttachmentDriver {
       const nbd = e.nbd;
       e.nbd = undefined;
       await nbd.close();
+      const hydration = { copyMs: t1 - t0, verifyMs: t2 - t1, switchMs: performance.now() - t2 };
       Object.assign(e.state, {
         phase: "local",
         transport: "local",
         uri: "",
         hydratedBytes: size,
         message: "",
+        hydration,
       });
       return { ...e.state };
     } catch (err) {

@@ -68,6 +68,8 @@ export interface AttachmentState {
   sizeBytes: number;
   /** Last error or note, e.g. why hydration failed. */
   message: string;
+  /** Where the last successful hydration spent its time. */
+  hydration?: { copyMs: number; verifyMs: number; switchMs: number };
 }
 
 export interface HydrateOptions {

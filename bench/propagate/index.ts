@@ -1,0 +1,204 @@
+/**
+ * Base propagation on one host, origin and target on loopback (driver level:
+ * exports/, attachments/, deltas/ without agents or controller).
+ *
+ * For a small and a large base (default 256 MiB and 2 GiB of random data plus
+ * a busybox rootfs):
+ *  - time-to-usable: attach (nbdfuse + ro loop + sprout + rw mount) until the
+ *    first file read in the base subvolume returns, median of --runs;
+ *    target: ratio large/small ≤ 1.2 (independent of size);
+ *  - hydration (nbdcopy + sha256 + LOOP_CHANGE_FD + drop NBD) versus raw
+ *    `nbdcopy --connections=4` of the same export to a local file, measured
+ *    alternately in the same run, medians; target ≤ 1.3x.
+ * Plus a `btrfs send -p` delta (8 MiB changed) piped into a pool holding the
+ * parent.
+ *
+ * Fan-out across nodes (k-ary trees of sources) needs the controller: not here.
+ *
+ * Usage: npm run bench -- propagate [--runs N] [--small MiB] [--large MiB]
+ * Last stdout line: {"bench":"propagate", ...}
+ */
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { SeedAttachments } from "../../agent/host/attachments/seed-attachments.js";
+import { receiveSubvolume, sendSubvolume } from "../../agent/host/deltas/btrfs-stream.js";
+import { serveImage } from "../../agent/host/exports/nbd-server.js";
+import { publishSeedImage } from "../../agent/host/exports/seed-image.js";
+import { makeBaseSubvolume, makeTmpfsDir, writeRandomFile } from "../../agent/host/exports/test-support.js";
+import { run } from "../../common/exec.js";
+import { makeTestPool } from "../../test/fixtures/pool.js";
+
+const MiB = 1024 * 1024;
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const r1 = (n: number) => Math.round(n * 10) / 10;
+
+interface SizeResult {
+  base_mib: number;
+  image_bytes: number;
+  publish_ms: number;
+  usable_ms: number;
+  usable_runs_ms: number[];
+  hydrate_ms: number;
+  hydrate_copy_ms: number;
+  hydrate_verify_ms: number;
+  hydrate_switch_ms: number;
+  raw_nbdcopy_ms: number;
+  hydrate_mb_s: number;
+  raw_mb_s: number;
+  hydrate_vs_raw: number;
+}
+
+async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
+  const fileMiB = Math.min(256, baseMiB);
+  const files = Array.from({ length: Math.ceil(baseMiB / fileMiB) }, () => fileMiB);
+  const pool = await makeTestPool({
+    sizeMiB: Math.ceil(baseMiB * 2.6) + 512,
+    prefix: "protoctl-bench-origin-",
+  });
+  const state = await makeTmpfsDir(Math.ceil(baseMiB * 1.4) + 1024, "protoctl-bench-target-");
+  const att = new SeedAttachments();
+  const stops: Array<() => Promise<unknown>> = [];
+  try {
+    const base = await makeBaseSubvolume(pool.mountpoint, "bench@1", files);
+    const p0 = performance.now();
+    const seed = await publishSeedImage(base, join(pool.tmpfs, "bench@1.img"));
+    const publishMs = performance.now() - p0;
+    const exp = await serveImage({
+      image: seed.path,
+      exportName: "bench@1",
+      bindAddress: "127.0.0.1",
+      stateDir: pool.tmpfs,
+    });
+    stops.push(() => exp.stop());
+    const info = { sizeBytes: seed.sizeBytes, sha256: seed.sha256, subvolume: "bench@1" };
+    const attachOpts = {
+      key: "bench@1",
+      uri: exp.uri,
+      seed: info,
+      stateDir: state.path,
+      sproutBytes: 512 * MiB,
+    };
+
+    const usable: number[] = [];
+    const hydrate: number[] = [];
+    const copy: number[] = [];
+    const verify: number[] = [];
+    const swap: number[] = [];
+    const raw: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      // Raw reference first on odd runs, second on even ones: neither always gets the warm cache.
+      const rawRun = async () => {
+        const dest = join(state.path, "raw.img");
+        const t = performance.now();
+        await run("nbdcopy", ["--connections=4", exp.uri, dest]);
+        raw.push(performance.now() - t);
+        await rm(dest);
+      };
+      if (i % 2 === 1) await rawRun();
+      const t0 = performance.now();
+      const a = await att.attach(attachOpts);
+      await run("cat", [join(a.subvolumePath, "etc/motd")]);
+      usable.push(performance.now() - t0);
+      const h0 = performance.now();
+      const h = await att.hydrate("bench@1");
+      hydrate.push(performance.now() - h0);
+      copy.push(h.hydration!.copyMs);
+      verify.push(h.hydration!.verifyMs);
+      swap.push(h.hydration!.switchMs);
+      await att.detach("bench@1");
+      if (i % 2 === 0) await rawRun();
+    }
+    const hMs = median(hydrate);
+    const rawMs = median(raw);
+    return {
+      base_mib: baseMiB,
+      image_bytes: seed.sizeBytes,
+      publish_ms: r1(publishMs),
+      usable_ms: r1(median(usable)),
+      usable_runs_ms: usable.map(r1),
+      hydrate_ms: r1(hMs),
+      hydrate_copy_ms: r1(median(copy)),
+      hydrate_verify_ms: r1(median(verify)),
+      hydrate_switch_ms: r1(median(swap)),
+      raw_nbdcopy_ms: r1(rawMs),
+      hydrate_mb_s: r1(seed.sizeBytes / 1e6 / (hMs / 1000)),
+      raw_mb_s: r1(seed.sizeBytes / 1e6 / (rawMs / 1000)),
+      hydrate_vs_raw: Math.round((hMs / rawMs) * 100) / 100,
+    };
+  } finally {
+    await att.close().catch(() => undefined);
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    await state.cleanup();
+    await pool.cleanup();
+  }
+}
+
+async function measureDelta(): Promise<{ delta_bytes: number; delta_ms: number }> {
+  const origin = await makeTestPool({ sizeMiB: 768, prefix: "protoctl-bench-delta-" });
+  const target = await makeTestPool({ sizeMiB: 768, prefix: "protoctl-bench-delta-" });
+  try {
+    const v1 = await makeBaseSubvolume(origin.mountpoint, "d@1", [128]);
+    const v2 = join(origin.mountpoint, "d@2");
+    await run("btrfs", ["subvolume", "snapshot", v1, v2]);
+    await writeRandomFile(join(v2, "data", "new"), 8);
+    await writeFile(join(v2, "etc/motd"), "v2\n");
+    await run("btrfs", ["property", "set", "-ts", v2, "ro", "true"]);
+    await run("btrfs", ["filesystem", "sync", origin.mountpoint]);
+    const full = sendSubvolume({ subvolume: v1 });
+    await receiveSubvolume({ dir: target.mountpoint, stream: full.stream });
+    await full.done;
+    let bytes = 0;
+    const t = performance.now();
+    const d = sendSubvolume({ subvolume: v2, parent: v1 });
+    d.stream.on("data", (b: Buffer) => {
+      bytes += b.length;
+    });
+    await receiveSubvolume({ dir: target.mountpoint, stream: d.stream });
+    await d.done;
+    return { delta_bytes: bytes, delta_ms: r1(performance.now() - t) };
+  } finally {
+    await target.cleanup();
+    await origin.cleanup();
+  }
+}
+
+async function main(): Promise<void> {
+  const runs = arg("runs", 3);
+  const small = await measureSize(arg("small", 256), runs);
+  console.log(JSON.stringify({ size: "small", ...small }));
+  const large = await measureSize(arg("large", 2048), runs);
+  console.log(JSON.stringify({ size: "large", ...large }));
+  const delta = await measureDelta();
+  const usableRatio = Math.round((large.usable_ms / small.usable_ms) * 100) / 100;
+  const worstHydrate = Math.max(small.hydrate_vs_raw, large.hydrate_vs_raw);
+  console.log(
+    JSON.stringify({
+      bench: "propagate",
+      runs,
+      small,
+      large,
+      usable_ratio: usableRatio,
+      usable_ratio_target: 1.2,
+      hydrate_vs_raw_target: 1.3,
+      ...delta,
+      fanout: "not measured: needs the controller",
+      ok: usableRatio <= 1.2 && worstHydrate <= 1.3,
+    }),
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
