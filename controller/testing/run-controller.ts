@@ -1,0 +1,23 @@
+/**
+ * Entry for a controller in its own process (HA tests, bench):
+ *   node --import ./controller/testing/register.mjs controller/testing/run-controller.ts '<config json>'
+ * The argument is a partial ControllerConfig. Prints one line
+ * `READY {"address":…,"id":…}` on stdout when serving; stops on SIGTERM.
+ */
+import { createLogger, silentLogger } from "../../common/logger.js";
+import { controllerConfig } from "../config.js";
+import { startController } from "../controller.js";
+
+const over = JSON.parse(process.argv[2] ?? "{}");
+const cfg = controllerConfig(over);
+const log = process.env.PROTOCTL_TEST_LOG
+  ? createLogger({ name: "controller", level: process.env.PROTOCTL_TEST_LOG, format: "json" })
+  : silentLogger();
+const c = await startController(cfg, log);
+process.stdout.write(`READY ${JSON.stringify({ address: c.address, id: c.id, pid: process.pid })}\n`);
+const stop = async () => {
+  await c.stop();
+  process.exit(0);
+};
+process.once("SIGTERM", () => void stop());
+process.once("SIGINT", () => void stop());
