@@ -110,14 +110,20 @@ export async function createCa(name = "protoctl-ca"): Promise<CertificateAuthori
 /** A certificate signing request for CN/OU (the requester keeps the key). */
 export async function createCsr(keyPem: string, cn: string, role: Role): Promise<string> {
   checkSubjectPart(cn);
-  const res = await run(
-    "openssl",
-    ["req", "-new", "-key", "/dev/stdin", "-subj", `/O=protoctl/OU=${role}/CN=${cn}`],
-    {
-      input: keyPem,
-    },
-  );
-  return res.stdout.trim() + "\n";
+  // the key goes through a private temp file: /dev/stdin cannot be opened when stdin is a socket
+  return withTempDir(async (dir) => {
+    const keyFile = join(dir, "key.pem");
+    await writeFile(keyFile, keyPem, { mode: 0o600 });
+    const res = await run("openssl", [
+      "req",
+      "-new",
+      "-key",
+      keyFile,
+      "-subj",
+      `/O=protoctl/OU=${role}/CN=${cn}`,
+    ]);
+    return `${res.stdout.trim()}\n`;
+  });
 }
 
 export interface SignOptions {
@@ -146,29 +152,27 @@ export async function signCsr(ca: CertificateAuthority, csrPem: string, opts: Si
     ];
     if (sans.length > 0) lines.push(`subjectAltName=${sans.join(",")}`);
     await writeFile(ext, `${lines.join("\n")}\n`);
-    const res = await run(
-      "openssl",
-      [
-        "x509",
-        "-req",
-        "-in",
-        "/dev/stdin",
-        "-CA",
-        caCert,
-        "-CAkey",
-        caKey,
-        "-set_serial",
-        `0x${randomBytes(16).toString("hex")}`,
-        "-days",
-        String(opts.days ?? 825),
-        "-sha256",
-        "-subj",
-        `/O=protoctl/OU=${opts.role}/CN=${opts.cn}`,
-        "-extfile",
-        ext,
-      ],
-      { input: csrPem },
-    );
+    const csrFile = join(dir, "req.csr");
+    await writeFile(csrFile, csrPem);
+    const res = await run("openssl", [
+      "x509",
+      "-req",
+      "-in",
+      csrFile,
+      "-CA",
+      caCert,
+      "-CAkey",
+      caKey,
+      "-set_serial",
+      `0x${randomBytes(16).toString("hex")}`,
+      "-days",
+      String(opts.days ?? 825),
+      "-sha256",
+      "-subj",
+      `/O=protoctl/OU=${opts.role}/CN=${opts.cn}`,
+      "-extfile",
+      ext,
+    ]);
     return res.stdout.trim() + "\n";
   });
 }
@@ -279,9 +283,11 @@ export function serverCredentials(
   const ca = Buffer.from(tls.caPem);
   const identity = { certificate: Buffer.from(tls.certPem), privateKey: Buffer.from(tls.keyPem) };
   const provider: experimental.CertificateProvider = {
-    addCaCertificateListener: (l) => l({ caCertificate: ca }),
+    // grpc-js registers the provider's listeners before its own watcher: a
+    // synchronous first update would reach no one, so deliver on the next tick
+    addCaCertificateListener: (l) => setImmediate(() => l({ caCertificate: ca })),
     removeCaCertificateListener: () => {},
-    addIdentityCertificateListener: (l) => l(identity),
+    addIdentityCertificateListener: (l) => setImmediate(() => l(identity)),
     removeIdentityCertificateListener: () => {},
   };
   return experimental.createCertificateProviderServerCredentials(provider, provider, false);

@@ -38,6 +38,8 @@ export interface FakeAgentOptions {
   cpus?: number;
   labels?: Record<string, string>;
   host?: string;
+  /** Fixed port (default: any free one). */
+  port?: number;
   credentials?: ServerCredentials;
   interceptors?: ServerInterceptor[];
   /** Delay added to every env call (ms). */
@@ -118,7 +120,7 @@ export class FakeAgent {
     server.addService(AgentServiceService, this.implementation() as UntypedServiceImplementation);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
-        `${this.opts.host ?? "127.0.0.1"}:0`,
+        `${this.opts.host ?? "127.0.0.1"}:${this.opts.port ?? 0}`,
         this.opts.credentials ?? serverCredentials(undefined),
         (err, p) => (err ? reject(err) : resolve(p)),
       ),
