@@ -45,7 +45,8 @@ export function agentDefaults(): AgentConfig {
     pool: { kind: "tmpfs", sizeBytes: 4 * 2 ** 30, path: "" },
     labels: [],
     insecure: false,
-    log: { level: "info", format: "auto" },
+    // empty: PROTOCTL_LOG_LEVEL / PROTOCTL_LOG_FORMAT, else info and auto (common/logger.ts)
+    log: { level: "", format: "" },
   };
 }
 

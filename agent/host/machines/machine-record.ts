@@ -37,13 +37,17 @@ export interface MachineRecord {
   addresses?: string[];
 }
 
-/** Writes a file atomically: temp file in the same dir, fsync, rename. */
+/**
+ * Writes a file atomically: temp file in the same dir, then rename. No fsync:
+ * rename is atomic against a killed agent, which is what this guards against;
+ * surviving power loss is moot when the pool itself is on tmpfs, and an fsync
+ * on the start path costs milliseconds on disk-backed state dirs.
+ */
 export function writeFileAtomic(path: string, data: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, "w", 0o600);
   try {
     writeSync(fd, data);
-    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -1,0 +1,257 @@
+/**
+ * env-create: what an environment costs through the agent, against the raw
+ * tools on the same busybox base and the same btrfs pool.
+ *
+ *  - agent: CreateEnv(start) → Exec `true` (create-to-first-exec, p50) →
+ *    DeleteEnv, N sequential lifecycles over gRPC on loopback, agent in its
+ *    own process;
+ *  - raw: `btrfs subvolume snapshot` + `systemd-nspawn --register=no
+ *    --keep-unit -q -D … /bin/true` + `btrfs subvolume delete`, N times;
+ *  - 20 concurrent creates (started) → envs/s;
+ *  - agent RSS with 100 running envs.
+ * Target: agent p50 (create-to-first-exec) ≤ 1.25 × raw p50; RSS ≤ 80 MB.
+ *
+ * Usage: npm run bench -- env-create [--runs N] [--concurrent N] [--hold N]
+ *    or: npm run build && node dist/bench/env-create/index.js [same flags]
+ * Root only (btrfs, loop devices, nspawn). Last stdout line is the JSON result.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { openPool } from "../../agent/host/pool/index.js";
+import {
+  type AgentClient,
+  agentClient,
+  execOverGrpc,
+  importDirBase,
+  unary,
+} from "../../agent/server/test-support.js";
+import { run } from "../../common/exec.js";
+import { silentLogger } from "../../common/logger.js";
+import { EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
+
+const TARGET_RATIO = 1.25;
+const TARGET_RSS_MB = 80;
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((s.length - 1) * p))]!;
+}
+
+const round = (n: number) => Math.round(n * 10) / 10;
+/**
+ * Host network by default: the raw command has no network flag (host network),
+ * so that is the like-for-like comparison; `none` (a private netns) is timed
+ * separately (network_none_p50_ms).
+ */
+const spec = (name: string, mode = NetworkMode.NETWORK_MODE_HOST) =>
+  EnvSpec.fromPartial({ name, base: { name: "busybox", version: 0 }, start: true, network: { mode } });
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+async function main(): Promise<void> {
+  const runs = arg("runs", 50);
+  const concurrent = arg("concurrent", 20);
+  const hold = arg("hold", 100);
+  const here = dirname(fileURLToPath(import.meta.url));
+  const entry = [
+    join(here, "../../agent/server/agent-process.js"),
+    join(here, "../../agent/server/agent-process.ts"),
+  ].find(existsSync);
+  if (!entry?.endsWith(".js"))
+    throw new Error("run the built bench: npm run build && node dist/bench/env-create/index.js");
+
+  const stateDir = await mkdtemp(join(tmpdir(), "protoctl-bench-env-"));
+  const rootfs = await mkdtemp(join(tmpdir(), "protoctl-bench-rootfs-"));
+  const sock = join(stateDir, "agent.sock");
+  const node = `bench${process.pid}`;
+  let child: ChildProcess | undefined;
+  let client: AgentClient | undefined;
+  let rawBase = "";
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  try {
+    await makeBusyboxRootfs(rootfs);
+    child = spawn(
+      process.execPath,
+      [
+        entry,
+        "--name",
+        node,
+        "--listen",
+        `unix://${sock}`,
+        "--state-dir",
+        stateDir,
+        "--pool-size",
+        "1G",
+        "--insecure",
+      ],
+      { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, PROTOCTL_LOG_LEVEL: "warn" } },
+    );
+    client = agentClient(`unix://${sock}`);
+    for (let i = 0; ; i++) {
+      try {
+        if (existsSync(sock)) {
+          await unary(client, "getInfo", {});
+          break;
+        }
+      } catch {
+        // starting
+      }
+      if (i > 600 || child.exitCode !== null) throw new Error("agent did not start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await importDirBase(client, "busybox", rootfs);
+    const poolPath = (await unary<object, { path: string }>(client, "getPool", {})).path;
+    rawBase = join(poolPath, "bench-raw-base");
+    await run("btrfs", ["subvolume", "create", rawBase]);
+    await makeBusyboxRootfs(rawBase);
+
+    const c = client;
+    const agentCycle = async (name: string, mode = NetworkMode.NETWORK_MODE_HOST) => {
+      const t0 = performance.now();
+      await unary(c, "createEnv", { spec: spec(name, mode), generation: 1 });
+      const r = await execOverGrpc(c, { env: name, command: ["true"] });
+      const t1 = performance.now();
+      if (r.code !== 0) throw new Error(`exec true exited ${r.code}`);
+      await unary(c, "deleteEnv", { name });
+      return { firstExec: t1 - t0, cycle: performance.now() - t0 };
+    };
+    const rawCycle = async (i: number) => {
+      const dir = join(poolPath, `bench-raw-${i}`);
+      const t0 = performance.now();
+      await run("btrfs", ["subvolume", "snapshot", rawBase, dir]);
+      await run("systemd-nspawn", [
+        "--register=no",
+        "--keep-unit",
+        "-q",
+        "-D",
+        dir,
+        `--machine=bench-raw-${process.pid}`,
+        "/bin/true",
+      ]);
+      const t1 = performance.now();
+      await run("btrfs", ["subvolume", "delete", dir]);
+      return { firstExec: t1 - t0, cycle: performance.now() - t0 };
+    };
+
+    for (let i = 0; i < 5; i++) {
+      await agentCycle(`warm-${i}`);
+      await rawCycle(i);
+    }
+    const agentFirst: number[] = [];
+    const agentFull: number[] = [];
+    const rawFirst: number[] = [];
+    const rawFull: number[] = [];
+    const execOnly: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const a = await agentCycle(`seq-${i}`);
+      agentFirst.push(a.firstExec);
+      agentFull.push(a.cycle);
+      const r = await rawCycle(i);
+      rawFirst.push(r.firstExec);
+      rawFull.push(r.cycle);
+    }
+    const noneFirst: number[] = [];
+    for (let i = 0; i < Math.min(runs, 20); i++) {
+      noneFirst.push((await agentCycle(`none-${i}`, NetworkMode.NETWORK_MODE_NONE)).firstExec);
+    }
+    // exec into a running env, alone
+    await unary(c, "createEnv", { spec: spec("exec-probe"), generation: 1 });
+    for (let i = 0; i < 30; i++) {
+      const t0 = performance.now();
+      await execOverGrpc(c, { env: "exec-probe", command: ["true"] });
+      execOnly.push(performance.now() - t0);
+    }
+    await unary(c, "deleteEnv", { name: "exec-probe" });
+    log(
+      `sequential: agent create→first exec p50 ${round(pct(agentFirst, 0.5))} ms (cycle ${round(pct(agentFull, 0.5))}), ` +
+        `raw snapshot+nspawn p50 ${round(pct(rawFirst, 0.5))} ms (cycle ${round(pct(rawFull, 0.5))}), exec p50 ${round(pct(execOnly, 0.5))} ms`,
+    );
+
+    const tc = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrent }, (_, i) =>
+        unary(c, "createEnv", { spec: spec(`con-${i}`), generation: 1 }),
+      ),
+    );
+    const envsPerSec = concurrent / ((performance.now() - tc) / 1000);
+    for (let i = 0; i < concurrent; i++) await unary(c, "deleteEnv", { name: `con-${i}` });
+    log(`concurrent: ${concurrent} creates at ${round(envsPerSec)} envs/s`);
+
+    const rssIdle = rssMb(child.pid!);
+    for (let i = 0; i < hold; i += 10) {
+      await Promise.all(
+        Array.from({ length: Math.min(10, hold - i) }, (_, j) =>
+          unary(c, "createEnv", { spec: spec(`hold-${i + j}`), generation: 1 }),
+        ),
+      );
+    }
+    const listed = (await unary<object, { envs: unknown[] }>(c, "listEnvs", {})).envs.length;
+    const rss = rssMb(child.pid!);
+    log(`rss: ${round(rssIdle)} MB idle, ${round(rss)} MB with ${listed} running envs`);
+    for (let i = 0; i < hold; i++) await unary(c, "deleteEnv", { name: `hold-${i}` });
+
+    const p50 = pct(agentFirst, 0.5);
+    const rawP50 = pct(rawFirst, 0.5);
+    const ratio = p50 / rawP50;
+    const result = {
+      bench: "env-create",
+      runs,
+      p50_ms: round(p50),
+      p90_ms: round(pct(agentFirst, 0.9)),
+      raw_p50_ms: round(rawP50),
+      ratio: Math.round(ratio * 100) / 100,
+      target: TARGET_RATIO,
+      cycle_p50_ms: round(pct(agentFull, 0.5)),
+      raw_cycle_p50_ms: round(pct(rawFull, 0.5)),
+      exec_p50_ms: round(pct(execOnly, 0.5)),
+      network_none_p50_ms: round(pct(noneFirst, 0.5)),
+      concurrent,
+      envs_per_s: round(envsPerSec),
+      rss_mb_100_envs: round(rss),
+      rss_target_mb: TARGET_RSS_MB,
+      ok: ratio <= TARGET_RATIO && rss <= TARGET_RSS_MB,
+    };
+    console.log(JSON.stringify(result));
+    if (!result.ok) process.exitCode = 1;
+  } finally {
+    // whatever a failed run left running goes first
+    if (client && child?.exitCode === null) {
+      const left = await unary<object, { envs: Array<{ spec?: { name: string } }> }>(
+        client,
+        "listEnvs",
+        {},
+      ).catch(() => ({ envs: [] }));
+      for (const e of left.envs)
+        await unary(client, "deleteEnv", { name: e.spec!.name }).catch(() => undefined);
+    }
+    client?.close();
+    if (rawBase) await run("btrfs", ["subvolume", "delete", rawBase], { allowFailure: true });
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child!.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
+    // the pool lives under the state dir: unmount and detach it
+    const pool = await openPool({ kind: "tmpfs", stateDir, sizeBytes: 2 ** 30 }, silentLogger()).catch(
+      () => undefined,
+    );
+    await pool?.destroy();
+    await rm(stateDir, { recursive: true, force: true });
+    await rm(rootfs, { recursive: true, force: true });
+  }
+}
+
+await main();
