@@ -66,7 +66,7 @@ async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
     sizeMiB: Math.ceil(baseMiB * 2.6) + 512,
     prefix: "protoctl-bench-origin-",
   });
-  const state = await makeTmpfsDir(Math.ceil(baseMiB * 1.4) + 1024, "protoctl-bench-target-");
+  const state = await makeTmpfsDir(Math.ceil(baseMiB * 1.7) + 1024, "protoctl-bench-target-");
   const att = new SeedAttachments();
   const stops: Array<() => Promise<unknown>> = [];
   try {

@@ -179,6 +179,12 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     const motd = join(a.subvolumePath, "etc/motd");
     expect(await readFile(motd, "utf8")).toBe("base demo@1\n");
 
+    // An env with a write not yet flushed (commit interval 30 s) when the source dies; while no
+    // source answers, uncached reads fail with EIO, so the env is made before.
+    const env = join(a.mountpoint, "env-1");
+    await run("btrfs", ["subvolume", "snapshot", a.subvolumePath, env]);
+    await writeFile(join(env, "note"), "before switch\n");
+
     let progressed = 0;
     const hydration = att.hydrate("demo@1", {
       progress: (done) => {
@@ -193,10 +199,6 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     expect(progressed).toBeLessThan(origin.seed.sizeBytes);
     expect(att.get("demo@1")!.phase).toBe("attached");
 
-    // Unflushed writes in the sprout survive the switch (the filesystem is frozen around it).
-    const env = join(a.mountpoint, "env-1");
-    await run("btrfs", ["subvolume", "snapshot", a.subvolumePath, env]);
-    await writeFile(join(env, "note"), "before switch\n");
     const switched = await att.switchSource("demo@1", good.uri);
     expect(switched.uri).toBe(good.uri);
     expect(await loopBackingFile(a.seedLoop)).toBe(switched.seedBacking);

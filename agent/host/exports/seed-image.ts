@@ -13,7 +13,7 @@
  * metadata and small inline files, single profiles (DUP metadata buys
  * nothing in an image verified by checksum). The file is sparse, so headroom
  * costs address space, not disk. If the estimate is short (ENOSPC) the build
- * is retried once at twice the size.
+ * is retried (up to twice) 30% larger.
  */
 import { randomBytes } from "node:crypto";
 import { chmod, mkdir, mkdtemp, open, rename, rm, rmdir, stat } from "node:fs/promises";
@@ -32,9 +32,10 @@ export const MIN_IMAGE_BYTES = 128 * MiB;
 
 /** Image size for a subvolume of `dataBytes` extents and `inodes` inodes (pure, tested). */
 export function estimateSeedImageSize(dataBytes: number, inodes: number): number {
-  // Data chunks, plus ~10% for chunk granularity and fragmentation; metadata: one tree item set per
-  // inode plus inline data (max_inline 2048), and a fixed slack for system/metadata chunks.
-  const bytes = dataBytes * 1.1 + inodes * 4096 + 96 * MiB;
+  // Chunks are allocated in pieces of up to 10% of the filesystem, one data and one metadata
+  // chunk may be mostly empty: keep ~22% slack. Metadata: a tree item set per inode plus inline
+  // data (max_inline 2048); 64 MiB for system chunks and the trees' own overhead.
+  const bytes = (dataBytes + inodes * 4096 + 64 * MiB) / 0.78;
   return Math.max(MIN_IMAGE_BYTES, Math.ceil(bytes / MiB) * MiB);
 }
 
@@ -109,8 +110,8 @@ export async function publishSeedImage(
     } catch (err) {
       const full = err instanceof ProtoctlError && err.code === Code.RESOURCE_EXHAUSTED;
       // ENOSPC inside the image means the estimate was short; ENOSPC of the host disk is final.
-      if (!full || attempt > 0 || !(err as ProtoctlError).metadata.insideImage) throw err;
-      size *= 2;
+      if (!full || attempt >= 2 || !(err as ProtoctlError).metadata.insideImage) throw err;
+      size = Math.ceil((size * 1.3) / MiB) * MiB;
     }
   }
 }
