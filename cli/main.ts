@@ -6,7 +6,7 @@
  * before the command runs; gRPC, YAML and listr2 load when a command uses them.
  */
 import { ExitCode } from "./exit-codes.js";
-import { isDaemon, main } from "./run.js";
+import { main } from "./run.js";
 
 // `protoctl ... | head` closes our stdout early: that is success, not a crash.
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
@@ -16,10 +16,8 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 
 const args = process.argv.slice(2);
 main(args).then(
-  (code) => {
-    // Daemons (agent, controller, supervise) keep serving after their action returns.
-    if (code !== ExitCode.OK || !isDaemon(args)) process.exit(code);
-  },
+  // Daemons (agent, controller, supervise) return from their action only once stopped.
+  (code) => process.exit(code),
   (err: unknown) => {
     process.stderr.write(`protoctl: ${String(err)}\n`);
     process.exit(ExitCode.FAILURE);

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { ExitCode, reportFor } from "./exit-codes.js";
-import { buildProgram, commandNameOf } from "./program.js";
+import { buildProgram } from "./program.js";
 
 function cliVersion(): string {
   for (const rel of ["../../package.json", "../package.json"]) {
@@ -32,11 +32,4 @@ export async function main(args: readonly string[]): Promise<number> {
     const common = await import("./commands/common.js");
     common.closeApi();
   }
-}
-
-const DAEMONS = new Set(["agent", "controller", "supervise"]);
-
-/** True when argv runs a long-lived process that must not be exited after its action returns. */
-export function isDaemon(args: readonly string[]): boolean {
-  return DAEMONS.has(commandNameOf(args) ?? "") && !args.includes("--help") && !args.includes("-h");
 }

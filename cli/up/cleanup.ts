@@ -5,7 +5,7 @@
  * loop devices backed by files under it, then the directory itself. The
  * agent normally cleans its pool on shutdown; this is the safety net.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { run } from "../../common/exec.js";
 
@@ -103,21 +103,99 @@ export async function terminate(pids: number[], graceMs = 5000): Promise<void> {
   while (pids.some(alive) && Date.now() < hard) await new Promise((r) => setTimeout(r, 50));
 }
 
+/** Cgroup dirs `<...>/protoctl/<node>` in every mounted hierarchy (searched a few levels deep). */
+export function nodeCgroups(node: string, root = "/sys/fs/cgroup", maxDepth = 6): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = `${dir}/${e.name}`;
+      if (e.name === "protoctl") {
+        try {
+          if (readdirSync(p).includes(node)) out.push(`${p}/${node}`);
+        } catch {
+          // raced with removal
+        }
+      } else if (depth < maxDepth) walk(p, depth + 1);
+    }
+  };
+  walk(root, 0);
+  return out;
+}
+
+/** Kills what is left in a node's env cgroups and removes the dirs, deepest first. */
+export async function removeNodeCgroups(node: string): Promise<number> {
+  let removed = 0;
+  for (const base of nodeCgroups(node)) {
+    const dirs: string[] = [];
+    const walk = (d: string) => {
+      dirs.push(d);
+      try {
+        for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(`${d}/${e.name}`);
+      } catch {
+        // gone
+      }
+    };
+    walk(base);
+    const pids = new Set<number>();
+    for (const d of dirs) {
+      try {
+        for (const p of readFileSync(`${d}/cgroup.procs`, "utf8").split("\n")) if (p) pids.add(Number(p));
+      } catch {
+        // no procs file
+      }
+    }
+    if (pids.size) await terminate([...pids], 2000);
+    for (const d of dirs.sort((a, b) => b.length - a.length)) {
+      try {
+        rmdirSync(d);
+        removed++;
+      } catch {
+        // busy or gone
+      }
+    }
+    // the shared `protoctl` parent goes too once empty
+    try {
+      rmdirSync(base.slice(0, base.lastIndexOf("/")));
+    } catch {
+      // another node still uses it
+    }
+  }
+  return removed;
+}
+
 export interface CleanupReport {
   killed: number;
   unmounted: string[];
   detached: string[];
+  cgroups: number;
   removed: boolean;
 }
 
-/** Removes every trace of the cluster under `root`; `keepFiles` stops before deleting the directory. */
-export async function cleanupState(root: string, keepFiles = false): Promise<CleanupReport> {
-  const report: CleanupReport = { killed: 0, unmounted: [], detached: [], removed: false };
+export interface CleanupOptions {
+  /** Keep the directory (only processes, mounts and loop devices go). */
+  keepFiles?: boolean;
+  /** Delete everything but these entries of the state dir (e.g. "logs" after a failed `up`). */
+  spare?: string[];
+  /** The node's name, to remove its leftover env cgroups. */
+  node?: string;
+}
+
+/** Removes every trace of the cluster under `root`. */
+export async function cleanupState(root: string, opts: CleanupOptions = {}): Promise<CleanupReport> {
+  const report: CleanupReport = { killed: 0, unmounted: [], detached: [], cgroups: 0, removed: false };
   const stray = processesNaming(root);
   if (stray.length) {
     await terminate(stray);
     report.killed = stray.length;
   }
+  if (opts.node) report.cgroups = await removeNodeCgroups(opts.node);
   // Unmounting can reveal mounts below (stacked): repeat until nothing is left.
   for (let round = 0; round < 5; round++) {
     const mounts = mountsUnder(root);
@@ -133,8 +211,14 @@ export async function cleanupState(root: string, keepFiles = false): Promise<Cle
     await run("losetup", ["-d", dev], { allowFailure: true });
     report.detached.push(dev);
   }
-  if (!keepFiles) {
-    await rm(root, { recursive: true, force: true, maxRetries: 3 });
+  if (!opts.keepFiles) {
+    const spare = new Set(opts.spare ?? []);
+    if (spare.size === 0) await rm(root, { recursive: true, force: true, maxRetries: 3 });
+    else {
+      for (const e of readdirSync(root)) {
+        if (!spare.has(e)) await rm(`${root}/${e}`, { recursive: true, force: true, maxRetries: 3 });
+      }
+    }
     report.removed = true;
   }
   return report;

@@ -9,13 +9,15 @@
  * `up`); without --keep it still removes what a previous run left.
  */
 import { existsSync } from "node:fs";
-import { cleanupState, terminate } from "./cleanup.js";
+import { cleanupState, processesNaming, terminate } from "./cleanup.js";
 import { isOurProcess, readJson, readPid, runningSupervisor, StatePaths, type UpRecord } from "./state.js";
 
 export interface DownOptions {
   stateDir: string;
   keep: boolean;
   quiet?: boolean;
+  /** Remove everything but the logs (after a failed `up`, so they can be read). */
+  spareLogs?: boolean;
   say(line: string): void;
 }
 
@@ -53,6 +55,7 @@ export async function down(o: DownOptions): Promise<DownResult> {
     }
     o.say(`protoctl is not running (state dir ${paths.root})`);
   } else {
+    if (rec) await settleEnvs(rec, paths, o);
     if (!o.quiet) o.say("stopping the agent, the controller and etcd");
     if (supervisor) {
       process.kill(supervisor, "SIGTERM");
@@ -64,17 +67,21 @@ export async function down(o: DownOptions): Promise<DownResult> {
     if (left.length) await terminate(left, 10_000);
   }
 
-  const report = await cleanupState(paths.root, o.keep);
+  if (o.keep) {
+    // Machines the agent could not stop; the pool and every file stay for the next `up`.
+    const stray = processesNaming(paths.root);
+    if (stray.length) await terminate(stray);
+    if (!o.quiet) o.say(`protoctl is down; state kept in ${paths.root} (the pool stays mounted)`);
+    return { wasRunning };
+  }
+  const report = await cleanupState(paths.root, { node: rec?.nodeName, spare: o.spareLogs ? ["logs"] : [] });
   const parts: string[] = [];
   if (report.killed) parts.push(`${report.killed} stray process(es) stopped`);
   if (report.unmounted.length) parts.push(`${report.unmounted.length} mount(s) removed`);
   if (report.detached.length) parts.push(`${report.detached.length} loop device(s) detached`);
-  if (!o.keep) {
-    parts.push(`${paths.root} removed`);
-    await forgetContext(rec?.contextName ?? "local", rec?.controllerPort);
-  } else {
-    parts.push(`state kept in ${paths.root}`);
-  }
+  if (report.cgroups) parts.push(`${report.cgroups} cgroup(s) removed`);
+  parts.push(o.spareLogs ? `state removed, logs kept in ${paths.logDir}` : `${paths.root} removed`);
+  await forgetContext(rec?.contextName ?? "local", rec?.controllerPort);
   if (!o.quiet) o.say(`${wasRunning ? "protoctl is down" : "cleaned up"}: ${parts.join(", ")}`);
   return { wasRunning };
 }
@@ -88,4 +95,35 @@ async function forgetContext(name: string, port: number | undefined): Promise<vo
   delete cfg.contexts[name];
   if (cfg.currentContext === name) cfg.currentContext = undefined;
   await saveCliConfig(cfg);
+}
+
+/**
+ * While the cluster still runs, lets the agent do the proper work: delete the
+ * node's envs (or, with --keep, stop them), so machines, env roots and
+ * cgroups go the normal way. Best effort, bounded: the safety net follows.
+ */
+async function settleEnvs(rec: UpRecord, paths: StatePaths, o: DownOptions): Promise<void> {
+  let api: import("../client/connect.js").Api | undefined;
+  try {
+    const { localContext } = await import("./up.js");
+    const { connect } = await import("../client/connect.js");
+    api = await connect({ ...localContext(rec, paths), name: "local", source: "context" });
+    const a = api;
+    const envs = (await a.unary((c) => c.listEnvs, { node: "", group: "" }, { deadlineMs: 5000 })).envs;
+    const names = envs.map((e) => e.spec?.name ?? "").filter(Boolean);
+    if (names.length === 0) return;
+    if (!o.quiet) o.say(`${o.keep ? "stopping" : "deleting"} ${names.length} env(s): ${names.join(", ")}`);
+    await Promise.all(
+      names.map((name) =>
+        (o.keep
+          ? a.unary((c) => c.stopEnv, { name, timeoutMs: 10_000, wait: true }, { deadlineMs: 60_000 })
+          : a.unary((c) => c.deleteEnv, { name, wait: true }, { deadlineMs: 60_000 })
+        ).catch(() => undefined),
+      ),
+    );
+  } catch {
+    // unreachable or broken: the safety net below removes what is left
+  } finally {
+    api?.close();
+  }
 }

@@ -150,7 +150,11 @@ export class Supervisor {
   }
 }
 
-export async function runSupervisor(stateDir: string): Promise<void> {
+/** Runs until SIGTERM/SIGINT (stop() exits the process); never resolves. */
+export async function runSupervisor(stateDir: string): Promise<never> {
   const s = new Supervisor(stateDir);
   await s.start();
+  // Keeps the event loop alive even while every child is between restarts.
+  setInterval(() => undefined, 3600_000);
+  return new Promise<never>(() => undefined);
 }

@@ -117,7 +117,7 @@ async function waitFor<T>(
     } catch (err) {
       lastErr = err;
     }
-    if (!runningSupervisor(paths)) {
+    if (!supervisorAlive(paths)) {
       throw internal(`the supervisor stopped while waiting for ${what}`, {
         reason: "UP_FAILED",
         hint: `see ${paths.log("supervise")} and ${paths.log(logName)}`,
@@ -262,6 +262,20 @@ async function saveContext(name: string, entry: ContextEntry): Promise<void> {
 }
 
 /** Starts the detached supervisor, its output going to logs/supervise.log. */
+/** The supervisor `up` just spawned (its pid file may not be written yet). */
+let spawnedSupervisor: number | undefined;
+
+function supervisorAlive(paths: StatePaths): boolean {
+  if (runningSupervisor(paths)) return true;
+  if (!spawnedSupervisor) return false;
+  try {
+    process.kill(spawnedSupervisor, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function startSupervisor(o: UpOptions, paths: StatePaths): Promise<void> {
   const { spawnProcess } = await import("../../common/exec.js");
   const log = { file: paths.log("supervise"), append: true } as const;
@@ -276,6 +290,7 @@ async function startSupervisor(o: UpOptions, paths: StatePaths): Promise<void> {
   });
   child.catch(() => undefined);
   child.unref();
+  spawnedSupervisor = child.pid;
 }
 
 export async function up(o: UpOptions): Promise<void> {
@@ -362,7 +377,7 @@ export async function up(o: UpOptions): Promise<void> {
       `starting the agent: node ${o.nodeName}, tmpfs pool ${bytes(o.poolSize)} (127.0.0.1:${o.agentPort})`,
     );
     await writeJson(paths.childrenFile, { children: childrenFor(o, paths, token) } satisfies ChildrenFile);
-    process.kill(runningSupervisor(paths)!, "SIGHUP");
+    process.kill(runningSupervisor(paths) ?? spawnedSupervisor!, "SIGHUP");
     await saveContext(o.contextName, entry);
     const ready = await waitNodeReady(a, o, paths, deadline);
     o.say(
