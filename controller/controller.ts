@@ -150,7 +150,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
       await waiter.close();
       agents.close();
       await store.close();
-      log.info({ id: config.id }, "controller stopped");
+      log.info({ id: config.id, txnBatches: store.batcher.stats }, "controller stopped");
     },
   };
 }

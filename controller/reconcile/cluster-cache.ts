@@ -8,7 +8,7 @@
  */
 import type { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec, type EnvStatus, type Node } from "../../proto/gen/protoctl/v1/types.js";
-import { type ClusterView, freezeView, type NodeView } from "../scheduler/view.js";
+import type { ClusterView, NodeView } from "../scheduler/view.js";
 import { Informer } from "../store/informer.js";
 import type { AliveRecord, ClusterStore } from "../store/store.js";
 
@@ -48,6 +48,10 @@ export class ClusterCache {
   /** When each node was last seen turning NotReady (or when we started, for nodes already down). */
   readonly notReadySince = new Map<string, number>();
   private readonly startedMs = Date.now();
+  private readonly nodeViews = new Map<string, NodeView>();
+  private readonly dirty = new Set<string>();
+  private allDirty = true;
+  private cachedView: ClusterView | undefined;
 
   constructor(
     readonly store: ClusterStore,
@@ -62,10 +66,13 @@ export class ClusterCache {
     this.specs.onChange((name) =>
       this.setAlloc(name, this.allocFromStore(name, this.status.get(name)?.value)),
     );
+    this.nodes.onChange((name) => this.dirty.add(name));
     this.inventory.onChange((name, cur) => {
+      this.dirty.add(name);
       this.baseSets.set(name, new Set((cur?.value.bases ?? []).map((b) => `${b.base}@${b.version}`)));
     });
     this.alive.onChange((name, cur, prev) => {
+      this.dirty.add(name);
       if (cur) this.notReadySince.delete(name);
       else if (prev) this.notReadySince.set(name, Date.now());
     });
@@ -125,30 +132,52 @@ export class ClusterCache {
     return out;
   }
 
+  /**
+   * The scheduler's view. Node views are rebuilt only for nodes that changed
+   * since the last call (a placement changes one node), and a view is reused
+   * whole while nothing changed: during a burst this is most of the cost of
+   * placing an env otherwise.
+   */
   view(): ClusterView {
-    const nodes: NodeView[] = [];
-    for (const it of this.nodes.list()) {
-      const n = it.value;
-      const inv = this.inventory.get(n.name)?.value;
-      const t = this.tallies.get(n.name);
-      nodes.push({
-        name: n.name,
-        ready: this.isReady(n.name),
-        cordoned: n.cordoned,
-        draining: n.draining,
-        labels: n.labels,
-        capacity: {
-          memoryBytes: inv?.capacity?.memoryBytes ?? 0,
-          poolSizeBytes: inv?.capacity?.poolSizeBytes ?? 0,
-          poolFreeBytes: inv?.capacity?.poolFreeBytes ?? 0,
-          cpus: inv?.capacity?.cpus ?? 0,
-        },
-        allocated: { memoryBytes: t?.memoryBytes ?? 0, diskBytes: t?.diskBytes ?? 0, envs: t?.envs ?? 0 },
-        baseVersions: this.baseSets.get(n.name) ?? new Set(),
-        groups: t && t.groups.size > 0 ? new Map(t.groups) : EMPTY,
-      });
+    if (this.cachedView && this.dirty.size === 0 && !this.allDirty) return this.cachedView;
+    if (this.allDirty) {
+      this.nodeViews.clear();
+      for (const name of this.nodes.names()) this.nodeViews.set(name, this.buildNodeView(name));
+    } else {
+      for (const name of this.dirty) {
+        if (this.nodes.get(name)) this.nodeViews.set(name, this.buildNodeView(name));
+        else this.nodeViews.delete(name);
+      }
     }
-    return freezeView(nodes, this.propagation);
+    this.dirty.clear();
+    this.allDirty = false;
+    this.cachedView = Object.freeze({
+      nodes: Object.freeze([...this.nodeViews.values()]),
+      propagation: this.propagation,
+    });
+    return this.cachedView;
+  }
+
+  private buildNodeView(name: string): NodeView {
+    const n = this.nodes.get(name)!.value;
+    const inv = this.inventory.get(name)?.value;
+    const t = this.tallies.get(name);
+    return Object.freeze({
+      name,
+      ready: this.isReady(name),
+      cordoned: n.cordoned,
+      draining: n.draining,
+      labels: n.labels,
+      capacity: {
+        memoryBytes: inv?.capacity?.memoryBytes ?? 0,
+        poolSizeBytes: inv?.capacity?.poolSizeBytes ?? 0,
+        poolFreeBytes: inv?.capacity?.poolFreeBytes ?? 0,
+        cpus: inv?.capacity?.cpus ?? 0,
+      },
+      allocated: { memoryBytes: t?.memoryBytes ?? 0, diskBytes: t?.diskBytes ?? 0, envs: t?.envs ?? 0 },
+      baseVersions: this.baseSets.get(name) ?? new Set<string>(),
+      groups: t && t.groups.size > 0 ? new Map(t.groups) : EMPTY,
+    });
   }
 
   /** Books a placement before its write lands (undone by `unassume`). */
@@ -177,6 +206,7 @@ export class ClusterCache {
   }
 
   private add(a: Alloc, sign: 1 | -1): void {
+    this.dirty.add(a.node);
     let t = this.tallies.get(a.node);
     if (!t) {
       t = { memoryBytes: 0, diskBytes: 0, envs: 0, groups: new Map() };

@@ -53,6 +53,8 @@ export class EnvReconciler {
   /** Envs waiting for a placement (re-tried when nodes change). */
   readonly pending = new Set<string>();
   propagate: PropagationHook | undefined;
+  /** Time spent waiting, by kind (ms), and counts: for the bench and debugging. */
+  readonly timing = { writes: 0, writeMs: 0, agentCalls: 0, agentMs: 0, passes: 0 };
 
   constructor(
     private readonly ctx: ControllerContext,
@@ -62,6 +64,7 @@ export class EnvReconciler {
   ) {}
 
   async reconcile(name: string): Promise<ReconcileResult> {
+    this.timing.passes++;
     const specV = this.cache.specs.get(name);
     const stV = this.cache.status.get(name);
     if (!specV) {
@@ -339,11 +342,14 @@ export class EnvReconciler {
     const store = this.ctx.store;
     const key = store.keys.envStatus(name);
     const writes: Write[] = [{ op: "put", key, value: codecs.envStatus.encode(next) }];
+    const t0 = performance.now();
     for (const e of events) writes.push(await store.events.write(e));
     const r = await store.batcher.commit({
       conditions: [{ key, modRevision: prev?.modRevision ?? 0 }, ...this.fence()],
       writes,
     });
+    this.timing.writes++;
+    this.timing.writeMs += performance.now() - t0;
     if (r.succeeded) this.cache.status.applyLocal(name, next, r.revision);
     else this.queue.addAfter(name, 200);
     return r.succeeded;
@@ -352,7 +358,11 @@ export class EnvReconciler {
   private agentCall<T>(node: string, fn: (c: AgentServiceClient) => Promise<T>): Promise<T> {
     const address = this.cache.nodeAddress(node);
     if (!address) return Promise.reject(new ProtoctlError(Code.UNAVAILABLE, `node ${node} has no address`));
-    return fn(this.ctx.agents.get(node, address));
+    const t0 = performance.now();
+    this.timing.agentCalls++;
+    return fn(this.ctx.agents.get(node, address)).finally(() => {
+      this.timing.agentMs += performance.now() - t0;
+    });
   }
 
   private deadline(): { deadlineMs: number } {

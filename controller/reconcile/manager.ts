@@ -37,10 +37,12 @@ export class ReconcileManager {
   async start(): Promise<void> {
     const c = this.cache;
     c.specs.onChange((name) => this.envQueue.add(name));
-    c.status.onChange((name, cur, prev) => {
-      // our own writes come back through the watch: only changes made by others need a pass
-      if (!cur || !prev || cur.value.phase !== prev.value.phase || cur.value.node !== prev.value.node)
+    c.status.onChange((name, cur, prev, local) => {
+      // our own writes: the reconcile that made them carries on by itself
+      if (local) return;
+      if (!cur || !prev || cur.value.phase !== prev.value.phase || cur.value.node !== prev.value.node) {
         this.envQueue.add(name);
+      }
     });
     c.alive.onChange((name) => this.nodeQueue.add(name));
     c.nodes.onChange((name) => this.nodeQueue.add(name));
@@ -77,6 +79,7 @@ export class ReconcileManager {
   }
 
   async stop(): Promise<void> {
+    this.ctx.log.info({ timing: this.envs.timing }, "reconcile loops stopping");
     this.envQueue.shutdown();
     this.nodeQueue.shutdown();
     await this.cache.stop();

@@ -9,10 +9,12 @@
 import type { Versioned } from "./kv.js";
 import type { Collection } from "./store.js";
 
+/** `local` is true for changes applied from our own writes (applyLocal). */
 export type ChangeHandler<T> = (
   name: string,
   cur: Versioned<T> | undefined,
   prev: Versioned<T> | undefined,
+  local: boolean,
 ) => void;
 
 export class Informer<T> {
@@ -47,14 +49,15 @@ export class Informer<T> {
           this.emit(name, undefined, prev);
           continue;
         }
+        const prev = this.items.get(name);
+        // our own writes were applied locally already: skip before paying for the decode
+        if (prev && prev.modRevision >= e.modRevision) continue;
         let value: T;
         try {
           value = this.collection.codec.decode(e.value!);
         } catch {
           continue;
         }
-        const prev = this.items.get(name);
-        if (prev && prev.modRevision >= e.modRevision) continue;
         this.set(name, {
           key: e.key,
           value,
@@ -93,27 +96,36 @@ export class Informer<T> {
     if (prev && prev.modRevision >= modRevision) return;
     if (value === undefined) {
       this.items.delete(name);
-      this.emit(name, undefined, prev);
+      this.emit(name, undefined, prev, true);
       return;
     }
-    this.set(name, {
-      key: this.collection.key(name),
-      value,
-      modRevision,
-      createRevision: prev?.createRevision ?? modRevision,
-      lease: "0",
-    });
+    this.set(
+      name,
+      {
+        key: this.collection.key(name),
+        value,
+        modRevision,
+        createRevision: prev?.createRevision ?? modRevision,
+        lease: "0",
+      },
+      true,
+    );
   }
 
-  private set(name: string, v: Versioned<T>): void {
+  private set(name: string, v: Versioned<T>, local = false): void {
     const prev = this.items.get(name);
     this.items.set(name, v);
-    this.emit(name, v, prev);
+    this.emit(name, v, prev, local);
   }
 
-  private emit(name: string, cur: Versioned<T> | undefined, prev: Versioned<T> | undefined): void {
+  private emit(
+    name: string,
+    cur: Versioned<T> | undefined,
+    prev: Versioned<T> | undefined,
+    local = false,
+  ): void {
     if (!this.synced) return;
-    for (const h of this.handlers) h(name, cur, prev);
+    for (const h of this.handlers) h(name, cur, prev, local);
   }
 
   async stop(): Promise<void> {

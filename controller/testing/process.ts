@@ -3,6 +3,7 @@
  * the TypeScript sources run through controller/testing/register.mjs.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ControllerConfig, DeepPartial } from "../config.js";
@@ -21,15 +22,22 @@ export interface ControllerProcess {
   rssBytes(): Promise<number>;
 }
 
-export async function spawnController(config: DeepPartial<ControllerConfig>): Promise<ControllerProcess> {
-  const child = spawn(
-    process.execPath,
-    ["--import", join(here, "register.mjs"), join(here, "run-controller.ts"), JSON.stringify(config)],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: process.env,
-    },
-  );
+export async function spawnController(
+  config: DeepPartial<ControllerConfig>,
+  nodeArgs: string[] = [],
+): Promise<ControllerProcess> {
+  // built (dist): run the compiled entry; from sources: through the TypeScript hooks
+  const compiled = join(here, "run-controller.js");
+  const args = existsSync(compiled)
+    ? [...nodeArgs, compiled, JSON.stringify(config)]
+    : [
+        ...nodeArgs,
+        "--import",
+        join(here, "register.mjs"),
+        join(here, "run-controller.ts"),
+        JSON.stringify(config),
+      ];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], env: process.env });
   let stderr = "";
   child.stderr?.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-8000);

@@ -1,0 +1,217 @@
+/**
+ * bench/schedule: placement throughput of the controller with etcd writes.
+ *
+ * Real etcd, one controller in its own process (so its RSS is its own), 100
+ * fake agents over real gRPC in this process (joined with tokens and
+ * heartbeating, answering instantly). A burst of env creates through the
+ * API (wait=false, bounded concurrency) until every env is Running in etcd,
+ * observed with an etcd watch on env statuses.
+ *
+ * Reports: placements/s (first create to last Running), API latency
+ * p50/p99, controller RSS at 1,000 envs and at the end. Final line:
+ *   {"bench":"schedule",...,"target":2000,"ok":true|false}
+ *
+ * Usage: npm run bench -- schedule [--nodes 100] [--envs 10000] [--warm 1000] [--concurrency 256]
+ */
+import { performance } from "node:perf_hooks";
+import { parseArgs } from "node:util";
+import { callUnary } from "../../common/grpc.js";
+import { clientCredentials } from "../../common/tls.js";
+import { ClusterStore, codecs } from "../../controller/store/store.js";
+import { uniquePrefix } from "../../controller/testing/cluster.js";
+import { spawnController } from "../../controller/testing/process.js";
+import { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
+import { EnvPhase, type EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
+import { startEtcd } from "../../test/fixtures/etcd.js";
+import { type FakeAgent, startFakeAgent } from "../../test/harness/fake-agent.js";
+
+const { values } = parseArgs({
+  options: {
+    nodes: { type: "string", default: "100" },
+    envs: { type: "string", default: "10000" },
+    warm: { type: "string", default: "1000" },
+    concurrency: { type: "string", default: "256" },
+  },
+  allowPositionals: true,
+});
+const NODES = Number(values.nodes);
+const ENVS = Number(values.envs);
+const WARM = Math.min(Number(values.warm), ENVS);
+const CONC = Number(values.concurrency);
+const TARGET = 2000;
+const RUNNING = Buffer.from("ENV_PHASE_RUNNING");
+
+function spec(name: string): EnvSpec {
+  return {
+    name,
+    base: { name: "debian", version: 1 },
+    layers: [],
+    boot: false,
+    resources: { memoryBytes: 64 * 2 ** 20, cpus: 0, pids: 0, diskBytes: 16 * 2 ** 20 },
+    network: undefined,
+    env: {},
+    files: [],
+    startup: [],
+    node: "",
+    nodeSelector: {},
+    group: "",
+    restart: 0,
+    start: true,
+    hostname: "",
+  };
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+const log = (m: string) => process.stderr.write(`bench schedule: ${m}\n`);
+
+async function main(): Promise<void> {
+  const etcd = await startEtcd();
+  const prefix = uniquePrefix();
+  const ctl = await spawnController(
+    {
+      id: "bench-ctl",
+      listen: "127.0.0.1:0",
+      insecure: true,
+      etcd: { endpoints: [etcd.endpoint], prefix },
+      membership: { leaseTtlSeconds: 10, heartbeatIntervalMs: 3000 },
+      reconcile: { concurrency: CONC, lostGraceSeconds: 60, electionTtlSeconds: 5 },
+    },
+    (process.env.PROTOCTL_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
+  );
+  const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
+  const agents: FakeAgent[] = [];
+  const client = new ControlServiceClient(ctl.address, clientCredentials(undefined), {
+    "grpc.max_concurrent_streams": 1000,
+  });
+  try {
+    const { token } = await callUnary(client.createJoinToken.bind(client), { ttlSeconds: 600, labels: {} });
+    for (let i = 0; i < NODES; i++) {
+      agents.push(
+        await startFakeAgent({
+          name: `node-${i}`,
+          memoryBytes: 256 * 2 ** 30,
+          poolSizeBytes: 1024 * 2 ** 30,
+        }),
+      );
+    }
+    await Promise.all(agents.map((a) => a.join(ctl.address, token, { intervalMs: 3000 })));
+    log(`${NODES} agents joined`);
+    for (;;) {
+      const nodes = (await callUnary(client.listNodes.bind(client), {})).nodes;
+      if (nodes.filter((n) => n.state === 1 && n.baseVersions.length > 0).length === NODES) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // watch statuses to learn when each env is Running
+    const running = new Set<string>();
+    let onRunning: (() => void) | undefined;
+    const cancel = await store.envStatus.watch(undefined, (events) => {
+      for (const e of events) {
+        if (e.type !== "put" || !e.value || !e.value.includes(RUNNING)) continue;
+        const st = codecs.envStatus.decode(e.value);
+        if (st.phase === EnvPhase.ENV_PHASE_RUNNING) running.add(store.envStatus.nameOf(e.key)!);
+      }
+      onRunning?.();
+    });
+    const waitRunning = (n: number) =>
+      new Promise<void>((resolve) => {
+        onRunning = () => {
+          if (running.size >= n) resolve();
+        };
+        onRunning();
+      });
+
+    const latencies: number[] = [];
+    const burst = async (from: number, to: number) => {
+      let next = from;
+      const worker = async () => {
+        while (next < to) {
+          const i = next++;
+          const t0 = performance.now();
+          await callUnary(
+            client.createEnv.bind(client),
+            { spec: spec(`env-${i}`), wait: false },
+            { deadlineMs: 60_000 },
+          );
+          latencies.push(performance.now() - t0);
+        }
+      };
+      await Promise.all(Array.from({ length: CONC }, worker));
+    };
+
+    const t0 = performance.now();
+    await burst(0, WARM);
+    await waitRunning(WARM);
+    const tWarm = performance.now();
+    const rssWarm = await ctl.rssBytes();
+    log(
+      `${WARM} envs Running in ${Math.round(tWarm - t0)} ms; controller RSS ${(rssWarm / 2 ** 20).toFixed(1)} MiB`,
+    );
+
+    const t1 = performance.now();
+    const ticker = process.env.PROTOCTL_BENCH_VERBOSE
+      ? setInterval(
+          () =>
+            log(
+              `t+${Math.round(performance.now() - t1)} ms: ${running.size} Running, ${latencies.length} created`,
+            ),
+          500,
+        )
+      : undefined;
+    await burst(WARM, ENVS);
+    const tApi = performance.now();
+    await waitRunning(ENVS);
+    const t2 = performance.now();
+    if (ticker) clearInterval(ticker);
+    const rssEnd = await ctl.rssBytes();
+    await cancel();
+
+    const main = ENVS - WARM;
+    const rate = main / ((t2 - t1) / 1000);
+    const overall = ENVS / ((t2 - t0) / 1000);
+    latencies.sort((a, b) => a - b);
+    const placedOn = agents.filter((a) => a.envs.size > 0).length;
+    const perNode = agents.map((a) => a.envs.size);
+    const result = {
+      bench: "schedule",
+      nodes: NODES,
+      envs: ENVS,
+      placements_per_s: Math.round(rate),
+      placements_per_s_overall: Math.round(overall),
+      api_creates_per_s: Math.round(main / ((tApi - t1) / 1000)),
+      api_p50_ms: Number(pct(latencies, 50).toFixed(2)),
+      api_p99_ms: Number(pct(latencies, 99).toFixed(2)),
+      controller_rss_mb_at_warm: Number((rssWarm / 2 ** 20).toFixed(1)),
+      warm_envs: WARM,
+      controller_rss_mb_at_end: Number((rssEnd / 2 ** 20).toFixed(1)),
+      nodes_used: placedOn,
+      envs_per_node_min: Math.min(...perNode),
+      envs_per_node_max: Math.max(...perNode),
+      target: TARGET,
+      ok: rate >= TARGET && running.size === ENVS,
+    };
+    log(
+      `${main} envs Running in ${Math.round(t2 - t1)} ms (${result.placements_per_s}/s); API p99 ${result.api_p99_ms} ms`,
+    );
+    console.log(JSON.stringify(result));
+  } finally {
+    client.close();
+    await Promise.all(agents.map((a) => a.stop()));
+    await ctl.stop();
+    await store.purge().catch(() => undefined);
+    await store.close();
+    await etcd.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
