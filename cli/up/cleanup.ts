@@ -196,21 +196,30 @@ export async function cleanupState(root: string, opts: CleanupOptions = {}): Pro
     report.killed = stray.length;
   }
   if (opts.node) report.cgroups = await removeNodeCgroups(opts.node);
-  // Unmounting can reveal mounts below (stacked): repeat until nothing is left.
+  // Order matters: the btrfs pool must be unmounted before its loop device can go, and the
+  // tmpfs holding the image only unmounts once the loop device let go of the image. A lazy
+  // unmount too early would hide the image's path and strand the loop device.
+  const detach = async () => {
+    const lo = await run("losetup", ["-J", "-l"], { allowFailure: true });
+    for (const dev of loopsUnder(root, lo.exitCode === 0 ? lo.stdout : "")) {
+      const r = await run("losetup", ["-d", dev], { allowFailure: true });
+      if (r.exitCode === 0 && !report.detached.includes(dev)) report.detached.push(dev);
+    }
+  };
   for (let round = 0; round < 5; round++) {
     const mounts = mountsUnder(root);
     if (mounts.length === 0) break;
     for (const m of mounts) {
       const res = await run("umount", [m], { allowFailure: true });
-      if (res.exitCode !== 0) await run("umount", ["-l", m], { allowFailure: true });
-      report.unmounted.push(m);
+      if (res.exitCode === 0) report.unmounted.push(m);
     }
+    await detach();
   }
-  const lo = await run("losetup", ["-J", "-l"], { allowFailure: true });
-  for (const dev of loopsUnder(root, lo.exitCode === 0 ? lo.stdout : "")) {
-    await run("losetup", ["-d", dev], { allowFailure: true });
-    report.detached.push(dev);
+  for (const m of mountsUnder(root)) {
+    await run("umount", ["-l", m], { allowFailure: true });
+    report.unmounted.push(m);
   }
+  await detach();
   if (!opts.keepFiles) {
     const spare = new Set(opts.spare ?? []);
     if (spare.size === 0) await rm(root, { recursive: true, force: true, maxRetries: 3 });
