@@ -7,6 +7,8 @@ import { loadConfig } from "../common/config.js";
 
 export const CONTROLLER_DEFAULTS = {
   listen: "127.0.0.1:7443",
+  /** More addresses to serve the same API on, e.g. unix:///run/protoctl/controller.sock. */
+  extraListen: [] as string[],
   /** Address agents and CLIs use to reach this replica (defaults to listen). */
   advertise: "",
   id: "",
@@ -15,6 +17,10 @@ export const CONTROLLER_DEFAULTS = {
   etcd: {
     endpoints: ["http://127.0.0.1:2379"],
     prefix: "/protoctl/v1/",
+    /** Client TLS towards etcd (https:// endpoints): CA, and cert + key when etcd checks clients. */
+    caFile: "",
+    certFile: "",
+    keyFile: "",
   },
   tls: {
     /** Where the cluster CA lives: "disk" (stateDir/ca) or "etcd" (shared by all replicas). */

@@ -49,6 +49,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
   const store = new ClusterStore({
     endpoints: config.etcd.endpoints,
     prefix: config.etcd.prefix,
+    tls: { caFile: config.etcd.caFile, certFile: config.etcd.certFile, keyFile: config.etcd.keyFile },
     writer: config.id,
     eventTtlSeconds: config.events.ttlSeconds,
   });
@@ -119,6 +120,11 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
+  for (const extra of config.extraListen) {
+    await new Promise<number>((resolve, reject) =>
+      server.bindAsync(extra, creds, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+  }
   const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
   const address = `${host}:${port}`;
   await leader.start();

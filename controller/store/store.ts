@@ -3,6 +3,7 @@
  * per folder of the key layout (keys.ts), each with a codec; cross-object
  * writes go through Kv.commit / TxnBatcher with mod-revision conditions.
  */
+import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import { alreadyExists, notFound } from "../../common/errors.js";
 import type { ObjectKind } from "../../common/names.js";
@@ -168,6 +169,8 @@ export class Collection<T> {
 
 export interface StoreOptions {
   endpoints: string[];
+  /** PEM files for etcd client TLS (https:// endpoints); empty = none. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
   prefix?: string;
   /** Id of the process writing events (controller id). */
   writer?: string;
@@ -190,7 +193,11 @@ export class ClusterStore {
   readonly labs: Collection<Lab>;
 
   constructor(opts: StoreOptions) {
-    this.client = new Etcd3({ hosts: opts.endpoints, dialTimeout: 3000 });
+    this.client = new Etcd3({
+      hosts: opts.endpoints,
+      dialTimeout: 3000,
+      credentials: etcdCredentials(opts.tls),
+    });
     this.keys = new Keys(opts.prefix);
     this.kv = new Kv(this.client);
     this.batcher = new TxnBatcher(this.kv);
@@ -297,4 +304,13 @@ export class ClusterStore {
   async close(): Promise<void> {
     this.client.close();
   }
+}
+
+function etcdCredentials(tls: StoreOptions["tls"]) {
+  if (!tls?.caFile) return undefined;
+  return {
+    rootCertificate: readFileSync(tls.caFile),
+    privateKey: tls.keyFile ? readFileSync(tls.keyFile) : undefined,
+    certChain: tls.certFile ? readFileSync(tls.certFile) : undefined,
+  };
 }
