@@ -1,0 +1,311 @@
+/**
+ * The real thing on the multi-host fixture: three network namespaces on one
+ * L2 segment. h0 runs etcd and two controller replicas (TLS on); h1 and h2
+ * run real agents (`protoctl agent` processes: btrfs pool on tmpfs,
+ * systemd-nspawn) that join with a token and talk mutual TLS. The test
+ * process reaches the controllers through their unix sockets.
+ *
+ * Checked: both nodes join and report a base; envs spread over the two
+ * nodes and run; exec is proxied to the env's agent; killing an agent
+ * (SIGKILL) turns its node NotReady within the lease window.
+ *
+ * Processes enter a host's network namespace with `nsenter --net` (not
+ * `ip netns exec`, which also unshares the mount namespace): the agents'
+ * pool mounts then stay visible here, and the test can destroy them.
+ */
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { openPool } from "../agent/host/pool/pool.js";
+import { ProtoctlError } from "../common/errors.js";
+import { silentLogger } from "../common/logger.js";
+import { clientCredentials, readCredentialFile } from "../common/tls.js";
+import type { ControlImportBaseRequest, ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
+import { EnvPhase, type EnvSpec, NodeState, type OperationEvent } from "../proto/gen/protoctl/v1/types.js";
+import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
+import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
+import { call, client, eventually } from "./testing/cluster.js";
+
+const REPO = resolve(import.meta.dirname, "..");
+const REGISTER = join(REPO, "controller/testing/register.mjs");
+
+let hosts: TestHosts;
+let dir: string;
+let rootfs: string;
+const children: ChildProcess[] = [];
+const agentDirs: string[] = [];
+
+function inHost(netns: string, args: string[], onStdout?: (s: string) => void): ChildProcess {
+  const c = spawn("nsenter", [`--net=/run/netns/${netns}`, "--", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let err = "";
+  c.stdout?.on("data", (b: Buffer) => onStdout?.(b.toString()));
+  c.stderr?.on("data", (b: Buffer) => {
+    err = (err + b.toString()).slice(-4000);
+    if (process.env.PROTOCTL_TEST_LOG) process.stderr.write(b);
+  });
+  (c as ChildProcess & { lastStderr: () => string }).lastStderr = () => err;
+  children.push(c);
+  return c;
+}
+
+function waitLine(c: ChildProcess, re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
+  return new Promise((res, rej) => {
+    let out = "";
+    const t = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms`)), ms);
+    c.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      const m = re.exec(out);
+      if (m) {
+        clearTimeout(t);
+        res(m);
+      }
+    });
+    c.once("exit", (code) => {
+      clearTimeout(t);
+      rej(
+        new Error(`exited with ${code}: ${(c as ChildProcess & { lastStderr: () => string }).lastStderr()}`),
+      );
+    });
+  });
+}
+
+function kill(c: ChildProcess, sig: NodeJS.Signals): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => {
+    c.once("exit", () => r());
+    c.kill(sig);
+  });
+}
+
+beforeAll(async () => {
+  hosts = await createHosts(3);
+  dir = await mkdtemp(join(tmpdir(), "protoctl-mh-"));
+  rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
+  await makeBusyboxRootfs(rootfs);
+});
+
+afterAll(async () => {
+  for (const c of children.reverse()) await kill(c, "SIGTERM");
+  for (const d of agentDirs) {
+    if (!existsSync(d)) continue;
+    const pool = await openPool(
+      { kind: "tmpfs", stateDir: d, sizeBytes: 512 * 2 ** 20 },
+      silentLogger(),
+    ).catch(() => undefined);
+    await (pool as unknown as { destroy?(): Promise<void> } | undefined)?.destroy?.();
+  }
+  await hosts?.cleanup();
+  await rm(dir, { recursive: true, force: true });
+  await rm(rootfs, { recursive: true, force: true });
+});
+
+function spec(name: string): EnvSpec {
+  return {
+    name,
+    base: { name: "busybox", version: 0 },
+    layers: [],
+    boot: false,
+    resources: undefined,
+    network: undefined,
+    env: {},
+    files: [],
+    startup: [],
+    node: "",
+    nodeSelector: {},
+    group: "",
+    restart: 0,
+    start: true,
+    hostname: "",
+  };
+}
+
+function importBase(c: ControlServiceClient, node: string): Promise<OperationEvent[]> {
+  return new Promise((res, rej) => {
+    const s = c.importBase();
+    const evs: OperationEvent[] = [];
+    s.on("data", (e: OperationEvent) => evs.push(e));
+    s.on("end", () => res(evs));
+    s.on("error", (e) => rej(ProtoctlError.from(e)));
+    const header: ControlImportBaseRequest = {
+      part: {
+        $case: "header",
+        header: { name: "busybox", source: { source: { $case: "dir", dir: rootfs } }, compression: "", node },
+      },
+    };
+    s.write(header);
+    s.end();
+  });
+}
+
+it("two controllers and two real agents in separate network namespaces", async () => {
+  const [h0, h1, h2] = hosts.hosts as [
+    (typeof hosts.hosts)[0],
+    (typeof hosts.hosts)[0],
+    (typeof hosts.hosts)[0],
+  ];
+  const etcdUrl = `http://${h0.address}:2379`;
+  const etcd = inHost(h0.netns, [
+    "etcd",
+    "--name",
+    "mh",
+    "--data-dir",
+    join(dir, "etcd"),
+    "--listen-client-urls",
+    etcdUrl,
+    "--advertise-client-urls",
+    etcdUrl,
+    "--listen-peer-urls",
+    `http://${h0.address}:2380`,
+    "--initial-advertise-peer-urls",
+    `http://${h0.address}:2380`,
+    "--initial-cluster",
+    `mh=http://${h0.address}:2380`,
+    "--log-level",
+    "error",
+  ]);
+  void etcd;
+  await eventually(
+    async () => {
+      const r = await hosts.exec(h0, "etcdctl", ["--endpoints", etcdUrl, "endpoint", "health"], {
+        allowFailure: true,
+        env: { ETCDCTL_API: "3" },
+      });
+      return r.exitCode === 0;
+    },
+    20_000,
+    200,
+  );
+
+  const controllers = ["a", "b"].map((id, i) => {
+    const cfg = {
+      id: `ctl-${id}`,
+      listen: `${h0.address}:${7443 + 2 * i}`,
+      extraListen: [`unix://${join(dir, `ctl-${id}.sock`)}`],
+      stateDir: join(dir, `ctl-${id}`),
+      etcd: { endpoints: [etcdUrl], prefix: "/protoctl/v1/" },
+      tls: { caStore: "etcd" },
+      membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 1000 },
+      reconcile: { electionTtlSeconds: 3, lostGraceSeconds: 60 },
+    };
+    return inHost(h0.netns, [
+      process.execPath,
+      "--import",
+      REGISTER,
+      join(REPO, "controller/testing/run-controller.ts"),
+      JSON.stringify(cfg),
+    ]);
+  });
+  await waitLine(controllers[0]!, /READY/);
+  await waitLine(controllers[1]!, /READY/);
+  const cred = await readCredentialFile(join(dir, "ctl-a", "admin.json"));
+  const creds = clientCredentials(cred, { serverName: "protoctl-controller" });
+  const c = client(`unix://${join(dir, "ctl-b.sock")}`, creds);
+  try {
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 600, labels: {} });
+    const ctlAddrs = `${h0.address}:7443,${h0.address}:7445`;
+    const startAgent = (name: string, h: typeof h1) => {
+      const stateDir = join(dir, `agent-${name}`);
+      if (!agentDirs.includes(stateDir)) agentDirs.push(stateDir);
+      return inHost(h.netns, [
+        process.execPath,
+        "--import",
+        REGISTER,
+        join(REPO, "agent/server/agent-process.ts"),
+        "--name",
+        name,
+        "--listen",
+        `${h.address}:7444`,
+        "--controller",
+        ctlAddrs,
+        "--join-token",
+        token,
+        "--state-dir",
+        stateDir,
+        "--pool-kind",
+        "tmpfs",
+        "--pool-size",
+        "512M",
+        "--log-level",
+        "warn",
+      ]);
+    };
+    const a1 = startAgent("a1", h1);
+    let a2 = startAgent("a2", h2);
+    const ready = async (n: number) =>
+      (await call(c, "listNodes", {})).nodes.filter((x) => x.state === NodeState.NODE_STATE_READY).length ===
+      n;
+    await eventually(() => ready(2), 60_000, 200);
+
+    for (const node of ["a1", "a2"]) await importBase(c, node);
+    await eventually(
+      async () => {
+        const b = await call(c, "getBase", { name: "busybox" });
+        return b.versions[0]?.nodes.length === 2;
+      },
+      20_000,
+      200,
+    );
+
+    const envs = await Promise.all(
+      ["e1", "e2", "e3", "e4"].map((n) => call(c, "createEnv", { spec: spec(n), wait: true }, 120_000)),
+    );
+    expect(envs.every((e) => e.status?.phase === EnvPhase.ENV_PHASE_RUNNING)).toBe(true);
+    expect(envs.map((e) => e.status?.node).sort()).toEqual(["a1", "a1", "a2", "a2"]);
+
+    const out: string[] = [];
+    await new Promise<void>((res, rej) => {
+      const x = c.execEnv();
+      x.on("data", (m) => {
+        if (m.output?.$case === "stdout") out.push(Buffer.from(m.output.stdout).toString());
+        if (m.output?.$case === "startedPid") x.write({ input: { $case: "stdinEof", stdinEof: true } });
+      });
+      x.on("end", () => res());
+      x.on("error", rej);
+      x.write({
+        input: {
+          $case: "start",
+          start: {
+            env: "e1",
+            command: ["sh", "-c", "echo hello from $(cat /etc/hostname)"],
+            tty: false,
+            envVars: {},
+            workdir: "",
+            user: "",
+            rows: 0,
+            cols: 0,
+            login: false,
+          },
+        },
+      });
+    });
+    expect(out.join("")).toBe("hello from e1\n");
+
+    // SIGKILL the agent on h2: its node turns NotReady within the lease window
+    const t0 = Date.now();
+    await kill(a2, "SIGKILL");
+    await eventually(
+      async () => (await call(c, "getNode", { name: "a2" })).state === NodeState.NODE_STATE_NOT_READY,
+      10_000,
+      50,
+    );
+    const detect = Date.now() - t0;
+    console.log(`real agent a2 SIGKILLed: node NotReady after ${detect} ms`);
+    expect(detect).toBeLessThan(5000);
+
+    // bring it back (it re-adopts its machines), then delete everything through the API
+    a2 = startAgent("a2", h2);
+    await eventually(() => ready(2), 60_000, 200);
+    for (const e of envs) await call(c, "deleteEnv", { name: e.spec!.name, wait: true }, 60_000);
+    expect((await call(c, "listEnvs", { node: "", group: "" })).envs).toEqual([]);
+    await kill(a1, "SIGTERM");
+    await kill(a2, "SIGTERM");
+  } finally {
+    c.close();
+  }
+});
