@@ -286,4 +286,32 @@ describe("controller with fake agents", () => {
       [2, ["n2"]],
     ]);
   });
+
+  it("drain moves restart=ALWAYS envs elsewhere and reports the ones it leaves", async () => {
+    await setup([{ name: "n1" }, { name: "n2" }]);
+    await call(c, "cordonNode", { name: "n2" });
+    await call(c, "createEnv", {
+      spec: spec("movable", { restart: RestartPolicy.RESTART_POLICY_ALWAYS }),
+      wait: true,
+    });
+    await call(c, "createEnv", { spec: spec("stays"), wait: true });
+    await call(c, "uncordonNode", { name: "n2" });
+    const messages: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const s = c.drainNode({ name: "n1" });
+      s.on("data", (e) => {
+        if (e.event?.$case === "progress") messages.push(e.event.progress.message);
+      });
+      s.on("end", resolve);
+      s.on("error", reject);
+    });
+    expect(messages.at(-1)).toMatch(/drained; 1 env\(s\) without restart policy stay until deleted: stays/);
+    const moved = await call(c, "getEnv", { name: "movable" });
+    expect(moved.status).toMatchObject({ node: "n2", phase: EnvPhase.ENV_PHASE_RUNNING });
+    expect(agents[0]!.envs.has("movable")).toBe(false);
+    const n1 = await call(c, "getNode", { name: "n1" });
+    expect([n1.cordoned, n1.draining]).toEqual([true, true]);
+    await call(c, "uncordonNode", { name: "n1" });
+    expect((await call(c, "getNode", { name: "n1" })).draining).toBe(false);
+  });
 });
