@@ -73,8 +73,9 @@ export function command(_name: string): Command {
     cmd
       .command("build")
       .argument("<name>", "base name")
-      .description("build a base with debootstrap (or a builder script) as a new version")
+      .description("build a base with debootstrap, busybox or a builder script, as a new version")
       .option("--debootstrap <suite>", "Debian/Ubuntu suite, e.g. bookworm")
+      .option("--busybox", "a tiny root filesystem from the node's static busybox (seconds)")
       .option("--variant <variant>", "debootstrap variant", "minbase")
       .option(
         "--include <pkgs>",
@@ -89,11 +90,13 @@ export function command(_name: string): Command {
       )
       .option("--node <node>", "build on this node"),
     "protoctl base build debian --debootstrap bookworm --include ca-certificates,curl",
+    "protoctl base build busybox --busybox",
   ).action(
     async (
       n: string,
       opts: {
         debootstrap?: string;
+        busybox?: boolean;
         variant: string;
         include: string[];
         mirror?: string;
@@ -104,11 +107,14 @@ export function command(_name: string): Command {
     ) => {
       name("base", n);
       if (opts.node) name("node", opts.node);
-      if (!opts.debootstrap === !opts.script) {
-        throw invalidArgument("base build needs exactly one of --debootstrap SUITE or --script FILE", {
-          reason: "INVALID_FLAG",
-          hint: "e.g. `protoctl base build debian --debootstrap bookworm`",
-        });
+      if ([opts.debootstrap, opts.script, opts.busybox].filter(Boolean).length !== 1) {
+        throw invalidArgument(
+          "base build needs exactly one of --debootstrap SUITE, --busybox or --script FILE",
+          {
+            reason: "INVALID_FLAG",
+            hint: "e.g. `protoctl base build debian --debootstrap bookworm`",
+          },
+        );
       }
       const spec = opts.debootstrap
         ? {
@@ -122,7 +128,14 @@ export function command(_name: string): Command {
               },
             },
           }
-        : { builder: { $case: "script" as const, script: await readLocal(opts.script!) } };
+        : {
+            builder: {
+              $case: "script" as const,
+              script: opts.busybox
+                ? Buffer.from((await import("./busybox-builder.js")).BUSYBOX_BUILDER)
+                : await readLocal(opts.script!),
+            },
+          };
       const api = await getApi(self);
       const v = await runOperation(`Building base ${n}`, (sink) =>
         consumeOperation(

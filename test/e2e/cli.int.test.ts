@@ -159,6 +159,33 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
     expect(r.stdout).toMatch(/^base\/busybox@1 imported/);
   }, 60_000);
 
+  it("base build --busybox (the quick start's base) and a command in an env made from it", async () => {
+    const r = await cli(["base", "build", "quick", "--busybox"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^base\/quick@1 built/);
+    expect((await cli(["env", "create", "quick-1", "--base", "quick"])).code).toBe(0);
+    const hello = await cli(["env", "exec", "quick-1", "--", "echo", "hello from protoctl"]);
+    expect(hello).toEqual({ code: 0, stdout: "hello from protoctl\n", stderr: "" });
+    expect((await cli(["env", "rm", "quick-1"])).code).toBe(0);
+    expect((await cli(["base", "rm", "quick"])).code).toBe(0);
+  }, 60_000);
+
+  it("the supervisor restarts a process that dies", async () => {
+    const pidFile = join(stateDir, "run/controller.pid");
+    const before = Number(readFileSync(pidFile, "utf8"));
+    process.kill(before, "SIGKILL");
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const now = Number(readFileSync(pidFile, "utf8"));
+      if (now !== before && (await cli(["node", "ls", "-q"])).code === 0) break;
+      if (Date.now() > deadline) throw new Error("the controller was not restarted");
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(readFileSync(join(stateDir, "logs/supervise.log"), "utf8")).toMatch(
+      /controller killed by SIGKILL/,
+    );
+  }, 60_000);
+
   it("env create", async () => {
     const r = await cli(["env", "create", "e2e-one", "--base", "busybox"]);
     expect(r.stderr).toBe("");
