@@ -279,3 +279,30 @@ describe("help", () => {
     expect(r.stdout + r.stderr).toContain("Usage: protoctl env");
   });
 });
+
+describe("every command documents itself", () => {
+  it("each user command's --help has an example", async () => {
+    const { buildProgram } = await import("./program.js");
+    const root = await buildProgram([], "0", true);
+    const missing: string[] = [];
+    const walk = (cmd: import("commander").Command, path: string[]) => {
+      for (const sub of cmd.commands) {
+        const p = [...path, sub.name()];
+        const hidden = (sub as unknown as { _hidden?: boolean })._hidden;
+        if (hidden || ["agent", "controller", "help"].includes(sub.name())) continue;
+        if (sub.commands.length) walk(sub, p);
+        let text = "";
+        sub.configureOutput({ writeOut: (s) => (text += s), writeErr: (s) => (text += s) });
+        sub.outputHelp();
+        if (
+          !/Examples?:\n\s+\$ .*protoctl /.test(text) &&
+          !(sub.name() === "doctor" && /Examples:/.test(text))
+        ) {
+          missing.push(p.join(" "));
+        }
+      }
+    };
+    walk(root, []);
+    expect(missing).toEqual([]);
+  });
+});
