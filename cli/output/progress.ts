@@ -63,7 +63,9 @@ export async function withProgress<T>(
     process.stderr.write(`${done}\n`);
     return value;
   }
-  const { Listr } = await import("listr2");
+  const { Listr, ListrLogger, ProcessOutput } = await import("listr2");
+  const toStderr = () =>
+    new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) });
   let out: T | undefined;
   await new Listr(
     [
@@ -88,7 +90,10 @@ export async function withProgress<T>(
     {
       exitOnError: true,
       registerSignalListeners: false,
-      rendererOptions: { showErrorMessage: false, collapseErrors: false },
+      // Draw on stderr (the terminal here): stdout may be a pipe or a file and carries results only.
+      // listr2 picks its animated renderer only when stdout is a TTY; else its line renderer, also on stderr.
+      rendererOptions: { showErrorMessage: false, collapseErrors: false, logger: toStderr() },
+      fallbackRendererOptions: { logger: toStderr() },
     },
   ).run();
   return out as T;
