@@ -11,8 +11,11 @@
  * p50/p99, controller RSS at 1,000 envs and at the end. Final line:
  *   {"bench":"schedule",...,"target":2000,"ok":true|false}
  *
- * Usage: npm run bench -- schedule [--nodes 100] [--envs 10000] [--warm 1000] [--concurrency 256]
+ * Usage: npm run bench -- schedule [--nodes 100] [--envs 10000] [--warm 1000]
+ *        [--concurrency 256 (reconcile workers)] [--clients 256 (API calls in flight)]
  */
+import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { callUnary } from "../../common/grpc.js";
@@ -31,6 +34,7 @@ const { values } = parseArgs({
     envs: { type: "string", default: "10000" },
     warm: { type: "string", default: "1000" },
     concurrency: { type: "string", default: "256" },
+    clients: { type: "string", default: "256" },
   },
   allowPositionals: true,
 });
@@ -38,6 +42,7 @@ const NODES = Number(values.nodes);
 const ENVS = Number(values.envs);
 const WARM = Math.min(Number(values.warm), ENVS);
 const CONC = Number(values.concurrency);
+const CLIENTS = Number(values.clients);
 const TARGET = 2000;
 const RUNNING = Buffer.from("ENV_PHASE_RUNNING");
 
@@ -59,6 +64,13 @@ function spec(name: string): EnvSpec {
     start: true,
     hostname: "",
   };
+}
+
+/** User + system CPU of a process so far, in ms (from /proc; clock ticks are 10 ms here). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 function pct(sorted: number[], p: number): number {
@@ -140,7 +152,7 @@ async function main(): Promise<void> {
           latencies.push(performance.now() - t0);
         }
       };
-      await Promise.all(Array.from({ length: CONC }, worker));
+      await Promise.all(Array.from({ length: CLIENTS }, worker));
     };
 
     const t0 = performance.now();
@@ -152,6 +164,7 @@ async function main(): Promise<void> {
       `${WARM} envs Running in ${Math.round(tWarm - t0)} ms; controller RSS ${(rssWarm / 2 ** 20).toFixed(1)} MiB`,
     );
 
+    const cpu0 = { ctl: cpuMs(ctl.pid), etcd: cpuMs(etcd.process.pid!), bench: cpuMs(process.pid) };
     const t1 = performance.now();
     const ticker = process.env.PROTOCTL_BENCH_VERBOSE
       ? setInterval(
@@ -168,6 +181,11 @@ async function main(): Promise<void> {
     const t2 = performance.now();
     if (ticker) clearInterval(ticker);
     const rssEnd = await ctl.rssBytes();
+    const cpu = {
+      ctl: (cpuMs(ctl.pid) - cpu0.ctl) / (ENVS - WARM),
+      etcd: (cpuMs(etcd.process.pid!) - cpu0.etcd) / (ENVS - WARM),
+      bench: (cpuMs(process.pid) - cpu0.bench) / (ENVS - WARM),
+    };
     await cancel();
 
     const main = ENVS - WARM;
@@ -188,6 +206,11 @@ async function main(): Promise<void> {
       controller_rss_mb_at_warm: Number((rssWarm / 2 ** 20).toFixed(1)),
       warm_envs: WARM,
       controller_rss_mb_at_end: Number((rssEnd / 2 ** 20).toFixed(1)),
+      // CPU per placement, less sensitive to other load on the machine than the rate
+      cpu_ms_per_env_controller: Number(cpu.ctl.toFixed(3)),
+      cpu_ms_per_env_etcd: Number(cpu.etcd.toFixed(3)),
+      cpu_ms_per_env_bench_agents_and_client: Number(cpu.bench.toFixed(3)),
+      load_average_1m: Number(loadavg()[0]!.toFixed(2)),
       nodes_used: placedOn,
       envs_per_node_min: Math.min(...perNode),
       envs_per_node_max: Math.max(...perNode),

@@ -50,6 +50,7 @@ export type PropagationHook = (node: string, base: string, version: number) => P
 export class EnvReconciler {
   /** Envs whose actual state should be re-read from the agent on the next pass. */
   readonly verify = new Set<string>();
+  private readonly statusMissingSince = new Map<string, number>();
   /** Envs waiting for a placement (re-tried when nodes change). */
   readonly pending = new Set<string>();
   propagate: PropagationHook | undefined;
@@ -73,9 +74,16 @@ export class EnvReconciler {
     }
     const spec = specV.value;
     if (!stV) {
+      // The API writes spec and status together, but they reach us on two
+      // watch streams: give the status a moment before supplying a missing one.
+      const since = this.statusMissingSince.get(name) ?? Date.now();
+      this.statusMissingSince.set(name, since);
+      if (Date.now() - since < 2000) return { requeueAfterMs: 1000 };
+      this.statusMissingSince.delete(name);
       await this.writeStatus(name, undefined, newStatus());
       return;
     }
+    this.statusMissingSince.delete(name);
     const st = stV.value;
     switch (st.phase) {
       case EnvPhase.ENV_PHASE_UNSPECIFIED:

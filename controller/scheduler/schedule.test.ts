@@ -136,4 +136,16 @@ describe("schedule", () => {
     const h = new SchedulerHarness([{ name: "a" }, { name: "b" }]);
     expect(h.run(request("e", { exclude: ["a"] })).node).toBe("b");
   });
+
+  it("lists the ten best scores, best first", () => {
+    const h = new SchedulerHarness(
+      Array.from({ length: 20 }, (_, i) => ({ name: `n${String(i).padStart(2, "0")}`, envs: i })),
+    );
+    const plan = h.run(request("e"));
+    expect(plan.node).toBe("n00");
+    expect(plan.scores.map((s) => s.node)).toEqual(
+      Array.from({ length: 10 }, (_, i) => `n${String(i).padStart(2, "0")}`),
+    );
+    expect(plan.scores[0]!.score).toBeGreaterThan(plan.scores[9]!.score);
+  });
 });

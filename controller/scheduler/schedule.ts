@@ -19,10 +19,16 @@ export const WEIGHTS = {
 type Filter = (n: NodeView, r: ScheduleRequest, ctx: FilterContext) => string | undefined;
 
 interface FilterContext {
+  /** "base@N" of the request. */
+  ref: string;
+  selector: [string, string][];
   /** Some ready node holds the version (it could be propagated from there). */
   heldSomewhere: boolean;
   propagation: boolean;
 }
+
+/** How many of the best-scored nodes a plan lists (the explanation; the winner is the first). */
+export const SCORES_SHOWN = 10;
 
 const FILTERS: Filter[] = [
   (n, r) => (r.node && n.name !== r.node ? `env is pinned to node ${r.node}` : undefined),
@@ -30,8 +36,8 @@ const FILTERS: Filter[] = [
   (n) => (n.ready ? undefined : "node is NotReady"),
   (n) => (n.cordoned ? "node is cordoned" : undefined),
   (n) => (n.draining ? "node is draining" : undefined),
-  (n, r) => {
-    for (const [k, v] of Object.entries(r.nodeSelector ?? {})) {
+  (n, _r, ctx) => {
+    for (const [k, v] of ctx.selector) {
       if (n.labels[k] !== v) return `label ${k}=${v} not matched (${k}=${n.labels[k] ?? "<unset>"})`;
     }
     return undefined;
@@ -51,8 +57,8 @@ const FILTERS: Filter[] = [
       ? `insufficient pool space: wants ${fmt(r.diskBytes)}, ${fmt(Math.max(0, free))} available`
       : undefined;
   },
-  (n, r, ctx) => {
-    const ref = `${r.base}@${r.version}`;
+  (n, _r, ctx) => {
+    const ref = ctx.ref;
     if (n.baseVersions.has(ref)) return undefined;
     if (!ctx.heldSomewhere) return `base ${ref} is not held by any ready node`;
     if (!ctx.propagation) return `base ${ref} is not on this node (propagation is not enabled)`;
@@ -63,6 +69,8 @@ const FILTERS: Filter[] = [
 export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
   const ref = `${req.base}@${req.version}`;
   const ctx: FilterContext = {
+    ref,
+    selector: Object.entries(req.nodeSelector ?? {}),
     heldSomewhere: view.nodes.some((n) => n.ready && n.baseVersions.has(ref)),
     propagation: view.propagation,
   };
@@ -82,20 +90,34 @@ export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
   }
   if (feasible.length === 0) return { rejections, scores: [] };
 
-  const maxEnvs = Math.max(1, ...feasible.map((n) => n.allocated.envs + 1));
-  const scores: NodeScore[] = feasible.map((n) => score(n, req, ref, maxEnvs));
-  scores.sort((a, b) => b.score - a.score || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
-  const best = scores[0]!;
-  const chosen = feasible.find((n) => n.name === best.node)!;
+  let maxEnvs = 1;
+  for (const n of feasible) maxEnvs = Math.max(maxEnvs, n.allocated.envs + 1);
+  // numbers first (no allocation per node), objects only for the nodes shown
+  const values = feasible.map((n) => total(parts(n, req, ref, maxEnvs)));
+  const order = feasible.map((_, i) => i);
+  order.sort((a, b) => values[b]! - values[a]! || byName(feasible[a]!.name, feasible[b]!.name));
+  const scores: NodeScore[] = order.slice(0, SCORES_SHOWN).map((i) => {
+    const n = feasible[i]!;
+    return { node: n.name, score: values[i]!, parts: parts(n, req, ref, maxEnvs) };
+  });
+  const chosen = feasible[order[0]!]!;
   return {
-    node: best.node,
+    node: chosen.name,
     needsPropagation: !chosen.baseVersions.has(ref),
     rejections,
     scores,
   };
 }
 
-function score(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number): NodeScore {
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function total(p: { baseLocal: number; fit: number; antiAffinity: number }): number {
+  return p.baseLocal + p.fit + p.antiAffinity;
+}
+
+function parts(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number) {
   const baseLocal = n.baseVersions.has(ref) ? 1 : 0;
   const memUtil =
     n.capacity.memoryBytes > 0
@@ -105,12 +127,11 @@ function score(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number):
   const load = n.capacity.memoryBytes > 0 ? (memUtil + envLoad) / 2 : envLoad;
   const fit = req.strategy === "binpack" ? load : 1 - load;
   const same = req.group ? (n.groups.get(req.group) ?? 0) : 0;
-  const parts = {
+  return {
     baseLocal: baseLocal * WEIGHTS.baseLocal,
     fit: fit * WEIGHTS.fit,
     antiAffinity: -same * WEIGHTS.antiAffinity,
   };
-  return { node: n.name, score: parts.baseLocal + parts.fit + parts.antiAffinity, parts };
 }
 
 function fmt(bytes: number): string {

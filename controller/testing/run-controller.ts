@@ -7,7 +7,9 @@
 import { createLogger, silentLogger } from "../../common/logger.js";
 import { controllerConfig } from "../config.js";
 import { startController } from "../controller.js";
+import { tuneHeap } from "../main.js";
 
+tuneHeap();
 const over = JSON.parse(process.argv[2] ?? "{}");
 const cfg = controllerConfig(over);
 const log = process.env.PROTOCTL_TEST_LOG
