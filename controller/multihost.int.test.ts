@@ -201,8 +201,8 @@ it("two controllers and two real agents in separate network namespaces", async (
       JSON.stringify(cfg),
     ]);
   });
-  await waitLine(controllers[0]!, /READY/);
-  await waitLine(controllers[1]!, /READY/);
+  // both listeners at once: output that arrives before a listener is attached is gone
+  await Promise.all(controllers.map((x) => waitLine(x, /READY/, 90_000)));
   const cred = await readCredentialFile(join(dir, "ctl-a", "admin.json"));
   const creds = clientCredentials(cred, { serverName: "protoctl-controller" });
   const c = client(`unix://${join(dir, "ctl-b.sock")}`, creds);
