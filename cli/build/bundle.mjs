@@ -40,6 +40,13 @@ const bundle = await rolldown({
   logLevel: "warn",
   // Native or worker-based packages must stay files on disk.
   external: ["node-pty", /^pino(-.*)?$/, "thread-stream"],
+  treeshake: {
+    // The generated control.ts builds its grpc-js client class at module load. Unary calls only
+    // need the service table (paths, codecs): declaring that call pure and grpc-js free of import
+    // side effects keeps grpc-js out of the chunks unary commands load (cli/client/h2-unary.ts).
+    manualPureFunctions: ["makeGenericClientConstructor"],
+    moduleSideEffects: (id) => !/[\\/]node_modules[\\/]@grpc[\\/]grpc-js[\\/]/.test(id),
+  },
 });
 await rm(join(root, "dist/cli/chunks"), { recursive: true, force: true });
 await bundle.write({

@@ -1,13 +1,14 @@
 /**
- * The CLI's connection to the controller. Everything gRPC is loaded here,
- * dynamically, so commands that never talk to the server (help, context,
- * completion scripts) do not pay ~40 ms for grpc-js and the generated code.
+ * The CLI's connection to the controller. Unary calls go over node:http2
+ * directly (h2-unary.ts); streaming calls use grpc-js, loaded on their first
+ * use. Commands that only list or change things never load grpc-js (~35 ms).
  */
 import { readFileSync } from "node:fs";
-import type { CallOptions, ClientDuplexStream, ClientReadableStream, Metadata } from "@grpc/grpc-js";
-import { Code, invalidArgument, ProtoctlError, unavailable } from "../../common/errors.js";
-import type { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
+import type { CallOptions, ClientDuplexStream, ClientReadableStream } from "@grpc/grpc-js";
+import { Code, fromGrpcError, invalidArgument, ProtoctlError, unavailable } from "../../common/errors.js";
+import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
+import { H2Unary } from "./h2-unary.js";
 
 export interface CallOpts {
   /** Milliseconds; unset = no deadline (long work). */
@@ -15,34 +16,60 @@ export interface CallOpts {
   signal?: AbortSignal;
 }
 
+type Service = typeof ControlServiceService;
+/** Methods of ControlService with one request and one response. */
+export type UnaryMethod = {
+  [K in keyof Service]: Service[K]["requestStream"] extends false
+    ? Service[K]["responseStream"] extends false
+      ? K
+      : never
+    : never;
+}[keyof Service];
+export type RequestOf<K extends UnaryMethod> = Parameters<Service[K]["requestSerialize"]>[0];
+export type ResponseOf<K extends UnaryMethod> = ReturnType<Service[K]["responseDeserialize"]>;
+
+export interface Credentials {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
 /** A connected client plus helpers that map failures to ProtoctlError with the CLI's wording. */
 export class Api {
-  constructor(
-    readonly client: ControlServiceClient,
-    readonly address: string,
-    private readonly grpc: typeof import("@grpc/grpc-js"),
-    private readonly common: typeof import("../../common/grpc.js"),
-  ) {}
+  private readonly h2: H2Unary;
+  private grpcClient?: Promise<ControlServiceClient>;
 
-  /** A unary call: `api.unary(c => c.listNodes, {})`. */
-  async unary<Req, Res>(
-    pick: (
-      c: ControlServiceClient,
-    ) => (
-      req: Req,
-      md: Metadata,
-      opts: Partial<CallOptions>,
-      cb: (err: import("@grpc/grpc-js").ServiceError | null, res: Res) => void,
-    ) => import("@grpc/grpc-js").ClientUnaryCall,
-    req: Req,
+  constructor(
+    readonly address: string,
+    private readonly ctx: ResolvedContext,
+    private readonly creds: Credentials,
+  ) {
+    this.h2 = new H2Unary({ address, insecure: !!ctx.insecure, serverName: ctx.serverName, ...creds });
+  }
+
+  /** A unary call by method name: `api.unary("listNodes", {})`. */
+  async unary<K extends UnaryMethod>(
+    method: K,
+    req: RequestOf<K>,
     opts: CallOpts = {},
-  ): Promise<Res> {
+  ): Promise<ResponseOf<K>> {
+    const def = ControlServiceService[method];
+    const body = (def.requestSerialize as (r: RequestOf<K>) => Buffer)(req);
     markFirstRpc();
     try {
-      return await this.common.callUnary(pick(this.client).bind(this.client), req, opts);
+      const res = await this.h2.call(def.path, body, opts);
+      return (def.responseDeserialize as (b: Buffer) => ResponseOf<K>)(res);
     } catch (err) {
       throw this.explain(err);
     }
+  }
+
+  /** The grpc-js client, created on first use (streams only). */
+  private client(): Promise<ControlServiceClient> {
+    this.grpcClient ??= import("./grpc-client.js").then((m) =>
+      m.grpcClient(this.address, this.ctx, this.creds),
+    );
+    return this.grpcClient;
   }
 
   /** A server stream, as an async iterator of messages. */
@@ -50,8 +77,9 @@ export class Api {
     open: (c: ControlServiceClient, opts: Partial<CallOptions>) => ClientReadableStream<T>,
     opts: CallOpts = {},
   ): AsyncGenerator<T> {
+    const client = await this.client();
     markFirstRpc();
-    const call = open(this.client, this.callOptions(opts));
+    const call = open(client, this.callOptions(opts));
     opts.signal?.addEventListener("abort", () => call.cancel(), { once: true });
     try {
       for await (const msg of call) yield msg as T;
@@ -63,25 +91,28 @@ export class Api {
   }
 
   /** A bidi or client stream; the caller writes and reads, errors go through `explain`. */
-  duplex<I, O>(
+  async duplex<I, O>(
     open: (c: ControlServiceClient, opts: Partial<CallOptions>) => ClientDuplexStream<I, O>,
     opts: CallOpts = {},
-  ): ClientDuplexStream<I, O> {
+  ): Promise<ClientDuplexStream<I, O>> {
+    const client = await this.client();
     markFirstRpc();
-    return open(this.client, this.callOptions(opts));
+    return open(client, this.callOptions(opts));
   }
 
-  callOptions(opts: CallOpts): Partial<CallOptions> {
+  private callOptions(opts: CallOpts): Partial<CallOptions> {
     return opts.deadlineMs ? { deadline: new Date(Date.now() + opts.deadlineMs) } : {};
-  }
-
-  metadata(): Metadata {
-    return new this.grpc.Metadata();
   }
 
   /** Turns a failed call into a ProtoctlError; an unreachable controller gets the standard sentence. */
   explain(err: unknown): ProtoctlError {
-    const pe = this.common.fromServiceError(err);
+    const pe =
+      err instanceof ProtoctlError
+        ? err
+        : typeof (err as { code?: unknown })?.code === "number" &&
+            typeof (err as { details?: unknown }).details === "string"
+          ? fromGrpcError(err as Parameters<typeof fromGrpcError>[0])
+          : ProtoctlError.from(err);
     // A status without our detail trailer came from the transport, not from the controller.
     const fromTransport = pe.reason === Code[pe.code];
     if (fromTransport && (pe.code === Code.UNAVAILABLE || pe.code === Code.DEADLINE_EXCEEDED)) {
@@ -102,7 +133,8 @@ export class Api {
   }
 
   close(): void {
-    this.client.close();
+    this.h2.close();
+    void this.grpcClient?.then((c) => c.close());
   }
 }
 
@@ -129,36 +161,20 @@ function pem(data: string | undefined, path: string | undefined, what: string): 
 
 /** Opens a client for the context. Nothing is sent until the first call. */
 export async function connect(ctx: ResolvedContext): Promise<Api> {
-  const [grpc, gen, common] = await Promise.all([
-    import("@grpc/grpc-js"),
-    import("../../proto/gen/protoctl/v1/control.js"),
-    import("../../common/grpc.js"),
-  ]);
   const address = ctx.controller.replace(/^(grpcs?|https?):\/\//, "");
-  let creds: import("@grpc/grpc-js").ChannelCredentials;
-  if (ctx.insecure) {
-    creds = grpc.credentials.createInsecure();
-  } else {
-    creds = grpc.credentials.createSsl(
-      pem(ctx.caData, ctx.ca, "CA certificate") ?? null,
-      pem(ctx.keyData, ctx.key, "client key") ?? null,
-      pem(ctx.certData, ctx.cert, "client certificate") ?? null,
-    );
-  }
-  const client = new gen.ControlServiceClient(address, creds, {
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    "grpc.max_send_message_length": 64 * 1024 * 1024,
-    // A CLI call should fail fast when the controller is down, not retry for 20 s.
-    "grpc.initial_reconnect_backoff_ms": 200,
-    "grpc.max_reconnect_backoff_ms": 1000,
-    ...(ctx.serverName && !ctx.insecure ? { "grpc.ssl_target_name_override": ctx.serverName } : {}),
-  });
-  return new Api(client, address, grpc, common);
+  const creds: Credentials = ctx.insecure
+    ? {}
+    : {
+        ca: pem(ctx.caData, ctx.ca, "CA certificate"),
+        cert: pem(ctx.certData, ctx.cert, "client certificate"),
+        key: pem(ctx.keyData, ctx.key, "client key"),
+      };
+  return new Api(address, ctx, creds);
 }
 
 /**
  * Start-up instrumentation: with PROTOCTL_TRACE_STARTUP=1 the CLI prints, once, the
- * milliseconds from process start to the moment the first RPC is handed to grpc-js.
+ * milliseconds from process start to the moment the first RPC is handed to the transport.
  */
 let traced = false;
 function markFirstRpc(): void {

@@ -89,7 +89,7 @@ export async function importBase(api: Api, ctx: ResolvedContext, args: ImportArg
   };
   const title = `Importing base ${args.name} from ${path}${upload ? " (upload)" : ""}`;
   return withProgress(title, async (sink) => {
-    const call = api.duplex<ControlImportBaseRequest, OperationEvent>((c, o) => c.importBase(o));
+    const call = await api.duplex<ControlImportBaseRequest, OperationEvent>((c, o) => c.importBase(o));
     const events = (async function* () {
       try {
         for await (const ev of call) yield ev as OperationEvent;

@@ -196,7 +196,7 @@ export function command(_name: string): Command {
     "protoctl base ls -o wide",
   ).action(async (opts: { output: string; quiet?: boolean }, self: Command) => {
     const api = await getApi(self);
-    const res = await api.unary((c) => c.listBases, {}, { deadlineMs: 15_000 });
+    const res = await api.unary("listBases", {}, { deadlineMs: 15_000 });
     await printList(res.bases, baseList, opts);
   });
 
@@ -207,7 +207,7 @@ export function command(_name: string): Command {
     name("base", n);
     const api = await getApi(self);
     const { Base } = await import("../../proto/gen/protoctl/v1/types.js");
-    const base = await api.unary((c) => c.getBase, { name: n }, { deadlineMs: 15_000 });
+    const base = await api.unary("getBase", { name: n }, { deadlineMs: 15_000 });
     await printObject(Base.toJSON(base), opts.output);
   });
 
@@ -291,7 +291,7 @@ export function command(_name: string): Command {
   ).action(async (ref: string, _o: unknown, self: Command) => {
     const r = versionRef("base", ref);
     const api = await getApi(self);
-    const res = await api.unary((c) => c.deleteBase, { ref: r });
+    const res = await api.unary("deleteBase", { ref: r });
     const names = res.deleted.map((v) => `base/${formatVersionRef(v.base, v.version)}`);
     say(names.length ? `${names.join(", ")} deleted` : `base/${ref} deleted`);
   });

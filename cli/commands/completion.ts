@@ -16,17 +16,17 @@ async function fetchNames(self: Command, kind: NameKind): Promise<string[]> {
     const opts = { deadlineMs: 1500 };
     switch (kind) {
       case "env":
-        return (await api.unary((c) => c.listEnvs, { node: "", group: "" }, opts)).envs.map(
+        return (await api.unary("listEnvs", { node: "", group: "" }, opts)).envs.map(
           (e) => e.spec?.name ?? "",
         );
       case "base":
-        return (await api.unary((c) => c.listBases, {}, opts)).bases.map((b) => b.name);
+        return (await api.unary("listBases", {}, opts)).bases.map((b) => b.name);
       case "node":
-        return (await api.unary((c) => c.listNodes, {}, opts)).nodes.map((n) => n.name);
+        return (await api.unary("listNodes", {}, opts)).nodes.map((n) => n.name);
       case "layer":
-        return (await api.unary((c) => c.listLayers, {}, opts)).layers.map((l) => l.name);
+        return (await api.unary("listLayers", {}, opts)).layers.map((l) => l.name);
       case "lab":
-        return (await api.unary((c) => c.listLabs, {}, opts)).labs.map((l) => l.name);
+        return (await api.unary("listLabs", {}, opts)).labs.map((l) => l.name);
     }
   } catch {
     return [];

@@ -58,7 +58,7 @@ export async function execInEnv(api: Api, o: ExecOptions): Promise<number> {
     });
   }
   const size = terminalSize();
-  const call: ClientDuplexStream<ExecInput, ExecOutput> = api.duplex((c, opts) => c.execEnv(opts));
+  const call: ClientDuplexStream<ExecInput, ExecOutput> = await api.duplex((c, opts) => c.execEnv(opts));
   const cleanups: Array<() => void> = [];
   const send = (input: ExecInput["input"]) => {
     if (!call.writable) return true;

@@ -160,7 +160,7 @@ export function command(_name: string): Command {
   ).action(async (n: string, opts: CreateOpts, self: Command) => {
     const spec = envSpecFromFlags(n, opts);
     const api = await getApi(self);
-    const env = await api.unary((c) => c.createEnv, { spec, wait: opts.wait });
+    const env = await api.unary("createEnv", { spec, wait: opts.wait });
     const where = env.status?.node ? ` on node ${env.status.node}` : "";
     const v = env.status?.baseVersion
       ? formatVersionRef(spec.base!.name, env.status.baseVersion)
@@ -178,11 +178,7 @@ export function command(_name: string): Command {
   ).action(async (opts: { output: string; quiet?: boolean; node?: string }, self: Command) => {
     if (opts.node) name("node", opts.node);
     const api = await getApi(self);
-    const res = await api.unary(
-      (c) => c.listEnvs,
-      { node: opts.node ?? "", group: "" },
-      { deadlineMs: 15_000 },
-    );
+    const res = await api.unary("listEnvs", { node: opts.node ?? "", group: "" }, { deadlineMs: 15_000 });
     await printList(res.envs, envList, opts);
   });
 
@@ -193,7 +189,7 @@ export function command(_name: string): Command {
     name("env", n);
     const api = await getApi(self);
     const { Env } = await import("../../proto/gen/protoctl/v1/types.js");
-    const env = await api.unary((c) => c.getEnv, { name: n }, { deadlineMs: 15_000 });
+    const env = await api.unary("getEnv", { name: n }, { deadlineMs: 15_000 });
     await printObject(Env.toJSON(env), opts.output);
   });
 
@@ -208,7 +204,7 @@ export function command(_name: string): Command {
     for (const n of names) name("env", n);
     const api = await getApi(self);
     for (const n of names) {
-      const env = await api.unary((c) => c.startEnv, { name: n, wait: opts.wait });
+      const env = await api.unary("startEnv", { name: n, wait: opts.wait });
       say(`env/${n} ${envPhase(env).toLowerCase()}`);
     }
   });
@@ -232,7 +228,7 @@ export function command(_name: string): Command {
     }
     const api = await getApi(self);
     for (const n of names) {
-      const env = await api.unary((c) => c.stopEnv, {
+      const env = await api.unary("stopEnv", {
         name: n,
         timeoutMs: Math.round(t * 1000),
         wait: opts.wait,
@@ -253,7 +249,7 @@ export function command(_name: string): Command {
     for (const n of names) name("env", n);
     const api = await getApi(self);
     for (const n of names) {
-      await api.unary((c) => c.deleteEnv, { name: n, wait: opts.wait });
+      await api.unary("deleteEnv", { name: n, wait: opts.wait });
       say(`env/${n} deleted`);
     }
   });
@@ -295,7 +291,7 @@ export function command(_name: string): Command {
     name("env", n);
     name("base", opts.asBase);
     const api = await getApi(self);
-    const v = await api.unary((c) => c.snapshotEnv, { name: n, asBase: opts.asBase });
+    const v = await api.unary("snapshotEnv", { name: n, asBase: opts.asBase });
     say(`base/${formatVersionRef(v.base, v.version)} created from env/${n}`);
   });
 
@@ -317,7 +313,7 @@ export function command(_name: string): Command {
       });
     }
     const api = await getApi(self);
-    const env = await api.unary((c) => c.rollEnv, { name: n, version, wait: opts.wait });
+    const env = await api.unary("rollEnv", { name: n, version, wait: opts.wait });
     say(`env/${n} rolled to ${env.spec?.base?.name}@${env.status?.baseVersion ?? "?"} (${envPhase(env)})`);
   });
 

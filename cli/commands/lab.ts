@@ -65,14 +65,14 @@ export function command(_name: string): Command {
   ).action(async (n: string, opts: { wait: boolean }, self: Command) => {
     name("lab", n);
     const api = await getApi(self);
-    await api.unary((c) => c.deleteLab, { name: n, wait: opts.wait });
+    await api.unary("deleteLab", { name: n, wait: opts.wait });
     say(`lab/${n} deleted`);
   });
 
   examples(listFlags(cmd.command("ls").alias("list").description("list labs")), "protoctl lab ls").action(
     async (opts: { output: string; quiet?: boolean }, self: Command) => {
       const api = await getApi(self);
-      const res = await api.unary((c) => c.listLabs, {}, { deadlineMs: 15_000 });
+      const res = await api.unary("listLabs", {}, { deadlineMs: 15_000 });
       await printList(res.labs, labList, opts);
     },
   );
@@ -86,7 +86,7 @@ export function command(_name: string): Command {
     name("lab", n);
     const api = await getApi(self);
     const { Lab } = await import("../../proto/gen/protoctl/v1/types.js");
-    const lab = await api.unary((c) => c.getLab, { name: n }, { deadlineMs: 15_000 });
+    const lab = await api.unary("getLab", { name: n }, { deadlineMs: 15_000 });
     await printObject(Lab.toJSON(lab), opts.output);
   });
 
@@ -103,7 +103,7 @@ export function command(_name: string): Command {
   ).action(async (n: string, opts: { format: string }, self: Command) => {
     name("lab", n);
     const api = await getApi(self);
-    const res = await api.unary((c) => c.labGraph, { name: n, format: opts.format }, { deadlineMs: 15_000 });
+    const res = await api.unary("labGraph", { name: n, format: opts.format }, { deadlineMs: 15_000 });
     process.stdout.write(res.text.endsWith("\n") ? res.text : `${res.text}\n`);
   });
 

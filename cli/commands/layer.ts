@@ -117,7 +117,7 @@ export function command(_name: string): Command {
   examples(listFlags(cmd.command("ls").alias("list").description("list layers")), "protoctl layer ls").action(
     async (opts: { output: string; quiet?: boolean }, self: Command) => {
       const api = await getApi(self);
-      const res = await api.unary((c) => c.listLayers, {}, { deadlineMs: 15_000 });
+      const res = await api.unary("listLayers", {}, { deadlineMs: 15_000 });
       await printList(res.layers, layerList, opts);
     },
   );
@@ -129,7 +129,7 @@ export function command(_name: string): Command {
     name("layer", n);
     const api = await getApi(self);
     const { Layer } = await import("../../proto/gen/protoctl/v1/types.js");
-    const layer = await api.unary((c) => c.getLayer, { name: n }, { deadlineMs: 15_000 });
+    const layer = await api.unary("getLayer", { name: n }, { deadlineMs: 15_000 });
     await printObject(Layer.toJSON(layer), opts.output);
   });
 
@@ -143,7 +143,7 @@ export function command(_name: string): Command {
   ).action(async (n: string, _o: unknown, self: Command) => {
     name("layer", n);
     const api = await getApi(self);
-    await api.unary((c) => c.deleteLayer, { name: n });
+    await api.unary("deleteLayer", { name: n });
     say(`layer/${n} deleted`);
   });
 

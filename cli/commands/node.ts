@@ -24,7 +24,7 @@ export function command(_name: string): Command {
     "protoctl node ls -o wide",
   ).action(async (opts: { output: string; quiet?: boolean }, self: Command) => {
     const api = await getApi(self);
-    const res = await api.unary((c) => c.listNodes, {}, { deadlineMs: 15_000 });
+    const res = await api.unary("listNodes", {}, { deadlineMs: 15_000 });
     await printList(res.nodes, nodeList, opts);
   });
 
@@ -35,7 +35,7 @@ export function command(_name: string): Command {
     name("node", n);
     const api = await getApi(self);
     const { Node } = await import("../../proto/gen/protoctl/v1/types.js");
-    const node = await api.unary((c) => c.getNode, { name: n }, { deadlineMs: 15_000 });
+    const node = await api.unary("getNode", { name: n }, { deadlineMs: 15_000 });
     await printObject(Node.toJSON(node), opts.output);
   });
 
@@ -45,7 +45,7 @@ export function command(_name: string): Command {
   ).action(async (n: string, _o: unknown, self: Command) => {
     name("node", n);
     const api = await getApi(self);
-    await api.unary((c) => c.cordonNode, { name: n });
+    await api.unary("cordonNode", { name: n });
     say(`node/${n} cordoned`);
   });
 
@@ -55,7 +55,7 @@ export function command(_name: string): Command {
   ).action(async (n: string, _o: unknown, self: Command) => {
     name("node", n);
     const api = await getApi(self);
-    await api.unary((c) => c.uncordonNode, { name: n });
+    await api.unary("uncordonNode", { name: n });
     say(`node/${n} uncordoned`);
   });
 
@@ -80,7 +80,7 @@ export function command(_name: string): Command {
   ).action(async (n: string, _o: unknown, self: Command) => {
     name("node", n);
     const api = await getApi(self);
-    await api.unary((c) => c.removeNode, { name: n });
+    await api.unary("removeNode", { name: n });
     say(`node/${n} removed`);
   });
 
@@ -96,7 +96,7 @@ export function command(_name: string): Command {
     const ttlSeconds = parseDuration(opts.ttl);
     const labels = keyValues(opts.label, "label");
     const api = await getApi(self);
-    const tok = await api.unary((c) => c.createJoinToken, { ttlSeconds, labels }, { deadlineMs: 15_000 });
+    const tok = await api.unary("createJoinToken", { ttlSeconds, labels }, { deadlineMs: 15_000 });
     if (opts.output === "json") {
       process.stdout.write(`${JSON.stringify({ token: tok.token, expiresMs: tok.expiresMs })}\n`);
     } else {

@@ -24,7 +24,7 @@ export function command(_name: string): Command {
       if (!opts.client) {
         if (opts.output !== "json") process.stdout.write(`client: ${info.client}\n`);
         const api = await getApi(self);
-        const v = await api.unary((c) => c.getVersion, {}, { deadlineMs: 5000 });
+        const v = await api.unary("getVersion", {}, { deadlineMs: 5000 });
         Object.assign(info, {
           server: v.version,
           controller: v.controller,

@@ -109,15 +109,15 @@ async function settleEnvs(rec: UpRecord, paths: StatePaths, o: DownOptions): Pro
     const { connect } = await import("../client/connect.js");
     api = await connect({ ...localContext(rec, paths), name: "local", source: "context" });
     const a = api;
-    const envs = (await a.unary((c) => c.listEnvs, { node: "", group: "" }, { deadlineMs: 5000 })).envs;
+    const envs = (await a.unary("listEnvs", { node: "", group: "" }, { deadlineMs: 5000 })).envs;
     const names = envs.map((e) => e.spec?.name ?? "").filter(Boolean);
     if (names.length === 0) return;
     if (!o.quiet) o.say(`${o.keep ? "stopping" : "deleting"} ${names.length} env(s): ${names.join(", ")}`);
     await Promise.all(
       names.map((name) =>
         (o.keep
-          ? a.unary((c) => c.stopEnv, { name, timeoutMs: 10_000, wait: true }, { deadlineMs: 60_000 })
-          : a.unary((c) => c.deleteEnv, { name, wait: true }, { deadlineMs: 60_000 })
+          ? a.unary("stopEnv", { name, timeoutMs: 10_000, wait: true }, { deadlineMs: 60_000 })
+          : a.unary("deleteEnv", { name, wait: true }, { deadlineMs: 60_000 })
         ).catch(() => undefined),
       ),
     );

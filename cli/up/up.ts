@@ -247,7 +247,7 @@ async function connectLocal(entry: ContextEntry): Promise<Api> {
 async function waitNodeReady(api: Api, o: UpOptions, paths: StatePaths, deadline: number): Promise<string> {
   const { NodeState } = await import("../../proto/gen/protoctl/v1/types.js");
   return waitFor(`node ${o.nodeName} to be Ready`, paths, "agent", deadline, async () => {
-    const res = await api.unary((c) => c.listNodes, {}, { deadlineMs: 5000 });
+    const res = await api.unary("listNodes", {}, { deadlineMs: 5000 });
     const n = res.nodes.find((x) => x.name === o.nodeName);
     return n && n.state === NodeState.NODE_STATE_READY ? `node ${n.name} Ready` : undefined;
   });
@@ -362,13 +362,12 @@ export async function up(o: UpOptions): Promise<void> {
     api = await connectLocal(entry);
     const a = api;
     await waitFor("the controller", paths, "controller", deadline, () =>
-      a.unary((c) => c.getVersion, {}, { deadlineMs: 2000 }),
+      a.unary("getVersion", {}, { deadlineMs: 2000 }),
     );
     let token = "";
     try {
-      token = (
-        await a.unary((c) => c.createJoinToken, { ttlSeconds: 3600, labels: {} }, { deadlineMs: 10_000 })
-      ).token;
+      token = (await a.unary("createJoinToken", { ttlSeconds: 3600, labels: {} }, { deadlineMs: 10_000 }))
+        .token;
     } catch (err) {
       // An insecure controller may not issue tokens; the agent joins without one then.
       if (!o.insecure) throw err;

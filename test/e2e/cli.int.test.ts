@@ -164,10 +164,14 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^base\/quick@1 built/);
     expect((await cli(["env", "create", "quick-1", "--base", "quick"])).code).toBe(0);
-    const hello = await cli(["env", "exec", "quick-1", "--", "echo", "hello from protoctl"]);
-    expect(hello).toEqual({ code: 0, stdout: "hello from protoctl\n", stderr: "" });
-    expect((await cli(["env", "rm", "quick-1"])).code).toBe(0);
-    expect((await cli(["base", "rm", "quick"])).code).toBe(0);
+    try {
+      const hello = await cli(["env", "exec", "quick-1", "--", "echo", "hello from protoctl"]);
+      expect(hello).toEqual({ code: 0, stdout: "hello from protoctl\n", stderr: "" });
+    } finally {
+      // keep later tests independent of this one's outcome
+      expect((await cli(["env", "rm", "quick-1"])).code).toBe(0);
+      expect((await cli(["base", "rm", "quick"])).code).toBe(0);
+    }
   }, 60_000);
 
   it("the supervisor restarts a process that dies", async () => {

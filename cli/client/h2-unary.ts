@@ -1,0 +1,183 @@
+/**
+ * Unary gRPC calls over node:http2, without grpc-js. Why: loading grpc-js
+ * costs ~35 ms, a quarter of the CLI's start-up budget (bench/cli-startup),
+ * and most commands make one or two unary calls. Streams (exec, logs,
+ * progress) still use grpc-js, loaded on their first use.
+ *
+ * The wire format is gRPC's: POST /package.Service/Method with
+ * content-type application/grpc and `te: trailers`; the body is one
+ * length-prefixed message (1 byte compressed flag, 4 bytes big-endian length);
+ * the status comes in the trailers (or in the headers of a trailers-only
+ * response) as grpc-status / grpc-message, with our ErrorDetail in
+ * `protoctl-error-bin` (base64). Failures become the same ProtoctlError the
+ * grpc-js path gives (common/errors.ts fromGrpcError).
+ */
+import type { ClientHttp2Session, IncomingHttpHeaders } from "node:http2";
+import { Code, ERROR_DETAIL_KEY, fromGrpcError, type ProtoctlError } from "../../common/errors.js";
+
+export interface H2Options {
+  /** host:port */
+  address: string;
+  insecure: boolean;
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** Name to verify in the server certificate (and send as SNI). */
+  serverName?: string;
+}
+
+export interface CallOptions {
+  deadlineMs?: number;
+  signal?: AbortSignal;
+}
+
+function statusError(code: number, details: string, md: Record<string, Buffer[]> = {}): ProtoctlError {
+  return fromGrpcError({ code, details, metadata: { get: (k: string) => md[k] ?? [] } });
+}
+
+/** grpc-message is percent-encoded. */
+function decodeMessage(raw: string | string[] | undefined): string {
+  const s = Array.isArray(raw) ? raw.join(",") : (raw ?? "");
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/** The status of a finished call from its trailers (or trailers-only headers). */
+export function statusFromHeaders(h: IncomingHttpHeaders): {
+  code: number;
+  message: string;
+  md: Record<string, Buffer[]>;
+} {
+  const code = Number(h["grpc-status"] ?? Code.UNKNOWN);
+  const md: Record<string, Buffer[]> = {};
+  const detail = h[ERROR_DETAIL_KEY];
+  if (detail)
+    md[ERROR_DETAIL_KEY] = (Array.isArray(detail) ? detail : [detail]).map((v) => Buffer.from(v, "base64"));
+  return {
+    code: Number.isInteger(code) ? code : Code.UNKNOWN,
+    message: decodeMessage(h["grpc-message"]),
+    md,
+  };
+}
+
+/** Frames one message: flag 0 (not compressed), 4-byte length, bytes. */
+export function frame(msg: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + msg.length);
+  out.writeUInt8(0, 0);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+/** Extracts the single message of a unary response body. */
+export function unframe(body: Buffer): Buffer {
+  if (body.length < 5) throw statusError(Code.INTERNAL, "the controller sent an empty response");
+  if (body.readUInt8(0) !== 0) throw statusError(Code.INTERNAL, "the controller sent a compressed response");
+  const len = body.readUInt32BE(1);
+  if (body.length < 5 + len) throw statusError(Code.INTERNAL, "the controller's response was cut short");
+  return body.subarray(5, 5 + len);
+}
+
+export class H2Unary {
+  private session?: ClientHttp2Session;
+  private sessionError?: Error;
+
+  constructor(private readonly opts: H2Options) {}
+
+  private async open(): Promise<ClientHttp2Session> {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    const http2 = await import("node:http2");
+    const o = this.opts;
+    const url = `${o.insecure ? "http" : "https"}://${o.address}`;
+    const session = http2.connect(url, {
+      ...(o.insecure ? {} : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
+      ...(o.serverName && !o.insecure ? { servername: o.serverName } : {}),
+    });
+    this.sessionError = undefined;
+    session.on("error", (err) => {
+      this.sessionError = err;
+    });
+    this.session = session;
+    return session;
+  }
+
+  /** Sends one request message to `path` and resolves with the response message bytes. */
+  async call(path: string, request: Uint8Array, opts: CallOptions = {}): Promise<Buffer> {
+    const session = await this.open();
+    return new Promise<Buffer>((resolve, reject) => {
+      let settled = false;
+      const chunks: Buffer[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      const finish = (err: unknown, value?: Buffer) => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(value!);
+      };
+      const headers: Record<string, string> = {
+        ":method": "POST",
+        ":path": path,
+        "content-type": "application/grpc",
+        te: "trailers",
+        "user-agent": "protoctl-cli",
+      };
+      if (opts.deadlineMs) headers["grpc-timeout"] = `${Math.max(1, Math.ceil(opts.deadlineMs))}m`;
+      const stream = session.request(headers);
+      if (opts.deadlineMs) {
+        timer = setTimeout(() => {
+          stream.close();
+          finish(statusError(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
+        }, opts.deadlineMs);
+      }
+      opts.signal?.addEventListener(
+        "abort",
+        () => {
+          stream.close();
+          finish(statusError(Code.CANCELLED, "cancelled"));
+        },
+        { once: true },
+      );
+      let status: ReturnType<typeof statusFromHeaders> | undefined;
+      stream.on("response", (h) => {
+        const httpStatus = Number(h[":status"]);
+        if (h["grpc-status"] !== undefined)
+          status = statusFromHeaders(h); // trailers-only
+        else if (httpStatus !== 200)
+          status = { code: Code.UNKNOWN, message: `HTTP status ${httpStatus}`, md: {} };
+      });
+      stream.on("trailers", (h) => {
+        status = statusFromHeaders(h);
+      });
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("error", (err: NodeJS.ErrnoException) => {
+        finish(statusError(Code.UNAVAILABLE, this.sessionError?.message ?? err.message));
+      });
+      stream.on("close", () => {
+        if (!status) {
+          const why = this.sessionError?.message ?? "the connection closed without a status";
+          finish(statusError(Code.UNAVAILABLE, why));
+          return;
+        }
+        if (status.code !== Code.OK) {
+          finish(statusError(status.code, status.message, status.md));
+          return;
+        }
+        try {
+          finish(undefined, unframe(Buffer.concat(chunks)));
+        } catch (err) {
+          finish(err);
+        }
+      });
+      stream.end(frame(request));
+    });
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+}
