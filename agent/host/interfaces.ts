@@ -110,6 +110,8 @@ export interface ExecRequest {
   workdir?: string;
   rows?: number;
   cols?: number;
+  /** User to run as: a name from the env's /etc/passwd or numeric `uid[:gid]`; root when absent. */
+  user?: string;
 }
 
 /** A running exec: write stdin, read stdout/stderr, resize, signal, await exit. */
@@ -206,6 +208,11 @@ export interface PoolDriver {
 
 /** systemd-nspawn machines with agent-managed cgroups. Implemented in host/machines/. */
 export interface MachineDriver {
+  /**
+   * Optional: gets what a start needs besides the root (cgroups, exec slot)
+   * ready while the root is still being prepared. `cleanup` undoes it.
+   */
+  prewarm?(name: string, limits: MachineLimits): void;
   start(spec: MachineSpec): Promise<MachineState>;
   stop(name: string, opts: { timeoutMs: number; force?: boolean }): Promise<MachineState>;
   state(name: string): Promise<MachineState>;

@@ -24,7 +24,14 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
-import { filePath, hostsFile, machineNetwork, machineSpec, validateEnvSpec } from "./env-spec.js";
+import {
+  filePath,
+  hostsFile,
+  machineLimits,
+  machineNetwork,
+  machineSpec,
+  validateEnvSpec,
+} from "./env-spec.js";
 import { type EnvRecord, EnvStore } from "./env-store.js";
 import { KeyedLock } from "./keyed-lock.js";
 
@@ -160,6 +167,14 @@ export class EnvService {
     const { pool, machines } = this.opts;
     const meta = await pool.getBaseVersion(spec.base!.name, spec.base!.version);
     return Revert.run(async (r) => {
+      if (spec.start) {
+        r.add(async () => {
+          await machines.stop(name, { timeoutMs: 0, force: true }).catch(() => undefined);
+          await machines.cleanup(name);
+        });
+        // cgroups and the first exec slot get ready while the root is snapshotted
+        machines.prewarm?.(name, machineLimits(spec));
+      }
       const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers);
       r.add(() => pool.removeEnvRoot(name));
       this.writeEnvFiles(root.rootDir, spec);
@@ -174,13 +189,7 @@ export class EnvService {
         generation,
         rootDir: root.rootDir,
       };
-      if (spec.start) {
-        r.add(async () => {
-          await machines.stop(name, { timeoutMs: 0, force: true }).catch(() => undefined);
-          await machines.cleanup(name);
-        });
-        await this.startMachine(rec);
-      }
+      if (spec.start) await this.startMachine(rec);
       this.store.save(rec);
       this.records.set(name, rec);
       r.add(() => {
@@ -323,11 +332,6 @@ export class EnvService {
 
   async exec(start: ExecStart): Promise<ExecSession> {
     const rec = this.require(start.env);
-    if (start.user && start.user !== "root") {
-      throw failedPrecondition("exec as another user than root is not supported yet", {
-        reason: "UNSUPPORTED",
-      });
-    }
     for (const k of Object.keys(start.envVars)) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) {
         throw new ProtoctlError(3, `invalid environment variable name ${JSON.stringify(k)}`, {
@@ -344,6 +348,7 @@ export class EnvService {
       workdir: start.workdir || undefined,
       rows: start.rows || undefined,
       cols: start.cols || undefined,
+      user: start.user || undefined,
     });
   }
 

@@ -1,8 +1,10 @@
 /**
- * Exec into a running machine: `nsenter -t <leader> -a` started through the
- * cgroup wrapper (so the process counts against the env's limits), the
- * environment given by `env -i KEY=VALUE…` as separate argv entries. Pipes for
- * plain sessions, node-pty for TTY sessions.
+ * Exec into a running machine: `nsenter -t <leader> -a` in the env's cgroups
+ * (so the process counts against the env's limits), the environment given by
+ * `env -i KEY=VALUE…` as separate argv entries. Plain sessions use a
+ * pre-joined slot when one is ready (exec-slot.ts), else the cgroup wrapper;
+ * TTY sessions use node-pty (loaded on first use: it is a native addon the
+ * agent does not need until someone asks for a terminal).
  *
  * nsenter forks once to enter the PID namespace and waits; when its child dies
  * of a signal it kills itself with the same one, so the wrapper's own exit
@@ -10,11 +12,12 @@
  * the command itself.
  */
 
+import type { ChildProcess } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import { PassThrough, Writable } from "node:stream";
-import { spawn as ptySpawn } from "node-pty";
-import { spawnProcess } from "../../../common/exec.js";
+import { PassThrough, type Readable, Writable } from "node:stream";
+import { spawnDirect } from "../../../common/exec.js";
 import type { ExecSession } from "../interfaces.js";
+import type { ExecSlot } from "./exec-slot.js";
 import { wrapInCgroups } from "./nspawn-args.js";
 import { childrenOf } from "./proc.js";
 
@@ -40,6 +43,8 @@ export interface ExecPlan {
   tty: boolean;
   rows: number;
   cols: number;
+  /** Numeric ids to run as (nsenter -S/-G); root when absent. */
+  user?: { uid: number; gid: number };
 }
 
 /**
@@ -49,22 +54,30 @@ export interface ExecPlan {
  */
 export const CHDIR_SCRIPT = 'cd -- "$1" || exit 126; shift; exec "$@"';
 
-/** argv after `sh`: the wrapper, then nsenter, then env -i, then the command. */
-export function execArgv(plan: ExecPlan): string[] {
+/** nsenter, then env -i, then the command: what runs once in the env's cgroups. */
+export function innerArgv(plan: ExecPlan): string[] {
   const envArgs = Object.entries(plan.env).map(([k, v]) => `${k}=${v}`);
   const cd =
     plan.workdir && plan.workdir !== "/" ? ["/bin/sh", "-c", CHDIR_SCRIPT, "protoctl-cd", plan.workdir] : [];
-  return wrapInCgroups(plan.procsFiles, [
+  // -S/-G: nsenter drops supplementary groups, then setgid, then setuid, after entering
+  const user = plan.user ? ["-S", String(plan.user.uid), "-G", String(plan.user.gid)] : [];
+  return [
     "nsenter",
     "-t",
     String(plan.leaderPid),
     "-a",
+    ...user,
     "env",
     "-i",
     ...envArgs,
     ...cd,
     ...plan.command,
-  ]);
+  ];
+}
+
+/** argv after `sh`: the cgroup wrapper, then innerArgv. */
+export function execArgv(plan: ExecPlan): string[] {
+  return wrapInCgroups(plan.procsFiles, innerArgv(plan));
 }
 
 /** Exit code from a wait status: the code, or 128+N for signal N. */
@@ -90,27 +103,32 @@ function signalInner(wrapperPid: number, sig: NodeJS.Signals): void {
   }
 }
 
-export function startExec(plan: ExecPlan): ExecSession {
-  return plan.tty ? startTty(plan) : startPiped(plan);
+/** Starts a session; a ready slot (already in the env's cgroups) is used for plain sessions. */
+export async function startExec(plan: ExecPlan, slot?: ExecSlot): Promise<ExecSession> {
+  if (plan.tty) {
+    slot?.discard();
+    return startTty(plan);
+  }
+  return startPiped(plan, slot);
 }
 
-function startPiped(plan: ExecPlan): ExecSession {
-  const child = spawnProcess("/bin/sh", execArgv(plan), {
-    stdin: "pipe",
-    stdout: "pipe",
-    stderr: "pipe",
-    buffer: false,
-    reject: false,
-    extendEnv: false,
-    env: baseEnv(),
-  });
+function startPiped(plan: ExecPlan, slot?: ExecSlot): ExecSession {
+  let child: ChildProcess;
+  if (slot?.alive()) child = slot.launch(innerArgv(plan));
+  else {
+    slot?.discard();
+    child = spawnDirect("/bin/sh", execArgv(plan), { stdio: ["pipe", "pipe", "pipe"], env: baseEnv() });
+  }
   // Exit means the command's exit, not the end of its output streams: a
   // background child may hold them open long after (see drainAfterExit).
   const exit = new Promise<number>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve(exitCodeOf(child.exitCode, child.signalCode));
+      return;
+    }
     child.once("exit", (code, sig) => resolve(exitCodeOf(code, sig)));
     child.once("error", () => resolve(255));
   });
-  void child.catch(() => undefined);
   // stdin errors (EPIPE after exit) are not the caller's concern.
   child.stdin?.on("error", () => undefined);
   return {
@@ -124,7 +142,8 @@ function startPiped(plan: ExecPlan): ExecSession {
   };
 }
 
-function startTty(plan: ExecPlan): ExecSession {
+async function startTty(plan: ExecPlan): Promise<ExecSession> {
+  const { spawn: ptySpawn } = await import("node-pty");
   const env = { ...plan.env };
   env.TERM ??= "xterm-256color";
   const term = ptySpawn("/bin/sh", execArgv({ ...plan, env }), {
@@ -177,9 +196,7 @@ function startTty(plan: ExecPlan): ExecSession {
  */
 export async function drainAfterExit(s: ExecSession, graceMs = 200): Promise<number> {
   const ended = (r: NodeJS.ReadableStream | null) =>
-    r
-      ? new Promise<void>((res) => (r as import("node:stream").Readable).once("close", () => res()))
-      : Promise.resolve();
+    r ? new Promise<void>((res) => (r as Readable).once("close", () => res())) : Promise.resolve();
   const streams = Promise.all([ended(s.stdout), ended(s.stderr)]);
   const code = await s.exit;
   let timer: NodeJS.Timeout | undefined;

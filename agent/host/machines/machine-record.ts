@@ -3,16 +3,7 @@
  * `<stateDir>/machines/`, written atomically (temp file + rename) so a killed
  * agent never leaves a torn record. The next agent process re-adopts from it.
  */
-import {
-  closeSync,
-  fsyncSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { MachineNetwork } from "../interfaces.js";
 import type { CgroupSet } from "./cgroups.js";

@@ -194,6 +194,73 @@ describe("NspawnMachineDriver", () => {
     expect(await nd.linkExists(host)).toBe(false);
   });
 
+  it("execs as another user, by name (the env's /etc/passwd) or numeric id", async () => {
+    const root = await bed.envRoot("users");
+    await driver.start(spec("users", root));
+    const add = await collect(
+      await driver.exec({
+        name: "users",
+        command: ["sh", "-c", "echo 'app:x:1000:1001::/home/app:/bin/sh' >> /etc/passwd; mkdir -p /home/app"],
+        tty: false,
+      }),
+    );
+    expect(add.code).toBe(0);
+    const who = ["sh", "-c", 'echo "$(id -u) $(id -g) $HOME $USER"; id -G'];
+    const byName = await collect(await driver.exec({ name: "users", command: who, tty: false, user: "app" }));
+    expect(byName).toEqual({ stdout: "1000 1001 /home/app app\n1001\n", stderr: "", code: 0 });
+    const byId = await collect(
+      await driver.exec({ name: "users", command: ["id", "-u"], tty: false, user: "1234:99" }),
+    );
+    expect(byId.stdout).toBe("1234\n");
+    await expect(
+      driver.exec({ name: "users", command: ["true"], tty: false, user: "nobody" }),
+    ).rejects.toMatchObject({ reason: "USER_NOT_FOUND" });
+    await expect(
+      driver.exec({ name: "users", command: ["true"], tty: false, user: "a;b" }),
+    ).rejects.toMatchObject({
+      reason: "INVALID_USER",
+    });
+    await driver.stop("users", { timeoutMs: 2000 });
+    await driver.cleanup("users");
+  });
+
+  it("keeps execs fast with pre-joined slots, and each lands in the env's cgroups", async () => {
+    const root = await bed.envRoot("slots");
+    await driver.start(spec("slots", root, { limits: { pids: 50 } }));
+    const set = envCgroupSet(detectHierarchies(), NODE, "slots");
+    const times: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      // spaced out: without a slot, each exec would wait for its own cgroup join
+      await new Promise((r) => setTimeout(r, 60));
+      const t0 = performance.now();
+      const r = await collect(
+        await driver.exec({
+          name: "slots",
+          command: ["sh", "-c", `echo "$0 $1"; cat /proc/self/cgroup`, "a b", `${i}`],
+          tty: false,
+        }),
+      );
+      times.push(performance.now() - t0);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^a b ${i}\n`));
+      expect(r.stdout).toMatch(/pids:\/\n/);
+    }
+    times.sort((a, b) => a - b);
+    console.log(`exec via slot p50 ${times[4]!.toFixed(1)} ms`);
+    // parallel execs: one takes the slot, the others join on their own
+    const par = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) =>
+        collect(await driver.exec({ name: "slots", command: ["echo", `p${i}`], tty: false })),
+      ),
+    );
+    expect(par.map((p) => p.stdout)).toEqual(["p0\n", "p1\n", "p2\n", "p3\n"]);
+    // one idle slot waits in the env's cgroups; stop ends it with everything else
+    expect(cgroupPids(set).length).toBeGreaterThan(0);
+    await driver.stop("slots", { timeoutMs: 2000 });
+    await driver.cleanup("slots");
+    for (const d of Object.values(set.dirs)) expect(existsSync(d)).toBe(false);
+  });
+
   it("reports a machine that cannot start", async () => {
     await expect(
       driver.start(spec("broken", join(bed.pool.mountpoint, "does-not-exist"))),

@@ -4,8 +4,11 @@
  *
  * Start: make the env's cgroups, spawn `sh <join-cgroups> … -- systemd-nspawn …`
  * detached (own session, stdio to the console log file, no pipes to us), so a
- * SIGKILLed agent leaves machines running. Ready = the leader (PID 1 inside)
- * has exec'd its payload, seen in /proc: nothing else is waited for.
+ * SIGKILLed agent leaves machines running; nothing of that process is kept
+ * but its pid. Ready = the leader (PID 1 inside) has exec'd its payload, seen
+ * in /proc (polled every 1 ms): nothing else is waited for. An exec slot is
+ * spawned alongside (exec-slot.ts), so the first exec does not wait for a
+ * cgroup join.
  * Stop: SIGTERM to nspawn (forwarded to PID 1 as --kill-signal: SIGTERM for
  * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
  * timeout; the cgroups go once empty.
@@ -14,9 +17,16 @@ import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
-import { run, spawnProcess } from "../../../common/exec.js";
+import { run, spawnDirect } from "../../../common/exec.js";
 import { validateName } from "../../../common/names.js";
-import type { ExecRequest, ExecSession, MachineDriver, MachineSpec, MachineState } from "../interfaces.js";
+import type {
+  ExecRequest,
+  ExecSession,
+  MachineDriver,
+  MachineLimits,
+  MachineSpec,
+  MachineState,
+} from "../interfaces.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import {
   type CgroupSet,
@@ -29,12 +39,14 @@ import {
   removeCgroups,
   startProcsFiles,
 } from "./cgroups.js";
-import { baseEnv, DEFAULT_PATH, startExec } from "./exec-session.js";
+import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
+import { ExecSlot, slotsSupported } from "./exec-slot.js";
 import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
 import { CONTAINER_IFACE, machineName, vethHostName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
 import { findLeader, isAlive, procStat } from "./proc.js";
+import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
 
 export interface NspawnDriverOptions {
   /** This agent's node name: part of machine names and cgroup paths. */
@@ -47,6 +59,8 @@ export interface NspawnDriverOptions {
   hierarchies?: Record<string, string>;
   /** How long a start may take before it is abandoned. */
   startTimeoutMs?: number;
+  /** Pre-joined exec slots (exec-slot.ts); default: when /bin/bash exists. */
+  execSlots?: boolean;
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -57,6 +71,11 @@ export class NspawnMachineDriver implements MachineDriver {
   private readonly hierarchies: Record<string, string>;
   private readonly networks: NetworkDriver;
   private readonly log: Logger;
+  /** At most one ready exec slot per running env. */
+  private readonly slots = new Map<string, ExecSlot>();
+  private readonly useSlots: boolean;
+  /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
+  private readonly prewarmed = new Set<string>();
 
   constructor(private readonly opts: NspawnDriverOptions) {
     validateName("node", opts.node);
@@ -66,6 +85,26 @@ export class NspawnMachineDriver implements MachineDriver {
     this.hierarchies = opts.hierarchies ?? detectHierarchies();
     this.networks = opts.networks ?? new NetworkDriver();
     this.log = opts.logger.child({ driver: "machines" });
+    this.useSlots = opts.execSlots ?? slotsSupported();
+  }
+
+  private addSlot(name: string, procsFiles: string[]): void {
+    if (!this.useSlots || this.slots.has(name)) return;
+    const slot = new ExecSlot(procsFiles, baseEnv(), (s) => {
+      if (this.slots.get(name) === s) this.slots.delete(name);
+      s.discard();
+    });
+    this.slots.set(name, slot);
+  }
+
+  private takeSlot(name: string): ExecSlot | undefined {
+    const slot = this.slots.get(name);
+    this.slots.delete(name);
+    return slot;
+  }
+
+  private dropSlot(name: string): void {
+    this.takeSlot(name)?.discard();
   }
 
   private alive(rec: MachineRecord): boolean {
@@ -93,6 +132,7 @@ export class NspawnMachineDriver implements MachineDriver {
   }
 
   private afterExit(rec: MachineRecord): void {
+    this.dropSlot(rec.name);
     killCgroups(rec.cgroups);
     removeCgroups(rec.cgroups);
     if (rec.vethHost) void this.networks.removeLink(rec.vethHost).catch(() => undefined);
@@ -108,6 +148,30 @@ export class NspawnMachineDriver implements MachineDriver {
   /** The console log file of an env's machine. */
   logFile(name: string): string {
     return this.store.logPath(name);
+  }
+
+  /**
+   * Makes the env's cgroups and spawns its first exec slot while the caller
+   * still prepares the root: the slot's cgroup join (an RCU grace period, see
+   * exec-slot.ts) then overlaps the btrfs snapshot instead of the start.
+   */
+  prewarm(name: string, limits: MachineLimits): void {
+    validateName("env", name);
+    const existing = this.records.get(name);
+    if (existing && this.refresh(existing).running) return;
+    const cgroups = envCgroupSet(this.hierarchies, this.opts.node, name, limits);
+    this.dropSlot(name);
+    this.clearStale(name);
+    createCgroups(cgroups, limits);
+    this.addSlot(name, startProcsFiles(cgroups));
+    this.prewarmed.add(name);
+  }
+
+  /** Cgroups of an earlier life of this env (a crash, another limit set), in every hierarchy. */
+  private clearStale(name: string): void {
+    const all = envCgroupSet(this.hierarchies, this.opts.node, name);
+    killCgroups(all);
+    removeCgroups(all);
   }
 
   async start(spec: MachineSpec): Promise<MachineState> {
@@ -126,7 +190,7 @@ export class NspawnMachineDriver implements MachineDriver {
     }
     const vethHost =
       net.mode === "private" || net.mode === "bridge" ? vethHostName(this.opts.node, spec.name) : undefined;
-    const cgroups: CgroupSet = envCgroupSet(this.hierarchies, this.opts.node, spec.name);
+    const cgroups: CgroupSet = envCgroupSet(this.hierarchies, this.opts.node, spec.name, spec.limits);
     const rec: MachineRecord = {
       name: spec.name,
       machine,
@@ -139,35 +203,28 @@ export class NspawnMachineDriver implements MachineDriver {
       vethHost,
       running: false,
     };
-    // a stale cgroup or veth from a crash of this very env: clear it first
-    killCgroups(cgroups);
-    removeCgroups(cgroups);
+    // a stale cgroup or veth from a crash of this very env: clear it first (prewarm did already)
+    if (!this.prewarmed.delete(spec.name)) {
+      this.dropSlot(spec.name);
+      this.clearStale(spec.name);
+    }
     if (vethHost && (await this.networks.linkExists(vethHost))) await this.networks.removeLink(vethHost);
 
     try {
       createCgroups(cgroups, spec.limits);
-      const argv = wrapInCgroups(startProcsFiles(cgroups), [
-        "systemd-nspawn",
-        ...nspawnArgs({ spec, machine, vethHost }),
-      ]);
+      const procsFiles = startProcsFiles(cgroups);
+      // the slot's cgroup join and the wrapper's share one RCU grace period (see exec-slot.ts)
+      this.addSlot(spec.name, procsFiles);
+      const argv = wrapInCgroups(procsFiles, ["systemd-nspawn", ...nspawnArgs({ spec, machine, vethHost })]);
       const fd = openSync(rec.logFile, "a", 0o600);
-      let child: ReturnType<typeof spawnProcess>;
+      let child: ReturnType<typeof spawnDirect>;
       try {
         // the log file's fd itself, not a pipe through us: the machine must outlive the agent
-        // (execa passes numeric fds straight to spawn; its types only list them outside arrays)
-        const detachedOpts = {
-          detached: true,
-          cleanup: false,
-          stdio: ["ignore", fd, fd],
-          buffer: false,
-          reject: false,
-          extendEnv: false,
-          env: baseEnv(),
-        } as unknown as Parameters<typeof spawnProcess>[2];
-        child = spawnProcess("/bin/sh", argv, detachedOpts);
+        child = spawnDirect("/bin/sh", argv, { detached: true, stdio: ["ignore", fd, fd], env: baseEnv() });
       } finally {
         closeSync(fd);
       }
+      child.on("error", () => undefined);
       child.unref();
       const pid = child.pid;
       if (pid === undefined) throw internal("systemd-nspawn did not start");
@@ -177,8 +234,9 @@ export class NspawnMachineDriver implements MachineDriver {
       rec.running = true;
       this.records.set(spec.name, rec);
       this.store.save(rec);
-      void child.then((r) => {
-        if (rec.nspawnPid === pid) rec.exitCode = r.exitCode ?? undefined;
+      // only the exit code is kept; the ChildProcess itself goes once it exits
+      child.once("exit", (code) => {
+        if (rec.nspawnPid === pid) rec.exitCode = code ?? undefined;
       });
       rec.leaderPid = await this.waitLeader(rec);
       if (vethHost && (net.mode === "private" || net.mode === "bridge")) {
@@ -198,6 +256,7 @@ export class NspawnMachineDriver implements MachineDriver {
       return this.toState(rec);
     } catch (err) {
       rec.running = false;
+      this.dropSlot(spec.name);
       killCgroups(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
       removeCgroups(cgroups);
@@ -247,6 +306,7 @@ export class NspawnMachineDriver implements MachineDriver {
     const rec = this.records.get(name);
     if (!rec)
       throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
+    this.dropSlot(name);
     if (rec.running && this.alive(rec)) {
       if (!opts.force) {
         try {
@@ -296,23 +356,64 @@ export class NspawnMachineDriver implements MachineDriver {
       });
     }
     if (req.command.length === 0 || req.command[0] === "") throw invalidArgument("exec needs a command");
-    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: "/root", ...rec.env, ...(req.env ?? {}) };
+    const user = req.user && req.user !== "root" ? await this.resolveUser(rec, req.user) : undefined;
+    const env: Record<string, string> = {
+      PATH: DEFAULT_PATH,
+      HOME: user?.home ?? "/root",
+      ...(user?.name ? { USER: user.name, LOGNAME: user.name } : {}),
+      ...rec.env,
+      ...(req.env ?? {}),
+    };
     for (const k of Object.keys(env)) {
       if (!ENV_KEY.test(k)) throw invalidArgument(`invalid environment variable name ${JSON.stringify(k)}`);
     }
     const workdir = req.workdir || "/";
     if (!workdir.startsWith("/") || workdir.includes("\0"))
       throw invalidArgument("workdir must be an absolute path");
-    return startExec({
-      leaderPid: rec.leaderPid,
-      procsFiles: execProcsFiles(rec.cgroups),
-      command: req.command,
-      env,
-      workdir,
-      tty: req.tty,
-      rows: req.rows ?? 24,
-      cols: req.cols ?? 80,
-    });
+    for (const w of req.command) if (w.includes("\0")) throw invalidArgument("command words cannot hold NUL");
+    const procsFiles = execProcsFiles(rec.cgroups);
+    const session = await startExec(
+      {
+        leaderPid: rec.leaderPid,
+        procsFiles,
+        command: req.command,
+        env,
+        workdir,
+        tty: req.tty,
+        rows: req.rows ?? 24,
+        cols: req.cols ?? 80,
+        user: user ? { uid: user.uid, gid: user.gid } : undefined,
+      },
+      req.tty ? undefined : this.takeSlot(req.name),
+    );
+    // the next exec finds a slot that has joined already
+    if (!req.tty) this.addSlot(req.name, procsFiles);
+    return session;
+  }
+
+  /** `name` (looked up in the env's own /etc/passwd) or numeric `uid[:gid]`. */
+  private async resolveUser(
+    rec: MachineRecord,
+    user: string,
+  ): Promise<{ uid: number; gid: number; home?: string; name?: string }> {
+    const num = numericUser(user);
+    if (num) return num;
+    checkUserName(user);
+    const s = await this.exec({ name: rec.name, command: ["cat", "/etc/passwd"], tty: false });
+    s.stdin.end();
+    const out: Buffer[] = [];
+    s.stdout.on("data", (b: Buffer) => out.push(b));
+    s.stderr?.resume();
+    const code = await drainAfterExit(s);
+    if (code !== 0) {
+      throw failedPrecondition(`cannot read /etc/passwd in env ${rec.name} (exit ${code})`, {
+        reason: "USER_LOOKUP_FAILED",
+        subject: `env/${rec.name}`,
+        hint: "pass a numeric uid[:gid] instead",
+      });
+    }
+    const e = findUser(parsePasswd(Buffer.concat(out).toString("utf8")), user, rec.name);
+    return { uid: e.uid, gid: e.gid, home: e.home || "/", name: e.name };
   }
 
   async *logs(
@@ -368,6 +469,15 @@ export class NspawnMachineDriver implements MachineDriver {
   }
 
   async cleanup(name: string): Promise<void> {
+    this.dropSlot(name);
+    if (this.prewarmed.delete(name) && !this.records.has(name)) {
+      const set = envCgroupSet(this.hierarchies, this.opts.node, name);
+      for (let i = 0; i < 50; i++) {
+        killCgroups(set);
+        if (removeCgroups(set).length === 0) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
     const rec = this.records.get(name);
     if (rec) {
       if (this.refresh(rec).running) {

@@ -11,6 +11,7 @@
  * flood entries per peer (`nolearning`, head-end replication).
  */
 
+import { existsSync } from "node:fs";
 import { invalidArgument } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { type Cidr, hostSideAddress, parseCidr, parseIp, validIfName } from "./addresses.js";
@@ -94,6 +95,8 @@ export class NetworkDriver {
   }
 
   async linkExists(name: string): Promise<boolean> {
+    // our own namespace: sysfs answers without spawning `ip`
+    if (!this.netns) return validIfName(name) && existsSync(`/sys/class/net/${name}`);
     const ns = this.netns ? ["-n", this.netns] : [];
     const r = await run("ip", [...ns, "link", "show", "dev", name], { allowFailure: true });
     return r.exitCode === 0;
