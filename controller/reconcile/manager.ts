@@ -36,10 +36,16 @@ export class ReconcileManager {
 
   async start(): Promise<void> {
     const c = this.cache;
-    c.specs.onChange((name) => this.envQueue.add(name));
+    // A new env's spec and status are written together but arrive on two
+    // watch streams: act when the second half lands, not on each.
+    c.specs.onChange((name, cur) => {
+      if (!cur || c.status.get(name)) this.envQueue.add(name);
+    });
     c.status.onChange((name, cur, prev, local) => {
-      // our own writes: the reconcile that made them carries on by itself
-      if (local) return;
+      // our own writes (applied locally, or their watch event overtaking the
+      // txn reply while the env is being reconciled): that pass carries on
+      if (local || this.envQueue.isActive(name)) return;
+      if (cur && !prev && !c.specs.get(name)) return;
       if (!cur || !prev || cur.value.phase !== prev.value.phase || cur.value.node !== prev.value.node) {
         this.envQueue.add(name);
       }

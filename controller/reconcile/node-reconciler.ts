@@ -50,6 +50,8 @@ export class NodeReconciler {
       }
       // capacity or bases may have changed: pending envs get another chance
       for (const env of this.envs.pending) this.envQueue.add(env);
+      // draining: the env loop moves restart=ALWAYS envs off this node
+      if (rec.value.draining) for (const env of this.cache.envsOn(node)) this.envQueue.add(env);
       this.lastReady.set(node, true);
       return;
     }

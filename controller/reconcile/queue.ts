@@ -96,6 +96,11 @@ export class WorkQueue {
     return this.failures.get(key) ?? 0;
   }
 
+  /** Whether the key is being processed right now. */
+  isActive(key: string): boolean {
+    return this.active.has(key);
+  }
+
   get length(): number {
     return this.ready.length;
   }
