@@ -35,7 +35,7 @@ export const DEFAULT_STATE_DIR = "/var/lib/protoctl/agent";
  * create-to-first-exec unchanged within noise. The live heap stays far below
  * the old-space limit (thousands of envs fit).
  */
-export const AGENT_NODE_FLAGS = ["--max-semi-space-size=2", "--max-old-space-size=128"];
+export const AGENT_NODE_FLAGS = ["--max-semi-space-size=1", "--max-old-space-size=128"];
 
 /** glibc: fewer malloc arenas for the agent's few threads (set in the agent's environment at launch). */
 export const AGENT_ENV = { MALLOC_ARENA_MAX: "2" };

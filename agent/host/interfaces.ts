@@ -69,8 +69,24 @@ export interface MachineLimits {
   pids?: number;
 }
 
+/** One veth of an env: a private point-to-point link to the host, or a port on a bridge. */
+export interface MachineLink {
+  mode: "private" | "bridge";
+  bridge?: string;
+  /** CIDR inside the env. */
+  address?: string;
+  gateway?: string;
+  /** Interface name inside the env (default host0 for a single link, eth<i> for several). */
+  ifname?: string;
+}
+
 export interface MachineNetwork {
   mode: "none" | "host" | "private" | "bridge";
+  /**
+   * Every attachment, in order, when the env has several (labs: one per
+   * network); when absent, the one link described by mode/bridge/address/gateway.
+   */
+  links?: MachineLink[];
   /** For bridge mode. */
   bridge?: string;
   /** CIDR address given to the env's interface, e.g. 10.1.0.5/24. */

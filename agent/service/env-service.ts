@@ -118,7 +118,8 @@ export class EnvService {
     let phase = PHASES[rec.phase];
     if (m.running) phase = EnvPhase.ENV_PHASE_RUNNING;
     else if (rec.phase === "running") phase = EnvPhase.ENV_PHASE_STOPPED;
-    const address = machineNetwork(rec.spec).address;
+    const net = machineNetwork(rec.spec);
+    const addresses = (net.links ?? [net]).flatMap((l) => (l.address ? [l.address.split("/")[0]!] : []));
     return {
       spec: rec.spec,
       status: {
@@ -130,7 +131,7 @@ export class EnvService {
         startedMs: m.running ? (m.startedMs ?? rec.startedMs) : rec.startedMs,
         baseVersion: rec.baseVersion,
         leaderPid: m.running ? (m.leaderPid ?? 0) : 0,
-        addresses: address ? [address.split("/")[0]!] : [],
+        addresses,
         generation: rec.generation,
       },
     };

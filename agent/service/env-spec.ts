@@ -8,7 +8,7 @@ import { posix } from "node:path";
 import { invalidArgument } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
 import { type EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
-import type { MachineLimits, MachineNetwork, MachineSpec } from "../host/interfaces.js";
+import type { MachineLimits, MachineLink, MachineNetwork, MachineSpec } from "../host/interfaces.js";
 import { parseCidr, parseIp, validIfName } from "../host/networks/addresses.js";
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -59,32 +59,61 @@ export function filePath(p: string): string {
   return norm;
 }
 
+const MODES: Record<number, MachineNetwork["mode"]> = {
+  [NetworkMode.NETWORK_MODE_NONE]: "none",
+  [NetworkMode.NETWORK_MODE_HOST]: "host",
+  [NetworkMode.NETWORK_MODE_PRIVATE]: "private",
+  [NetworkMode.NETWORK_MODE_BRIDGE]: "bridge",
+};
+
+/**
+ * The env's network in the driver's terms. Several attachments (labs: one per
+ * network) become `links`, in order (eth0, eth1… inside unless named); the
+ * first also fills mode/bridge/address/gateway for single-link readers.
+ */
 export function machineNetwork(spec: EnvSpec): MachineNetwork {
   const n = spec.network;
   const att = n?.attachments ?? [];
-  if (att.length > 1) bad("only one network attachment per env is supported for now", "UNSUPPORTED_NETWORK");
   const a = att[0];
   const modeNum = n?.mode || a?.mode || NetworkMode.NETWORK_MODE_NONE;
-  const mode = (
-    {
-      [NetworkMode.NETWORK_MODE_NONE]: "none",
-      [NetworkMode.NETWORK_MODE_HOST]: "host",
-      [NetworkMode.NETWORK_MODE_PRIVATE]: "private",
-      [NetworkMode.NETWORK_MODE_BRIDGE]: "bridge",
-    } as Record<number, MachineNetwork["mode"]>
-  )[modeNum];
+  const mode = MODES[modeNum];
   if (!mode) bad(`unknown network mode ${modeNum}`);
   const out: MachineNetwork = { mode };
-  if (mode === "bridge") {
-    if (!a?.bridge || !validIfName(a.bridge)) bad("bridge mode needs a bridge name of at most 15 characters");
-    out.bridge = a.bridge;
+  if (att.length > 0 && (mode === "none" || mode === "host")) {
+    bad(`network mode ${mode} takes no attachments`, "INVALID_NETWORK");
   }
-  if (a?.address) {
-    if (mode !== "private" && mode !== "bridge") bad("an address needs a private or bridge network");
-    parseCidr(a.address);
-    out.address = a.address;
+  const links: MachineLink[] = att.map((x, i) => {
+    const m = MODES[x.mode || modeNum];
+    if (m !== "private" && m !== "bridge")
+      bad(`attachment ${i} must be private or bridge`, "INVALID_NETWORK");
+    const link: MachineLink = { mode: m };
+    if (m === "bridge") {
+      if (!x.bridge || !validIfName(x.bridge))
+        bad("bridge mode needs a bridge name of at most 15 characters");
+      link.bridge = x.bridge;
+    }
+    if (x.address) {
+      parseCidr(x.address);
+      link.address = x.address;
+    }
+    if (x.gateway) link.gateway = parseIp(x.gateway, "gateway");
+    if (x.interfaceName) {
+      if (!validIfName(x.interfaceName)) bad(`invalid interface name ${JSON.stringify(x.interfaceName)}`);
+      link.ifname = x.interfaceName;
+    }
+    return link;
+  });
+  const names = links.map((l, i) => l.ifname ?? (links.length > 1 ? `eth${i}` : "host0"));
+  if (new Set(names).size !== names.length)
+    bad("two attachments use the same interface name", "INVALID_NETWORK");
+  if (mode === "bridge" && links.length === 0)
+    bad("bridge mode needs a bridge name of at most 15 characters");
+  if (links[0]) {
+    out.bridge = links[0].bridge;
+    out.address = links[0].address;
+    out.gateway = links[0].gateway;
   }
-  if (a?.gateway) out.gateway = parseIp(a.gateway, "gateway");
+  if (links.length > 1 || links[0]?.ifname) out.links = links;
   const ports = n?.ports ?? [];
   if (ports.length > 0 && mode !== "private" && mode !== "bridge") {
     bad("port forwards need a private or bridge network", "PORTS_NEED_NETWORK");

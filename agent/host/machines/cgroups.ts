@@ -125,7 +125,7 @@ export function execProcsFiles(set: CgroupSet): string[] {
 export function cgroupPids(set: CgroupSet): number[] {
   const pids = new Set<number>();
   for (const d of Object.values(set.dirs)) {
-    for (const dir of [d, join(d, "payload"), join(d, "supervisor")]) {
+    for (const dir of [d, ...subdirsDeepestFirst(d)]) {
       try {
         for (const p of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n"))
           if (p) pids.add(Number(p));
@@ -156,11 +156,46 @@ export function killCgroups(set: CgroupSet): void {
   }
 }
 
+/**
+ * Kills only the container (nspawn's `payload` cgroup), so nspawn itself
+ * sees its child die and exits on its own, undoing what it set up (e.g. the
+ * nftables rules of `--port`). Returns false when there is no payload cgroup.
+ */
+export function killPayload(set: CgroupSet): boolean {
+  const u = set.dirs.unified;
+  if (u && existsSync(join(u, "payload", "cgroup.kill"))) {
+    try {
+      writeFileSync(join(u, "payload", "cgroup.kill"), "1");
+      return true;
+    } catch {
+      // fall through
+    }
+  }
+  const sd = set.dirs.systemd;
+  if (!sd) return false;
+  let any = false;
+  try {
+    for (const p of readFileSync(join(sd, "payload", "cgroup.procs"), "utf8").split("\n")) {
+      if (!p) continue;
+      any = true;
+      try {
+        process.kill(Number(p), "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  } catch {
+    return false;
+  }
+  return any;
+}
+
 /** Removes the env's cgroup dirs (children nspawn made first). Returns dirs that could not go. */
 export function removeCgroups(set: CgroupSet): string[] {
   const left: string[] = [];
   for (const d of Object.values(set.dirs)) {
-    for (const dir of [join(d, "payload"), join(d, "supervisor"), d]) {
+    // depth first: nspawn's payload/supervisor, and below payload whatever systemd made in a booted env
+    for (const dir of [...subdirsDeepestFirst(d), d]) {
       try {
         rmdirSync(dir);
       } catch (err) {
@@ -177,6 +212,23 @@ export function removeCgroups(set: CgroupSet): string[] {
     }
   }
   return left;
+}
+
+/** Every directory below `dir`, children before their parents. */
+function subdirsDeepestFirst(dir: string): string[] {
+  const out: string[] = [];
+  let entries: import("node:fs").Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory()) continue;
+    const sub = join(dir, e.name);
+    out.push(...subdirsDeepestFirst(sub), sub);
+  }
+  return out;
 }
 
 /** Memory usage and OOM kills of the env, when the memory controller is there. */

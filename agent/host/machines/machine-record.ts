@@ -18,6 +18,8 @@ export interface MachineRecord {
   cgroups: CgroupSet;
   logFile: string;
   vethHost?: string;
+  /** Host sides of every veth (vethHost is the first). */
+  vethHosts?: string[];
   nspawnPid?: number;
   /** /proc start time of nspawn, against pid reuse. */
   nspawnStart?: number;

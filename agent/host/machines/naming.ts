@@ -20,9 +20,9 @@ export function machineName(node: string, env: string): string {
   return `${env.slice(0, MACHINE_NAME_MAX - 9).replace(/-+$/, "")}-${shortHash(`${node}/${env}`, 8)}`;
 }
 
-/** Host side of an env's veth: `vp` + 12 hex of node/env (14 chars, Linux allows 15). */
-export function vethHostName(node: string, env: string): string {
-  return `vp${shortHash(`${node}/${env}`, 12)}`;
+/** Host side of an env's veth: `vp` + 12 hex of node/env[/index] (14 chars, Linux allows 15). */
+export function vethHostName(node: string, env: string, index = 0): string {
+  return `vp${shortHash(index === 0 ? `${node}/${env}` : `${node}/${env}/${index}`, 12)}`;
 }
 
 /** Interface name inside the env. */

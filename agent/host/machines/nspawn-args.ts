@@ -28,13 +28,15 @@ export function wrapInCgroups(procsFiles: string[], argv: string[]): string[] {
 export interface NspawnArgsInput {
   spec: MachineSpec;
   machine: string;
-  /** Host side name of the env's veth (private and bridge modes). */
+  /** Host side name of the env's veth (private and bridge modes, one link). */
   vethHost?: string;
+  /** Every veth as [host side, inside] (takes precedence over vethHost). */
+  links?: Array<{ hostIf: string; ifname: string }>;
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-export function nspawnArgs({ spec, machine, vethHost }: NspawnArgsInput): string[] {
+export function nspawnArgs({ spec, machine, vethHost, links }: NspawnArgsInput): string[] {
   const a = [
     "--register=no",
     "--keep-unit",
@@ -58,6 +60,10 @@ export function nspawnArgs({ spec, machine, vethHost }: NspawnArgsInput): string
       break;
     case "private":
     case "bridge":
+      if (links?.length) {
+        for (const l of links) a.push(`--network-veth-extra=${l.hostIf}:${l.ifname}`);
+        break;
+      }
       if (!vethHost) throw new Error("a veth name is needed for private and bridge networks");
       a.push(`--network-veth-extra=${vethHost}:${CONTAINER_IFACE}`);
       break;

@@ -28,6 +28,7 @@ import type {
   MachineState,
 } from "../interfaces.js";
 import { NetworkDriver } from "../networks/network-driver.js";
+import { PortProxies } from "../networks/port-proxy.js";
 import {
   type CgroupSet,
   createCgroups,
@@ -35,15 +36,17 @@ import {
   envCgroupSet,
   execProcsFiles,
   killCgroups,
+  killPayload,
   listEnvCgroups,
   removeCgroups,
   startProcsFiles,
 } from "./cgroups.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { ExecSlot, slotsSupported } from "./exec-slot.js";
+import { planLinks } from "./links.js";
 import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
-import { CONTAINER_IFACE, machineName, vethHostName } from "./naming.js";
+import { machineName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
 import { findLeader, isAlive, procStat } from "./proc.js";
 import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
@@ -61,6 +64,13 @@ export interface NspawnDriverOptions {
   startTimeoutMs?: number;
   /** Pre-joined exec slots (exec-slot.ts); default: when /bin/bash exists. */
   execSlots?: boolean;
+  /**
+   * A named network namespace (`ip netns`) to run machines in: their veths'
+   * host ends live there (several "hosts" on one kernel, tests). Default: the agent's own.
+   */
+  netns?: string;
+  /** Loopback listeners for TCP port forwards (port-proxy.ts); default true. */
+  loopbackPorts?: boolean;
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -73,6 +83,7 @@ export class NspawnMachineDriver implements MachineDriver {
   private readonly log: Logger;
   /** At most one ready exec slot per running env. */
   private readonly slots = new Map<string, ExecSlot>();
+  private readonly proxies = new PortProxies();
   private readonly useSlots: boolean;
   /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
   private readonly prewarmed = new Set<string>();
@@ -83,7 +94,10 @@ export class NspawnMachineDriver implements MachineDriver {
     mkdirSync(dir, { recursive: true });
     this.store = new RecordStore(dir);
     this.hierarchies = opts.hierarchies ?? detectHierarchies();
-    this.networks = opts.networks ?? new NetworkDriver();
+    if (opts.netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.netns)) {
+      throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
+    }
+    this.networks = opts.networks ?? new NetworkDriver(opts.netns);
     this.log = opts.logger.child({ driver: "machines" });
     this.useSlots = opts.execSlots ?? slotsSupported();
   }
@@ -133,11 +147,30 @@ export class NspawnMachineDriver implements MachineDriver {
 
   private afterExit(rec: MachineRecord): void {
     this.dropSlot(rec.name);
+    void this.proxies.close(rec.name);
     killCgroups(rec.cgroups);
     removeCgroups(rec.cgroups);
-    if (rec.vethHost) void this.networks.removeLink(rec.vethHost).catch(() => undefined);
+    void this.removeLinks(rec);
     rec.leaderPid = undefined;
     this.store.save(rec);
+  }
+
+  /**
+   * Loopback listeners for the env's TCP forwards (port-proxy.ts); nspawn's
+   * own DNAT covers every other address. Not when nspawn runs in another
+   * network namespace than the agent (the listener would be in the wrong one).
+   */
+  private async openProxies(rec: MachineRecord): Promise<void> {
+    const tcp = (rec.network.ports ?? []).filter((p) => p.protocol === "tcp");
+    const target = rec.addresses?.[0];
+    if (tcp.length === 0 || !target || this.opts.netns || this.opts.loopbackPorts === false) return;
+    await this.proxies.open(rec.name, target, tcp);
+  }
+
+  /** Host ends of the env's veths, if the kernel did not drop them with the env's namespace. */
+  private async removeLinks(rec: MachineRecord): Promise<void> {
+    const hosts = rec.vethHosts ?? (rec.vethHost ? [rec.vethHost] : []);
+    for (const h of hosts) await this.networks.removeLink(h).catch(() => undefined);
   }
 
   /** Addresses configured on the env's interface at start. */
@@ -188,8 +221,9 @@ export class NspawnMachineDriver implements MachineDriver {
         reason: "PORTS_NEED_NETWORK",
       });
     }
-    const vethHost =
-      net.mode === "private" || net.mode === "bridge" ? vethHostName(this.opts.node, spec.name) : undefined;
+    const links = planLinks(this.opts.node, spec.name, net);
+    const vethHosts = links.map((l) => l.hostIf);
+    const vethHost = vethHosts[0];
     const cgroups: CgroupSet = envCgroupSet(this.hierarchies, this.opts.node, spec.name, spec.limits);
     const rec: MachineRecord = {
       name: spec.name,
@@ -201,6 +235,7 @@ export class NspawnMachineDriver implements MachineDriver {
       cgroups,
       logFile: this.store.logPath(spec.name),
       vethHost,
+      vethHosts,
       running: false,
     };
     // a stale cgroup or veth from a crash of this very env: clear it first (prewarm did already)
@@ -208,14 +243,19 @@ export class NspawnMachineDriver implements MachineDriver {
       this.dropSlot(spec.name);
       this.clearStale(spec.name);
     }
-    if (vethHost && (await this.networks.linkExists(vethHost))) await this.networks.removeLink(vethHost);
+    for (const h of vethHosts) if (await this.networks.linkExists(h)) await this.networks.removeLink(h);
 
     try {
       createCgroups(cgroups, spec.limits);
       const procsFiles = startProcsFiles(cgroups);
       // the slot's cgroup join and the wrapper's share one RCU grace period (see exec-slot.ts)
       this.addSlot(spec.name, procsFiles);
-      const argv = wrapInCgroups(procsFiles, ["systemd-nspawn", ...nspawnArgs({ spec, machine, vethHost })]);
+      const inNetns = this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`] : [];
+      const argv = wrapInCgroups(procsFiles, [
+        ...inNetns,
+        "systemd-nspawn",
+        ...nspawnArgs({ spec, machine, links }),
+      ]);
       const fd = openSync(rec.logFile, "a", 0o600);
       let child: ReturnType<typeof spawnDirect>;
       try {
@@ -239,28 +279,34 @@ export class NspawnMachineDriver implements MachineDriver {
         if (rec.nspawnPid === pid) rec.exitCode = code ?? undefined;
       });
       rec.leaderPid = await this.waitLeader(rec);
-      if (vethHost && (net.mode === "private" || net.mode === "bridge")) {
-        const { addresses } = await this.networks.setupEnvLink({
-          hostIf: vethHost,
-          containerIf: CONTAINER_IFACE,
+      if (spec.boot) await this.waitSystemdBus(rec);
+      const addresses: string[] = [];
+      for (const l of links) {
+        const r = await this.networks.setupEnvLink({
+          hostIf: l.hostIf,
+          containerIf: l.ifname,
           leaderPid: rec.leaderPid,
-          mode: net.mode,
-          bridge: net.bridge,
-          address: net.address,
-          gateway: net.gateway,
+          mode: l.mode,
+          bridge: l.bridge,
+          address: l.address,
+          gateway: l.gateway,
+          defaultRoute: l.defaultRoute,
         });
-        rec.addresses = addresses;
+        addresses.push(...r.addresses);
       }
+      if (links.length > 0) rec.addresses = addresses;
+      await this.openProxies(rec);
       this.store.save(rec);
       this.log.debug({ env: spec.name, machine, pid, leader: rec.leaderPid }, "machine started");
       return this.toState(rec);
     } catch (err) {
       rec.running = false;
       this.dropSlot(spec.name);
+      await this.proxies.close(spec.name);
       killCgroups(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
       removeCgroups(cgroups);
-      if (vethHost) await this.networks.removeLink(vethHost).catch(() => undefined);
+      await this.removeLinks(rec);
       this.records.delete(spec.name);
       this.store.remove(spec.name);
       throw err;
@@ -287,6 +333,31 @@ export class NspawnMachineDriver implements MachineDriver {
     }
   }
 
+  /**
+   * Boot mode: systemd answers `systemctl` once its private socket exists;
+   * before that every exec of systemctl fails ("Failed to connect to bus"),
+   * so that is when a booted env counts as started. Units keep starting after
+   * (`systemctl is-system-running --wait` waits for them).
+   */
+  private async waitSystemdBus(rec: MachineRecord): Promise<void> {
+    const sock = `/proc/${rec.leaderPid}/root/run/systemd/private`;
+    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
+    while (!existsSync(sock)) {
+      if (!this.alive(rec)) {
+        throw failedPrecondition(`machine ${rec.name} exited during boot`, {
+          reason: "MACHINE_START_FAILED",
+          subject: `env/${rec.name}`,
+          output: await this.tail(rec, 20),
+        });
+      }
+      if (Date.now() > deadline)
+        throw internal(`systemd in ${rec.name} did not come up in time`, {
+          output: await this.tail(rec, 20),
+        });
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   private async tail(rec: MachineRecord, lines: number): Promise<string> {
     const parts: Buffer[] = [];
     for await (const b of followFile(rec.logFile, { follow: false, tailLines: lines })) parts.push(b);
@@ -307,6 +378,7 @@ export class NspawnMachineDriver implements MachineDriver {
     if (!rec)
       throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
     this.dropSlot(name);
+    await this.proxies.close(name);
     if (rec.running && this.alive(rec)) {
       if (!opts.force) {
         try {
@@ -316,6 +388,8 @@ export class NspawnMachineDriver implements MachineDriver {
         }
         await this.waitGone(rec, opts.timeoutMs);
       }
+      // the container first, so nspawn exits by itself and undoes its setup (--port rules)
+      if (this.alive(rec) && killPayload(rec.cgroups)) await this.waitGone(rec, 2000);
       if (this.alive(rec)) {
         killCgroups(rec.cgroups);
         if (!(await this.waitGone(rec, 10_000))) {
@@ -330,7 +404,7 @@ export class NspawnMachineDriver implements MachineDriver {
       if (removeCgroups(rec.cgroups).length === 0) break;
       await new Promise((r) => setTimeout(r, 10));
     }
-    if (rec.vethHost) await this.networks.removeLink(rec.vethHost).catch(() => undefined);
+    await this.removeLinks(rec);
     rec.leaderPid = undefined;
     this.store.save(rec);
     return this.toState(rec);
@@ -446,6 +520,9 @@ export class NspawnMachineDriver implements MachineDriver {
       this.records.set(rec.name, rec);
       if (rec.running && this.alive(rec)) {
         rec.leaderPid = findLeader(rec.nspawnPid!) ?? rec.leaderPid;
+        await this.openProxies(rec).catch((err: Error) =>
+          this.log.warn({ env: rec.name, err: err.message }, "cannot reopen loopback port forwards"),
+        );
         this.log.info({ env: rec.name, pid: rec.nspawnPid }, "adopted running machine");
       } else if (rec.running) {
         rec.running = false;
@@ -470,6 +547,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   async cleanup(name: string): Promise<void> {
     this.dropSlot(name);
+    await this.proxies.close(name);
     if (this.prewarmed.delete(name) && !this.records.has(name)) {
       const set = envCgroupSet(this.hierarchies, this.opts.node, name);
       for (let i = 0; i < 50; i++) {
@@ -485,7 +563,7 @@ export class NspawnMachineDriver implements MachineDriver {
       }
       killCgroups(rec.cgroups);
       removeCgroups(rec.cgroups);
-      if (rec.vethHost) await this.networks.removeLink(rec.vethHost).catch(() => undefined);
+      await this.removeLinks(rec);
     }
     this.records.delete(name);
     this.store.remove(name);

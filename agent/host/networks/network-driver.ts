@@ -26,6 +26,8 @@ export interface EnvLink {
   bridge?: string;
   address?: string;
   gateway?: string;
+  /** Add the default route through this link (default true; only one link of an env may). */
+  defaultRoute?: boolean;
 }
 
 export interface EnsureNetworkSpec {
@@ -79,7 +81,8 @@ export class NetworkDriver {
           : link.gateway
             ? parseIp(link.gateway)
             : undefined;
-      if (gw) inside.push(`route add default via ${gw} dev ${link.containerIf} onlink`);
+      if (gw && link.defaultRoute !== false)
+        inside.push(`route add default via ${gw} dev ${link.containerIf} onlink`);
     }
     await run("nsenter", ["-t", String(link.leaderPid), "-n", "ip", "-batch", "-"], {
       input: `${inside.join("\n")}\n`,
