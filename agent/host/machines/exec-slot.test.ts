@@ -8,6 +8,6 @@ describe("exec slots", () => {
   });
   it("reads the command from fd 3 only, never from its arguments", () => {
     expect(EXEC_SLOT_SCRIPT).toContain('mapfile -d "" -t -u 3 a');
-    expect(EXEC_SLOT_SCRIPT).toContain('exec "${a[@]}"');
+    expect(EXEC_SLOT_SCRIPT).toMatch(/exec "\$\{a\[@\]\}"$/);
   });
 });

@@ -109,3 +109,37 @@ describe("proc and logs", () => {
     expect(tailOffset(Buffer.from("a\nb"), 1)).toBe(2);
   });
 });
+
+describe("links", () => {
+  it("plans one veth per attachment: eth0, eth1… inside, unique host names, one default route", async () => {
+    const { planLinks } = await import("./links.js");
+    const links = planLinks("n1", "web", {
+      mode: "bridge",
+      links: [
+        { mode: "bridge", bridge: "lab-a", address: "10.0.0.2/24", gateway: "10.0.0.1" },
+        { mode: "bridge", bridge: "lab-b", address: "10.1.0.2/24", gateway: "10.1.0.1" },
+      ],
+    });
+    expect(links.map((l) => [l.ifname, l.defaultRoute])).toEqual([
+      ["eth0", true],
+      ["eth1", false],
+    ]);
+    expect(links[0]!.hostIf).toBe(vethHostName("n1", "web"));
+    expect(links[1]!.hostIf).not.toBe(links[0]!.hostIf);
+    expect(planLinks("n1", "web", { mode: "private", address: "10.2.0.2/24" }).map((l) => l.ifname)).toEqual([
+      "host0",
+    ]);
+    expect(() => planLinks("n1", "web", { mode: "bridge", links: [{ mode: "bridge" }] })).toThrow(
+      /bridge name/,
+    );
+    const args = nspawnArgs({
+      spec: { name: "web", rootDir: "/r", boot: false, limits: {}, env: {}, network: { mode: "bridge" } },
+      machine: "m",
+      links,
+    });
+    expect(args.filter((a) => a.startsWith("--network-veth-extra="))).toEqual([
+      `--network-veth-extra=${links[0]!.hostIf}:eth0`,
+      `--network-veth-extra=${links[1]!.hostIf}:eth1`,
+    ]);
+  });
+});

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../common/logger.js";
@@ -11,6 +12,29 @@ import { isAlive } from "./proc.js";
 import { collect, type MachineTestBed, makeMachineTestBed } from "./test-support.js";
 
 const NODE = `mt${process.pid}`;
+
+/** Connects, reads until the server closes, or says why not. */
+function readOnce(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = connect(port, host);
+    let got = "";
+    const t = setTimeout(() => {
+      sock.destroy();
+      resolve(`timeout ${got}`);
+    }, 2000);
+    sock.on("data", (b) => {
+      got += b.toString();
+    });
+    sock.on("end", () => {
+      clearTimeout(t);
+      resolve(got);
+    });
+    sock.on("error", (e) => {
+      clearTimeout(t);
+      resolve(`error ${e.message}`);
+    });
+  });
+}
 let bed: MachineTestBed;
 let driver: NspawnMachineDriver;
 
@@ -259,6 +283,39 @@ describe("NspawnMachineDriver", () => {
     await driver.stop("slots", { timeoutMs: 2000 });
     await driver.cleanup("slots");
     for (const d of Object.values(set.dirs)) expect(existsSync(d)).toBe(false);
+  });
+
+  it("forwards ports: nspawn's DNAT for host addresses, the agent's listener for loopback", async () => {
+    const root = await bed.envRoot("ports");
+    const hostPort = 20000 + (process.pid % 20000);
+    await driver.start(
+      spec("ports", root, {
+        network: {
+          mode: "private",
+          address: "10.213.9.2/24",
+          ports: [{ protocol: "tcp", hostPort, containerPort: 80 }],
+        },
+      }),
+    );
+    const server = await driver.exec({
+      name: "ports",
+      command: ["sh", "-c", "while :; do echo hello | nc -l -p 80; done"],
+      tty: false,
+    });
+    const fetch = async (host: string) => {
+      for (let i = 0; i < 20; i++) {
+        const got = await readOnce(host, hostPort);
+        if (got === "hello\n") return got;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return readOnce(host, hostPort);
+    };
+    expect(await fetch("127.0.0.1")).toBe("hello\n"); // loopback: the agent's listener
+    expect(await fetch("10.213.9.1")).toBe("hello\n"); // the host side's address: nspawn's DNAT, no bus needed
+    server.signal("SIGKILL");
+    await driver.stop("ports", { timeoutMs: 2000 });
+    await driver.cleanup("ports");
+    expect(await readOnce("127.0.0.1", hostPort)).toMatch(/ECONNREFUSED/);
   });
 
   it("reports a machine that cannot start", async () => {
