@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
+import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/config.js";
 import { failedPrecondition, internal, ProtoctlError, unavailable } from "../../common/errors.js";
 import { isValidName } from "../../common/names.js";
 import type { Api } from "../client/connect.js";
@@ -188,7 +189,9 @@ function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefi
     children.push({
       name: "agent",
       command: node,
+      // Heap flags only take effect at launch: they keep the agent's RSS low (bench/env-create).
       args: [
+        ...AGENT_NODE_FLAGS,
         o.cliPath,
         "agent",
         "--name",
@@ -208,7 +211,7 @@ function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefi
         ...(joinToken ? ["--join-token", joinToken] : []),
         ...(o.insecure ? ["--insecure"] : []),
       ],
-      env: { PROTOCTL_LOG_FORMAT: "json" },
+      env: { PROTOCTL_LOG_FORMAT: "json", ...AGENT_ENV },
       // The agent stops its envs and unmounts its pool on SIGTERM: give it time.
       stopTimeoutMs: 60_000,
     });
