@@ -8,6 +8,7 @@ export { canonicalJson, digestOf } from "./canonical.js";
 export { hostsFor, type Membership, machineEnvSpec, type ResolvedAttachment } from "./env-spec.js";
 export { type ExpandedName, expandMachineName, MAX_EXPANSION } from "./expand.js";
 export { type GraphFormat, labGraph } from "./graph.js";
+export { hostsFileText } from "./hosts-file.js";
 export { inlineFileSources, type SourceReader } from "./inline-files.js";
 export {
   allocate,
@@ -18,6 +19,7 @@ export {
   toIpamState,
   withPrefix,
 } from "./ipam.js";
+export { KeyedLock } from "./keyed-lock.js";
 export {
   type ClusterNetworkIds,
   clusterNetworkIds,

@@ -47,6 +47,13 @@ const TERMINAL = new Set([
 /** Called when a placement needs the base version propagated first (hook; not wired yet). */
 export type PropagationHook = (node: string, base: string, version: number) => Promise<void>;
 
+/**
+ * Called before CreateEnv on the env's node: hand it what the env needs and
+ * the agent cannot fetch itself (layer recipes, lab networks). Errors with a
+ * terminal code fail the env; others are retried with the env's backoff.
+ */
+export type PrepareHook = (node: string, spec: EnvSpec, baseVersion: number) => Promise<void>;
+
 export class EnvReconciler {
   /** Envs whose actual state should be re-read from the agent on the next pass. */
   readonly verify = new Set<string>();
@@ -54,6 +61,7 @@ export class EnvReconciler {
   /** Envs waiting for a placement (re-tried when nodes change). */
   readonly pending = new Set<string>();
   propagate: PropagationHook | undefined;
+  readonly prepare: PrepareHook[] = [];
   /** Time spent waiting, by kind (ms), and counts: for the bench and debugging. */
   readonly timing = { writes: 0, writeMs: 0, agentCalls: 0, agentMs: 0, passes: 0 };
 
@@ -190,6 +198,7 @@ export class EnvReconciler {
     let actual: Env | undefined;
     try {
       if (st.phase === EnvPhase.ENV_PHASE_SCHEDULED || this.verify.delete(name)) {
+        for (const hook of this.prepare) await hook(node, spec, st.baseVersion);
         const agentSpec: EnvSpec = {
           ...spec,
           base: { name: spec.base?.name ?? "", version: st.baseVersion },

@@ -7,9 +7,13 @@
  */
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
+import type { LabRecord } from "../store/store.js";
 import { ClusterCache } from "./cluster-cache.js";
 import { EnvReconciler } from "./env-reconciler.js";
+import { LabNetworks } from "./lab-networks.js";
+import { LayerForwarder } from "./layer-forwarder.js";
 import { NodeReconciler } from "./node-reconciler.js";
 import { WorkQueue } from "./queue.js";
 
@@ -19,6 +23,10 @@ export class ReconcileManager {
   readonly nodeQueue: WorkQueue;
   readonly envs: EnvReconciler;
   readonly nodes: NodeReconciler;
+  readonly labQueue: WorkQueue;
+  readonly labs: LabNetworks;
+  readonly layers: LayerForwarder;
+  private readonly labInformer: Informer<LabRecord>;
   private running: Promise<unknown> | undefined;
 
   constructor(
@@ -32,6 +40,22 @@ export class ReconcileManager {
     this.nodeQueue = new WorkQueue({ backoff, concurrency: 8 });
     this.envs = new EnvReconciler(ctx, this.cache, this.envQueue, fence);
     this.nodes = new NodeReconciler(ctx, this.cache, this.envs, this.envQueue);
+    const agent = (node: string) => {
+      const address = this.cache.nodeAddress(node);
+      return address ? ctx.agents.get(node, address) : undefined;
+    };
+    this.labQueue = new WorkQueue({ backoff, concurrency: 4 });
+    this.labInformer = new Informer(ctx.store.labStates);
+    this.labs = new LabNetworks(ctx.store, this.cache, this.labInformer, agent, fence);
+    this.layers = new LayerForwarder(ctx.store, (node) => {
+      const c = agent(node);
+      if (!c) throw new Error(`node ${node} has no address`);
+      return c;
+    });
+    this.envs.prepare.push(
+      (node, spec, version) => this.layers.ensure(node, spec, version),
+      (node, spec) => this.labs.prepare(node, spec),
+    );
   }
 
   async start(): Promise<void> {
@@ -50,10 +74,17 @@ export class ReconcileManager {
         this.envQueue.add(name);
       }
     });
+    // lab networks follow placements: a machine placed, moved or gone changes its networks' nodes
+    c.status.onChange((name, cur, prev) => {
+      if (cur && prev && cur.value.node === prev.value.node && cur.value.phase === prev.value.phase) return;
+      for (const lab of this.labs.labsOfEnv(name)) this.labQueue.add(lab);
+    });
+    this.labInformer.onChange((name) => this.labQueue.add(name));
     c.alive.onChange((name) => this.nodeQueue.add(name));
     c.nodes.onChange((name) => this.nodeQueue.add(name));
     c.inventory.onChange((name) => this.nodeQueue.add(name));
     await c.start();
+    await this.labInformer.start();
     for (const name of c.nodes.names()) this.nodeQueue.add(name);
     for (const name of new Set([...c.specs.names(), ...c.status.names()])) this.envQueue.add(name);
     const log = this.ctx.log;
@@ -67,6 +98,11 @@ export class ReconcileManager {
         (k) => this.nodes.reconcile(k),
         (key, err, retry) =>
           log.warn({ node: key, err: (err as Error).message, retryInMs: retry }, "node reconcile failed"),
+      ),
+      this.labQueue.run(
+        (k) => this.labs.reconcile(k),
+        (key, err, retry) =>
+          log.warn({ lab: key, err: (err as Error).message, retryInMs: retry }, "lab reconcile failed"),
       ),
     ]);
     log.info({ nodes: c.nodes.size, envs: c.specs.size }, "reconcile loops started");
@@ -88,6 +124,8 @@ export class ReconcileManager {
     this.ctx.log.info({ timing: this.envs.timing }, "reconcile loops stopping");
     this.envQueue.shutdown();
     this.nodeQueue.shutdown();
+    this.labQueue.shutdown();
+    await this.labInformer.stop();
     await this.cache.stop();
     await this.running;
   }

@@ -1,24 +1,19 @@
 /**
  * The ControlService as served by every replica: the RPC groups assembled,
- * plus version, labs (stored, not yet run: another issue) and the event
- * stream. `controlAuth` says who may call what when TLS is on.
+ * plus version and the event stream. `controlAuth` says who may call what when TLS is on.
  */
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
-import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
+import { Code, ProtoctlError } from "../../common/errors.js";
 import { toServiceError } from "../../common/grpc.js";
-import { validateName } from "../../common/names.js";
 import type { PeerIdentity } from "../../common/tls.js";
-import type {
-  ApplyLabRequest,
-  LabProgress,
-  WatchEventsRequest,
-} from "../../proto/gen/protoctl/v1/control.js";
+import type { WatchEventsRequest } from "../../proto/gen/protoctl/v1/control.js";
 import type { Event } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { baseApi, layerApi } from "./base-api.js";
 import { envApi } from "./env-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { serverStream, unary } from "./handlers.js";
+import { labApi } from "./lab-api.js";
 import { nodeApi } from "./node-api.js";
 
 export const CONTROLLER_VERSION = "0.1.0";
@@ -33,12 +28,6 @@ export function controlAuth(method: string, peer: PeerIdentity | undefined): boo
   if (peer.role === "admin" || peer.role === "controller") return true;
   return peer.role === "node" && NODE.has(method);
 }
-
-const labsNotImplemented = () =>
-  failedPrecondition("labs are not implemented yet", {
-    reason: "LABS_NOT_IMPLEMENTED",
-    hint: "create the envs one by one with `protoctl env create --group LAB` meanwhile",
-  });
 
 export function controlService(
   ctx: ControllerContext,
@@ -56,25 +45,7 @@ export function controlService(
     ...baseApi(ctx),
     ...layerApi(ctx),
     ...envApi(ctx, waiter),
-
-    applyLab: serverStream<ApplyLabRequest, LabProgress>(async () => {
-      throw labsNotImplemented();
-    }),
-    deleteLab: unary(async (req: { name: string }) => {
-      validateName("lab", req.name);
-      throw labsNotImplemented();
-    }),
-    listLabs: unary(async () => ({ labs: (await ctx.store.labs.list()).items.map((i) => i.value) })),
-    getLab: unary(async (req: { name: string }) => {
-      validateName("lab", req.name);
-      const lab = await ctx.store.labs.get(req.name);
-      if (!lab)
-        throw notFound(`lab ${req.name} not found`, { reason: "LAB_NOT_FOUND", subject: `lab/${req.name}` });
-      return lab.value;
-    }),
-    labGraph: unary(async () => {
-      throw labsNotImplemented();
-    }),
+    ...labApi(ctx, waiter),
 
     watchEvents: serverStream<WatchEventsRequest, Event>(async (req, send, call) => {
       const match = (e: Event) => req.kinds.length === 0 || req.kinds.some((k) => e.kind.startsWith(k));

@@ -23,6 +23,7 @@ export const FOLDERS = {
   envSpecs: "env-specs/",
   envStatus: "env-status/",
   labs: "labs/",
+  labState: "lab-state/",
   exports: "exports/",
   attachments: "attachments/",
   events: "events/",
@@ -79,6 +80,10 @@ export class Keys {
   }
   lab(name: string): string {
     return this.folder("labs") + checked(name, "lab");
+  }
+  /** A lab's applied state (IPAM, VNIs, machines) and spec: see LabRecord in store.ts. */
+  labState(name: string): string {
+    return this.folder("labState") + checked(name, "lab");
   }
   export(base: string, version: number, node: string): string {
     return `${this.folder("exports")}${checked(base, "base")}@${version}/${checked(node)}`;

@@ -20,6 +20,7 @@ import {
   LayerSpec,
   Node,
 } from "../../proto/gen/protoctl/v1/types.js";
+import type { LabState } from "../labs/lab-state.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
@@ -43,6 +44,21 @@ export interface LayerRecord {
   spec: LayerSpec;
 }
 
+/**
+ * What `lab-state/<lab>` holds: the state the last `lab up` planned (stable
+ * addresses, VNIs, interface names, machine digests), the spec as applied,
+ * and whether `lab down` is under way (the leader removes the networks once
+ * every machine is gone, then deletes this key).
+ */
+export interface LabRecord {
+  state: LabState;
+  specYaml: string;
+  createdMs: number;
+  updatedMs: number;
+  deleting?: boolean;
+  message?: string;
+}
+
 const layerCodec: Codec<LayerRecord> = {
   encode: (v) =>
     Buffer.from(JSON.stringify({ layer: Layer.toJSON(v.layer), spec: LayerSpec.toJSON(v.spec) })),
@@ -63,6 +79,7 @@ export const codecs = {
   envSpec: protoJson(EnvSpec),
   envStatus: protoJson(EnvStatus),
   lab: protoJson(Lab),
+  labState: plainJson<LabRecord>(),
   export: protoJson(Export),
   attachment: protoJson(Attachment),
 };
@@ -191,6 +208,7 @@ export class ClusterStore {
   readonly envSpecs: Collection<EnvSpec>;
   readonly envStatus: Collection<EnvStatus>;
   readonly labs: Collection<Lab>;
+  readonly labStates: Collection<LabRecord>;
 
   constructor(opts: StoreOptions) {
     this.client = new Etcd3({
@@ -213,6 +231,7 @@ export class ClusterStore {
     this.envSpecs = c("envSpecs", codecs.envSpec, "env", (n) => k.envSpec(n));
     this.envStatus = c("envStatus", codecs.envStatus, "env", (n) => k.envStatus(n));
     this.labs = c("labs", codecs.lab, "lab", (n) => k.lab(n));
+    this.labStates = c("labState", codecs.labState, "lab", (n) => k.labState(n));
   }
 
   // ---- tokens (keyed by hash) ----

@@ -1,0 +1,406 @@
+/**
+ * Lab RPCs. ApplyLab plans the spec against the stored lab (controller/labs,
+ * pure), records the new state (addresses, VNIs, bridge names) in
+ * `lab-state/<lab>` first, so the leader knows the lab's networks before any
+ * of its machines is placed, then writes the difference as env specs:
+ * deleted and replaced machines go first (a freed address may be handed to a
+ * new machine), then new ones. The leader's loops place the envs (group =
+ * lab: anti-affinity), make the networks on their nodes and create them;
+ * this handler waits for them and rewrites /etc/hosts of kept machines whose
+ * peers changed. DeleteLab marks the lab as deleting and deletes its envs;
+ * the leader removes the networks once they are gone, then the record.
+ */
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
+import { validateName } from "../../common/names.js";
+import type {
+  ApplyLabRequest,
+  DeleteLabRequest,
+  GetLabRequest,
+  LabGraphRequest,
+  LabProgress,
+} from "../../proto/gen/protoctl/v1/control.js";
+import {
+  EnvPhase,
+  type EnvSpec,
+  type EnvStatus,
+  type Lab,
+  LabPhase,
+} from "../../proto/gen/protoctl/v1/types.js";
+import type { ControllerContext } from "../context.js";
+import {
+  clusterNetworkIds,
+  hostsFileText,
+  KeyedLock,
+  type LabPlan,
+  labGraph,
+  labView,
+  loadLabSpec,
+  type MachineStatus,
+  planLab,
+} from "../labs/index.js";
+import type { LabSpec } from "../labs/spec-types.js";
+import { newStatus } from "../reconcile/env-reconciler.js";
+import { codecs, type LabRecord } from "../store/store.js";
+import { agentFor } from "./env-api.js";
+import type { EnvStatusWaiter } from "./env-watch.js";
+import { cancelled, serverStream, unary } from "./handlers.js";
+import { runWithStdin } from "./lab-exec.js";
+
+const WAIT_MS = 10 * 60_000;
+const SETTLED = new Set([EnvPhase.ENV_PHASE_RUNNING, EnvPhase.ENV_PHASE_FAILED, EnvPhase.ENV_PHASE_LOST]);
+/** A fixed command: /etc/hosts content arrives on stdin, never in an argument. */
+const WRITE_HOSTS = ["/bin/sh", "-c", "cat > /etc/hosts.protoctl && mv -f /etc/hosts.protoctl /etc/hosts"];
+
+export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
+  const store = ctx.store;
+  const locks = new KeyedLock();
+
+  const statuses = async (): Promise<Map<string, { spec: boolean; status: EnvStatus }>> => {
+    const [sl, tl] = await Promise.all([store.envSpecs.list(), store.envStatus.list()]);
+    const specs = new Set(sl.items.map((i) => store.envSpecs.nameOf(i.key)));
+    const out = new Map<string, { spec: boolean; status: EnvStatus }>();
+    for (const it of tl.items) {
+      const n = store.envStatus.nameOf(it.key)!;
+      out.set(n, { spec: specs.has(n), status: it.value });
+    }
+    return out;
+  };
+
+  const view = (rec: LabRecord, envs: Map<string, { spec: boolean; status: EnvStatus }>): Lab => {
+    const status = new Map<string, MachineStatus>();
+    const lost = new Map<string, string[]>();
+    for (const [m, ms] of Object.entries(rec.state.machines)) {
+      const e = envs.get(ms.envName);
+      if (!e) continue;
+      const phase = e.spec ? e.status.phase : EnvPhase.ENV_PHASE_DELETING;
+      status.set(m, { node: e.status.node, phase });
+      if (phase === EnvPhase.ENV_PHASE_LOST) lost.set(e.status.node, [...(lost.get(e.status.node) ?? []), m]);
+    }
+    const notes = [...lost].map(
+      ([node, ms]) =>
+        `node ${node} lost with ${ms.join(", ")}: run \`lab up\` again to recreate them elsewhere`,
+    );
+    if (rec.deleting) notes.unshift("being deleted");
+    if (rec.message) notes.push(rec.message);
+    const lab = labView({
+      state: rec.state,
+      specYaml: rec.specYaml,
+      status,
+      createdMs: rec.createdMs,
+      message: notes.join("; "),
+    });
+    if (rec.deleting) lab.phase = LabPhase.LAB_PHASE_DELETING;
+    return lab;
+  };
+
+  const getRecord = async (name: string) => {
+    validateName("lab", name);
+    const rec = await store.labStates.get(name);
+    if (!rec) {
+      throw notFound(`lab ${name} not found`, {
+        reason: "LAB_NOT_FOUND",
+        subject: `lab/${name}`,
+        hint: "see `protoctl lab ls`",
+      });
+    }
+    return rec;
+  };
+
+  return {
+    applyLab: serverStream<ApplyLabRequest, LabProgress>(async (req, send, call) => {
+      const { spec } = loadLabSpec(req.specYaml, "lab.yaml");
+      await locks.run(spec.name, () => apply(ctx, waiter, spec, req, send, call));
+    }),
+
+    deleteLab: unary(async (req: DeleteLabRequest, call) => {
+      await getRecord(req.name);
+      const rec = await store.labStates.modify(req.name, (r) =>
+        r.deleting ? undefined : { ...r, deleting: true },
+      );
+      const envs = new Set(Object.values(rec.value.state.machines).map((m) => m.envName));
+      for (const it of (await store.envSpecs.list()).items)
+        if (it.value.group === req.name) envs.add(it.value.name);
+      await Promise.all([...envs].map((e) => deleteSpec(ctx, e)));
+      if (req.wait) {
+        const stop = cancelled(call as never);
+        const deadline = Date.now() + WAIT_MS;
+        for (;;) {
+          if (!(await store.labStates.get(req.name))) break;
+          if (Date.now() > deadline) {
+            throw new ProtoctlError(Code.DEADLINE_EXCEEDED, `lab ${req.name} is still being deleted`, {
+              reason: "LAB_DELETE_SLOW",
+              hint: "see `protoctl lab describe` and `protoctl events`",
+            });
+          }
+          await Promise.race([new Promise((r) => setTimeout(r, 25)), stop]);
+        }
+      }
+      return {};
+    }),
+
+    listLabs: unary(async () => {
+      const [recs, envs] = await Promise.all([store.labStates.list(), statuses()]);
+      return { labs: recs.items.map((r) => view(r.value, envs)) };
+    }),
+
+    getLab: unary(async (req: GetLabRequest) => {
+      const [rec, envs] = await Promise.all([getRecord(req.name), statuses()]);
+      return view(rec.value, envs);
+    }),
+
+    labGraph: unary(async (req: LabGraphRequest) => {
+      const [rec, envs] = await Promise.all([getRecord(req.name), statuses()]);
+      return { text: labGraph(view(rec.value, envs), req.format || "dot") };
+    }),
+  };
+
+  async function apply(
+    ctx: ControllerContext,
+    waiter: EnvStatusWaiter,
+    spec: LabSpec,
+    req: ApplyLabRequest,
+    send: (m: LabProgress) => void,
+    call: ServerWritableStream<ApplyLabRequest, LabProgress>,
+  ): Promise<void> {
+    const progress = (
+      machine: string,
+      action: string,
+      message = "",
+      phase = EnvPhase.ENV_PHASE_UNSPECIFIED,
+    ) => send({ machine, action, message, phase, lab: undefined });
+    const [cur, all, envs] = await Promise.all([
+      store.labStates.get(spec.name),
+      store.labStates.list(),
+      statuses(),
+    ]);
+    if (cur?.value.deleting) {
+      throw failedPrecondition(`lab ${spec.name} is being deleted`, {
+        reason: "LAB_DELETING",
+        subject: `lab/${spec.name}`,
+        hint: "wait for `protoctl lab down` to finish, then apply again",
+      });
+    }
+    await checkInputs(spec);
+    // machines whose env is gone, lost with its node or failed come back (possibly elsewhere)
+    const lost: string[] = [];
+    for (const [m, ms] of Object.entries(cur?.value.state.machines ?? {})) {
+      const e = envs.get(ms.envName);
+      if (
+        !e?.spec ||
+        e.status.phase === EnvPhase.ENV_PHASE_LOST ||
+        e.status.phase === EnvPhase.ENV_PHASE_FAILED
+      ) {
+        lost.push(m);
+      }
+    }
+    const cluster = clusterNetworkIds(
+      all.items.map((i) => i.value.state),
+      spec.name,
+    );
+    const plan = planLab(spec, cur?.value.state, { cluster, lost });
+    reportPlan(plan, progress);
+    const now = Date.now();
+    const record: LabRecord = {
+      state: plan.state,
+      specYaml: req.specYaml,
+      createdMs: cur?.value.createdMs ?? now,
+      updatedMs: now,
+    };
+    if (req.dryRun) {
+      send({
+        machine: "",
+        action: "plan",
+        message: "dry run: nothing changed",
+        phase: 0,
+        lab: view(record, envs),
+      });
+      return;
+    }
+    const key = store.keys.labState(spec.name);
+    const w = await store.kv.commit({
+      conditions: [{ key, modRevision: cur?.modRevision ?? 0 }],
+      writes: [
+        { op: "put", key, value: codecs.labState.encode(record) },
+        await store.events.write({
+          kind: cur ? "lab.updated" : "lab.created",
+          subject: `lab/${spec.name}`,
+          message: summary(plan),
+        }),
+      ],
+    });
+    if (!w.succeeded) {
+      throw new ProtoctlError(Code.ABORTED, `lab ${spec.name} changed meanwhile; apply again`, {
+        reason: "LAB_CONFLICT",
+      });
+    }
+
+    const stop = cancelled(call);
+    // 1. machines that go (deleted, or replaced: recreated below under the same name)
+    const going = [...plan.machines.delete, ...plan.machines.replace];
+    await Promise.all(
+      going.map(async (m) => {
+        if (await deleteSpec(ctx, m.envName)) {
+          await waiter.wait(m.envName, (s) => !s, WAIT_MS, stop);
+        }
+        if (plan.machines.delete.includes(m as never)) progress(m.name, "delete", "deleted");
+      }),
+    );
+    // 2. machines that come (new and replaced)
+    const coming = [...plan.machines.create, ...plan.machines.replace];
+    await Promise.all(coming.map((m) => createEnv(m.envSpec)));
+    // 3. kept machines whose peers changed: /etc/hosts rewritten in place
+    const hostsFailed: string[] = [];
+    const hosts = Promise.all(
+      plan.hostsUpdates.map(async (u) => {
+        const e = envs.get(u.envName)?.status;
+        try {
+          if (!e?.node || e.phase !== EnvPhase.ENV_PHASE_RUNNING) throw new Error("not running");
+          const text = hostsFileText(u.name, u.hosts);
+          const code = await runWithStdin(
+            await agentFor(ctx, e.node),
+            u.envName,
+            WRITE_HOSTS,
+            Buffer.from(text),
+          );
+          if (code !== 0) throw new Error(`exit ${code}`);
+          progress(u.name, "hosts", "/etc/hosts updated");
+        } catch (err) {
+          hostsFailed.push(u.name);
+          progress(u.name, "hosts", `cannot update /etc/hosts: ${(err as Error).message}`);
+        }
+      }),
+    );
+    const failed: string[] = [];
+    if (req.wait) {
+      await Promise.all(
+        coming.map(async (m) => {
+          const st = await waiter.wait(m.envName, (s) => !s || SETTLED.has(s.phase), WAIT_MS, stop);
+          const phase = st?.phase ?? EnvPhase.ENV_PHASE_UNSPECIFIED;
+          if (phase !== EnvPhase.ENV_PHASE_RUNNING) failed.push(`${m.name}: ${st?.message || "gone"}`);
+          progress(
+            m.name,
+            plan.machines.replace.includes(m) ? "replace" : "create",
+            st?.node ? `on ${st.node}` : "",
+            phase,
+          );
+        }),
+      );
+    }
+    await hosts;
+    if (hostsFailed.length > 0) {
+      // the next `lab up` tries again: a cleared digest never matches
+      await store.labStates.update(spec.name, (r) => {
+        if (!r) return undefined;
+        for (const m of hostsFailed) if (r.state.machines[m]) r.state.machines[m]!.hostsDigest = "";
+        return r;
+      });
+    }
+    const final = await store.labStates.get(spec.name);
+    send({
+      machine: "",
+      action: "done",
+      message: summary(plan),
+      phase: 0,
+      lab: final ? view(final.value, await statuses()) : undefined,
+    });
+    if (failed.length > 0) {
+      throw failedPrecondition(
+        `lab ${spec.name}: ${failed.length} machine(s) did not start: ${failed.join("; ")}`,
+        {
+          reason: "LAB_MACHINES_FAILED",
+          subject: `lab/${spec.name}`,
+          hint: `see \`protoctl lab describe ${spec.name}\` and \`protoctl events\`; \`lab up\` again retries them`,
+        },
+      );
+    }
+  }
+
+  async function createEnv(spec: EnvSpec): Promise<void> {
+    const specKey = store.keys.envSpec(spec.name);
+    const statusKey = store.keys.envStatus(spec.name);
+    const r = await store.batcher.commit({
+      conditions: [
+        { key: specKey, modRevision: 0 },
+        { key: statusKey, modRevision: 0 },
+      ],
+      writes: [
+        { op: "put", key: specKey, value: codecs.envSpec.encode(spec) },
+        { op: "put", key: statusKey, value: codecs.envStatus.encode(newStatus()) },
+      ],
+    });
+    if (!r.succeeded) {
+      throw new ProtoctlError(
+        Code.ALREADY_EXISTS,
+        `env ${spec.name} exists outside the lab (or is being deleted)`,
+        {
+          reason: "NAME_IN_USE",
+          subject: `env/${spec.name}`,
+          hint: `delete it with \`protoctl env rm ${spec.name}\` or rename the machine`,
+        },
+      );
+    }
+  }
+
+  /** Every base and layer the spec names must be known: lab up does not build or import them. */
+  async function checkInputs(spec: LabSpec): Promise<void> {
+    const bases = new Map<string, number>();
+    const layers = new Set<string>();
+    for (const m of spec.machines) {
+      bases.set(`${m.base.name}@${m.base.version}`, m.base.version);
+      for (const l of m.layers) layers.add(l);
+    }
+    for (const [ref, version] of bases) {
+      const name = ref.slice(0, ref.lastIndexOf("@"));
+      const ok = version
+        ? await store.getBaseVersion(name, version)
+        : (await store.bases.get(name))?.value.latest;
+      if (!ok) {
+        throw failedPrecondition(`base ${version ? ref : name} is not in the cluster`, {
+          reason: "BASE_NOT_FOUND",
+          subject: `base/${name}`,
+          hint: `import it first (\`protoctl base import ${name} --dir DIR\`) or push it to the nodes`,
+        });
+      }
+    }
+    for (const l of layers) {
+      if (!(await store.layers.get(l))) {
+        throw failedPrecondition(`layer ${l} is not in the cluster`, {
+          reason: "LAYER_NOT_FOUND",
+          subject: `layer/${l}`,
+          hint: `add it with \`protoctl layer add ${l} --script FILE\``,
+        });
+      }
+    }
+  }
+}
+
+/** Deletes an env's spec (asks for its deletion); false when it had none. */
+async function deleteSpec(ctx: ControllerContext, env: string): Promise<boolean> {
+  for (let i = 0; i < 5; i++) {
+    const spec = await ctx.store.envSpecs.get(env);
+    if (!spec) return (await ctx.store.envStatus.get(env)) !== undefined;
+    const r = await ctx.store.batcher.commit({
+      conditions: [{ key: spec.key, modRevision: spec.modRevision }],
+      writes: [{ op: "delete", key: spec.key }],
+    });
+    if (r.succeeded) return true;
+  }
+  throw new ProtoctlError(Code.ABORTED, `env ${env} keeps changing; try again`);
+}
+
+function reportPlan(plan: LabPlan, progress: (m: string, action: string, message?: string) => void): void {
+  for (const n of plan.networks.create) progress(n.name, "network", `new network ${n.subnet} (vni ${n.vni})`);
+  for (const n of plan.networks.delete) progress(n.name, "network", "network removed");
+  for (const m of plan.machines.create) progress(m.name, "create", "planned");
+  for (const m of plan.machines.replace)
+    progress(m.name, "replace", m.reason === "lost" ? "lost: recreating" : "changed: recreating");
+  for (const m of plan.machines.delete) progress(m.name, "delete", "planned");
+  for (const m of plan.machines.keep) progress(m.name, "keep", "unchanged");
+}
+
+function summary(plan: LabPlan): string {
+  const m = plan.machines;
+  if (plan.noop) return "no change";
+  return `${m.create.length} created, ${m.replace.length} replaced, ${m.delete.length} deleted, ${m.keep.length} kept, ${plan.hostsUpdates.length} hosts updated`;
+}

@@ -1,0 +1,312 @@
+/**
+ * A real cluster for lab tests and the lab-up bench: N network-namespace
+ * hosts (test/fixtures/hosts.ts); h0 runs etcd and a controller (TLS, CA in
+ * etcd), every host runs a real agent (`protoctl agent` process, btrfs pool
+ * on tmpfs, systemd-nspawn) that joins with a token; busybox is imported on
+ * every node. The test process talks to the controller over its unix socket.
+ *
+ * Processes enter a host with `nsenter --net` only (not `ip netns exec`,
+ * which also unshares the mount namespace), so the agents' pool mounts stay
+ * visible here and `stop()` can destroy them.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { openPool } from "../../agent/host/pool/pool.js";
+import { ProtoctlError } from "../../common/errors.js";
+import { silentLogger } from "../../common/logger.js";
+import { clientCredentials, readCredentialFile } from "../../common/tls.js";
+import { call, client, eventually } from "../../controller/testing/cluster.js";
+import type {
+  ApplyLabRequest,
+  ControlImportBaseRequest,
+  ControlServiceClient,
+  LabProgress,
+} from "../../proto/gen/protoctl/v1/control.js";
+import { type ExecOutput, NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
+import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js";
+import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
+
+const REPO = resolve(import.meta.dirname, "../..");
+const REGISTER = join(REPO, "controller/testing/register.mjs");
+
+export interface LabCluster {
+  hosts: TestHosts;
+  c: ControlServiceClient;
+  /** Agent node names, one per host: a0, a1, … */
+  nodes: string[];
+  agents: Map<string, ChildProcess>;
+  startAgent(i: number): ChildProcess;
+  kill(p: ChildProcess, sig: NodeJS.Signals): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface LabClusterOptions {
+  hosts?: number;
+  lostGraceSeconds?: number;
+  poolSize?: string;
+}
+
+export async function startLabCluster(opts: LabClusterOptions = {}): Promise<LabCluster> {
+  const n = opts.hosts ?? 3;
+  const hosts = await createHosts(n);
+  const dir = await mkdtemp(join(tmpdir(), "protoctl-lab-"));
+  const rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
+  const children: ChildProcess[] = [];
+  const agentDirs: string[] = [];
+  const agents = new Map<string, ChildProcess>();
+  let c: ControlServiceClient | undefined;
+
+  const inHost = (netns: string, args: string[]): ChildProcess => {
+    const p = spawn("nsenter", [`--net=/run/netns/${netns}`, "--", ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    p.stderr?.on("data", (b: Buffer) => {
+      err = (err + b.toString()).slice(-4000);
+      if (process.env.PROTOCTL_TEST_LOG) process.stderr.write(b);
+    });
+    (p as ChildProcess & { lastStderr: () => string }).lastStderr = () => err;
+    children.push(p);
+    return p;
+  };
+  const kill = (p: ChildProcess, sig: NodeJS.Signals): Promise<void> => {
+    if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+    return new Promise((r) => {
+      p.once("exit", () => r());
+      p.kill(sig);
+    });
+  };
+  const stop = async () => {
+    c?.close();
+    for (const p of [...agents.values()]) await kill(p, "SIGTERM");
+    for (const p of children.reverse()) await kill(p, "SIGTERM");
+    for (const d of agentDirs) {
+      if (!existsSync(d)) continue;
+      const pool = await openPool(
+        { kind: "tmpfs", stateDir: d, sizeBytes: 512 * 2 ** 20 },
+        silentLogger(),
+      ).catch(() => undefined);
+      await (pool as unknown as { destroy?(): Promise<void> } | undefined)?.destroy?.();
+    }
+    await hosts.cleanup();
+    await rm(dir, { recursive: true, force: true });
+    await rm(rootfs, { recursive: true, force: true });
+  };
+
+  try {
+    await makeBusyboxRootfs(rootfs);
+    const h0 = hosts.hosts[0]!;
+    const etcdUrl = `http://${h0.address}:2379`;
+    inHost(h0.netns, [
+      "etcd",
+      "--name",
+      "lab",
+      "--data-dir",
+      join(dir, "etcd"),
+      "--listen-client-urls",
+      etcdUrl,
+      "--advertise-client-urls",
+      etcdUrl,
+      "--listen-peer-urls",
+      `http://${h0.address}:2380`,
+      "--initial-advertise-peer-urls",
+      `http://${h0.address}:2380`,
+      "--initial-cluster",
+      `lab=http://${h0.address}:2380`,
+      "--log-level",
+      "error",
+    ]);
+    await eventually(
+      async () =>
+        (
+          await hosts.exec(h0, "etcdctl", ["--endpoints", etcdUrl, "endpoint", "health"], {
+            allowFailure: true,
+            env: { ETCDCTL_API: "3" },
+          })
+        ).exitCode === 0,
+      20_000,
+      100,
+    );
+    const cfg = {
+      id: "ctl-lab",
+      listen: `${h0.address}:7443`,
+      extraListen: [`unix://${join(dir, "ctl.sock")}`],
+      stateDir: join(dir, "ctl"),
+      etcd: { endpoints: [etcdUrl], prefix: "/protoctl/v1/" },
+      tls: { caStore: "etcd" },
+      membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 1000 },
+      reconcile: { electionTtlSeconds: 3, lostGraceSeconds: opts.lostGraceSeconds ?? 60 },
+    };
+    const ctl = inHost(h0.netns, [
+      process.execPath,
+      "--import",
+      REGISTER,
+      join(REPO, "controller/testing/run-controller.ts"),
+      JSON.stringify(cfg),
+    ]);
+    await waitLine(ctl, /READY/, 90_000);
+    const cred = await readCredentialFile(join(dir, "ctl", "admin.json"));
+    c = client(
+      `unix://${join(dir, "ctl.sock")}`,
+      clientCredentials(cred, { serverName: "protoctl-controller" }),
+    );
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 3600, labels: {} });
+    const nodes = hosts.hosts.map((_, i) => `a${i}`);
+    const startAgent = (i: number): ChildProcess => {
+      const h = hosts.hosts[i]!;
+      const name = nodes[i]!;
+      const stateDir = join(dir, `agent-${name}`);
+      if (!agentDirs.includes(stateDir)) agentDirs.push(stateDir);
+      const p = inHost(h.netns, [
+        process.execPath,
+        "--import",
+        REGISTER,
+        join(REPO, "agent/server/agent-process.ts"),
+        "--name",
+        name,
+        "--listen",
+        `${h.address}:7444`,
+        "--controller",
+        `${h0.address}:7443`,
+        "--join-token",
+        token,
+        "--state-dir",
+        stateDir,
+        "--pool-kind",
+        "tmpfs",
+        "--pool-size",
+        opts.poolSize ?? "512M",
+        "--log-level",
+        "warn",
+      ]);
+      agents.set(name, p);
+      return p;
+    };
+    for (let i = 0; i < n; i++) startAgent(i);
+    await eventually(async () => (await readyNodes(c!)) === n, 90_000, 200);
+    for (const node of nodes) await importBase(c, node, rootfs);
+    await eventually(
+      async () => (await call(c!, "getBase", { name: "busybox" })).versions[0]?.nodes.length === n,
+      30_000,
+      100,
+    );
+    return { hosts, c, nodes, agents, startAgent, kill, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export async function readyNodes(c: ControlServiceClient): Promise<number> {
+  return (await call(c, "listNodes", {})).nodes.filter((x) => x.state === NodeState.NODE_STATE_READY).length;
+}
+
+function waitLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
+  return new Promise((res, rej) => {
+    let out = "";
+    const t = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms`)), ms);
+    p.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      if (re.test(out)) {
+        clearTimeout(t);
+        res();
+      }
+    });
+    p.once("exit", (code) => {
+      clearTimeout(t);
+      rej(
+        new Error(`exited with ${code}: ${(p as ChildProcess & { lastStderr: () => string }).lastStderr()}`),
+      );
+    });
+  });
+}
+
+function importBase(c: ControlServiceClient, node: string, dir: string): Promise<OperationEvent[]> {
+  return new Promise((res, rej) => {
+    const s = c.importBase();
+    const evs: OperationEvent[] = [];
+    s.on("data", (e: OperationEvent) => evs.push(e));
+    s.on("end", () => res(evs));
+    s.on("error", (e) => rej(ProtoctlError.from(e)));
+    const header: ControlImportBaseRequest = {
+      part: {
+        $case: "header",
+        header: { name: "busybox", source: { source: { $case: "dir", dir } }, compression: "", node },
+      },
+    };
+    s.write(header);
+    s.end();
+  });
+}
+
+/** ApplyLab, collecting the progress stream; rejects with the call's error. */
+export function applyLab(
+  c: ControlServiceClient,
+  specYaml: string,
+  opts: Partial<ApplyLabRequest> = {},
+): Promise<LabProgress[]> {
+  return new Promise((res, rej) => {
+    const out: LabProgress[] = [];
+    const s = c.applyLab(
+      { specYaml, wait: true, dryRun: false, ...opts },
+      { deadline: new Date(Date.now() + 300_000) },
+    );
+    s.on("data", (m: LabProgress) => out.push(m));
+    s.on("end", () => res(out));
+    s.on("error", (e) => rej(ProtoctlError.from(e)));
+  });
+}
+
+/** Runs a command in an env through the controller: exit code and output. */
+export function execIn(
+  c: ControlServiceClient,
+  env: string,
+  command: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res, rej) => {
+    const x = c.execEnv();
+    let stdout = "";
+    let stderr = "";
+    let code = -1;
+    x.on("data", (m: ExecOutput) => {
+      const o = m.output;
+      if (o?.$case === "stdout") stdout += Buffer.from(o.stdout).toString();
+      else if (o?.$case === "stderr") stderr += Buffer.from(o.stderr).toString();
+      else if (o?.$case === "exitCode") code = o.exitCode;
+      else if (o?.$case === "startedPid") {
+        x.write({ input: { $case: "stdinEof", stdinEof: true } });
+        x.end();
+      }
+    });
+    x.on("end", () => res({ code, stdout, stderr }));
+    x.on("error", (e) => rej(ProtoctlError.from(e)));
+    x.write({
+      input: {
+        $case: "start",
+        start: {
+          env,
+          command,
+          tty: false,
+          envVars: {},
+          workdir: "",
+          user: "",
+          rows: 0,
+          cols: 0,
+          login: false,
+        },
+      },
+    });
+  });
+}
+
+/** Interfaces in a host's namespace, by name. */
+export async function hostLinks(hosts: TestHosts, h: TestHost): Promise<string[]> {
+  const r = await hosts.exec(h, "ip", ["-o", "link", "show"]);
+  return r.stdout
+    .split("\n")
+    .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1])
+    .filter((x): x is string => !!x);
+}
