@@ -31,6 +31,10 @@ export function command(_name: string): Command {
         reason: "FILE_UNREADABLE",
       });
     }
+    // `source:` files are read here, relative to the spec: the controller never reads client paths
+    const { dirname, resolve } = await import("node:path");
+    const { inlineFileSources } = await import("../../controller/labs/inline-files.js");
+    specYaml = await inlineFileSources(specYaml, (src) => readFile(resolve(dirname(file), src)), file);
     const api = await getApi(self);
     const req = { specYaml, wait: opts.wait, dryRun: !!opts.dryRun };
     const lab = await withProgress(
@@ -106,6 +110,42 @@ export function command(_name: string): Command {
     const res = await api.unary("labGraph", { name: n, format: opts.format }, { deadlineMs: 15_000 });
     process.stdout.write(res.text.endsWith("\n") ? res.text : `${res.text}\n`);
   });
+
+  examples(
+    cmd
+      .command("exec")
+      .argument("<lab>", "lab name")
+      .argument("<machine>", "machine name in the lab (e.g. web-2)")
+      .argument("<command...>", "command and arguments (after --)")
+      .description("run a command in a lab machine (the env <lab>-<machine>); exits with its status")
+      .option("-i, --stdin", "send this terminal's input to the command")
+      .option("-t, --tty", "give the command a terminal"),
+    "protoctl lab exec demo web-1 -- ping -c1 db-1",
+    "protoctl lab exec -it demo web-1 -- /bin/sh",
+  ).action(
+    async (
+      lab: string,
+      machine: string,
+      command: string[],
+      opts: { stdin?: boolean; tty?: boolean },
+      self: Command,
+    ) => {
+      name("lab", lab);
+      const env = name("env", `${lab}-${machine}`);
+      const { execInEnv } = await import("./env-exec.js");
+      const api = await getApi(self);
+      process.exitCode = await execInEnv(api, {
+        env,
+        command,
+        stdin: !!opts.stdin,
+        tty: !!opts.tty,
+        envVars: {},
+        workdir: "",
+        user: "",
+        login: false,
+      });
+    },
+  );
 
   return examples(cmd, "protoctl lab up lab.yaml", "protoctl lab ls");
 }
