@@ -18,6 +18,8 @@ import { openPool } from "./host/pool/index.js";
 import { startAgentServer, stopAgentServer } from "./server/agent-server.js";
 import type { AgentContext } from "./server/context.js";
 import { agentInfo } from "./server/info.js";
+import { propagationHandlers } from "./server/propagation.js";
+import { PropagationService } from "./server/propagation-service.js";
 import { EnvService } from "./service/env-service.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -41,7 +43,7 @@ export async function startAgent(
 ): Promise<RunningAgent> {
   const log = logger.child({ node: config.name });
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-  const pool: PoolDriver = await openPool(
+  const btrfsPool = await openPool(
     {
       kind: poolKind(config),
       stateDir: config.stateDir,
@@ -50,6 +52,16 @@ export async function startAgent(
     },
     log,
   );
+  const pool: PoolDriver = btrfsPool;
+  // Propagation first: attached base versions must be registered before envs on them are re-adopted.
+  const propagation = new PropagationService({
+    node: config.name,
+    dir: join(config.stateDir, "propagation"),
+    pool: btrfsPool,
+    bindAddress: clusterHost(config.advertise || config.listen),
+    log,
+  });
+  await propagation.restore();
   const networks = new NetworkDriver();
   const machines = new NspawnMachineDriver({
     node: config.name,
@@ -69,6 +81,7 @@ export async function startAgent(
     networks,
     envs,
     logger: log,
+    propagation,
   };
 
   let credentials = opts.credentials;
@@ -92,12 +105,22 @@ export async function startAgent(
       interceptors = [tlsMod.controllerOnly(tlsMaterial.caPem)];
     }
   }
+  if (tlsMaterial) {
+    const tlsDir = join(config.stateDir, "tls");
+    propagation.setTls({
+      caFile: join(tlsDir, "ca.crt"),
+      certFile: join(tlsDir, "node.crt"),
+      keyFile: join(tlsDir, "node.key"),
+    });
+  }
+  propagation.resume();
   const { server, address } = await startAgentServer({
     ctx,
     stateDir: config.stateDir,
     listen: config.listen,
     credentials,
     interceptors,
+    propagation: propagationHandlers(ctx, propagation),
   });
   log.info({ address }, "agent serving");
 
@@ -116,6 +139,7 @@ export async function startAgent(
       });
       const m = membership;
       envs.watch(() => m.refresh());
+      propagation.onChange = () => m.refresh();
     } catch (err) {
       await stopAgentServer(server);
       throw err;
@@ -128,9 +152,17 @@ export async function startAgent(
     async stop() {
       await membership?.stop();
       await stopAgentServer(server);
+      await propagation.close();
       await pool.close();
     },
   };
+}
+
+/** The host part of "host:port" (the agent's cluster address); loopback for unix sockets. */
+function clusterHost(addr: string): string {
+  if (!addr || addr.startsWith("unix:")) return "127.0.0.1";
+  const host = addr.slice(0, addr.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  return host === "0.0.0.0" || host === "::" || host === "" ? "127.0.0.1" : host;
 }
 
 /** True when node was started with AGENT_NODE_FLAGS (argv or NODE_OPTIONS). */

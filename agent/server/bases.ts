@@ -39,7 +39,9 @@ export function baseHandlers(ctx: AgentContext, stateDir: string): Handlers {
           b = { name: v.base, versions: [], latest: 0 };
           by.set(v.base, b);
         }
-        b.versions.push(baseVersionMsg(v, node));
+        b.versions.push(
+          baseVersionMsg(v, node, [], ctx.propagation?.heldState(v.base, v.version) ?? "local"),
+        );
         b.latest = Math.max(b.latest, v.version);
       }
       return { bases: [...by.values()].sort((a, b) => a.name.localeCompare(b.name)) };

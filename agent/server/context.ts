@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import type { MachineDriver, PoolDriver } from "../host/interfaces.js";
 import type { NetworkDriver } from "../host/networks/network-driver.js";
 import type { EnvService } from "../service/env-service.js";
+import type { PropagationService } from "./propagation-service.js";
 
 export interface AgentContext {
   node: string;
@@ -14,4 +15,6 @@ export interface AgentContext {
   networks: NetworkDriver;
   envs: EnvService;
   logger: Logger;
+  /** Seeds, exports, attachments (absent in tests that do not need them). */
+  propagation?: PropagationService;
 }

@@ -8,7 +8,21 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { BaseVersionMeta, LayerBuildMeta } from "../host/interfaces.js";
 
-export function baseVersionMsg(m: BaseVersionMeta, node: string, users: string[] = []): BaseVersion {
+/** How a version is held: a local subvolume, or attached over NBD / hydrated (propagation). */
+export type HeldState = "local" | "attached" | "hydrated";
+
+const HELD: Record<HeldState, BaseVersionState> = {
+  local: BaseVersionState.BASE_VERSION_STATE_LOCAL,
+  attached: BaseVersionState.BASE_VERSION_STATE_ATTACHED,
+  hydrated: BaseVersionState.BASE_VERSION_STATE_HYDRATED,
+};
+
+export function baseVersionMsg(
+  m: BaseVersionMeta,
+  node: string,
+  users: string[] = [],
+  held: HeldState = "local",
+): BaseVersion {
   return {
     base: m.base,
     version: m.version,
@@ -16,7 +30,7 @@ export function baseVersionMsg(m: BaseVersionMeta, node: string, users: string[]
     createdMs: m.createdMs,
     recipeDigest: m.recipeDigest,
     sizeBytes: m.sizeBytes,
-    state: BaseVersionState.BASE_VERSION_STATE_LOCAL,
+    state: HELD[held],
     nodes: [node],
     users,
     parent: m.parent ?? "",

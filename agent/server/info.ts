@@ -5,6 +5,7 @@ import type { AgentInfo, AgentServiceServer } from "../../proto/gen/protoctl/v1/
 import { PoolKind } from "../../proto/gen/protoctl/v1/types.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg } from "./convert.js";
+import { attachmentMsg, exportMsg } from "./propagation.js";
 
 const POOL_KINDS = {
   tmpfs: PoolKind.POOL_KIND_TMPFS,
@@ -27,10 +28,12 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
       cpus: cpus().length,
       envs: ctx.envs.names().length,
     },
-    bases: bases.map((b) => baseVersionMsg(b, ctx.node)),
+    bases: bases.map((b) =>
+      baseVersionMsg(b, ctx.node, [], ctx.propagation?.heldState(b.base, b.version) ?? "local"),
+    ),
     labels: ctx.labels,
-    attachments: [],
-    exports: [],
+    attachments: (ctx.propagation?.listAttachments() ?? []).map((a) => attachmentMsg(a, ctx.node)),
+    exports: (ctx.propagation?.listExports() ?? []).map((e) => exportMsg(e, ctx.node)),
   };
 }
 

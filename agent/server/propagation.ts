@@ -1,11 +1,29 @@
 /**
- * AgentService: propagation (seed images over NBD, btrfs send deltas). The
- * drivers come later; until a `PropagationHandlers` implementation is passed
- * to the server, these answer UNIMPLEMENTED. Plug in by giving
- * `createAgentServer({ propagation })` an object with any of these methods.
+ * AgentService: propagation (seed images over NBD, btrfs send deltas).
+ * `propagationHandlers(ctx, svc)` serves them over a PropagationService
+ * (propagation-service.ts); without one, `startAgentServer` answers
+ * UNIMPLEMENTED.
  */
-import { status } from "@grpc/grpc-js";
-import type { AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
+import { Readable } from "node:stream";
+import { type ServerReadableStream, type ServerWritableStream, status } from "@grpc/grpc-js";
+import { invalidArgument } from "../../common/errors.js";
+import { toServiceError, unaryHandler } from "../../common/grpc.js";
+import { validateName } from "../../common/names.js";
+import type { AgentServiceServer, DeltaChunk, SendDeltaRequest } from "../../proto/gen/protoctl/v1/agent.js";
+import {
+  type Attachment,
+  AttachmentPhase,
+  type BaseVersion,
+  type Export,
+  type SeedImage,
+} from "../../proto/gen/protoctl/v1/types.js";
+import type { AttachmentState } from "../host/attachments/types.js";
+import { receiveSubvolume, sendSubvolume } from "../host/deltas/btrfs-stream.js";
+import type { BaseVersionMeta } from "../host/interfaces.js";
+import type { AgentContext } from "./context.js";
+import { baseVersionMsg } from "./convert.js";
+import type { AttachmentInfo, ExportInfo, PropagationService, SeedRecord } from "./propagation-service.js";
+import { failStream, operationStream } from "./streams.js";
 
 export type PropagationHandlers = Pick<
   AgentServiceServer,
@@ -42,5 +60,203 @@ export function unimplementedPropagation(): PropagationHandlers {
     detach: unary("Detach"),
     sendDelta: stream("SendDelta"),
     receiveDelta: unary("ReceiveDelta"),
+  };
+}
+
+// ---------------------------------------------------------------- real handlers
+
+/** Wire shapes of the propagation objects (pure). */
+export const PHASES: Record<AttachmentState["phase"], AttachmentPhase> = {
+  attaching: AttachmentPhase.ATTACHMENT_PHASE_ATTACHING,
+  attached: AttachmentPhase.ATTACHMENT_PHASE_ATTACHED,
+  hydrating: AttachmentPhase.ATTACHMENT_PHASE_HYDRATING,
+  local: AttachmentPhase.ATTACHMENT_PHASE_LOCAL,
+  failed: AttachmentPhase.ATTACHMENT_PHASE_FAILED,
+};
+
+export function attachmentMsg(a: AttachmentInfo, node: string): Attachment {
+  const s = a.state;
+  return {
+    base: a.base,
+    version: a.version,
+    node,
+    sourceNode: a.sourceNode,
+    uri: s.uri,
+    phase: PHASES[s.phase],
+    hydratedFraction: s.phase === "local" ? 1 : s.sizeBytes ? s.hydratedBytes / s.sizeBytes : 0,
+    message: s.message,
+    transport: "seed",
+  };
+}
+
+export function exportMsg(e: ExportInfo, node: string): Export {
+  return {
+    base: e.base,
+    version: e.version,
+    node,
+    uri: e.uri,
+    maxClients: e.maxClients,
+    clients: 0,
+    allow: e.allow,
+  };
+}
+
+export function seedMsg(s: SeedRecord): SeedImage {
+  return {
+    base: s.base,
+    version: s.version,
+    sizeBytes: s.sizeBytes,
+    sha256: s.sha256,
+    node: s.node,
+    createdMs: s.createdMs,
+  };
+}
+
+/** Delta stream chunks are coalesced up to this size (fewer, larger gRPC messages). */
+const DELTA_CHUNK = 1 << 20;
+
+/** AgentService propagation handlers over a PropagationService. */
+export function propagationHandlers(ctx: AgentContext, svc: PropagationService): PropagationHandlers {
+  const node = ctx.node;
+  const ref = (r: { name: string; version: number } | undefined) => {
+    const base = validateName("base", r?.name);
+    return { base, version: r?.version ?? 0 };
+  };
+  return {
+    publishSeed: (call) => {
+      operationStream(call, async (progress, signal) => {
+        const { base, version } = ref(call.request.ref);
+        const seed = await svc.publish(base, version, progress, signal);
+        return { result: { $case: "seed", seed: seedMsg(seed) } };
+      });
+    },
+    serveExport: unaryHandler(async (req) => {
+      const { base, version } = ref(req.ref);
+      const v = version || (await ctx.pool.getBaseVersion(base, 0)).version;
+      const info = await svc.serve(base, v, {
+        port: req.port,
+        maxClients: req.maxClients,
+        allow: req.allow,
+      });
+      return exportMsg(info, node);
+    }),
+    stopExport: unaryHandler(async (req) => {
+      const { base, version } = ref(req.ref);
+      await svc.stopExport(base, version);
+      return {};
+    }),
+    attach: (call) => {
+      operationStream(call, async (progress) => {
+        const r = call.request;
+        const { base, version } = ref(r.ref);
+        if (!r.seed) throw invalidArgument("attach needs the seed's size and checksum");
+        const a = await svc.attach(
+          {
+            base,
+            version,
+            uri: r.uri,
+            seed: { sizeBytes: Number(r.seed.sizeBytes), sha256: r.seed.sha256, subvolume: "root" },
+            sourceNode: r.sourceNode,
+            hydrate: r.hydrate,
+          },
+          progress,
+        );
+        return { result: { $case: "attachment", attachment: attachmentMsg(a, node) } };
+      });
+    },
+    getAttachment: unaryHandler(async (req) => {
+      const { base, version } = ref(req.ref);
+      return attachmentMsg(await svc.get(base, version), node);
+    }),
+    detach: unaryHandler(async (req) => {
+      const { base, version } = ref(req.ref);
+      await svc.detach(base, version);
+      return {};
+    }),
+    sendDelta: (call: ServerWritableStream<SendDeltaRequest, DeltaChunk>) => {
+      (async () => {
+        const { base, version } = ref(call.request.ref);
+        const { meta, root } = await ctx.pool.getBaseVersion(base, version).then(async (m) => ({
+          meta: m,
+          root: (await svc.rootOf(m.base, m.version)).root,
+        }));
+        const pv = call.request.parentVersion;
+        const parent = pv ? (await svc.rootOf(base, pv)).root : undefined;
+        const sender = sendSubvolume({ subvolume: root, parent });
+        call.on("cancelled", () => sender.cancel());
+        call.write({
+          part: {
+            $case: "header",
+            header: {
+              base: meta.base,
+              version: meta.version,
+              parentVersion: pv,
+              meta: baseVersionMsg(meta, node),
+            },
+          },
+        });
+        let pending: Buffer[] = [];
+        let size = 0;
+        const flush = async () => {
+          if (size === 0) return;
+          const data = Buffer.concat(pending, size);
+          pending = [];
+          size = 0;
+          if (!call.write({ part: { $case: "data", data } })) {
+            await new Promise<void>((r) => call.once("drain", () => r()));
+          }
+        };
+        for await (const chunk of sender.stream) {
+          pending.push(chunk as Buffer);
+          size += (chunk as Buffer).length;
+          if (size >= DELTA_CHUNK) await flush();
+        }
+        await flush();
+        await sender.done;
+        call.end();
+      })().catch((err) => failStream(call, err));
+    },
+    receiveDelta: (call: ServerReadableStream<DeltaChunk, BaseVersion>, callback) => {
+      (async () => {
+        const it = call[Symbol.asyncIterator]() as AsyncIterator<DeltaChunk>;
+        const first = await it.next();
+        const header =
+          !first.done && first.value.part?.$case === "header" ? first.value.part.header : undefined;
+        if (!header?.meta)
+          throw invalidArgument("ReceiveDelta starts with a header", { reason: "HEADER_REQUIRED" });
+        const base = validateName("base", header.base);
+        const m = header.meta;
+        const meta: BaseVersionMeta = {
+          base,
+          version: header.version,
+          source: m.source,
+          createdMs: Number(m.createdMs),
+          recipeDigest: m.recipeDigest,
+          sizeBytes: Number(m.sizeBytes),
+          ...(m.parent ? { parent: m.parent } : {}),
+        };
+        const have = await ctx.pool.getBaseVersion(base, header.version).catch(() => undefined);
+        if (have) return baseVersionMsg(have, node);
+        const stream = Readable.from(
+          (async function* () {
+            for (;;) {
+              const n = await it.next();
+              if (n.done) return;
+              if (n.value.part?.$case === "data") yield Buffer.from(n.value.part.data);
+            }
+          })(),
+        );
+        const got = await svc.receive(meta, (dir) =>
+          receiveSubvolume({ dir, stream }).then((r) => {
+            if (r.name !== "root") throw invalidArgument(`delta carries subvolume ${r.name}, not root`);
+          }),
+        );
+        svc.onChange();
+        return baseVersionMsg(got, node);
+      })().then(
+        (res) => callback(null, res),
+        (err) => callback(toServiceError(err)),
+      );
+    },
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nbdcopyArgs, parseProgress } from "./hydrate.js";
+import { hashFrontier, NBDCOPY_WORK_BYTES, nbdcopyArgs, parseProgress } from "./hydrate.js";
 import { CHANGE_FD_SCRIPT } from "./loop.js";
 import { validateKey } from "./seed-attachments.js";
 
@@ -13,10 +13,18 @@ describe("hydration helpers", () => {
   it("copies with several connections and progress on fd 3", () => {
     expect(nbdcopyArgs({ uri: "nbd://h:1/x", dest: "/d/f", connections: 4 })).toEqual([
       "--connections=4",
+      "--threads=4",
       "--progress=3",
       "nbd://h:1/x",
       "/d/f",
     ]);
+  });
+  it("hashes only below the lowest segment nbdcopy may still be writing", () => {
+    const W = NBDCOPY_WORK_BYTES;
+    expect(hashFrontier(0, 10 * W, 4)).toBe(0);
+    expect(hashFrontier(3 * W, 10 * W, 4)).toBe(0);
+    expect(hashFrontier(6 * W, 10 * W, 4)).toBe(2 * W);
+    expect(hashFrontier(10 * W, 10 * W, 4)).toBe(10 * W);
   });
   it("issues LOOP_CHANGE_FD and nothing else", () => {
     expect(CHANGE_FD_SCRIPT).toContain("0x4C06");

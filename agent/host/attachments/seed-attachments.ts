@@ -19,8 +19,8 @@
  * itself on failure (common/revert.ts).
  */
 import { randomBytes } from "node:crypto";
-import { chmod, mkdir, open, rename, rm, rmdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import {
   alreadyExists,
   Code,
@@ -35,8 +35,15 @@ import { sha256File } from "../exports/checksum.js";
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
-import { copyExport, requireRoom } from "./hydrate.js";
-import { attachLoop, changeLoopBacking, detachLoop, forgetBtrfsDevice, withFrozen } from "./loop.js";
+import { copyAndHash, requireRoom } from "./hydrate.js";
+import {
+  attachLoop,
+  changeLoopBacking,
+  detachLoop,
+  forgetBtrfsDevice,
+  loopBackingFile,
+  withFrozen,
+} from "./loop.js";
 import { connectNbd, detectTransport, isMountpoint, type NbdConnection } from "./nbd-transport.js";
 import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
 
@@ -114,7 +121,11 @@ export class SeedAttachments implements AttachmentDriver {
     ]);
     await mkdir(o.stateDir, { recursive: true });
     // Checked before anything exists, so a full target has nothing to undo.
-    await requireRoom(o.stateDir, o.sproutBytes, `the sprout device of ${o.key}`);
+    await requireRoom(
+      o.stateDir,
+      o.reserveBytes ?? o.sproutBytes,
+      `the sprout device${o.reserveBytes ? " and the hydrated image" : ""} of ${o.key}`,
+    );
 
     const dir = join(o.stateDir, o.key);
     const r = new Revert();
@@ -245,7 +256,7 @@ export class SeedAttachments implements AttachmentDriver {
       e.state.message = "";
       e.state.hydratedBytes = 0;
       const t0 = performance.now();
-      await copyExport({
+      const copied = await copyAndHash({
         uri: withClientTls(e.state.uri, e.tlsDir),
         dest: part,
         sizeBytes: size,
@@ -257,8 +268,10 @@ export class SeedAttachments implements AttachmentDriver {
           opts.progress?.(done, total);
         },
       });
-      const t1 = performance.now();
-      const sum = await sha256File(part, { signal: opts.signal });
+      const t1 = t0 + copied.copyMs;
+      let sum = { sha256: copied.sha256, sizeBytes: (await stat(part)).size };
+      // Before reporting corruption, hash the finished file once more (see hydrate.ts).
+      if (sum.sha256 !== e.opts.seed.sha256) sum = await sha256File(part, { signal: opts.signal });
       const t2 = performance.now();
       if (sum.sizeBytes !== size || sum.sha256 !== e.opts.seed.sha256) {
         throw new ProtoctlError(
@@ -340,6 +353,55 @@ export class SeedAttachments implements AttachmentDriver {
     return this.serialize(key, () => this.detachLocked(key));
   }
 
+  /**
+   * After an agent restart: takes back an attachment recorded by the previous
+   * process. When its sprout is still mounted over the recorded loop devices
+   * it is adopted (local when the seed loop reads the hydrated copy, else
+   * "attached" on the old NBD client, which the caller should replace with
+   * switchSource); otherwise whatever is left of it is removed and undefined
+   * is returned.
+   */
+  adopt(o: AttachOptions, s: AttachmentState): Promise<AttachmentState | undefined> {
+    validateKey(o.key);
+    return this.serialize(o.key, async () => {
+      const dir = join(o.stateDir, o.key);
+      const final = join(dir, "seed.img");
+      const seedBacking = await loopBackingFile(s.seedLoop);
+      const sproutBacking = await loopBackingFile(s.sproutLoop);
+      const intact =
+        (await isMountpoint(s.mountpoint)) &&
+        sproutBacking === join(dir, "sprout.img") &&
+        (seedBacking === final || (seedBacking?.startsWith(`${dir}/nbd-`) ?? false));
+      if (!intact) {
+        await cleanLeftovers(dir, s);
+        return undefined;
+      }
+      const sources = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^nbd-\d+$/.test(n));
+      const local = seedBacking === final;
+      const oldDir = local ? undefined : dirname(seedBacking!);
+      const entry: Entry = {
+        opts: o,
+        dir,
+        nbd: oldDir ? adoptedConnection(o.uri, oldDir, seedBacking!) : undefined,
+        sources: sources.length + 1,
+        tlsDir: o.tls ? join(dir, "tls-client") : undefined,
+        ownMountpoint: o.mountpoint === undefined,
+        state: {
+          ...s,
+          phase: local ? "local" : "attached",
+          transport: local ? "local" : s.transport === "local" ? "nbdfuse" : s.transport,
+          uri: local ? "" : o.uri,
+          seedBacking: seedBacking!,
+          hydratedBytes: local ? s.sizeBytes : 0,
+          message: "",
+        },
+      };
+      if (o.tls && !local) await makeTlsDir(join(dir, "tls-client"), o.tls, "client").catch(() => undefined);
+      this.entries.set(o.key, entry);
+      return { ...entry.state };
+    });
+  }
+
   private async detachLocked(key: string): Promise<void> {
     const e = this.entries.get(key);
     if (!e) return;
@@ -385,6 +447,48 @@ export class SeedAttachments implements AttachmentDriver {
       });
     return e;
   }
+}
+
+/** An NBD client started by a previous agent process: closing it unmounts its FUSE file lazily. */
+function adoptedConnection(uri: string, dir: string, path: string): NbdConnection {
+  let closed = false;
+  return {
+    kind: "nbdfuse",
+    uri,
+    path,
+    get alive() {
+      return !closed;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      const r = await run("fusermount3", ["-u", dir], { allowFailure: true });
+      if (r.exitCode !== 0 && (await isMountpoint(dir))) {
+        await run("fusermount3", ["-u", "-z", dir], { allowFailure: true });
+      }
+      await rmdir(dir).catch(() => undefined);
+    },
+  };
+}
+
+/** Removes what a dead attachment left: mounts, loop devices bound to its files, FUSE mounts, the dir. */
+async function cleanLeftovers(dir: string, s: AttachmentState): Promise<void> {
+  if (await isMountpoint(s.mountpoint)) await run("umount", ["-l", s.mountpoint], { allowFailure: true });
+  for (const dev of [s.sproutLoop, s.seedLoop]) {
+    const b = await loopBackingFile(dev);
+    if (b?.startsWith(`${dir}/`)) {
+      await forgetBtrfsDevice(dev);
+      await detachLoop(dev);
+    }
+  }
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    const p = join(dir, n);
+    if (/^nbd-\d+$/.test(n) && (await isMountpoint(p))) {
+      await run("fusermount3", ["-u", "-z", p], { allowFailure: true });
+    }
+  }
+  if (await isMountpoint(join(dir, "mnt"))) return; // never delete below a live mount
+  await rm(dir, { recursive: true, force: true });
 }
 
 function toError(err: unknown, message: string, subject: string): ProtoctlError {

@@ -37,6 +37,8 @@ export interface AttachOptions {
   mountpoint?: string;
   /** Size of the sprout's local device (sparse file); envs' writes land there. */
   sproutBytes: number;
+  /** Free bytes required in stateDir before anything is made (default sproutBytes). */
+  reserveBytes?: number;
   /** NBD connections per source (nbdfuse -C, nbdcopy --connections); default 4. */
   connections?: number;
   /** Client TLS files for nbds:// sources. */

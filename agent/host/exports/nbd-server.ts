@@ -163,7 +163,10 @@ export async function serveImage(o: ServeOptions): Promise<NbdExport> {
 }
 
 async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefined): Promise<NbdExport> {
-  const [cmd, ...pre] = [...netnsPrefix(o.netns), "qemu-nbd"];
+  // With dieWithParent, the server goes when the agent goes (even on SIGKILL): no orphan keeps
+  // serving an image nobody tracks; peers re-attach to another source.
+  const death = o.dieWithParent ? ["setpriv", "--pdeathsig", "SIGKILL", "--"] : [];
+  const [cmd, ...pre] = [...death, ...netnsPrefix(o.netns), "qemu-nbd"];
   const args = [...pre, ...qemuNbdArgs(o, port, tlsDir)];
   const child = spawnProcess(cmd!, args, {
     stdin: "ignore",

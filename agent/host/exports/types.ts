@@ -51,6 +51,8 @@ export interface ServeOptions {
   stateDir: string;
   /** Run the server inside this network namespace (/run/netns/NAME); tests use it. */
   netns?: string;
+  /** Kill the server when the calling process dies (setpriv --pdeathsig). */
+  dieWithParent?: boolean;
 }
 
 /** A running export. */

@@ -21,6 +21,7 @@ import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
 import type { BaseVersionMeta, ProgressFn } from "../interfaces.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly, snapshotSubvolume } from "./btrfs.js";
+import { ExternalBases } from "./external-bases.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import type { KeyedLock } from "./keyed-lock.js";
 import { type PoolLayout, parseBaseDirName, tmpName } from "./layout.js";
@@ -48,6 +49,9 @@ interface Staging {
 }
 
 export class BaseStore {
+  /** Versions held outside the pool (attached seeds); listed and usable like local ones. */
+  readonly externals = new ExternalBases();
+
   constructor(
     private readonly layout: PoolLayout,
     private readonly locks: KeyedLock,
@@ -62,6 +66,9 @@ export class BaseStore {
       const meta = await readJson<BaseVersionMeta>(join(this.layout.base, entry, "meta.json"));
       if (meta) out.push(meta);
     }
+    for (const e of this.externals.list(name)) {
+      if (!out.some((m) => m.base === e.meta.base && m.version === e.meta.version)) out.push(e.meta);
+    }
     return out.sort((a, b) => a.base.localeCompare(b.base) || a.version - b.version);
   }
 
@@ -69,6 +76,8 @@ export class BaseStore {
   async get(name: string, version: number): Promise<BaseVersionMeta> {
     validateName("base", name);
     if (version > 0) {
+      const ext = this.externals.get(name, version);
+      if (ext) return ext.meta;
       const meta = await readJson<BaseVersionMeta>(
         join(this.layout.baseVersionDir(name, version), "meta.json"),
       );
@@ -87,7 +96,8 @@ export class BaseStore {
   /** The read-only root of base@N (latest when 0), checked to exist. */
   async rootOf(name: string, version: number): Promise<{ meta: BaseVersionMeta; root: string }> {
     const meta = await this.get(name, version);
-    return { meta, root: this.layout.baseVersionRoot(meta.base, meta.version) };
+    const ext = this.externals.get(meta.base, meta.version);
+    return { meta, root: ext?.root ?? this.layout.baseVersionRoot(meta.base, meta.version) };
   }
 
   async importBase(
@@ -297,6 +307,34 @@ export class BaseStore {
     });
   }
 
+  /**
+   * Puts version `meta.version` of `meta.base` in place from outside (a
+   * btrfs receive from another node): `fill(dir)` must leave a read-only
+   * `root` subvolume in `dir`; the number is kept, not allocated.
+   */
+  async adoptVersion(meta: BaseVersionMeta, fill: (dir: string) => Promise<void>): Promise<BaseVersionMeta> {
+    validateName("base", meta.base);
+    return Revert.run(async (r) => {
+      const dir = join(this.layout.base, tmpName());
+      await mkdir(dir);
+      r.add(() => removeObjectDir(dir));
+      await fill(dir);
+      await setReadonly(join(dir, "root"), true);
+      return this.locks.run(`base/${meta.base}`, async () => {
+        const final = this.layout.baseVersionDir(meta.base, meta.version);
+        if (await exists(final)) throw failedPrecondition(`${meta.base}@${meta.version} is already here`);
+        await writeJsonAtomic(join(dir, "meta.json"), meta);
+        await rename(dir, final);
+        const last =
+          Number((await readFile(this.layout.baseLastFile(meta.base), "utf8").catch(() => "0")).trim()) || 0;
+        if (meta.version > last) await writeJsonAtomic(this.layout.baseLastFile(meta.base), meta.version);
+        return meta;
+      });
+    }).catch((err) => {
+      throw err instanceof ProtoctlError ? err : asPoolError(err, `receive ${meta.base}@${meta.version}`);
+    });
+  }
+
   /** Deletes one version; `usersOf` names what still uses it (refusal when non-empty). */
   async deleteVersion(
     name: string,
@@ -313,6 +351,12 @@ export class BaseStore {
           hint: "delete those envs and layer builds first",
           metadata: { users: users.join(",") },
         });
+      }
+      const ext = this.externals.get(meta.base, meta.version);
+      if (ext) {
+        await ext.release?.();
+        this.externals.unregister(meta.base, meta.version);
+        return this.list(name);
       }
       const doomed = join(this.layout.base, tmpName());
       await rename(this.layout.baseVersionDir(name, meta.version), doomed);

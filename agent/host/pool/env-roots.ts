@@ -16,7 +16,7 @@ import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
 import type { EnvRoot } from "../interfaces.js";
 import type { BaseStore } from "./bases.js";
-import { asPoolError, createSubvolume, snapshotSubvolume } from "./btrfs.js";
+import { asPoolError, createSubvolume, deleteSubvolume, snapshotSubvolume } from "./btrfs.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import type { KeyedLock } from "./keyed-lock.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
@@ -32,6 +32,11 @@ export interface EnvRecord {
   /** Upper dirs of the resolved layer stack, top first, relative to the pool mount; empty for plain envs. */
   lowers: string[];
   createdMs: number;
+  /**
+   * Absolute root of a plain env on an external (attached) base version: a
+   * snapshot inside that version's sprout filesystem. Absent = `@env/NAME/root`.
+   */
+  rootDir?: string;
 }
 
 /** Resolves (building when needed) the upper dirs of a layer stack on base@N, top first. */
@@ -68,7 +73,16 @@ export class EnvRootStore {
         const dir = join(this.layout.env, tmpName());
         await mkdir(dir);
         r.add(() => removeObjectDir(dir));
-        if (lowers.length === 0) {
+        const ext = this.bases.externals.get(meta.base, meta.version);
+        if (lowers.length === 0 && ext) {
+          // Snapshots cannot cross filesystems: the root lives in the sprout, the record here.
+          await mkdir(ext.envArea, { recursive: true });
+          const extRoot = join(ext.envArea, name);
+          if (await exists(extRoot)) await deleteSubvolume(extRoot);
+          await snapshotSubvolume(baseRoot, extRoot);
+          r.add(() => deleteSubvolume(extRoot));
+          rec.rootDir = extRoot;
+        } else if (lowers.length === 0) {
           await snapshotSubvolume(baseRoot, join(dir, "root"));
         } else {
           const vol = join(dir, "vol");
@@ -106,7 +120,7 @@ export class EnvRootStore {
       await this.locks.run(`env/${name}`, async () => {
         const target = join(this.layout.envDir(name), "root");
         if ((await findMount(target))?.fstype !== "overlay") {
-          await this.mount(rec, this.layout.baseVersionRoot(rec.base, rec.version));
+          await this.mount(rec, (await this.bases.rootOf(rec.base, rec.version)).root);
         }
       });
     }
@@ -119,6 +133,8 @@ export class EnvRootStore {
       const dir = this.layout.envDir(name);
       if (!(await exists(dir))) return;
       await unmount(join(dir, "root"));
+      const rec = await this.record(name);
+      if (rec?.rootDir) await deleteSubvolume(rec.rootDir);
       // Renamed first so a crash mid-delete leaves a temp name, not a half env.
       const doomed = join(this.layout.env, tmpName());
       await rename(dir, doomed);
@@ -175,7 +191,7 @@ export class EnvRootStore {
   private toEnvRoot(rec: EnvRecord): EnvRoot {
     return {
       name: rec.name,
-      rootDir: this.rootDir(rec.name),
+      rootDir: rec.rootDir ?? this.rootDir(rec.name),
       base: rec.base,
       version: rec.version,
       layers: rec.layers,

@@ -235,7 +235,9 @@ export class LayerStore {
       const merged = join(this.layout.workdir, tmpName());
       await mkdir(merged);
       r.add(() => rm(merged, { recursive: true, force: true }));
-      const baseRoot = this.layout.baseVersionRoot(base.base, base.version);
+      const baseRoot =
+        this.bases.externals.get(base.base, base.version)?.root ??
+        this.layout.baseVersionRoot(base.base, base.version);
       await mountOverlay(merged, [...lowers, baseRoot], join(vol, "upper"), join(vol, "work"));
       r.add(() => unmount(merged));
 

@@ -21,8 +21,9 @@ import type {
   ProgressFn,
 } from "../interfaces.js";
 import { type BaseBuildSpec, type BaseSource, BaseStore, sha256 } from "./bases.js";
-import { asPoolError, createSubvolume, diskUsage, isSubvolume } from "./btrfs.js";
+import { asPoolError, createSubvolume, deleteSubvolume, diskUsage, isSubvolume } from "./btrfs.js";
 import { EnvRootStore } from "./env-roots.js";
+import type { ExternalBase, ExternalState } from "./external-bases.js";
 import { exists, listDir, removeObjectDir } from "./files.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { type LayerSpec, LayerStore } from "./layers.js";
@@ -112,6 +113,7 @@ export class BtrfsPool implements PoolDriver {
   > {
     const objects: Array<{ kind: "base" | "layer" | "env"; name: string; path: string }> = [];
     for (const b of await this.bases.list()) {
+      if (this.bases.externals.get(b.base, b.version)) continue;
       objects.push({
         kind: "base",
         name: `${b.base}@${b.version}`,
@@ -127,7 +129,11 @@ export class BtrfsPool implements PoolDriver {
     }
     for (const e of await this.envs.records()) {
       const dir = this.layout.envDir(e.name);
-      objects.push({ kind: "env", name: e.name, path: join(dir, e.lowers.length ? "vol" : "root") });
+      objects.push({
+        kind: "env",
+        name: e.name,
+        path: e.rootDir ?? join(dir, e.lowers.length ? "vol" : "root"),
+      });
     }
     const du = new Map((await diskUsage(objects.map((o) => o.path))).map((d) => [d.path, d]));
     return objects.map((o) => ({
@@ -235,13 +241,16 @@ export class BtrfsPool implements PoolDriver {
   async snapshotEnvAsBase(name: string, asBase: string): Promise<BaseVersionMeta> {
     validateName("base", asBase);
     const rec = await this.envs.requireRecord(name);
-    const root = this.envs.rootDir(name);
+    const root = rec.rootDir ?? this.envs.rootDir(name);
     const made = {
       source: `env:${name}`,
       recipeDigest: sha256("env", name, rec.base, String(rec.version), ...rec.layers, String(Date.now())),
       parent: `${rec.base}@${rec.version}`,
     };
-    if (rec.lowers.length === 0) return this.bases.stage(asBase, undefined, async () => made, root);
+    // An env on an attached version lives in another filesystem: copied, not snapshotted.
+    if (rec.lowers.length === 0 && !rec.rootDir) {
+      return this.bases.stage(asBase, undefined, async () => made, root);
+    }
     await this.envs.open(name);
     return this.bases.stage(asBase, undefined, async (s) => {
       await run("cp", ["-a", "--reflink=auto", "--", `${root}/.`, `${s.root}/`]).catch((err) => {
@@ -279,11 +288,55 @@ export class BtrfsPool implements PoolDriver {
     removed.push(...(await this.layers.cleanTemps()));
     for (const entry of await listDir(this.layout.env)) {
       if (known.has(entry)) continue;
+      const rec = await this.envs.record(entry);
+      if (rec?.rootDir) await deleteSubvolume(rec.rootDir);
       await removeObjectDir(this.layout.envDir(entry));
       removed.push(`@env/${entry}`);
     }
+    // Env roots inside attached sprouts without a record here.
+    for (const ext of this.bases.externals.list()) {
+      for (const entry of await listDir(ext.envArea)) {
+        if (known.has(entry)) continue;
+        await deleteSubvolume(join(ext.envArea, entry));
+        removed.push(`${ext.meta.base}@${ext.meta.version}:@env/${entry}`);
+      }
+    }
     if (removed.length > 0) this.log.info({ removed }, "pool orphans removed");
     return removed;
+  }
+
+  /** Receives base@N from another node (btrfs receive into `dir`, see BaseStore.adoptVersion). */
+  adoptBaseVersion(meta: BaseVersionMeta, fill: (dir: string) => Promise<void>): Promise<BaseVersionMeta> {
+    return this.bases.adoptVersion(meta, fill);
+  }
+
+  /** Path of the read-only root subvolume of base@N (local or external). */
+  async baseRoot(name: string, version: number): Promise<{ meta: BaseVersionMeta; root: string }> {
+    return this.bases.rootOf(name, version);
+  }
+
+  /**
+   * Registers a base version held outside the pool (an attached seed's
+   * subvolume, see external-bases.ts): listed by listBaseVersions, usable by
+   * prepareEnvRoot (plain env roots are snapshotted in `envArea`, inside the
+   * same filesystem as `root`), released by deleteBaseVersion.
+   */
+  registerExternalBase(e: ExternalBase): void {
+    this.bases.externals.register(e);
+  }
+
+  /** Forgets an external version (after its detach); envs on it must be gone. */
+  unregisterExternalBase(base: string, version: number): void {
+    this.bases.externals.unregister(base, version);
+  }
+
+  /** "attached" | "hydrated" for an external version, undefined for a local one. */
+  externalState(base: string, version: number): ExternalState | undefined {
+    return this.bases.externals.get(base, version)?.state;
+  }
+
+  setExternalState(base: string, version: number, state: ExternalState): void {
+    this.bases.externals.setState(base, version, state);
   }
 
   /** Releases in-process state. The pool stays mounted: running envs outlive the agent. */

@@ -1,0 +1,531 @@
+/**
+ * The agent's side of base propagation (DESIGN.md "Propagation"), over the
+ * host drivers in host/exports, host/attachments and host/deltas:
+ *
+ *   seeds        base@N → sealed seed image, recorded beside it (<dir>/seeds/)
+ *   exports      qemu-nbd serving a seed image, or the seed loop device of an
+ *                attachment: an attached node can serve peers at once, and
+ *                keeps serving through its own hydration (the loop device's
+ *                backing switches underneath qemu-nbd)
+ *   attachments  lazy attach + background hydration; each registered with the
+ *                pool as an external base version (envs are created on it at
+ *                once), persisted in <dir>/attachments/<ref>.json and adopted
+ *                or cleaned when the agent restarts
+ *
+ * Exports die with the agent (setpriv --pdeathsig): no orphan server keeps an
+ * image open that no one tracks; the controller re-serves and re-attaches.
+ */
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { Code, failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../common/errors.js";
+import { validateName } from "../../common/names.js";
+import { requireRoom } from "../host/attachments/hydrate.js";
+import { SeedAttachments } from "../host/attachments/seed-attachments.js";
+import type { AttachmentState, AttachOptions } from "../host/attachments/types.js";
+import { serveImage } from "../host/exports/nbd-server.js";
+import { publishSeedImage } from "../host/exports/seed-image.js";
+import type { NbdExport, SeedImage, TlsFiles } from "../host/exports/types.js";
+import type { BaseVersionMeta, ProgressFn } from "../host/interfaces.js";
+import type { BtrfsPool } from "../host/pool/pool.js";
+
+const MiB = 1024 * 1024;
+
+/** What the pool must offer propagation (BtrfsPool does). */
+export type PropagationPool = Pick<
+  BtrfsPool,
+  | "baseRoot"
+  | "getBaseVersion"
+  | "registerExternalBase"
+  | "unregisterExternalBase"
+  | "setExternalState"
+  | "externalState"
+  | "adoptBaseVersion"
+  | "usersOf"
+  | "listBaseVersions"
+>;
+
+export interface PropagationOptions {
+  node: string;
+  /** Holds seeds/ and attachments/ (default: <agent state>/propagation). */
+  dir: string;
+  pool: PropagationPool;
+  /** The agent's cluster address (exports bind here, never a wildcard). */
+  bindAddress: string;
+  /** Cluster TLS files: exports serve nbds:// and clients present the node certificate. */
+  tls?: TlsFiles;
+  /** Sparse size of each sprout device (env writes on an attached version land there). */
+  sproutBytes?: number;
+  /** NBD connections per attachment and hydration. */
+  connections?: number;
+  log: Logger;
+}
+
+export interface SeedRecord extends SeedImage {
+  base: string;
+  version: number;
+  createdMs: number;
+  node: string;
+}
+
+interface AttachmentRecord {
+  base: string;
+  version: number;
+  sourceNode: string;
+  seed: { sizeBytes: number; sha256: string; subvolume: string };
+  meta: BaseVersionMeta;
+  state: AttachmentState;
+}
+
+export interface ExportInfo {
+  base: string;
+  version: number;
+  uri: string;
+  maxClients: number;
+  allow: string[];
+}
+
+export interface AttachmentInfo {
+  base: string;
+  version: number;
+  sourceNode: string;
+  state: AttachmentState;
+}
+
+export interface AttachRequestInfo {
+  base: string;
+  version: number;
+  uri: string;
+  seed: { sizeBytes: number; sha256: string; subvolume: string };
+  sourceNode: string;
+  hydrate: boolean;
+  /** Metadata of the version (from the origin; a minimal one is made when absent). */
+  meta?: BaseVersionMeta;
+}
+
+const refOf = (base: string, version: number) => `${base}@${version}`;
+
+export class PropagationService {
+  readonly attachments = new SeedAttachments();
+  private readonly seeds = new Map<string, SeedRecord>();
+  private readonly publishing = new Map<string, Promise<SeedRecord>>();
+  private readonly exports = new Map<string, { exp: NbdExport; info: ExportInfo }>();
+  private readonly records = new Map<string, AttachmentRecord>();
+  private readonly sourceNodes = new Map<string, string>();
+  /** Called when what the node holds changes (heartbeat refresh). */
+  onChange: () => void = () => undefined;
+
+  constructor(private readonly o: PropagationOptions) {}
+
+  private get seedDir() {
+    return join(this.o.dir, "seeds");
+  }
+  private get attDir() {
+    return join(this.o.dir, "attachments");
+  }
+
+  /** Loads seed records; adopts or cleans attachments left by a previous agent process. */
+  async restore(): Promise<void> {
+    await mkdir(this.seedDir, { recursive: true });
+    await mkdir(this.attDir, { recursive: true });
+    for (const f of await readdir(this.seedDir)) {
+      if (f.endsWith(".tmp") || f.startsWith(".")) {
+        await rm(join(this.seedDir, f), { force: true, recursive: true });
+        continue;
+      }
+      if (!f.endsWith(".json")) continue;
+      const rec = JSON.parse(await readFile(join(this.seedDir, f), "utf8")) as SeedRecord;
+      this.seeds.set(refOf(rec.base, rec.version), rec);
+    }
+    for (const f of await readdir(this.attDir)) {
+      if (!f.endsWith(".json")) continue;
+      const rec = JSON.parse(await readFile(join(this.attDir, f), "utf8")) as AttachmentRecord;
+      const ref = refOf(rec.base, rec.version);
+      const got = await this.attachments
+        .adopt(this.attachOptions(rec.base, rec.version, rec.state.uri, rec.seed), rec.state)
+        .catch((err) => {
+          this.o.log.warn({ ref, err: (err as Error).message }, "attachment not adopted");
+          return undefined;
+        });
+      if (!got) {
+        await rm(join(this.attDir, f), { force: true });
+        this.o.log.info({ ref }, "stale attachment cleaned");
+        continue;
+      }
+      this.records.set(ref, { ...rec, state: got });
+      this.register(rec, got);
+      this.o.log.info({ ref, phase: got.phase }, "attachment adopted");
+    }
+  }
+
+  /**
+   * After restore and once TLS is known: adopted attachments still on an NBD
+   * client of the dead process get a fresh client from the same source, then
+   * hydrate in the background. If the source is gone, the controller's push
+   * re-attaches them elsewhere.
+   */
+  resume(): void {
+    for (const [ref, rec] of this.records) {
+      const s = this.attachments.get(ref);
+      if (!s || s.phase === "local" || !rec.state.uri) continue;
+      void this.attachments
+        .switchSource(ref, rec.state.uri)
+        .then(() => this.hydrate(ref))
+        .catch((err) =>
+          this.o.log.warn({ ref, err: (err as Error).message }, "re-attach after restart failed"),
+        );
+    }
+  }
+
+  private attachOptions(
+    base: string,
+    version: number,
+    uri: string,
+    seed: AttachmentRecord["seed"],
+  ): AttachOptions {
+    const sproutBytes = this.o.sproutBytes ?? 1024 * MiB;
+    return {
+      key: refOf(base, version),
+      uri,
+      seed,
+      stateDir: this.attDir,
+      sproutBytes,
+      // Room for the hydrated copy and some env writes, so hydration cannot run out later.
+      reserveBytes: seed.sizeBytes + 64 * MiB,
+      connections: this.o.connections ?? 4,
+      tls: this.o.tls,
+    };
+  }
+
+  private register(rec: AttachmentRecord, s: AttachmentState): void {
+    const ref = refOf(rec.base, rec.version);
+    this.o.pool.registerExternalBase({
+      meta: rec.meta,
+      root: s.subvolumePath,
+      envArea: join(s.mountpoint, "@env"),
+      state: s.phase === "local" ? "hydrated" : "attached",
+      release: () => this.detachNow(ref),
+    });
+  }
+
+  // ---------------------------------------------------------------- seeds
+
+  /** The sealed seed image of base@N (version 0 = latest), made once and recorded. */
+  async publish(base: string, version: number, progress?: ProgressFn, signal?: AbortSignal) {
+    validateName("base", base);
+    const meta = await this.o.pool.getBaseVersion(base, version);
+    const ref = refOf(meta.base, meta.version);
+    const have = this.seeds.get(ref);
+    if (have) return have;
+    let p = this.publishing.get(ref);
+    if (!p) {
+      p = this.publishOnce(meta, progress, signal).finally(() => this.publishing.delete(ref));
+      this.publishing.set(ref, p);
+    }
+    return p;
+  }
+
+  private async publishOnce(meta: BaseVersionMeta, progress?: ProgressFn, signal?: AbortSignal) {
+    const ref = refOf(meta.base, meta.version);
+    if (this.o.pool.externalState(meta.base, meta.version)) {
+      throw failedPrecondition(`${ref} is attached here, not local: publish it on its origin`, {
+        reason: "NOT_LOCAL",
+        subject: `base/${ref}`,
+      });
+    }
+    const { root } = await this.o.pool.baseRoot(meta.base, meta.version);
+    await mkdir(this.seedDir, { recursive: true });
+    const image = join(this.seedDir, `${ref}.img`);
+    await rm(image, { force: true });
+    const seed = await publishSeedImage(root, image, {
+      signal,
+      progress: (p) => progress?.({ step: `publish ${p.step}`, fraction: p.fraction }),
+    });
+    const rec: SeedRecord = {
+      ...seed,
+      base: meta.base,
+      version: meta.version,
+      createdMs: Date.now(),
+      node: this.o.node,
+    };
+    await writeFile(join(this.seedDir, `${ref}.json`), `${JSON.stringify(rec)}\n`);
+    this.seeds.set(ref, rec);
+    return rec;
+  }
+
+  /** "attached" | "hydrated" for an attached version, "local" otherwise. */
+  heldState(base: string, version: number): "local" | "attached" | "hydrated" {
+    return this.o.pool.externalState(base, version) ?? "local";
+  }
+
+  /** Cluster TLS files, known once the agent has joined. */
+  setTls(tls: TlsFiles | undefined): void {
+    this.o.tls = tls;
+  }
+
+  seed(base: string, version: number): SeedRecord | undefined {
+    return this.seeds.get(refOf(base, version));
+  }
+
+  /** Deletes a seed image (garbage collection by the controller); its export stops first. */
+  async deleteSeed(base: string, version: number): Promise<void> {
+    const ref = refOf(base, version);
+    const e = this.exports.get(ref);
+    if (e && e.exp.image.startsWith(this.seedDir)) await this.stopExport(base, version);
+    this.seeds.delete(ref);
+    await rm(join(this.seedDir, `${ref}.img`), { force: true });
+    await rm(join(this.seedDir, `${ref}.json`), { force: true });
+  }
+
+  // ---------------------------------------------------------------- exports
+
+  /**
+   * Serves base@N: its seed image when this node published one, else the
+   * seed loop device of its attachment (attached or hydrated). Idempotent.
+   */
+  async serve(
+    base: string,
+    version: number,
+    opts: { port?: number; maxClients?: number; allow?: string[] } = {},
+  ): Promise<ExportInfo> {
+    validateName("base", base);
+    const ref = refOf(base, version);
+    const cur = this.exports.get(ref);
+    if (cur?.exp.running) return cur.info;
+    const image = this.seeds.get(ref)?.path ?? this.attachments.get(ref)?.seedLoop;
+    if (!image) {
+      throw notFound(`no seed image or attachment of ${ref} on ${this.o.node}`, {
+        reason: "SEED_NOT_FOUND",
+        subject: `base/${ref}`,
+        hint: "publish the seed first (PublishSeed)",
+      });
+    }
+    const exp = await serveImage({
+      image,
+      exportName: ref,
+      bindAddress: this.o.bindAddress,
+      port: opts.port || undefined,
+      maxConnections: opts.maxClients || undefined,
+      allow: this.o.tls ? opts.allow : undefined,
+      tls: this.o.tls,
+      stateDir: join(this.o.dir, "exports"),
+      dieWithParent: true,
+    });
+    const info: ExportInfo = {
+      base,
+      version,
+      uri: exp.uri,
+      maxClients: opts.maxClients || 16,
+      allow: opts.allow ?? [],
+    };
+    this.exports.set(ref, { exp, info });
+    void exp.exited.then(() => {
+      if (this.exports.get(ref)?.exp === exp) this.exports.delete(ref);
+    });
+    return info;
+  }
+
+  async stopExport(base: string, version: number): Promise<void> {
+    const ref = refOf(base, version);
+    const e = this.exports.get(ref);
+    this.exports.delete(ref);
+    await e?.exp.stop();
+  }
+
+  listExports(): ExportInfo[] {
+    return [...this.exports.values()].filter((e) => e.exp.running).map((e) => e.info);
+  }
+
+  // ---------------------------------------------------------------- attachments
+
+  /**
+   * Attaches base@N from `uri` (or switches an existing attachment to it),
+   * registers it with the pool, then optionally hydrates. `progress` sees
+   * step "attached" once envs can be created, then "hydrating" fractions.
+   */
+  async attach(req: AttachRequestInfo, progress?: ProgressFn): Promise<AttachmentInfo> {
+    validateName("base", req.base);
+    if (!req.version) throw invalidArgument("attach needs a version", { reason: "VERSION_REQUIRED" });
+    if (!req.uri) throw invalidArgument("attach needs a source URI", { reason: "URI_REQUIRED" });
+    const ref = refOf(req.base, req.version);
+    const local = await this.o.pool.getBaseVersion(req.base, req.version).catch(() => undefined);
+    if (local && !this.o.pool.externalState(req.base, req.version)) {
+      // Already a local subvolume: nothing to attach.
+      progress?.({ step: "local", fraction: 1 });
+      return this.localInfo(req.base, req.version);
+    }
+    let state = this.attachments.get(ref);
+    if (!state) {
+      progress?.({ step: "attaching" });
+      state = await this.attachments.attach(this.attachOptions(req.base, req.version, req.uri, req.seed));
+      const meta: BaseVersionMeta = req.meta ?? {
+        base: req.base,
+        version: req.version,
+        source: `seed:${req.sourceNode}`,
+        createdMs: Date.now(),
+        recipeDigest: req.seed.sha256,
+        sizeBytes: req.seed.sizeBytes,
+      };
+      const rec: AttachmentRecord = {
+        base: req.base,
+        version: req.version,
+        sourceNode: req.sourceNode,
+        seed: req.seed,
+        meta,
+        state,
+      };
+      this.records.set(ref, rec);
+      this.register(rec, state);
+      await this.persist(ref);
+      this.onChange();
+    } else if (state.phase !== "local" && state.uri !== req.uri) {
+      progress?.({ step: "switching", message: `to ${req.uri}` });
+      state = await this.attachments.switchSource(ref, req.uri);
+      const rec = this.records.get(ref);
+      if (rec) rec.sourceNode = req.sourceNode;
+      await this.persist(ref);
+    }
+    this.sourceNodes.set(ref, req.sourceNode);
+    progress?.({ step: "attached", fraction: 0 });
+    if (req.hydrate && state.phase !== "local") {
+      await this.hydrate(ref, progress);
+    }
+    return this.info(ref);
+  }
+
+  private async hydrate(ref: string, progress?: ProgressFn): Promise<void> {
+    let lastPct = -1;
+    await this.attachments.hydrate(ref, {
+      progress: (done, total) => {
+        const pct = Math.floor((100 * done) / Math.max(1, total));
+        if (pct === lastPct) return;
+        lastPct = pct;
+        progress?.({ step: "hydrating", fraction: done / Math.max(1, total) });
+      },
+    });
+    const rec = this.records.get(ref);
+    if (rec) this.o.pool.setExternalState(rec.base, rec.version, "hydrated");
+    await this.persist(ref);
+    this.onChange();
+    progress?.({ step: "local", fraction: 1 });
+  }
+
+  private async persist(ref: string): Promise<void> {
+    const rec = this.records.get(ref);
+    const s = this.attachments.get(ref);
+    if (!rec || !s) return;
+    rec.state = s;
+    const f = join(this.attDir, `${ref}.json`);
+    await writeFile(`${f}.tmp`, `${JSON.stringify(rec)}\n`);
+    const { rename } = await import("node:fs/promises");
+    await rename(`${f}.tmp`, f);
+  }
+
+  info(ref: string): AttachmentInfo {
+    const rec = this.records.get(ref);
+    const s = this.attachments.get(ref);
+    if (!rec || !s) {
+      throw notFound(`no attachment ${ref} on ${this.o.node}`, {
+        reason: "ATTACHMENT_NOT_FOUND",
+        subject: `attachment/${ref}`,
+      });
+    }
+    return { base: rec.base, version: rec.version, sourceNode: rec.sourceNode, state: s };
+  }
+
+  private async localInfo(base: string, version: number): Promise<AttachmentInfo> {
+    return {
+      base,
+      version,
+      sourceNode: "",
+      state: {
+        key: refOf(base, version),
+        phase: "local",
+        uri: "",
+        transport: "local",
+        mountpoint: "",
+        subvolumePath: (await this.o.pool.baseRoot(base, version)).root,
+        seedLoop: "",
+        sproutLoop: "",
+        seedBacking: "",
+        hydratedBytes: 0,
+        sizeBytes: 0,
+        message: "",
+      },
+    };
+  }
+
+  /** GetAttachment: the attachment, or a LOCAL answer when the version is a local subvolume. */
+  async get(base: string, version: number): Promise<AttachmentInfo> {
+    const ref = refOf(base, version);
+    if (this.records.has(ref)) return this.info(ref);
+    const local = await this.o.pool.getBaseVersion(base, version).catch(() => undefined);
+    if (local) return this.localInfo(base, version);
+    return this.info(ref);
+  }
+
+  listAttachments(): AttachmentInfo[] {
+    return [...this.records.keys()].filter((r) => this.attachments.get(r)).map((r) => this.info(r));
+  }
+
+  /** Detach: refused while envs use the version; stops its export; forgets it everywhere. */
+  async detach(base: string, version: number): Promise<void> {
+    const ref = refOf(base, version);
+    if (!this.records.has(ref)) return;
+    const users = await this.o.pool.usersOf(base, version);
+    if (users.length > 0) {
+      throw failedPrecondition(`${ref} is in use by ${users.join(", ")}`, {
+        reason: "BASE_IN_USE",
+        subject: `attachment/${ref}`,
+        hint: "delete those envs first",
+      });
+    }
+    await this.detachNow(ref);
+    this.o.pool.unregisterExternalBase(base, version);
+    this.onChange();
+  }
+
+  private async detachNow(ref: string): Promise<void> {
+    const e = this.exports.get(ref);
+    if (e) {
+      this.exports.delete(ref);
+      await e.exp.stop();
+    }
+    await this.attachments.detach(ref);
+    this.records.delete(ref);
+    await rm(join(this.attDir, `${ref}.json`), { force: true });
+  }
+
+  /** Root subvolume of base@N, local or attached. */
+  rootOf(base: string, version: number) {
+    return this.o.pool.baseRoot(base, version);
+  }
+
+  /** Puts a version received from a peer (btrfs receive) into the pool under its own number. */
+  receive(meta: BaseVersionMeta, fill: (dir: string) => Promise<void>): Promise<BaseVersionMeta> {
+    return this.o.pool.adoptBaseVersion(meta, fill);
+  }
+
+  /** Free room check for a delta receive (the pool's own ENOSPC handling covers the rest). */
+  async requireRoom(bytes: number): Promise<void> {
+    await requireRoom(this.o.dir, bytes, "the received version");
+  }
+
+  /** Stops exports (they die with us anyway); attachments stay mounted for running envs. */
+  async close(): Promise<void> {
+    for (const e of this.exports.values()) await e.exp.stop().catch(() => undefined);
+    this.exports.clear();
+  }
+
+  /** Detaches everything (tests, `protoctl down`): envs on attached versions must be gone. */
+  async destroy(): Promise<void> {
+    await this.close();
+    for (const ref of [...this.records.keys()]) {
+      const rec = this.records.get(ref)!;
+      await this.detachNow(ref).catch((err) => {
+        throw new ProtoctlError(Code.FAILED_PRECONDITION, `detach ${ref}: ${(err as Error).message}`);
+      });
+      this.o.pool.unregisterExternalBase(rec.base, rec.version);
+    }
+  }
+}
