@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { openPool } from "../../agent/host/pool/pool.js";
 import { ProtoctlError } from "../../common/errors.js";
 import { silentLogger } from "../../common/logger.js";
@@ -29,7 +29,8 @@ import { type ExecOutput, NodeState, type OperationEvent } from "../../proto/gen
 import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
-const REPO = resolve(import.meta.dirname, "../..");
+/** The checkout: daemons run from the TypeScript sources, also when this file runs compiled from dist/. */
+const REPO = repoRoot(import.meta.dirname);
 const REGISTER = join(REPO, "controller/testing/register.mjs");
 
 export interface LabCluster {
@@ -309,4 +310,12 @@ export async function hostLinks(hosts: TestHosts, h: TestHost): Promise<string[]
     .split("\n")
     .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1])
     .filter((x): x is string => !!x);
+}
+
+function repoRoot(from: string): string {
+  for (let d = from; ; d = dirname(d)) {
+    if (existsSync(join(d, "controller/testing/register.mjs")) && existsSync(join(d, "package.json")))
+      return d;
+    if (dirname(d) === d) throw new Error(`no protoctl checkout above ${from}`);
+  }
 }
