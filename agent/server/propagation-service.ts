@@ -271,7 +271,7 @@ export class PropagationService {
   async deleteSeed(base: string, version: number): Promise<void> {
     const ref = refOf(base, version);
     const e = this.exports.get(ref);
-    if (e && e.exp.image.startsWith(this.seedDir)) await this.stopExport(base, version);
+    if (e?.exp.image.startsWith(this.seedDir)) await this.stopExport(base, version);
     this.seeds.delete(ref);
     await rm(join(this.seedDir, `${ref}.img`), { force: true });
     await rm(join(this.seedDir, `${ref}.json`), { force: true });

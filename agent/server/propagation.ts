@@ -35,6 +35,7 @@ export type PropagationHandlers = Pick<
   | "detach"
   | "sendDelta"
   | "receiveDelta"
+  | "deleteSeed"
 >;
 
 function unimplemented(method: string) {
@@ -60,6 +61,7 @@ export function unimplementedPropagation(): PropagationHandlers {
     detach: unary("Detach"),
     sendDelta: stream("SendDelta"),
     receiveDelta: unary("ReceiveDelta"),
+    deleteSeed: unary("DeleteSeed"),
   };
 }
 
@@ -164,6 +166,11 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
         return { result: { $case: "attachment", attachment: attachmentMsg(a, node) } };
       });
     },
+    deleteSeed: unaryHandler(async (req) => {
+      const { base, version } = ref(req.ref);
+      await svc.deleteSeed(base, version);
+      return {};
+    }),
     getAttachment: unaryHandler(async (req) => {
       const { base, version } = ref(req.ref);
       return attachmentMsg(await svc.get(base, version), node);

@@ -7,6 +7,7 @@
  */
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { propagatorFor } from "../propagation/push.js";
 import { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
 import type { LabRecord } from "../store/store.js";
@@ -39,6 +40,10 @@ export class ReconcileManager {
     this.envQueue = new WorkQueue({ backoff, concurrency: rc.concurrency });
     this.nodeQueue = new WorkQueue({ backoff, concurrency: 8 });
     this.envs = new EnvReconciler(ctx, this.cache, this.envQueue, fence);
+    // Placement on a node lacking the version (scheduler.propagation): attach it there first.
+    if (ctx.config.scheduler.propagation) {
+      this.envs.propagate = (node, base, version) => propagatorFor(ctx).ensureOn(node, base, version);
+    }
     this.nodes = new NodeReconciler(ctx, this.cache, this.envs, this.envQueue);
     const agent = (node: string) => {
       const address = this.cache.nodeAddress(node);

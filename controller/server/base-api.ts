@@ -30,6 +30,7 @@ import {
   Recipe,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { propagatorFor } from "../propagation/push.js";
 import { agentFor } from "./env-api.js";
 import { pipeFrom, serverStream, unary } from "./handlers.js";
 import { listNodes } from "./node-api.js";
@@ -215,15 +216,10 @@ export function baseApi(ctx: ControllerContext) {
       return b;
     }),
 
-    pushBase: serverStream<PushBaseRequest, PushProgress>(async () => {
-      throw new ProtoctlError(
-        Code.UNIMPLEMENTED,
-        "base push (seed propagation over NBD) is not implemented yet",
-        {
-          reason: "PUSH_NOT_IMPLEMENTED",
-          hint: "import or build the base on each node that needs it, or pin envs with --node",
-        },
-      );
+    pushBase: serverStream<PushBaseRequest, PushProgress>(async (req, send) => {
+      await propagatorFor(ctx).push(req, send);
+      const ref = `${req.ref?.name}@${req.ref?.version || "latest"}`;
+      await s.events.emit({ kind: "base.pushed", subject: `base/${ref}`, message: "pushed" });
     }),
 
     deleteBase: unary(async (req: DeleteBaseRequest) => {

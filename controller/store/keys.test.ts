@@ -11,6 +11,7 @@ describe("key layout", () => {
     expect(k.envStatus("web")).toBe("/protoctl/v1/env-status/web");
     expect(k.baseVersion("debian", 3)).toBe("/protoctl/v1/base-versions/debian/0000000003");
     expect(k.export("debian", 3, "n1")).toBe("/protoctl/v1/exports/debian@3/n1");
+    expect(k.seed("debian", 3)).toBe("/protoctl/v1/seeds/debian@3");
     expect(k.event(1700000000000, "c1", 7)).toBe("/protoctl/v1/events/1700000000000-c1-00000007");
   });
 

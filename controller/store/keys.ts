@@ -25,6 +25,7 @@ export const FOLDERS = {
   labs: "labs/",
   labState: "lab-state/",
   exports: "exports/",
+  seeds: "seeds/",
   attachments: "attachments/",
   events: "events/",
   election: "election/",
@@ -87,6 +88,10 @@ export class Keys {
   }
   export(base: string, version: number, node: string): string {
     return `${this.folder("exports")}${checked(base, "base")}@${version}/${checked(node)}`;
+  }
+  /** The seed image of base@N (one per version: published once, on its origin). */
+  seed(base: string, version: number): string {
+    return `${this.folder("seeds")}${checked(base, "base")}@${version}`;
   }
   attachment(base: string, version: number, node: string): string {
     return `${this.folder("attachments")}${checked(base, "base")}@${version}/${checked(node)}`;

@@ -19,6 +19,7 @@ import {
   Layer,
   LayerSpec,
   Node,
+  SeedImage,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { LabState } from "../labs/lab-state.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
@@ -81,6 +82,7 @@ export const codecs = {
   lab: protoJson(Lab),
   labState: plainJson<LabRecord>(),
   export: protoJson(Export),
+  seed: protoJson(SeedImage),
   attachment: protoJson(Attachment),
 };
 
@@ -312,6 +314,36 @@ export class ClusterStore {
           value: codecs.attachment.encode(a),
         },
       ],
+    });
+  }
+
+  listSeeds(): Promise<Versioned<SeedImage>[]> {
+    return this.kv.list(this.keys.folder("seeds"), codecs.seed).then((r) => r.items);
+  }
+
+  async putSeed(seed: SeedImage): Promise<void> {
+    await this.kv.commit({
+      conditions: [],
+      writes: [{ op: "put", key: this.keys.seed(seed.base, seed.version), value: codecs.seed.encode(seed) }],
+    });
+  }
+
+  /** Forgets base@N's seed, its exports and its attachments (garbage collection). */
+  async deleteSeed(base: string, version: number): Promise<void> {
+    await this.kv.commit({
+      conditions: [],
+      writes: [
+        { op: "delete", key: this.keys.seed(base, version) },
+        { op: "delete", key: `${this.keys.folder("exports")}${base}@${version}/`, prefix: true },
+        { op: "delete", key: `${this.keys.folder("attachments")}${base}@${version}/`, prefix: true },
+      ],
+    });
+  }
+
+  async deleteExport(base: string, version: number, node: string): Promise<void> {
+    await this.kv.commit({
+      conditions: [],
+      writes: [{ op: "delete", key: this.keys.export(base, version, node) }],
     });
   }
 

@@ -278,6 +278,13 @@ export interface DeltaHeader {
   meta: BaseVersion | undefined;
 }
 
+export interface DeleteSeedRequest {
+  ref: BaseRef | undefined;
+}
+
+export interface DeleteSeedResponse {
+}
+
 function createBaseGetInfoRequest(): GetInfoRequest {
   return {};
 }
@@ -3693,6 +3700,125 @@ export const DeltaHeader: MessageFns<DeltaHeader> = {
   },
 };
 
+function createBaseDeleteSeedRequest(): DeleteSeedRequest {
+  return { ref: undefined };
+}
+
+export const DeleteSeedRequest: MessageFns<DeleteSeedRequest> = {
+  encode(message: DeleteSeedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ref !== undefined) {
+      BaseRef.encode(message.ref, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteSeedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteSeedRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ref = BaseRef.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteSeedRequest {
+    return { ref: isSet(object.ref) ? BaseRef.fromJSON(object.ref) : undefined };
+  },
+
+  toJSON(message: DeleteSeedRequest): unknown {
+    const obj: any = {};
+    if (message.ref !== undefined) {
+      obj.ref = BaseRef.toJSON(message.ref);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteSeedRequest>, I>>(base?: I): DeleteSeedRequest {
+    return DeleteSeedRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteSeedRequest>, I>>(object: I): DeleteSeedRequest {
+    const message = createBaseDeleteSeedRequest();
+    message.ref = (object.ref !== undefined && object.ref !== null) ? BaseRef.fromPartial(object.ref) : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteSeedResponse(): DeleteSeedResponse {
+  return {};
+}
+
+export const DeleteSeedResponse: MessageFns<DeleteSeedResponse> = {
+  encode(_: DeleteSeedResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteSeedResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteSeedResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): DeleteSeedResponse {
+    return {};
+  },
+
+  toJSON(_: DeleteSeedResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteSeedResponse>, I>>(base?: I): DeleteSeedResponse {
+    return DeleteSeedResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteSeedResponse>, I>>(_: I): DeleteSeedResponse {
+    const message = createBaseDeleteSeedResponse();
+    return message;
+  },
+};
+
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
   /** Node identity, capabilities, capacity and what it holds. */
@@ -3976,6 +4102,16 @@ export const AgentServiceService = {
     responseSerialize: (value: BaseVersion): Buffer => Buffer.from(BaseVersion.encode(value).finish()),
     responseDeserialize: (value: Buffer): BaseVersion => BaseVersion.decode(value),
   },
+  /** Deletes a published seed image (garbage collection); stops its export. */
+  deleteSeed: {
+    path: "/protoctl.v1.AgentService/DeleteSeed" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteSeedRequest): Buffer => Buffer.from(DeleteSeedRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteSeedRequest => DeleteSeedRequest.decode(value),
+    responseSerialize: (value: DeleteSeedResponse): Buffer => Buffer.from(DeleteSeedResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteSeedResponse => DeleteSeedResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
@@ -4015,6 +4151,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   detach: handleUnaryCall<DetachRequest, DetachResponse>;
   sendDelta: handleServerStreamingCall<SendDeltaRequest, DeltaChunk>;
   receiveDelta: handleClientStreamingCall<DeltaChunk, BaseVersion>;
+  /** Deletes a published seed image (garbage collection); stops its export. */
+  deleteSeed: handleUnaryCall<DeleteSeedRequest, DeleteSeedResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -4357,6 +4495,22 @@ export interface AgentServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BaseVersion) => void,
   ): ClientWritableStream<DeltaChunk>;
+  /** Deletes a published seed image (garbage collection); stops its export. */
+  deleteSeed(
+    request: DeleteSeedRequest,
+    callback: (error: ServiceError | null, response: DeleteSeedResponse) => void,
+  ): ClientUnaryCall;
+  deleteSeed(
+    request: DeleteSeedRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteSeedResponse) => void,
+  ): ClientUnaryCall;
+  deleteSeed(
+    request: DeleteSeedRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteSeedResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const AgentServiceClient = makeGenericClientConstructor(

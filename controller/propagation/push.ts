@@ -1,0 +1,532 @@
+/**
+ * PushBase: spread base@N to the nodes that lack it (issue 6).
+ *
+ *   origin   a ready node holding the version as a local subvolume publishes
+ *            its seed image once (recorded in etcd `seeds/`) and serves it
+ *   seed     each target attaches from a source chosen by SourcePicker (at
+ *            most k peers per source at once), is usable at once, becomes a
+ *            source itself, and hydrates in the background; a target whose
+ *            source dies is re-attached to another source (the agent switches
+ *            its seed loop device live); with none left it fails clearly
+ *   delta    a target holding @N-1 gets `btrfs send -p @N-1 @N` from the
+ *            origin, piped through this controller (SendDelta → ReceiveDelta);
+ *            if the target's @N-1 is not of the same lineage, seed instead
+ *
+ * Progress per node streams as PushProgress (attached, hydrating x%, local,
+ * failed). Exports and attachments are recorded in etcd; when every target
+ * is local the exports stop and the seed image is garbage-collected.
+ */
+import { type ClientReadableStream, Metadata } from "@grpc/grpc-js";
+import { Code, failedPrecondition, ProtoctlError, unavailable } from "../../common/errors.js";
+import { fromServiceError } from "../../common/grpc.js";
+import { validateName } from "../../common/names.js";
+import type { AgentServiceClient, DeltaChunk } from "../../proto/gen/protoctl/v1/agent.js";
+import type { PushBaseRequest, PushProgress } from "../../proto/gen/protoctl/v1/control.js";
+import {
+  AttachmentPhase,
+  type BaseVersion,
+  BaseVersionState,
+  NodeState,
+  type OperationEvent,
+  type SeedImage,
+} from "../../proto/gen/protoctl/v1/types.js";
+import type { ControllerContext } from "../context.js";
+import { agentFor } from "../server/env-api.js";
+import { listNodes } from "../server/node-api.js";
+import { SourcePicker } from "./sources.js";
+
+export const DEFAULT_FANOUT = 2;
+/** NBD connections one peer may hold on a source: nbdfuse -C 4 plus nbdcopy --connections=4. */
+const CONNECTIONS_PER_PEER = 8;
+const MAX_ATTEMPTS = 6;
+
+export type PushSink = (p: PushProgress) => void;
+
+interface NodeHold {
+  state: BaseVersionState;
+  ready: boolean;
+  labels: Record<string, string>;
+  versions: Map<number, BaseVersionState>;
+}
+
+const progress = (node: string, phase: AttachmentPhase, extra: Partial<PushProgress> = {}): PushProgress => ({
+  node,
+  phase,
+  fraction: 0,
+  sourceNode: "",
+  message: "",
+  done: false,
+  ...extra,
+});
+
+function collect<T>(stream: ClientReadableStream<T>, on: (m: T) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.on("data", on);
+    stream.on("error", (e) => reject(fromServiceError(e)));
+    stream.on("end", () => resolve());
+  });
+}
+
+export class Propagator {
+  /** Per "base@N/node": the running push to that node (two pushes never race on one target). */
+  private readonly inflight = new Map<string, Promise<void>>();
+  /** Per "base@N": the seed being published. */
+  private readonly seeds = new Map<string, Promise<SeedImage>>();
+
+  constructor(private readonly ctx: ControllerContext) {}
+
+  /** Runs a push; resolves when every target is usable (or local with waitLocal) or failed. */
+  async push(req: PushBaseRequest, send: PushSink): Promise<void> {
+    const base = validateName("base", req.ref?.name);
+    const version = req.ref?.version || (await this.latest(base));
+    const ref = `${base}@${version}`;
+    const holds = await this.inventory(base);
+    const ready = [...holds.entries()].filter(([, h]) => h.ready);
+    let targets: string[];
+    if (req.nodes.length > 0) {
+      for (const n of req.nodes) validateName("node", n);
+      const missing = req.nodes.filter((n) => !holds.get(n)?.ready);
+      if (missing.length) {
+        throw unavailable(`node(s) not Ready: ${missing.join(", ")}`, {
+          reason: "NODE_NOT_READY",
+          hint: "see `protoctl node ls`",
+        });
+      }
+      targets = [...new Set(req.nodes)];
+    } else {
+      const sel = Object.entries(req.selector);
+      targets = ready.filter(([, h]) => sel.every(([k, v]) => h.labels[k] === v)).map(([n]) => n);
+    }
+    const holders = ready.filter(([, h]) => h.versions.has(version)).map(([n]) => n);
+    const origin =
+      ready.find(([, h]) => h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_LOCAL)?.[0] ??
+      undefined;
+    if (!origin) {
+      throw failedPrecondition(`no ready node holds ${ref} as a local version`, {
+        reason: "NO_ORIGIN",
+        subject: `base/${ref}`,
+        hint: "import, build or update the base on a node first",
+      });
+    }
+    const k = req.fanout > 0 ? req.fanout : DEFAULT_FANOUT;
+    const picker = new SourcePicker(k);
+    for (const h of holders) {
+      const st = holds.get(h)!.versions.get(version);
+      if (st !== BaseVersionState.BASE_VERSION_STATE_ATTACHED) picker.addHolder(h);
+    }
+    const todo: string[] = [];
+    for (const t of targets) {
+      const st = holds.get(t)?.versions.get(version);
+      if (st === undefined || st === BaseVersionState.BASE_VERSION_STATE_ATTACHED) {
+        if (st === undefined || req.waitLocal) todo.push(t);
+        else send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED));
+      } else send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1 }));
+    }
+    const ctx: PushRun = {
+      base,
+      version,
+      ref,
+      origin,
+      picker,
+      holds,
+      send,
+      maxClients: CONNECTIONS_PER_PEER * Math.min(k, Math.max(1, todo.length)) + 8,
+      exports: new Map(),
+      transport: req.transport,
+    };
+    const usable: Array<Promise<void>> = [];
+    const all: Array<Promise<void>> = [];
+    for (const t of todo) {
+      let markUsable!: () => void;
+      const u = new Promise<void>((r) => {
+        markUsable = r;
+      });
+      const key = `${ref}/${t}`;
+      const run =
+        this.inflight.get(key) ??
+        this.pushOne(ctx, t, markUsable).finally(() => {
+          if (this.inflight.get(key) === run) this.inflight.delete(key);
+        });
+      this.inflight.set(key, run);
+      const settled = run.then(
+        () => markUsable(),
+        () => markUsable(),
+      );
+      usable.push(u);
+      all.push(settled);
+    }
+    const finished = Promise.all(all).then(() => this.collectGarbage(base, version));
+    finished.catch((err) => this.ctx.log.warn({ ref, err: (err as Error).message }, "push cleanup failed"));
+    await Promise.all(req.waitLocal ? all : usable);
+    if (req.waitLocal) await finished.catch(() => undefined);
+    send(progress("", AttachmentPhase.ATTACHMENT_PHASE_UNSPECIFIED, { done: true }));
+  }
+
+  /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */
+  async ensureOn(node: string, base: string, version: number): Promise<void> {
+    let failure: string | undefined;
+    await this.push(
+      {
+        ref: { name: base, version },
+        nodes: [node],
+        all: false,
+        selector: {},
+        fanout: 0,
+        transport: "",
+        waitLocal: false,
+      },
+      (p) => {
+        if (p.phase === AttachmentPhase.ATTACHMENT_PHASE_FAILED) failure = p.message;
+      },
+    );
+    if (failure) throw unavailable(`propagating ${base}@${version} to ${node} failed: ${failure}`);
+  }
+
+  private async latest(base: string): Promise<number> {
+    const vs = await this.ctx.store.listBaseVersions(base);
+    const v = vs.at(-1)?.value.version;
+    if (!v) {
+      throw failedPrecondition(`base ${base} has no version`, {
+        reason: "BASE_NOT_FOUND",
+        subject: `base/${base}`,
+      });
+    }
+    return v;
+  }
+
+  private async inventory(base: string): Promise<Map<string, NodeHold>> {
+    const [nodes, inv] = await Promise.all([listNodes(this.ctx), this.ctx.store.inventory.list()]);
+    const invBy = new Map(inv.items.map((i) => [i.value.node, i.value]));
+    const out = new Map<string, NodeHold>();
+    for (const n of nodes) {
+      const versions = new Map<number, BaseVersionState>();
+      for (const b of invBy.get(n.name)?.bases ?? []) {
+        if (b.base === base) versions.set(b.version, b.state || BaseVersionState.BASE_VERSION_STATE_LOCAL);
+      }
+      out.set(n.name, {
+        state: BaseVersionState.BASE_VERSION_STATE_UNSPECIFIED,
+        ready: n.state === NodeState.NODE_STATE_READY,
+        labels: n.labels,
+        versions,
+      });
+    }
+    return out;
+  }
+
+  private async pushOne(r: PushRun, target: string, markUsable: () => void): Promise<void> {
+    const tv = r.holds.get(target)?.versions;
+    const ov = r.holds.get(r.origin)?.versions;
+    const parentLocal = (v?: Map<number, BaseVersionState>) =>
+      v?.get(r.version - 1) === BaseVersionState.BASE_VERSION_STATE_LOCAL;
+    const wantDelta = r.transport === "delta" || (r.transport === "" && parentLocal(tv) && parentLocal(ov));
+    if (wantDelta) {
+      try {
+        await this.delta(r, target, parentLocal(tv) ? r.version - 1 : 0);
+        markUsable();
+        return;
+      } catch (err) {
+        const pe = ProtoctlError.from(err);
+        if (r.transport === "delta" || pe.reason !== "PARENT_MISSING") {
+          r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: pe.message }));
+          throw pe;
+        }
+        r.send(
+          progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHING, {
+            message: "delta parent differs: seed instead",
+          }),
+        );
+      }
+    }
+    await this.seedPush(r, target, markUsable);
+  }
+
+  private async delta(r: PushRun, target: string, parentVersion: number): Promise<void> {
+    const src = await agentFor(this.ctx, r.origin);
+    const dst = await agentFor(this.ctx, target);
+    r.send(
+      progress(target, AttachmentPhase.ATTACHMENT_PHASE_HYDRATING, {
+        sourceNode: r.origin,
+        message: parentVersion ? `btrfs send -p @${parentVersion}` : "btrfs send (full)",
+      }),
+    );
+    const up = src.sendDelta({ ref: { name: r.base, version: r.version }, parentVersion });
+    const result = new Promise<BaseVersion>((resolve, reject) => {
+      const down = dst.receiveDelta((err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
+      up.on("data", (c: DeltaChunk) => {
+        if (!down.write(c)) {
+          up.pause();
+          down.once("drain", () => up.resume());
+        }
+      });
+      up.on("end", () => down.end());
+      up.on("error", (e) => {
+        down.cancel();
+        reject(fromServiceError(e));
+      });
+    });
+    await result;
+    r.send(
+      progress(target, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, {
+        fraction: 1,
+        sourceNode: r.origin,
+        message: "delta",
+      }),
+    );
+  }
+
+  private seed(r: PushRun): Promise<SeedImage> {
+    let p = this.seeds.get(r.ref);
+    if (!p) {
+      p = (async () => {
+        const have = (await this.ctx.store.listSeeds()).find(
+          (s) => s.value.base === r.base && s.value.version === r.version && s.value.node === r.origin,
+        );
+        if (have) return have.value;
+        const c = await agentFor(this.ctx, r.origin);
+        let seed: SeedImage | undefined;
+        await collect(c.publishSeed({ ref: { name: r.base, version: r.version } }), (ev: OperationEvent) => {
+          if (ev.event?.$case === "result" && ev.event.result.result?.$case === "seed") {
+            seed = ev.event.result.result.seed;
+          }
+        });
+        if (!seed) throw new ProtoctlError(Code.INTERNAL, `PublishSeed of ${r.ref} returned no seed`);
+        await this.ctx.store.putSeed(seed);
+        return seed;
+      })();
+      this.seeds.set(r.ref, p);
+      p.catch(() => undefined).finally(() => this.seeds.delete(r.ref));
+    }
+    return p;
+  }
+
+  private async exportOn(r: PushRun, node: string): Promise<string> {
+    let p = r.exports.get(node);
+    if (!p) {
+      p = (async () => {
+        const c = await agentFor(this.ctx, node);
+        const exp = await new Promise<import("../../proto/gen/protoctl/v1/types.js").Export>(
+          (resolve, reject) =>
+            c.serveExport(
+              {
+                ref: { name: r.base, version: r.version },
+                bindAddress: "",
+                port: 0,
+                maxClients: r.maxClients,
+                allow: [],
+              },
+              (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)),
+            ),
+        );
+        await this.ctx.store.putExport(exp);
+        return exp.uri;
+      })();
+      r.exports.set(node, p);
+      p.catch(() => r.exports.delete(node));
+    }
+    return p;
+  }
+
+  private async seedPush(r: PushRun, target: string, markUsable: () => void): Promise<void> {
+    const seed = await this.seed(r).catch((err) => {
+      const pe = ProtoctlError.from(err);
+      r.send(
+        progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: `publish: ${pe.message}` }),
+      );
+      throw pe;
+    });
+    const c = await agentFor(this.ctx, target);
+    let attached = false;
+    let lastErr: ProtoctlError | undefined;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      let src = r.picker.acquire(target);
+      while (!src) {
+        if (!r.picker.anyUsable(target)) {
+          const pe = unavailable(
+            `no source of ${r.ref} is left for ${target}${lastErr ? ` (last error: ${lastErr.message})` : ""}`,
+            {
+              reason: "NO_SOURCE",
+              subject: `base/${r.ref}`,
+              hint: "push again once a node holding it is Ready",
+            },
+          );
+          r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: pe.message }));
+          throw pe;
+        }
+        await r.picker.changed();
+        src = r.picker.acquire(target);
+      }
+      try {
+        const uri = await this.exportOn(r, src).catch((err) => {
+          throw Object.assign(ProtoctlError.from(err), { sourceFailed: true });
+        });
+        let lastPct = -10;
+        await collect(
+          c.attach({
+            ref: { name: r.base, version: r.version },
+            uri,
+            seed,
+            hydrate: true,
+            sourceNode: src,
+          }),
+          (ev: OperationEvent) => {
+            if (ev.event?.$case !== "progress") return;
+            const p = ev.event.progress;
+            if (p.step === "attached" && !attached) {
+              attached = true;
+              r.picker.addAttached(target, src!);
+              r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, { sourceNode: src! }));
+              void this.record(r, target, src!, uri, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, 0);
+              markUsable();
+            } else if (p.step === "hydrating" && p.fraction - lastPct / 100 >= 0.1) {
+              lastPct = Math.floor(p.fraction * 10) * 10;
+              r.send(
+                progress(target, AttachmentPhase.ATTACHMENT_PHASE_HYDRATING, {
+                  fraction: p.fraction,
+                  sourceNode: src!,
+                }),
+              );
+            }
+          },
+        );
+        r.picker.release(src);
+        r.picker.addHolder(target);
+        r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1, sourceNode: src }));
+        await this.record(r, target, src, "", AttachmentPhase.ATTACHMENT_PHASE_LOCAL, 1);
+        return;
+      } catch (err) {
+        r.picker.release(src);
+        const pe = ProtoctlError.from(err);
+        lastErr = pe;
+        const sourceLost =
+          pe.code === Code.UNAVAILABLE ||
+          (pe as ProtoctlError & { sourceFailed?: boolean }).sourceFailed === true;
+        if (!sourceLost) {
+          r.send(
+            progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, {
+              message: pe.message,
+              sourceNode: src,
+            }),
+          );
+          await this.record(r, target, src, "", AttachmentPhase.ATTACHMENT_PHASE_FAILED, 0, pe.message);
+          throw pe;
+        }
+        // The source (or the chain behind it) is gone: attach or switch to another one.
+        if (!(await this.alive(src))) r.picker.markDead(src);
+        r.send(
+          progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHING, {
+            sourceNode: src,
+            message: `source ${src} lost (${pe.message}): re-attaching`,
+          }),
+        );
+        await r.picker.changed(200);
+      }
+    }
+    const pe = unavailable(`giving up on ${target} after ${MAX_ATTEMPTS} sources: ${lastErr?.message}`, {
+      reason: "NO_SOURCE",
+    });
+    r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: pe.message }));
+    throw pe;
+  }
+
+  /** True when the node's agent answers (a failed attach may be the target's fault, not the source's). */
+  private async alive(node: string): Promise<boolean> {
+    try {
+      const c = await agentFor(this.ctx, node);
+      await new Promise<void>((resolve, reject) =>
+        c.getInfo({}, new Metadata(), { deadline: new Date(Date.now() + 1500) }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private async record(
+    r: PushRun,
+    node: string,
+    source: string,
+    uri: string,
+    phase: AttachmentPhase,
+    fraction: number,
+    message = "",
+  ): Promise<void> {
+    await this.ctx.store
+      .putAttachment({
+        base: r.base,
+        version: r.version,
+        node,
+        sourceNode: source,
+        uri,
+        phase,
+        hydratedFraction: fraction,
+        message,
+        transport: "seed",
+      })
+      .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, "attachment record failed"));
+  }
+
+  /**
+   * Seeds no node needs any more: when every ready node holding base@N holds
+   * it locally or hydrated (none still reads over NBD), the exports stop and
+   * the origin deletes the image. A later push publishes again.
+   */
+  async collectGarbage(base: string, version: number): Promise<boolean> {
+    const holds = await this.inventory(base);
+    const reading = [...holds.values()].some(
+      (h) => h.ready && h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_ATTACHED,
+    );
+    const running = [...this.inflight.keys()].some((k) => k.startsWith(`${base}@${version}/`));
+    if (reading || running) return false;
+    const exports = (await this.ctx.store.listExports()).filter(
+      (e) => e.value.base === base && e.value.version === version,
+    );
+    for (const e of exports) {
+      await this.call(e.value.node, (c, cb) => c.stopExport({ ref: { name: base, version } }, cb));
+    }
+    for (const s of await this.ctx.store.listSeeds()) {
+      if (s.value.base !== base || s.value.version !== version) continue;
+      await this.call(s.value.node, (c, cb) => c.deleteSeed({ ref: { name: base, version } }, cb));
+    }
+    await this.ctx.store.deleteSeed(base, version);
+    return true;
+  }
+
+  private async call(
+    node: string,
+    fn: (c: AgentServiceClient, cb: (err: unknown) => void) => void,
+  ): Promise<void> {
+    try {
+      const c = await agentFor(this.ctx, node);
+      await new Promise<void>((resolve, reject) => fn(c, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      this.ctx.log.debug({ node, err: (err as Error).message }, "propagation cleanup call failed");
+    }
+  }
+}
+
+interface PushRun {
+  base: string;
+  version: number;
+  ref: string;
+  origin: string;
+  picker: SourcePicker;
+  holds: Map<string, NodeHold>;
+  send: PushSink;
+  maxClients: number;
+  exports: Map<string, Promise<string>>;
+  transport: string;
+}
+
+const propagators = new WeakMap<ControllerContext, Propagator>();
+
+/** The replica's one Propagator (pushes through the API and the scheduler hook share it). */
+export function propagatorFor(ctx: ControllerContext): Propagator {
+  let p = propagators.get(ctx);
+  if (!p) {
+    p = new Propagator(ctx);
+    propagators.set(ctx, p);
+  }
+  return p;
+}
