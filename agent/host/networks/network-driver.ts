@@ -11,7 +11,7 @@
  * flood entries per peer (`nolearning`, head-end replication).
  */
 
-import { existsSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { invalidArgument } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { type Cidr, hostSideAddress, parseCidr, parseIp, validIfName } from "./addresses.js";
@@ -98,8 +98,9 @@ export class NetworkDriver {
   }
 
   async linkExists(name: string): Promise<boolean> {
-    // our own namespace: sysfs answers without spawning `ip`
-    if (!this.netns) return validIfName(name) && existsSync(`/sys/class/net/${name}`);
+    // Our own namespace: /proc/self/net/dev answers without spawning `ip`. Not /sys/class/net:
+    // sysfs shows the namespace it was mounted in, which is not ours under `nsenter --net`.
+    if (!this.netns) return validIfName(name) && interfacesInOwnNamespace().has(name);
     const ns = this.netns ? ["-n", this.netns] : [];
     const r = await run("ip", [...ns, "link", "show", "dev", name], { allowFailure: true });
     return r.exitCode === 0;
@@ -193,6 +194,16 @@ export function parseLinkNames(out: string): string[] {
   for (const line of out.split("\n")) {
     const m = /^\d+:\s+([^:@\s]+)[@:]/.exec(line);
     if (m) names.push(m[1]!);
+  }
+  return names;
+}
+
+/** Interface names of the calling process's network namespace. */
+function interfacesInOwnNamespace(): Set<string> {
+  const names = new Set<string>();
+  for (const line of readFileSync("/proc/self/net/dev", "utf8").split("\n").slice(2)) {
+    const colon = line.indexOf(":");
+    if (colon > 0) names.add(line.slice(0, colon).trim());
   }
   return names;
 }
