@@ -97,6 +97,11 @@ export function nodeApi(ctx: ControllerContext) {
     ),
     drainNode: serverStream<NodeRequest, OperationEvent>(
       async (req, send, call: ServerWritableStream<NodeRequest, OperationEvent>) => {
+        // Which envs must move is read before the flags flip: the leader starts moving them at once.
+        const before = await s.envStatus.list();
+        const moving = new Set(
+          before.items.filter((i) => i.value.node === req.name).map((i) => s.envStatus.nameOf(i.key)!),
+        );
         await setFlags(req.name, { cordoned: true, draining: true }, "node.draining");
         const progress = (message: string, fraction: number) =>
           send({
@@ -121,7 +126,17 @@ export function nodeApi(ctx: ControllerContext) {
           const here = statuses.items
             .filter((i) => i.value.node === req.name && i.value.phase !== EnvPhase.ENV_PHASE_LOST)
             .map((i) => s.envStatus.nameOf(i.key)!);
-          const movable = here.filter((n) => restart.has(n));
+          // An env counts as moved once it runs (or has failed) elsewhere, not when it is merely rescheduled.
+          const settled = new Set([
+            EnvPhase.ENV_PHASE_RUNNING,
+            EnvPhase.ENV_PHASE_FAILED,
+            EnvPhase.ENV_PHASE_STOPPED,
+          ]);
+          const inFlight = statuses.items
+            .filter((i) => i.value.node !== req.name && !settled.has(i.value.phase))
+            .map((i) => s.envStatus.nameOf(i.key)!)
+            .filter((n) => moving.has(n));
+          const movable = [...here.filter((n) => restart.has(n)), ...inFlight];
           if (total < 0) total = movable.length;
           if (movable.length === 0) {
             const kept = here.filter((n) => !restart.has(n));
