@@ -17,6 +17,19 @@
  *
  * All work on one network is serialized (one lock per bridge name), and an
  * agent is called only when its peer list changes.
+ *
+ * Failures. Every failed EnsureNetwork is recorded as a `lab.network_failed`
+ * event (once per node, network and message, not on every retry). In
+ * `prepare`, an error the agent gives on the env's own node with a terminal
+ * code (INVALID_ARGUMENT, FAILED_PRECONDITION, RESOURCE_EXHAUSTED, …) fails
+ * the env at once with the agent's message and reason; other errors (on its
+ * node or on a peer that must learn of it) are retried with the env loop's
+ * backoff, within a budget: 5 consecutive failures of a command on an agent
+ * (INTERNAL, UNKNOWN, or a terminal code on a peer), or 60 s of an
+ * unreachable agent. Past it the env fails with FAILED_PRECONDITION
+ * (NETWORK_FAILED), so a network that cannot be made never holds `lab up
+ * --wait` for its full 10 minutes. The lab loop itself just retries with
+ * its queue's backoff: its machines exist already.
  */
 import { isIP } from "node:net";
 import { Code, ProtoctlError } from "../../common/errors.js";
@@ -34,6 +47,21 @@ import type { ReconcileResult } from "./queue.js";
 /** Node label that overrides the underlay address taken from the agent's address. */
 export const UNDERLAY_LABEL = "protoctl.io/underlay";
 
+/** Agent errors that trying again will not fix (the env loop's terminal set). */
+const TERMINAL = new Set([
+  Code.INVALID_ARGUMENT,
+  Code.FAILED_PRECONDITION,
+  Code.ALREADY_EXISTS,
+  Code.PERMISSION_DENIED,
+  Code.UNIMPLEMENTED,
+  Code.OUT_OF_RANGE,
+  Code.RESOURCE_EXHAUSTED,
+]);
+/** Errors of an agent that is (perhaps briefly) unreachable: retried for a while. */
+const UNREACHABLE = new Set([Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.ABORTED, Code.CANCELLED]);
+/** Retry budget of a failing EnsureNetwork seen from `prepare`. */
+export const NETWORK_RETRY = { tries: 5, unreachableMs: 60_000 };
+
 /** Env phases whose machine holds (or is about to hold) a veth on its node. */
 const PLACED = new Set([
   EnvPhase.ENV_PHASE_SCHEDULED,
@@ -43,6 +71,14 @@ const PLACED = new Set([
   EnvPhase.ENV_PHASE_FAILED,
   EnvPhase.ENV_PHASE_DELETING,
 ]);
+
+/** A streak of failed EnsureNetwork calls on one node for one network. */
+export interface NetworkFailure {
+  err: ProtoctlError;
+  /** Consecutive failures on this node and bridge, and when the streak began. */
+  tries: number;
+  sinceMs: number;
+}
 
 interface NetRef {
   lab: string;
@@ -54,8 +90,12 @@ export class LabNetworks {
   /** `${node}\0${bridge}` → peers key last applied there. */
   private readonly applied = new Map<string, string>();
   private readonly locks = new KeyedLock();
-  /** Agent calls made, for the bench and tests. */
-  readonly stats = { ensure: 0, delete: 0 };
+  /** `${node}\0${bridge}` → the current streak of EnsureNetwork failures there. */
+  private readonly failures = new Map<string, NetworkFailure>();
+  /** `${node}\0${bridge}` → message of the last `lab.network_failed` event written. */
+  private readonly reported = new Map<string, string>();
+  /** Agent calls made (and failed), for the bench and tests. */
+  readonly stats = { ensure: 0, delete: 0, ensureFailed: 0 };
 
   constructor(
     private readonly store: ClusterStore,
@@ -73,7 +113,11 @@ export class LabNetworks {
     return this.labs.names().filter((l) => env.startsWith(`${l}-`));
   }
 
-  /** Called by the env loop after placement, before CreateEnv: the env's lab networks on `node`. */
+  /**
+   * Called by the env loop after placement, before CreateEnv: the env's lab
+   * networks on `node` (and `node` as a peer on the others). Throws what the
+   * env loop should do: a terminal code fails the env, anything else retries.
+   */
   async prepare(node: string, spec: EnvSpec): Promise<void> {
     if (!spec.group) return;
     const bridges = bridgesOf(spec);
@@ -81,7 +125,12 @@ export class LabNetworks {
     const rec = this.labs.get(spec.group)?.value ?? (await this.store.labStates.get(spec.group))?.value;
     if (!rec) return;
     for (const [network, net] of Object.entries(rec.state.networks)) {
-      if (bridges.includes(net.bridge)) await this.converge({ lab: spec.group, network, net }, node);
+      if (!bridges.includes(net.bridge)) continue;
+      const failed = await this.converge({ lab: spec.group, network, net }, node);
+      if (failed.size === 0) continue;
+      // the env's own node first: its error is the one that decides
+      const [at, f] = failed.has(node) ? [node, failed.get(node)!] : [...failed][0]!;
+      throw prepareError(network, at, at === node, f, Date.now());
     }
   }
 
@@ -107,7 +156,8 @@ export class LabNetworks {
       if (r.succeeded) this.labs.applyLocal(lab, undefined, r.revision);
       return r.succeeded ? undefined : { requeueAfterMs: 100 };
     }
-    await Promise.all(nets.map((n) => this.converge(n)));
+    const failed = await Promise.all(nets.map((n) => this.converge(n)));
+    const first = failed.flatMap((m, i) => [...m].map(([node, f]) => ({ net: nets[i]!, node, f })))[0];
     // networks removed from the spec: gone from every node
     const live = new Set(nets.map((n) => n.net.bridge));
     for (const k of [...this.applied.keys()]) {
@@ -116,12 +166,25 @@ export class LabNetworks {
         await this.deleteOn(node, bridge);
       }
     }
+    if (first) {
+      // retried with the queue's backoff (recorded as an event already)
+      throw new ProtoctlError(
+        first.f.err.code,
+        `network ${first.net.network} on ${first.node}: ${first.f.err.message}`,
+        { reason: first.f.err.reason },
+      );
+    }
     return;
   }
 
-  /** Brings one network to its desired node set (plus `also`, the node being prepared). */
-  private converge(ref: NetRef, also?: string): Promise<void> {
+  /**
+   * Brings one network to its desired node set (plus `also`, the node being
+   * prepared). Resolves with the nodes whose EnsureNetwork failed (recorded);
+   * a failed removal rejects.
+   */
+  private converge(ref: NetRef, also?: string): Promise<Map<string, NetworkFailure>> {
     return this.locks.run(ref.net.bridge, async () => {
+      const failed = new Map<string, NetworkFailure>();
       const want = this.nodesOf(ref);
       if (also) want.add(also);
       const nodes = [...want].filter((n) => this.cache.isReady(n)).sort();
@@ -151,10 +214,23 @@ export class LabNetworks {
               },
               { deadlineMs: this.timeoutMs },
             ),
-          ).then(() => {
-            this.stats.ensure++;
-            this.applied.set(k, key);
-          }),
+          ).then(
+            () => {
+              this.stats.ensure++;
+              this.applied.set(k, key);
+              this.failures.delete(k);
+              this.reported.delete(k);
+            },
+            async (err: unknown) => {
+              this.stats.ensureFailed++;
+              const pe = ProtoctlError.from(err);
+              const prev = this.failures.get(k);
+              const f = { err: pe, tries: (prev?.tries ?? 0) + 1, sinceMs: prev?.sinceMs ?? Date.now() };
+              this.failures.set(k, f);
+              failed.set(node, f);
+              await this.report(ref, node, pe);
+            },
+          ),
         );
       }
       // nodes that no longer hold a machine of this network
@@ -163,8 +239,29 @@ export class LabNetworks {
         if (bridge === ref.net.bridge && !want.has(node)) calls.push(this.deleteOn(node, bridge));
       }
       const results = await Promise.allSettled(calls);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-      if (failed) throw ProtoctlError.from(failed.reason);
+      const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (rejected) throw ProtoctlError.from(rejected.reason);
+      return failed;
+    });
+  }
+
+  /** A `lab.network_failed` event, once per node, bridge and message. */
+  private async report(ref: NetRef, node: string, err: ProtoctlError): Promise<void> {
+    const k = `${node}\0${ref.net.bridge}`;
+    const message = `EnsureNetwork of network ${ref.network} (${ref.net.bridge}) on ${node} failed: ${err.message}`;
+    if (this.reported.get(k) === message) return;
+    this.reported.set(k, message);
+    await this.store.events.emit({
+      kind: "lab.network_failed",
+      subject: `lab/${ref.lab}`,
+      message,
+      node,
+      attributes: {
+        network: ref.network,
+        bridge: ref.net.bridge,
+        code: Code[err.code] ?? "",
+        reason: err.reason,
+      },
     });
   }
 
@@ -232,6 +329,8 @@ export class LabNetworks {
     });
     this.stats.delete++;
     this.applied.delete(k);
+    this.failures.delete(k);
+    this.reported.delete(k);
   }
 
   /** The node's underlay address for VXLAN: its label, else the host part of its agent address. */
@@ -249,6 +348,38 @@ export class LabNetworks {
     if (!c) return Promise.reject(new ProtoctlError(Code.UNAVAILABLE, `node ${node} has no address`));
     return fn(c);
   }
+}
+
+/**
+ * What `prepare` throws for a failed network: the agent's own error when it
+ * is terminal on the env's node; a retryable error within the budget; past
+ * it, FAILED_PRECONDITION (NETWORK_FAILED) so the env fails.
+ */
+export function prepareError(
+  network: string,
+  node: string,
+  ownNode: boolean,
+  f: NetworkFailure,
+  nowMs: number,
+): ProtoctlError {
+  const { err } = f;
+  const what = `network ${network} on ${node}: ${err.message}`;
+  if (ownNode && TERMINAL.has(err.code)) {
+    return new ProtoctlError(err.code, what, { reason: err.reason, subject: err.subject, hint: err.hint });
+  }
+  const spent = UNREACHABLE.has(err.code)
+    ? nowMs - f.sinceMs >= NETWORK_RETRY.unreachableMs && f.tries >= NETWORK_RETRY.tries
+    : f.tries >= NETWORK_RETRY.tries;
+  if (spent) {
+    return new ProtoctlError(Code.FAILED_PRECONDITION, `${what} (failed ${f.tries} times)`, {
+      reason: "NETWORK_FAILED",
+      hint: "see `protoctl events` and the agent's log on that node; `lab up` again retries",
+    });
+  }
+  // a terminal code from a peer fails this env only past the budget: until then, retry
+  return new ProtoctlError(TERMINAL.has(err.code) ? Code.UNAVAILABLE : err.code, what, {
+    reason: err.reason,
+  });
 }
 
 /** Bridges a spec attaches to. */

@@ -70,17 +70,21 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   const view = (rec: LabRecord, envs: Map<string, { spec: boolean; status: EnvStatus }>): Lab => {
     const status = new Map<string, MachineStatus>();
     const lost = new Map<string, string[]>();
+    const failed: string[] = [];
     for (const [m, ms] of Object.entries(rec.state.machines)) {
       const e = envs.get(ms.envName);
       if (!e) continue;
       const phase = e.spec ? e.status.phase : EnvPhase.ENV_PHASE_DELETING;
       status.set(m, { node: e.status.node, phase });
       if (phase === EnvPhase.ENV_PHASE_LOST) lost.set(e.status.node, [...(lost.get(e.status.node) ?? []), m]);
+      if (phase === EnvPhase.ENV_PHASE_FAILED)
+        failed.push(`${m} failed: ${e.status.message || "no reason given"}`);
     }
     const notes = [...lost].map(
       ([node, ms]) =>
         `node ${node} lost with ${ms.join(", ")}: run \`lab up\` again to recreate them elsewhere`,
     );
+    notes.push(...failed);
     if (rec.deleting) notes.unshift("being deleted");
     if (rec.message) notes.push(rec.message);
     const lab = labView({
