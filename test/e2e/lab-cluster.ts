@@ -8,14 +8,23 @@
  * Processes enter a host with `nsenter --net` only (not `ip netns exec`,
  * which also unshares the mount namespace), so the agents' pool mounts stay
  * visible here and `stop()` can destroy them.
+ *
+ * `stop()` also cleans what agents leave behind on purpose or by dying: an
+ * agent stopped with SIGTERM keeps its machines running, one killed with
+ * SIGKILL also keeps its mounts. So, once every daemon is gone, each agent's
+ * machine records are adopted (the agent's own driver) and their machines
+ * stopped, mounts below its pool are unmounted deepest first, and the pool
+ * is destroyed.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { NspawnMachineDriver } from "../../agent/host/machines/nspawn-driver.js";
 import { openPool } from "../../agent/host/pool/pool.js";
 import { ProtoctlError } from "../../common/errors.js";
+import { run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
 import { call, client, eventually } from "../../controller/testing/cluster.js";
@@ -25,7 +34,12 @@ import type {
   ControlServiceClient,
   LabProgress,
 } from "../../proto/gen/protoctl/v1/control.js";
-import { type ExecOutput, NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
+import {
+  type Event,
+  type ExecOutput,
+  NodeState,
+  type OperationEvent,
+} from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
@@ -36,7 +50,9 @@ const REGISTER = join(REPO, "controller/testing/register.mjs");
 export interface LabCluster {
   hosts: TestHosts;
   c: ControlServiceClient;
-  /** Agent node names, one per host: a0, a1, … */
+  /** Agent state dirs by node name. */
+  agentDirs: Map<string, string>;
+  /** Agent node names, one per host: a0-<suffix>, a1-<suffix>, … (unique per run) */
   nodes: string[];
   agents: Map<string, ChildProcess>;
   startAgent(i: number): ChildProcess;
@@ -56,7 +72,8 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
   const dir = await mkdtemp(join(tmpdir(), "protoctl-lab-"));
   const rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
   const children: ChildProcess[] = [];
-  const agentDirs: string[] = [];
+  /** node → agent state dir */
+  const agentDirs = new Map<string, string>();
   const agents = new Map<string, ChildProcess>();
   let c: ControlServiceClient | undefined;
 
@@ -84,12 +101,14 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
     c?.close();
     for (const p of [...agents.values()]) await kill(p, "SIGTERM");
     for (const p of children.reverse()) await kill(p, "SIGTERM");
-    for (const d of agentDirs) {
+    for (const [node, d] of agentDirs) {
       if (!existsSync(d)) continue;
+      await stopLeftMachines(node, d);
       const pool = await openPool(
         { kind: "tmpfs", stateDir: d, sizeBytes: 512 * 2 ** 20 },
         silentLogger(),
       ).catch(() => undefined);
+      if (pool) await unmountBelow(pool.mountpoint);
       await (pool as unknown as { destroy?(): Promise<void> } | undefined)?.destroy?.();
     }
     await hosts.cleanup();
@@ -155,12 +174,14 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
       clientCredentials(cred, { serverName: "protoctl-controller" }),
     );
     const { token } = await call(c, "createJoinToken", { ttlSeconds: 3600, labels: {} });
-    const nodes = hosts.hosts.map((_, i) => `a${i}`);
+    // unique per run: agents of other test clusters on this kernel share the cgroup tree, and an
+    // agent's start-up sweep ends the cgroups under its node name that it has no record of
+    const nodes = hosts.hosts.map((_, i) => `a${i}-${hosts.suffix}`);
     const startAgent = (i: number): ChildProcess => {
       const h = hosts.hosts[i]!;
       const name = nodes[i]!;
       const stateDir = join(dir, `agent-${name}`);
-      if (!agentDirs.includes(stateDir)) agentDirs.push(stateDir);
+      agentDirs.set(name, stateDir);
       const p = inHost(h.netns, [
         process.execPath,
         "--import",
@@ -194,11 +215,52 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
       30_000,
       100,
     );
-    return { hosts, c, nodes, agents, startAgent, kill, stop };
+    return { hosts, c, agentDirs, nodes, agents, startAgent, kill, stop };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** Machines an agent left running (SIGTERM keeps them, SIGKILL too): adopted from its records, stopped. */
+async function stopLeftMachines(node: string, stateDir: string): Promise<void> {
+  if (!existsSync(join(stateDir, "machines"))) return;
+  const m = new NspawnMachineDriver({ node, stateDir, logger: silentLogger() });
+  for (const s of await m.adopt().catch(() => [])) {
+    if (s.running) await m.stop(s.name, { timeoutMs: 2000, force: true }).catch(() => undefined);
+    await m.cleanup(s.name).catch(() => undefined);
+  }
+}
+
+/** Unmounts every mount strictly below `dir`, deepest first (env overlays, a dead agent's leftovers). */
+async function unmountBelow(dir: string): Promise<void> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  const points = info
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((p): p is string => !!p && p.startsWith(`${dir}/`))
+    .map((p) => p.replace(/\\040/g, " "))
+    .sort((a, b) => b.length - a.length);
+  for (const p of points) {
+    const r = await run("umount", [p], { allowFailure: true });
+    if (r.exitCode !== 0) await run("umount", ["-l", p], { allowFailure: true });
+  }
+}
+
+/** Events recorded so far (optionally of some kinds): WatchEvents' backlog, read for `ms`. */
+export function recordedEvents(c: ControlServiceClient, kinds: string[] = [], ms = 500): Promise<Event[]> {
+  return new Promise((res, rej) => {
+    const out: Event[] = [];
+    const s = c.watchEvents({ sinceRevision: 0, kinds });
+    s.on("data", (e: Event) => out.push(e));
+    s.on("error", (e: { code?: number }) => {
+      if (e.code !== 1) rej(ProtoctlError.from(e)); // 1 = CANCELLED: ours
+    });
+    setTimeout(() => {
+      s.cancel();
+      res(out);
+    }, ms);
+  });
 }
 
 export async function readyNodes(c: ControlServiceClient): Promise<number> {

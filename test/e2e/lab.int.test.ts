@@ -11,7 +11,14 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { call, eventually } from "../../controller/testing/cluster.js";
 import { type Lab, LabPhase, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
-import { applyLab, execIn, hostLinks, type LabCluster, startLabCluster } from "./lab-cluster.js";
+import {
+  applyLab,
+  execIn,
+  hostLinks,
+  type LabCluster,
+  recordedEvents,
+  startLabCluster,
+} from "./lab-cluster.js";
 
 let cl: LabCluster;
 
@@ -126,6 +133,10 @@ it("deploys, reaches by name across hosts, applies a difference, and goes withou
   }
   expect(await pings("b-1", "b-2")).toBe(false);
   expect(await pings("r-3", "b-1")).toBe(false);
+  // every EnsureNetwork worked the first time (a second one on a node used to fail under nsenter)
+  expect(await recordedEvents(c, ["lab.network_failed", "env.failed"])).toEqual([]);
+  const { envs } = await call(c, "listEnvs", { node: "", group: "lt" });
+  expect(envs.map((e) => [e.spec!.name, e.status!.message])).toEqual(envs.map((e) => [e.spec!.name, ""]));
 
   // describe, graph
   const dot = await call(c, "labGraph", { name: "lt", format: "dot" });
