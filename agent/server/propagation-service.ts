@@ -89,6 +89,8 @@ export interface AttachmentInfo {
   base: string;
   version: number;
   sourceNode: string;
+  /** The seed image's sha256 ("" for a local subvolume). */
+  sha256: string;
   state: AttachmentState;
 }
 
@@ -292,7 +294,10 @@ export class PropagationService {
     const ref = refOf(base, version);
     const cur = this.exports.get(ref);
     if (cur?.exp.running) return cur.info;
-    const image = this.seeds.get(ref)?.path ?? this.attachments.get(ref)?.seedLoop;
+    // A hydrated node serves its verified copy; an attached one its seed loop device (which
+    // switches to the local copy underneath qemu-nbd when hydration finishes).
+    const att = this.attachments.get(ref);
+    const image = this.seeds.get(ref)?.path ?? (att?.phase === "local" ? att.seedBacking : att?.seedLoop);
     if (!image) {
       throw notFound(`no seed image or attachment of ${ref} on ${this.o.node}`, {
         reason: "SEED_NOT_FOUND",
@@ -430,7 +435,13 @@ export class PropagationService {
         subject: `attachment/${ref}`,
       });
     }
-    return { base: rec.base, version: rec.version, sourceNode: rec.sourceNode, state: s };
+    return {
+      base: rec.base,
+      version: rec.version,
+      sourceNode: rec.sourceNode,
+      sha256: rec.seed.sha256,
+      state: s,
+    };
   }
 
   private async localInfo(base: string, version: number): Promise<AttachmentInfo> {
@@ -438,6 +449,7 @@ export class PropagationService {
       base,
       version,
       sourceNode: "",
+      sha256: "",
       state: {
         key: refOf(base, version),
         phase: "local",

@@ -88,6 +88,7 @@ export function attachmentMsg(a: AttachmentInfo, node: string): Attachment {
     hydratedFraction: s.phase === "local" ? 1 : s.sizeBytes ? s.hydratedBytes / s.sizeBytes : 0,
     message: s.message,
     transport: "seed",
+    sha256: a.sha256,
   };
 }
 

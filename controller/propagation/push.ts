@@ -43,6 +43,8 @@ const MAX_ATTEMPTS = 6;
 export type PushSink = (p: PushProgress) => void;
 
 interface NodeHold {
+  /** sha256 of the seed image a hydrated node holds, per version. */
+  imageSha: Map<number, string>;
   state: BaseVersionState;
   ready: boolean;
   labels: Record<string, string>;
@@ -73,6 +75,10 @@ export class Propagator {
   /** Per "base@N": the seed being published. */
   private readonly seeds = new Map<string, Promise<SeedImage>>();
 
+  /** Pushes per "base@N" that have not yet registered their targets, and a running collection. */
+  private readonly starting = new Map<string, number>();
+  private readonly collecting = new Map<string, Promise<unknown>>();
+
   constructor(private readonly ctx: ControllerContext) {}
 
   /** Runs a push; resolves when every target is usable (or local with waitLocal) or failed. */
@@ -80,6 +86,27 @@ export class Propagator {
     const base = validateName("base", req.ref?.name);
     const version = req.ref?.version || (await this.latest(base));
     const ref = `${base}@${version}`;
+    await this.collecting.get(ref);
+    this.starting.set(ref, (this.starting.get(ref) ?? 0) + 1);
+    let started = false;
+    try {
+      await this.pushRef(req, send, base, version, ref, () => {
+        if (!started) this.starting.set(ref, (this.starting.get(ref) ?? 1) - 1);
+        started = true;
+      });
+    } finally {
+      if (!started) this.starting.set(ref, (this.starting.get(ref) ?? 1) - 1);
+    }
+  }
+
+  private async pushRef(
+    req: PushBaseRequest,
+    send: PushSink,
+    base: string,
+    version: number,
+    ref: string,
+    registered: () => void,
+  ): Promise<void> {
     const holds = await this.inventory(base);
     const ready = [...holds.entries()].filter(([, h]) => h.ready);
     let targets: string[];
@@ -110,10 +137,6 @@ export class Propagator {
     }
     const k = req.fanout > 0 ? req.fanout : DEFAULT_FANOUT;
     const picker = new SourcePicker(k);
-    for (const h of holders) {
-      const st = holds.get(h)!.versions.get(version);
-      if (st !== BaseVersionState.BASE_VERSION_STATE_ATTACHED) picker.addHolder(h);
-    }
     const todo: string[] = [];
     for (const t of targets) {
       const st = holds.get(t)?.versions.get(version);
@@ -121,6 +144,22 @@ export class Propagator {
         if (st === undefined || req.waitLocal) todo.push(t);
         else send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED));
       } else send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1 }));
+    }
+    // Sources of the seed: the node whose image the seed record names, and nodes hydrated from
+    // that very image (a republished seed is another image: older copies cannot serve it).
+    let seed: SeedImage | undefined;
+    if (todo.length > 0 && req.transport !== "delta") {
+      const addSources = (sd: SeedImage) => {
+        for (const h of holders) {
+          if (h === sd.node || holds.get(h)!.imageSha.get(version) === sd.sha256) picker.addHolder(h);
+        }
+      };
+      seed = await this.seed(base, version, origin, false);
+      addSources(seed);
+      if (!holders.some((h) => picker.usable(h, ""))) {
+        seed = await this.seed(base, version, origin, true);
+        addSources(seed);
+      }
     }
     const ctx: PushRun = {
       base,
@@ -130,36 +169,72 @@ export class Propagator {
       picker,
       holds,
       send,
+      seed,
       maxClients: CONNECTIONS_PER_PEER * Math.min(k, Math.max(1, todo.length)) + 8,
       exports: new Map(),
       transport: req.transport,
     };
     const usable: Array<Promise<void>> = [];
     const all: Array<Promise<void>> = [];
+    const failures: Array<{ node: string; err: ProtoctlError }> = [];
     for (const t of todo) {
       let markUsable!: () => void;
       const u = new Promise<void>((r) => {
         markUsable = r;
       });
       const key = `${ref}/${t}`;
+      const running = this.inflight.get(key);
       const run =
-        this.inflight.get(key) ??
+        running ??
         this.pushOne(ctx, t, markUsable).finally(() => {
           if (this.inflight.get(key) === run) this.inflight.delete(key);
         });
       this.inflight.set(key, run);
       const settled = run.then(
-        () => markUsable(),
-        () => markUsable(),
+        () => {
+          // Joined another push's run: its progress went to that caller; report the outcome here.
+          if (running) send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1 }));
+          markUsable();
+        },
+        (err) => {
+          failures.push({ node: t, err: ProtoctlError.from(err) });
+          markUsable();
+        },
       );
       usable.push(u);
       all.push(settled);
     }
-    const finished = Promise.all(all).then(() => this.collectGarbage(base, version));
+    registered();
+    const finished = Promise.all(all).then(async () => {
+      // Retried while heartbeats catch up (a node may still report the version as attached).
+      for (let i = 0; i < 20 && !(await this.collectGarbage(base, version)); i++) {
+        if (failures.length > 0) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      // Images of older versions of this base are garbage once nothing reads them.
+      for (const s of await this.ctx.store.listSeeds()) {
+        if (s.value.base === base && s.value.version < version && s.value.node) {
+          await this.collectGarbage(base, s.value.version);
+        }
+      }
+    });
     finished.catch((err) => this.ctx.log.warn({ ref, err: (err as Error).message }, "push cleanup failed"));
+
     await Promise.all(req.waitLocal ? all : usable);
     if (req.waitLocal) await finished.catch(() => undefined);
+    // Let failures that happened by now settle into `failures` (usable resolves first).
+    await new Promise((r) => setImmediate(r));
     send(progress("", AttachmentPhase.ATTACHMENT_PHASE_UNSPECIFIED, { done: true }));
+    if (failures.length > 0) {
+      // One code for the call: the failures' own when they agree (a full pool → RESOURCE_EXHAUSTED).
+      const codes = new Set(failures.map((f) => f.err.code));
+      const code = codes.size === 1 ? failures[0]!.err.code : Code.ABORTED;
+      throw new ProtoctlError(
+        code,
+        `push of ${ref} failed on ${failures.map((f) => `${f.node} (${f.err.message})`).join("; ")}`,
+        { reason: failures[0]!.err.reason || "PUSH_FAILED", subject: `base/${ref}` },
+      );
+    }
   }
 
   /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */
@@ -195,7 +270,16 @@ export class Propagator {
   }
 
   private async inventory(base: string): Promise<Map<string, NodeHold>> {
-    const [nodes, inv] = await Promise.all([listNodes(this.ctx), this.ctx.store.inventory.list()]);
+    const [nodes, inv, atts] = await Promise.all([
+      listNodes(this.ctx),
+      this.ctx.store.inventory.list(),
+      this.ctx.store.listAttachments(),
+    ]);
+    // Heartbeats lag a push by up to an interval: our own record of a finished hydration counts too.
+    const localAtts = atts.filter(
+      (a) => a.value.base === base && a.value.phase === AttachmentPhase.ATTACHMENT_PHASE_LOCAL,
+    );
+    const hydrated = new Set(localAtts.map((a) => `${a.value.node}/${a.value.version}`));
     const invBy = new Map(inv.items.map((i) => [i.value.node, i.value]));
     const out = new Map<string, NodeHold>();
     for (const n of nodes) {
@@ -203,7 +287,17 @@ export class Propagator {
       for (const b of invBy.get(n.name)?.bases ?? []) {
         if (b.base === base) versions.set(b.version, b.state || BaseVersionState.BASE_VERSION_STATE_LOCAL);
       }
+      for (const h of hydrated) {
+        const [node, v] = h.split("/");
+        const st = versions.get(Number(v));
+        if (node === n.name && (st === undefined || st === BaseVersionState.BASE_VERSION_STATE_ATTACHED)) {
+          versions.set(Number(v), BaseVersionState.BASE_VERSION_STATE_HYDRATED);
+        }
+      }
+      const imageSha = new Map<number, string>();
+      for (const a of localAtts) if (a.value.node === n.name) imageSha.set(a.value.version, a.value.sha256);
       out.set(n.name, {
+        imageSha,
         state: BaseVersionState.BASE_VERSION_STATE_UNSPECIFIED,
         ready: n.state === NodeState.NODE_STATE_READY,
         labels: n.labels,
@@ -274,27 +368,33 @@ export class Propagator {
     );
   }
 
-  private seed(r: PushRun): Promise<SeedImage> {
-    let p = this.seeds.get(r.ref);
+  /**
+   * The seed of base@N: the recorded one (its image may since have been
+   * collected on the origin: then hydrated nodes serve it), or with
+   * `republish` a fresh image from `origin`.
+   */
+  private seed(base: string, version: number, origin: string, republish: boolean): Promise<SeedImage> {
+    const ref = `${base}@${version}`;
+    let p = this.seeds.get(ref);
     if (!p) {
       p = (async () => {
         const have = (await this.ctx.store.listSeeds()).find(
-          (s) => s.value.base === r.base && s.value.version === r.version && s.value.node === r.origin,
+          (s) => s.value.base === base && s.value.version === version,
         );
-        if (have) return have.value;
-        const c = await agentFor(this.ctx, r.origin);
+        if (have && !republish) return have.value;
+        const c = await agentFor(this.ctx, origin);
         let seed: SeedImage | undefined;
-        await collect(c.publishSeed({ ref: { name: r.base, version: r.version } }), (ev: OperationEvent) => {
+        await collect(c.publishSeed({ ref: { name: base, version } }), (ev: OperationEvent) => {
           if (ev.event?.$case === "result" && ev.event.result.result?.$case === "seed") {
             seed = ev.event.result.result.seed;
           }
         });
-        if (!seed) throw new ProtoctlError(Code.INTERNAL, `PublishSeed of ${r.ref} returned no seed`);
+        if (!seed) throw new ProtoctlError(Code.INTERNAL, `PublishSeed of ${ref} returned no seed`);
         await this.ctx.store.putSeed(seed);
         return seed;
       })();
-      this.seeds.set(r.ref, p);
-      p.catch(() => undefined).finally(() => this.seeds.delete(r.ref));
+      this.seeds.set(ref, p);
+      p.catch(() => undefined).finally(() => this.seeds.delete(ref));
     }
     return p;
   }
@@ -327,13 +427,8 @@ export class Propagator {
   }
 
   private async seedPush(r: PushRun, target: string, markUsable: () => void): Promise<void> {
-    const seed = await this.seed(r).catch((err) => {
-      const pe = ProtoctlError.from(err);
-      r.send(
-        progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: `publish: ${pe.message}` }),
-      );
-      throw pe;
-    });
+    const seed = r.seed;
+    if (!seed) throw new ProtoctlError(Code.INTERNAL, `no seed of ${r.ref} for ${target}`);
     const c = await agentFor(this.ctx, target);
     let attached = false;
     let lastErr: ProtoctlError | undefined;
@@ -463,6 +558,7 @@ export class Propagator {
         hydratedFraction: fraction,
         message,
         transport: "seed",
+        sha256: r.seed?.sha256 ?? "",
       })
       .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, "attachment record failed"));
   }
@@ -472,24 +568,53 @@ export class Propagator {
    * it locally or hydrated (none still reads over NBD), the exports stop and
    * the origin deletes the image. A later push publishes again.
    */
-  async collectGarbage(base: string, version: number): Promise<boolean> {
+  async collectGarbage(base: string, version: number, force = false): Promise<boolean> {
+    const ref = `${base}@${version}`;
+    // A push being set up may have read the seed record already: keep the seed.
+    if (!force && (this.starting.get(ref) ?? 0) > 0) return false;
+    const p = this.collectOnce(base, version, force);
+    this.collecting.set(ref, p);
+    try {
+      return await p;
+    } finally {
+      if (this.collecting.get(ref) === p) this.collecting.delete(ref);
+    }
+  }
+
+  private async collectOnce(base: string, version: number, force: boolean): Promise<boolean> {
     const holds = await this.inventory(base);
     const reading = [...holds.values()].some(
       (h) => h.ready && h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_ATTACHED,
     );
     const running = [...this.inflight.keys()].some((k) => k.startsWith(`${base}@${version}/`));
-    if (reading || running) return false;
+    if (!force && (reading || running)) return false;
     const exports = (await this.ctx.store.listExports()).filter(
       (e) => e.value.base === base && e.value.version === version,
     );
     for (const e of exports) {
       await this.call(e.value.node, (c, cb) => c.stopExport({ ref: { name: base, version } }, cb));
     }
-    for (const s of await this.ctx.store.listSeeds()) {
-      if (s.value.base !== base || s.value.version !== version) continue;
-      await this.call(s.value.node, (c, cb) => c.deleteSeed({ ref: { name: base, version } }, cb));
+    for (const e of exports) await this.ctx.store.deleteExport(base, version, e.value.node);
+    // The image itself goes once no node can need it: every ready node holds the version, or a
+    // newer version exists (or the version is deleted: force).
+    const latest = (await this.ctx.store.listBaseVersions(base)).at(-1)?.value.version ?? 0;
+    const everywhere = [...holds.values()].every(
+      (h) =>
+        !h.ready ||
+        (h.versions.has(version) && h.versions.get(version) !== BaseVersionState.BASE_VERSION_STATE_ATTACHED),
+    );
+    if (!force && !everywhere && version >= latest) return true;
+    const seeds = (await this.ctx.store.listSeeds()).filter(
+      (s) => s.value.base === base && s.value.version === version,
+    );
+    for (const s of seeds) {
+      if (s.value.node)
+        await this.call(s.value.node, (c, cb) => c.deleteSeed({ ref: { name: base, version } }, cb));
     }
-    await this.ctx.store.deleteSeed(base, version);
+    await this.ctx.store.deleteSeed(base, version, force);
+    // Unless the version is gone, keep the record without its image (node ""): its sha256 names
+    // what hydrated nodes hold, so they can serve a later push without a new image.
+    if (!force) for (const s of seeds) await this.ctx.store.putSeed({ ...s.value, node: "" });
     return true;
   }
 
@@ -517,6 +642,7 @@ interface PushRun {
   maxClients: number;
   exports: Map<string, Promise<string>>;
   transport: string;
+  seed: SeedImage | undefined;
 }
 
 const propagators = new WeakMap<ControllerContext, Propagator>();

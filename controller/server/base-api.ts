@@ -258,6 +258,12 @@ export function baseApi(ctx: ControllerContext) {
         }
       }
       if (!version || (await s.listBaseVersions(name)).length === 0) await s.bases.delete(name);
+      // Seed images of deleted versions are garbage now.
+      for (const seed of await s.listSeeds()) {
+        if (seed.value.base === name && (!version || seed.value.version === version)) {
+          await propagatorFor(ctx).collectGarbage(name, seed.value.version, true);
+        }
+      }
       await s.events.emit({
         kind: "base.deleted",
         subject: `base/${name}${version ? `@${version}` : ""}`,

@@ -328,16 +328,20 @@ export class ClusterStore {
     });
   }
 
-  /** Forgets base@N's seed, its exports and its attachments (garbage collection). */
-  async deleteSeed(base: string, version: number): Promise<void> {
-    await this.kv.commit({
-      conditions: [],
-      writes: [
-        { op: "delete", key: this.keys.seed(base, version) },
-        { op: "delete", key: `${this.keys.folder("exports")}${base}@${version}/`, prefix: true },
-        { op: "delete", key: `${this.keys.folder("attachments")}${base}@${version}/`, prefix: true },
-      ],
-    });
+  /** Forgets base@N's seed and its exports (garbage collection), and its attachments too when asked. */
+  async deleteSeed(base: string, version: number, attachments = false): Promise<void> {
+    const writes: Write[] = [
+      { op: "delete", key: this.keys.seed(base, version) },
+      { op: "delete", key: `${this.keys.folder("exports")}${base}@${version}/`, prefix: true },
+    ];
+    if (attachments) {
+      writes.push({
+        op: "delete",
+        key: `${this.keys.folder("attachments")}${base}@${version}/`,
+        prefix: true,
+      });
+    }
+    await this.kv.commit({ conditions: [], writes });
   }
 
   async deleteExport(base: string, version: number, node: string): Promise<void> {

@@ -35,6 +35,7 @@ import { sha256File } from "../exports/checksum.js";
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
+import { withHostLock } from "./host-lock.js";
 import { copyAndHash, requireRoom } from "./hydrate.js";
 import {
   attachLoop,
@@ -176,14 +177,17 @@ export class SeedAttachments implements AttachmentDriver {
       await mkdir(mountpoint, { recursive: true });
       let mounted = false;
       r.add(() => (mounted ? run("umount", [mountpoint], { allowFailure: true }) : undefined));
-      await run("mount", ["-t", "btrfs", "-o", "ro,noatime", seedLoop, mountpoint]);
-      mounted = true;
-      // -f: the fresh sparse file has no signature worth keeping; mkfs-like TRIM of it is harmless.
-      await run("btrfs", ["device", "add", "-f", sproutLoop, mountpoint]);
-      await run("umount", [mountpoint]);
-      mounted = false;
-      await run("mount", ["-t", "btrfs", "-o", `noatime,device=${seedLoop}`, sproutLoop, mountpoint]);
-      mounted = true;
+      // One unsprouted mount of a seed per host at a time (host-lock.ts).
+      await withHostLock(`seed-${o.seed.sha256.slice(0, 16)}`, async () => {
+        await run("mount", ["-t", "btrfs", "-o", "ro,noatime", seedLoop, mountpoint]);
+        mounted = true;
+        // -f: the fresh sparse file has no signature worth keeping; mkfs-like TRIM of it is harmless.
+        await run("btrfs", ["device", "add", "-f", sproutLoop, mountpoint]);
+        await run("umount", [mountpoint]);
+        mounted = false;
+        await run("mount", ["-t", "btrfs", "-o", `noatime,device=${seedLoop}`, sproutLoop, mountpoint]);
+        mounted = true;
+      });
 
       const subvolumePath = join(mountpoint, o.seed.subvolume);
       if (

@@ -902,6 +902,8 @@ export interface Attachment {
   message: string;
   /** "seed" | "delta" */
   transport: string;
+  /** the seed image it holds (a hydrated node serves only that image) */
+  sha256: string;
 }
 
 export interface Event {
@@ -7068,6 +7070,7 @@ function createBaseAttachment(): Attachment {
     hydratedFraction: 0,
     message: "",
     transport: "",
+    sha256: "",
   };
 }
 
@@ -7099,6 +7102,9 @@ export const Attachment: MessageFns<Attachment> = {
     }
     if (message.transport !== "") {
       writer.uint32(74).string(message.transport);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(82).string(message.sha256);
     }
     return writer;
   },
@@ -7188,6 +7194,14 @@ export const Attachment: MessageFns<Attachment> = {
             message.transport = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -7219,6 +7233,7 @@ export const Attachment: MessageFns<Attachment> = {
         : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       transport: isSet(object.transport) ? globalThis.String(object.transport) : "",
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
     };
   },
 
@@ -7251,6 +7266,9 @@ export const Attachment: MessageFns<Attachment> = {
     if (message.transport !== "") {
       obj.transport = message.transport;
     }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
     return obj;
   },
 
@@ -7268,6 +7286,7 @@ export const Attachment: MessageFns<Attachment> = {
     message.hydratedFraction = object.hydratedFraction ?? 0;
     message.message = object.message ?? "";
     message.transport = object.transport ?? "";
+    message.sha256 = object.sha256 ?? "";
     return message;
   },
 };

@@ -1,0 +1,197 @@
+/**
+ * Propagation across real nodes: etcd + a controller (TLS) on h0, agents a1
+ * (origin), a2, a3 and a4 (its state dir a 64 MiB tmpfs: no room) in network
+ * namespaces, real NBD (qemu-nbd exports over TLS with the cluster CA,
+ * nbdfuse through the nbdkit TLS proxy), real btrfs seeds and sprouts.
+ * The origin's egress is rate-limited with tc where a test needs hydration
+ * to take a while.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { Code } from "../../common/errors.js";
+import { output, run } from "../../common/exec.js";
+import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
+import { AttachmentPhase } from "../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
+import { call, eventually } from "../testing/cluster.js";
+import { type PropagationCluster, startPropagationCluster } from "./test-cluster.js";
+
+const MiB = 1024 * 1024;
+let cl: PropagationCluster;
+let rootfs: string;
+let dataSha: string;
+
+const phase = (p: PushProgress) =>
+  (AttachmentPhase[p.phase] ?? "").replace("ATTACHMENT_PHASE_", "").toLowerCase();
+
+async function limitEgress(host: number, rate: string | undefined): Promise<void> {
+  const h = cl.hosts.hosts[host]!;
+  await cl.hosts.exec(h, "tc", ["qdisc", "del", "dev", h.ifname, "root"], { allowFailure: true });
+  if (rate) {
+    await cl.hosts.exec(h, "tc", [
+      "qdisc",
+      "add",
+      "dev",
+      h.ifname,
+      "root",
+      "tbf",
+      "rate",
+      rate,
+      "burst",
+      "256kb",
+      "latency",
+      "400ms",
+    ]);
+  }
+}
+
+async function version(n: number): Promise<void> {
+  await writeFile(join(rootfs, "etc/motd"), `version ${n}\n`);
+  await cl.importBase("a1", "demo", rootfs);
+  await eventually(async () =>
+    (await call(cl.c, "getBase", { name: "demo" })).versions.some(
+      (x) => x.version === n && x.nodes.includes("a1"),
+    ),
+  );
+}
+
+async function attachmentOf(node: string, v: number) {
+  return (await cl.etcd("attachments/")).find((a) => a.node === node && a.version === v);
+}
+
+beforeAll(async () => {
+  rootfs = await mkdtemp(join(tmpdir(), "protoctl-prop-rootfs-"));
+  await makeBusyboxRootfs(rootfs);
+  await mkdir(join(rootfs, "data"));
+  const data = randomBytes(40 * MiB);
+  dataSha = createHash("sha256").update(data).digest("hex");
+  await writeFile(join(rootfs, "data/big"), data);
+  cl = await startPropagationCluster({ agents: 4, smallStateDir: { a4: 64 } });
+}, 180_000);
+
+afterAll(async () => {
+  for (const e of ["lazy", "after-switch"]) {
+    await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
+  }
+  await cl?.cleanup();
+  await rm(rootfs, { recursive: true, force: true });
+}, 120_000);
+
+it("pushes to all nodes: usable at once, an env execs before hydration ends, then local with the NBD server gone", async () => {
+  await version(1);
+  await limitEgress(1, "150mbit");
+  const t: Record<string, number> = {};
+  const evs = await cl.push(
+    { ref: { name: "demo", version: 1 }, nodes: ["a2", "a3"], fanout: 2 },
+    (p, ms) => {
+      if (p.node && !t[`${p.node}:${phase(p)}`]) t[`${p.node}:${phase(p)}`] = ms;
+    },
+  );
+  expect(evs.at(-1)?.done).toBe(true);
+  console.log("push usable", t);
+  expect(t["a2:attached"]).toBeDefined();
+  expect(t["a3:attached"]).toBeDefined();
+
+  await cl.createEnv("lazy", "demo", 1, "a2");
+  const r = await cl.exec("lazy", ["sha256sum", "/data/big"]);
+  expect(r.stdout.split(" ")[0]).toBe(dataSha);
+  // still reading over NBD at this point (the origin is throttled)
+  expect((await attachmentOf("a2", 1))?.phase).toBe("ATTACHMENT_PHASE_ATTACHED");
+
+  await limitEgress(1, undefined);
+  const local = await cl.push({ ref: { name: "demo", version: 1 }, nodes: ["a2", "a3"], waitLocal: true });
+  expect(
+    local
+      .filter((p) => phase(p) === "local")
+      .map((p) => p.node)
+      .sort(),
+  ).toEqual(["a2", "a3"]);
+  // nothing reads over NBD any more: the exports stop (the seed image stays while a4 lacks @1)
+  await eventually(async () => (await cl.etcd("exports/")).length === 0);
+
+  const qemu = await output("ps", ["-eo", "args"]);
+  expect(qemu.split("\n").filter((l) => l.startsWith("qemu-nbd") && l.includes(cl.dir))).toEqual([]);
+  await run("sh", ["-c", "sync; echo 3 > /proc/sys/vm/drop_caches"]);
+  const again = await cl.exec("lazy", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
+  expect(again.stdout).toBe(`${dataSha}  /data/big\nversion 1\n`);
+  const node = await call(cl.c, "getBase", { name: "demo" });
+  expect(node.versions.find((v) => v.version === 1)?.nodes.sort()).toEqual(["a1", "a2", "a3"]);
+}, 120_000);
+
+it("rejects a corrupted image by checksum and fails the node clearly", async () => {
+  await version(2);
+  await limitEgress(1, "100mbit");
+  let corrupted = false;
+  const err = await cl
+    .push({ ref: { name: "demo", version: 2 }, nodes: ["a2"], waitLocal: true }, (p) => {
+      if (p.node === "a2" && phase(p) === "attached" && !corrupted) {
+        corrupted = true;
+        void corrupt(join(cl.agents[0]!.stateDir, "propagation/seeds/demo@2.img"));
+      }
+    })
+    .catch((e) => e);
+  await limitEgress(1, undefined);
+  expect(corrupted).toBe(true);
+  expect(err.code).toBe(Code.DATA_LOSS);
+  expect(err.message).toMatch(/does not match its checksum/);
+  const failed = (err.progress as PushProgress[]).find((p) => phase(p) === "failed");
+  expect(failed?.node).toBe("a2");
+  // the version is deleted cluster-wide: the attachment is detached and the seed collected
+  await call(cl.c, "deleteBase", { ref: { name: "demo", version: 2 } });
+  expect((await cl.etcd("seeds/")).filter((x) => x.version === 2)).toEqual([]);
+  // @1 is superseded: its image is collected (the record stays, naming what hydrated nodes hold)
+  expect((await cl.etcd("seeds/")).find((x) => x.version === 1)?.node).toBeUndefined();
+}, 120_000);
+
+async function corrupt(image: string): Promise<void> {
+  const fh = await open(image, "r+");
+  try {
+    const size = (await fh.stat()).size;
+    // flip bytes every 4 MiB over the second half: some are surely not copied yet
+    for (let off = Math.floor(size / 2); off < size; off += 4 * MiB) {
+      await fh.write(Buffer.from([0xde, 0xad, 0xbe, 0xef]), 0, 4, off);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+it("reports a full target as RESOURCE_EXHAUSTED with nothing half-attached", async () => {
+  await version(3);
+  const err = await cl.push({ ref: { name: "demo", version: 3 }, nodes: ["a4"] }).catch((e) => e);
+  expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
+  expect(err.message).toMatch(/no room/);
+  const a4 = cl.agents.find((a) => a.name === "a4")!;
+  const loops = await output("losetup", ["-l", "-n", "-O", "BACK-FILE"]);
+  expect(loops.split("\n").filter((l) => l.includes(`${a4.stateDir}/propagation`))).toEqual([]);
+  const mounts = await output("findmnt", ["-rn", "-o", "TARGET"]);
+  expect(mounts.split("\n").filter((l) => l.startsWith(`${a4.stateDir}/propagation`))).toEqual([]);
+  const node = await call(cl.c, "getNode", { name: "a4" });
+  expect(node.baseVersions).toEqual([]);
+}, 60_000);
+
+it("re-attaches a node to another source when its source dies mid-hydration", async () => {
+  await cl.push({ ref: { name: "demo", version: 3 }, nodes: ["a2"], waitLocal: true });
+  await limitEgress(1, "100mbit");
+  let killed: Promise<void> | undefined;
+  const evs = await cl.push(
+    { ref: { name: "demo", version: 3 }, nodes: ["a3"], waitLocal: true, fanout: 1 },
+    (p) => {
+      if (p.node === "a3" && phase(p) === "attached" && !killed) {
+        expect(p.sourceNode).toBe("a1");
+        killed = cl.kill(cl.agents[0]!.proc, "SIGKILL");
+      }
+    },
+  );
+  await killed;
+  const last = evs.filter((p) => p.node === "a3").at(-1)!;
+  expect(phase(last)).toBe("local");
+  expect(last.sourceNode).toBe("a2");
+  expect(evs.some((p) => /re-attaching/.test(p.message))).toBe(true);
+  await cl.createEnv("after-switch", "demo", 3, "a3");
+  const r = await cl.exec("after-switch", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
+  expect(r.stdout).toBe(`${dataSha}  /data/big\nversion 3\n`);
+}, 120_000);

@@ -1,0 +1,389 @@
+/**
+ * A real cluster for propagation tests and bench/propagate (not used in
+ * production): network-namespace hosts (test/fixtures/hosts.ts), etcd and one
+ * controller (TLS on) on h0, `protoctl agent` processes on h1..hN with tmpfs
+ * pools. The test process reaches the controller through a unix socket.
+ *
+ * Agents enter their host with `nsenter --net` only, so their mounts (pool,
+ * sprouts, FUSE) stay visible here and `cleanup()` can remove every one.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { openPool } from "../../agent/host/pool/pool.js";
+import { ProtoctlError } from "../../common/errors.js";
+import { output, run } from "../../common/exec.js";
+import { silentLogger } from "../../common/logger.js";
+import { clientCredentials, readCredentialFile } from "../../common/tls.js";
+import type {
+  ControlImportBaseRequest,
+  ControlServiceClient,
+  PushBaseRequest,
+  PushProgress,
+} from "../../proto/gen/protoctl/v1/control.js";
+import { type EnvSpec, NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
+import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
+import { call, client, eventually } from "../testing/cluster.js";
+
+const REPO = resolve(import.meta.dirname, "../..");
+const REGISTER = join(REPO, "controller/testing/register.mjs");
+
+export interface TestAgent {
+  name: string;
+  host: TestHost;
+  stateDir: string;
+  proc: ChildProcess;
+}
+
+export interface PropagationCluster {
+  hosts: TestHosts;
+  c: ControlServiceClient;
+  agents: TestAgent[];
+  dir: string;
+  startAgent(a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent;
+  kill(p: ChildProcess, sig: NodeJS.Signals): Promise<void>;
+  /** etcd values under `/protoctl/v1/<folder>` as parsed JSON. */
+  etcd(folder: string): Promise<Array<Record<string, unknown>>>;
+  importBase(node: string, name: string, dir: string): Promise<OperationEvent[]>;
+  push(req: Partial<PushBaseRequest>, on?: (p: PushProgress, t: number) => void): Promise<PushProgress[]>;
+  createEnv(name: string, base: string, version: number, node: string): Promise<void>;
+  exec(env: string, command: string[]): Promise<{ stdout: string; exit: number }>;
+  cleanup(): Promise<void>;
+}
+
+function waitLine(c: ChildProcess, re: RegExp, ms: number): Promise<void> {
+  return new Promise((res, rej) => {
+    let out = "";
+    const t = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms`)), ms);
+    c.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      if (re.test(out)) {
+        clearTimeout(t);
+        res();
+      }
+    });
+    c.once("exit", (code) => {
+      clearTimeout(t);
+      rej(new Error(`exited with ${code}`));
+    });
+  });
+}
+
+export function envSpec(name: string, base: string, version: number, node: string): EnvSpec {
+  return {
+    name,
+    base: { name: base, version },
+    layers: [],
+    boot: false,
+    resources: undefined,
+    network: undefined,
+    env: {},
+    files: [],
+    startup: [],
+    node,
+    nodeSelector: {},
+    group: "",
+    restart: 0,
+    start: true,
+    hostname: "",
+  };
+}
+
+/**
+ * Starts etcd + a controller on h0 and `agents` agents; `smallStateDir`
+ * names agents whose state directory is a tmpfs of that many MiB.
+ */
+export async function startPropagationCluster(opts: {
+  agents: number;
+  poolSize?: string;
+  smallStateDir?: Record<string, number>;
+}): Promise<PropagationCluster> {
+  const hosts = await createHosts(opts.agents + 1, { prefix: "pp" });
+  const dir = await mkdtemp(join(tmpdir(), "protoctl-prop-"));
+  const children: ChildProcess[] = [];
+  const agents: TestAgent[] = [];
+  const tmpfsDirs: string[] = [];
+  const inHost = (h: TestHost, args: string[]) => {
+    const c = spawn("nsenter", [`--net=/run/netns/${h.netns}`, "--", ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    c.stderr?.on("data", (b: Buffer) => {
+      if (process.env.PROTOCTL_TEST_LOG) process.stderr.write(b);
+    });
+    c.stdout?.on("data", () => undefined);
+    children.push(c);
+    return c;
+  };
+  const kill = (c: ChildProcess, sig: NodeJS.Signals) => {
+    if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+    return new Promise<void>((r) => {
+      c.once("exit", () => r());
+      c.kill(sig);
+    });
+  };
+  const h0 = hosts.hosts[0]!;
+  const etcdUrl = `http://${h0.address}:2379`;
+  let c: ControlServiceClient | undefined;
+  const cleanup = async () => {
+    c?.close();
+    // Loop devices over FUSE files lose their path when a dying nbdfuse unmounts lazily: note them first.
+    const loops = await loopsUnder(agents.map((a) => `${a.stateDir}/`));
+    for (const ch of [...children].reverse()) await kill(ch, "SIGTERM");
+    await hosts.cleanup();
+    for (const a of agents) await cleanAgentDir(a.stateDir, loops);
+    for (const d of tmpfsDirs) await run("umount", ["-l", d], { allowFailure: true });
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    inHost(h0, [
+      "etcd",
+      "--name",
+      "pp",
+      "--data-dir",
+      join(dir, "etcd"),
+      "--listen-client-urls",
+      etcdUrl,
+      "--advertise-client-urls",
+      etcdUrl,
+      "--listen-peer-urls",
+      `http://${h0.address}:2380`,
+      "--initial-advertise-peer-urls",
+      `http://${h0.address}:2380`,
+      "--initial-cluster",
+      `pp=http://${h0.address}:2380`,
+      "--log-level",
+      "error",
+    ]);
+    await eventually(
+      async () =>
+        (
+          await hosts.exec(h0, "etcdctl", ["--endpoints", etcdUrl, "endpoint", "health"], {
+            allowFailure: true,
+          })
+        ).exitCode === 0,
+      20_000,
+      100,
+    );
+    const cfg = {
+      id: "ctl-a",
+      listen: `${h0.address}:7443`,
+      extraListen: [`unix://${join(dir, "ctl.sock")}`],
+      stateDir: join(dir, "ctl"),
+      etcd: { endpoints: [etcdUrl], prefix: "/protoctl/v1/" },
+      tls: { caStore: "etcd" },
+      membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 500 },
+      reconcile: { electionTtlSeconds: 3, lostGraceSeconds: 120 },
+    };
+    const ctl = inHost(h0, [
+      process.execPath,
+      "--import",
+      REGISTER,
+      join(REPO, "controller/testing/run-controller.ts"),
+      JSON.stringify(cfg),
+    ]);
+    await waitLine(ctl, /READY/, 90_000);
+    const cred = await readCredentialFile(join(dir, "ctl", "admin.json"));
+    c = client(
+      `unix://${join(dir, "ctl.sock")}`,
+      clientCredentials(cred, { serverName: "protoctl-controller" }),
+    );
+    const cc = c;
+    const { token } = await call(cc, "createJoinToken", { ttlSeconds: 3600, labels: {} });
+    const startAgent = (a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent => {
+      const proc = inHost(a.host, [
+        process.execPath,
+        "--import",
+        REGISTER,
+        join(REPO, "agent/server/agent-process.ts"),
+        "--name",
+        a.name,
+        "--listen",
+        `${a.host.address}:7444`,
+        "--controller",
+        `${h0.address}:7443`,
+        "--join-token",
+        token,
+        "--state-dir",
+        a.stateDir,
+        "--pool-kind",
+        "tmpfs",
+        "--pool-size",
+        opts.poolSize ?? "512M",
+        "--log-level",
+        process.env.PROTOCTL_TEST_LOG ?? "warn",
+      ]);
+      const agent = { ...a, proc };
+      const i = agents.findIndex((x) => x.name === a.name);
+      if (i >= 0) agents[i] = agent;
+      else agents.push(agent);
+      return agent;
+    };
+    for (let i = 1; i <= opts.agents; i++) {
+      const name = `a${i}`;
+      const stateDir = join(dir, `agent-${name}`);
+      const small = opts.smallStateDir?.[name];
+      if (small) {
+        await run("mkdir", ["-p", stateDir]);
+        await run("mount", ["-t", "tmpfs", "-o", `size=${small}m`, "tmpfs", stateDir]);
+        tmpfsDirs.push(stateDir);
+      }
+      startAgent({ name, host: hosts.hosts[i]!, stateDir });
+    }
+    await eventually(
+      async () =>
+        (await call(cc, "listNodes", {})).nodes.filter((x) => x.state === NodeState.NODE_STATE_READY)
+          .length === opts.agents,
+      90_000,
+      200,
+    );
+    return {
+      hosts,
+      c: cc,
+      agents,
+      dir,
+      startAgent,
+      kill,
+      cleanup,
+      etcd: async (folder) => {
+        const out = await output("nsenter", [
+          `--net=/run/netns/${h0.netns}`,
+          "--",
+          "etcdctl",
+          "--endpoints",
+          etcdUrl,
+          "get",
+          `/protoctl/v1/${folder}`,
+          "--prefix",
+          "--print-value-only",
+        ]);
+        return out
+          .split("\n")
+          .filter((l) => l.startsWith("{"))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      },
+      importBase: (node, name, rootDir) =>
+        new Promise((res, rej) => {
+          const s = cc.importBase();
+          const evs: OperationEvent[] = [];
+          s.on("data", (e: OperationEvent) => evs.push(e));
+          s.on("end", () => res(evs));
+          s.on("error", (e) => rej(ProtoctlError.from(e)));
+          const header: ControlImportBaseRequest = {
+            part: {
+              $case: "header",
+              header: { name, source: { source: { $case: "dir", dir: rootDir } }, compression: "", node },
+            },
+          };
+          s.write(header);
+          s.end();
+        }),
+      push: (req, on) =>
+        new Promise((res, rej) => {
+          const t0 = performance.now();
+          const all: PushProgress[] = [];
+          const s = cc.pushBase({
+            ref: undefined,
+            nodes: [],
+            all: false,
+            selector: {},
+            fanout: 0,
+            transport: "",
+            waitLocal: false,
+            ...req,
+          });
+          s.on("data", (p: PushProgress) => {
+            all.push(p);
+            on?.(p, performance.now() - t0);
+          });
+          s.on("end", () => res(all));
+          s.on("error", (e) => rej(Object.assign(ProtoctlError.from(e), { progress: all })));
+        }),
+      createEnv: async (name, base, version, node) => {
+        await call(cc, "createEnv", { spec: envSpec(name, base, version, node), wait: true }, 120_000);
+      },
+      exec: (env, command) =>
+        new Promise((res, rej) => {
+          const x = cc.execEnv();
+          let stdout = "";
+          x.on("data", (m) => {
+            if (m.output?.$case === "stdout") stdout += Buffer.from(m.output.stdout).toString();
+            if (m.output?.$case === "startedPid") x.write({ input: { $case: "stdinEof", stdinEof: true } });
+            if (m.output?.$case === "exitCode") res({ stdout, exit: m.output.exitCode });
+          });
+          x.on("end", () => res({ stdout, exit: -1 }));
+          x.on("error", (e) => rej(ProtoctlError.from(e)));
+          x.write({
+            input: {
+              $case: "start",
+              start: {
+                env,
+                command,
+                tty: false,
+                envVars: {},
+                workdir: "",
+                user: "",
+                rows: 0,
+                cols: 0,
+                login: false,
+              },
+            },
+          });
+        }),
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/**
+ * Removes everything an agent left under its state dir: mounts (deepest
+ * first: env overlays, sprouts, FUSE, the pool), loop devices bound to its
+ * files, then the pool storage.
+ */
+async function loopsUnder(prefixes: string[]): Promise<string[]> {
+  const loops = JSON.parse((await output("losetup", ["-J"])) || '{"loopdevices":[]}') as {
+    loopdevices: Array<{ name: string; "back-file": string | null }>;
+  };
+  return loops.loopdevices
+    .filter((l) =>
+      prefixes.some((p) => (l["back-file"] ?? "").startsWith(p) && !l["back-file"]!.startsWith(`${p}pool/`)),
+    )
+    .map((l) => l.name);
+}
+
+export async function cleanAgentDir(stateDir: string, knownLoops: string[] = []): Promise<void> {
+  if (!existsSync(stateDir)) return;
+  const prefix = `${stateDir}/`;
+  const mine = async () =>
+    (await readFile("/proc/self/mountinfo", "utf8"))
+      .split("\n")
+      .map((l) => {
+        const f = l.split(" ");
+        return { target: f[4] ?? "", fstype: f[f.indexOf("-") + 1] ?? "" };
+      })
+      .filter((m) => m.target.startsWith(prefix) && !m.target.startsWith(`${prefix}pool/`))
+      .sort((a, b) => b.target.length - a.target.length);
+  // Env overlays and sprouts first, then the loop devices under them, FUSE files last
+  // (a loop device over a lazily unmounted FUSE file would lose its path).
+  for (const m of await mine()) {
+    if (m.fstype.startsWith("fuse")) continue;
+    const r = await run("umount", [m.target], { allowFailure: true });
+    if (r.exitCode !== 0) await run("umount", ["-l", m.target], { allowFailure: true });
+  }
+  for (const name of new Set([...knownLoops, ...(await loopsUnder([prefix]))])) {
+    await run("btrfs", ["device", "scan", "--forget", name], { allowFailure: true });
+    await run("losetup", ["--detach", name], { allowFailure: true });
+  }
+  for (const m of await mine()) {
+    const r = await run("fusermount3", ["-u", m.target], { allowFailure: true });
+    if (r.exitCode !== 0) await run("umount", ["-l", m.target], { allowFailure: true });
+  }
+  const pool = await openPool({ kind: "tmpfs", stateDir, sizeBytes: 512 * 2 ** 20 }, silentLogger()).catch(
+    () => undefined,
+  );
+  await pool?.destroy();
+  await rm(join(stateDir, "propagation"), { recursive: true, force: true }).catch(() => undefined);
+}
