@@ -11,7 +11,7 @@ describe("hydration helpers", () => {
     expect(parseProgress("100/100\n")).toBe(100);
   });
   it("copies with several connections and progress on fd 3", () => {
-    expect(nbdcopyArgs({ uri: "nbd://h:1/x", dest: "/d/f", connections: 4 })).toEqual([
+    expect(nbdcopyArgs({ uri: "nbd://h:1/x", dest: "/d/f", connections: 4 }, 4)).toEqual([
       "--connections=4",
       "--threads=4",
       "--progress=3",

@@ -1,0 +1,171 @@
+/**
+ * Fleet propagation through the controller (issue 6), on network-namespace
+ * nodes: etcd + controller on h0, an origin agent, a warm-up agent and
+ * --nodes target agents (controller/propagation/test-cluster.ts).
+ *
+ *  - time-to-usable: `PushBase` issued → an env on the new version has
+ *    exec'd on every target (each env is created as soon as its node reports
+ *    ATTACHED), for a small and a large base; target ≤ 1.5 s and
+ *    large/small ≤ 1.2. The seed is published beforehand (a push to the
+ *    warm-up node), as an origin would right after sealing a version:
+ *    publishing is a copy of the whole version and is reported apart.
+ *  - fleet hydration: first ATTACHED → every target LOCAL, for k=2, for one
+ *    node, and for the star (k=100), small base, seed published by the push.
+ *
+ * Run (root; needs the TypeScript hooks, not the dist build):
+ *   node --import ./controller/testing/register.mjs bench/propagate/fleet.ts [--nodes 6] [--small 256] [--large 2048]
+ * Last stdout line: {"bench":"propagate-fleet", ...}
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  type PropagationCluster,
+  startPropagationCluster,
+} from "../../controller/propagation/test-cluster.js";
+import { call } from "../../controller/testing/cluster.js";
+import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
+import { AttachmentPhase } from "../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
+
+const MiB = 1024 * 1024;
+const arg = (name: string, def: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+};
+const r1 = (n: number) => Math.round(n * 10) / 10;
+const phase = (p: PushProgress) =>
+  (AttachmentPhase[p.phase] ?? "").replace("ATTACHMENT_PHASE_", "").toLowerCase();
+
+async function writeRandom(path: string, mib: number): Promise<void> {
+  const ws = createWriteStream(path);
+  for (let i = 0; i < mib; i++) {
+    if (!ws.write(randomBytes(MiB))) await new Promise<void>((r) => ws.once("drain", () => r()));
+  }
+  await new Promise<void>((res, rej) => ws.end((e?: Error | null) => (e ? rej(e) : res())));
+}
+
+let seq = 0;
+async function newVersion(cl: PropagationCluster, rootfs: string, dataMiB: number): Promise<number> {
+  await rm(join(rootfs, "data"), { recursive: true, force: true });
+  await mkdir(join(rootfs, "data"));
+  await writeRandom(join(rootfs, "data/big"), dataMiB);
+  await writeFile(
+    join(rootfs, "etc/motd"),
+    `bench ${++seq} ${createHash("sha1").update(String(Date.now())).digest("hex")}\n`,
+  );
+  await cl.importBase("a1", "bench", rootfs);
+  for (;;) {
+    const b = await call(cl.c, "getBase", { name: "bench" });
+    const v = b.versions.find((x) => x.nodes.includes("a1") && x.version === b.latest);
+    if (v) return v.version;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function timeToUsable(cl: PropagationCluster, version: number, targets: string[], fanout: number) {
+  const done: Record<string, number> = {};
+  const pending: Array<Promise<void>> = [];
+  const t0 = performance.now();
+  let firstAttached = 0;
+  let lastLocal = 0;
+  const started = new Set<string>();
+  await cl.push({ ref: { name: "bench", version }, nodes: targets, fanout, waitLocal: true }, (p, ms) => {
+    if (!p.node) return;
+    if (phase(p) === "attached" && !started.has(p.node)) {
+      started.add(p.node);
+      firstAttached ||= ms;
+      const node = p.node;
+      const env = `u${version}-${node}`;
+      pending.push(
+        (async () => {
+          await cl.createEnv(env, "bench", version, node);
+          const r = await cl.exec(env, ["cat", "/etc/motd"]);
+          if (r.exit !== 0) throw new Error(`exec on ${node} exited ${r.exit}`);
+          done[node] = performance.now() - t0;
+        })(),
+      );
+    }
+    if (phase(p) === "local") lastLocal = Math.max(lastLocal, ms);
+  });
+  await Promise.all(pending);
+  const usable = Math.max(...Object.values(done));
+  for (const n of targets) {
+    await call(cl.c, "deleteEnv", { name: `u${version}-${n}`, wait: true }, 60_000).catch(() => undefined);
+  }
+  return {
+    usable_ms: r1(usable),
+    per_node_ms: Object.fromEntries(Object.entries(done).map(([k, v]) => [k, r1(v)])),
+    first_attached_ms: r1(firstAttached),
+    hydrated_all_ms: r1(lastLocal),
+  };
+}
+
+async function fleetHydration(cl: PropagationCluster, version: number, targets: string[], fanout: number) {
+  let first = 0;
+  let last = 0;
+  const t0 = performance.now();
+  await cl.push({ ref: { name: "bench", version }, nodes: targets, fanout, waitLocal: true }, (p, ms) => {
+    if (phase(p) === "attached") first ||= ms;
+    if (phase(p) === "local") last = Math.max(last, ms);
+  });
+  return {
+    first_attached_ms: r1(first),
+    all_local_ms: r1(last),
+    hydrate_span_ms: r1(last - first),
+    total_ms: r1(performance.now() - t0),
+  };
+}
+
+async function main() {
+  const nodes = arg("nodes", 6);
+  const small = arg("small", 256);
+  const large = arg("large", 2048);
+  const rootfs = await mkdtemp(join(tmpdir(), "protoctl-bench-fleet-"));
+  await makeBusyboxRootfs(rootfs);
+  // a1 origin, a2 warm-up (takes the first hydration, which publishes the seed), a3.. targets
+  const cl = await startPropagationCluster({
+    agents: nodes + 2,
+    poolSize: `${Math.ceil((large * 1.6) / 1024) + 1}G`,
+  });
+  const targets = Array.from({ length: nodes }, (_, i) => `a${i + 3}`);
+  const out: Record<string, unknown> = { bench: "propagate-fleet", nodes };
+  try {
+    for (const [label, mib] of [
+      ["small", small],
+      ["large", large],
+    ] as const) {
+      const v = await newVersion(cl, rootfs, mib);
+      const t = performance.now();
+      await cl.push({ ref: { name: "bench", version: v }, nodes: ["a2"], waitLocal: true });
+      const warm = performance.now() - t;
+      const ttu = await timeToUsable(cl, v, targets, 2);
+      out[label] = { base_mib: mib, publish_and_first_hydration_ms: r1(warm), ...ttu };
+      console.log(JSON.stringify({ size: label, ...(out[label] as object) }));
+    }
+    const s = out.small as { usable_ms: number };
+    const l = out.large as { usable_ms: number };
+    out.usable_ratio = r1((100 * l.usable_ms) / s.usable_ms) / 100;
+    // fan-out, small base, publish included in the push (spans measured from the first attach)
+    const fan: Record<string, unknown> = {};
+    for (const [label, tg, k] of [
+      ["one_node", targets.slice(0, 1), 2],
+      ["k2", targets, 2],
+      ["star", targets, 100],
+    ] as const) {
+      const v = await newVersion(cl, rootfs, small);
+      fan[label] = await fleetHydration(cl, v, [...tg], k);
+      console.log(JSON.stringify({ fanout: label, ...(fan[label] as object) }));
+    }
+    out.fanout = fan;
+    out.ok = s.usable_ms <= 1500 && l.usable_ms <= 1500 && (out.usable_ratio as number) <= 1.2;
+  } finally {
+    await cl.cleanup();
+    await rm(rootfs, { recursive: true, force: true });
+  }
+  console.log(JSON.stringify(out));
+}
+
+await main();
