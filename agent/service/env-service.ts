@@ -13,6 +13,7 @@ import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import type { Logger } from "pino";
 import { alreadyExists, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
+import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
 import { Revert } from "../../common/revert.js";
 import {
@@ -33,7 +34,6 @@ import {
   validateEnvSpec,
 } from "./env-spec.js";
 import { type EnvRecord, EnvStore } from "./env-store.js";
-import { KeyedLock } from "./keyed-lock.js";
 
 export interface EnvServiceOptions {
   node: string;

@@ -19,7 +19,6 @@ export {
   toIpamState,
   withPrefix,
 } from "./ipam.js";
-export { KeyedLock } from "./keyed-lock.js";
 export {
   type ClusterNetworkIds,
   clusterNetworkIds,

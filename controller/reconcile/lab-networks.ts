@@ -34,9 +34,9 @@
 import { isIP } from "node:net";
 import { Code, ProtoctlError } from "../../common/errors.js";
 import { callUnary } from "../../common/grpc.js";
+import { KeyedLock } from "../../common/keyed-lock.js";
 import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase, type EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
-import { KeyedLock } from "../labs/keyed-lock.js";
 import type { LabNetworkState } from "../labs/lab-state.js";
 import type { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";

@@ -12,6 +12,7 @@
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
+import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
 import type {
   ApplyLabRequest,
@@ -31,7 +32,6 @@ import type { ControllerContext } from "../context.js";
 import {
   clusterNetworkIds,
   hostsFileText,
-  KeyedLock,
   type LabPlan,
   labGraph,
   labView,

@@ -16,6 +16,7 @@ import {
   ProtoctlError,
 } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
+import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
@@ -23,7 +24,6 @@ import type { BaseVersionMeta, ProgressFn } from "../interfaces.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly, snapshotSubvolume } from "./btrfs.js";
 import { ExternalBases } from "./external-bases.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
-import type { KeyedLock } from "./keyed-lock.js";
 import { type PoolLayout, parseBaseDirName, tmpName } from "./layout.js";
 import { runInRoot } from "./nspawn.js";
 import { parseAptMirror, tarCompressionFlag } from "./parsers.js";

@@ -11,6 +11,7 @@
 import { mkdir, rename } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { alreadyExists, notFound, ProtoctlError } from "../../../common/errors.js";
+import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
@@ -18,7 +19,6 @@ import type { EnvRoot } from "../interfaces.js";
 import type { BaseStore } from "./bases.js";
 import { asPoolError, createSubvolume, deleteSubvolume, snapshotSubvolume } from "./btrfs.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
-import type { KeyedLock } from "./keyed-lock.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
 import { findMount, mountOverlay, unmount } from "./mounts.js";
 

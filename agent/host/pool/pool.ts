@@ -9,6 +9,7 @@ import { statfs } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { failedPrecondition } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
+import { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import type {
@@ -25,7 +26,6 @@ import { asPoolError, createSubvolume, deleteSubvolume, diskUsage, isSubvolume }
 import { EnvRootStore } from "./env-roots.js";
 import type { ExternalBase, ExternalState } from "./external-bases.js";
 import { exists, listDir, removeObjectDir } from "./files.js";
-import { KeyedLock } from "./keyed-lock.js";
 import { type LayerSpec, LayerStore } from "./layers.js";
 import { PoolLayout, SUBDIRS, TMP_PREFIX } from "./layout.js";
 import { mountsUnder, unmount } from "./mounts.js";

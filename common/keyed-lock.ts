@@ -1,4 +1,4 @@
-/** Serializes async work per key (one base name, one env name) inside this process. */
+/** Serializes async work per key (a base name, an env name, a lab, a lab network) inside this process. */
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();
 
