@@ -9,14 +9,12 @@ import { consumeOperation, withProgress } from "../output/progress.js";
 import {
   collect,
   currentContext,
-  describeFlags,
+  describeCommand,
   examples,
   getApi,
   keyValues,
-  listFlags,
+  listCommand,
   name,
-  printList,
-  printObject,
   say,
   versionRef,
 } from "./common.js";
@@ -191,25 +189,25 @@ export function command(_name: string): Command {
     },
   );
 
-  examples(
-    listFlags(cmd.command("ls").alias("list").description("list bases")),
+  listCommand(
+    cmd,
+    "list bases",
     "protoctl base ls -o wide",
-  ).action(async (opts: { output: string; quiet?: boolean }, self: Command) => {
-    const api = await getApi(self);
-    const res = await api.unary("listBases", {}, { deadlineMs: 15_000 });
-    await printList(res.bases, baseList, opts);
-  });
+    baseList,
+    async (api) => (await api.unary("listBases", {}, { deadlineMs: 15_000 })).bases,
+  );
 
-  examples(
-    describeFlags(cmd.command("describe").argument("<name>").description("show a base and its versions")),
+  describeCommand(
+    cmd,
+    "base",
+    "<name>",
+    "show a base and its versions",
     "protoctl base describe debian",
-  ).action(async (n: string, opts: { output: string }, self: Command) => {
-    name("base", n);
-    const api = await getApi(self);
-    const { Base } = await import("../../proto/gen/protoctl/v1/types.js");
-    const base = await api.unary("getBase", { name: n }, { deadlineMs: 15_000 });
-    await printObject(Base.toJSON(base), opts.output);
-  });
+    async (api, n) => {
+      const { Base } = await import("../../proto/gen/protoctl/v1/types.js");
+      return Base.toJSON(await api.unary("getBase", { name: n }, { deadlineMs: 15_000 }));
+    },
+  );
 
   examples(
     cmd

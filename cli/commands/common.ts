@@ -83,6 +83,41 @@ export async function printObject(json: unknown, output: string | undefined): Pr
   process.stdout.write(await renderObject(json, output));
 }
 
+/** Adds `ls` (alias `list`) with the listing flags: one call for the items, printed as a table, names, JSON or YAML. */
+export function listCommand<T>(
+  parent: Command,
+  description: string,
+  example: string,
+  columns: ListSpec<T>,
+  list: (api: Api) => Promise<readonly T[]>,
+): Command {
+  return examples(listFlags(parent.command("ls").alias("list").description(description)), example).action(
+    async (opts: ListOptions, self: Command) => {
+      const api = await getApi(self);
+      await printList(await list(api), columns, opts);
+    },
+  );
+}
+
+/** Adds `describe <arg>`: checks the name, fetches the object as JSON and prints it as YAML or JSON. */
+export function describeCommand(
+  parent: Command,
+  kind: ObjectKind,
+  arg: string,
+  description: string,
+  example: string,
+  get: (api: Api, name: string) => Promise<unknown>,
+): Command {
+  return examples(
+    describeFlags(parent.command("describe").argument(arg).description(description)),
+    example,
+  ).action(async (n: string, opts: { output: string }, self: Command) => {
+    name(kind, n);
+    const api = await getApi(self);
+    await printObject(await get(api, n), opts.output);
+  });
+}
+
 /** Prints a confirmation line for people (stdout, so scripts can silence it). */
 export function say(line: string): void {
   process.stdout.write(`${line}\n`);

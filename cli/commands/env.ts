@@ -12,7 +12,7 @@ import {
 import { envList, envPhase } from "../output/columns.js";
 import {
   collect,
-  describeFlags,
+  describeCommand,
   examples,
   getApi,
   keyValues,
@@ -20,7 +20,6 @@ import {
   name,
   parseBytes,
   printList,
-  printObject,
   say,
   versionRef,
 } from "./common.js";
@@ -182,16 +181,17 @@ export function command(_name: string): Command {
     await printList(res.envs, envList, opts);
   });
 
-  examples(
-    describeFlags(cmd.command("describe").argument("<name>").description("show an environment in detail")),
+  describeCommand(
+    cmd,
+    "env",
+    "<name>",
+    "show an environment in detail",
     "protoctl env describe demo",
-  ).action(async (n: string, opts: { output: string }, self: Command) => {
-    name("env", n);
-    const api = await getApi(self);
-    const { Env } = await import("../../proto/gen/protoctl/v1/types.js");
-    const env = await api.unary("getEnv", { name: n }, { deadlineMs: 15_000 });
-    await printObject(Env.toJSON(env), opts.output);
-  });
+    async (api, n) => {
+      const { Env } = await import("../../proto/gen/protoctl/v1/types.js");
+      return Env.toJSON(await api.unary("getEnv", { name: n }, { deadlineMs: 15_000 }));
+    },
+  );
 
   examples(
     cmd

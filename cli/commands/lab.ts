@@ -5,7 +5,7 @@ import { envPhaseToJSON } from "../../proto/gen/protoctl/v1/types.js";
 import { labList } from "../output/columns.js";
 import { enumLabel } from "../output/format.js";
 import { withProgress } from "../output/progress.js";
-import { describeFlags, examples, getApi, listFlags, name, printList, printObject, say } from "./common.js";
+import { describeCommand, examples, getApi, listCommand, name, say } from "./common.js";
 
 export function command(_name: string): Command {
   const cmd = new Command("lab").description(
@@ -73,26 +73,25 @@ export function command(_name: string): Command {
     say(`lab/${n} deleted`);
   });
 
-  examples(listFlags(cmd.command("ls").alias("list").description("list labs")), "protoctl lab ls").action(
-    async (opts: { output: string; quiet?: boolean }, self: Command) => {
-      const api = await getApi(self);
-      const res = await api.unary("listLabs", {}, { deadlineMs: 15_000 });
-      await printList(res.labs, labList, opts);
-    },
+  listCommand(
+    cmd,
+    "list labs",
+    "protoctl lab ls",
+    labList,
+    async (api) => (await api.unary("listLabs", {}, { deadlineMs: 15_000 })).labs,
   );
 
-  examples(
-    describeFlags(
-      cmd.command("describe").argument("<name>").description("show a lab: machines, nodes, networks"),
-    ),
+  describeCommand(
+    cmd,
+    "lab",
+    "<name>",
+    "show a lab: machines, nodes, networks",
     "protoctl lab describe demo",
-  ).action(async (n: string, opts: { output: string }, self: Command) => {
-    name("lab", n);
-    const api = await getApi(self);
-    const { Lab } = await import("../../proto/gen/protoctl/v1/types.js");
-    const lab = await api.unary("getLab", { name: n }, { deadlineMs: 15_000 });
-    await printObject(Lab.toJSON(lab), opts.output);
-  });
+    async (api, n) => {
+      const { Lab } = await import("../../proto/gen/protoctl/v1/types.js");
+      return Lab.toJSON(await api.unary("getLab", { name: n }, { deadlineMs: 15_000 }));
+    },
+  );
 
   examples(
     cmd

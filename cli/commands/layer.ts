@@ -4,18 +4,7 @@ import { internal, invalidArgument } from "../../common/errors.js";
 import { type RecipeFile, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { layerList } from "../output/columns.js";
 import { consumeOperation, withProgress } from "../output/progress.js";
-import {
-  collect,
-  describeFlags,
-  examples,
-  getApi,
-  listFlags,
-  name,
-  printList,
-  printObject,
-  say,
-  versionRef,
-} from "./common.js";
+import { collect, describeCommand, examples, getApi, listCommand, name, say, versionRef } from "./common.js";
 
 /** `--file LOCAL[:PATH]`: a file shipped with the recipe, at PATH (relative; default: its base name). */
 export async function recipeFile(spec: string): Promise<RecipeFile> {
@@ -114,24 +103,25 @@ export function command(_name: string): Command {
     },
   );
 
-  examples(listFlags(cmd.command("ls").alias("list").description("list layers")), "protoctl layer ls").action(
-    async (opts: { output: string; quiet?: boolean }, self: Command) => {
-      const api = await getApi(self);
-      const res = await api.unary("listLayers", {}, { deadlineMs: 15_000 });
-      await printList(res.layers, layerList, opts);
-    },
+  listCommand(
+    cmd,
+    "list layers",
+    "protoctl layer ls",
+    layerList,
+    async (api) => (await api.unary("listLayers", {}, { deadlineMs: 15_000 })).layers,
   );
 
-  examples(
-    describeFlags(cmd.command("describe").argument("<name>").description("show a layer and its builds")),
+  describeCommand(
+    cmd,
+    "layer",
+    "<name>",
+    "show a layer and its builds",
     "protoctl layer describe tools",
-  ).action(async (n: string, opts: { output: string }, self: Command) => {
-    name("layer", n);
-    const api = await getApi(self);
-    const { Layer } = await import("../../proto/gen/protoctl/v1/types.js");
-    const layer = await api.unary("getLayer", { name: n }, { deadlineMs: 15_000 });
-    await printObject(Layer.toJSON(layer), opts.output);
-  });
+    async (api, n) => {
+      const { Layer } = await import("../../proto/gen/protoctl/v1/types.js");
+      return Layer.toJSON(await api.unary("getLayer", { name: n }, { deadlineMs: 15_000 }));
+    },
+  );
 
   examples(
     cmd

@@ -4,40 +4,38 @@ import { nodeList } from "../output/columns.js";
 import { consumeOperation, withProgress } from "../output/progress.js";
 import {
   collect,
-  describeFlags,
+  describeCommand,
   examples,
   getApi,
   keyValues,
-  listFlags,
+  listCommand,
   name,
   parseDuration,
-  printList,
-  printObject,
   say,
 } from "./common.js";
 
 export function command(_name: string): Command {
   const cmd = new Command("node").description("list and manage nodes (machines running `protoctl agent`)");
 
-  examples(
-    listFlags(cmd.command("ls").alias("list").description("list nodes")),
+  listCommand(
+    cmd,
+    "list nodes",
     "protoctl node ls -o wide",
-  ).action(async (opts: { output: string; quiet?: boolean }, self: Command) => {
-    const api = await getApi(self);
-    const res = await api.unary("listNodes", {}, { deadlineMs: 15_000 });
-    await printList(res.nodes, nodeList, opts);
-  });
+    nodeList,
+    async (api) => (await api.unary("listNodes", {}, { deadlineMs: 15_000 })).nodes,
+  );
 
-  examples(
-    describeFlags(cmd.command("describe").argument("<node>").description("show a node in detail")),
+  describeCommand(
+    cmd,
+    "node",
+    "<node>",
+    "show a node in detail",
     "protoctl node describe node-1",
-  ).action(async (n: string, opts: { output: string }, self: Command) => {
-    name("node", n);
-    const api = await getApi(self);
-    const { Node } = await import("../../proto/gen/protoctl/v1/types.js");
-    const node = await api.unary("getNode", { name: n }, { deadlineMs: 15_000 });
-    await printObject(Node.toJSON(node), opts.output);
-  });
+    async (api, n) => {
+      const { Node } = await import("../../proto/gen/protoctl/v1/types.js");
+      return Node.toJSON(await api.unary("getNode", { name: n }, { deadlineMs: 15_000 }));
+    },
+  );
 
   examples(
     cmd.command("cordon").argument("<node>").description("stop scheduling new envs on a node"),
