@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../common/errors.js";
 import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
-import { EnvPhase, type EnvSpec, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
+import { EnvPhase, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import type { FakeAgent } from "../test/harness/fake-agent.js";
 import type { RunningController } from "./controller.js";
@@ -17,31 +17,11 @@ import {
   eventually,
   joinAgents,
   startTestController,
+  testEnvSpec,
   uniquePrefix,
 } from "./testing/cluster.js";
 
 const GiB = 2 ** 30;
-
-function spec(name: string, over: Partial<EnvSpec> = {}): EnvSpec {
-  return {
-    name,
-    base: { name: "debian", version: 0 },
-    layers: [],
-    boot: false,
-    resources: undefined,
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node: "",
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: true,
-    hostname: "",
-    ...over,
-  };
-}
 
 let etcd: TestEtcd;
 beforeAll(async () => {
@@ -92,7 +72,7 @@ describe("controller with fake agents", () => {
   it("spreads envs over nodes and reports them Running through any replica", async () => {
     await setup([{ name: "n1" }, { name: "n2" }, { name: "n3" }]);
     const envs = await Promise.all(
-      Array.from({ length: 9 }, (_, i) => call(c, "createEnv", { spec: spec(`e${i}`), wait: true })),
+      Array.from({ length: 9 }, (_, i) => call(c, "createEnv", { spec: testEnvSpec(`e${i}`), wait: true })),
     );
     expect(envs.every((e) => e.status?.phase === EnvPhase.ENV_PHASE_RUNNING)).toBe(true);
     expect(agents.map((a) => a.runningCount())).toEqual([3, 3, 3]);
@@ -112,13 +92,16 @@ describe("controller with fake agents", () => {
       { name: "big", memoryBytes: 4 * GiB },
     ]);
     const mem = { memoryBytes: 2 * GiB, cpus: 0, pids: 0, diskBytes: 0 };
-    const a = await call(c, "createEnv", { spec: spec("a", { resources: mem, node: "small" }), wait: true });
+    const a = await call(c, "createEnv", {
+      spec: testEnvSpec("a", { resources: mem, node: "small" }),
+      wait: true,
+    });
     expect(a.status?.node).toBe("small");
-    const b = await call(c, "createEnv", { spec: spec("b", { resources: mem }), wait: true });
+    const b = await call(c, "createEnv", { spec: testEnvSpec("b", { resources: mem }), wait: true });
     expect(b.status?.node).toBe("big");
-    const d = await call(c, "createEnv", { spec: spec("d", { resources: mem }), wait: true });
+    const d = await call(c, "createEnv", { spec: testEnvSpec("d", { resources: mem }), wait: true });
     expect(d.status?.node).toBe("big");
-    await call(c, "createEnv", { spec: spec("e", { resources: mem }), wait: false });
+    await call(c, "createEnv", { spec: testEnvSpec("e", { resources: mem }), wait: false });
     const pending = await eventually(async () => {
       const e = await call(c, "getEnv", { name: "e" });
       return e.status?.reasons.length ? e : undefined;
@@ -137,11 +120,11 @@ describe("controller with fake agents", () => {
 
   it("turns a silent agent's node NotReady within the lease window, marks its envs Lost, recreates restart=ALWAYS ones elsewhere", async () => {
     await setup([{ name: "n1" }, { name: "n2" }]);
-    await call(c, "createEnv", { spec: spec("keep", { node: "n1" }), wait: true });
+    await call(c, "createEnv", { spec: testEnvSpec("keep", { node: "n1" }), wait: true });
     // put "mover" on n1 as well (cordon n2 meanwhile); it may move when n1 dies
     await call(c, "cordonNode", { name: "n2" });
     const m0 = await call(c, "createEnv", {
-      spec: spec("mover", { restart: RestartPolicy.RESTART_POLICY_ALWAYS }),
+      spec: testEnvSpec("mover", { restart: RestartPolicy.RESTART_POLICY_ALWAYS }),
       wait: true,
     });
     expect(m0.status?.node).toBe("n1");
@@ -172,8 +155,8 @@ describe("controller with fake agents", () => {
 
   it("stops, starts and deletes through the agent; proxies exec and logs; refuses duplicates", async () => {
     await setup([{ name: "n1" }]);
-    await call(c, "createEnv", { spec: spec("web"), wait: true });
-    await expect(call(c, "createEnv", { spec: spec("web"), wait: false })).rejects.toMatchObject({
+    await call(c, "createEnv", { spec: testEnvSpec("web"), wait: true });
+    await expect(call(c, "createEnv", { spec: testEnvSpec("web"), wait: false })).rejects.toMatchObject({
       code: Code.ALREADY_EXISTS,
     });
     const stopped = await call(c, "stopEnv", { name: "web", timeoutMs: 0, wait: true });
@@ -246,10 +229,10 @@ describe("controller with fake agents", () => {
   it("fails an env with the agent's reason when the agent refuses it, and retries transient errors", async () => {
     await setup([{ name: "n1" }]);
     agents[0]!.failNext("createEnv", Code.UNAVAILABLE, 2);
-    const ok = await call(c, "createEnv", { spec: spec("flaky"), wait: true });
+    const ok = await call(c, "createEnv", { spec: testEnvSpec("flaky"), wait: true });
     expect(ok.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);
     agents[0]!.failNext("createEnv", Code.FAILED_PRECONDITION, 1, "pool is broken");
-    await expect(call(c, "createEnv", { spec: spec("doomed"), wait: true })).rejects.toMatchObject({
+    await expect(call(c, "createEnv", { spec: testEnvSpec("doomed"), wait: true })).rejects.toMatchObject({
       code: Code.FAILED_PRECONDITION,
       reason: "ENV_FAILED",
     });
@@ -261,11 +244,14 @@ describe("controller with fake agents", () => {
     await setup([{ name: "n1" }, { name: "n2", bases: ["debian@1", "debian@2"] }]);
     await call(c, "cordonNode", { name: "n2" });
     const e = await call(c, "createEnv", {
-      spec: spec("x", { base: { name: "debian", version: 1 } }),
+      spec: testEnvSpec("x", { base: { name: "debian", version: 1 } }),
       wait: true,
     });
     expect(e.status?.node).toBe("n1");
-    await call(c, "createEnv", { spec: spec("y", { base: { name: "debian", version: 2 } }), wait: false });
+    await call(c, "createEnv", {
+      spec: testEnvSpec("y", { base: { name: "debian", version: 2 } }),
+      wait: false,
+    });
     const y = await eventually(async () => {
       const r = await call(c, "getEnv", { name: "y" });
       return r.status?.reasons.length ? r : undefined;
@@ -291,10 +277,10 @@ describe("controller with fake agents", () => {
     await setup([{ name: "n1" }, { name: "n2" }]);
     await call(c, "cordonNode", { name: "n2" });
     await call(c, "createEnv", {
-      spec: spec("movable", { restart: RestartPolicy.RESTART_POLICY_ALWAYS }),
+      spec: testEnvSpec("movable", { restart: RestartPolicy.RESTART_POLICY_ALWAYS }),
       wait: true,
     });
-    await call(c, "createEnv", { spec: spec("stays"), wait: true });
+    await call(c, "createEnv", { spec: testEnvSpec("stays"), wait: true });
     await call(c, "uncordonNode", { name: "n2" });
     const messages: string[] = [];
     await new Promise<void>((resolve, reject) => {

@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../common/errors.js";
 import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
-import { EnvPhase, type EnvSpec } from "../proto/gen/protoctl/v1/types.js";
+import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import type { FakeAgent } from "../test/harness/fake-agent.js";
 import { ClusterStore } from "./store/store.js";
-import { call, client, eventually, joinAgents, uniquePrefix } from "./testing/cluster.js";
+import { call, client, eventually, joinAgents, testEnvSpec, uniquePrefix } from "./testing/cluster.js";
 import { type ControllerProcess, spawnController } from "./testing/process.js";
 
 let etcd: TestEtcd;
@@ -21,26 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await etcd?.stop();
 });
-
-function spec(name: string): EnvSpec {
-  return {
-    name,
-    base: { name: "debian", version: 0 },
-    layers: [],
-    boot: false,
-    resources: undefined,
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node: "",
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: true,
-    hostname: "",
-  };
-}
 
 it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every env Running exactly once", async () => {
   const prefix = uniquePrefix();
@@ -83,7 +63,7 @@ it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every 
       for (let attempt = 0; attempt < 20; attempt++) {
         const p = order[attempt % 2]!;
         try {
-          await call(clients.get(p.id)!, "createEnv", { spec: spec(`env-${i}`), wait: false }, 5000);
+          await call(clients.get(p.id)!, "createEnv", { spec: testEnvSpec(`env-${i}`), wait: false }, 5000);
           return;
         } catch (err) {
           const pe = ProtoctlError.from(err);

@@ -28,7 +28,7 @@ import type { ControlImportBaseRequest, ControlServiceClient } from "../proto/ge
 import { EnvPhase, type EnvSpec, NodeState, type OperationEvent } from "../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
-import { call, client, eventually } from "./testing/cluster.js";
+import { call, client, eventually, testEnvSpec } from "./testing/cluster.js";
 
 const REPO = resolve(import.meta.dirname, "..");
 const REGISTER = join(REPO, "controller/testing/register.mjs");
@@ -106,23 +106,7 @@ afterAll(async () => {
 });
 
 function spec(name: string): EnvSpec {
-  return {
-    name,
-    base: { name: "busybox", version: 0 },
-    layers: [],
-    boot: false,
-    resources: undefined,
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node: "",
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: true,
-    hostname: "",
-  };
+  return testEnvSpec(name, { base: { name: "busybox", version: 0 } });
 }
 
 function importBase(c: ControlServiceClient, node: string): Promise<OperationEvent[]> {

@@ -27,7 +27,7 @@ import { freePort, startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type FakeAgent, startFakeAgent } from "../test/harness/fake-agent.js";
 import { startController } from "./controller.js";
 import { ClusterStore } from "./store/store.js";
-import { call, client, eventually, testConfig, uniquePrefix } from "./testing/cluster.js";
+import { call, client, eventually, testConfig, testEnvSpec, uniquePrefix } from "./testing/cluster.js";
 
 let etcd: TestEtcd;
 beforeAll(async () => {
@@ -114,23 +114,7 @@ it("mutual TLS: admin and controller identities pass, everyone else is refused",
 
     // the controller reaches the agent over mTLS
     const env = await call(admin, "createEnv", {
-      spec: {
-        name: "secure",
-        base: { name: "debian", version: 0 },
-        layers: [],
-        boot: false,
-        resources: undefined,
-        network: undefined,
-        env: {},
-        files: [],
-        startup: [],
-        node: "",
-        nodeSelector: {},
-        group: "",
-        restart: 0,
-        start: true,
-        hostname: "",
-      },
+      spec: testEnvSpec("secure"),
       wait: true,
     });
     expect(env.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);

@@ -23,9 +23,9 @@ import type {
   PushBaseRequest,
   PushProgress,
 } from "../../proto/gen/protoctl/v1/control.js";
-import { type EnvSpec, NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
+import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
-import { call, client, eventually } from "../testing/cluster.js";
+import { call, client, eventually, testEnvSpec } from "../testing/cluster.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
 const REGISTER = join(REPO, "controller/testing/register.mjs");
@@ -69,26 +69,6 @@ function waitLine(c: ChildProcess, re: RegExp, ms: number): Promise<void> {
       rej(new Error(`exited with ${code}`));
     });
   });
-}
-
-export function envSpec(name: string, base: string, version: number, node: string): EnvSpec {
-  return {
-    name,
-    base: { name: base, version },
-    layers: [],
-    boot: false,
-    resources: undefined,
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node,
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: true,
-    hostname: "",
-  };
 }
 
 /**
@@ -301,7 +281,12 @@ export async function startPropagationCluster(opts: {
           s.on("error", (e) => rej(Object.assign(ProtoctlError.from(e), { progress: all })));
         }),
       createEnv: async (name, base, version, node) => {
-        await call(cc, "createEnv", { spec: envSpec(name, base, version, node), wait: true }, 120_000);
+        await call(
+          cc,
+          "createEnv",
+          { spec: testEnvSpec(name, { base: { name: base, version }, node }), wait: true },
+          120_000,
+        );
       },
       exec: (env, command) =>
         new Promise((res, rej) => {

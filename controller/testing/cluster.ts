@@ -8,6 +8,7 @@ import { callUnary } from "../../common/grpc.js";
 import { createLogger, silentLogger } from "../../common/logger.js";
 import { clientCredentials } from "../../common/tls.js";
 import { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
+import type { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { type FakeAgent, type FakeAgentOptions, startFakeAgent } from "../../test/harness/fake-agent.js";
 import { type ControllerConfig, controllerConfig, type DeepPartial } from "../config.js";
 import { type RunningController, startController } from "../controller.js";
@@ -103,4 +104,26 @@ export async function eventually<T>(
       );
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/** An env spec for tests: debian, latest version, started, placed anywhere, nothing else set; `over` replaces fields. */
+export function testEnvSpec(name: string, over: Partial<EnvSpec> = {}): EnvSpec {
+  return {
+    name,
+    base: { name: "debian", version: 0 },
+    layers: [],
+    boot: false,
+    resources: undefined,
+    network: undefined,
+    env: {},
+    files: [],
+    startup: [],
+    node: "",
+    nodeSelector: {},
+    group: "",
+    restart: 0,
+    start: true,
+    hostname: "",
+    ...over,
+  };
 }
