@@ -29,6 +29,7 @@ import { EnvPhase, type EnvSpec, NodeState, type OperationEvent } from "../proto
 import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
 import { call, client, eventually, testEnvSpec } from "./testing/cluster.js";
+import { startHostEtcd } from "./testing/host-etcd.js";
 
 const REPO = resolve(import.meta.dirname, "..");
 const REGISTER = join(REPO, "controller/testing/register.mjs");
@@ -133,37 +134,8 @@ it("two controllers and two real agents in separate network namespaces", async (
     (typeof hosts.hosts)[0],
     (typeof hosts.hosts)[0],
   ];
-  const etcdUrl = `http://${h0.address}:2379`;
-  const etcd = inHost(h0.netns, [
-    "etcd",
-    "--name",
-    "mh",
-    "--data-dir",
-    join(dir, "etcd"),
-    "--listen-client-urls",
-    etcdUrl,
-    "--advertise-client-urls",
-    etcdUrl,
-    "--listen-peer-urls",
-    `http://${h0.address}:2380`,
-    "--initial-advertise-peer-urls",
-    `http://${h0.address}:2380`,
-    "--initial-cluster",
-    `mh=http://${h0.address}:2380`,
-    "--log-level",
-    "error",
-  ]);
-  void etcd;
-  await eventually(
-    async () => {
-      const r = await hosts.exec(h0, "etcdctl", ["--endpoints", etcdUrl, "endpoint", "health"], {
-        allowFailure: true,
-        env: { ETCDCTL_API: "3" },
-      });
-      return r.exitCode === 0;
-    },
-    20_000,
-    200,
+  const { url: etcdUrl } = await startHostEtcd(hosts, h0, "mh", join(dir, "etcd"), (args) =>
+    inHost(h0.netns, args),
   );
 
   const controllers = ["a", "b"].map((id, i) => {

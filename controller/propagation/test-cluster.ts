@@ -26,6 +26,7 @@ import type {
 import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
 import { call, client, eventually, testEnvSpec } from "../testing/cluster.js";
+import { startHostEtcd } from "../testing/host-etcd.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
 const REGISTER = join(REPO, "controller/testing/register.mjs");
@@ -104,7 +105,6 @@ export async function startPropagationCluster(opts: {
     });
   };
   const h0 = hosts.hosts[0]!;
-  const etcdUrl = `http://${h0.address}:2379`;
   let c: ControlServiceClient | undefined;
   const cleanup = async () => {
     c?.close();
@@ -117,34 +117,8 @@ export async function startPropagationCluster(opts: {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    inHost(h0, [
-      "etcd",
-      "--name",
-      "pp",
-      "--data-dir",
-      join(dir, "etcd"),
-      "--listen-client-urls",
-      etcdUrl,
-      "--advertise-client-urls",
-      etcdUrl,
-      "--listen-peer-urls",
-      `http://${h0.address}:2380`,
-      "--initial-advertise-peer-urls",
-      `http://${h0.address}:2380`,
-      "--initial-cluster",
-      `pp=http://${h0.address}:2380`,
-      "--log-level",
-      "error",
-    ]);
-    await eventually(
-      async () =>
-        (
-          await hosts.exec(h0, "etcdctl", ["--endpoints", etcdUrl, "endpoint", "health"], {
-            allowFailure: true,
-          })
-        ).exitCode === 0,
-      20_000,
-      100,
+    const { url: etcdUrl } = await startHostEtcd(hosts, h0, "pp", join(dir, "etcd"), (args) =>
+      inHost(h0, args),
     );
     const cfg = {
       id: "ctl-a",

@@ -28,6 +28,7 @@ import { run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
 import { call, client, eventually } from "../../controller/testing/cluster.js";
+import { startHostEtcd } from "../../controller/testing/host-etcd.js";
 import type {
   ApplyLabRequest,
   ControlImportBaseRequest,
@@ -119,36 +120,8 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
   try {
     await makeBusyboxRootfs(rootfs);
     const h0 = hosts.hosts[0]!;
-    const etcdUrl = `http://${h0.address}:2379`;
-    inHost(h0.netns, [
-      "etcd",
-      "--name",
-      "lab",
-      "--data-dir",
-      join(dir, "etcd"),
-      "--listen-client-urls",
-      etcdUrl,
-      "--advertise-client-urls",
-      etcdUrl,
-      "--listen-peer-urls",
-      `http://${h0.address}:2380`,
-      "--initial-advertise-peer-urls",
-      `http://${h0.address}:2380`,
-      "--initial-cluster",
-      `lab=http://${h0.address}:2380`,
-      "--log-level",
-      "error",
-    ]);
-    await eventually(
-      async () =>
-        (
-          await hosts.exec(h0, "etcdctl", ["--endpoints", etcdUrl, "endpoint", "health"], {
-            allowFailure: true,
-            env: { ETCDCTL_API: "3" },
-          })
-        ).exitCode === 0,
-      20_000,
-      100,
+    const { url: etcdUrl } = await startHostEtcd(hosts, h0, "lab", join(dir, "etcd"), (args) =>
+      inHost(h0.netns, args),
     );
     const cfg = {
       id: "ctl-lab",
