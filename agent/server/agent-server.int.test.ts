@@ -194,6 +194,10 @@ describe("AgentService envs", () => {
     expect(names).toEqual(["taken"]);
     expect(await readdir(join(agent.ctx.pool.mountpoint, "@env"))).toEqual(["taken"]);
     await del("taken");
-    await expect(unary(client, "getAttachment", {})).rejects.toMatchObject({ code: Code.UNIMPLEMENTED });
+    // propagation RPCs validate their input like the rest
+    await expect(unary(client, "getAttachment", {})).rejects.toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      reason: "INVALID_NAME",
+    });
   });
 });
