@@ -89,6 +89,6 @@ const result = {
   per_node: spread,
   target_up_ms: TARGET_UP_MS,
   target_down_ms: TARGET_DOWN_MS,
-  pass: median(up) <= TARGET_UP_MS && median(down) <= TARGET_DOWN_MS,
+  ok: median(up) <= TARGET_UP_MS && median(down) <= TARGET_DOWN_MS,
 };
 console.log(JSON.stringify(result));
