@@ -21,14 +21,12 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { openPool } from "../agent/host/pool/pool.js";
-import { ProtoctlError } from "../common/errors.js";
 import { silentLogger } from "../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../common/tls.js";
-import type { ControlImportBaseRequest, ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
-import { EnvPhase, type EnvSpec, NodeState, type OperationEvent } from "../proto/gen/protoctl/v1/types.js";
+import { EnvPhase, type EnvSpec, NodeState } from "../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
-import { call, client, eventually, testEnvSpec } from "./testing/cluster.js";
+import { call, client, eventually, importBaseFromDir, testEnvSpec } from "./testing/cluster.js";
 import { startHostEtcd } from "./testing/host-etcd.js";
 
 const REPO = resolve(import.meta.dirname, "..");
@@ -110,24 +108,6 @@ function spec(name: string): EnvSpec {
   return testEnvSpec(name, { base: { name: "busybox", version: 0 } });
 }
 
-function importBase(c: ControlServiceClient, node: string): Promise<OperationEvent[]> {
-  return new Promise((res, rej) => {
-    const s = c.importBase();
-    const evs: OperationEvent[] = [];
-    s.on("data", (e: OperationEvent) => evs.push(e));
-    s.on("end", () => res(evs));
-    s.on("error", (e) => rej(ProtoctlError.from(e)));
-    const header: ControlImportBaseRequest = {
-      part: {
-        $case: "header",
-        header: { name: "busybox", source: { source: { $case: "dir", dir: rootfs } }, compression: "", node },
-      },
-    };
-    s.write(header);
-    s.end();
-  });
-}
-
 it("two controllers and two real agents in separate network namespaces", async () => {
   const [h0, h1, h2] = hosts.hosts as [
     (typeof hosts.hosts)[0],
@@ -198,7 +178,7 @@ it("two controllers and two real agents in separate network namespaces", async (
       n;
     await eventually(() => ready(2), 60_000, 200);
 
-    for (const node of ["a1", "a2"]) await importBase(c, node);
+    for (const node of ["a1", "a2"]) await importBaseFromDir(c, node, "busybox", rootfs);
     await eventually(
       async () => {
         const b = await call(c, "getBase", { name: "busybox" });

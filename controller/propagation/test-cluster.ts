@@ -18,14 +18,13 @@ import { output, run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
 import type {
-  ControlImportBaseRequest,
   ControlServiceClient,
   PushBaseRequest,
   PushProgress,
 } from "../../proto/gen/protoctl/v1/control.js";
 import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
-import { call, client, eventually, testEnvSpec } from "../testing/cluster.js";
+import { call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "../testing/cluster.js";
 import { startHostEtcd } from "../testing/host-etcd.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
@@ -217,22 +216,7 @@ export async function startPropagationCluster(opts: {
           .filter((l) => l.startsWith("{"))
           .map((l) => JSON.parse(l) as Record<string, unknown>);
       },
-      importBase: (node, name, rootDir) =>
-        new Promise((res, rej) => {
-          const s = cc.importBase();
-          const evs: OperationEvent[] = [];
-          s.on("data", (e: OperationEvent) => evs.push(e));
-          s.on("end", () => res(evs));
-          s.on("error", (e) => rej(ProtoctlError.from(e)));
-          const header: ControlImportBaseRequest = {
-            part: {
-              $case: "header",
-              header: { name, source: { source: { $case: "dir", dir: rootDir } }, compression: "", node },
-            },
-          };
-          s.write(header);
-          s.end();
-        }),
+      importBase: (node, name, rootDir) => importBaseFromDir(cc, node, name, rootDir),
       push: (req, on) =>
         new Promise((res, rej) => {
           const t0 = performance.now();
@@ -262,34 +246,10 @@ export async function startPropagationCluster(opts: {
           120_000,
         );
       },
-      exec: (env, command) =>
-        new Promise((res, rej) => {
-          const x = cc.execEnv();
-          let stdout = "";
-          x.on("data", (m) => {
-            if (m.output?.$case === "stdout") stdout += Buffer.from(m.output.stdout).toString();
-            if (m.output?.$case === "startedPid") x.write({ input: { $case: "stdinEof", stdinEof: true } });
-            if (m.output?.$case === "exitCode") res({ stdout, exit: m.output.exitCode });
-          });
-          x.on("end", () => res({ stdout, exit: -1 }));
-          x.on("error", (e) => rej(ProtoctlError.from(e)));
-          x.write({
-            input: {
-              $case: "start",
-              start: {
-                env,
-                command,
-                tty: false,
-                envVars: {},
-                workdir: "",
-                user: "",
-                rows: 0,
-                cols: 0,
-                login: false,
-              },
-            },
-          });
-        }),
+      exec: async (env, command) => {
+        const r = await execIn(cc, env, command);
+        return { stdout: r.stdout, exit: r.code };
+      },
     };
   } catch (err) {
     await cleanup();

@@ -4,11 +4,12 @@
  */
 import { randomBytes } from "node:crypto";
 import type { ChannelCredentials } from "@grpc/grpc-js";
+import { ProtoctlError } from "../../common/errors.js";
 import { callUnary } from "../../common/grpc.js";
 import { createLogger, silentLogger } from "../../common/logger.js";
 import { clientCredentials } from "../../common/tls.js";
-import { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
-import type { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
+import { type ControlImportBaseRequest, ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
+import type { EnvSpec, ExecOutput, OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import { type FakeAgent, type FakeAgentOptions, startFakeAgent } from "../../test/harness/fake-agent.js";
 import { type ControllerConfig, controllerConfig, type DeepPartial } from "../config.js";
 import { type RunningController, startController } from "../controller.js";
@@ -126,4 +127,66 @@ export function testEnvSpec(name: string, over: Partial<EnvSpec> = {}): EnvSpec 
     hostname: "",
     ...over,
   };
+}
+
+/** ImportBase of a directory on `node`'s host, collecting the progress stream. */
+export function importBaseFromDir(
+  c: ControlServiceClient,
+  node: string,
+  name: string,
+  dir: string,
+): Promise<OperationEvent[]> {
+  return new Promise((res, rej) => {
+    const s = c.importBase();
+    const evs: OperationEvent[] = [];
+    s.on("data", (e: OperationEvent) => evs.push(e));
+    s.on("end", () => res(evs));
+    s.on("error", (e) => rej(ProtoctlError.from(e)));
+    const header: ControlImportBaseRequest = {
+      part: {
+        $case: "header",
+        header: { name, source: { source: { $case: "dir", dir } }, compression: "", node },
+      },
+    };
+    s.write(header);
+    s.end();
+  });
+}
+
+/** Runs a command in an env through the controller (no stdin): exit code (-1 if none) and output. */
+export function execIn(
+  c: ControlServiceClient,
+  env: string,
+  command: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((res, rej) => {
+    const x = c.execEnv();
+    let stdout = "";
+    let stderr = "";
+    let code = -1;
+    x.on("data", (m: ExecOutput) => {
+      const o = m.output;
+      if (o?.$case === "stdout") stdout += Buffer.from(o.stdout).toString();
+      else if (o?.$case === "stderr") stderr += Buffer.from(o.stderr).toString();
+      else if (o?.$case === "exitCode") code = o.exitCode;
+      else if (o?.$case === "startedPid") {
+        x.write({ input: { $case: "stdinEof", stdinEof: true } });
+        x.end();
+      }
+    });
+    x.on("end", () => res({ code, stdout, stderr }));
+    x.on("error", (e) => rej(ProtoctlError.from(e)));
+    const start = {
+      env,
+      command,
+      tty: false,
+      envVars: {},
+      workdir: "",
+      user: "",
+      rows: 0,
+      cols: 0,
+      login: false,
+    };
+    x.write({ input: { $case: "start", start } });
+  });
 }

@@ -27,20 +27,17 @@ import { ProtoctlError } from "../../common/errors.js";
 import { run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
-import { call, client, eventually } from "../../controller/testing/cluster.js";
+import { call, client, eventually, importBaseFromDir } from "../../controller/testing/cluster.js";
+
+export { execIn } from "../../controller/testing/cluster.js";
+
 import { startHostEtcd } from "../../controller/testing/host-etcd.js";
 import type {
   ApplyLabRequest,
-  ControlImportBaseRequest,
   ControlServiceClient,
   LabProgress,
 } from "../../proto/gen/protoctl/v1/control.js";
-import {
-  type Event,
-  type ExecOutput,
-  NodeState,
-  type OperationEvent,
-} from "../../proto/gen/protoctl/v1/types.js";
+import { type Event, NodeState } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
@@ -182,7 +179,7 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
     };
     for (let i = 0; i < n; i++) startAgent(i);
     await eventually(async () => (await readyNodes(c!)) === n, 90_000, 200);
-    for (const node of nodes) await importBase(c, node, rootfs);
+    for (const node of nodes) await importBaseFromDir(c, node, "busybox", rootfs);
     await eventually(
       async () => (await call(c!, "getBase", { name: "busybox" })).versions[0]?.nodes.length === n,
       30_000,
@@ -260,24 +257,6 @@ function waitLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
   });
 }
 
-function importBase(c: ControlServiceClient, node: string, dir: string): Promise<OperationEvent[]> {
-  return new Promise((res, rej) => {
-    const s = c.importBase();
-    const evs: OperationEvent[] = [];
-    s.on("data", (e: OperationEvent) => evs.push(e));
-    s.on("end", () => res(evs));
-    s.on("error", (e) => rej(ProtoctlError.from(e)));
-    const header: ControlImportBaseRequest = {
-      part: {
-        $case: "header",
-        header: { name: "busybox", source: { source: { $case: "dir", dir } }, compression: "", node },
-      },
-    };
-    s.write(header);
-    s.end();
-  });
-}
-
 /** ApplyLab, collecting the progress stream; rejects with the call's error. */
 export function applyLab(
   c: ControlServiceClient,
@@ -293,48 +272,6 @@ export function applyLab(
     s.on("data", (m: LabProgress) => out.push(m));
     s.on("end", () => res(out));
     s.on("error", (e) => rej(ProtoctlError.from(e)));
-  });
-}
-
-/** Runs a command in an env through the controller: exit code and output. */
-export function execIn(
-  c: ControlServiceClient,
-  env: string,
-  command: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((res, rej) => {
-    const x = c.execEnv();
-    let stdout = "";
-    let stderr = "";
-    let code = -1;
-    x.on("data", (m: ExecOutput) => {
-      const o = m.output;
-      if (o?.$case === "stdout") stdout += Buffer.from(o.stdout).toString();
-      else if (o?.$case === "stderr") stderr += Buffer.from(o.stderr).toString();
-      else if (o?.$case === "exitCode") code = o.exitCode;
-      else if (o?.$case === "startedPid") {
-        x.write({ input: { $case: "stdinEof", stdinEof: true } });
-        x.end();
-      }
-    });
-    x.on("end", () => res({ code, stdout, stderr }));
-    x.on("error", (e) => rej(ProtoctlError.from(e)));
-    x.write({
-      input: {
-        $case: "start",
-        start: {
-          env,
-          command,
-          tty: false,
-          envVars: {},
-          workdir: "",
-          user: "",
-          rows: 0,
-          cols: 0,
-          login: false,
-        },
-      },
-    });
   });
 }
 
