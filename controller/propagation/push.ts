@@ -82,7 +82,15 @@ export class Propagator {
   constructor(private readonly ctx: ControllerContext) {}
 
   /** Runs a push; resolves when every target is usable (or local with waitLocal) or failed. */
-  async push(req: PushBaseRequest, send: PushSink): Promise<void> {
+  async push(req: PushBaseRequest, sink: PushSink): Promise<void> {
+    // `done` is the last message: targets keep hydrating (and reporting) after a push that
+    // returns once they are usable, but what they report then is not this caller's business.
+    let open = true;
+    const send: PushSink = (p) => {
+      if (!open) return;
+      if (p.done) open = false;
+      sink(p);
+    };
     const base = validateName("base", req.ref?.name);
     const version = req.ref?.version || (await this.latest(base));
     const ref = `${base}@${version}`;

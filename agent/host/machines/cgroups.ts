@@ -214,6 +214,22 @@ export function removeCgroups(set: CgroupSet): string[] {
   return left;
 }
 
+/**
+ * Kills what is left and removes the dirs, again and again for up to
+ * `timeoutMs`: a killed process leaves its cgroups only once it has exited,
+ * and until then rmdir says EBUSY (the memory controller first, as it is
+ * removed first). Returns the dirs still there at the end.
+ */
+export async function removeCgroupsSettled(set: CgroupSet, timeoutMs = 3000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    killCgroups(set);
+    const left = removeCgroups(set);
+    if (left.length === 0 || Date.now() >= deadline) return left;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Every directory below `dir`, children before their parents. */
 function subdirsDeepestFirst(dir: string): string[] {
   const out: string[] = [];

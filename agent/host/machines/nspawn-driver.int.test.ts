@@ -325,5 +325,9 @@ describe("NspawnMachineDriver", () => {
       reason: "MACHINE_START_FAILED",
     });
     expect((await driver.state("broken")).running).toBe(false);
+    // nothing of it stays in any hierarchy (memory is removed first, while nspawn may still be exiting)
+    for (const dir of Object.values(envCgroupSet(detectHierarchies(), NODE, "broken").dirs)) {
+      expect(existsSync(dir)).toBe(false);
+    }
   });
 });

@@ -39,6 +39,7 @@ import {
   killPayload,
   listEnvCgroups,
   removeCgroups,
+  removeCgroupsSettled,
   startProcsFiles,
 } from "./cgroups.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
@@ -148,8 +149,7 @@ export class NspawnMachineDriver implements MachineDriver {
   private afterExit(rec: MachineRecord): void {
     this.dropSlot(rec.name);
     void this.proxies.close(rec.name);
-    killCgroups(rec.cgroups);
-    removeCgroups(rec.cgroups);
+    void this.removeCgroupsOf(rec.name, rec.cgroups);
     void this.removeLinks(rec);
     rec.leaderPid = undefined;
     this.store.save(rec);
@@ -165,6 +165,12 @@ export class NspawnMachineDriver implements MachineDriver {
     const target = rec.addresses?.[0];
     if (tcp.length === 0 || !target || this.opts.netns || this.opts.loopbackPorts === false) return;
     await this.proxies.open(rec.name, target, tcp);
+  }
+
+  /** Removes an env's cgroups once its processes are gone; says so in the log when some stay. */
+  private async removeCgroupsOf(env: string, set: CgroupSet): Promise<void> {
+    const left = await removeCgroupsSettled(set);
+    if (left.length > 0) this.log.warn({ env, left }, "cgroups still busy; left in place");
   }
 
   /** Host ends of the env's veths, if the kernel did not drop them with the env's namespace. */
@@ -305,7 +311,7 @@ export class NspawnMachineDriver implements MachineDriver {
       await this.proxies.close(spec.name);
       killCgroups(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
-      removeCgroups(cgroups);
+      await this.removeCgroupsOf(spec.name, cgroups);
       await this.removeLinks(rec);
       this.records.delete(spec.name);
       this.store.remove(spec.name);
@@ -398,12 +404,7 @@ export class NspawnMachineDriver implements MachineDriver {
       }
     }
     rec.running = false;
-    // processes leave their cgroups a moment after death: retry the rmdir briefly
-    for (let i = 0; i < 100; i++) {
-      killCgroups(rec.cgroups);
-      if (removeCgroups(rec.cgroups).length === 0) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await this.removeCgroupsOf(name, rec.cgroups);
     await this.removeLinks(rec);
     rec.leaderPid = undefined;
     this.store.save(rec);
@@ -534,12 +535,7 @@ export class NspawnMachineDriver implements MachineDriver {
     // cgroups of a start the previous agent never recorded (killed in between): end and remove them
     for (const name of listEnvCgroups(this.hierarchies, this.opts.node)) {
       if (this.records.has(name)) continue;
-      const set = envCgroupSet(this.hierarchies, this.opts.node, name);
-      for (let i = 0; i < 50; i++) {
-        killCgroups(set);
-        if (removeCgroups(set).length === 0) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));
       this.log.info({ env: name }, "removed cgroups of an unrecorded machine");
     }
     return out;
@@ -549,20 +545,14 @@ export class NspawnMachineDriver implements MachineDriver {
     this.dropSlot(name);
     await this.proxies.close(name);
     if (this.prewarmed.delete(name) && !this.records.has(name)) {
-      const set = envCgroupSet(this.hierarchies, this.opts.node, name);
-      for (let i = 0; i < 50; i++) {
-        killCgroups(set);
-        if (removeCgroups(set).length === 0) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));
     }
     const rec = this.records.get(name);
     if (rec) {
       if (this.refresh(rec).running) {
         throw failedPrecondition(`machine of env ${name} still runs`, { reason: "MACHINE_RUNNING" });
       }
-      killCgroups(rec.cgroups);
-      removeCgroups(rec.cgroups);
+      await this.removeCgroupsOf(name, rec.cgroups);
       await this.removeLinks(rec);
     }
     this.records.delete(name);
