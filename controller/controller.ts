@@ -4,15 +4,16 @@
  * loops). `startController` is what `protoctl controller` runs and what
  * in-process tests call.
  */
+
 import { randomUUID } from "node:crypto";
 import { access, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Server, type ServerInterceptor } from "@grpc/grpc-js";
+import { GRPC_BASE_OPTIONS } from "../common/grpc.js";
 import type { Logger } from "../common/logger.js";
 import {
   authInterceptor,
   type CertificateAuthority,
-  clientCredentials,
   createCa,
   fingerprint,
   issue,
@@ -64,7 +65,7 @@ export async function startController(config: ControllerConfig, log: Logger): Pr
 async function start(config: ControllerConfig, log: Logger, store: ClusterStore): Promise<RunningController> {
   const clusterId = await ensureClusterId(store);
   const tls = config.insecure ? undefined : await setupTls(config, store, log);
-  const agents = new AgentClients(() => clientCredentials(tls ? tls.self : undefined));
+  const agents = new AgentClients(() => tls?.self);
   let manager: ReconcileManager | undefined;
   const leaderRef: { current?: LeaderElection } = {};
   const ctx: ControllerContext = {
@@ -101,6 +102,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
 
   const interceptors: ServerInterceptor[] = tls ? [authInterceptor(tls.ca.certPem, controlAuth)] : [];
   const server = new Server({
+    ...GRPC_BASE_OPTIONS,
     interceptors,
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,

@@ -3,8 +3,10 @@
  * envs, exec, networks, propagation), assembled here. Credentials are
  * insecure unless given (TLS is designed elsewhere).
  */
+
 import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import { unavailable } from "../../common/errors.js";
+import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import { baseHandlers } from "./bases.js";
 import type { AgentContext } from "./context.js";
@@ -46,6 +48,7 @@ export async function startAgentServer(
   opts: AgentServerOptions,
 ): Promise<{ server: Server; address: string }> {
   const server = new Server({
+    ...GRPC_BASE_OPTIONS,
     "grpc.max_receive_message_length": 64 * 2 ** 20,
     ...(opts.interceptors?.length ? { interceptors: opts.interceptors } : {}),
   });

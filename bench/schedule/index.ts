@@ -4,7 +4,7 @@
  * Real etcd, one controller in its own process (so its RSS is its own), 100
  * fake agents over real gRPC in this process (joined with tokens and
  * heartbeating, answering instantly). A burst of env creates through the
- * API (wait=false, bounded concurrency) until every env is Running in etcd,
+ * API (wait=false, bounded concurrency, over the CLI's unary transport) until every env is Running in etcd,
  * observed with an etcd watch on env statuses.
  *
  * Reports: placements/s (first create to last Running), API latency
@@ -18,12 +18,13 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { callUnary } from "../../common/grpc.js";
+import { callUnary, GRPC_BASE_OPTIONS } from "../../common/grpc.js";
+import { H2Unary } from "../../common/h2-unary.js";
 import { clientCredentials } from "../../common/tls.js";
 import { ClusterStore, codecs } from "../../controller/store/store.js";
-import { uniquePrefix } from "../../controller/testing/cluster.js";
+import { testEnvSpec, uniquePrefix } from "../../controller/testing/cluster.js";
 import { spawnController } from "../../controller/testing/process.js";
-import { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
+import { ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { startEtcd } from "../../test/fixtures/etcd.js";
 import { type FakeAgent, startFakeAgent } from "../../test/harness/fake-agent.js";
@@ -47,23 +48,10 @@ const TARGET = 2000;
 const RUNNING = Buffer.from("ENV_PHASE_RUNNING");
 
 function spec(name: string): EnvSpec {
-  return {
-    name,
+  return testEnvSpec(name, {
     base: { name: "debian", version: 1 },
-    layers: [],
-    boot: false,
     resources: { memoryBytes: 64 * 2 ** 20, cpus: 0, pids: 0, diskBytes: 16 * 2 ** 20 },
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node: "",
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: true,
-    hostname: "",
-  };
+  });
 }
 
 /** User + system CPU of a process so far, in ms (from /proc; clock ticks are 10 ms here). */
@@ -97,8 +85,11 @@ async function main(): Promise<void> {
   const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
   const agents: FakeAgent[] = [];
   const client = new ControlServiceClient(ctl.address, clientCredentials(undefined), {
+    ...GRPC_BASE_OPTIONS,
     "grpc.max_concurrent_streams": 1000,
   });
+  // the creates go the way the CLI sends them (common/h2-unary.ts), the rest through grpc-js
+  const api = new H2Unary({ address: ctl.address, insecure: true, userAgent: "protoctl-bench" });
   try {
     const { token } = await callUnary(client.createJoinToken.bind(client), { ttlSeconds: 600, labels: {} });
     for (let i = 0; i < NODES; i++) {
@@ -144,8 +135,8 @@ async function main(): Promise<void> {
         while (next < to) {
           const i = next++;
           const t0 = performance.now();
-          await callUnary(
-            client.createEnv.bind(client),
+          await api.unary(
+            ControlServiceService.createEnv,
             { spec: spec(`env-${i}`), wait: false },
             { deadlineMs: 60_000 },
           );
@@ -223,6 +214,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result));
   } finally {
     client.close();
+    api.close();
     await Promise.all(agents.map((a) => a.stop()));
     await ctl.stop();
     await store.purge().catch(() => undefined);

@@ -43,7 +43,7 @@ const bundle = await rolldown({
   treeshake: {
     // The generated control.ts builds its grpc-js client class at module load. Unary calls only
     // need the service table (paths, codecs): declaring that call pure and grpc-js free of import
-    // side effects keeps grpc-js out of the chunks unary commands load (cli/client/h2-unary.ts).
+    // side effects keeps grpc-js out of the chunks unary commands load (common/h2-unary.ts).
     manualPureFunctions: ["makeGenericClientConstructor"],
     moduleSideEffects: (id) => !/[\\/]node_modules[\\/]@grpc[\\/]grpc-js[\\/]/.test(id),
   },

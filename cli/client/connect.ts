@@ -1,14 +1,14 @@
 /**
  * The CLI's connection to the controller. Unary calls go over node:http2
- * directly (h2-unary.ts); streaming calls use grpc-js, loaded on their first
+ * directly (common/h2-unary.ts); streaming calls use grpc-js, loaded on their first
  * use. Commands that only list or change things never load grpc-js (~35 ms).
  */
 import { readFileSync } from "node:fs";
 import type { CallOptions, ClientDuplexStream, ClientReadableStream } from "@grpc/grpc-js";
 import { Code, fromGrpcError, invalidArgument, ProtoctlError, unavailable } from "../../common/errors.js";
+import { H2Unary } from "../../common/h2-unary.js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
-import { H2Unary } from "./h2-unary.js";
 
 export interface CallOpts {
   /** Milliseconds; unset = no deadline (long work). */

@@ -2,36 +2,94 @@
  * One AgentService client per node address, reused across calls (a gRPC
  * channel is expensive to make and cheap to share), closed when the address
  * changes or the controller stops.
+ *
+ * Two transports per node: the grpc-js client for streams and everything
+ * else, and a lean HTTP/2 unary path (common/h2-unary.ts) for the calls the
+ * env loop makes once per env (create, start, stop, delete), where grpc-js's
+ * per-call cost is what limits placements per second.
  */
+
 import type { ChannelCredentials } from "@grpc/grpc-js";
+import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
+import { type CallOptions, H2Unary, type UnaryDefinition } from "../../common/h2-unary.js";
+import { clientCredentials, type TlsMaterial } from "../../common/tls.js";
 import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 
+interface NodeClients {
+  address: string;
+  client?: AgentServiceClient;
+  h2?: H2Unary;
+}
+
 export class AgentClients {
-  private readonly clients = new Map<string, { address: string; client: AgentServiceClient }>();
+  private readonly clients = new Map<string, NodeClients>();
 
-  constructor(private readonly credentials: () => ChannelCredentials) {}
+  /**
+   * @param tls the controller's own certificate and the cluster CA (undefined: insecure).
+   * @param credentials grpc-js credentials (default: made from `tls`).
+   */
+  constructor(
+    private readonly tls: () => TlsMaterial | undefined,
+    private readonly credentials: () => ChannelCredentials = () => clientCredentials(tls()),
+  ) {}
 
-  /** The client for a node at an address. */
-  get(node: string, address: string): AgentServiceClient {
+  private entry(node: string, address: string): NodeClients {
     const cur = this.clients.get(node);
-    if (cur && cur.address === address) return cur.client;
-    cur?.client.close();
-    const client = new AgentServiceClient(address, this.credentials(), {
+    if (cur && cur.address === address) return cur;
+    if (cur) closeEntry(cur);
+    const fresh: NodeClients = { address };
+    this.clients.set(node, fresh);
+    return fresh;
+  }
+
+  /** The grpc-js client for a node at an address. */
+  get(node: string, address: string): AgentServiceClient {
+    const e = this.entry(node, address);
+    e.client ??= new AgentServiceClient(address, this.credentials(), {
+      ...GRPC_BASE_OPTIONS,
       "grpc.keepalive_time_ms": 10_000,
       "grpc.keepalive_timeout_ms": 5_000,
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
     });
-    this.clients.set(node, { address, client });
-    return client;
+    return e.client;
+  }
+
+  /** A unary call to a node's agent over the lean path: `unary(n, a, AgentServiceService.createEnv, req)`. */
+  unary<Req, Res>(
+    node: string,
+    address: string,
+    def: UnaryDefinition<Req, Res>,
+    req: Req,
+    opts: CallOptions = {},
+  ): Promise<Res> {
+    const e = this.entry(node, address);
+    if (!e.h2) {
+      const t = this.tls();
+      e.h2 = new H2Unary({
+        address,
+        insecure: !t,
+        ca: t ? Buffer.from(t.caPem) : undefined,
+        cert: t?.certPem ? Buffer.from(t.certPem) : undefined,
+        key: t?.keyPem ? Buffer.from(t.keyPem) : undefined,
+        userAgent: "protoctl-controller",
+      });
+    }
+    return e.h2.unary(def, req, opts);
   }
 
   drop(node: string): void {
-    this.clients.get(node)?.client.close();
+    const e = this.clients.get(node);
+    if (e) closeEntry(e);
     this.clients.delete(node);
   }
 
   close(): void {
-    for (const { client } of this.clients.values()) client.close();
+    for (const e of this.clients.values()) closeEntry(e);
     this.clients.clear();
   }
+}
+
+function closeEntry(e: NodeClients): void {
+  e.client?.close();
+  e.h2?.close();
 }

@@ -15,8 +15,8 @@
  * and on the leader's election key (fencing a deposed leader).
  */
 import { Code, ProtoctlError } from "../../common/errors.js";
-import { callUnary } from "../../common/grpc.js";
-import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
+import type { UnaryDefinition } from "../../common/h2-unary.js";
+import { AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import {
   type Env,
   EnvPhase,
@@ -167,17 +167,13 @@ export class EnvReconciler {
     }
     const nodeRec = this.cache.nodes.get(node)?.value;
     if (nodeRec?.draining && spec.restart === RestartPolicy.RESTART_POLICY_ALWAYS) {
-      await this.agentCall(node, (c) => callUnary(c.deleteEnv.bind(c), { name }, this.deadline())).catch(
-        ignoreNotFound,
-      );
+      await this.agentCall(node, AgentServiceService.deleteEnv, { name }).catch(ignoreNotFound);
       return this.lose(name, spec, stV, `node ${node} is draining`);
     }
     const wantVersion = spec.base?.version ?? 0;
     if (wantVersion && st.baseVersion && wantVersion !== st.baseVersion) {
       // roll: envs are never upgraded in place; recreate on the new version (possibly elsewhere)
-      await this.agentCall(node, (c) => callUnary(c.deleteEnv.bind(c), { name }, this.deadline())).catch(
-        ignoreNotFound,
-      );
+      await this.agentCall(node, AgentServiceService.deleteEnv, { name }).catch(ignoreNotFound);
       const why = `rolling from ${spec.base?.name}@${st.baseVersion} to @${wantVersion}`;
       const ok = await this.writeStatus(
         name,
@@ -203,17 +199,20 @@ export class EnvReconciler {
           ...spec,
           base: { name: spec.base?.name ?? "", version: st.baseVersion },
         };
-        actual = await this.agentCall(node, (c) =>
-          callUnary(c.createEnv.bind(c), { spec: agentSpec, generation: st.generation }, this.deadline()),
-        );
+        actual = await this.agentCall(node, AgentServiceService.createEnv, {
+          spec: agentSpec,
+          generation: st.generation,
+        });
       }
       const phase = actual?.status?.phase ?? st.phase;
       if (wantRunning && phase !== EnvPhase.ENV_PHASE_RUNNING) {
-        actual = await this.agentCall(node, (c) => callUnary(c.startEnv.bind(c), { name }, this.deadline()));
+        actual = await this.agentCall(node, AgentServiceService.startEnv, { name });
       } else if (!wantRunning && phase === EnvPhase.ENV_PHASE_RUNNING) {
-        actual = await this.agentCall(node, (c) =>
-          callUnary(c.stopEnv.bind(c), { name, timeoutMs: 10_000, force: false }, this.deadline()),
-        );
+        actual = await this.agentCall(node, AgentServiceService.stopEnv, {
+          name,
+          timeoutMs: 10_000,
+          force: false,
+        });
       }
     } catch (err) {
       const pe = ProtoctlError.from(err);
@@ -295,9 +294,7 @@ export class EnvReconciler {
     }
     if (st.node && st.phase !== EnvPhase.ENV_PHASE_PENDING && st.phase !== EnvPhase.ENV_PHASE_LOST) {
       if (this.cache.isReady(st.node)) {
-        await this.agentCall(st.node, (c) => callUnary(c.deleteEnv.bind(c), { name }, this.deadline())).catch(
-          ignoreNotFound,
-        );
+        await this.agentCall(st.node, AgentServiceService.deleteEnv, { name }).catch(ignoreNotFound);
       } else {
         const grace = this.ctx.config.reconcile.lostGraceSeconds * 1000;
         const down = this.cache.notReadyForMs(st.node);
@@ -372,18 +369,17 @@ export class EnvReconciler {
     return r.succeeded;
   }
 
-  private agentCall<T>(node: string, fn: (c: AgentServiceClient) => Promise<T>): Promise<T> {
+  /** A unary AgentService call on the env's node, with the configured deadline. */
+  private agentCall<Req, Res>(node: string, def: UnaryDefinition<Req, Res>, req: Req): Promise<Res> {
     const address = this.cache.nodeAddress(node);
     if (!address) return Promise.reject(new ProtoctlError(Code.UNAVAILABLE, `node ${node} has no address`));
     const t0 = performance.now();
     this.timing.agentCalls++;
-    return fn(this.ctx.agents.get(node, address)).finally(() => {
-      this.timing.agentMs += performance.now() - t0;
-    });
-  }
-
-  private deadline(): { deadlineMs: number } {
-    return { deadlineMs: this.ctx.config.reconcile.agentTimeoutMs };
+    return this.ctx.agents
+      .unary(node, address, def, req, { deadlineMs: this.ctx.config.reconcile.agentTimeoutMs })
+      .finally(() => {
+        this.timing.agentMs += performance.now() - t0;
+      });
   }
 }
 

@@ -3,9 +3,11 @@
  * per folder of the key layout (keys.ts), each with a codec; cross-object
  * writes go through Kv.commit / TxnBatcher with mod-revision conditions.
  */
+
 import { readFileSync } from "node:fs";
 import { Etcd3 } from "etcd3";
 import { alreadyExists, notFound } from "../../common/errors.js";
+import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import type { ObjectKind } from "../../common/names.js";
 import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import {
@@ -217,6 +219,7 @@ export class ClusterStore {
       hosts: opts.endpoints,
       dialTimeout: 3000,
       credentials: etcdCredentials(opts.tls),
+      grpcOptions: { ...GRPC_BASE_OPTIONS },
     });
     this.keys = new Keys(opts.prefix);
     this.kv = new Kv(this.client);

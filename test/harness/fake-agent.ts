@@ -17,7 +17,7 @@ import {
   startMembership,
 } from "../../agent/membership/index.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
-import { toServiceError } from "../../common/grpc.js";
+import { GRPC_BASE_OPTIONS, toServiceError } from "../../common/grpc.js";
 import { type Logger, silentLogger } from "../../common/logger.js";
 import { serverCredentials } from "../../common/tls.js";
 import { type AgentInfo, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
@@ -116,7 +116,7 @@ export class FakeAgent {
   }
 
   async start(): Promise<this> {
-    const server = new Server({ interceptors: this.opts.interceptors ?? [] });
+    const server = new Server({ ...GRPC_BASE_OPTIONS, interceptors: this.opts.interceptors ?? [] });
     server.addService(AgentServiceService, this.implementation() as UntypedServiceImplementation);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(
