@@ -3,11 +3,13 @@
  *
  *   origin   a ready node holding the version as a local subvolume publishes
  *            its seed image once (recorded in etcd `seeds/`) and serves it
- *   seed     each target attaches from a source chosen by SourcePicker (at
- *            most k peers per source at once), is usable at once, becomes a
- *            source itself, and hydrates in the background; a target whose
- *            source dies is re-attached to another source (the agent switches
- *            its seed loop device live); with none left it fails clearly
+ *   seed     each target attaches lazily from a source SourcePicker picks
+ *            (holders first, many peers per source: usable at once), then
+ *            copies the whole image from a holder once every target of the
+ *            push is attached (at most k copies per holder at once; the agent
+ *            switches its seed loop device to that holder live) and becomes a
+ *            holder itself; a target whose source
+ *            dies is moved to another source; with none left it fails clearly
  *   delta    a target holding @N-1 gets `btrfs send -p @N-1 @N` from the
  *            origin, piped through this controller (SendDelta → ReceiveDelta);
  *            if the target's @N-1 is not of the same lineage, seed instead
@@ -33,7 +35,7 @@ import {
 import type { ControllerContext } from "../context.js";
 import { agentFor } from "../server/env-api.js";
 import { listNodes } from "../server/node-api.js";
-import { SourcePicker } from "./sources.js";
+import { SourcePicker, type SourceUse } from "./sources.js";
 
 export const DEFAULT_FANOUT = 2;
 /** NBD connections one peer may hold on a source: nbdfuse -C 4 plus nbdcopy --connections=4. */
@@ -178,11 +180,14 @@ export class Propagator {
       holds,
       send,
       seed,
-      maxClients: CONNECTIONS_PER_PEER * Math.min(k, Math.max(1, todo.length)) + 8,
+      // every target may read lazily from one source at once, some of them copying too
+      maxClients: CONNECTIONS_PER_PEER * Math.min(picker.lazyK + k, Math.max(1, todo.length)) + 8,
       exports: new Map(),
       transport: req.transport,
+      allAttached: Promise.resolve(),
     };
     const usable: Array<Promise<void>> = [];
+    const ownAttached: Array<Promise<void>> = [];
     const all: Array<Promise<void>> = [];
     const failures: Array<{ node: string; err: ProtoctlError }> = [];
     for (const t of todo) {
@@ -210,8 +215,10 @@ export class Propagator {
         },
       );
       usable.push(u);
+      if (!running) ownAttached.push(u);
       all.push(settled);
     }
+    ctx.allAttached = Promise.all(ownAttached).then(() => undefined);
     registered();
     const finished = Promise.all(all).then(async () => {
       // Retried while heartbeats catch up (a node may still report the version as attached).
@@ -434,16 +441,71 @@ export class Propagator {
     return p;
   }
 
+  /**
+   * Seed transport for one target, in two steps: attach lazily (a lazy slot
+   * on any source: usable at once), then hydrate (a copy slot on a holder,
+   * at most k per holder; the agent switches its seed to that holder if it
+   * is another node). A lost source is replaced in either step.
+   */
   private async seedPush(r: PushRun, target: string, markUsable: () => void): Promise<void> {
     const seed = r.seed;
     if (!seed) throw new ProtoctlError(Code.INTERNAL, `no seed of ${r.ref} for ${target}`);
     const c = await agentFor(this.ctx, target);
-    let attached = false;
+    const ref = { name: r.base, version: r.version };
+    let lazySrc: string | undefined;
+    try {
+      lazySrc = await this.withSource(r, target, "lazy", async (src, uri) => {
+        await collect(c.attach({ ref, uri, seed, hydrate: false, sourceNode: src }), () => undefined);
+        r.picker.addAttached(target, src);
+        r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, { sourceNode: src }));
+        void this.record(r, target, src, uri, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, 0);
+        markUsable();
+      });
+      // Copies wait until every target of the push is attached: an attach is a few small reads and
+      // what "usable" waits for; a copy is the whole image and would slow the attaches still going
+      // (CPU, the sources' bandwidth), so usable-everywhere comes first, then local-everywhere.
+      await r.allAttached;
+      const src = await this.withSource(r, target, "hydrate", async (src, uri) => {
+        let lastPct = -10;
+        await collect(c.attach({ ref, uri, seed, hydrate: true, sourceNode: src }), (ev: OperationEvent) => {
+          if (ev.event?.$case !== "progress") return;
+          const p = ev.event.progress;
+          if (p.step === "hydrating" && p.fraction - lastPct / 100 >= 0.1) {
+            lastPct = Math.floor(p.fraction * 10) * 10;
+            r.send(
+              progress(target, AttachmentPhase.ATTACHMENT_PHASE_HYDRATING, {
+                fraction: p.fraction,
+                sourceNode: src,
+              }),
+            );
+          }
+        });
+      });
+      r.picker.addHolder(target);
+      r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1, sourceNode: src }));
+      await this.record(r, target, src, "", AttachmentPhase.ATTACHMENT_PHASE_LOCAL, 1);
+    } finally {
+      if (lazySrc) r.picker.release(lazySrc, "lazy");
+    }
+  }
+
+  /**
+   * Runs `step` with a source for `use` (waiting for a free slot), retrying
+   * with another source while the failure is the source's; resolves with the
+   * source that worked. The lazy slot stays taken on success (the target
+   * reads through it until it is local); the copy slot is given back.
+   */
+  private async withSource(
+    r: PushRun,
+    target: string,
+    use: SourceUse,
+    step: (src: string, uri: string) => Promise<void>,
+  ): Promise<string> {
     let lastErr: ProtoctlError | undefined;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      let src = r.picker.acquire(target);
+      let src = r.picker.acquire(target, use);
       while (!src) {
-        if (!r.picker.anyUsable(target)) {
+        if (!r.picker.anyUsable(target, use)) {
           const pe = unavailable(
             `no source of ${r.ref} is left for ${target}${lastErr ? ` (last error: ${lastErr.message})` : ""}`,
             {
@@ -456,48 +518,17 @@ export class Propagator {
           throw pe;
         }
         await r.picker.changed();
-        src = r.picker.acquire(target);
+        src = r.picker.acquire(target, use);
       }
       try {
         const uri = await this.exportOn(r, src).catch((err) => {
           throw Object.assign(ProtoctlError.from(err), { sourceFailed: true });
         });
-        let lastPct = -10;
-        await collect(
-          c.attach({
-            ref: { name: r.base, version: r.version },
-            uri,
-            seed,
-            hydrate: true,
-            sourceNode: src,
-          }),
-          (ev: OperationEvent) => {
-            if (ev.event?.$case !== "progress") return;
-            const p = ev.event.progress;
-            if (p.step === "attached" && !attached) {
-              attached = true;
-              r.picker.addAttached(target, src!);
-              r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, { sourceNode: src! }));
-              void this.record(r, target, src!, uri, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, 0);
-              markUsable();
-            } else if (p.step === "hydrating" && p.fraction - lastPct / 100 >= 0.1) {
-              lastPct = Math.floor(p.fraction * 10) * 10;
-              r.send(
-                progress(target, AttachmentPhase.ATTACHMENT_PHASE_HYDRATING, {
-                  fraction: p.fraction,
-                  sourceNode: src!,
-                }),
-              );
-            }
-          },
-        );
-        r.picker.release(src);
-        r.picker.addHolder(target);
-        r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1, sourceNode: src }));
-        await this.record(r, target, src, "", AttachmentPhase.ATTACHMENT_PHASE_LOCAL, 1);
-        return;
+        await step(src, uri);
+        if (use === "hydrate") r.picker.release(src, use);
+        return src;
       } catch (err) {
-        r.picker.release(src);
+        r.picker.release(src, use);
         const pe = ProtoctlError.from(err);
         lastErr = pe;
         const sourceLost =
@@ -651,6 +682,8 @@ interface PushRun {
   exports: Map<string, Promise<string>>;
   transport: string;
   seed: SeedImage | undefined;
+  /** Every target of this push is usable (or failed): copies start then, see seedPush. */
+  allAttached: Promise<void>;
 }
 
 const propagators = new WeakMap<ControllerContext, Propagator>();
