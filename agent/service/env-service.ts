@@ -9,7 +9,7 @@
  * pool remove roots without one.
  */
 import { EventEmitter } from "node:events";
-import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdir, realpath, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import type { Logger } from "pino";
 import { alreadyExists, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
@@ -178,7 +178,7 @@ export class EnvService {
       }
       const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers);
       r.add(() => pool.removeEnvRoot(name));
-      this.writeEnvFiles(root.rootDir, spec);
+      await this.writeEnvFiles(root.rootDir, spec);
       const now = Date.now();
       const rec: EnvRecord = {
         spec,
@@ -201,13 +201,18 @@ export class EnvService {
     });
   }
 
-  /** hostname, hosts and the spec's files, written into the root before the machine runs. */
-  private writeEnvFiles(rootDir: string, spec: EnvSpec): void {
+  /**
+   * hostname, hosts and the spec's files, written into the root before the machine runs.
+   * Asynchronously on purpose: the root may sit on an attached seed's sprout, which hydration
+   * freezes for a moment (loop.ts withFrozen); a synchronous write there would block the event
+   * loop that has to run the thaw, and the agent would hang for good (seen in bench/propagate).
+   */
+  private async writeEnvFiles(rootDir: string, spec: EnvSpec): Promise<void> {
     const hostname = spec.hostname || spec.name;
     const net = machineNetwork(spec);
-    this.writeInRoot(rootDir, "etc/hostname", Buffer.from(`${hostname}\n`), 0o644);
-    this.writeInRoot(rootDir, "etc/hosts", Buffer.from(hostsFile(hostname, net.hosts ?? {})), 0o644);
-    for (const f of spec.files) this.writeInRoot(rootDir, filePath(f.path), f.content, f.mode || 0o644);
+    await this.writeInRoot(rootDir, "etc/hostname", Buffer.from(`${hostname}\n`), 0o644);
+    await this.writeInRoot(rootDir, "etc/hosts", Buffer.from(hostsFile(hostname, net.hosts ?? {})), 0o644);
+    for (const f of spec.files) await this.writeInRoot(rootDir, filePath(f.path), f.content, f.mode || 0o644);
   }
 
   /**
@@ -215,18 +220,18 @@ export class EnvService {
    * checking that the parent's real path stays inside the root is enough to
    * keep symlinks in the base from pointing the write at the host.
    */
-  private writeInRoot(rootDir: string, rel: string, data: Uint8Array, mode: number): void {
+  private async writeInRoot(rootDir: string, rel: string, data: Uint8Array, mode: number): Promise<void> {
     const target = join(rootDir, rel);
-    mkdirSync(dirname(target), { recursive: true, mode: 0o755 });
-    const realRoot = realpathSync(rootDir);
-    const parent = realpathSync(dirname(target));
+    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    const realRoot = await realpath(rootDir);
+    const parent = await realpath(dirname(target));
     const inside = relative(realRoot, parent);
     if (inside.startsWith("..") || inside.startsWith("/")) {
       throw failedPrecondition(`file ${rel} would be written outside the env (a symlink in the base)`, {
         reason: "PATH_ESCAPES",
       });
     }
-    writeFileSync(join(parent, rel.split("/").pop()!), data, { mode: mode & 0o7777 });
+    await writeFile(join(parent, rel.split("/").pop()!), data, { mode: mode & 0o7777 });
   }
 
   private async startMachine(rec: EnvRecord): Promise<void> {

@@ -98,6 +98,7 @@ async function main(): Promise<void> {
           name: `node-${i}`,
           memoryBytes: 256 * 2 ** 30,
           poolSizeBytes: 1024 * 2 ** 30,
+          lean: true,
         }),
       );
     }

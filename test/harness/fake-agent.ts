@@ -28,6 +28,7 @@ import {
   EnvPhase,
   type OperationEvent,
 } from "../../proto/gen/protoctl/v1/types.js";
+import { type H2UnaryServer, serveUnary } from "./h2-unary-server.js";
 
 export interface FakeAgentOptions {
   name: string;
@@ -44,6 +45,12 @@ export interface FakeAgentOptions {
   interceptors?: ServerInterceptor[];
   /** Delay added to every env call (ms). */
   delayMs?: number;
+  /**
+   * Serve the unary methods on a plain HTTP/2 gRPC server instead of grpc-js
+   * (h2-unary-server.ts; no TLS, no interceptors, no streams): for benches
+   * where the fake agents' own CPU would be counted against the controller.
+   */
+  lean?: boolean;
 }
 
 type Failure = { code: Code; remaining: number; message: string };
@@ -60,6 +67,7 @@ export class FakeAgent {
   delayMs: number;
   private readonly failures = new Map<string, Failure>();
   private server: Server | undefined;
+  private leanServer: H2UnaryServer | undefined;
   private membership: Membership | undefined;
 
   constructor(private readonly opts: FakeAgentOptions) {
@@ -116,6 +124,19 @@ export class FakeAgent {
   }
 
   async start(): Promise<this> {
+    if (this.opts.lean) {
+      if (this.opts.credentials || this.opts.interceptors) throw new Error("a lean fake agent has no TLS");
+      const host = this.opts.host ?? "127.0.0.1";
+      const lean = await serveUnary(
+        AgentServiceService as unknown as Parameters<typeof serveUnary>[0],
+        this.implementation(),
+        host,
+        this.opts.port ?? 0,
+      );
+      this.leanServer = lean;
+      this.address = `${host}:${lean.port}`;
+      return this;
+    }
     const server = new Server({ ...GRPC_BASE_OPTIONS, interceptors: this.opts.interceptors ?? [] });
     server.addService(AgentServiceService, this.implementation() as UntypedServiceImplementation);
     const port = await new Promise<number>((resolve, reject) =>
@@ -163,6 +184,8 @@ export class FakeAgent {
     this.server = undefined;
     if (s) await new Promise<void>((r) => s.tryShutdown(() => r()));
     s?.forceShutdown();
+    await this.leanServer?.close();
+    this.leanServer = undefined;
   }
 
   runningCount(): number {
