@@ -8,7 +8,7 @@ import { Code, ProtoctlError } from "../common/errors.js";
 import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import type { FakeAgent } from "../test/harness/fake-agent.js";
+import { type FakeAgent, startFakeAgent } from "../test/harness/fake-agent.js";
 import type { RunningController } from "./controller.js";
 import { ClusterStore } from "./store/store.js";
 import {
@@ -271,6 +271,29 @@ describe("controller with fake agents", () => {
       [1, ["n1", "n2"]],
       [2, ["n2"]],
     ]);
+  });
+
+  it("a node's new base version reaches the controller at once, not at its next heartbeat", async () => {
+    prefix = uniquePrefix();
+    // heartbeats 4 s apart: only the agent's early beat on a change can make it in time
+    const over = { membership: { leaseTtlSeconds: 12, heartbeatIntervalMs: 4000 } };
+    controllers = [await startTestController(etcd.endpoint, prefix, over)];
+    c = client(controllers[0]!.address);
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
+    const a = await startFakeAgent({ name: "slowbeat" });
+    agents = [a];
+    await a.join(controllers[0]!.address, token, { intervalMs: 4000 });
+    await eventually(
+      async () => (await call(c, "listNodes", {})).nodes[0]?.state === NodeState.NODE_STATE_READY,
+    );
+    const t0 = performance.now();
+    a.addBase("fresh@1");
+    await eventually(
+      async () => (await call(c, "listNodes", {})).nodes[0]?.baseVersions.includes("fresh@1"),
+      5000,
+      10,
+    );
+    expect(performance.now() - t0).toBeLessThan(1500);
   });
 
   it("drain moves restart=ALWAYS envs elsewhere and reports the ones it leaves", async () => {

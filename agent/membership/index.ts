@@ -166,8 +166,30 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
     };
   };
 
+  let beating = false;
+  let again = false;
+  let early: NodeJS.Timeout | undefined;
   const beat = async () => {
     if (stopped || !stream) return;
+    if (beating) {
+      again = true;
+      return;
+    }
+    beating = true;
+    if (timer) clearTimeout(timer);
+    try {
+      await beatOnce();
+    } finally {
+      beating = false;
+    }
+    if (stopped || !stream) return;
+    if (again) {
+      again = false;
+      timer = setTimeout(() => void beat(), 0);
+    } else timer = setTimeout(() => void beat(), intervalMs);
+  };
+
+  const beatOnce = async () => {
     let msg: NodeHeartbeat = {
       node: opts.name,
       address: "",
@@ -193,7 +215,6 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
     }
     if (stopped || !stream) return;
     stream.write(msg);
-    timer = setTimeout(() => void beat(), intervalMs);
   };
 
   const connect = () => {
@@ -249,12 +270,20 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
   return {
     node: opts.name,
     tls,
+    // What changed reaches the controller within ~20 ms, not at the next tick: an env created
+    // right after a base version appears here is placed without waiting out a heartbeat interval.
     refresh: () => {
       forceInventory = true;
+      if (early || stopped || !stream) return;
+      early = setTimeout(() => {
+        early = undefined;
+        void beat();
+      }, 20);
     },
     stop: async () => {
       stopped = true;
       if (timer) clearTimeout(timer);
+      if (early) clearTimeout(early);
       const s = stream;
       stream = undefined;
       if (s) {
