@@ -13,7 +13,7 @@
  * Plus a `btrfs send -p` delta (8 MiB changed) piped into a pool holding the
  * parent.
  *
- * Fan-out and fleet time-to-usable go through the controller: bench/propagate/fleet.ts.
+ * Fan-out and fleet time-to-usable go through the controller: `npm run bench -- propagate-fleet` (fleet.ts).
  *
  * Usage: npm run bench -- propagate [--runs N] [--small MiB] [--large MiB]
  * Last stdout line: {"bench":"propagate", ...}
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
       usable_ratio_target: 1.2,
       hydrate_vs_raw_target: 1.3,
       ...delta,
-      fanout: "see bench/propagate/fleet.ts (controller + agents in network namespaces)",
+      fanout: "see npm run bench -- propagate-fleet (controller + agents in network namespaces)",
       ok: usableRatio <= 1.2 && worstHydrate <= 1.3,
     }),
   );
