@@ -69,11 +69,11 @@ beforeAll(async () => {
   const data = randomBytes(40 * MiB);
   dataSha = createHash("sha256").update(data).digest("hex");
   await writeFile(join(rootfs, "data/big"), data);
-  cl = await startPropagationCluster({ agents: 4, smallStateDir: { a4: 64 } });
+  cl = await startPropagationCluster({ agents: 5, smallStateDir: { a4: 64 }, schedulerPropagation: true });
 }, 180_000);
 
 afterAll(async () => {
-  for (const e of ["lazy", "after-switch"]) {
+  for (const e of ["lazy", "after-switch", "hooked"]) {
     await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
   }
   await cl?.cleanup();
@@ -96,10 +96,11 @@ it("pushes to all nodes: usable at once, an env execs before hydration ends, the
   expect(t["a3:attached"]).toBeDefined();
 
   await cl.createEnv("lazy", "demo", 1, "a2");
+  // made on the lazy version: still reading over NBD (the origin is throttled: the copy of
+  // 40 MiB at 150 Mbit/s takes over 2 s, and starts only once both targets are attached)
+  expect((await attachmentOf("a2", 1))?.phase).toBe("ATTACHMENT_PHASE_ATTACHED");
   const r = await cl.exec("lazy", ["sha256sum", "/data/big"]);
   expect(r.stdout.split(" ")[0]).toBe(dataSha);
-  // still reading over NBD at this point (the origin is throttled)
-  expect((await attachmentOf("a2", 1))?.phase).toBe("ATTACHMENT_PHASE_ATTACHED");
 
   await limitEgress(1, undefined);
   const local = await cl.push({ ref: { name: "demo", version: 1 }, nodes: ["a2", "a3"], waitLocal: true });
@@ -194,4 +195,15 @@ it("re-attaches a node to another source when its source dies mid-hydration", as
   await cl.createEnv("after-switch", "demo", 3, "a3");
   const r = await cl.exec("after-switch", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
   expect(r.stdout).toBe(`${dataSha}  /data/big\nversion 3\n`);
+}, 120_000);
+
+it("places an env on a node lacking its version: the scheduler has it attached there first", async () => {
+  // a5 has never held demo@3 (a1, its origin, is dead by now: a2 and a3 hold it)
+  expect((await call(cl.c, "getNode", { name: "a5" })).baseVersions).toEqual([]);
+  await cl.createEnv("hooked", "demo", 3, "a5");
+  const r = await cl.exec("hooked", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
+  expect(r.stdout).toBe(`${dataSha}  /data/big\nversion 3\n`);
+  const att = await attachmentOf("a5", 3);
+  expect(["a2", "a3"]).toContain(att?.sourceNode);
+  await eventually(async () => (await call(cl.c, "getNode", { name: "a5" })).baseVersions.includes("demo@3"));
 }, 120_000);

@@ -74,6 +74,8 @@ function collect<T>(stream: ClientReadableStream<T>, on: (m: T) => void): Promis
 export class Propagator {
   /** Per "base@N/node": the running push to that node (two pushes never race on one target). */
   private readonly inflight = new Map<string, Promise<void>>();
+  /** Per "base@N/node": resolves once that running push made the target usable (or failed). */
+  private readonly usableAt = new Map<string, Promise<void>>();
   /** Per "base@N": the seed being published. */
   private readonly seeds = new Map<string, Promise<SeedImage>>();
 
@@ -200,9 +202,16 @@ export class Propagator {
       const run =
         running ??
         this.pushOne(ctx, t, markUsable).finally(() => {
-          if (this.inflight.get(key) === run) this.inflight.delete(key);
+          if (this.inflight.get(key) === run) {
+            this.inflight.delete(key);
+            this.usableAt.delete(key);
+          }
         });
       this.inflight.set(key, run);
+      if (!running) this.usableAt.set(key, u);
+      // Joined another push's run (the scheduler's hook joins the push that is attaching the
+      // version there): usable when that run makes it usable, not when its copy ends.
+      void this.usableAt.get(key)?.then(() => markUsable());
       const settled = run.then(
         () => {
           // Joined another push's run: its progress went to that caller; report the outcome here.

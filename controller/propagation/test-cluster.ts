@@ -73,12 +73,15 @@ function waitLine(c: ChildProcess, re: RegExp, ms: number): Promise<void> {
 
 /**
  * Starts etcd + a controller on h0 and `agents` agents; `smallStateDir`
- * names agents whose state directory is a tmpfs of that many MiB.
+ * names agents whose state directory is a tmpfs of that many MiB;
+ * `schedulerPropagation` lets the scheduler place envs on nodes lacking the
+ * version (the controller pushes it there first).
  */
 export async function startPropagationCluster(opts: {
   agents: number;
   poolSize?: string;
   smallStateDir?: Record<string, number>;
+  schedulerPropagation?: boolean;
 }): Promise<PropagationCluster> {
   const hosts = await createHosts(opts.agents + 1, { prefix: "pp" });
   const dir = await mkdtemp(join(tmpdir(), "protoctl-prop-"));
@@ -128,6 +131,7 @@ export async function startPropagationCluster(opts: {
       tls: { caStore: "etcd" },
       membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 500 },
       reconcile: { electionTtlSeconds: 3, lostGraceSeconds: 120 },
+      scheduler: { propagation: opts.schedulerPropagation ?? false },
     };
     const ctl = inHost(h0, [
       process.execPath,
