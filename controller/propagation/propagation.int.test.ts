@@ -69,7 +69,12 @@ beforeAll(async () => {
   const data = randomBytes(40 * MiB);
   dataSha = createHash("sha256").update(data).digest("hex");
   await writeFile(join(rootfs, "data/big"), data);
-  cl = await startPropagationCluster({ agents: 5, smallStateDir: { a4: 64 }, schedulerPropagation: true });
+  cl = await startPropagationCluster({
+    agents: 5,
+    smallStateDir: { a4: 64 },
+    schedulerPropagation: true,
+    labels: { a5: "tier=edge" },
+  });
 }, 180_000);
 
 afterAll(async () => {
@@ -121,6 +126,25 @@ it("pushes to all nodes: usable at once, an env execs before hydration ends, the
   const node = await call(cl.c, "getBase", { name: "demo" });
   expect(node.versions.find((v) => v.version === 1)?.nodes.sort()).toEqual(["a1", "a2", "a3"]);
 }, 120_000);
+
+it("pushes by label selector to the matching nodes only", async () => {
+  const evs = await cl.push({
+    ref: { name: "demo", version: 1 },
+    selector: { tier: "edge" },
+    waitLocal: true,
+  });
+  expect([...new Set(evs.filter((p) => p.node).map((p) => p.node))]).toEqual(["a5"]);
+  expect(evs.filter((p) => p.node === "a5" && phase(p) === "local")).toHaveLength(1);
+  await eventually(async () => (await call(cl.c, "getNode", { name: "a5" })).baseVersions.includes("demo@1"));
+  const node = await call(cl.c, "getBase", { name: "demo" });
+  expect(node.versions.find((v) => v.version === 1)?.nodes.sort()).toEqual(["a1", "a2", "a3", "a5"]);
+  // nothing matches: a clear error, nothing pushed
+  const none = await cl
+    .push({ ref: { name: "demo", version: 1 }, selector: { tier: "nowhere" } })
+    .catch((e) => e);
+  expect(none).toMatchObject({ code: Code.FAILED_PRECONDITION, reason: "NO_TARGETS" });
+  expect(none.message).toMatch(/no ready node matches tier=nowhere/);
+}, 60_000);
 
 it("rejects a corrupted image by checksum and fails the node clearly", async () => {
   await version(2);
@@ -199,7 +223,7 @@ it("re-attaches a node to another source when its source dies mid-hydration", as
 
 it("places an env on a node lacking its version: the scheduler has it attached there first", async () => {
   // a5 has never held demo@3 (a1, its origin, is dead by now: a2 and a3 hold it)
-  expect((await call(cl.c, "getNode", { name: "a5" })).baseVersions).toEqual([]);
+  expect((await call(cl.c, "getNode", { name: "a5" })).baseVersions).not.toContain("demo@3");
   await cl.createEnv("hooked", "demo", 3, "a5");
   const r = await cl.exec("hooked", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
   expect(r.stdout).toBe(`${dataSha}  /data/big\nversion 3\n`);

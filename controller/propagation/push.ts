@@ -135,6 +135,13 @@ export class Propagator {
     } else {
       const sel = Object.entries(req.selector);
       targets = ready.filter(([, h]) => sel.every(([k, v]) => h.labels[k] === v)).map(([n]) => n);
+      if (targets.length === 0 && sel.length > 0) {
+        const want = sel.map(([k, v]) => `${k}=${v}`).join(",");
+        throw failedPrecondition(`no ready node matches ${want}`, {
+          reason: "NO_TARGETS",
+          hint: "see the labels in `protoctl node ls -o wide`",
+        });
+      }
     }
     const holders = ready.filter(([, h]) => h.versions.has(version)).map(([n]) => n);
     const origin =

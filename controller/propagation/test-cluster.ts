@@ -82,6 +82,8 @@ export async function startPropagationCluster(opts: {
   poolSize?: string;
   smallStateDir?: Record<string, number>;
   schedulerPropagation?: boolean;
+  /** Node labels per agent name, "k=v,k2=v2". */
+  labels?: Record<string, string>;
 }): Promise<PropagationCluster> {
   const hosts = await createHosts(opts.agents + 1, { prefix: "pp" });
   const dir = await mkdtemp(join(tmpdir(), "protoctl-prop-"));
@@ -170,6 +172,7 @@ export async function startPropagationCluster(opts: {
         opts.poolSize ?? "512M",
         "--log-level",
         process.env.PROTOCTL_TEST_LOG ?? "warn",
+        ...(opts.labels?.[a.name] ? ["--labels", opts.labels[a.name]!] : []),
       ]);
       const agent = { ...a, proc };
       const i = agents.findIndex((x) => x.name === a.name);
