@@ -148,4 +148,13 @@ describe("schedule", () => {
     );
     expect(plan.scores[0]!.score).toBeGreaterThan(plan.scores[9]!.score);
   });
+
+  it("breaks ties by name, whatever order the nodes come in", () => {
+    const names = ["m", "c", "q", "a", "x", "k", "b", "z", "f", "d", "y", "e"];
+    const busy = node({ name: "0-busy", envs: 5 });
+    const view = freezeView([busy, ...names.map((name) => node({ name }))]);
+    const plan = schedule(view, request("e"));
+    expect(plan.node).toBe("a");
+    expect(plan.scores.map((s) => s.node)).toEqual([...names].sort().slice(0, 10));
+  });
 });

@@ -92,25 +92,31 @@ export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
 
   let maxEnvs = 1;
   for (const n of feasible) maxEnvs = Math.max(maxEnvs, n.allocated.envs + 1);
-  // numbers first (no allocation per node), objects only for the nodes shown
-  const values = feasible.map((n) => total(parts(n, req, ref, maxEnvs)));
-  const order = feasible.map((_, i) => i);
-  order.sort((a, b) => values[b]! - values[a]! || byName(feasible[a]!.name, feasible[b]!.name));
-  const scores: NodeScore[] = order.slice(0, SCORES_SHOWN).map((i) => {
+  // The best SCORES_SHOWN by (score desc, name asc), kept sorted while scanning: one pass, no
+  // sort of every node, and the score parts as objects only for the nodes shown.
+  const values = new Float64Array(feasible.length);
+  const top: number[] = [];
+  const before = (a: number, b: number) =>
+    values[a]! > values[b]! || (values[a] === values[b] && feasible[a]!.name < feasible[b]!.name);
+  for (let i = 0; i < feasible.length; i++) {
+    values[i] = total(parts(feasible[i]!, req, ref, maxEnvs));
+    if (top.length === SCORES_SHOWN && !before(i, top[top.length - 1]!)) continue;
+    let at = top.length;
+    while (at > 0 && before(i, top[at - 1]!)) at--;
+    top.splice(at, 0, i);
+    if (top.length > SCORES_SHOWN) top.pop();
+  }
+  const scores: NodeScore[] = top.map((i) => {
     const n = feasible[i]!;
     return { node: n.name, score: values[i]!, parts: parts(n, req, ref, maxEnvs) };
   });
-  const chosen = feasible[order[0]!]!;
+  const chosen = feasible[top[0]!]!;
   return {
     node: chosen.name,
     needsPropagation: !chosen.baseVersions.has(ref),
     rejections,
     scores,
   };
-}
-
-function byName(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function total(p: { baseLocal: number; fit: number; antiAffinity: number }): number {
