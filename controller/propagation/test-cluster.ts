@@ -101,10 +101,21 @@ export async function startPropagationCluster(opts: {
     children.push(c);
     return c;
   };
+  // Bounded: a process stuck in the kernel (D state) ignores even SIGKILL, and a cleanup that
+  // waited for it forever would leave the rest of the cluster behind when the run is timed out.
   const kill = (c: ChildProcess, sig: NodeJS.Signals) => {
     if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
     return new Promise<void>((r) => {
-      c.once("exit", () => r());
+      const hard = setTimeout(() => c.kill("SIGKILL"), 10_000);
+      const giveUp = setTimeout(() => {
+        process.stderr.write(`test cluster: pid ${c.pid} did not exit; cleaning up around it\n`);
+        r();
+      }, 15_000);
+      c.once("exit", () => {
+        clearTimeout(hard);
+        clearTimeout(giveUp);
+        r();
+      });
       c.kill(sig);
     });
   };
