@@ -33,8 +33,8 @@ import { codecs } from "../store/store.js";
 import type { ClusterCache } from "./cluster-cache.js";
 import type { ReconcileResult, WorkQueue } from "./queue.js";
 
-/** Agent errors that retrying the same call will not fix. */
-const TERMINAL = new Set([
+/** Agent errors that retrying the same call will not fix (the env and lab-network loops). */
+export const TERMINAL = new Set([
   Code.INVALID_ARGUMENT,
   Code.FAILED_PRECONDITION,
   Code.ALREADY_EXISTS,

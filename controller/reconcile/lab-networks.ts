@@ -42,21 +42,12 @@ import type { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
 import type { ClusterStore, LabRecord } from "../store/store.js";
 import type { ClusterCache } from "./cluster-cache.js";
+import { TERMINAL } from "./env-reconciler.js";
 import type { ReconcileResult } from "./queue.js";
 
 /** Node label that overrides the underlay address taken from the agent's address. */
 export const UNDERLAY_LABEL = "protoctl.io/underlay";
 
-/** Agent errors that trying again will not fix (the env loop's terminal set). */
-const TERMINAL = new Set([
-  Code.INVALID_ARGUMENT,
-  Code.FAILED_PRECONDITION,
-  Code.ALREADY_EXISTS,
-  Code.PERMISSION_DENIED,
-  Code.UNIMPLEMENTED,
-  Code.OUT_OF_RANGE,
-  Code.RESOURCE_EXHAUSTED,
-]);
 /** Errors of an agent that is (perhaps briefly) unreachable: retried for a while. */
 const UNREACHABLE = new Set([Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.ABORTED, Code.CANCELLED]);
 /** Retry budget of a failing EnsureNetwork seen from `prepare`. */
