@@ -18,7 +18,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { openPool } from "../agent/host/pool/pool.js";
 import { silentLogger } from "../common/logger.js";
@@ -26,11 +26,9 @@ import { clientCredentials, readCredentialFile } from "../common/tls.js";
 import { EnvPhase, type EnvSpec, NodeState } from "../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
-import { call, client, eventually, importBaseFromDir, testEnvSpec } from "./testing/cluster.js";
+import { call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "./testing/cluster.js";
 import { startHostEtcd } from "./testing/host-etcd.js";
-
-const REPO = resolve(import.meta.dirname, "..");
-const REGISTER = join(REPO, "controller/testing/register.mjs");
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "./testing/process.js";
 
 let hosts: TestHosts;
 let dir: string;
@@ -51,27 +49,6 @@ function inHost(netns: string, args: string[], onStdout?: (s: string) => void): 
   (c as ChildProcess & { lastStderr: () => string }).lastStderr = () => err;
   children.push(c);
   return c;
-}
-
-function waitLine(c: ChildProcess, re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
-  return new Promise((res, rej) => {
-    let out = "";
-    const t = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms`)), ms);
-    c.stdout?.on("data", (b: Buffer) => {
-      out += b.toString();
-      const m = re.exec(out);
-      if (m) {
-        clearTimeout(t);
-        res(m);
-      }
-    });
-    c.once("exit", (code) => {
-      clearTimeout(t);
-      rej(
-        new Error(`exited with ${code}: ${(c as ChildProcess & { lastStderr: () => string }).lastStderr()}`),
-      );
-    });
-  });
 }
 
 function kill(c: ChildProcess, sig: NodeJS.Signals): Promise<void> {
@@ -129,13 +106,7 @@ it("two controllers and two real agents in separate network namespaces", async (
       membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 1000 },
       reconcile: { electionTtlSeconds: 3, lostGraceSeconds: 60 },
     };
-    return inHost(h0.netns, [
-      process.execPath,
-      "--import",
-      REGISTER,
-      join(REPO, "controller/testing/run-controller.ts"),
-      JSON.stringify(cfg),
-    ]);
+    return inHost(h0.netns, sourceControllerCommand(cfg));
   });
   // both listeners at once: output that arrives before a listener is attached is gone
   await Promise.all(controllers.map((x) => waitLine(x, /READY/, 90_000)));
@@ -148,28 +119,10 @@ it("two controllers and two real agents in separate network namespaces", async (
     const startAgent = (name: string, h: typeof h1) => {
       const stateDir = join(dir, `agent-${name}`);
       if (!agentDirs.includes(stateDir)) agentDirs.push(stateDir);
-      return inHost(h.netns, [
-        process.execPath,
-        "--import",
-        REGISTER,
-        join(REPO, "agent/server/agent-process.ts"),
-        "--name",
-        name,
-        "--listen",
-        `${h.address}:7444`,
-        "--controller",
-        ctlAddrs,
-        "--join-token",
-        token,
-        "--state-dir",
-        stateDir,
-        "--pool-kind",
-        "tmpfs",
-        "--pool-size",
-        "512M",
-        "--log-level",
-        "warn",
-      ]);
+      return inHost(
+        h.netns,
+        sourceAgentCommand({ name, listen: `${h.address}:7444`, controller: ctlAddrs, token, stateDir }),
+      );
     };
     const a1 = startAgent("a1", h1);
     let a2 = startAgent("a2", h2);
@@ -194,33 +147,8 @@ it("two controllers and two real agents in separate network namespaces", async (
     expect(envs.every((e) => e.status?.phase === EnvPhase.ENV_PHASE_RUNNING)).toBe(true);
     expect(envs.map((e) => e.status?.node).sort()).toEqual(["a1", "a1", "a2", "a2"]);
 
-    const out: string[] = [];
-    await new Promise<void>((res, rej) => {
-      const x = c.execEnv();
-      x.on("data", (m) => {
-        if (m.output?.$case === "stdout") out.push(Buffer.from(m.output.stdout).toString());
-        if (m.output?.$case === "startedPid") x.write({ input: { $case: "stdinEof", stdinEof: true } });
-      });
-      x.on("end", () => res());
-      x.on("error", rej);
-      x.write({
-        input: {
-          $case: "start",
-          start: {
-            env: "e1",
-            command: ["sh", "-c", "echo hello from $(cat /etc/hostname)"],
-            tty: false,
-            envVars: {},
-            workdir: "",
-            user: "",
-            rows: 0,
-            cols: 0,
-            login: false,
-          },
-        },
-      });
-    });
-    expect(out.join("")).toBe("hello from e1\n");
+    const hello = await execIn(c, "e1", ["sh", "-c", "echo hello from $(cat /etc/hostname)"]);
+    expect(hello.stdout).toBe("hello from e1\n");
 
     // SIGKILL the agent on h2: its node turns NotReady within the lease window
     const t0 = Date.now();

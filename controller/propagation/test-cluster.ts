@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { openPool } from "../../agent/host/pool/pool.js";
 import { ProtoctlError } from "../../common/errors.js";
 import { output, run } from "../../common/exec.js";
@@ -26,9 +26,7 @@ import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/type
 import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
 import { call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "../testing/cluster.js";
 import { startHostEtcd } from "../testing/host-etcd.js";
-
-const REPO = resolve(import.meta.dirname, "../..");
-const REGISTER = join(REPO, "controller/testing/register.mjs");
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../testing/process.js";
 
 export interface TestAgent {
   name: string;
@@ -51,24 +49,6 @@ export interface PropagationCluster {
   createEnv(name: string, base: string, version: number, node: string): Promise<void>;
   exec(env: string, command: string[]): Promise<{ stdout: string; exit: number }>;
   cleanup(): Promise<void>;
-}
-
-function waitLine(c: ChildProcess, re: RegExp, ms: number): Promise<void> {
-  return new Promise((res, rej) => {
-    let out = "";
-    const t = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms`)), ms);
-    c.stdout?.on("data", (b: Buffer) => {
-      out += b.toString();
-      if (re.test(out)) {
-        clearTimeout(t);
-        res();
-      }
-    });
-    c.once("exit", (code) => {
-      clearTimeout(t);
-      rej(new Error(`exited with ${code}`));
-    });
-  });
 }
 
 /**
@@ -146,13 +126,7 @@ export async function startPropagationCluster(opts: {
       reconcile: { electionTtlSeconds: 3, lostGraceSeconds: 120 },
       scheduler: { propagation: opts.schedulerPropagation ?? false },
     };
-    const ctl = inHost(h0, [
-      process.execPath,
-      "--import",
-      REGISTER,
-      join(REPO, "controller/testing/run-controller.ts"),
-      JSON.stringify(cfg),
-    ]);
+    const ctl = inHost(h0, sourceControllerCommand(cfg));
     await waitLine(ctl, /READY/, 90_000);
     const cred = await readCredentialFile(join(dir, "ctl", "admin.json"));
     c = client(
@@ -162,29 +136,19 @@ export async function startPropagationCluster(opts: {
     const cc = c;
     const { token } = await call(cc, "createJoinToken", { ttlSeconds: 3600, labels: {} });
     const startAgent = (a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent => {
-      const proc = inHost(a.host, [
-        process.execPath,
-        "--import",
-        REGISTER,
-        join(REPO, "agent/server/agent-process.ts"),
-        "--name",
-        a.name,
-        "--listen",
-        `${a.host.address}:7444`,
-        "--controller",
-        `${h0.address}:7443`,
-        "--join-token",
-        token,
-        "--state-dir",
-        a.stateDir,
-        "--pool-kind",
-        "tmpfs",
-        "--pool-size",
-        opts.poolSize ?? "512M",
-        "--log-level",
-        process.env.PROTOCTL_TEST_LOG ?? "warn",
-        ...(opts.labels?.[a.name] ? ["--labels", opts.labels[a.name]!] : []),
-      ]);
+      const proc = inHost(
+        a.host,
+        sourceAgentCommand({
+          name: a.name,
+          listen: `${a.host.address}:7444`,
+          controller: `${h0.address}:7443`,
+          token,
+          stateDir: a.stateDir,
+          poolSize: opts.poolSize,
+          logLevel: process.env.PROTOCTL_TEST_LOG,
+          labels: opts.labels?.[a.name],
+        }),
+      );
       const agent = { ...a, proc };
       const i = agents.findIndex((x) => x.name === a.name);
       if (i >= 0) agents[i] = agent;

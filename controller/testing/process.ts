@@ -83,3 +83,78 @@ export async function spawnController(
     },
   };
 }
+
+/**
+ * Resolves with the first match of `re` in the child's stdout; rejects when
+ * the child exits first (with its stderr tail when the caller keeps one as
+ * `lastStderr()`) or after `ms`. Attach before the child can print: output
+ * that arrives earlier is not seen.
+ */
+export function waitLine(c: ChildProcess, re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const t = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms`)), ms);
+    c.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      const m = re.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m);
+      }
+    });
+    c.once("exit", (code) => {
+      clearTimeout(t);
+      const tail = (c as ChildProcess & { lastStderr?: () => string }).lastStderr?.();
+      reject(new Error(`exited with ${code}${tail ? `: ${tail}` : ""}`));
+    });
+  });
+}
+
+/** Command line of a controller run from the sources (it prints READY when serving). */
+export function sourceControllerCommand(config: DeepPartial<ControllerConfig>): string[] {
+  return [
+    process.execPath,
+    "--import",
+    join(here, "register.mjs"),
+    join(here, "run-controller.ts"),
+    JSON.stringify(config),
+  ];
+}
+
+/** Command line of an agent run from the sources with a tmpfs pool, as the multi-host test clusters start them. */
+export function sourceAgentCommand(o: {
+  name: string;
+  listen: string;
+  /** Controller address(es), comma separated. */
+  controller: string;
+  token: string;
+  stateDir: string;
+  poolSize?: string;
+  logLevel?: string;
+  /** "k=v,k2=v2" */
+  labels?: string;
+}): string[] {
+  return [
+    process.execPath,
+    "--import",
+    join(here, "register.mjs"),
+    join(here, "../../agent/server/agent-process.ts"),
+    "--name",
+    o.name,
+    "--listen",
+    o.listen,
+    "--controller",
+    o.controller,
+    "--join-token",
+    o.token,
+    "--state-dir",
+    o.stateDir,
+    "--pool-kind",
+    "tmpfs",
+    "--pool-size",
+    o.poolSize ?? "512M",
+    "--log-level",
+    o.logLevel ?? "warn",
+    ...(o.labels ? ["--labels", o.labels] : []),
+  ];
+}

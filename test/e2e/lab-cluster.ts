@@ -20,7 +20,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { NspawnMachineDriver } from "../../agent/host/machines/nspawn-driver.js";
 import { openPool } from "../../agent/host/pool/pool.js";
 import { ProtoctlError } from "../../common/errors.js";
@@ -32,6 +32,7 @@ import { call, client, eventually, importBaseFromDir } from "../../controller/te
 export { execIn } from "../../controller/testing/cluster.js";
 
 import { startHostEtcd } from "../../controller/testing/host-etcd.js";
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../../controller/testing/process.js";
 import type {
   ApplyLabRequest,
   ControlServiceClient,
@@ -42,8 +43,6 @@ import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 /** The checkout: daemons run from the TypeScript sources, also when this file runs compiled from dist/. */
-const REPO = repoRoot(import.meta.dirname);
-const REGISTER = join(REPO, "controller/testing/register.mjs");
 
 export interface LabCluster {
   hosts: TestHosts;
@@ -130,13 +129,7 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
       membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 1000 },
       reconcile: { electionTtlSeconds: 3, lostGraceSeconds: opts.lostGraceSeconds ?? 60 },
     };
-    const ctl = inHost(h0.netns, [
-      process.execPath,
-      "--import",
-      REGISTER,
-      join(REPO, "controller/testing/run-controller.ts"),
-      JSON.stringify(cfg),
-    ]);
+    const ctl = inHost(h0.netns, sourceControllerCommand(cfg));
     await waitLine(ctl, /READY/, 90_000);
     const cred = await readCredentialFile(join(dir, "ctl", "admin.json"));
     c = client(
@@ -152,28 +145,17 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
       const name = nodes[i]!;
       const stateDir = join(dir, `agent-${name}`);
       agentDirs.set(name, stateDir);
-      const p = inHost(h.netns, [
-        process.execPath,
-        "--import",
-        REGISTER,
-        join(REPO, "agent/server/agent-process.ts"),
-        "--name",
-        name,
-        "--listen",
-        `${h.address}:7444`,
-        "--controller",
-        `${h0.address}:7443`,
-        "--join-token",
-        token,
-        "--state-dir",
-        stateDir,
-        "--pool-kind",
-        "tmpfs",
-        "--pool-size",
-        opts.poolSize ?? "512M",
-        "--log-level",
-        "warn",
-      ]);
+      const p = inHost(
+        h.netns,
+        sourceAgentCommand({
+          name,
+          listen: `${h.address}:7444`,
+          controller: `${h0.address}:7443`,
+          token,
+          stateDir,
+          poolSize: opts.poolSize,
+        }),
+      );
       agents.set(name, p);
       return p;
     };
@@ -237,26 +219,6 @@ export async function readyNodes(c: ControlServiceClient): Promise<number> {
   return (await call(c, "listNodes", {})).nodes.filter((x) => x.state === NodeState.NODE_STATE_READY).length;
 }
 
-function waitLine(p: ChildProcess, re: RegExp, ms: number): Promise<void> {
-  return new Promise((res, rej) => {
-    let out = "";
-    const t = setTimeout(() => rej(new Error(`no ${re} within ${ms} ms`)), ms);
-    p.stdout?.on("data", (b: Buffer) => {
-      out += b.toString();
-      if (re.test(out)) {
-        clearTimeout(t);
-        res();
-      }
-    });
-    p.once("exit", (code) => {
-      clearTimeout(t);
-      rej(
-        new Error(`exited with ${code}: ${(p as ChildProcess & { lastStderr: () => string }).lastStderr()}`),
-      );
-    });
-  });
-}
-
 /** ApplyLab, collecting the progress stream; rejects with the call's error. */
 export function applyLab(
   c: ControlServiceClient,
@@ -282,12 +244,4 @@ export async function hostLinks(hosts: TestHosts, h: TestHost): Promise<string[]
     .split("\n")
     .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1])
     .filter((x): x is string => !!x);
-}
-
-function repoRoot(from: string): string {
-  for (let d = from; ; d = dirname(d)) {
-    if (existsSync(join(d, "controller/testing/register.mjs")) && existsSync(join(d, "package.json")))
-      return d;
-    if (dirname(d) === d) throw new Error(`no protoctl checkout above ${from}`);
-  }
 }
