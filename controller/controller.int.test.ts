@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../common/errors.js";
 import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
-import { EnvPhase, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
+import { EnvPhase, ExecStart, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type FakeAgent, startFakeAgent } from "../test/harness/fake-agent.js";
 import type { RunningController } from "./controller.js";
@@ -178,17 +178,7 @@ describe("controller with fake agents", () => {
       exec.write({
         input: {
           $case: "start",
-          start: {
-            env: "web",
-            command: ["echo", "hi"],
-            tty: false,
-            envVars: {},
-            workdir: "",
-            user: "",
-            rows: 0,
-            cols: 0,
-            login: false,
-          },
+          start: ExecStart.fromPartial({ env: "web", command: ["echo", "hi"] }),
         },
       });
       exec.end();

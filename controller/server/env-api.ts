@@ -28,7 +28,7 @@ import type {
 import {
   type Env,
   EnvPhase,
-  type EnvSpec,
+  EnvSpec,
   type EnvStatus,
   type ExecInput,
   type ExecOutput,
@@ -347,23 +347,7 @@ export function toEnv(name: string, spec: EnvSpec | undefined, status: EnvStatus
 }
 
 function emptySpec(name: string): EnvSpec {
-  return {
-    name,
-    base: undefined,
-    layers: [],
-    boot: false,
-    resources: undefined,
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node: "",
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: false,
-    hostname: "",
-  };
+  return EnvSpec.fromPartial({ name });
 }
 
 export function checkSpec(spec: EnvSpec | undefined): EnvSpec {

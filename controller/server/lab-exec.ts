@@ -6,7 +6,7 @@
  */
 import { fromServiceError } from "../../common/grpc.js";
 import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
-import type { ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
+import { type ExecOutput, ExecStart } from "../../proto/gen/protoctl/v1/types.js";
 
 export function runWithStdin(
   client: AgentServiceClient,
@@ -32,17 +32,7 @@ export function runWithStdin(
     x.write({
       input: {
         $case: "start",
-        start: {
-          env,
-          command,
-          tty: false,
-          envVars: {},
-          workdir: "",
-          user: "",
-          rows: 0,
-          cols: 0,
-          login: false,
-        },
+        start: ExecStart.fromPartial({ env, command }),
       },
     });
   });

@@ -9,7 +9,12 @@ import { callUnary } from "../../common/grpc.js";
 import { createLogger, silentLogger } from "../../common/logger.js";
 import { clientCredentials } from "../../common/tls.js";
 import { type ControlImportBaseRequest, ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
-import type { EnvSpec, ExecOutput, OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
+import {
+  EnvSpec,
+  type ExecOutput,
+  ExecStart,
+  type OperationEvent,
+} from "../../proto/gen/protoctl/v1/types.js";
 import { type FakeAgent, type FakeAgentOptions, startFakeAgent } from "../../test/harness/fake-agent.js";
 import { type ControllerConfig, controllerConfig, type DeepPartial } from "../config.js";
 import { type RunningController, startController } from "../controller.js";
@@ -109,24 +114,7 @@ export async function eventually<T>(
 
 /** An env spec for tests: debian, latest version, started, placed anywhere, nothing else set; `over` replaces fields. */
 export function testEnvSpec(name: string, over: Partial<EnvSpec> = {}): EnvSpec {
-  return {
-    name,
-    base: { name: "debian", version: 0 },
-    layers: [],
-    boot: false,
-    resources: undefined,
-    network: undefined,
-    env: {},
-    files: [],
-    startup: [],
-    node: "",
-    nodeSelector: {},
-    group: "",
-    restart: 0,
-    start: true,
-    hostname: "",
-    ...over,
-  };
+  return { ...EnvSpec.fromPartial({ name, base: { name: "debian", version: 0 }, start: true }), ...over };
 }
 
 /** ImportBase of a directory on `node`'s host, collecting the progress stream. */
@@ -176,17 +164,6 @@ export function execIn(
     });
     x.on("end", () => res({ code, stdout, stderr }));
     x.on("error", (e) => rej(ProtoctlError.from(e)));
-    const start = {
-      env,
-      command,
-      tty: false,
-      envVars: {},
-      workdir: "",
-      user: "",
-      rows: 0,
-      cols: 0,
-      login: false,
-    };
-    x.write({ input: { $case: "start", start } });
+    x.write({ input: { $case: "start", start: ExecStart.fromPartial({ env, command }) } });
   });
 }
