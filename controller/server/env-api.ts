@@ -78,20 +78,8 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   return {
     createEnv: unary(async (req: CreateEnvRequest, call) => {
       const spec = checkSpec(req.spec);
-      const specKey = store.keys.envSpec(spec.name);
-      const statusKey = store.keys.envStatus(spec.name);
       const status = newStatus();
-      const r = await store.batcher.commit({
-        conditions: [
-          { key: specKey, modRevision: 0 },
-          { key: statusKey, modRevision: 0 },
-        ],
-        writes: [
-          { op: "put", key: specKey, value: codecs.envSpec.encode(spec) },
-          { op: "put", key: statusKey, value: codecs.envStatus.encode(status) },
-        ],
-      });
-      if (!r.succeeded) {
+      if (!(await store.createEnv(spec, status))) {
         throw alreadyExists(`env ${spec.name} already exists (or is still being deleted)`, {
           reason: "NAME_IN_USE",
           subject: `env/${spec.name}`,

@@ -321,19 +321,7 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   }
 
   async function createEnv(spec: EnvSpec): Promise<void> {
-    const specKey = store.keys.envSpec(spec.name);
-    const statusKey = store.keys.envStatus(spec.name);
-    const r = await store.batcher.commit({
-      conditions: [
-        { key: specKey, modRevision: 0 },
-        { key: statusKey, modRevision: 0 },
-      ],
-      writes: [
-        { op: "put", key: specKey, value: codecs.envSpec.encode(spec) },
-        { op: "put", key: statusKey, value: codecs.envStatus.encode(newStatus()) },
-      ],
-    });
-    if (!r.succeeded) {
+    if (!(await store.createEnv(spec, newStatus()))) {
       throw new ProtoctlError(
         Code.ALREADY_EXISTS,
         `env ${spec.name} exists outside the lab (or is being deleted)`,

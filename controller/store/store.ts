@@ -281,6 +281,27 @@ export class ClusterStore {
     });
   }
 
+  /**
+   * Records a new env (its spec and first status together) if the name is
+   * free: no spec and no status left by an env still being deleted. Batched
+   * with other writes of the same tick. Resolves false when the name is taken.
+   */
+  async createEnv(spec: EnvSpec, status: EnvStatus): Promise<boolean> {
+    const specKey = this.keys.envSpec(spec.name);
+    const statusKey = this.keys.envStatus(spec.name);
+    const r = await this.batcher.commit({
+      conditions: [
+        { key: specKey, modRevision: 0 },
+        { key: statusKey, modRevision: 0 },
+      ],
+      writes: [
+        { op: "put", key: specKey, value: codecs.envSpec.encode(spec) },
+        { op: "put", key: statusKey, value: codecs.envStatus.encode(status) },
+      ],
+    });
+    return r.succeeded;
+  }
+
   async deleteBaseVersion(base: string, version: number): Promise<void> {
     await this.kv.commit({
       conditions: [],
