@@ -72,7 +72,7 @@ interface AttachmentRecord {
   base: string;
   version: number;
   sourceNode: string;
-  seed: { sizeBytes: number; sha256: string; subvolume: string };
+  seed: { sizeBytes: number; checksum: string; subvolume: string };
   meta: BaseVersionMeta;
   state: AttachmentState;
 }
@@ -89,8 +89,8 @@ export interface AttachmentInfo {
   base: string;
   version: number;
   sourceNode: string;
-  /** The seed image's sha256 ("" for a local subvolume). */
-  sha256: string;
+  /** The seed image's checksum ("" for a local subvolume). */
+  checksum: string;
   state: AttachmentState;
 }
 
@@ -98,7 +98,7 @@ export interface AttachRequestInfo {
   base: string;
   version: number;
   uri: string;
-  seed: { sizeBytes: number; sha256: string; subvolume: string };
+  seed: { sizeBytes: number; checksum: string; subvolume: string };
   sourceNode: string;
   hydrate: boolean;
   /** Metadata of the version (from the origin; a minimal one is made when absent). */
@@ -368,7 +368,7 @@ export class PropagationService {
         version: req.version,
         source: `seed:${req.sourceNode}`,
         createdMs: Date.now(),
-        recipeDigest: req.seed.sha256,
+        recipeDigest: req.seed.checksum,
         sizeBytes: req.seed.sizeBytes,
       };
       const rec: AttachmentRecord = {
@@ -439,7 +439,7 @@ export class PropagationService {
       base: rec.base,
       version: rec.version,
       sourceNode: rec.sourceNode,
-      sha256: rec.seed.sha256,
+      checksum: rec.seed.checksum,
       state: s,
     };
   }
@@ -449,7 +449,7 @@ export class PropagationService {
       base,
       version,
       sourceNode: "",
-      sha256: "",
+      checksum: "",
       state: {
         key: refOf(base, version),
         phase: "local",

@@ -88,7 +88,7 @@ export function attachmentMsg(a: AttachmentInfo, node: string): Attachment {
     hydratedFraction: s.phase === "local" ? 1 : s.sizeBytes ? s.hydratedBytes / s.sizeBytes : 0,
     message: s.message,
     transport: "seed",
-    sha256: a.sha256,
+    checksum: a.checksum,
   };
 }
 
@@ -109,7 +109,7 @@ export function seedMsg(s: SeedRecord): SeedImage {
     base: s.base,
     version: s.version,
     sizeBytes: s.sizeBytes,
-    sha256: s.sha256,
+    checksum: s.checksum,
     node: s.node,
     createdMs: s.createdMs,
   };
@@ -158,7 +158,7 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
             base,
             version,
             uri: r.uri,
-            seed: { sizeBytes: Number(r.seed.sizeBytes), sha256: r.seed.sha256, subvolume: "root" },
+            seed: { sizeBytes: Number(r.seed.sizeBytes), checksum: r.seed.checksum, subvolume: "root" },
             sourceNode: r.sourceNode,
             hydrate: r.hydrate,
           },

@@ -7,7 +7,7 @@
  *  - time-to-usable: attach (nbdfuse + ro loop + sprout + rw mount) until the
  *    first file read in the base subvolume returns, median of --runs;
  *    target: ratio large/small ≤ 1.2 (independent of size);
- *  - hydration (nbdcopy + sha256 + LOOP_CHANGE_FD + drop NBD) versus raw
+ *  - hydration (nbdcopy + checksum + LOOP_CHANGE_FD + drop NBD) versus raw
  *    `nbdcopy --connections=4` of the same export to a local file, measured
  *    alternately in the same run, medians; target ≤ 1.3x.
  * Plus a `btrfs send -p` delta (8 MiB changed) piped into a pool holding the
@@ -81,7 +81,7 @@ async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
       stateDir: pool.tmpfs,
     });
     stops.push(() => exp.stop());
-    const info = { sizeBytes: seed.sizeBytes, sha256: seed.sha256, subvolume: "bench@1" };
+    const info = { sizeBytes: seed.sizeBytes, checksum: seed.checksum, subvolume: "bench@1" };
     const attachOpts = {
       key: "bench@1",
       uri: exp.uri,

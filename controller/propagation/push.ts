@@ -45,8 +45,8 @@ const MAX_ATTEMPTS = 6;
 export type PushSink = (p: PushProgress) => void;
 
 interface NodeHold {
-  /** sha256 of the seed image a hydrated node holds, per version. */
-  imageSha: Map<number, string>;
+  /** Checksum of the seed image a hydrated node holds, per version. */
+  imageSum: Map<number, string>;
   state: BaseVersionState;
   ready: boolean;
   labels: Record<string, string>;
@@ -170,7 +170,7 @@ export class Propagator {
     if (todo.length > 0 && req.transport !== "delta") {
       const addSources = (sd: SeedImage) => {
         for (const h of holders) {
-          if (h === sd.node || holds.get(h)!.imageSha.get(version) === sd.sha256) picker.addHolder(h);
+          if (h === sd.node || holds.get(h)!.imageSum.get(version) === sd.checksum) picker.addHolder(h);
         }
       };
       seed = await this.seed(base, version, origin, false);
@@ -325,10 +325,10 @@ export class Propagator {
           versions.set(Number(v), BaseVersionState.BASE_VERSION_STATE_HYDRATED);
         }
       }
-      const imageSha = new Map<number, string>();
-      for (const a of localAtts) if (a.value.node === n.name) imageSha.set(a.value.version, a.value.sha256);
+      const imageSum = new Map<number, string>();
+      for (const a of localAtts) if (a.value.node === n.name) imageSum.set(a.value.version, a.value.checksum);
       out.set(n.name, {
-        imageSha,
+        imageSum,
         state: BaseVersionState.BASE_VERSION_STATE_UNSPECIFIED,
         ready: n.state === NodeState.NODE_STATE_READY,
         labels: n.labels,
@@ -613,7 +613,7 @@ export class Propagator {
         hydratedFraction: fraction,
         message,
         transport: "seed",
-        sha256: r.seed?.sha256 ?? "",
+        checksum: r.seed?.checksum ?? "",
       })
       .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, "attachment record failed"));
   }
@@ -667,7 +667,7 @@ export class Propagator {
         await this.call(s.value.node, (c, cb) => c.deleteSeed({ ref: { name: base, version } }, cb));
     }
     await this.ctx.store.deleteSeed(base, version, force);
-    // Unless the version is gone, keep the record without its image (node ""): its sha256 names
+    // Unless the version is gone, keep the record without its image (node ""): its checksum names
     // what hydrated nodes hold, so they can serve a later push without a new image.
     if (!force) for (const s of seeds) await this.ctx.store.putSeed({ ...s.value, node: "" });
     return true;

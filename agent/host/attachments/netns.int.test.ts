@@ -46,7 +46,7 @@ describe("propagation between network-namespace hosts", () => {
     const att = new SeedAttachments();
     try {
       expect(exp.uri).toBe(`nbds://${h0.address}:${exp.port}/demo%401`);
-      const seed = { sizeBytes: origin.seed.sizeBytes, sha256: origin.seed.sha256, subvolume: "demo@1" };
+      const seed = { sizeBytes: origin.seed.sizeBytes, checksum: origin.seed.checksum, subvolume: "demo@1" };
       // A node whose certificate is not on the allow-list cannot attach; nothing is left.
       const denied = await att
         .attach({

@@ -57,7 +57,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
 
   const seedInfo = () => ({
     sizeBytes: origin.seed.sizeBytes,
-    sha256: origin.seed.sha256,
+    checksum: origin.seed.checksum,
     subvolume: "demo@1",
   });
 

@@ -6,7 +6,7 @@
  *             I/O) → mount ro → btrfs device add <local sprout loop> →
  *             umount → mount the sprout rw. The base subvolume is usable now;
  *             envs are snapshots inside the sprout.
- *   hydrate:  nbdcopy the export to a local file → sha256 → LOOP_CHANGE_FD the
+ *   hydrate:  nbdcopy the export to a local file → checksum → LOOP_CHANGE_FD the
  *             seed loop to it → drop the NBD client. No unmount: readers keep
  *             reading. (Not `btrfs device remove`: it relocates every chunk.)
  *   switch:   a source died: LOOP_CHANGE_FD the seed loop to the nbdfuse file
@@ -31,7 +31,7 @@ import {
 } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
-import { sha256File } from "../exports/checksum.js";
+import { checksumAlgo, checksumFile } from "../exports/checksum.js";
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
@@ -39,11 +39,11 @@ import { withHostLock } from "./host-lock.js";
 import { copyAndHash, requireRoom } from "./hydrate.js";
 import {
   attachLoop,
-  changeLoopBacking,
   detachLoop,
   forgetBtrfsDevice,
+  type LoopSwitch,
   loopBackingFile,
-  withFrozen,
+  prepareLoopSwitch,
 } from "./loop.js";
 import { connectNbd, detectTransport, isMountpoint, type NbdConnection } from "./nbd-transport.js";
 import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
@@ -60,6 +60,8 @@ interface Entry {
   tlsDir?: string;
   ownMountpoint: boolean;
   hydrating?: Promise<AttachmentState>;
+  /** The NBD client being closed after a switch made it unused. */
+  dropping?: Promise<void>;
 }
 
 export function validateKey(key: string): void {
@@ -178,7 +180,7 @@ export class SeedAttachments implements AttachmentDriver {
       let mounted = false;
       r.add(() => (mounted ? run("umount", [mountpoint], { allowFailure: true }) : undefined));
       // One unsprouted mount of a seed per host at a time (host-lock.ts).
-      await withHostLock(`seed-${o.seed.sha256.slice(0, 16)}`, async () => {
+      await withHostLock(`seed-${o.seed.checksum.split(":").at(-1)!.slice(0, 16)}`, async () => {
         await run("mount", ["-t", "btrfs", "-o", "ro,noatime", seedLoop, mountpoint]);
         mounted = true;
         // -f: the fresh sparse file has no signature worth keeping; -K: no TRIM of a file that
@@ -255,7 +257,9 @@ export class SeedAttachments implements AttachmentDriver {
     const size = e.state.sizeBytes;
     const part = join(e.dir, `seed.img.${randomBytes(3).toString("hex")}.part`);
     const final = join(e.dir, "seed.img");
+    let sw: Promise<LoopSwitch> | undefined;
     try {
+      const algo = checksumAlgo(e.opts.seed.checksum);
       await requireRoom(e.dir, size, `the hydrated image of ${key}`);
       e.state.phase = "hydrating";
       e.state.message = "";
@@ -268,20 +272,27 @@ export class SeedAttachments implements AttachmentDriver {
         connections: e.opts.connections ?? DEFAULT_CONNECTIONS,
         netns: e.opts.netns,
         signal: opts.signal,
+        algo,
+        // The switch's helper starts while the last bytes are hashed: its start-up hides there.
+        onCopied: () => {
+          sw = prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint);
+          sw.catch(() => undefined);
+        },
         progress: (done, total) => {
           e.state.hydratedBytes = done;
           opts.progress?.(done, total);
         },
       });
       const t1 = t0 + copied.copyMs;
-      let sum = { sha256: copied.sha256, sizeBytes: (await stat(part)).size };
+      let sum = { checksum: copied.checksum, sizeBytes: (await stat(part)).size };
       // Before reporting corruption, hash the finished file once more (see hydrate.ts).
-      if (sum.sha256 !== e.opts.seed.sha256) sum = await sha256File(part, { signal: opts.signal });
+      if (sum.checksum !== e.opts.seed.checksum)
+        sum = await checksumFile(part, { algo, signal: opts.signal });
       const t2 = performance.now();
-      if (sum.sizeBytes !== size || sum.sha256 !== e.opts.seed.sha256) {
+      if (sum.sizeBytes !== size || sum.checksum !== e.opts.seed.checksum) {
         throw new ProtoctlError(
           Code.DATA_LOSS,
-          `the seed copied from ${e.state.uri} does not match its checksum (sha256 ${sum.sha256}, ${sum.sizeBytes} bytes; expected ${e.opts.seed.sha256}, ${size} bytes)`,
+          `the seed copied from ${e.state.uri} does not match its checksum (${sum.checksum}, ${sum.sizeBytes} bytes; expected ${e.opts.seed.checksum}, ${size} bytes)`,
           {
             reason: "CHECKSUM_MISMATCH",
             subject: `attachment/${key}`,
@@ -291,12 +302,16 @@ export class SeedAttachments implements AttachmentDriver {
       }
       await chmod(part, 0o444);
       await rename(part, final);
-      await withFrozen(e.state.mountpoint, () => changeLoopBacking(e.state.seedLoop, final));
+      const go = await (sw ?? prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint));
+      sw = undefined;
+      await go.go(final);
       e.state.seedBacking = final;
+      const hydration = { copyMs: t1 - t0, verifyMs: t2 - t1, switchMs: performance.now() - t2 };
+      // Nothing reads through the NBD client any more: it closes in the background (about
+      // 50 ms of fusermount, nbdfuse and TLS proxy exits), and detach waits for it.
       const nbd = e.nbd;
       e.nbd = undefined;
-      await nbd.close();
-      const hydration = { copyMs: t1 - t0, verifyMs: t2 - t1, switchMs: performance.now() - t2 };
+      e.dropping = nbd.close().catch(() => undefined);
       Object.assign(e.state, {
         phase: "local",
         transport: "local",
@@ -307,6 +322,7 @@ export class SeedAttachments implements AttachmentDriver {
       });
       return { ...e.state };
     } catch (err) {
+      await sw?.then((s) => s.cancel()).catch(() => undefined);
       await rm(part, { force: true });
       if (e.state.seedBacking !== final) await rm(final, { force: true });
       const pe = toError(err, `hydrating ${key} failed`, `attachment/${key}`);
@@ -326,6 +342,7 @@ export class SeedAttachments implements AttachmentDriver {
     if (e.state.phase === "local") return { ...e.state };
     const n = e.sources;
     e.sources++;
+    const sw = await prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint);
     const next = await connectNbd({
       uri,
       tlsDir: e.tlsDir,
@@ -335,13 +352,14 @@ export class SeedAttachments implements AttachmentDriver {
       kind: e.state.transport === "kernel" ? "kernel" : "nbdfuse",
       tls: e.opts.tls,
       netns: e.opts.netns,
-    }).catch((err) => {
+    }).catch(async (err) => {
+      await sw.cancel();
       const pe = toError(err, `switching ${key} to ${uri} failed`, `attachment/${key}`);
       e.state.message = pe.message;
       throw pe;
     });
     try {
-      await withFrozen(e.state.mountpoint, () => changeLoopBacking(e.state.seedLoop, next.path));
+      await sw.go(next.path);
     } catch (err) {
       await next.close();
       throw toError(err, `switching ${key} to ${uri} failed`, `attachment/${key}`);
@@ -433,6 +451,7 @@ export class SeedAttachments implements AttachmentDriver {
     }
     await e.nbd?.close();
     e.nbd = undefined;
+    await e.dropping;
     await rm(e.dir, { recursive: true, force: true });
     if (!e.ownMountpoint) await rmdir(s.mountpoint).catch(() => undefined);
     this.entries.delete(key);

@@ -18,7 +18,8 @@ export type AttachmentPhase = "attaching" | "attached" | "hydrating" | "local" |
 /** What the target expects of the image (recorded by the origin at publish). */
 export interface SeedInfo {
   sizeBytes: number;
-  sha256: string;
+  /** "ALGO:HEX" (exports/checksum.ts). */
+  checksum: string;
   /** Name of the subvolume inside the image, e.g. "debian@3". */
   subvolume: string;
 }

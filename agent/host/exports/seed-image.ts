@@ -2,7 +2,7 @@
  * Publish: a read-only subvolume (base@N) becomes a sealed seed image.
  *
  *   sparse file → mkfs.btrfs → mount → btrfs send | btrfs receive → umount
- *   → btrfstune -S 1 → sha256 → chmod 0444 → rename into place
+ *   → btrfstune -S 1 → checksum (BLAKE3) → chmod 0444 → rename into place
  *
  * send/receive carries exactly that version (not whatever else the pool
  * holds). The image is built under a temporary name and renamed at the end,
@@ -22,7 +22,7 @@ import { Code, failedPrecondition, invalidArgument, ProtoctlError } from "../../
 import { CommandError, output, run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
 import { receiveSubvolume, sendSubvolume } from "../deltas/btrfs-stream.js";
-import { sha256File } from "./checksum.js";
+import { checksumFile } from "./checksum.js";
 import { requireTools } from "./tools.js";
 import type { PublishOptions, SeedImage } from "./types.js";
 
@@ -73,7 +73,7 @@ async function measure(subvolume: string): Promise<{ dataBytes: number; inodes: 
 
 /**
  * Builds the sealed seed image of the read-only subvolume `subvolume` at
- * `imagePath` (which must not exist). Returns its size and sha256.
+ * `imagePath` (which must not exist). Returns its size and checksum.
  */
 export async function publishSeedImage(
   subvolume: string,
@@ -171,13 +171,19 @@ async function buildOnce(
     await chmod(tmp, 0o444);
 
     opts.progress?.({ step: "checksum", fraction: 0 });
-    const sum = await sha256File(tmp, {
+    const sum = await checksumFile(tmp, {
       signal: opts.signal,
       progress: (done, total) => opts.progress?.({ step: "checksum", fraction: total ? done / total : 1 }),
     });
     await rename(tmp, imagePath);
     r.success();
-    return { path: imagePath, sizeBytes: sum.sizeBytes, sha256: sum.sha256, subvolume: received.name, fsid };
+    return {
+      path: imagePath,
+      sizeBytes: sum.sizeBytes,
+      checksum: sum.checksum,
+      subvolume: received.name,
+      fsid,
+    };
   } catch (err) {
     await r.fail();
     if (err instanceof CommandError) throw err.toProtoctl("publishing the seed image failed", imagePath);

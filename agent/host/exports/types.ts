@@ -14,8 +14,8 @@ export interface SeedImage {
   path: string;
   /** Size of the image in bytes (what NBD exports and hydration copies). */
   sizeBytes: number;
-  /** Lowercase hex sha256 of every byte of the image. */
-  sha256: string;
+  /** "ALGO:HEX" of every byte of the image (checksum.ts). */
+  checksum: string;
   /** Name of the subvolume inside the image (the basename of the source). */
   subvolume: string;
   /** btrfs filesystem UUID of the image (shared by every sprout made from it). */

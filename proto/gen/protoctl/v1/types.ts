@@ -873,7 +873,8 @@ export interface SeedImage {
   base: string;
   version: number;
   sizeBytes: number;
-  sha256: string;
+  /** "blake3:<hex>" (or "sha256:<hex>") of every byte */
+  checksum: string;
   /** origin */
   node: string;
   createdMs: number;
@@ -902,8 +903,8 @@ export interface Attachment {
   message: string;
   /** "seed" | "delta" */
   transport: string;
-  /** the seed image it holds (a hydrated node serves only that image) */
-  sha256: string;
+  /** of the seed image it holds (a hydrated node serves only that image) */
+  checksum: string;
 }
 
 export interface Event {
@@ -6734,7 +6735,7 @@ export const Lab: MessageFns<Lab> = {
 };
 
 function createBaseSeedImage(): SeedImage {
-  return { base: "", version: 0, sizeBytes: 0, sha256: "", node: "", createdMs: 0 };
+  return { base: "", version: 0, sizeBytes: 0, checksum: "", node: "", createdMs: 0 };
 }
 
 export const SeedImage: MessageFns<SeedImage> = {
@@ -6748,8 +6749,8 @@ export const SeedImage: MessageFns<SeedImage> = {
     if (message.sizeBytes !== 0) {
       writer.uint32(24).uint64(message.sizeBytes);
     }
-    if (message.sha256 !== "") {
-      writer.uint32(34).string(message.sha256);
+    if (message.checksum !== "") {
+      writer.uint32(34).string(message.checksum);
     }
     if (message.node !== "") {
       writer.uint32(42).string(message.node);
@@ -6802,7 +6803,7 @@ export const SeedImage: MessageFns<SeedImage> = {
               break;
             }
 
-            message.sha256 = reader.string();
+            message.checksum = reader.string();
             continue;
           }
           case 5: {
@@ -6842,7 +6843,7 @@ export const SeedImage: MessageFns<SeedImage> = {
         : isSet(object.size_bytes)
         ? globalThis.Number(object.size_bytes)
         : 0,
-      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      checksum: isSet(object.checksum) ? globalThis.String(object.checksum) : "",
       node: isSet(object.node) ? globalThis.String(object.node) : "",
       createdMs: isSet(object.createdMs)
         ? globalThis.Number(object.createdMs)
@@ -6863,8 +6864,8 @@ export const SeedImage: MessageFns<SeedImage> = {
     if (message.sizeBytes !== 0) {
       obj.sizeBytes = Math.round(message.sizeBytes);
     }
-    if (message.sha256 !== "") {
-      obj.sha256 = message.sha256;
+    if (message.checksum !== "") {
+      obj.checksum = message.checksum;
     }
     if (message.node !== "") {
       obj.node = message.node;
@@ -6883,7 +6884,7 @@ export const SeedImage: MessageFns<SeedImage> = {
     message.base = object.base ?? "";
     message.version = object.version ?? 0;
     message.sizeBytes = object.sizeBytes ?? 0;
-    message.sha256 = object.sha256 ?? "";
+    message.checksum = object.checksum ?? "";
     message.node = object.node ?? "";
     message.createdMs = object.createdMs ?? 0;
     return message;
@@ -7070,7 +7071,7 @@ function createBaseAttachment(): Attachment {
     hydratedFraction: 0,
     message: "",
     transport: "",
-    sha256: "",
+    checksum: "",
   };
 }
 
@@ -7103,8 +7104,8 @@ export const Attachment: MessageFns<Attachment> = {
     if (message.transport !== "") {
       writer.uint32(74).string(message.transport);
     }
-    if (message.sha256 !== "") {
-      writer.uint32(82).string(message.sha256);
+    if (message.checksum !== "") {
+      writer.uint32(82).string(message.checksum);
     }
     return writer;
   },
@@ -7199,7 +7200,7 @@ export const Attachment: MessageFns<Attachment> = {
               break;
             }
 
-            message.sha256 = reader.string();
+            message.checksum = reader.string();
             continue;
           }
         }
@@ -7233,7 +7234,7 @@ export const Attachment: MessageFns<Attachment> = {
         : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       transport: isSet(object.transport) ? globalThis.String(object.transport) : "",
-      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      checksum: isSet(object.checksum) ? globalThis.String(object.checksum) : "",
     };
   },
 
@@ -7266,8 +7267,8 @@ export const Attachment: MessageFns<Attachment> = {
     if (message.transport !== "") {
       obj.transport = message.transport;
     }
-    if (message.sha256 !== "") {
-      obj.sha256 = message.sha256;
+    if (message.checksum !== "") {
+      obj.checksum = message.checksum;
     }
     return obj;
   },
@@ -7286,7 +7287,7 @@ export const Attachment: MessageFns<Attachment> = {
     message.hydratedFraction = object.hydratedFraction ?? 0;
     message.message = object.message ?? "";
     message.transport = object.transport ?? "";
-    message.sha256 = object.sha256 ?? "";
+    message.checksum = object.checksum ?? "";
     return message;
   },
 };

@@ -1,0 +1,56 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "../../../common/errors.js";
+import { checksumAlgo, checksumFile, newHasher } from "./checksum.js";
+
+// Published test vectors (BLAKE3 reference, NIST FIPS 180-2).
+const BLAKE3_EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+const BLAKE3_ABC = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85";
+const SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+describe("checksum", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "protoctl-checksum-"));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("hashes with BLAKE3 by default and names the algorithm", () => {
+    expect(newHasher().digest()).toBe(`blake3:${BLAKE3_EMPTY}`);
+    const h = newHasher("blake3");
+    h.update(Buffer.from("a"));
+    h.update(new Uint8Array(Buffer.from("xbcx")).subarray(1, 3));
+    expect(h.digest()).toBe(`blake3:${BLAKE3_ABC}`);
+    const s = newHasher("sha256");
+    s.update(Buffer.from("abc"));
+    expect(s.digest()).toBe(`sha256:${SHA256_ABC}`);
+  });
+
+  it("hashes a file across chunk boundaries like a one-shot hash", async () => {
+    const data = Buffer.alloc(9 * 1024 * 1024 + 17);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i, i);
+    const path = join(dir, "f");
+    await writeFile(path, data);
+    const seen: number[] = [];
+    const r = await checksumFile(path, { progress: (d) => seen.push(d) });
+    const one = newHasher();
+    one.update(data);
+    expect(r).toEqual({ checksum: one.digest(), sizeBytes: data.length });
+    expect(seen.at(-1)).toBe(data.length);
+    const s = await checksumFile(path, { algo: "sha256" });
+    expect(s.checksum).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(s.checksum).not.toBe(r.checksum.replace("blake3", "sha256"));
+  });
+
+  it("reads the algorithm of a record and refuses anything else", () => {
+    expect(checksumAlgo(`blake3:${BLAKE3_ABC}`)).toBe("blake3");
+    expect(checksumAlgo(`sha256:${SHA256_ABC}`)).toBe("sha256");
+    for (const bad of [SHA256_ABC, "md5:abc", `blake3:${BLAKE3_ABC.toUpperCase()}`, ""]) {
+      expect(() => checksumAlgo(bad)).toThrow(expect.objectContaining({ code: Code.INVALID_ARGUMENT }));
+    }
+  });
+});
