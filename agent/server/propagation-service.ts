@@ -3,10 +3,10 @@
  * host drivers in host/exports, host/attachments and host/deltas:
  *
  *   seeds        base@N → sealed seed image, recorded beside it (<dir>/seeds/)
- *   exports      qemu-nbd serving a seed image, or the seed loop device of an
+ *   exports      nbdkit serving a seed image, or the seed loop device of an
  *                attachment: an attached node can serve peers at once, and
  *                keeps serving through its own hydration (the loop device's
- *                backing switches underneath qemu-nbd)
+ *                backing switches underneath the server)
  *   attachments  lazy attach + background hydration; each registered with the
  *                pool as an external base version (envs are created on it at
  *                once), persisted in <dir>/attachments/<ref>.json and adopted
@@ -106,6 +106,14 @@ export interface AttachRequestInfo {
 }
 
 const refOf = (base: string, version: number) => `${base}@${version}`;
+
+/** Timings rounded to 0.1 ms for a log line. */
+function roundMs<T extends object>(t: T | undefined): T | undefined {
+  if (!t) return undefined;
+  return Object.fromEntries(
+    Object.entries(t).map(([k, v]) => [k, typeof v === "number" ? Math.round(v * 10) / 10 : v]),
+  ) as T;
+}
 
 export class PropagationService {
   readonly attachments = new SeedAttachments();
@@ -295,7 +303,7 @@ export class PropagationService {
     const cur = this.exports.get(ref);
     if (cur?.exp.running) return cur.info;
     // A hydrated node serves its verified copy; an attached one its seed loop device (which
-    // switches to the local copy underneath qemu-nbd when hydration finishes).
+    // switches to the local copy underneath the server when hydration finishes).
     const att = this.attachments.get(ref);
     const image = this.seeds.get(ref)?.path ?? (att?.phase === "local" ? att.seedBacking : att?.seedLoop);
     if (!image) {
@@ -363,6 +371,7 @@ export class PropagationService {
     if (!state) {
       progress?.({ step: "attaching" });
       state = await this.attachments.attach(this.attachOptions(req.base, req.version, req.uri, req.seed));
+      this.o.log.info({ ref, source: req.sourceNode, timing: roundMs(state.attachTiming) }, "attached");
       const meta: BaseVersionMeta = req.meta ?? {
         base: req.base,
         version: req.version,
@@ -400,7 +409,7 @@ export class PropagationService {
 
   private async hydrate(ref: string, progress?: ProgressFn): Promise<void> {
     let lastPct = -1;
-    await this.attachments.hydrate(ref, {
+    const done = await this.attachments.hydrate(ref, {
       progress: (done, total) => {
         const pct = Math.floor((100 * done) / Math.max(1, total));
         if (pct === lastPct) return;
@@ -408,6 +417,7 @@ export class PropagationService {
         progress?.({ step: "hydrating", fraction: done / Math.max(1, total) });
       },
     });
+    this.o.log.info({ ref, timing: roundMs(done.hydration) }, "hydrated");
     const rec = this.records.get(ref);
     if (rec) this.o.pool.setExternalState(rec.base, rec.version, "hydrated");
     await this.persist(ref);

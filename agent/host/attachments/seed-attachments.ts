@@ -4,7 +4,7 @@
  *
  *   attach:   NBD client (nbdfuse file or /dev/nbdN) → read-only loop (direct
  *             I/O) → mount ro → btrfs device add <local sprout loop> →
- *             umount → mount the sprout rw. The base subvolume is usable now;
+ *             remount rw. The base subvolume is usable now;
  *             envs are snapshots inside the sprout.
  *   hydrate:  nbdcopy the export to a local file → checksum → LOOP_CHANGE_FD the
  *             seed loop to it → drop the NBD client. No unmount: readers keep
@@ -132,6 +132,8 @@ export class SeedAttachments implements AttachmentDriver {
 
     const dir = join(o.stateDir, o.key);
     const r = new Revert();
+    const t0 = performance.now();
+    const marks = { nbd: 0, devices: 0, locked: 0, mounted: 0 };
     try {
       await mkdir(dir);
       r.add(() => rm(dir, { recursive: true, force: true }));
@@ -159,6 +161,7 @@ export class SeedAttachments implements AttachmentDriver {
         netns: o.netns,
       });
       r.add(() => nbd.close());
+      marks.nbd = performance.now();
 
       const seedLoop = await attachLoop(nbd.path, { readOnly: true, directIo: true });
       r.add(() => detachLoop(seedLoop));
@@ -179,18 +182,21 @@ export class SeedAttachments implements AttachmentDriver {
       await mkdir(mountpoint, { recursive: true });
       let mounted = false;
       r.add(() => (mounted ? run("umount", [mountpoint], { allowFailure: true }) : undefined));
+      marks.devices = performance.now();
       // One unsprouted mount of a seed per host at a time (host-lock.ts).
       await withHostLock(`seed-${o.seed.checksum.split(":").at(-1)!.slice(0, 16)}`, async () => {
+        marks.locked = performance.now();
         await run("mount", ["-t", "btrfs", "-o", "ro,noatime", seedLoop, mountpoint]);
         mounted = true;
         // -f: the fresh sparse file has no signature worth keeping; -K: no TRIM of a file that
         // is all holes anyway (it is on the attach path, which is what time-to-usable measures).
         await run("btrfs", ["device", "add", "-f", "-K", sproutLoop, mountpoint]);
-        await run("umount", [mountpoint]);
-        mounted = false;
-        await run("mount", ["-t", "btrfs", "-o", `noatime,device=${seedLoop}`, sproutLoop, mountpoint]);
-        mounted = true;
       });
+      // Sprouted, the filesystem has its own fsid and the seed's is free for the next mount: the
+      // switch to read-write needs no lock. A remount keeps what the ro mount has read (an
+      // unmount and a fresh mount read the metadata over NBD again).
+      await run("mount", ["-o", "remount,rw", mountpoint]);
+      marks.mounted = performance.now();
 
       const subvolumePath = join(mountpoint, o.seed.subvolume);
       if (
@@ -225,6 +231,13 @@ export class SeedAttachments implements AttachmentDriver {
           hydratedBytes: 0,
           sizeBytes: o.seed.sizeBytes,
           message: "",
+          attachTiming: {
+            nbdMs: marks.nbd - t0,
+            devicesMs: marks.devices - marks.nbd,
+            lockWaitMs: marks.locked - marks.devices,
+            mountMs: marks.mounted - marks.locked,
+            totalMs: performance.now() - t0,
+          },
         },
       };
       this.entries.set(o.key, entry);
@@ -286,8 +299,8 @@ export class SeedAttachments implements AttachmentDriver {
       const t1 = t0 + copied.copyMs;
       let sum = { checksum: copied.checksum, sizeBytes: (await stat(part)).size };
       // Before reporting corruption, hash the finished file once more (see hydrate.ts).
-      if (sum.checksum !== e.opts.seed.checksum)
-        sum = await checksumFile(part, { algo, signal: opts.signal });
+      const rehashed = sum.checksum !== e.opts.seed.checksum;
+      if (rehashed) sum = await checksumFile(part, { algo, signal: opts.signal });
       const t2 = performance.now();
       if (sum.sizeBytes !== size || sum.checksum !== e.opts.seed.checksum) {
         throw new ProtoctlError(
@@ -306,7 +319,13 @@ export class SeedAttachments implements AttachmentDriver {
       sw = undefined;
       await go.go(final);
       e.state.seedBacking = final;
-      const hydration = { copyMs: t1 - t0, verifyMs: t2 - t1, switchMs: performance.now() - t2 };
+      const hydration = {
+        copyMs: t1 - t0,
+        verifyMs: t2 - t1,
+        switchMs: performance.now() - t2,
+        tailMs: copied.tailMs,
+        rehashed,
+      };
       // Nothing reads through the NBD client any more: it closes in the background (about
       // 50 ms of fusermount, nbdfuse and TLS proxy exits), and detach waits for it.
       const nbd = e.nbd;

@@ -72,7 +72,20 @@ export interface AttachmentState {
   /** Last error or note, e.g. why hydration failed. */
   message: string;
   /** Where the last successful hydration spent its time. */
-  hydration?: { copyMs: number; verifyMs: number; switchMs: number };
+  hydration?: {
+    copyMs: number;
+    /** The hash's tail after the copy, plus a second full hash when the first did not match. */
+    verifyMs: number;
+    switchMs: number;
+    tailMs: number;
+    /** The hash that followed the copy did not match and the finished file was hashed again. */
+    rehashed: boolean;
+  };
+  /**
+   * Where the attach spent its time: the NBD client, the loop devices and sprout file, waiting
+   * for the host lock (other agents on this kernel mounting the same seed), the mounts.
+   */
+  attachTiming?: { nbdMs: number; devicesMs: number; lockWaitMs: number; mountMs: number; totalMs: number };
 }
 
 export interface HydrateOptions {

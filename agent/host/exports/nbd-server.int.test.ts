@@ -9,7 +9,7 @@ import { withClientTls } from "./nbd-uri.js";
 import { makeTestCa } from "./test-support.js";
 import { makeTlsDir } from "./tls-dir.js";
 
-describe("serveImage (qemu-nbd)", () => {
+describe("serveImage (nbdkit; qemu-nbd for a DN allow-list)", () => {
   let dir: string;
   let image: string;
 
@@ -27,6 +27,7 @@ describe("serveImage (qemu-nbd)", () => {
     const exp = await serveImage({ image, exportName: "demo@1", bindAddress: "127.0.0.1", stateDir: dir });
     try {
       expect(exp.uri).toBe(`nbd://127.0.0.1:${exp.port}/demo%401`);
+      expect(await output("ps", ["-o", "comm=", "-p", String(exp.pid)])).toBe("nbdkit");
       expect(exp.running).toBe(true);
       // Ready on return: no retry needed.
       expect(await output("nbdinfo", ["--size", exp.uri])).toBe(String(8 * 1024 * 1024));
@@ -51,6 +52,34 @@ describe("serveImage (qemu-nbd)", () => {
     ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "ALLOW_NEEDS_TLS" });
   });
 
+  it("with TLS: a certificate of the cluster CA reads; another CA's and plaintext are refused", async () => {
+    const ca = await makeTestCa(join(dir, "ca-a"));
+    const stranger = await makeTestCa(join(dir, "ca-b"));
+    const exp = await serveImage({
+      image,
+      exportName: "demo@1",
+      bindAddress: "127.0.0.1",
+      stateDir: dir,
+      tls: await ca.issue("n1", "127.0.0.1"),
+    });
+    try {
+      expect(await output("ps", ["-o", "comm=", "-p", String(exp.pid)])).toBe("nbdkit");
+      const okDir = await makeTlsDir(join(dir, "cli-a"), await ca.issue("n2", "127.0.0.1"), "client");
+      const badDir = await makeTlsDir(join(dir, "cli-b"), await stranger.issue("n2", "127.0.0.1"), "client");
+      expect(await output("nbdinfo", ["--size", withClientTls(exp.uri, okDir)])).toBe(
+        String(8 * 1024 * 1024),
+      );
+      const bad = await run("nbdinfo", ["--size", withClientTls(exp.uri, badDir)], { allowFailure: true });
+      expect(bad.exitCode).not.toBe(0);
+      const plain = await run("nbdinfo", ["--size", exp.uri.replace("nbds://", "nbd://")], {
+        allowFailure: true,
+      });
+      expect(plain.exitCode).not.toBe(0);
+    } finally {
+      await exp.stop();
+    }
+  });
+
   it("with TLS and an allow-list: the allowed node reads, another node and plaintext are refused", async () => {
     const ca = await makeTestCa(join(dir, "ca"));
     const server = await ca.issue("n1", "127.0.0.1");
@@ -66,6 +95,7 @@ describe("serveImage (qemu-nbd)", () => {
     });
     try {
       expect(exp.uri.startsWith("nbds://")).toBe(true);
+      expect(await output("ps", ["-o", "comm=", "-p", String(exp.pid)])).toBe("qemu-nbd");
       const okDir = await makeTlsDir(join(dir, "cli-n2"), allowed, "client");
       const badDir = await makeTlsDir(join(dir, "cli-n3"), other, "client");
       expect(await output("nbdinfo", ["--size", withClientTls(exp.uri, okDir)])).toBe(

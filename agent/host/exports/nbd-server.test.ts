@@ -1,9 +1,41 @@
 import { describe, expect, it } from "vitest";
-import { netnsPrefix, qemuNbdArgs, qemuOptValue } from "./nbd-server.js";
+import { nbdkitArgs, netnsPrefix, qemuNbdArgs, qemuOptValue, serverFor } from "./nbd-server.js";
 import { formatNbdUri, parseNbdUri, validateExportName, withClientTls } from "./nbd-uri.js";
 import { tlsDirEntries } from "./tls-dir.js";
 
 const base = { image: "/s/demo.img", exportName: "demo@1", bindAddress: "10.0.0.1", stateDir: "/s" };
+
+describe("nbdkitArgs", () => {
+  it("serves the file read-only, capped, on one address, in the foreground", () => {
+    expect(nbdkitArgs({ ...base, maxConnections: 8 }, 10809)).toEqual([
+      "--foreground",
+      "--readonly",
+      "--ipaddr=10.0.0.1",
+      "--port=10809",
+      "--exportname=demo@1",
+      "--filter=limit",
+      "file",
+      "file=/s/demo.img",
+      "limit=8",
+    ]);
+  });
+  it("requires TLS and verifies the client against the CA", () => {
+    const args = nbdkitArgs({ ...base, image: "/s/a=b.img" }, 1, "/s/tls");
+    expect(args).toEqual(
+      expect.arrayContaining(["--tls=require", "--tls-certificates=/s/tls", "--tls-verify-peer"]),
+    );
+    expect(args.slice(-3)).toEqual(["file", "file=/s/a=b.img", "limit=16"]);
+  });
+  it("exits with its parent by its own means (it drops a parent-death signal set before it)", () => {
+    expect(nbdkitArgs({ ...base, dieWithParent: true }, 1)).toContain("--exit-with-parent");
+    expect(nbdkitArgs(base, 1)).not.toContain("--exit-with-parent");
+  });
+  it("leaves DN allow-lists to qemu-nbd", () => {
+    expect(serverFor({})).toBe("nbdkit");
+    expect(serverFor({ allow: [] })).toBe("nbdkit");
+    expect(serverFor({ allow: ["CN=n2"] })).toBe("qemu-nbd");
+  });
+});
 
 describe("qemuNbdArgs", () => {
   it("serves read-only, persistent, capped, on one address", () => {

@@ -38,12 +38,13 @@ export interface ServeOptions {
   bindAddress: string;
   /** TCP port; 0 picks a free one. */
   port?: number;
-  /** Connections allowed at once (qemu-nbd --shared); a client with nbdfuse -C 4 uses 4. */
+  /** Connections allowed at once (nbdkit limit=, qemu-nbd --shared); nbdcopy --connections=4 uses 4. */
   maxConnections?: number;
   /**
    * With TLS, the client identities allowed (certificate subject DNs like
-   * "CN=node-2"); empty = any certificate signed by the cluster CA. Without
-   * TLS an allow-list cannot be enforced by the server and is rejected.
+   * "CN=node-2"; served by qemu-nbd then); empty = any certificate signed by
+   * the cluster CA. Without TLS an allow-list cannot be enforced by the
+   * server and is rejected.
    */
   allow?: string[];
   tls?: TlsFiles;
