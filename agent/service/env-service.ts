@@ -166,6 +166,7 @@ export class EnvService {
   private async doCreate(spec: EnvSpec, generation: number): Promise<Env> {
     const name = spec.name;
     const { pool, machines } = this.opts;
+    const t0 = performance.now();
     const meta = await pool.getBaseVersion(spec.base!.name, spec.base!.version);
     return Revert.run(async (r) => {
       if (spec.start) {
@@ -178,7 +179,9 @@ export class EnvService {
       }
       const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers);
       r.add(() => pool.removeEnvRoot(name));
+      const t1 = performance.now();
       await this.writeEnvFiles(root.rootDir, spec);
+      const t2 = performance.now();
       const now = Date.now();
       const rec: EnvRecord = {
         spec,
@@ -191,6 +194,16 @@ export class EnvService {
         rootDir: root.rootDir,
       };
       if (spec.start) await this.startMachine(rec);
+      const t3 = performance.now();
+      const ms = (a: number, b: number) => Math.round((b - a) * 10) / 10;
+      this.log.info(
+        {
+          env: name,
+          base: `${meta.base}@${meta.version}`,
+          timing: { rootMs: ms(t0, t1), filesMs: ms(t1, t2), startMs: ms(t2, t3) },
+        },
+        "env created",
+      );
       this.store.save(rec);
       this.records.set(name, rec);
       r.add(() => {

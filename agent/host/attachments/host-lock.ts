@@ -6,6 +6,7 @@
  * same seed (same fsid) from another loop device fails with EEXIST (measured
  * here, 6.18). Several agents on one host (tests, benches) attaching the same
  * seed at once must take turns for those few steps; sprouted mounts coexist.
+ * Finding a free loop device takes turns too (loop.ts attachLoop).
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -38,7 +39,7 @@ export async function withHostLock<T>(name: string, fn: () => Promise<T>, timeou
         continue;
       }
       if (Date.now() > deadline) throw new Error(`host lock ${dir} held by pid ${pid || "?"} for too long`);
-      await new Promise((r) => setTimeout(r, 15));
+      await new Promise((r) => setTimeout(r, 5));
     }
   }
   try {

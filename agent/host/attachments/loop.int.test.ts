@@ -1,8 +1,10 @@
-import { open, readFile, writeFile } from "node:fs/promises";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeTestPool, type TestPool } from "../../../test/fixtures/pool.js";
 import { attachLoop, detachLoop, loopBackingFile, prepareLoopSwitch } from "./loop.js";
+import { isMountpoint } from "./nbd-transport.js";
+import { prepareSprout } from "./sprout.js";
 
 async function firstBytes(dev: string): Promise<string> {
   const fh = await open(dev, "r");
@@ -54,6 +56,15 @@ describe("prepared loop switch (LOOP_CHANGE_FD under a freeze)", () => {
     await expect(bad.go(join(pool.tmpfs, "missing.img"))).rejects.toThrow(/LOOP_CHANGE_FD/);
     expect(await loopBackingFile(loop)).toBe(before);
     await writeFile(join(pool.mountpoint, "after-bad"), "y");
+  });
+
+  it("sprout helper: a device without btrfs fails at the mount, leaving nothing mounted", async () => {
+    const mnt = join(pool.tmpfs, "mnt");
+    await mkdir(mnt);
+    const s = prepareSprout();
+    await expect(s.go(loop, pool.loopDevice, mnt)).rejects.toThrow(/^mount exited with 10/);
+    expect(await isMountpoint(mnt)).toBe(false);
+    await prepareSprout().cancel();
   });
 
   it("refuses a writable loop device before starting anything", async () => {

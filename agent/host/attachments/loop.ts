@@ -10,6 +10,7 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { failedPrecondition } from "../../../common/errors.js";
 import { CommandError, output, run, spawnProcess } from "../../../common/exec.js";
+import { withHostLock } from "./host-lock.js";
 
 /**
  * Waits for one line on stdin naming a file; then freezes the filesystem at
@@ -46,13 +47,19 @@ export interface LoopOptions {
   directIo?: boolean;
 }
 
-/** Attaches `file` to a free loop device; returns /dev/loopN. */
+/**
+ * Attaches `file` to a free loop device; returns /dev/loopN. One at a time
+ * per host: two `losetup --find` that pick the same free device race, and
+ * the loser sleeps 200 ms before it retries (util-linux; measured here: 6 at
+ * once, one took 209 ms against 7-12 ms). Agents on one kernel attaching
+ * seeds together hit that on most attaches.
+ */
 export async function attachLoop(file: string, o: LoopOptions = {}): Promise<string> {
   const args = ["--find", "--show"];
   if (o.readOnly) args.push("--read-only");
   if (o.directIo) args.push("--direct-io=on");
   args.push(file);
-  return output("losetup", args);
+  return withHostLock("loop-find", () => output("losetup", args));
 }
 
 /** Detaches a loop device; a device already gone is fine. */

@@ -46,6 +46,7 @@ import {
   prepareLoopSwitch,
 } from "./loop.js";
 import { connectNbd, detectTransport, isMountpoint, type NbdConnection } from "./nbd-transport.js";
+import { prepareSprout } from "./sprout.js";
 import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
 
 const DEFAULT_CONNECTIONS = 4;
@@ -148,6 +149,9 @@ export class SeedAttachments implements AttachmentDriver {
       throw err;
     }
     try {
+      // The mount-and-sprout helper starts now and waits (sprout.ts): its start overlaps the NBD connect.
+      const sprouter = prepareSprout();
+      r.add(() => sprouter.cancel());
       const tlsDir = o.tls ? await makeTlsDir(join(dir, "tls-client"), o.tls, "client") : undefined;
       const connections = o.connections ?? DEFAULT_CONNECTIONS;
       const nbd = await connectNbd({
@@ -186,11 +190,8 @@ export class SeedAttachments implements AttachmentDriver {
       // One unsprouted mount of a seed per host at a time (host-lock.ts).
       await withHostLock(`seed-${o.seed.checksum.split(":").at(-1)!.slice(0, 16)}`, async () => {
         marks.locked = performance.now();
-        await run("mount", ["-t", "btrfs", "-o", "ro,noatime", seedLoop, mountpoint]);
+        await sprouter.go(seedLoop, sproutLoop, mountpoint);
         mounted = true;
-        // -f: the fresh sparse file has no signature worth keeping; -K: no TRIM of a file that
-        // is all holes anyway (it is on the attach path, which is what time-to-usable measures).
-        await run("btrfs", ["device", "add", "-f", "-K", sproutLoop, mountpoint]);
       });
       // Sprouted, the filesystem has its own fsid and the seed's is free for the next mount: the
       // switch to read-write needs no lock. A remount keeps what the ro mount has read (an

@@ -14,6 +14,7 @@ import { failedPrecondition, invalidArgument } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
 import type { Logger } from "../../../common/logger.js";
 import { Revert } from "../../../common/revert.js";
+import { attachLoop } from "../attachments/loop.js";
 import type { PoolConfig } from "../interfaces.js";
 import { asPoolError } from "./btrfs.js";
 import { exists } from "./files.js";
@@ -57,7 +58,7 @@ async function isBtrfs(path: string): Promise<boolean> {
 async function loopDeviceFor(image: string, r: Revert): Promise<string> {
   const existing = parseLosetupAssociations(await output("losetup", ["-j", image]));
   if (existing[0]) return existing[0].device;
-  const dev = await output("losetup", ["--find", "--show", image]);
+  const dev = await attachLoop(image);
   r.add(() => run("losetup", ["-d", dev]));
   return dev;
 }
