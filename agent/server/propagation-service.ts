@@ -417,7 +417,14 @@ export class PropagationService {
         progress?.({ step: "hydrating", fraction: done / Math.max(1, total) });
       },
     });
-    this.o.log.info({ ref, timing: roundMs(done.hydration) }, "hydrated");
+    if (done.hydration?.rehashed) {
+      // The hash that follows nbdcopy assumes its work order (hydrate.ts); when it did not hold,
+      // the finished file was hashed again: correct, slower. Worth knowing if it recurs.
+      this.o.log.warn(
+        { ref, timing: roundMs(done.hydration) },
+        "hydrated; the following hash missed, hashed again",
+      );
+    } else this.o.log.info({ ref, timing: roundMs(done.hydration) }, "hydrated");
     const rec = this.records.get(ref);
     if (rec) this.o.pool.setExternalState(rec.base, rec.version, "hydrated");
     await this.persist(ref);

@@ -10,6 +10,9 @@
  *  - hydration (nbdcopy + checksum + LOOP_CHANGE_FD + drop NBD) versus raw
  *    `nbdcopy --connections=4` of the same export to a local file, measured
  *    alternately in the same run, medians; target ≤ 1.3x.
+ * Both on a TLS export (certificates of one CA, as agents of a cluster that
+ * joined with TLS serve: the figures the targets are judged on) and, under
+ * "plain", on the same image served without TLS.
  * Plus a `btrfs send -p` delta (8 MiB changed) piped into a pool holding the
  * parent.
  *
@@ -21,10 +24,18 @@
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SeedAttachments } from "../../agent/host/attachments/seed-attachments.js";
+import type { AttachOptions } from "../../agent/host/attachments/types.js";
 import { receiveSubvolume, sendSubvolume } from "../../agent/host/deltas/btrfs-stream.js";
 import { serveImage } from "../../agent/host/exports/nbd-server.js";
+import { withClientTls } from "../../agent/host/exports/nbd-uri.js";
 import { publishSeedImage } from "../../agent/host/exports/seed-image.js";
-import { makeBaseSubvolume, makeTmpfsDir, writeRandomFile } from "../../agent/host/exports/test-support.js";
+import {
+  makeBaseSubvolume,
+  makeTestCa,
+  makeTmpfsDir,
+  writeRandomFile,
+} from "../../agent/host/exports/test-support.js";
+import { makeTlsDir } from "../../agent/host/exports/tls-dir.js";
 import { run } from "../../common/exec.js";
 import { makeTestPool } from "../../test/fixtures/pool.js";
 
@@ -43,10 +54,7 @@ function median(xs: number[]): number {
 
 const r1 = (n: number) => Math.round(n * 10) / 10;
 
-interface SizeResult {
-  base_mib: number;
-  image_bytes: number;
-  publish_ms: number;
+interface ExportResult {
   usable_ms: number;
   usable_runs_ms: number[];
   hydrate_ms: number;
@@ -57,6 +65,68 @@ interface SizeResult {
   hydrate_mb_s: number;
   raw_mb_s: number;
   hydrate_vs_raw: number;
+}
+
+interface SizeResult extends ExportResult {
+  base_mib: number;
+  image_bytes: number;
+  publish_ms: number;
+  /** The same measurements on a plain (no TLS) export. */
+  plain: ExportResult;
+}
+
+/** Attach, read, hydrate, detach against one export, alternating with a raw nbdcopy of it. */
+async function measureExport(
+  att: SeedAttachments,
+  opts: AttachOptions,
+  rawUri: string,
+  statePath: string,
+  sizeBytes: number,
+  runs: number,
+): Promise<ExportResult> {
+  const usable: number[] = [];
+  const hydrate: number[] = [];
+  const copy: number[] = [];
+  const verify: number[] = [];
+  const swap: number[] = [];
+  const raw: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    // Raw reference first on odd runs, second on even ones: neither always gets the warm cache.
+    const rawRun = async () => {
+      const dest = join(statePath, "raw.img");
+      const t = performance.now();
+      await run("nbdcopy", ["--connections=4", rawUri, dest]);
+      raw.push(performance.now() - t);
+      await rm(dest);
+    };
+    if (i % 2 === 1) await rawRun();
+    const t0 = performance.now();
+    const a = await att.attach(opts);
+    await run("cat", [join(a.subvolumePath, "etc/motd")]);
+    usable.push(performance.now() - t0);
+    const h0 = performance.now();
+    const h = await att.hydrate(opts.key);
+    hydrate.push(performance.now() - h0);
+    copy.push(h.hydration!.copyMs);
+    verify.push(h.hydration!.verifyMs);
+    swap.push(h.hydration!.switchMs);
+    await att.detach(opts.key);
+    if (i % 2 === 0) await rawRun();
+  }
+  const hMs = median(hydrate);
+  const rawMs = median(raw);
+  return {
+    usable_ms: r1(median(usable)),
+    usable_runs_ms: usable.map(r1),
+    hydrate_ms: r1(hMs),
+    hydrate_copy_ms: r1(median(copy)),
+    hydrate_verify_ms: r1(median(verify)),
+    hydrate_switch_ms: r1(median(swap)),
+    raw_nbdcopy_ms: r1(rawMs),
+    hydrate_mb_s: r1(sizeBytes / 1e6 / (hMs / 1000)),
+    raw_mb_s: r1(sizeBytes / 1e6 / (rawMs / 1000)),
+    hydrate_vs_raw: Math.round((hMs / rawMs) * 100) / 100,
+  };
 }
 
 async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
@@ -74,67 +144,48 @@ async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
     const p0 = performance.now();
     const seed = await publishSeedImage(base, join(pool.tmpfs, "bench@1.img"));
     const publishMs = performance.now() - p0;
-    const exp = await serveImage({
-      image: seed.path,
-      exportName: "bench@1",
-      bindAddress: "127.0.0.1",
-      stateDir: pool.tmpfs,
-    });
-    stops.push(() => exp.stop());
-    const info = { sizeBytes: seed.sizeBytes, checksum: seed.checksum, subvolume: "bench@1" };
-    const attachOpts = {
-      key: "bench@1",
-      uri: exp.uri,
-      seed: info,
-      stateDir: state.path,
-      sproutBytes: 512 * MiB,
+    // As agents serve a cluster that joined with TLS: certificates of one CA on both sides.
+    const ca = await makeTestCa(join(pool.tmpfs, "ca"));
+    const serverTls = await ca.issue("origin", "127.0.0.1");
+    const clientTls = await ca.issue("target", "127.0.0.1");
+    const serve = async (tls: boolean) => {
+      const exp = await serveImage({
+        image: seed.path,
+        exportName: "bench@1",
+        bindAddress: "127.0.0.1",
+        stateDir: pool.tmpfs,
+        tls: tls ? serverTls : undefined,
+      });
+      stops.push(() => exp.stop());
+      return exp;
     };
-
-    const usable: number[] = [];
-    const hydrate: number[] = [];
-    const copy: number[] = [];
-    const verify: number[] = [];
-    const swap: number[] = [];
-    const raw: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      // Raw reference first on odd runs, second on even ones: neither always gets the warm cache.
-      const rawRun = async () => {
-        const dest = join(state.path, "raw.img");
-        const t = performance.now();
-        await run("nbdcopy", ["--connections=4", exp.uri, dest]);
-        raw.push(performance.now() - t);
-        await rm(dest);
-      };
-      if (i % 2 === 1) await rawRun();
-      const t0 = performance.now();
-      const a = await att.attach(attachOpts);
-      await run("cat", [join(a.subvolumePath, "etc/motd")]);
-      usable.push(performance.now() - t0);
-      const h0 = performance.now();
-      const h = await att.hydrate("bench@1");
-      hydrate.push(performance.now() - h0);
-      copy.push(h.hydration!.copyMs);
-      verify.push(h.hydration!.verifyMs);
-      swap.push(h.hydration!.switchMs);
-      await att.detach("bench@1");
-      if (i % 2 === 0) await rawRun();
-    }
-    const hMs = median(hydrate);
-    const rawMs = median(raw);
+    const info = { sizeBytes: seed.sizeBytes, checksum: seed.checksum, subvolume: "bench@1" };
+    const base0 = { key: "bench@1", seed: info, stateDir: state.path, sproutBytes: 512 * MiB };
+    const tlsExp = await serve(true);
+    const rawTlsDir = await makeTlsDir(join(pool.tmpfs, "raw-tls"), clientTls, "client");
+    const tls = await measureExport(
+      att,
+      { ...base0, uri: tlsExp.uri, tls: clientTls },
+      withClientTls(tlsExp.uri, rawTlsDir),
+      state.path,
+      seed.sizeBytes,
+      runs,
+    );
+    const plainExp = await serve(false);
+    const plain = await measureExport(
+      att,
+      { ...base0, uri: plainExp.uri },
+      plainExp.uri,
+      state.path,
+      seed.sizeBytes,
+      runs,
+    );
     return {
       base_mib: baseMiB,
       image_bytes: seed.sizeBytes,
       publish_ms: r1(publishMs),
-      usable_ms: r1(median(usable)),
-      usable_runs_ms: usable.map(r1),
-      hydrate_ms: r1(hMs),
-      hydrate_copy_ms: r1(median(copy)),
-      hydrate_verify_ms: r1(median(verify)),
-      hydrate_switch_ms: r1(median(swap)),
-      raw_nbdcopy_ms: r1(rawMs),
-      hydrate_mb_s: r1(seed.sizeBytes / 1e6 / (hMs / 1000)),
-      raw_mb_s: r1(seed.sizeBytes / 1e6 / (rawMs / 1000)),
-      hydrate_vs_raw: Math.round((hMs / rawMs) * 100) / 100,
+      ...tls,
+      plain,
     };
   } finally {
     await att.close().catch(() => undefined);
