@@ -25,9 +25,10 @@ describe("hydration helpers", () => {
   it("hashes only below the segments nbdcopy may still be writing", () => {
     const W = NBDCOPY_WORK_BYTES;
     expect(hashFrontier(0, 10 * W, 4)).toBe(0);
-    expect(hashFrontier(5 * W, 10 * W, 4)).toBe(0);
-    // a thread's previous segment may still have requests pending: threads + 1 segments of slack
-    expect(hashFrontier(7 * W, 10 * W, 4)).toBe(2 * W);
+    expect(hashFrontier(7 * W, 10 * W, 4)).toBe(0);
+    // a thread's previous segment may still have requests pending: 2 * threads - 1 segments of slack
+    expect(hashFrontier(9 * W, 10 * W, 4)).toBe(2 * W);
+    expect(hashFrontier(5 * W, 10 * W, 2)).toBe(2 * W);
     expect(hashFrontier(10 * W, 10 * W, 4)).toBe(10 * W);
   });
   it("hashes a file as it grows, below the frontier only, holes as zeros", async () => {

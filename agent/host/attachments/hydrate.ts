@@ -5,15 +5,16 @@
  * extra file descriptor (--progress=3).
  *
  * Why hashing can follow the copy: nbdcopy's threads take work in segments of
- * NBDCOPY_WORK_BYTES in ascending order (an atomic "next offset" N), and a
- * thread keeps at most 64 requests of 256 KiB (16 MiB) in flight, so it moves
- * on to a new segment while the last requests of its previous one may still
- * be pending. Every pending byte therefore lies in a thread's current or
- * previous segment, at or after N - (threads + 1) * NBDCOPY_WORK_BYTES; and
- * the `done` bytes are all below N. Bytes below
- * `done - (threads + 1) * NBDCOPY_WORK_BYTES` are final, so a sequential hash
- * of the destination can run up to there during the copy and finish the tail
- * after nbdcopy exits. (With `threads` segments of slack instead, six copies
+ * NBDCOPY_WORK_BYTES in ascending order (an atomic "next segment"), and its
+ * progress counts finished segments (it moves in 128 MiB steps). A thread
+ * keeps at most 64 requests of 256 KiB in flight, so it starts a new segment
+ * while the last requests of its previous one may still be pending: at most
+ * 2 * threads segments are unfinished, all among the last 2 * threads
+ * handed out. With c segments finished and p > 0 pending, the lowest pending
+ * one is at or after segment c + p - 2 * threads, so every byte below
+ * `done - (2 * threads - 1) * NBDCOPY_WORK_BYTES` is final, and a sequential
+ * hash of the destination can run up to there during the copy and finish
+ * the tail after nbdcopy exits. (With `threads` segments of slack, six copies
  * at once on this 2-core box left a straggler behind the frontier in every
  * 2 GiB hydration: the hash missed and the file was hashed again.) Measured: sha256 after the copy
  * made hydration 1.66-1.75x a raw nbdcopy; following it hid some of that, but
@@ -73,7 +74,7 @@ export function nbdcopyArgs(
 /** Highest offset below which every byte is final, given `done` bytes copied (pure). */
 export function hashFrontier(done: number, size: number, threads: number): number {
   if (done >= size) return size;
-  return Math.max(0, done - (threads + 1) * NBDCOPY_WORK_BYTES);
+  return Math.max(0, done - (2 * threads - 1) * NBDCOPY_WORK_BYTES);
 }
 
 /** Free bytes for an unprivileged-equivalent writer on the filesystem holding `path`. */
