@@ -202,7 +202,10 @@ export async function copyAndHash(
 
 /** Copies the export to `dest`. ENOSPC → RESOURCE_EXHAUSTED; a lost source → UNAVAILABLE. */
 export async function copyExport(o: CopyOptions): Promise<void> {
-  const [cmd, ...pre] = [...netnsPrefix(o.netns), "nbdcopy"];
+  // Background work: at nice 10 the copy yields the CPU to what users wait for (env starts and
+  // execs on the just-attached version, other nodes' attaches) and takes the rest. Measured on
+  // 6 nodes of one 2-core box: time-to-usable 1.26-1.30 s with it, 1.39-2.01 s without.
+  const [cmd, ...pre] = ["nice", "-n", "10", ...netnsPrefix(o.netns), "nbdcopy"];
   const child = spawnProcess(cmd!, [...pre, ...nbdcopyArgs(o)], {
     stdio: ["ignore", "ignore", "pipe", "pipe"],
     buffer: false,
