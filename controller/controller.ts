@@ -6,7 +6,8 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { access, mkdir, writeFile } from "node:fs/promises";
+import { access, lstat, mkdir, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { Server, type ServerInterceptor } from "@grpc/grpc-js";
 import { GRPC_BASE_OPTIONS } from "../common/grpc.js";
@@ -123,6 +124,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
     server.bindAsync(config.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
   );
   for (const extra of config.extraListen) {
+    if (extra.startsWith("unix:")) await removeStaleSocket(extra.replace(/^unix:(\/\/)?/, ""));
     await new Promise<number>((resolve, reject) =>
       server.bindAsync(extra, creds, (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -240,4 +242,23 @@ async function ensureAdminCredential(
   });
   log.info({ file }, "wrote the admin credential");
   return file;
+}
+
+/**
+ * A unix socket left by a controller that died (SIGKILL leaves the file):
+ * removed when nothing accepts on it, so the next start can bind. A live
+ * listener keeps it, and the bind fails as it should.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isSocket()) return;
+  const live = await new Promise<boolean>((resolve) => {
+    const sock = connect(path);
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => resolve(false));
+  });
+  if (!live) await rm(path, { force: true });
 }

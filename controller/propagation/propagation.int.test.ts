@@ -1,7 +1,7 @@
 /**
  * Propagation across real nodes: etcd + a controller (TLS) on h0, agents a1
  * (origin), a2, a3 and a4 (its state dir a 64 MiB tmpfs: no room) in network
- * namespaces, real NBD (qemu-nbd exports over TLS with the cluster CA,
+ * namespaces, real NBD (nbdkit exports over TLS with the cluster CA,
  * nbdfuse through the nbdkit TLS proxy), real btrfs seeds and sprouts.
  * The origin's egress is rate-limited with tc where a test needs hydration
  * to take a while.
@@ -231,3 +231,36 @@ it("places an env on a node lacking its version: the scheduler has it attached t
   expect(["a2", "a3"]).toContain(att?.sourceNode);
   await eventually(async () => (await call(cl.c, "getNode", { name: "a5" })).baseVersions.includes("demo@3"));
 }, 120_000);
+
+it("carries a push to the end after its controller dies mid-hydration", async () => {
+  // a2 makes demo@4 (a1, the first origin, is dead by now); a3 gets it over a slow link
+  await cl.importBase("a2", "demo", rootfs);
+  await eventually(async () =>
+    (await call(cl.c, "getBase", { name: "demo" })).versions.some(
+      (x) => x.version === 4 && x.nodes.includes("a2"),
+    ),
+  );
+  await limitEgress(2, "100mbit");
+  try {
+    let killed: Promise<void> | undefined;
+    await cl
+      .push({ ref: { name: "demo", version: 4 }, nodes: ["a3"], waitLocal: true }, (p) => {
+        if (p.node === "a3" && phase(p) === "hydrating" && !killed) killed = cl.restartController();
+      })
+      .catch(() => undefined);
+    expect(killed).toBeDefined();
+    await killed;
+    // The old controller died before the copy could end: only the new leader, finding the push
+    // short of LOCAL in etcd, can record LOCAL.
+    await eventually(
+      async () => (await attachmentOf("a3", 4))?.phase === "ATTACHMENT_PHASE_LOCAL",
+      90_000,
+      250,
+    );
+    await eventually(async () =>
+      (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@4"),
+    );
+  } finally {
+    await limitEgress(2, undefined);
+  }
+}, 180_000);

@@ -25,6 +25,7 @@ import { validateName } from "../../common/names.js";
 import type { AgentServiceClient, DeltaChunk } from "../../proto/gen/protoctl/v1/agent.js";
 import type { PushBaseRequest, PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import {
+  type Attachment,
   AttachmentPhase,
   type BaseVersion,
   BaseVersionState,
@@ -70,6 +71,13 @@ function collect<T>(stream: ClientReadableStream<T>, on: (m: T) => void): Promis
     stream.on("end", () => resolve());
   });
 }
+
+/** Attachment phases a push has not finished with. */
+const UNFINISHED = new Set([
+  AttachmentPhase.ATTACHMENT_PHASE_ATTACHING,
+  AttachmentPhase.ATTACHMENT_PHASE_ATTACHED,
+  AttachmentPhase.ATTACHMENT_PHASE_HYDRATING,
+]);
 
 export class Propagator {
   /** Per "base@N/node": the running push to that node (two pushes never race on one target). */
@@ -144,9 +152,16 @@ export class Propagator {
       }
     }
     const holders = ready.filter(([, h]) => h.versions.has(version)).map(([n]) => n);
-    const origin =
-      ready.find(([, h]) => h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_LOCAL)?.[0] ??
-      undefined;
+    let origin = ready.find(
+      ([, h]) => h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_LOCAL,
+    )?.[0];
+    if (!origin) {
+      // The origin may be gone while nodes hydrated from its published seed still serve that image.
+      const sd = (await this.ctx.store.listSeeds()).find(
+        (x) => x.value.base === base && x.value.version === version,
+      )?.value;
+      if (sd) origin = ready.find(([, h]) => h.imageSum.get(version) === sd.checksum)?.[0];
+    }
     if (!origin) {
       throw failedPrecondition(`no ready node holds ${ref} as a local version`, {
         reason: "NO_ORIGIN",
@@ -266,6 +281,84 @@ export class Propagator {
         { reason: failures[0]!.err.reason || "PUSH_FAILED", subject: `base/${ref}` },
       );
     }
+  }
+
+  /**
+   * After a leader change: the attachment records a push left short of LOCAL
+   * (its controller died) are carried to the end. A node that finished on
+   * its own (the agent hydrates to the end without its caller) gets its
+   * record set LOCAL; the others are pushed again, waiting for LOCAL, which
+   * re-attaches from a live source where needed and hydrates. Nodes not
+   * Ready within `waitReadyMs` (default 60 s) are left to a later push.
+   */
+  async resume(opts: { waitReadyMs?: number } = {}): Promise<void> {
+    const open = new Map<string, { base: string; version: number; atts: Attachment[] }>();
+    for (const { value: a } of await this.ctx.store.listAttachments()) {
+      if (!UNFINISHED.has(a.phase)) continue;
+      const ref = `${a.base}@${a.version}`;
+      const g = open.get(ref) ?? { base: a.base, version: a.version, atts: [] };
+      g.atts.push(a);
+      open.set(ref, g);
+    }
+    const log = this.ctx.log;
+    const runs: Array<Promise<void>> = [];
+    // A new leader sees nodes NotReady until their heartbeats find it: wait for them a while.
+    const deadline = Date.now() + (opts.waitReadyMs ?? 60_000);
+    while (open.size > 0) {
+      for (const [ref, g] of open) {
+        const holds = await this.inventory(g.base);
+        const nodes: string[] = [];
+        const waiting: Attachment[] = [];
+        for (const a of g.atts) {
+          const h = holds.get(a.node);
+          const st = h?.versions.get(g.version);
+          if (
+            st === BaseVersionState.BASE_VERSION_STATE_HYDRATED ||
+            st === BaseVersionState.BASE_VERSION_STATE_LOCAL
+          ) {
+            // The agent hydrated to the end without its caller: only the record is behind.
+            await this.ctx.store.putAttachment({
+              ...a,
+              phase: AttachmentPhase.ATTACHMENT_PHASE_LOCAL,
+              hydratedFraction: 1,
+              uri: "",
+              message: "",
+            });
+          } else if (h?.ready) nodes.push(a.node);
+          else waiting.push(a);
+        }
+        g.atts = waiting;
+        if (waiting.length === 0) open.delete(ref);
+        if (nodes.length === 0) continue;
+        log.info({ ref, nodes }, "resuming a push left unfinished");
+        runs.push(
+          this.push(
+            {
+              ref: { name: g.base, version: g.version },
+              nodes,
+              all: false,
+              selector: {},
+              fanout: 0,
+              transport: "",
+              waitLocal: true,
+            },
+            () => undefined,
+          ).then(
+            () => log.info({ ref, nodes }, "resumed push done"),
+            (err) => log.warn({ ref, nodes, err: (err as Error).message }, "resumed push failed"),
+          ),
+        );
+      }
+      if (open.size === 0 || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    for (const [ref, g] of open) {
+      log.warn(
+        { ref, nodes: g.atts.map((a) => a.node) },
+        "unfinished push left to a later push: nodes not Ready",
+      );
+    }
+    await Promise.all(runs);
   }
 
   /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */

@@ -41,6 +41,8 @@ export interface PropagationCluster {
   agents: TestAgent[];
   dir: string;
   startAgent(a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent;
+  /** SIGKILLs the controller (no cleanup: its lease lapses) and starts a new one on the same state. */
+  restartController(): Promise<void>;
   kill(p: ChildProcess, sig: NodeJS.Signals): Promise<void>;
   /** etcd values under `/protoctl/v1/<folder>` as parsed JSON. */
   etcd(folder: string): Promise<Array<Record<string, unknown>>>;
@@ -126,7 +128,7 @@ export async function startPropagationCluster(opts: {
       reconcile: { electionTtlSeconds: 3, lostGraceSeconds: 120 },
       scheduler: { propagation: opts.schedulerPropagation ?? false },
     };
-    const ctl = inHost(h0, sourceControllerCommand(cfg));
+    let ctl = inHost(h0, sourceControllerCommand(cfg));
     await waitLine(ctl, /READY/, 90_000);
     const cred = await readCredentialFile(join(dir, "ctl", "admin.json"));
     c = client(
@@ -179,6 +181,11 @@ export async function startPropagationCluster(opts: {
       agents,
       dir,
       startAgent,
+      restartController: async () => {
+        await kill(ctl, "SIGKILL");
+        ctl = inHost(h0, sourceControllerCommand(cfg));
+        await waitLine(ctl, /READY/, 90_000);
+      },
       kill,
       cleanup,
       etcd: async (folder) => {

@@ -111,6 +111,10 @@ export class ReconcileManager {
       ),
     ]);
     log.info({ nodes: c.nodes.size, envs: c.specs.size }, "reconcile loops started");
+    // Pushes a previous leader left unfinished are carried to the end.
+    void propagatorFor(this.ctx)
+      .resume()
+      .catch((err) => log.warn({ err: (err as Error).message }, "resuming pushes failed"));
   }
 
   /** Counts for metrics and the bench. */

@@ -23,7 +23,7 @@
  * A mismatch is re-checked once with a plain hash of the finished file before
  * it is reported, so an error in this reasoning can cost time, not correctness.
  */
-import { open, statfs } from "node:fs/promises";
+import { open, stat, statfs } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { spawnProcess } from "../../../common/exec.js";
@@ -38,7 +38,11 @@ export interface CopyOptions {
   netns?: string;
   signal?: AbortSignal;
   progress?: (doneBytes: number, totalBytes: number) => void;
+  /** Gives up when neither progress nor new bytes came for this long (default COPY_STALL_MS). */
+  stallMs?: number;
 }
+
+export const COPY_STALL_MS = 10_000;
 
 /** Parses the last complete "N/100" line of nbdcopy's progress stream (pure). */
 export function parseProgress(text: string): number | undefined {
@@ -217,13 +221,41 @@ export async function copyExport(o: CopyOptions): Promise<void> {
     stderr = (stderr + d.toString()).slice(-4096);
   });
   let progressText = "";
+  let lastSign = Date.now();
   const fd3 = child.stdio[3] as NodeJS.ReadableStream | undefined;
   fd3?.on("data", (d: Buffer) => {
+    lastSign = Date.now();
     progressText = (progressText + d.toString()).slice(-64);
     const pct = parseProgress(progressText);
     if (pct !== undefined) o.progress?.(Math.floor((o.sizeBytes * pct) / 100), o.sizeBytes);
   });
-  const res = await child;
+  // A source that stops answering without closing its connections (a server hung on its way
+  // out was seen) would hold nbdcopy forever: no new progress and no new bytes in the file for
+  // stallMs, and the copy is given up as the source's failure.
+  let stalled = false;
+  let blocks = -1;
+  const stallMs = o.stallMs ?? COPY_STALL_MS;
+  const watch = setInterval(
+    async () => {
+      const b = (await stat(o.dest).catch(() => undefined))?.blocks ?? 0;
+      if (b !== blocks) {
+        blocks = b;
+        lastSign = Date.now();
+      } else if (Date.now() - lastSign > stallMs) {
+        stalled = true;
+        child.kill("SIGKILL");
+      }
+    },
+    Math.min(1000, stallMs / 4),
+  );
+  const res = await child.finally(() => clearInterval(watch));
+  if (stalled) {
+    throw new ProtoctlError(
+      Code.UNAVAILABLE,
+      `copying the seed from ${o.uri} stalled: nothing came for ${Math.round(stallMs / 1000)} s`,
+      { reason: "SOURCE_UNAVAILABLE", subject: o.uri, hint: "hydrate from another node holding the image" },
+    );
+  }
   if (!res.failed) {
     o.progress?.(o.sizeBytes, o.sizeBytes);
     return;

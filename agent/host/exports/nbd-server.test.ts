@@ -26,10 +26,6 @@ describe("nbdkitArgs", () => {
     );
     expect(args.slice(-3)).toEqual(["file", "file=/s/a=b.img", "limit=16"]);
   });
-  it("exits with its parent by its own means (it drops a parent-death signal set before it)", () => {
-    expect(nbdkitArgs({ ...base, dieWithParent: true }, 1)).toContain("--exit-with-parent");
-    expect(nbdkitArgs(base, 1)).not.toContain("--exit-with-parent");
-  });
   it("leaves DN allow-lists to qemu-nbd", () => {
     expect(serverFor({})).toBe("nbdkit");
     expect(serverFor({ allow: [] })).toBe("nbdkit");

@@ -22,7 +22,7 @@
  */
 
 import { randomInt } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { ResultPromise } from "execa";
@@ -56,9 +56,6 @@ export function nbdkitArgs(o: ServeOptions, port: number, tlsDir?: string): stri
     `--port=${port}`,
     `--exportname=${o.exportName}`,
   ];
-  // nbdkit clears a parent-death signal set before it (setpriv --pdeathsig): an agent's SIGKILL
-  // left its server running. --exit-with-parent sets its own (SIGTERM; nbdkit quits on it).
-  if (o.dieWithParent) args.push("--exit-with-parent");
   if (tlsDir) args.push("--tls=require", `--tls-certificates=${tlsDir}`, "--tls-verify-peer");
   args.push(
     "--filter=limit",
@@ -122,6 +119,7 @@ class ServerExport implements NbdExport {
     readonly image: string,
     readonly tls: boolean,
     private readonly tlsDir: string | undefined,
+    private readonly logFile: string,
   ) {
     this.exited = child.then(
       () => undefined,
@@ -149,6 +147,7 @@ class ServerExport implements NbdExport {
         clearTimeout(timer);
       }
       if (this.tlsDir) await rm(this.tlsDir, { recursive: true, force: true });
+      await rm(this.logFile, { force: true });
     })();
     return this.stopped;
   }
@@ -197,23 +196,25 @@ export async function serveImage(o: ServeOptions): Promise<NbdExport> {
 }
 
 async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefined): Promise<NbdExport> {
-  // With dieWithParent, the server goes when the agent goes (even on SIGKILL): no orphan keeps
-  // serving an image nobody tracks; peers re-attach to another source.
+  // With dieWithParent, the server goes when the agent goes, by SIGKILL: no orphan keeps serving
+  // an image nobody tracks; peers re-attach to another source. (nbdkit's own --exit-with-parent
+  // sends SIGTERM, and nbdkit 1.32 quitting with clients connected hung: the clients with it.)
   const server = serverFor(o);
-  const death = o.dieWithParent && server === "qemu-nbd" ? ["setpriv", "--pdeathsig", "SIGKILL", "--"] : [];
+  const death = o.dieWithParent ? ["setpriv", "--pdeathsig", "SIGKILL", "--"] : [];
   const [cmd, ...pre] = [...death, ...netnsPrefix(o.netns), server];
   const args = [...pre, ...(server === "nbdkit" ? nbdkitArgs : qemuNbdArgs)(o, port, tlsDir)];
+  // The server's messages go to a file, not a pipe to the agent: a pipe breaks when the agent
+  // dies, and a server writing into a broken pipe fails in ways of its own.
+  await mkdir(o.stateDir, { recursive: true });
+  const logFile = join(o.stateDir, `${server}-${o.exportName}-${port}.log`);
   const child = spawnProcess(cmd!, args, {
     stdin: "ignore",
     stdout: "ignore",
-    stderr: "pipe",
+    stderr: { file: logFile },
     buffer: false,
     reject: false,
   });
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4096);
-  });
+  const readLog = async () => (await readFile(logFile, "utf8").catch(() => "")).slice(-4096);
   let exited = false;
   const exitedP = child.then(() => {
     exited = true;
@@ -223,6 +224,8 @@ async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefin
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (exited) {
+      const stderr = await readLog();
+      await rm(logFile, { force: true });
       const inUse = /Address already in use/i.test(stderr);
       throw new ProtoctlError(
         inUse ? Code.UNAVAILABLE : Code.INTERNAL,
@@ -238,6 +241,8 @@ async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefin
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       await exitedP;
+      const stderr = await readLog();
+      await rm(logFile, { force: true });
       throw unavailable(`${server} did not answer on ${uri} within ${READY_TIMEOUT_MS} ms`, {
         reason: "EXPORT_NOT_READY",
         output: stderr,
@@ -245,7 +250,7 @@ async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefin
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-  return new ServerExport(child, uri, o.bindAddress, port, o.exportName, o.image, !!tlsDir, tlsDir);
+  return new ServerExport(child, uri, o.bindAddress, port, o.exportName, o.image, !!tlsDir, tlsDir, logFile);
 }
 
 /**
