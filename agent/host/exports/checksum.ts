@@ -1,21 +1,38 @@
 /**
  * Seed image checksums, written "ALGO:HEX" so a record says how it was made.
  *
- * New images use BLAKE3 (@napi-rs/blake-hash, the reference Rust code with
- * AVX2): 5.9 GB/s on one core here against 1.8 GB/s for OpenSSL's sha256
- * with SHA-NI. Hydration hashes every byte it copies on a 2-core box already
- * busy with the copy, so the hash's cost is most of what hydration adds to a
- * raw nbdcopy. sha256 stays available for a record that names it.
+ * New images use BLAKE3 (the reference Rust code with AVX2, as built by
+ * @napi-rs/blake-hash): 5.9 GB/s on one core here against 1.8 GB/s for
+ * OpenSSL's sha256 with SHA-NI. Hydration hashes every byte it copies on a
+ * 2-core box already busy with the copy, so the hash's cost is most of what
+ * hydration adds to a raw nbdcopy. sha256 stays available for a record that
+ * names it, and is what a host without the BLAKE3 module publishes with.
+ *
+ * The module is the package's linux-x64-gnu build, an optional dependency
+ * loaded directly: the registry these hosts use serves no other platform's
+ * build, so the wrapper package (which lists them all) cannot be locked.
  */
 import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
-import { Blake3Hasher } from "@napi-rs/blake-hash";
-import { invalidArgument } from "../../../common/errors.js";
+import { createRequire } from "node:module";
+import { failedPrecondition, invalidArgument } from "../../../common/errors.js";
 
 export type ChecksumAlgo = "blake3" | "sha256";
 
-/** What new seed images are hashed with. */
-export const CHECKSUM_ALGO: ChecksumAlgo = "blake3";
+interface Blake3Module {
+  Blake3Hasher: new () => { update(input: Buffer): unknown; digest(format: "hex"): string };
+}
+
+const blake3Module: Blake3Module | undefined = (() => {
+  try {
+    return createRequire(import.meta.url)("@napi-rs/blake-hash-linux-x64-gnu") as Blake3Module;
+  } catch {
+    return undefined;
+  }
+})();
+
+/** What new seed images are hashed with: BLAKE3 where the module loads. */
+export const CHECKSUM_ALGO: ChecksumAlgo = blake3Module ? "blake3" : "sha256";
 
 export interface Hasher {
   update(data: Uint8Array): void;
@@ -26,7 +43,13 @@ export interface Hasher {
 /** A streaming hasher for `algo`. */
 export function newHasher(algo: ChecksumAlgo = CHECKSUM_ALGO): Hasher {
   if (algo === "blake3") {
-    const h = new Blake3Hasher();
+    if (!blake3Module) {
+      throw failedPrecondition("this host cannot compute BLAKE3 (no @napi-rs/blake-hash-linux-x64-gnu)", {
+        reason: "NO_BLAKE3",
+        hint: "run the agent on linux x64 (glibc) with its optional dependencies installed",
+      });
+    }
+    const h = new blake3Module.Blake3Hasher();
     return {
       update: (d) => void h.update(Buffer.from(d.buffer, d.byteOffset, d.byteLength)),
       digest: () => `blake3:${h.digest("hex")}`,
