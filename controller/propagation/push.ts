@@ -288,8 +288,9 @@ export class Propagator {
    * (its controller died) are carried to the end. A node that finished on
    * its own (the agent hydrates to the end without its caller) gets its
    * record set LOCAL; the others are pushed again, waiting for LOCAL, which
-   * re-attaches from a live source where needed and hydrates. Nodes not
-   * Ready within `waitReadyMs` (default 60 s) are left to a later push.
+   * re-attaches from a live source where needed and hydrates; a failed
+   * attempt (a node not Ready yet, a source gone) is retried for
+   * `waitReadyMs` (default 60 s), then left to a later push.
    */
   async resume(opts: { waitReadyMs?: number } = {}): Promise<void> {
     const open = new Map<string, { base: string; version: number; atts: Attachment[] }>();
@@ -300,65 +301,78 @@ export class Propagator {
       g.atts.push(a);
       open.set(ref, g);
     }
-    const log = this.ctx.log;
-    const runs: Array<Promise<void>> = [];
-    // A new leader sees nodes NotReady until their heartbeats find it: wait for them a while.
+    // A new leader sees nodes NotReady until their heartbeats find it, and they may flap while
+    // they do: each version is retried until its nodes are done or the time is up.
     const deadline = Date.now() + (opts.waitReadyMs ?? 60_000);
-    while (open.size > 0) {
-      for (const [ref, g] of open) {
-        const holds = await this.inventory(g.base);
-        const nodes: string[] = [];
-        const waiting: Attachment[] = [];
-        for (const a of g.atts) {
-          const h = holds.get(a.node);
-          const st = h?.versions.get(g.version);
-          if (
-            st === BaseVersionState.BASE_VERSION_STATE_HYDRATED ||
-            st === BaseVersionState.BASE_VERSION_STATE_LOCAL
-          ) {
-            // The agent hydrated to the end without its caller: only the record is behind.
-            await this.ctx.store.putAttachment({
-              ...a,
-              phase: AttachmentPhase.ATTACHMENT_PHASE_LOCAL,
-              hydratedFraction: 1,
-              uri: "",
-              message: "",
-            });
-          } else if (h?.ready) nodes.push(a.node);
-          else waiting.push(a);
+    await Promise.all([...open].map(([ref, g]) => this.resumeOne(ref, g, deadline)));
+  }
+
+  private async resumeOne(
+    ref: string,
+    g: { base: string; version: number; atts: Attachment[] },
+    deadline: number,
+  ): Promise<void> {
+    const log = this.ctx.log;
+    let atts = g.atts;
+    let lastErr = "nodes not Ready";
+    while (atts.length > 0) {
+      const holds = await this.inventory(g.base);
+      const nodes: string[] = [];
+      const left: Attachment[] = [];
+      for (const a of atts) {
+        const h = holds.get(a.node);
+        const st = h?.versions.get(g.version);
+        if (
+          st === BaseVersionState.BASE_VERSION_STATE_HYDRATED ||
+          st === BaseVersionState.BASE_VERSION_STATE_LOCAL
+        ) {
+          // The agent hydrated to the end without its caller: only the record is behind.
+          await this.ctx.store.putAttachment({
+            ...a,
+            phase: AttachmentPhase.ATTACHMENT_PHASE_LOCAL,
+            hydratedFraction: 1,
+            uri: "",
+            message: "",
+          });
+          continue;
         }
-        g.atts = waiting;
-        if (waiting.length === 0) open.delete(ref);
-        if (nodes.length === 0) continue;
-        log.info({ ref, nodes }, "resuming a push left unfinished");
-        runs.push(
-          this.push(
-            {
-              ref: { name: g.base, version: g.version },
-              nodes,
-              all: false,
-              selector: {},
-              fanout: 0,
-              transport: "",
-              waitLocal: true,
-            },
-            () => undefined,
-          ).then(
-            () => log.info({ ref, nodes }, "resumed push done"),
-            (err) => log.warn({ ref, nodes, err: (err as Error).message }, "resumed push failed"),
-          ),
-        );
+        left.push(a);
+        if (h?.ready) nodes.push(a.node);
       }
-      if (open.size === 0 || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 500));
+      atts = left;
+      if (nodes.length > 0) {
+        log.info({ ref, nodes }, "resuming a push left unfinished");
+        const err = await this.push(
+          {
+            ref: { name: g.base, version: g.version },
+            nodes,
+            all: false,
+            selector: {},
+            fanout: 0,
+            transport: "",
+            waitLocal: true,
+          },
+          () => undefined,
+        ).then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        if (!err) {
+          log.info({ ref, nodes }, "resumed push done");
+          atts = atts.filter((a) => !nodes.includes(a.node));
+          continue;
+        }
+        lastErr = err.message;
+      }
+      if (Date.now() > deadline) {
+        log.warn(
+          { ref, nodes: atts.map((a) => a.node), err: lastErr },
+          "unfinished push left to a later push",
+        );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
     }
-    for (const [ref, g] of open) {
-      log.warn(
-        { ref, nodes: g.atts.map((a) => a.node) },
-        "unfinished push left to a later push: nodes not Ready",
-      );
-    }
-    await Promise.all(runs);
   }
 
   /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */
@@ -562,18 +576,21 @@ export class Propagator {
     const c = await agentFor(this.ctx, target);
     const ref = { name: r.base, version: r.version };
     let lazySrc: string | undefined;
+    let recorded: Promise<void> = Promise.resolve();
     try {
       lazySrc = await this.withSource(r, target, "lazy", async (src, uri) => {
         await collect(c.attach({ ref, uri, seed, hydrate: false, sourceNode: src }), () => undefined);
         r.picker.addAttached(target, src);
         r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, { sourceNode: src }));
-        void this.record(r, target, src, uri, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, 0);
+        recorded = this.record(r, target, src, uri, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED, 0);
         markUsable();
       });
       // Copies wait until every target of the push is attached: an attach is a few small reads and
       // what "usable" waits for; a copy is the whole image and would slow the attaches still going
       // (CPU, the sources' bandwidth), so usable-everywhere comes first, then local-everywhere.
       await r.allAttached;
+      // On record before the copy: a leader that takes over mid-copy finds this push unfinished.
+      await recorded;
       const src = await this.withSource(r, target, "hydrate", async (src, uri) => {
         let lastPct = -10;
         await collect(c.attach({ ref, uri, seed, hydrate: true, sourceNode: src }), (ev: OperationEvent) => {
