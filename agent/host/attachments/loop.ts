@@ -5,11 +5,11 @@
  * stays open and mounted. Node has no ioctl, so a fixed python3 script does
  * it (no input reaches it but three paths as arguments and a "go" line).
  */
-import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { failedPrecondition } from "../../../common/errors.js";
-import { CommandError, output, run, spawnProcess } from "../../../common/exec.js";
+import { output, run } from "../../../common/exec.js";
+import { startHelper } from "./helper.js";
 import { withHostLock } from "./host-lock.js";
 
 /**
@@ -34,13 +34,6 @@ export const SWITCH_SCRIPT = [
   "finally: fcntl.ioctl(mnt, 0xC0045878, 0)",
   "print('switched', flush=True)",
 ].join("\n");
-
-/**
- * The distribution's interpreter, isolated (-I) and without site packages
- * (-S): ~25 ms to start. A python3 found first on PATH may be a version
- * manager's shim (pyenv: ~240 ms here).
- */
-const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
 
 export interface LoopOptions {
   readOnly?: boolean;
@@ -105,37 +98,13 @@ export async function prepareLoopSwitch(dev: string, mountpoint: string): Promis
       subject: dev,
     });
   }
-  const child = spawnProcess(PYTHON, ["-I", "-S", "-c", SWITCH_SCRIPT, dev, mountpoint], {
-    stdin: "pipe",
-    reject: false,
-  });
-  let used = false;
-  const once = (line: string) => {
-    if (used) throw new Error("a prepared loop switch runs once");
-    used = true;
-    child.stdin?.end(line);
-    return child;
-  };
+  const helper = startHelper(SWITCH_SCRIPT, [dev, mountpoint]);
   return {
     async go(file: string) {
       if (!file || file.includes("\n")) throw new Error(`cannot switch ${dev} to ${JSON.stringify(file)}`);
-      const res = await once(`${file}\n`);
-      if (res.exitCode !== 0 || !String(res.stdout).includes("switched")) {
-        throw new CommandError(
-          "LOOP_CHANGE_FD",
-          [dev, mountpoint, file],
-          res.exitCode,
-          String(res.stderr ?? ""),
-          String(res.stdout ?? ""),
-          res.signal,
-          false,
-        );
-      }
+      await helper.run(`${file}\n`, "switched", () => "LOOP_CHANGE_FD", [dev, mountpoint, file]);
     },
-    async cancel() {
-      if (used) return;
-      await once("\n");
-    },
+    cancel: () => helper.cancel(),
   };
 }
 

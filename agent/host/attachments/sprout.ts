@@ -14,8 +14,7 @@
  * no signature to wipe, no TRIM. Nothing from the user reaches the script:
  * three paths the agent made, tab-separated, on stdin.
  */
-import { existsSync } from "node:fs";
-import { CommandError, spawnProcess } from "../../../common/exec.js";
+import { startHelper } from "./helper.js";
 
 /**
  * stdin: "SEED\tSPROUT\tMOUNTPOINT\n". mount -t btrfs -o ro,noatime SEED
@@ -40,8 +39,6 @@ export const SPROUT_SCRIPT = [
   "print('sprouted', flush=True)",
 ].join("\n");
 
-const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-
 export interface Sprouter {
   /** Mounts `seedLoop` read-only at `mountpoint` and adds `sproutLoop`; rejects with nothing mounted. */
   go(seedLoop: string, sproutLoop: string, mountpoint: string): Promise<void>;
@@ -51,36 +48,16 @@ export interface Sprouter {
 
 /** Starts the helper; it waits for go(). */
 export function prepareSprout(): Sprouter {
-  const child = spawnProcess(PYTHON, ["-I", "-S", "-c", SPROUT_SCRIPT], { stdin: "pipe", reject: false });
-  let used = false;
-  const send = (line: string) => {
-    if (used) throw new Error("a prepared sprout runs once");
-    used = true;
-    child.stdin?.end(line);
-    return child;
-  };
+  const helper = startHelper(SPROUT_SCRIPT);
   return {
     async go(seedLoop, sproutLoop, mountpoint) {
       const paths = [seedLoop, sproutLoop, mountpoint];
       if (paths.some((p) => !p.startsWith("/") || /[\t\n]/.test(p))) {
         throw new Error(`cannot sprout with ${JSON.stringify(paths)}`);
       }
-      const res = await send(`${paths.join("\t")}\n`);
-      if (res.exitCode !== 0 || !String(res.stdout).includes("sprouted")) {
-        throw new CommandError(
-          res.exitCode === 10 ? "mount" : "btrfs device add",
-          paths,
-          res.exitCode,
-          String(res.stderr ?? ""),
-          String(res.stdout ?? ""),
-          res.signal,
-          false,
-        );
-      }
+      const name = (code?: number) => (code === 10 ? "mount" : "btrfs device add");
+      await helper.run(`${paths.join("\t")}\n`, "sprouted", name, paths);
     },
-    async cancel() {
-      if (used) return;
-      await send("\n");
-    },
+    cancel: () => helper.cancel(),
   };
 }

@@ -9,6 +9,15 @@ import { withClientTls } from "./nbd-uri.js";
 import { makeTestCa } from "./test-support.js";
 import { makeTlsDir } from "./tls-dir.js";
 
+/** The client of `okDir` reads the 8 MiB image; the one of `badDir` and a plaintext client are refused. */
+async function expectOnlyOkReads(uri: string, okDir: string, badDir: string): Promise<void> {
+  expect(await output("nbdinfo", ["--size", withClientTls(uri, okDir)])).toBe(String(8 * 1024 * 1024));
+  const bad = await run("nbdinfo", ["--size", withClientTls(uri, badDir)], { allowFailure: true });
+  expect(bad.exitCode).not.toBe(0);
+  const plain = await run("nbdinfo", ["--size", uri.replace("nbds://", "nbd://")], { allowFailure: true });
+  expect(plain.exitCode).not.toBe(0);
+}
+
 describe("serveImage (nbdkit; qemu-nbd for a DN allow-list)", () => {
   let dir: string;
   let image: string;
@@ -66,15 +75,7 @@ describe("serveImage (nbdkit; qemu-nbd for a DN allow-list)", () => {
       expect(await output("ps", ["-o", "comm=", "-p", String(exp.pid)])).toBe("nbdkit");
       const okDir = await makeTlsDir(join(dir, "cli-a"), await ca.issue("n2", "127.0.0.1"), "client");
       const badDir = await makeTlsDir(join(dir, "cli-b"), await stranger.issue("n2", "127.0.0.1"), "client");
-      expect(await output("nbdinfo", ["--size", withClientTls(exp.uri, okDir)])).toBe(
-        String(8 * 1024 * 1024),
-      );
-      const bad = await run("nbdinfo", ["--size", withClientTls(exp.uri, badDir)], { allowFailure: true });
-      expect(bad.exitCode).not.toBe(0);
-      const plain = await run("nbdinfo", ["--size", exp.uri.replace("nbds://", "nbd://")], {
-        allowFailure: true,
-      });
-      expect(plain.exitCode).not.toBe(0);
+      await expectOnlyOkReads(exp.uri, okDir, badDir);
     } finally {
       await exp.stop();
     }
@@ -98,15 +99,7 @@ describe("serveImage (nbdkit; qemu-nbd for a DN allow-list)", () => {
       expect(await output("ps", ["-o", "comm=", "-p", String(exp.pid)])).toBe("qemu-nbd");
       const okDir = await makeTlsDir(join(dir, "cli-n2"), allowed, "client");
       const badDir = await makeTlsDir(join(dir, "cli-n3"), other, "client");
-      expect(await output("nbdinfo", ["--size", withClientTls(exp.uri, okDir)])).toBe(
-        String(8 * 1024 * 1024),
-      );
-      const bad = await run("nbdinfo", ["--size", withClientTls(exp.uri, badDir)], { allowFailure: true });
-      expect(bad.exitCode).not.toBe(0);
-      const plain = await run("nbdinfo", ["--size", exp.uri.replace("nbds://", "nbd://")], {
-        allowFailure: true,
-      });
-      expect(plain.exitCode).not.toBe(0);
+      await expectOnlyOkReads(exp.uri, okDir, badDir);
     } finally {
       await exp.stop();
     }
