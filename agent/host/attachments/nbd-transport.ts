@@ -155,9 +155,7 @@ async function startTlsProxy(o: ConnectOptions): Promise<{ uri: string; stop(): 
 async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
   await mkdir(o.dir, { recursive: true });
   const file = join(o.dir, "image");
-  const T0 = performance.now();
   const proxy = o.uri.startsWith("nbds://") ? await startTlsProxy(o) : undefined;
-  const T1 = performance.now();
   // Through the proxy the network is its business: nbdfuse reaches the socket by path.
   const child = proxy
     ? spawnClient("nbdfuse", ["-r", "-C", String(o.connections), file, proxy.uri], undefined)
@@ -215,10 +213,6 @@ async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
     }
     await new Promise((r) => setTimeout(r, 20));
   }
-  (await import("node:fs")).appendFileSync(
-    "/tmp/nbdtimes",
-    `proxy ${(T1 - T0).toFixed(1)} fuse ${(performance.now() - T1).toFixed(1)}\n`,
-  );
   return {
     kind: "nbdfuse",
     uri: o.uri,
