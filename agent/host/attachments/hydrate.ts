@@ -14,20 +14,22 @@
  * one is at or after segment c + p - 2 * threads, so every byte below
  * `done - (2 * threads - 1) * NBDCOPY_WORK_BYTES` is final, and a sequential
  * hash of the destination can run up to there during the copy and finish
- * the tail after nbdcopy exits. (With `threads` segments of slack, six copies
- * at once on this 2-core box left a straggler behind the frontier in every
- * 2 GiB hydration: the hash missed and the file was hashed again.) Measured: sha256 after the copy
- * made hydration 1.66-1.75x a raw nbdcopy; following it hid some of that, but
- * on 2 cores busy with the copy sha256 (1.8 GB/s) fell behind: 1.5x. BLAKE3
- * (5.9 GB/s, exports/checksum.ts) keeps up.
+ * the tail after nbdcopy exits (exports/checksum.ts followingHasher). With
+ * `threads` segments of slack, six copies at once on this 2-core box left a
+ * straggler behind the frontier in every 2 GiB hydration: the hash missed
+ * and the file was hashed again.
+ *
+ * Measured: sha256 after the copy made hydration 1.66-1.75x a raw nbdcopy;
+ * following the copy hid some of that, but on 2 cores busy with the copy
+ * sha256 (1.8 GB/s) fell behind: 1.5x. BLAKE3 (5.9 GB/s) costs less.
  * A mismatch is re-checked once with a plain hash of the finished file before
  * it is reported, so an error in this reasoning can cost time, not correctness.
  */
-import { open, stat, statfs } from "node:fs/promises";
+import { stat, statfs } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { spawnProcess } from "../../../common/exec.js";
-import { type ChecksumAlgo, newHasher } from "../exports/checksum.js";
+import { type ChecksumAlgo, followingHasher } from "../exports/checksum.js";
 import { netnsPrefix } from "../exports/nbd-server.js";
 
 export interface CopyOptions {
@@ -101,90 +103,13 @@ export async function requireRoom(path: string, need: number, what: string): Pro
 }
 
 /**
- * A sequential hash of `path` that reads only below a frontier raised by
- * `advance`; `finish` hashes the rest and returns the checksum ("ALGO:HEX").
- */
-export function followingHasher(path: string, size: number, algo?: ChecksumAlgo) {
-  const hash = newHasher(algo);
-  // Two buffers: the next read runs (libuv's pool) while the main thread hashes the current one.
-  const bufs = [Buffer.allocUnsafe(4 << 20), Buffer.allocUnsafe(4 << 20)];
-  let pos = 0;
-  let frontier = 0;
-  let wake: (() => void) | undefined;
-  let stopped = false;
-  let failure: unknown;
-  const loop = (async () => {
-    let fh: Awaited<ReturnType<typeof open>> | undefined;
-    let readPos = 0;
-    let i = 0;
-    let inflight: Promise<{ b: Buffer; want: number }> | undefined;
-    const issue = async () => {
-      fh ??= await open(path, "r");
-      const b = bufs[i]!;
-      i ^= 1;
-      const want = Math.min(b.length, frontier - readPos);
-      const at = readPos;
-      readPos += want;
-      inflight = fh.read(b, 0, want, at).then(({ bytesRead }) => {
-        // A short file means nbdcopy has not extended it yet: the bytes are holes (zeros).
-        if (bytesRead < want) b.fill(0, bytesRead, want);
-        return { b, want };
-      });
-    };
-    try {
-      while (pos < size && !stopped) {
-        if (!inflight) {
-          if (readPos >= frontier) {
-            await new Promise<void>((r) => {
-              wake = r;
-            });
-            continue;
-          }
-          await issue();
-        }
-        const cur = await inflight!;
-        inflight = undefined;
-        if (readPos < frontier) await issue();
-        hash.update(cur.b.subarray(0, cur.want));
-        pos += cur.want;
-      }
-    } catch (err) {
-      failure = err;
-    } finally {
-      await inflight?.catch(() => undefined);
-      await fh?.close();
-    }
-  })();
-  return {
-    get hashedBytes() {
-      return pos;
-    },
-    advance(to: number) {
-      frontier = Math.min(size, Math.max(frontier, to));
-      wake?.();
-    },
-    async finish(): Promise<string> {
-      this.advance(size);
-      await loop;
-      if (failure) throw failure;
-      return hash.digest();
-    },
-    async abort(): Promise<void> {
-      stopped = true;
-      wake?.();
-      await loop;
-    },
-  };
-}
-
-/**
  * Copies the export to `dest` and returns the checksum of the copy, hashed
  * while copying. ENOSPC → RESOURCE_EXHAUSTED; a lost source → UNAVAILABLE.
  */
 export async function copyAndHash(
   o: CopyOptions & { algo?: ChecksumAlgo; onCopied?: () => void },
 ): Promise<{ checksum: string; copyMs: number; tailMs: number }> {
-  const hasher = followingHasher(o.dest, o.sizeBytes, o.algo);
+  const hasher = followingHasher(o.dest, o.sizeBytes, { algo: o.algo, growing: true });
   const t0 = performance.now();
   try {
     await copyExport({

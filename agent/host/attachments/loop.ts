@@ -3,7 +3,7 @@
  * losetup lacks: LOOP_CHANGE_FD (0x4C06), which swaps the backing file of a
  * read-only loop device for another file of the same size while the device
  * stays open and mounted. Node has no ioctl, so a fixed python3 script does
- * it (no input reaches it but three paths as arguments and a "go" line).
+ * it (helper.ts; no input reaches it but paths the agent made).
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
@@ -106,11 +106,6 @@ export async function prepareLoopSwitch(dev: string, mountpoint: string): Promis
     },
     cancel: () => helper.cancel(),
   };
-}
-
-/** Switches a read-only loop device under the filesystem at `mountpoint` to `file` now. */
-export async function changeLoopBacking(dev: string, mountpoint: string, file: string): Promise<void> {
-  await (await prepareLoopSwitch(dev, mountpoint)).go(file);
 }
 
 /** Tells btrfs to forget a device it scanned, so a reused loop number is not mistaken for it. */

@@ -119,7 +119,6 @@ export class SeedAttachments implements AttachmentDriver {
       "mount",
       "umount",
       "python3",
-      "fsfreeze",
       ...(kind === "kernel" ? ["nbd-client"] : ["nbdfuse", "fusermount3", ...(o.tls ? ["nbdkit"] : [])]),
       ...(o.netns ? ["nsenter"] : []),
     ]);

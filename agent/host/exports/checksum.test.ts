@@ -1,9 +1,9 @@
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
-import { checksumAlgo, checksumFile, newHasher } from "./checksum.js";
+import { checksumAlgo, checksumFile, followingHasher, newHasher } from "./checksum.js";
 
 // Published test vectors (BLAKE3 reference, NIST FIPS 180-2).
 const BLAKE3_EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
@@ -44,6 +44,27 @@ describe("checksum", () => {
     const s = await checksumFile(path, { algo: "sha256" });
     expect(s.checksum).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(s.checksum).not.toBe(r.checksum.replace("blake3", "sha256"));
+  });
+
+  it("follows a growing file below the frontier only, its holes as zeros", async () => {
+    const path = join(dir, "grow");
+    const size = 21 * 1024 * 1024 + 5;
+    const fh = await open(path, "w");
+    const h = followingHasher(path, size, { growing: true });
+    const block = Buffer.alloc(3 * 1024 * 1024);
+    for (let at = 0; at < 15 * 1024 * 1024; at += block.length) {
+      block.fill(at & 0xff);
+      await fh.write(block, 0, block.length, at);
+      h.advance(at + block.length);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(h.hashedBytes).toBeLessThanOrEqual(15 * 1024 * 1024);
+    // The rest of the file stays a hole past 15 MiB: the hasher reads it as zeros.
+    await fh.truncate(size);
+    await fh.close();
+    const digest = await h.finish();
+    expect(digest).toBe((await checksumFile(path)).checksum);
+    expect(h.hashedBytes).toBe(size);
   });
 
   it("reads the algorithm of a record and refuses anything else", () => {

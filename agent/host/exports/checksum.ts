@@ -13,7 +13,7 @@
  * build, so the wrapper package (which lists them all) cannot be locked.
  */
 import { createHash } from "node:crypto";
-import { open } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { failedPrecondition, invalidArgument } from "../../../common/errors.js";
 
@@ -78,39 +78,108 @@ export interface ChecksumOptions {
 }
 
 const CHUNK = 4 << 20;
+const REPORT_EVERY = 64 << 20;
+
+/**
+ * A sequential hash of `path`'s first `size` bytes that reads only below a
+ * frontier raised by `advance`; `finish` hashes the rest and returns the
+ * checksum ("ALGO:HEX"). Two buffers: the next read runs in libuv's pool
+ * while the main thread hashes the current one. With `growing` the file may
+ * still be shorter than `size` (a copy in progress): missing bytes are holes
+ * and hash as zeros; otherwise a short file is an error.
+ */
+export function followingHasher(
+  path: string,
+  size: number,
+  opts: ChecksumOptions & { growing?: boolean } = {},
+) {
+  const hash = newHasher(opts.algo);
+  const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+  let pos = 0;
+  let frontier = 0;
+  let lastReport = 0;
+  let wake: (() => void) | undefined;
+  let stopped = false;
+  let failure: unknown;
+  const loop = (async () => {
+    let fh: Awaited<ReturnType<typeof open>> | undefined;
+    let readPos = 0;
+    let i = 0;
+    let inflight: Promise<{ b: Buffer; want: number }> | undefined;
+    const issue = async () => {
+      fh ??= await open(path, "r");
+      const b = bufs[i]!;
+      i ^= 1;
+      const want = Math.min(b.length, frontier - readPos);
+      const at = readPos;
+      readPos += want;
+      inflight = fh.read(b, 0, want, at).then(({ bytesRead }) => {
+        if (bytesRead < want) {
+          if (!opts.growing)
+            throw new Error(`${path}: file shrank while hashing (at ${at + bytesRead} of ${size})`);
+          b.fill(0, bytesRead, want);
+        }
+        return { b, want };
+      });
+    };
+    try {
+      while (pos < size && !stopped) {
+        opts.signal?.throwIfAborted();
+        if (!inflight) {
+          if (readPos >= frontier) {
+            await new Promise<void>((r) => {
+              wake = r;
+            });
+            continue;
+          }
+          await issue();
+        }
+        const cur = await inflight!;
+        inflight = undefined;
+        if (readPos < frontier) await issue();
+        hash.update(cur.b.subarray(0, cur.want));
+        pos += cur.want;
+        if (opts.progress && pos - lastReport >= REPORT_EVERY) {
+          lastReport = pos;
+          opts.progress(pos, size);
+        }
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      await inflight?.catch(() => undefined);
+      await fh?.close();
+    }
+  })();
+  return {
+    get hashedBytes() {
+      return pos;
+    },
+    advance(to: number) {
+      frontier = Math.min(size, Math.max(frontier, to));
+      wake?.();
+    },
+    async finish(): Promise<string> {
+      this.advance(size);
+      await loop;
+      if (failure) throw failure;
+      opts.progress?.(size, size);
+      return hash.digest();
+    },
+    async abort(): Promise<void> {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+}
 
 /** The checksum ("ALGO:HEX") of the file's bytes and its size. */
 export async function checksumFile(
   path: string,
   opts: ChecksumOptions = {},
 ): Promise<{ checksum: string; sizeBytes: number }> {
-  const fh = await open(path, "r");
-  try {
-    const size = (await fh.stat()).size;
-    const hash = newHasher(opts.algo);
-    // Two buffers: read the next chunk while hashing the current one.
-    const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
-    let pos = 0;
-    let i = 0;
-    let lastReport = 0;
-    let pending = size > 0 ? fh.read(bufs[0]!, 0, Math.min(CHUNK, size), 0) : undefined;
-    while (pending) {
-      opts.signal?.throwIfAborted();
-      const { bytesRead } = await pending;
-      if (bytesRead === 0) throw new Error(`${path}: file shrank while hashing (at ${pos} of ${size})`);
-      const cur = bufs[i]!;
-      pos += bytesRead;
-      i ^= 1;
-      pending = pos < size ? fh.read(bufs[i]!, 0, Math.min(CHUNK, size - pos), pos) : undefined;
-      hash.update(cur.subarray(0, bytesRead));
-      if (opts.progress && pos - lastReport >= 64 << 20) {
-        lastReport = pos;
-        opts.progress(pos, size);
-      }
-    }
-    opts.progress?.(size, size);
-    return { checksum: hash.digest(), sizeBytes: size };
-  } finally {
-    await fh.close();
-  }
+  const size = (await stat(path)).size;
+  const checksum = await followingHasher(path, size, opts).finish();
+  return { checksum, sizeBytes: size };
 }

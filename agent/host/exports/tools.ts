@@ -25,7 +25,6 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   nbdkit: "nbdkit",
   nsenter: "util-linux",
   python3: "python3",
-  fsfreeze: "util-linux",
 };
 
 /** Absolute path of `tool` on PATH, or undefined. */
