@@ -214,7 +214,12 @@ async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefin
     buffer: false,
     reject: false,
   });
-  const readLog = async () => (await readFile(logFile, "utf8").catch(() => "")).slice(-4096);
+  /** What the server said, for an error: its log's tail (the log goes with it). */
+  const takeLog = async () => {
+    const text = (await readFile(logFile, "utf8").catch(() => "")).slice(-4096);
+    await rm(logFile, { force: true });
+    return text;
+  };
   let exited = false;
   const exitedP = child.then(() => {
     exited = true;
@@ -224,8 +229,7 @@ async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefin
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (exited) {
-      const stderr = await readLog();
-      await rm(logFile, { force: true });
+      const stderr = await takeLog();
       const inUse = /Address already in use/i.test(stderr);
       throw new ProtoctlError(
         inUse ? Code.UNAVAILABLE : Code.INTERNAL,
@@ -241,8 +245,7 @@ async function startOnce(o: ServeOptions, port: number, tlsDir: string | undefin
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       await exitedP;
-      const stderr = await readLog();
-      await rm(logFile, { force: true });
+      const stderr = await takeLog();
       throw unavailable(`${server} did not answer on ${uri} within ${READY_TIMEOUT_MS} ms`, {
         reason: "EXPORT_NOT_READY",
         output: stderr,
