@@ -1,4 +1,9 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
+
+// Worker threads load their module with Node's own loader, not vitest's: the hooks the source-run
+// agents use (.ts transpiled on load) let hydration's copy workers start from the sources here too.
+const tsHooks = fileURLToPath(new URL("./controller/testing/register.mjs", import.meta.url));
 
 export default defineConfig({
   test: {
@@ -26,6 +31,7 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 120_000,
           globalSetup: ["test/leak/global-setup.ts"],
+          execArgv: ["--import", tsHooks],
         },
       },
     ],

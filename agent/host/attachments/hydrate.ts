@@ -25,12 +25,16 @@
  * A mismatch is re-checked once with a plain hash of the finished file before
  * it is reported, so an error in this reasoning can cost time, not correctness.
  */
-import { stat, statfs } from "node:fs/promises";
+import { open, readFile, stat, statfs } from "node:fs/promises";
 import { availableParallelism } from "node:os";
+import { join } from "node:path";
 import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { spawnProcess } from "../../../common/exec.js";
-import { type ChecksumAlgo, followingHasher } from "../exports/checksum.js";
+import { type ChecksumAlgo, followingHasher, pieceRoot } from "../exports/checksum.js";
 import { netnsPrefix } from "../exports/nbd-server.js";
+import { parseNbdUri } from "../exports/nbd-uri.js";
+import { runCopyJob, warmCopyWorkers } from "./copy-pool.js";
+import { type PieceCopyJob, pieceCount } from "./piece-copy.js";
 
 export interface CopyOptions {
   uri: string;
@@ -105,10 +109,21 @@ export async function requireRoom(path: string, need: number, what: string): Pro
 /**
  * Copies the export to `dest` and returns the checksum of the copy, hashed
  * while copying. ENOSPC → RESOURCE_EXHAUSTED; a lost source → UNAVAILABLE.
+ * A "blake3-4m" image is copied by piece copiers in worker threads, which
+ * hash what they receive (piece-copy.ts); other checksums, and copies that
+ * must run in another network namespace, go through nbdcopy and a hash that
+ * follows it.
  */
 export async function copyAndHash(
   o: CopyOptions & { algo?: ChecksumAlgo; onCopied?: () => void },
 ): Promise<{ checksum: string; copyMs: number; tailMs: number }> {
+  if (copiesInPieces(o.algo, o.netns)) {
+    const t0 = performance.now();
+    const checksum = await copyInPieces(o);
+    const copyMs = performance.now() - t0;
+    o.onCopied?.();
+    return { checksum, copyMs, tailMs: 0 };
+  }
   const hasher = followingHasher(o.dest, o.sizeBytes, { algo: o.algo, growing: true });
   const t0 = performance.now();
   try {
@@ -206,4 +221,113 @@ export async function copyExport(o: CopyOptions): Promise<void> {
       hint: "hydrate from another node holding the image (switch the source first)",
     },
   );
+}
+
+/** Whether a seed with this checksum is copied by piece copiers (else by nbdcopy). */
+export function copiesInPieces(algo: ChecksumAlgo | undefined, netns: string | undefined): boolean {
+  return algo === "blake3-4m" && !netns;
+}
+
+/** Starts the piece copy's workers ahead of a hydration (attach calls it). */
+export function warmCopy(algo: ChecksumAlgo, netns: string | undefined, connections: number): void {
+  if (copiesInPieces(algo, netns)) warmCopyWorkers(copyThreads(connections));
+}
+
+/** TLS files named by a libnbd URI's tls-certificates= directory (client role). */
+async function clientTlsOf(uri: string): Promise<PieceCopyJob["source"]["tls"]> {
+  const dir = /[?&]tls-certificates=([^&#]+)/.exec(uri)?.[1];
+  if (!uri.startsWith("nbds://")) return undefined;
+  if (!dir) {
+    throw new ProtoctlError(Code.FAILED_PRECONDITION, `no client certificates for ${uri}`, {
+      reason: "NO_TLS_CREDENTIALS",
+    });
+  }
+  const [ca, cert, key] = await Promise.all(
+    ["ca-cert.pem", "client-cert.pem", "client-key.pem"].map((f) => readFile(join(dir, f))),
+  );
+  return { ca: ca!, cert: cert!, key: key! };
+}
+
+/**
+ * Copies a "blake3-4m" export with pooled worker threads (copy-pool.ts), one
+ * NBD connection each, and returns the checksum of what they received.
+ *
+ * One connection per thread, as many threads as CPUs (at most `connections`):
+ * on this 2-core box a 2 GiB base copied over TLS in 2.67-2.76 s with 2
+ * connections and 2.90 s with 4 (plain: 1.59 s and 1.75 s); more requests in
+ * flight per connection did not help.
+ */
+async function copyInPieces(o: CopyOptions): Promise<string> {
+  const u = parseNbdUri(o.uri);
+  const source = { host: u.host, port: u.port, exportName: u.exportName, tls: await clientTlsOf(o.uri) };
+  const fh = await open(o.dest, "w", 0o600);
+  try {
+    await fh.truncate(o.sizeBytes);
+  } finally {
+    await fh.close();
+  }
+  const threads = copyThreads(o.connections);
+  const job: PieceCopyJob = {
+    source,
+    dest: o.dest,
+    size: o.sizeBytes,
+    connections: 1,
+    next: new Int32Array(new SharedArrayBuffer(4)),
+    digests: new Uint8Array(new SharedArrayBuffer(32 * pieceCount(o.sizeBytes))),
+    stallMs: o.stallMs ?? COPY_STALL_MS,
+  };
+  // One failure stops the other workers: the copy is lost anyway.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  o.signal?.addEventListener("abort", onAbort);
+  let done = 0;
+  const onBytes = (n: number) => {
+    done += n;
+    o.progress?.(done, o.sizeBytes);
+  };
+  try {
+    const ends = await Promise.all(
+      Array.from({ length: threads }, () =>
+        runCopyJob(job, onBytes, stop.signal).then((f) => {
+          if (f) stop.abort();
+          return f;
+        }),
+      ),
+    );
+    if (o.signal?.aborted)
+      throw new ProtoctlError(Code.CANCELLED, "hydration cancelled", { reason: "CANCELLED" });
+    const failed = ends.find((f) => f && f.kind !== "cancelled");
+    if (failed) throw pieceError(o, failed.message, failed.kind);
+  } finally {
+    o.signal?.removeEventListener("abort", onAbort);
+  }
+  return pieceRoot(job.digests);
+}
+
+function pieceError(o: CopyOptions, message: string, kind: string): ProtoctlError {
+  if (kind === "no-room") {
+    return resourceExhausted(`no room for the hydrated image ${o.dest}`, {
+      reason: "NO_ROOM",
+      subject: o.dest,
+      hint: "free space in the agent's state directory or grow it",
+    });
+  }
+  if (kind === "stalled") {
+    return new ProtoctlError(Code.UNAVAILABLE, `copying the seed from ${o.uri} stalled: ${message}`, {
+      reason: "SOURCE_UNAVAILABLE",
+      subject: o.uri,
+      hint: "hydrate from another node holding the image",
+    });
+  }
+  if (kind === "source") {
+    return new ProtoctlError(Code.UNAVAILABLE, `copying the seed from ${o.uri} failed: ${message}`, {
+      reason: "SOURCE_UNAVAILABLE",
+      subject: o.uri,
+      hint: "hydrate from another node holding the image (switch the source first)",
+    });
+  }
+  return new ProtoctlError(Code.INTERNAL, `copying the seed from ${o.uri} failed: ${message}`, {
+    reason: "COPY_FAILED",
+    subject: o.uri,
+  });
 }

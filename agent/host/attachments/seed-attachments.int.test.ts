@@ -1,6 +1,6 @@
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
 import { serveImage } from "../exports/nbd-server.js";
@@ -108,8 +108,11 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     expect(h.seedBacking).toBe(join(state.path, "demo@1", "seed.img"));
     expect(await loopBackingFile(a.seedLoop)).toBe(h.seedBacking);
     expect(progress.at(-1)).toBe(origin.seed.sizeBytes);
-    // The NBD client is gone (its FUSE mount and directory too).
-    expect(await readdir(join(state.path, "demo@1"))).not.toContain("nbd-0");
+    // The NBD client goes, in the background (its FUSE mount and directory too).
+    await vi.waitFor(async () => expect(await readdir(join(state.path, "demo@1"))).not.toContain("nbd-0"), {
+      timeout: 5000,
+      interval: 20,
+    });
 
     await exp.stop();
     await dropCaches();

@@ -36,7 +36,7 @@ import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
 import { withHostLock } from "./host-lock.js";
-import { copyAndHash, requireRoom } from "./hydrate.js";
+import { copiesInPieces, copyAndHash, requireRoom, warmCopy } from "./hydrate.js";
 import {
   attachLoop,
   detachLoop,
@@ -112,6 +112,8 @@ export class SeedAttachments implements AttachmentDriver {
       });
     }
     if (!(o.sproutBytes > 0)) throw invalidArgument("sproutBytes must be positive");
+    // The hydration that follows an attach finds its copy workers started.
+    warmCopy(checksumAlgo(o.seed.checksum), o.netns, o.connections ?? DEFAULT_CONNECTIONS);
     const kind = !o.transport || o.transport === "auto" ? await detectTransport() : o.transport;
     await requireTools([
       "btrfs",
@@ -298,8 +300,9 @@ export class SeedAttachments implements AttachmentDriver {
       });
       const t1 = t0 + copied.copyMs;
       let sum = { checksum: copied.checksum, sizeBytes: (await stat(part)).size };
-      // Before reporting corruption, hash the finished file once more (see hydrate.ts).
-      const rehashed = sum.checksum !== e.opts.seed.checksum;
+      // Before reporting corruption, hash nbdcopy's finished file once more (see hydrate.ts). The
+      // piece copy hashed the very buffers it wrote: its mismatch is the source's.
+      const rehashed = sum.checksum !== e.opts.seed.checksum && !copiesInPieces(algo, e.opts.netns);
       if (rehashed) sum = await checksumFile(part, { algo, signal: opts.signal });
       const t2 = performance.now();
       if (sum.sizeBytes !== size || sum.checksum !== e.opts.seed.checksum) {

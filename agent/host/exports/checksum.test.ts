@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
-import { checksumAlgo, checksumFile, followingHasher, newHasher } from "./checksum.js";
+import {
+  checksumAlgo,
+  checksumFile,
+  followingHasher,
+  newHasher,
+  PIECE_BYTES,
+  pieceDigest,
+  pieceRoot,
+} from "./checksum.js";
 
 // Published test vectors (BLAKE3 reference, NIST FIPS 180-2).
 const BLAKE3_EMPTY = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
@@ -19,8 +27,9 @@ describe("checksum", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("hashes with BLAKE3 by default and names the algorithm", () => {
-    expect(newHasher().digest()).toBe(`blake3:${BLAKE3_EMPTY}`);
+  it("hashes with BLAKE3 (flat) and sha256, and names the algorithm", () => {
+    expect(newHasher("blake3").digest()).toBe(`blake3:${BLAKE3_EMPTY}`);
+    expect(pieceDigest(Buffer.from("abc")).toString("hex")).toBe(BLAKE3_ABC);
     const h = newHasher("blake3");
     h.update(Buffer.from("a"));
     h.update(new Uint8Array(Buffer.from("xbcx")).subarray(1, 3));
@@ -28,6 +37,35 @@ describe("checksum", () => {
     const s = newHasher("sha256");
     s.update(Buffer.from("abc"));
     expect(s.digest()).toBe(`sha256:${SHA256_ABC}`);
+  });
+
+  it("hashes by 4 MiB pieces by default: BLAKE3 of the pieces' BLAKE3 digests", () => {
+    // An empty input is one empty piece.
+    expect(newHasher().digest()).toBe(
+      `blake3-4m:${pieceDigest(Buffer.from(BLAKE3_EMPTY, "hex")).toString("hex")}`,
+    );
+    const data = Buffer.alloc(2 * PIECE_BYTES + 5);
+    for (let i = 0; i < data.length; i += 512) data.writeUInt32LE(i * 7, i);
+    const byHand = Buffer.concat(
+      [0, 1, 2].map((k) =>
+        pieceDigest(data.subarray(k * PIECE_BYTES, Math.min(data.length, (k + 1) * PIECE_BYTES))),
+      ),
+    );
+    const want = `blake3-4m:${pieceDigest(byHand).toString("hex")}`;
+    expect(pieceRoot(byHand)).toBe(want);
+    // Fed in pieces that straddle the piece boundaries.
+    const h = newHasher("blake3-4m");
+    for (let at = 0; at < data.length; at += 3_000_001) h.update(data.subarray(at, at + 3_000_001));
+    expect(h.digest()).toBe(want);
+    // Exactly one piece: no trailing empty piece.
+    const one = newHasher("blake3-4m");
+    one.update(data.subarray(0, PIECE_BYTES));
+    expect(one.digest()).toBe(pieceRoot(pieceDigest(data.subarray(0, PIECE_BYTES))));
+    // One changed byte changes the root.
+    data[PIECE_BYTES + 9]! ^= 1;
+    const c = newHasher("blake3-4m");
+    c.update(data);
+    expect(c.digest()).not.toBe(want);
   });
 
   it("hashes a file across chunk boundaries like a one-shot hash", async () => {
@@ -69,8 +107,15 @@ describe("checksum", () => {
 
   it("reads the algorithm of a record and refuses anything else", () => {
     expect(checksumAlgo(`blake3:${BLAKE3_ABC}`)).toBe("blake3");
+    expect(checksumAlgo(`blake3-4m:${BLAKE3_ABC}`)).toBe("blake3-4m");
     expect(checksumAlgo(`sha256:${SHA256_ABC}`)).toBe("sha256");
-    for (const bad of [SHA256_ABC, "md5:abc", `blake3:${BLAKE3_ABC.toUpperCase()}`, ""]) {
+    for (const bad of [
+      SHA256_ABC,
+      "md5:abc",
+      `blake3:${BLAKE3_ABC.toUpperCase()}`,
+      `blake3-8m:${BLAKE3_ABC}`,
+      "",
+    ]) {
       expect(() => checksumAlgo(bad)).toThrow(expect.objectContaining({ code: Code.INVALID_ARGUMENT }));
     }
   });

@@ -1,0 +1,75 @@
+/**
+ * Worker threads for piece copies, kept between hydrations: a worker costs
+ * about 35 ms to start (a thread, an isolate, its modules), a tenth of a
+ * small base's whole copy. SeedAttachments warms the pool when it attaches a
+ * seed, so the hydration that follows finds its workers ready.
+ *
+ * A worker runs one job at a time; a job that finds no idle worker starts
+ * one. Up to MAX_IDLE wait for the next hydration; the rest exit. Workers are
+ * unref'd: an idle pool never keeps the agent alive. A cancelled job's worker
+ * is terminated (its sockets and file close with it), not reused.
+ */
+import { Worker } from "node:worker_threads";
+import type { PieceCopyJob } from "./piece-copy.js";
+
+/** The worker's module: the .ts source when running from sources (a loader is registered). */
+const COPY_WORKER = new URL(
+  import.meta.url.endsWith(".ts") ? "./copy-worker.ts" : "./copy-worker.js",
+  import.meta.url,
+);
+
+const MAX_IDLE = 4;
+const NICE = 10;
+const idle: Worker[] = [];
+
+function start(): Worker {
+  const w = new Worker(COPY_WORKER, { workerData: { nice: NICE } });
+  w.unref();
+  // An idle worker that dies (it should not) leaves the pool.
+  w.once("exit", () => {
+    const i = idle.indexOf(w);
+    if (i >= 0) idle.splice(i, 1);
+  });
+  w.on("error", () => undefined);
+  return w;
+}
+
+/** Starts workers until `n` are idle. */
+export function warmCopyWorkers(n: number): void {
+  while (idle.length < Math.min(n, MAX_IDLE)) idle.push(start());
+}
+
+/** What a job ended with: undefined, or the copier's error message and kind. */
+export type JobFailure = { message: string; kind: string };
+
+/** Runs `job` on a pooled worker; settles when it is done, failed or aborted. */
+export function runCopyJob(
+  job: PieceCopyJob,
+  onBytes: (n: number) => void,
+  signal: AbortSignal,
+): Promise<JobFailure | undefined> {
+  const w = idle.pop() ?? start();
+  return new Promise((resolve) => {
+    const finish = (r: JobFailure | undefined, reuse: boolean) => {
+      w.off("message", onMessage);
+      w.off("exit", onExit);
+      signal.removeEventListener("abort", onAbort);
+      if (reuse && idle.length < MAX_IDLE) idle.push(w);
+      else void w.terminate();
+      resolve(r);
+    };
+    const onMessage = (m: { bytes?: number; done?: boolean; error?: string; kind?: string }) => {
+      if (m.bytes) onBytes(m.bytes);
+      else if (m.done) finish(undefined, true);
+      else if (m.error !== undefined) finish({ message: m.error, kind: m.kind ?? "local" }, true);
+    };
+    const onExit = (code: number) =>
+      finish({ message: `copy worker exited (${code})`, kind: "local" }, false);
+    const onAbort = () => finish({ message: "cancelled", kind: "cancelled" }, false);
+    if (signal.aborted) return onAbort();
+    w.on("message", onMessage);
+    w.once("exit", onExit);
+    signal.addEventListener("abort", onAbort);
+    w.postMessage({ job });
+  });
+}

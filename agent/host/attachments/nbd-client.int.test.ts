@@ -1,0 +1,112 @@
+import { randomBytes } from "node:crypto";
+import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serveImage } from "../exports/nbd-server.js";
+import { makeTestCa } from "../exports/test-support.js";
+import type { NbdExport } from "../exports/types.js";
+import { NbdClient, type NbdClientOptions } from "./nbd-client.js";
+import { dataRanges } from "./piece-copy.js";
+
+const MiB = 1024 * 1024;
+
+describe("NbdClient against nbdkit", () => {
+  let dir: string;
+  let image: string;
+  let content: Buffer;
+  const stops: NbdExport[] = [];
+  const serve = async (tls?: Awaited<ReturnType<Awaited<ReturnType<typeof makeTestCa>>["issue"]>>) => {
+    const exp = await serveImage({
+      image,
+      exportName: "demo@1",
+      bindAddress: "127.0.0.1",
+      stateDir: dir,
+      tls,
+    });
+    stops.push(exp);
+    return exp;
+  };
+  const opts = (exp: NbdExport, more: Partial<NbdClientOptions> = {}): NbdClientOptions => ({
+    host: "127.0.0.1",
+    port: exp.port,
+    exportName: "demo@1",
+    ...more,
+  });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "protoctl-nbdc-"));
+    image = join(dir, "seed.img");
+    // 24 MiB, sparse: data at [1 MiB, 3 MiB) and [20 MiB, 20 MiB + 4 KiB), holes elsewhere.
+    const fh = await open(image, "w");
+    await fh.truncate(24 * MiB);
+    await fh.write(randomBytes(2 * MiB), 0, 2 * MiB, MiB);
+    await fh.write(randomBytes(4096), 0, 4096, 20 * MiB);
+    await fh.close();
+    content = await readFile(image);
+  });
+  afterAll(async () => {
+    for (const e of stops) await e.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("negotiates, maps holes, and reads pipelined requests byte-exact", async () => {
+    const exp = await serve();
+    const c = await NbdClient.connect(opts(exp));
+    try {
+      expect(c.size).toBe(24 * MiB);
+      expect(c.hasBlockStatus).toBe(true);
+      expect(dataRanges(await c.blockStatus(0, c.size))).toEqual([
+        [MiB, 3 * MiB],
+        [20 * MiB, 20 * MiB + 4096],
+      ]);
+      // 40 reads in flight at once, of odd sizes, some across data and hole.
+      const reqs = Array.from({ length: 40 }, (_, i) => {
+        const off = (i * 611_953) % (22 * MiB);
+        return { off, len: 1 + ((i * 97_331) % (2 * MiB)) };
+      });
+      const bufs = reqs.map((r) => Buffer.alloc(r.len + 8, 0xee));
+      await Promise.all(reqs.map((r, i) => c.read(r.off, r.len, bufs[i]!, 8)));
+      reqs.forEach((r, i) => {
+        expect(bufs[i]!.subarray(8).equals(content.subarray(r.off, r.off + r.len))).toBe(true);
+        expect(bufs[i]!.subarray(0, 8).every((b) => b === 0xee)).toBe(true);
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it("fails requests when the server goes away, and connections to where it was", async () => {
+    const exp = await serve();
+    const c = await NbdClient.connect(opts(exp));
+    await exp.stop();
+    await expect(c.read(0, MiB, Buffer.alloc(MiB), 0)).rejects.toThrow();
+    c.destroy();
+    await expect(NbdClient.connect(opts(exp, { connectTimeoutMs: 2000 }))).rejects.toThrow();
+  });
+
+  it("over TLS: reads with a certificate of the cluster CA; another CA's and plaintext are refused", async () => {
+    const ca = await makeTestCa(join(dir, "ca-a"));
+    const stranger = await makeTestCa(join(dir, "ca-b"));
+    const exp = await serve(await ca.issue("n1", "127.0.0.1"));
+    const pem = async (f: { caFile: string; certFile: string; keyFile: string }) => ({
+      ca: await readFile(f.caFile),
+      cert: await readFile(f.certFile),
+      key: await readFile(f.keyFile),
+    });
+    const c = await NbdClient.connect(opts(exp, { tls: await pem(await ca.issue("n2", "127.0.0.1")) }));
+    try {
+      const buf = Buffer.alloc(3 * MiB);
+      await c.read(0, buf.length, buf, 0);
+      expect(buf.equals(content.subarray(0, 3 * MiB))).toBe(true);
+    } finally {
+      c.close();
+    }
+    // Another CA's certificate: the server's is not trusted by this client, nor its by the server.
+    await expect(
+      NbdClient.connect(opts(exp, { tls: await pem(await stranger.issue("n2", "127.0.0.1")) })),
+    ).rejects.toThrow();
+    // Plaintext: the server requires TLS before it names an export.
+    await expect(NbdClient.connect(opts(exp))).rejects.toThrow(/refused/);
+  });
+});
