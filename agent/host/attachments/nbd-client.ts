@@ -101,6 +101,7 @@ class HandshakeReader {
     if (feed) feed.sink = (b) => this.onData(Buffer.from(b));
     else stream.on("data", this.onData);
     stream.on("end", this.onEnd);
+    stream.on("close", this.onEnd);
     stream.on("error", this.onError);
   }
 
@@ -117,6 +118,7 @@ class HandshakeReader {
     if (this.feed) this.feed.sink = undefined;
     else this.stream.off("data", this.onData);
     this.stream.off("end", this.onEnd);
+    this.stream.off("close", this.onEnd);
     this.stream.off("error", this.onError);
     if (this.have) throw new NbdError("unexpected bytes from the server before TLS");
   }
@@ -183,12 +185,41 @@ export class NbdClient {
     sock.on("close", () => this.fail(new NbdError("the NBD connection closed")));
   }
 
-  /** Connects, negotiates and selects the export. */
+  /** Connects, negotiates and selects the export; gives up after connectTimeoutMs in all. */
   static async connect(o: NbdClientOptions): Promise<NbdClient> {
+    const ms = o.connectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    let raw: Socket | undefined;
+    let late = false;
+    const negotiated = NbdClient.negotiate(o, (s) => {
+      raw = s;
+      if (late) s.destroy();
+    });
+    // A connection that completes after the deadline is closed, not leaked.
+    negotiated.then(
+      (c) => late && c.destroy(),
+      () => undefined,
+    );
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        late = true;
+        raw?.destroy();
+        reject(new NbdError(`connecting to ${o.host}:${o.port} timed out after ${ms} ms`));
+      }, ms);
+    });
+    try {
+      return await Promise.race([negotiated, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private static async negotiate(o: NbdClientOptions, dialed: (s: Socket) => void): Promise<NbdClient> {
     // Plain connections read into one reused buffer (socket onread): no allocation per read.
     // TLS needs the socket's own stream for the upgrade, so it keeps 'data' events.
     const feed: Feed | undefined = o.tls ? undefined : {};
-    const raw = await dial(o.host, o.port, o.connectTimeoutMs ?? 10_000, feed);
+    const raw = await dial(o.host, o.port, feed);
+    dialed(raw);
     try {
       let rd = new HandshakeReader(raw, feed);
       const greet = await rd.read(18);
@@ -445,7 +476,7 @@ interface Feed {
   sink?: (b: Buffer) => void;
 }
 
-function dial(host: string, port: number, timeoutMs: number, feed?: Feed): Promise<Socket> {
+function dial(host: string, port: number, feed?: Feed): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = netConnect({
       host,
@@ -463,19 +494,11 @@ function dial(host: string, port: number, timeoutMs: number, feed?: Feed): Promi
           }
         : {}),
     });
-    const t = setTimeout(() => {
-      s.destroy();
-      reject(new NbdError(`connecting to ${host}:${port} timed out`));
-    }, timeoutMs);
     s.once("connect", () => {
-      clearTimeout(t);
       s.off("error", reject);
       resolve(s);
     });
-    s.once("error", (e) => {
-      clearTimeout(t);
-      reject(e);
-    });
+    s.once("error", reject);
   });
 }
 
