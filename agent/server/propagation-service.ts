@@ -136,6 +136,7 @@ export class PropagationService {
 
   /** Loads seed records; adopts or cleans attachments left by a previous agent process. */
   async restore(): Promise<void> {
+    this.attachments.warm();
     await mkdir(this.seedDir, { recursive: true });
     await mkdir(this.attDir, { recursive: true });
     for (const f of await readdir(this.seedDir)) {

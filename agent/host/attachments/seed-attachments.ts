@@ -31,7 +31,7 @@ import {
 } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
-import { checksumAlgo, checksumFile } from "../exports/checksum.js";
+import { CHECKSUM_ALGO, checksumAlgo, checksumFile } from "../exports/checksum.js";
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
@@ -477,6 +477,15 @@ export class SeedAttachments implements AttachmentDriver {
     await rm(e.dir, { recursive: true, force: true });
     if (!e.ownMountpoint) await rmdir(s.mountpoint).catch(() => undefined);
     this.entries.delete(key);
+  }
+
+  /**
+   * Starts the hydration copy's worker threads ahead of any push (the agent
+   * calls this at start-up): started at attach time, six agents on one
+   * 2-core box spent the CPU their attaches needed on starting workers.
+   */
+  warm(): void {
+    warmCopy(CHECKSUM_ALGO, undefined, DEFAULT_CONNECTIONS);
   }
 
   /** Detaches everything (agent shutdown, tests). */
