@@ -7,9 +7,9 @@
  *  - time-to-usable: attach (nbdfuse + ro loop + sprout + rw mount) until the
  *    first file read in the base subvolume returns, median of --runs;
  *    target: ratio large/small ≤ 1.2 (independent of size);
- *  - hydration (nbdcopy + checksum + LOOP_CHANGE_FD + drop NBD) versus raw
- *    `nbdcopy --connections=4` of the same export to a local file, measured
- *    alternately in the same run, medians; target ≤ 1.3x.
+ *  - hydration (the agent's piece copy with its checksum + LOOP_CHANGE_FD +
+ *    drop NBD) versus raw `nbdcopy --connections=4` of the same export to a
+ *    local file, measured alternately in the same run, medians; target ≤ 1.3x.
  * Both on a TLS export (certificates of one CA, as agents of a cluster that
  * joined with TLS serve: the figures the targets are judged on) and, under
  * "plain", on the same image served without TLS.
@@ -138,6 +138,8 @@ async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
   });
   const state = await makeTmpfsDir(Math.ceil(baseMiB * 1.7) + 1024, "protoctl-bench-target-");
   const att = new SeedAttachments();
+  // As an agent does at start-up: the copy's worker threads are started before any push.
+  att.warm();
   const stops: Array<() => Promise<unknown>> = [];
   try {
     const base = await makeBaseSubvolume(pool.mountpoint, "bench@1", files);

@@ -38,7 +38,8 @@ export async function load(url, context, next) {
     const source = readFileSync(fileURLToPath(url), "utf8");
     const key = createHash("sha256").update(url).update("\0").update(source).digest("hex");
     const cached = `${cacheDir}${key}.js`;
-    if (existsSync(cached)) return { format: "module", source: readFileSync(cached, "utf8"), shortCircuit: true };
+    if (existsSync(cached))
+      return { format: "module", source: readFileSync(cached, "utf8"), shortCircuit: true };
     ts ??= (await import("typescript")).default;
     const out = ts.transpileModule(source, {
       fileName: fileURLToPath(url),
