@@ -58,10 +58,12 @@ interface ExportResult {
   usable_ms: number;
   usable_runs_ms: number[];
   hydrate_ms: number;
+  hydrate_runs_ms: number[];
   hydrate_copy_ms: number;
   hydrate_verify_ms: number;
   hydrate_switch_ms: number;
   raw_nbdcopy_ms: number;
+  raw_runs_ms: number[];
   hydrate_mb_s: number;
   raw_mb_s: number;
   hydrate_vs_raw: number;
@@ -119,10 +121,12 @@ async function measureExport(
     usable_ms: r1(median(usable)),
     usable_runs_ms: usable.map(r1),
     hydrate_ms: r1(hMs),
+    hydrate_runs_ms: hydrate.map(r1),
     hydrate_copy_ms: r1(median(copy)),
     hydrate_verify_ms: r1(median(verify)),
     hydrate_switch_ms: r1(median(swap)),
     raw_nbdcopy_ms: r1(rawMs),
+    raw_runs_ms: raw.map(r1),
     hydrate_mb_s: r1(sizeBytes / 1e6 / (hMs / 1000)),
     raw_mb_s: r1(sizeBytes / 1e6 / (rawMs / 1000)),
     hydrate_vs_raw: Math.round((hMs / rawMs) * 100) / 100,

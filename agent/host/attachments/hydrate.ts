@@ -126,13 +126,12 @@ export async function requireRoom(path: string, need: number, what: string): Pro
  * follows it.
  */
 export async function copyAndHash(
-  o: CopyOptions & { algo?: ChecksumAlgo; onCopied?: () => void },
+  o: CopyOptions & { algo?: ChecksumAlgo },
 ): Promise<{ checksum: string; copyMs: number; tailMs: number }> {
   if (copiesInPieces(o.algo, o.netns)) {
     const t0 = performance.now();
     const checksum = await copyInPieces(o);
     const copyMs = performance.now() - t0;
-    o.onCopied?.();
     return { checksum, copyMs, tailMs: 0 };
   }
   const hasher = followingHasher(o.dest, o.sizeBytes, { algo: o.algo, growing: true });
@@ -150,7 +149,6 @@ export async function copyAndHash(
     throw err;
   }
   const t1 = performance.now();
-  o.onCopied?.();
   const checksum = await hasher.finish();
   return { checksum, copyMs: t1 - t0, tailMs: performance.now() - t1 };
 }

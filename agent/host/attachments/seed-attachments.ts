@@ -279,6 +279,9 @@ export class SeedAttachments implements AttachmentDriver {
       e.state.phase = "hydrating";
       e.state.message = "";
       e.state.hydratedBytes = 0;
+      // The switch's helper (an interpreter's start, ~25 ms) starts with the copy and waits.
+      sw = prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint);
+      sw.catch(() => undefined);
       const t0 = performance.now();
       const copied = await copyAndHash({
         uri: withClientTls(e.state.uri, e.tlsDir),
@@ -288,11 +291,6 @@ export class SeedAttachments implements AttachmentDriver {
         netns: e.opts.netns,
         signal: opts.signal,
         algo,
-        // The switch's helper starts while the last bytes are hashed: its start-up hides there.
-        onCopied: () => {
-          sw = prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint);
-          sw.catch(() => undefined);
-        },
         progress: (done, total) => {
           e.state.hydratedBytes = done;
           opts.progress?.(done, total);

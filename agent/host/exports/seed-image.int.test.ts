@@ -33,7 +33,7 @@ describe("publishSeedImage", () => {
     const st = await stat(seed.path);
     expect(st.size).toBe(seed.sizeBytes);
     expect(st.mode & 0o777).toBe(0o444);
-    const one = newHasher("blake3");
+    const one = newHasher("blake3-4m");
     one.update(await readFile(seed.path));
     expect(seed.checksum).toBe(one.digest());
     expect(steps).toEqual(expect.arrayContaining(["measure", "format", "send", "seal", "checksum"]));

@@ -873,7 +873,7 @@ export interface SeedImage {
   base: string;
   version: number;
   sizeBytes: number;
-  /** "blake3:<hex>" (or "sha256:<hex>") of every byte */
+  /** "blake3-4m:<hex>" (BLAKE3 of the 4 MiB pieces' BLAKE3 digests; "blake3:" and "sha256:" flat hashes are read too) */
   checksum: string;
   /** origin */
   node: string;
