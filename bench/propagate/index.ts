@@ -57,6 +57,8 @@ const r1 = (n: number) => Math.round(n * 10) / 10;
 interface ExportResult {
   usable_ms: number;
   usable_runs_ms: number[];
+  /** Medians of the attach's steps: NBD client up, loop devices, host lock wait, mount + sprout + rw. */
+  attach_steps_ms: Record<string, number>;
   hydrate_ms: number;
   hydrate_runs_ms: number[];
   hydrate_copy_ms: number;
@@ -87,6 +89,7 @@ async function measureExport(
   runs: number,
 ): Promise<ExportResult> {
   const usable: number[] = [];
+  const steps: Record<string, number[]> = {};
   const hydrate: number[] = [];
   const copy: number[] = [];
   const verify: number[] = [];
@@ -106,6 +109,9 @@ async function measureExport(
     const a = await att.attach(opts);
     await run("cat", [join(a.subvolumePath, "etc/motd")]);
     usable.push(performance.now() - t0);
+    for (const [k, v] of Object.entries(a.attachTiming ?? {})) {
+      steps[k] = [...(steps[k] ?? []), v];
+    }
     const h0 = performance.now();
     const h = await att.hydrate(opts.key);
     hydrate.push(performance.now() - h0);
@@ -120,6 +126,7 @@ async function measureExport(
   return {
     usable_ms: r1(median(usable)),
     usable_runs_ms: usable.map(r1),
+    attach_steps_ms: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, r1(median(v))])),
     hydrate_ms: r1(hMs),
     hydrate_runs_ms: hydrate.map(r1),
     hydrate_copy_ms: r1(median(copy)),
