@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -83,6 +84,47 @@ describe("NbdClient against nbdkit", () => {
     await expect(c.read(0, MiB, Buffer.alloc(MiB), 0)).rejects.toThrow();
     c.destroy();
     await expect(NbdClient.connect(opts(exp, { connectTimeoutMs: 2000 }))).rejects.toThrow();
+  });
+
+  it("turns the server's read errors into rejected reads, and the connection goes on", async () => {
+    // Reads of the second MiB fail with EIO (nbdkit's error filter); the first MiB reads fine.
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const srv = spawn(
+      "nbdkit",
+      [
+        "--foreground",
+        "--readonly",
+        "--ipaddr=127.0.0.1",
+        `--port=${port}`,
+        "--filter=error",
+        "pattern",
+        "2M",
+        "error-pread=EIO",
+        "error-pread-rate=100%",
+        `error-pread-file=${join(dir, "fail-now")}`,
+      ],
+      { stdio: "ignore" },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 400));
+      const c = await NbdClient.connect({ host: "127.0.0.1", port, exportName: "" });
+      try {
+        const buf = Buffer.alloc(MiB);
+        await c.read(0, MiB, buf, 0);
+        // pattern: each 8-byte word holds its own offset
+        expect(buf.readBigUInt64BE(8)).toBe(8n);
+        await open(join(dir, "fail-now"), "w").then((f) => f.close());
+        await expect(c.read(MiB, MiB, buf, 0)).rejects.toMatchObject({ name: "NbdError", errno: 5 });
+        await rm(join(dir, "fail-now"));
+        await c.read(MiB, 4096, buf, 0);
+        expect(buf.readBigUInt64BE(0)).toBe(BigInt(MiB));
+      } finally {
+        c.close();
+      }
+    } finally {
+      srv.kill("SIGKILL");
+      await new Promise((r) => srv.once("exit", r));
+    }
   });
 
   it("over TLS: reads with a certificate of the cluster CA; another CA's and plaintext are refused", async () => {
