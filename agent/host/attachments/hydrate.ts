@@ -41,7 +41,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { spawnProcess } from "../../../common/exec.js";
-import { type ChecksumAlgo, followingHasher, pieceRoot } from "../exports/checksum.js";
+import { type ChecksumAlgo, followingHasher, needBlake3, pieceRoot } from "../exports/checksum.js";
 import { netnsPrefix } from "../exports/nbd-server.js";
 import { parseNbdUri } from "../exports/nbd-uri.js";
 import { runCopyJob, warmCopyWorkers } from "./copy-pool.js";
@@ -267,6 +267,7 @@ async function clientTlsOf(uri: string): Promise<PieceCopyJob["source"]["tls"]> 
  * flight per connection did not help.
  */
 async function copyInPieces(o: CopyOptions): Promise<string> {
+  needBlake3(); // FAILED_PRECONDITION here, not an error from inside a worker
   const u = parseNbdUri(o.uri);
   const source = { host: u.host, port: u.port, exportName: u.exportName, tls: await clientTlsOf(o.uri) };
   const fh = await open(o.dest, "w", 0o600);
