@@ -1,8 +1,8 @@
 /**
  * Worker threads for piece copies, kept between hydrations: a worker costs
  * about 35 ms to start (a thread, an isolate, its modules), a tenth of a
- * small base's whole copy. SeedAttachments warms the pool when it attaches a
- * seed, so the hydration that follows finds its workers ready.
+ * small base's whole copy. The agent warms the pool when it starts
+ * (SeedAttachments.warm), so hydrations find their workers ready.
  *
  * A worker runs one job at a time; a job that finds no idle worker starts
  * one. Up to MAX_IDLE wait for the next hydration; the rest exit. Workers are

@@ -38,17 +38,20 @@
  */
 import { open, readFile, stat, statfs } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { join } from "node:path";
 import { Code, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { spawnProcess } from "../../../common/exec.js";
 import { type ChecksumAlgo, followingHasher, needBlake3, pieceRoot } from "../exports/checksum.js";
 import { netnsPrefix } from "../exports/nbd-server.js";
 import { parseNbdUri } from "../exports/nbd-uri.js";
-import { runCopyJob, warmCopyWorkers } from "./copy-pool.js";
+import type { TlsFiles } from "../exports/types.js";
+import { runCopyJob } from "./copy-pool.js";
 import { type PieceCopyJob, pieceCount } from "./piece-copy.js";
 
 export interface CopyOptions {
+  /** nbd:// or nbds:// (nbdcopy finds its client certificates in the URI's tls-certificates=). */
   uri: string;
+  /** The client's certificate, key and CA for an nbds:// source (the piece copy's TLS). */
+  tls?: TlsFiles;
   dest: string;
   sizeBytes: number;
   connections: number;
@@ -198,38 +201,53 @@ export async function copyExport(o: CopyOptions): Promise<void> {
     Math.min(1000, stallMs / 4),
   );
   const res = await child.finally(() => clearInterval(watch));
-  if (stalled) {
-    throw new ProtoctlError(
-      Code.UNAVAILABLE,
-      `copying the seed from ${o.uri} stalled: nothing came for ${Math.round(stallMs / 1000)} s`,
-      { reason: "SOURCE_UNAVAILABLE", subject: o.uri, hint: "hydrate from another node holding the image" },
-    );
-  }
+  if (stalled) throw copyFailure(o, "stalled", `nothing came for ${Math.round(stallMs / 1000)} s`);
   if (!res.failed) {
     o.progress?.(o.sizeBytes, o.sizeBytes);
     return;
   }
-  if (res.isCanceled) {
-    throw new ProtoctlError(Code.CANCELLED, "hydration cancelled", { reason: "CANCELLED", cause: res });
+  if (res.isCanceled) throw copyFailure(o, "cancelled", "", res);
+  if (/No space left on device|ENOSPC/i.test(stderr)) throw copyFailure(o, "no-room", "", stderr);
+  throw copyFailure(o, "source", stderr.trim().split("\n").at(-1) ?? "", stderr);
+}
+
+/**
+ * The error of a failed copy, the same for both copy paths: whose fault it was
+ * (`kind`, as piece-copy.ts names it) decides the code, so a push re-attaches
+ * for the source's failures and reports the target's.
+ */
+function copyFailure(o: CopyOptions, kind: string, detail: string, output?: unknown): ProtoctlError {
+  const out = typeof output === "string" ? output : undefined;
+  const cause = typeof output === "string" ? undefined : output;
+  switch (kind) {
+    case "cancelled":
+      return new ProtoctlError(Code.CANCELLED, "hydration cancelled", { reason: "CANCELLED", cause });
+    case "no-room":
+      return resourceExhausted(`no room for the hydrated image ${o.dest}`, {
+        reason: "NO_ROOM",
+        subject: o.dest,
+        output: out,
+        hint: "free space in the agent's state directory or grow it",
+      });
+    case "stalled":
+      return new ProtoctlError(Code.UNAVAILABLE, `copying the seed from ${o.uri} stalled: ${detail}`, {
+        reason: "SOURCE_UNAVAILABLE",
+        subject: o.uri,
+        hint: "hydrate from another node holding the image",
+      });
+    case "source":
+      return new ProtoctlError(Code.UNAVAILABLE, `copying the seed from ${o.uri} failed: ${detail}`, {
+        reason: "SOURCE_UNAVAILABLE",
+        subject: o.uri,
+        output: out,
+        hint: "hydrate from another node holding the image (switch the source first)",
+      });
+    default:
+      return new ProtoctlError(Code.INTERNAL, `copying the seed from ${o.uri} failed: ${detail}`, {
+        reason: "COPY_FAILED",
+        subject: o.uri,
+      });
   }
-  if (/No space left on device|ENOSPC/i.test(stderr)) {
-    throw resourceExhausted(`no room for the hydrated image ${o.dest}`, {
-      reason: "NO_ROOM",
-      subject: o.dest,
-      output: stderr,
-      hint: "free space in the agent's state directory or grow it",
-    });
-  }
-  throw new ProtoctlError(
-    Code.UNAVAILABLE,
-    `copying the seed from ${o.uri} failed: ${stderr.trim().split("\n").at(-1) ?? ""}`,
-    {
-      reason: "SOURCE_UNAVAILABLE",
-      subject: o.uri,
-      output: stderr,
-      hint: "hydrate from another node holding the image (switch the source first)",
-    },
-  );
 }
 
 /** Whether a seed with this checksum is copied by piece copiers (else by nbdcopy). */
@@ -237,22 +255,16 @@ export function copiesInPieces(algo: ChecksumAlgo | undefined, netns: string | u
   return algo === "blake3-4m" && !netns;
 }
 
-/** Starts the piece copy's workers ahead of a hydration (attach calls it). */
-export function warmCopy(algo: ChecksumAlgo, netns: string | undefined, connections: number): void {
-  if (copiesInPieces(algo, netns)) warmCopyWorkers(copyThreads(connections));
-}
-
-/** TLS files named by a libnbd URI's tls-certificates= directory (client role). */
-async function clientTlsOf(uri: string): Promise<PieceCopyJob["source"]["tls"]> {
-  const dir = /[?&]tls-certificates=([^&#]+)/.exec(uri)?.[1];
-  if (!uri.startsWith("nbds://")) return undefined;
-  if (!dir) {
-    throw new ProtoctlError(Code.FAILED_PRECONDITION, `no client certificates for ${uri}`, {
+/** PEM contents of the client's TLS files, for an nbds:// source. */
+async function clientTls(o: CopyOptions): Promise<PieceCopyJob["source"]["tls"]> {
+  if (!o.uri.startsWith("nbds://")) return undefined;
+  if (!o.tls) {
+    throw new ProtoctlError(Code.FAILED_PRECONDITION, `no client certificates for ${o.uri}`, {
       reason: "NO_TLS_CREDENTIALS",
     });
   }
   const [ca, cert, key] = await Promise.all(
-    ["ca-cert.pem", "client-cert.pem", "client-key.pem"].map((f) => readFile(join(dir, f))),
+    [o.tls.caFile, o.tls.certFile, o.tls.keyFile].map((f) => readFile(f)),
   );
   return { ca: ca!, cert: cert!, key: key! };
 }
@@ -269,7 +281,7 @@ async function clientTlsOf(uri: string): Promise<PieceCopyJob["source"]["tls"]> 
 async function copyInPieces(o: CopyOptions): Promise<string> {
   needBlake3(); // FAILED_PRECONDITION here, not an error from inside a worker
   const u = parseNbdUri(o.uri);
-  const source = { host: u.host, port: u.port, exportName: u.exportName, tls: await clientTlsOf(o.uri) };
+  const source = { host: u.host, port: u.port, exportName: u.exportName, tls: await clientTls(o) };
   const fh = await open(o.dest, "w", 0o600);
   try {
     await fh.truncate(o.sizeBytes);
@@ -304,40 +316,11 @@ async function copyInPieces(o: CopyOptions): Promise<string> {
         }),
       ),
     );
-    if (o.signal?.aborted)
-      throw new ProtoctlError(Code.CANCELLED, "hydration cancelled", { reason: "CANCELLED" });
+    if (o.signal?.aborted) throw copyFailure(o, "cancelled", "");
     const failed = ends.find((f) => f && f.kind !== "cancelled");
-    if (failed) throw pieceError(o, failed.message, failed.kind);
+    if (failed) throw copyFailure(o, failed.kind, failed.message);
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
   }
   return pieceRoot(job.digests);
-}
-
-function pieceError(o: CopyOptions, message: string, kind: string): ProtoctlError {
-  if (kind === "no-room") {
-    return resourceExhausted(`no room for the hydrated image ${o.dest}`, {
-      reason: "NO_ROOM",
-      subject: o.dest,
-      hint: "free space in the agent's state directory or grow it",
-    });
-  }
-  if (kind === "stalled") {
-    return new ProtoctlError(Code.UNAVAILABLE, `copying the seed from ${o.uri} stalled: ${message}`, {
-      reason: "SOURCE_UNAVAILABLE",
-      subject: o.uri,
-      hint: "hydrate from another node holding the image",
-    });
-  }
-  if (kind === "source") {
-    return new ProtoctlError(Code.UNAVAILABLE, `copying the seed from ${o.uri} failed: ${message}`, {
-      reason: "SOURCE_UNAVAILABLE",
-      subject: o.uri,
-      hint: "hydrate from another node holding the image (switch the source first)",
-    });
-  }
-  return new ProtoctlError(Code.INTERNAL, `copying the seed from ${o.uri} failed: ${message}`, {
-    reason: "COPY_FAILED",
-    subject: o.uri,
-  });
 }

@@ -35,8 +35,9 @@ import { CHECKSUM_ALGO, checksumAlgo, checksumFile } from "../exports/checksum.j
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
+import { warmCopyWorkers } from "./copy-pool.js";
 import { withHostLock } from "./host-lock.js";
-import { copiesInPieces, copyAndHash, requireRoom, warmCopy } from "./hydrate.js";
+import { copiesInPieces, copyAndHash, copyThreads, requireRoom } from "./hydrate.js";
 import {
   attachLoop,
   detachLoop,
@@ -112,8 +113,6 @@ export class SeedAttachments implements AttachmentDriver {
       });
     }
     if (!(o.sproutBytes > 0)) throw invalidArgument("sproutBytes must be positive");
-    // The hydration that follows an attach finds its copy workers started.
-    warmCopy(checksumAlgo(o.seed.checksum), o.netns, o.connections ?? DEFAULT_CONNECTIONS);
     const kind = !o.transport || o.transport === "auto" ? await detectTransport() : o.transport;
     await requireTools([
       "btrfs",
@@ -285,6 +284,7 @@ export class SeedAttachments implements AttachmentDriver {
       const t0 = performance.now();
       const copied = await copyAndHash({
         uri: withClientTls(e.state.uri, e.tlsDir),
+        tls: e.opts.tls,
         dest: part,
         sizeBytes: size,
         connections: e.opts.connections ?? DEFAULT_CONNECTIONS,
@@ -483,7 +483,7 @@ export class SeedAttachments implements AttachmentDriver {
    * 2-core box spent the CPU their attaches needed on starting workers.
    */
   warm(): void {
-    warmCopy(CHECKSUM_ALGO, undefined, DEFAULT_CONNECTIONS);
+    if (copiesInPieces(CHECKSUM_ALGO, undefined)) warmCopyWorkers(copyThreads(DEFAULT_CONNECTIONS));
   }
 
   /** Detaches everything (agent shutdown, tests). */
