@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, open, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +9,7 @@ import { serveImage } from "../exports/nbd-server.js";
 import { makeTmpfsDir } from "../exports/test-support.js";
 import type { NbdExport } from "../exports/types.js";
 import { copyAndHash, copyExport } from "./hydrate.js";
+import { startTestNbdkit, type TestNbdkit } from "./test-support.js";
 
 const MiB = 1024 * 1024;
 
@@ -17,8 +17,7 @@ describe("hydration copy", () => {
   let dir: string;
   let image: string;
   let exp: NbdExport;
-  let stalling: ChildProcess;
-  const stallPort = 20_000 + Math.floor(Math.random() * 20_000);
+  let stalling: TestNbdkit;
   const size = 40 * MiB + 12_345;
 
   beforeAll(async () => {
@@ -37,26 +36,11 @@ describe("hydration copy", () => {
     await fh.close();
     exp = await serveImage({ image, exportName: "seed", bindAddress: "127.0.0.1", stateDir: dir });
     // A source that connects and then never answers a read: every read waits 600 s.
-    stalling = spawn(
-      "nbdkit",
-      [
-        "--foreground",
-        "--readonly",
-        "--ipaddr=127.0.0.1",
-        `--port=${stallPort}`,
-        "--filter=delay",
-        "pattern",
-        "64M",
-        "rdelay=600",
-      ],
-      { stdio: "ignore" },
-    );
-    await new Promise((r) => setTimeout(r, 500));
+    stalling = await startTestNbdkit(["--filter=delay", "pattern", "64M", "rdelay=600"]);
   });
   afterAll(async () => {
     await exp?.stop();
-    stalling?.kill("SIGKILL");
-    await new Promise((r) => setTimeout(r, 100));
+    await stalling?.kill();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -109,7 +93,7 @@ describe("hydration copy", () => {
     it(`gives up on a source that stops answering, as the source's failure (${path})`, async () => {
       const t = performance.now();
       const o = {
-        uri: `nbd://127.0.0.1:${stallPort}`,
+        uri: stalling.uri,
         dest: join(dir, `stall-${path}.img`),
         sizeBytes: 64 * MiB,
         connections: 2,

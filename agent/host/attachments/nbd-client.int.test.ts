@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,6 +8,7 @@ import { makeTestCa } from "../exports/test-support.js";
 import type { NbdExport } from "../exports/types.js";
 import { NbdClient, type NbdClientOptions } from "./nbd-client.js";
 import { dataRanges } from "./piece-copy.js";
+import { startTestNbdkit } from "./test-support.js";
 
 const MiB = 1024 * 1024;
 
@@ -87,27 +87,17 @@ describe("NbdClient against nbdkit", () => {
   });
 
   it("turns the server's read errors into rejected reads, and the connection goes on", async () => {
-    // Reads of the second MiB fail with EIO (nbdkit's error filter); the first MiB reads fine.
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
-    const srv = spawn(
-      "nbdkit",
-      [
-        "--foreground",
-        "--readonly",
-        "--ipaddr=127.0.0.1",
-        `--port=${port}`,
-        "--filter=error",
-        "pattern",
-        "2M",
-        "error-pread=EIO",
-        "error-pread-rate=100%",
-        `error-pread-file=${join(dir, "fail-now")}`,
-      ],
-      { stdio: "ignore" },
-    );
+    // nbdkit's error filter fails every read with EIO while the file "fail-now" exists.
+    const srv = await startTestNbdkit([
+      "--filter=error",
+      "pattern",
+      "2M",
+      "error-pread=EIO",
+      "error-pread-rate=100%",
+      `error-pread-file=${join(dir, "fail-now")}`,
+    ]);
     try {
-      await new Promise((r) => setTimeout(r, 400));
-      const c = await NbdClient.connect({ host: "127.0.0.1", port, exportName: "" });
+      const c = await NbdClient.connect({ host: "127.0.0.1", port: srv.port, exportName: "" });
       try {
         const buf = Buffer.alloc(MiB);
         await c.read(0, MiB, buf, 0);
@@ -122,8 +112,7 @@ describe("NbdClient against nbdkit", () => {
         c.close();
       }
     } finally {
-      srv.kill("SIGKILL");
-      await new Promise((r) => srv.once("exit", r));
+      await srv.kill();
     }
   });
 

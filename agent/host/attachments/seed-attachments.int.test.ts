@@ -168,7 +168,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
 
   it("re-attaches to another source when the first dies mid-hydration; readers survive", async () => {
     // ~250 MB at 200 Mbit/s: about 10 s, so the kill lands in the middle.
-    const slow = await slowSource(origin.seed.path, 20_000 + Math.floor(Math.random() * 20_000), "200M");
+    const slow = await slowSource(origin.seed.path, "200M");
     cleanups.push(() => slow.kill());
     const good = await serve();
     const { state, att } = await target();

@@ -49,35 +49,25 @@ export async function corruptCopy(image: string, dest: string, offset: number, c
   }
 }
 
-/**
- * A deliberately slow source: nbdkit's file plugin behind the rate filter
- * (bits per second), so a test can kill it in the middle of a hydration.
- */
-export async function slowSource(
-  image: string,
-  port: number,
-  bitsPerSecond: string,
-): Promise<{
+export interface TestNbdkit {
   uri: string;
+  port: number;
   child: ResultPromise;
   kill(): Promise<void>;
-}> {
-  const child = spawnProcess(
-    "nbdkit",
-    [
-      "-f",
-      "-r",
-      "-i",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "--filter=rate",
-      "file",
-      image,
-      `rate=${bitsPerSecond}`,
-    ],
-    { stdin: "ignore", stdout: "ignore", stderr: "ignore", reject: false },
-  );
+}
+
+/**
+ * A read-only nbdkit on 127.0.0.1 (a random port) running `args` (filters,
+ * plugin, parameters), answering by the time this returns.
+ */
+export async function startTestNbdkit(args: string[]): Promise<TestNbdkit> {
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const child = spawnProcess("nbdkit", ["-f", "-r", "-i", "127.0.0.1", "-p", String(port), ...args], {
+    stdin: "ignore",
+    stdout: "ignore",
+    stderr: "ignore",
+    reject: false,
+  });
   const uri = `nbd://127.0.0.1:${port}/`;
   for (let i = 0; i < 200; i++) {
     const r = await run("nbdinfo", ["--size", uri], { allowFailure: true });
@@ -86,12 +76,21 @@ export async function slowSource(
   }
   return {
     uri,
+    port,
     child,
     kill: async () => {
       child.kill("SIGKILL");
       await child;
     },
   };
+}
+
+/**
+ * A deliberately slow source: nbdkit's file plugin behind the rate filter
+ * (bits per second), so a test can kill it in the middle of a hydration.
+ */
+export function slowSource(image: string, bitsPerSecond: string): Promise<TestNbdkit> {
+  return startTestNbdkit(["--filter=rate", "file", image, `rate=${bitsPerSecond}`]);
 }
 
 /** Reads `file` over and over, comparing with `sha256`, until stopped. */
