@@ -15,7 +15,7 @@
  * Exports die with the agent (setpriv --pdeathsig): no orphan server keeps an
  * image open that no one tracks; the controller re-serves and re-attaches.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { Code, failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../common/errors.js";
@@ -23,10 +23,12 @@ import { validateName } from "../../common/names.js";
 import { requireRoom } from "../host/attachments/hydrate.js";
 import { SeedAttachments } from "../host/attachments/seed-attachments.js";
 import type { AttachmentState, AttachOptions } from "../host/attachments/types.js";
+import { receiveSubvolume, sendSubvolume } from "../host/deltas/btrfs-stream.js";
 import { serveImage } from "../host/exports/nbd-server.js";
 import { publishSeedImage } from "../host/exports/seed-image.js";
 import type { NbdExport, SeedImage, TlsFiles } from "../host/exports/types.js";
 import type { BaseVersionMeta, ProgressFn } from "../host/interfaces.js";
+import { deleteSubvolume } from "../host/pool/btrfs.js";
 import type { BtrfsPool } from "../host/pool/pool.js";
 
 const MiB = 1024 * 1024;
@@ -531,9 +533,50 @@ export class PropagationService {
     return this.o.pool.baseRoot(base, version);
   }
 
-  /** Puts a version received from a peer (btrfs receive) into the pool under its own number. */
-  receive(meta: BaseVersionMeta, fill: (dir: string) => Promise<void>): Promise<BaseVersionMeta> {
-    return this.o.pool.adoptBaseVersion(meta, fill);
+  /**
+   * Puts a version received from a peer (btrfs receive) into the pool under
+   * its own number; `parentVersion` is the delta's parent (0: a full send).
+   *
+   * A parent this node holds as a hydrated seed lives in the seed's sprout,
+   * another filesystem, where btrfs receive does not look. It is first
+   * copied next to the new version (a local `btrfs send | receive`: the copy
+   * keeps the parent's received UUID, by which receive finds it), and the
+   * copy is deleted once the version is in: one local copy, after which the
+   * node holds the version in its pool and later deltas need none.
+   */
+  async receive(
+    meta: BaseVersionMeta,
+    fill: (dir: string) => Promise<void>,
+    parentVersion = 0,
+  ): Promise<BaseVersionMeta> {
+    const held = parentVersion ? this.o.pool.externalState(meta.base, parentVersion) : undefined;
+    if (!held) return this.o.pool.adoptBaseVersion(meta, fill);
+    const ref = `${meta.base}@${parentVersion}`;
+    if (held !== "hydrated") {
+      throw failedPrecondition(
+        `${ref} is still attached over NBD: a delta on it would read all of it from its source`,
+        {
+          reason: "PARENT_NOT_HYDRATED",
+          subject: `base/${ref}`,
+          hint: "wait until the node holds it locally (push --wait-local), or push with the seed transport",
+        },
+      );
+    }
+    const { root } = await this.rootOf(meta.base, parentVersion);
+    return this.o.pool.adoptBaseVersion(meta, async (dir) => {
+      const staging = join(dir, "parent");
+      await mkdir(staging);
+      const copy = sendSubvolume({ subvolume: root });
+      const got = await receiveSubvolume({ dir: staging, stream: copy.stream });
+      await copy.done;
+      this.o.log.info(
+        { parent: ref, ms: Math.round(got.durationMs) },
+        "delta parent copied from its hydrated seed",
+      );
+      await fill(dir);
+      await deleteSubvolume(got.path);
+      await rmdir(staging);
+    });
   }
 
   /** Free room check for a delta receive (the pool's own ENOSPC handling covers the rest). */

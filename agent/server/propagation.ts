@@ -254,10 +254,13 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
             }
           })(),
         );
-        const got = await svc.receive(meta, (dir) =>
-          receiveSubvolume({ dir, stream }).then((r) => {
-            if (r.name !== "root") throw invalidArgument(`delta carries subvolume ${r.name}, not root`);
-          }),
+        const got = await svc.receive(
+          meta,
+          (dir) =>
+            receiveSubvolume({ dir, stream }).then((r) => {
+              if (r.name !== "root") throw invalidArgument(`delta carries subvolume ${r.name}, not root`);
+            }),
+          header.parentVersion,
         );
         svc.onChange();
         return baseVersionMsg(got, node);

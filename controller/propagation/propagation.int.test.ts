@@ -78,7 +78,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const e of ["lazy", "after-switch", "hooked"]) {
+  for (const e of ["lazy", "after-switch", "hooked", "delta5"]) {
     await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
   }
   await cl?.cleanup();
@@ -264,3 +264,47 @@ it("carries a push to the end after its controller dies mid-hydration", async ()
     await limitEgress(2, undefined);
   }
 }, 180_000);
+
+it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool", async () => {
+  // a3 holds demo@4 as a hydrated seed (the test above); a2 made @4 in its pool and updates it
+  const update = async (n: number) => {
+    await new Promise<void>((res, rej) => {
+      const s = cl.c.updateBase({
+        name: "demo",
+        command: ["sh", "-c", `echo delta ${n} > /etc/motd`],
+        script: Buffer.alloc(0),
+        node: "a2",
+        network: false,
+      });
+      s.on("data", () => undefined);
+      s.on("end", () => res());
+      s.on("error", (e) => rej(e));
+    });
+    await eventually(async () =>
+      (await call(cl.c, "getBase", { name: "demo" })).versions.some(
+        (x) => x.version === n && x.nodes.includes("a2"),
+      ),
+    );
+  };
+  await update(5);
+  const evs = await cl.push({
+    ref: { name: "demo", version: 5 },
+    nodes: ["a3"],
+    transport: "delta",
+    waitLocal: true,
+  });
+  const mine = evs.filter((p) => p.node === "a3");
+  expect(mine.some((p) => p.message === "btrfs send -p @4")).toBe(true);
+  expect(phase(mine.at(-1)!)).toBe("local");
+  expect(mine.at(-1)!.message).toBe("delta");
+  // no seed image was made for @5: the delta carried it
+  expect((await cl.etcd("seeds/")).filter((x) => x.version === 5)).toEqual([]);
+  await cl.createEnv("delta5", "demo", 5, "a3");
+  const r = await cl.exec("delta5", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
+  expect(r.stdout).toBe(`${dataSha}  /data/big\ndelta 5\n`);
+  // a3 now holds @5 in its pool: the next version goes as a delta without being asked
+  await update(6);
+  const next = await cl.push({ ref: { name: "demo", version: 6 }, nodes: ["a3"], waitLocal: true });
+  expect(next.filter((p) => p.node === "a3").map((p) => p.message)).toContain("btrfs send -p @5");
+  await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@6"));
+}, 120_000);

@@ -12,7 +12,10 @@
  *            dies is moved to another source; with none left it fails clearly
  *   delta    a target holding @N-1 gets `btrfs send -p @N-1 @N` from the
  *            origin, piped through this controller (SendDelta → ReceiveDelta);
- *            if the target's @N-1 is not of the same lineage, seed instead
+ *            if the target's @N-1 is not of the same lineage, seed instead.
+ *            Chosen where both hold @N-1 in their pools; with transport
+ *            "delta" also into a target holding @N-1 as a hydrated seed (it
+ *            copies @N-1 into its pool first, once)
  *
  * Progress per node streams as PushProgress (attached, hydrating x%, local,
  * failed). Exports and attachments are recorded in etcd; when every target
@@ -448,12 +451,18 @@ export class Propagator {
   private async pushOne(r: PushRun, target: string, markUsable: () => void): Promise<void> {
     const tv = r.holds.get(target)?.versions;
     const ov = r.holds.get(r.origin)?.versions;
-    const parentLocal = (v?: Map<number, BaseVersionState>) =>
-      v?.get(r.version - 1) === BaseVersionState.BASE_VERSION_STATE_LOCAL;
-    const wantDelta = r.transport === "delta" || (r.transport === "" && parentLocal(tv) && parentLocal(ov));
+    const parentIs = (v: Map<number, BaseVersionState> | undefined, ...states: BaseVersionState[]) =>
+      states.includes(v?.get(r.version - 1) ?? BaseVersionState.BASE_VERSION_STATE_UNSPECIFIED);
+    const { BASE_VERSION_STATE_LOCAL: LOCAL, BASE_VERSION_STATE_HYDRATED: HYDRATED } = BaseVersionState;
+    // The origin sends from its pool. A target holding @N-1 as a hydrated seed takes the delta
+    // after a local copy of @N-1 into its pool (agent PropagationService.receive): asked for
+    // explicitly, not chosen, as that copy delays time-to-usable by a whole local copy.
+    const withParent = parentIs(ov, LOCAL) && parentIs(tv, LOCAL, HYDRATED);
+    const wantDelta =
+      r.transport === "delta" || (r.transport === "" && parentIs(tv, LOCAL) && parentIs(ov, LOCAL));
     if (wantDelta) {
       try {
-        await this.delta(r, target, parentLocal(tv) ? r.version - 1 : 0);
+        await this.delta(r, target, withParent ? r.version - 1 : 0);
         markUsable();
         return;
       } catch (err) {
