@@ -59,6 +59,8 @@ export async function startAgent(
     dir: join(config.stateDir, "propagation"),
     pool: btrfsPool,
     bindAddress: clusterHost(config.advertise || config.listen),
+    // A pool on tmpfs keeps env writes in memory: sprouts of attached versions do too.
+    sproutTmpfsBytes: poolKind(config) === "tmpfs" ? config.pool.sizeBytes : undefined,
     log,
   });
   await propagation.restore();

@@ -19,6 +19,7 @@ import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { Code, failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../common/errors.js";
+import { run } from "../../common/exec.js";
 import { validateName } from "../../common/names.js";
 import { requireRoom } from "../host/attachments/hydrate.js";
 import { SeedAttachments } from "../host/attachments/seed-attachments.js";
@@ -29,6 +30,7 @@ import { publishSeedImage } from "../host/exports/seed-image.js";
 import type { NbdExport, SeedImage, TlsFiles } from "../host/exports/types.js";
 import type { BaseVersionMeta, ProgressFn } from "../host/interfaces.js";
 import { deleteSubvolume } from "../host/pool/btrfs.js";
+import { findMount } from "../host/pool/mounts.js";
 import type { BtrfsPool } from "../host/pool/pool.js";
 
 const MiB = 1024 * 1024;
@@ -58,6 +60,12 @@ export interface PropagationOptions {
   tls?: TlsFiles;
   /** Sparse size of each sprout device (env writes on an attached version land there). */
   sproutBytes?: number;
+  /**
+   * When set, sprout devices live on a tmpfs of this size at <dir>/sprouts
+   * (the agent passes its tmpfs pool's size: env writes on attached versions
+   * then stay in memory, as on local ones); else in the attachments' dirs.
+   */
+  sproutTmpfsBytes?: number;
   /** NBD connections per attachment and hydration. */
   connections?: number;
   log: Logger;
@@ -135,6 +143,21 @@ export class PropagationService {
   private get attDir() {
     return join(this.o.dir, "attachments");
   }
+  private get sproutDir() {
+    return this.o.sproutTmpfsBytes ? join(this.o.dir, "sprouts") : undefined;
+  }
+
+  /**
+   * Mounts the sprouts' tmpfs at the first attach, unless it is (a restarted
+   * agent finds it with its sprouts in use); it stays until destroy.
+   */
+  private async mountSproutTmpfs(): Promise<void> {
+    const dir = this.sproutDir;
+    if (!dir) return;
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if ((await findMount(dir))?.fstype === "tmpfs") return;
+    await run("mount", ["-t", "tmpfs", "-o", `size=${this.o.sproutTmpfsBytes},mode=0700`, "tmpfs", dir]);
+  }
 
   /** Loads seed records; adopts or cleans attachments left by a previous agent process. */
   async restore(): Promise<void> {
@@ -203,6 +226,7 @@ export class PropagationService {
       seed,
       stateDir: this.attDir,
       sproutBytes,
+      sproutDir: this.sproutDir,
       // Room for the hydrated copy and some env writes, so hydration cannot run out later.
       reserveBytes: seed.sizeBytes + 64 * MiB,
       connections: this.o.connections ?? 4,
@@ -373,6 +397,7 @@ export class PropagationService {
     let state = this.attachments.get(ref);
     if (!state) {
       progress?.({ step: "attaching" });
+      await this.mountSproutTmpfs();
       state = await this.attachments.attach(this.attachOptions(req.base, req.version, req.uri, req.seed));
       this.o.log.info({ ref, source: req.sourceNode, timing: roundMs(state.attachTiming) }, "attached");
       const meta: BaseVersionMeta = req.meta ?? {
@@ -600,5 +625,7 @@ export class PropagationService {
       });
       this.o.pool.unregisterExternalBase(rec.base, rec.version);
     }
+    const dir = this.sproutDir;
+    if (dir && (await findMount(dir))) await run("umount", [dir]);
   }
 }

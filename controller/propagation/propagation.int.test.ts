@@ -7,14 +7,14 @@
  * to take a while.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, open, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { output, run } from "../../common/exec.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
-import { AttachmentPhase } from "../../proto/gen/protoctl/v1/types.js";
+import { AttachmentPhase, NodeState } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import { call, eventually } from "../testing/cluster.js";
 import { type PropagationCluster, startPropagationCluster } from "./test-cluster.js";
@@ -78,7 +78,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const e of ["lazy", "after-switch", "hooked", "delta5"]) {
+  for (const e of ["lazy", "after-switch", "hooked", "delta5", "on-seed", "after-restart"]) {
     await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
   }
   await cl?.cleanup();
@@ -192,8 +192,12 @@ it("reports a full target as RESOURCE_EXHAUSTED with nothing half-attached", asy
   const a4 = cl.agents.find((a) => a.name === "a4")!;
   const loops = await output("losetup", ["-l", "-n", "-O", "BACK-FILE"]);
   expect(loops.split("\n").filter((l) => l.includes(`${a4.stateDir}/propagation`))).toEqual([]);
+  // the sprouts' tmpfs (mounted at the first attach) stays, with no sprout in it
   const mounts = await output("findmnt", ["-rn", "-o", "TARGET"]);
-  expect(mounts.split("\n").filter((l) => l.startsWith(`${a4.stateDir}/propagation`))).toEqual([]);
+  expect(mounts.split("\n").filter((l) => l.startsWith(`${a4.stateDir}/propagation`))).toEqual([
+    `${a4.stateDir}/propagation/sprouts`,
+  ]);
+  expect(await readdir(`${a4.stateDir}/propagation/sprouts`)).toEqual([]);
   const node = await call(cl.c, "getNode", { name: "a4" });
   expect(node.baseVersions).toEqual([]);
 }, 60_000);
@@ -307,4 +311,34 @@ it("sends a delta into a node holding the parent as a hydrated seed, then deltas
   const next = await cl.push({ ref: { name: "demo", version: 6 }, nodes: ["a3"], waitLocal: true });
   expect(next.filter((p) => p.node === "a3").map((p) => p.message)).toContain("btrfs send -p @5");
   await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@6"));
+}, 120_000);
+
+it("keeps sprouts on the agent's tmpfs, and an agent restart adopts its attachments with their envs", async () => {
+  // a3 holds demo@4 as a hydrated seed; an env on it writes into the sprout
+  const a3 = cl.agents.find((a) => a.name === "a3")!;
+  const sprouts = join(a3.stateDir, "propagation/sprouts");
+  expect((await output("findmnt", ["-n", "-o", "FSTYPE", sprouts])).trim()).toBe("tmpfs");
+  expect(await readdir(sprouts)).toContain("demo@4.sprout.img");
+  await cl.createEnv("on-seed", "demo", 4, "a3");
+  await cl.exec("on-seed", ["sh", "-c", "echo kept > /root/note"]);
+
+  await cl.kill(a3.proc, "SIGKILL");
+  cl.startAgent(a3);
+  // the new process answers once it has adopted what the old one left
+  const r = await eventually(
+    () => cl.exec("on-seed", ["sh", "-c", "cat /root/note; sha256sum /data/big"]),
+    60_000,
+    200,
+  );
+  expect(r!.stdout).toBe(`kept\n${dataSha}  /data/big\n`);
+  expect((await call(cl.c, "getNode", { name: "a3" })).state).toBe(NodeState.NODE_STATE_READY);
+  await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@4"));
+  // a new env on the adopted version: the version's files, not the other env's writes
+  await cl.createEnv("after-restart", "demo", 4, "a3");
+  const fresh = await cl.exec("after-restart", [
+    "sh",
+    "-c",
+    "sha256sum /data/big; cat /root/note || echo fresh",
+  ]);
+  expect(fresh.stdout).toBe(`${dataSha}  /data/big\nfresh\n`);
 }, 120_000);

@@ -280,4 +280,37 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     await mid.att.detach("demo@1");
     expect(await leftovers(mid.state.path)).toEqual([]);
   });
+
+  it("puts the sprout in sproutDir (a tmpfs), checks its room there, and removes it at detach", async () => {
+    const exp = await serve();
+    const t = await target();
+    const tiny = await makeTmpfsDir(32, "protoctl-sprouts-");
+    cleanups.push(() => tiny.cleanup());
+    const opts = {
+      key: "demo@1",
+      uri: exp.uri,
+      seed: seedInfo(),
+      stateDir: t.state.path,
+      sproutBytes: 256 * MiB,
+    };
+    const err = await t.att.attach({ ...opts, sproutDir: tiny.path }).catch((e) => e);
+    expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
+    expect(err.message).toMatch(/sprout device of demo@1/);
+    expect(await readdir(t.state.path)).toEqual([]);
+    expect(await readdir(tiny.path)).toEqual([]);
+
+    const sprouts = await makeTmpfsDir(512, "protoctl-sprouts-");
+    cleanups.push(() => sprouts.cleanup());
+    const a = await t.att.attach({ ...opts, sproutDir: sprouts.path });
+    expect(await loopBackingFile(a.sproutLoop)).toBe(join(sprouts.path, "demo@1.sprout.img"));
+    // env writes land in the sprout: in the tmpfs
+    await writeFile(join(a.mountpoint, "written"), Buffer.alloc(8 * MiB, 1));
+    await run("sync", ["-f", join(a.mountpoint, "written")]);
+    const used = Number((await output("du", ["-sb", sprouts.path])).split("\t")[0]);
+    expect(used).toBeGreaterThan(8 * MiB);
+    await t.att.detach("demo@1");
+    expect(await readdir(sprouts.path)).toEqual([]);
+    expect(await leftovers(t.state.path)).toEqual([]);
+    expect(await leftovers(sprouts.path)).toEqual([]);
+  });
 });

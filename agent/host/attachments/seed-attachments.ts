@@ -5,8 +5,10 @@
  *   attach:   NBD client (nbdfuse file or /dev/nbdN) → read-only loop (direct
  *             I/O) → mount ro → btrfs device add <local sprout loop> →
  *             remount rw. The base subvolume is usable now;
- *             envs are snapshots inside the sprout.
- *   hydrate:  nbdcopy the export to a local file → checksum → LOOP_CHANGE_FD the
+ *             envs are snapshots inside the sprout. The sprout's file goes in
+ *             sproutDir (the agent's tmpfs) when given; the hydrated image in
+ *             stateDir (a disk), as it is the size of the whole version.
+ *   hydrate:  copy the export to a local file → checksum → LOOP_CHANGE_FD the
  *             seed loop to it → drop the NBD client. No unmount: readers keep
  *             reading. (Not `btrfs device remove`: it relocates every chunk.)
  *   switch:   a source died: LOOP_CHANGE_FD the seed loop to the nbdfuse file
@@ -125,11 +127,16 @@ export class SeedAttachments implements AttachmentDriver {
     ]);
     await mkdir(o.stateDir, { recursive: true });
     // Checked before anything exists, so a full target has nothing to undo.
-    await requireRoom(
-      o.stateDir,
-      o.reserveBytes ?? o.sproutBytes,
-      `the sprout device${o.reserveBytes ? " and the hydrated image" : ""} of ${o.key}`,
-    );
+    if (o.sproutDir) {
+      await requireRoom(o.sproutDir, SPROUT_START_BYTES, `the sprout device of ${o.key}`);
+      if (o.reserveBytes) await requireRoom(o.stateDir, o.reserveBytes, `the hydrated image of ${o.key}`);
+    } else {
+      await requireRoom(
+        o.stateDir,
+        o.reserveBytes ?? o.sproutBytes,
+        `the sprout device${o.reserveBytes ? " and the hydrated image" : ""} of ${o.key}`,
+      );
+    }
 
     const dir = join(o.stateDir, o.key);
     const r = new Revert();
@@ -171,8 +178,11 @@ export class SeedAttachments implements AttachmentDriver {
       r.add(() => detachLoop(seedLoop));
       r.add(() => forgetBtrfsDevice(seedLoop));
 
-      const sproutFile = join(dir, "sprout.img");
+      const sproutFile = sproutFileOf(o, dir);
+      // In sproutDir a file of this key is a leftover (the attachment's dir did not exist).
+      if (o.sproutDir) await rm(sproutFile, { force: true });
       const fh = await open(sproutFile, "wx", 0o600);
+      r.add(() => rm(sproutFile, { force: true }));
       try {
         await fh.truncate(o.sproutBytes);
       } finally {
@@ -411,12 +421,13 @@ export class SeedAttachments implements AttachmentDriver {
       const final = join(dir, "seed.img");
       const seedBacking = await loopBackingFile(s.seedLoop);
       const sproutBacking = await loopBackingFile(s.sproutLoop);
+      // An attachment made before its agent kept sprouts in sproutDir has it in its own dir.
       const intact =
         (await isMountpoint(s.mountpoint)) &&
-        sproutBacking === join(dir, "sprout.img") &&
+        (sproutBacking === sproutFileOf(o, dir) || sproutBacking === join(dir, "sprout.img")) &&
         (seedBacking === final || (seedBacking?.startsWith(`${dir}/nbd-`) ?? false));
       if (!intact) {
-        await cleanLeftovers(dir, s);
+        await cleanLeftovers(dir, s, sproutFileOf(o, dir));
         return undefined;
       }
       const sources = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^nbd-\d+$/.test(n));
@@ -473,6 +484,7 @@ export class SeedAttachments implements AttachmentDriver {
     e.nbd = undefined;
     await e.dropping;
     await rm(e.dir, { recursive: true, force: true });
+    await rm(sproutFileOf(e.opts, e.dir), { force: true });
     if (!e.ownMountpoint) await rmdir(s.mountpoint).catch(() => undefined);
     this.entries.delete(key);
   }
@@ -525,11 +537,11 @@ function adoptedConnection(uri: string, dir: string, path: string): NbdConnectio
 }
 
 /** Removes what a dead attachment left: mounts, loop devices bound to its files, FUSE mounts, the dir. */
-async function cleanLeftovers(dir: string, s: AttachmentState): Promise<void> {
+async function cleanLeftovers(dir: string, s: AttachmentState, sproutFile: string): Promise<void> {
   if (await isMountpoint(s.mountpoint)) await run("umount", ["-l", s.mountpoint], { allowFailure: true });
   for (const dev of [s.sproutLoop, s.seedLoop]) {
     const b = await loopBackingFile(dev);
-    if (b?.startsWith(`${dir}/`)) {
+    if (b?.startsWith(`${dir}/`) || b === sproutFile) {
       await forgetBtrfsDevice(dev);
       await detachLoop(dev);
     }
@@ -542,7 +554,16 @@ async function cleanLeftovers(dir: string, s: AttachmentState): Promise<void> {
   }
   if (await isMountpoint(join(dir, "mnt"))) return; // never delete below a live mount
   await rm(dir, { recursive: true, force: true });
+  await rm(sproutFile, { force: true });
 }
+
+/** The sprout device's file: in sproutDir when given (a tmpfs), else in the attachment's dir. */
+function sproutFileOf(o: AttachOptions, dir: string): string {
+  return o.sproutDir ? join(o.sproutDir, `${o.key}.sprout.img`) : join(dir, "sprout.img");
+}
+
+/** Room a new sprout needs at first (its superblocks and first chunks; it grows with env writes). */
+const SPROUT_START_BYTES = 64 * 1024 * 1024;
 
 function toError(err: unknown, message: string, subject: string): ProtoctlError {
   if (err instanceof CommandError) return err.toProtoctl(message, subject);

@@ -38,7 +38,16 @@ export interface AttachOptions {
   mountpoint?: string;
   /** Size of the sprout's local device (sparse file); envs' writes land there. */
   sproutBytes: number;
-  /** Free bytes required in stateDir before anything is made (default sproutBytes). */
+  /**
+   * Where the sprout device's file goes (`<key>.sprout.img`): a tmpfs, so env
+   * writes on the attached version stay in memory as they do in a pool on
+   * tmpfs. Default: the attachment's directory in stateDir.
+   */
+  sproutDir?: string;
+  /**
+   * Free bytes required in stateDir before anything is made (default
+   * sproutBytes; with sproutDir, the hydrated image's room only).
+   */
   reserveBytes?: number;
   /** NBD connections per source (nbdfuse -C, nbdcopy --connections); default 4. */
   connections?: number;
