@@ -15,7 +15,8 @@
  * Exports die with the agent (setpriv --pdeathsig): no orphan server keeps an
  * image open that no one tracks; the controller re-serves and re-attaches.
  */
-import { mkdir, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { Code, failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../common/errors.js";
@@ -174,6 +175,7 @@ export class PropagationService {
       this.seeds.set(refOf(rec.base, rec.version), rec);
     }
     for (const f of await readdir(this.attDir)) {
+      if (f.endsWith(".tmp")) await rm(join(this.attDir, f), { force: true });
       if (!f.endsWith(".json")) continue;
       const rec = JSON.parse(await readFile(join(this.attDir, f), "utf8")) as AttachmentRecord;
       const ref = refOf(rec.base, rec.version);
@@ -298,6 +300,7 @@ export class PropagationService {
   /** Cluster TLS files, known once the agent has joined. */
   setTls(tls: TlsFiles | undefined): void {
     this.o.tls = tls;
+    this.attachments.setTls(tls);
   }
 
   seed(base: string, version: number): SeedRecord | undefined {
@@ -466,9 +469,10 @@ export class PropagationService {
     if (!rec || !s) return;
     rec.state = s;
     const f = join(this.attDir, `${ref}.json`);
-    await writeFile(`${f}.tmp`, `${JSON.stringify(rec)}\n`);
-    const { rename } = await import("node:fs/promises");
-    await rename(`${f}.tmp`, f);
+    // A name of its own: two persists of one attachment may overlap (an attach and its hydration).
+    const tmp = `${f}.${randomBytes(4).toString("hex")}.tmp`;
+    await writeFile(tmp, `${JSON.stringify(rec)}\n`);
+    await rename(tmp, f);
   }
 
   info(ref: string): AttachmentInfo {

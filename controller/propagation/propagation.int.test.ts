@@ -78,7 +78,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const e of ["lazy", "after-switch", "hooked", "delta5", "on-seed", "after-restart"]) {
+  for (const e of ["lazy", "after-switch", "hooked", "delta5", "on-seed", "after-restart", "resumed"]) {
     await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
   }
   await cl?.cleanup();
@@ -342,3 +342,39 @@ it("keeps sprouts on the agent's tmpfs, and an agent restart adopts its attachme
   ]);
   expect(fresh.stdout).toBe(`${dataSha}  /data/big\nfresh\n`);
 }, 120_000);
+
+it("an agent killed while its attachment hydrates takes it up again after a restart and finishes it", async () => {
+  // demo@5 is in a2's and a3's pools; a5 gets it over slow links
+  const a5 = cl.agents.find((a) => a.name === "a5")!;
+  await limitEgress(2, "60mbit");
+  await limitEgress(3, "60mbit");
+  try {
+    await cl.push({ ref: { name: "demo", version: 5 }, nodes: ["a5"] });
+    await cl.createEnv("resumed", "demo", 5, "a5");
+    expect((await cl.exec("resumed", ["cat", "/etc/motd"])).stdout).toBe("delta 5\n");
+    expect((await attachmentOf("a5", 5))?.phase).not.toBe("ATTACHMENT_PHASE_LOCAL");
+    await cl.kill(a5.proc, "SIGKILL");
+    cl.startAgent(a5);
+    // the NBD client outlived the agent: the first exec the new process answers reads all of it
+    // (an EIO would fail it), while that process switches the seed to a client of its own
+    const r = await eventually(
+      () => cl.exec("resumed", ["sh", "-c", "sha256sum /data/big 2>&1"]),
+      60_000,
+      200,
+    );
+    expect(r.stdout).toBe(`${dataSha}  /data/big\n`);
+    expect(r.exit).toBe(0);
+  } finally {
+    await limitEgress(2, undefined);
+    await limitEgress(3, undefined);
+  }
+  // and hydrates it: the seed loop device ends up reading the local copy
+  const image = join(a5.stateDir, "propagation/attachments/demo@5/seed.img");
+  await eventually(
+    async () =>
+      (await output("losetup", ["-n", "-O", "BACK-FILE", "-l"])).split("\n").some((l) => l.trim() === image),
+    60_000,
+    250,
+  );
+  expect((await cl.exec("resumed", ["cat", "/etc/motd"])).stdout).toBe("delta 5\n");
+}, 150_000);

@@ -45,6 +45,8 @@ export const DEFAULT_FANOUT = 2;
 /** NBD connections one peer may hold on a source: nbdfuse -C 4 plus nbdcopy --connections=4. */
 const CONNECTIONS_PER_PEER = 8;
 const MAX_ATTEMPTS = 6;
+/** How long a push waits for a target whose agent stopped answering (a restart) before failing it. */
+const TARGET_RETURN_MS = 60_000;
 
 export type PushSink = (p: PushProgress) => void;
 
@@ -666,9 +668,34 @@ export class Propagator {
         r.picker.release(src, use);
         const pe = ProtoctlError.from(err);
         lastErr = pe;
+        this.ctx.log.warn(
+          { ref: r.ref, target, source: src, use, code: Code[pe.code], err: pe.message },
+          "push step failed",
+        );
         const sourceLost =
           pe.code === Code.UNAVAILABLE ||
           (pe as ProtoctlError & { sourceFailed?: boolean }).sourceFailed === true;
+        if (pe.code === Code.UNAVAILABLE && !(await this.alive(target))) {
+          // The target went away (an agent restart): its attachment survives it (the agent adopts
+          // it), so wait for the agent and go on with the same step, not another source.
+          r.send(
+            progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHING, {
+              sourceNode: src,
+              message: `${target} does not answer: waiting for it`,
+            }),
+          );
+          if (await this.waitAlive(target, TARGET_RETURN_MS)) {
+            attempt--;
+            continue;
+          }
+          const lost = unavailable(`${target} did not come back within ${TARGET_RETURN_MS / 1000} s`, {
+            reason: "TARGET_UNAVAILABLE",
+            subject: `node/${target}`,
+            hint: "push again once the node is Ready",
+          });
+          r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: lost.message }));
+          throw lost;
+        }
         if (!sourceLost) {
           r.send(
             progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, {
@@ -695,6 +722,16 @@ export class Propagator {
     });
     r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: pe.message }));
     throw pe;
+  }
+
+  /** Polls until the node's agent answers; false after `ms`. */
+  private async waitAlive(node: string, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline) {
+      if (await this.alive(node)) return true;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return false;
   }
 
   /** True when the node's agent answers (a failed attach may be the target's fault, not the source's). */

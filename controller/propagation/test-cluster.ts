@@ -7,12 +7,14 @@
  * Agents enter their host with `nsenter --net` only, so their mounts (pool,
  * sprouts, FUSE) stay visible here and `cleanup()` can remove every one.
  */
+
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openPool } from "../../agent/host/pool/pool.js";
+import { processesNaming, terminate } from "../../cli/up/cleanup.js";
 import { ProtoctlError } from "../../common/errors.js";
 import { output, run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
@@ -289,6 +291,8 @@ export async function cleanAgentDir(stateDir: string, knownLoops: string[] = [])
     const r = await run("fusermount3", ["-u", m.target], { allowFailure: true });
     if (r.exitCode !== 0) await run("umount", ["-l", m.target], { allowFailure: true });
   }
+  // NBD clients' TLS proxies outlive their agent (nbd-transport.ts)
+  await terminate(processesNaming(stateDir), 2000);
   const pool = await openPool({ kind: "tmpfs", stateDir, sizeBytes: 512 * 2 ** 20 }, silentLogger()).catch(
     () => undefined,
   );

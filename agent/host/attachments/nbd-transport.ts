@@ -102,17 +102,25 @@ function sourceUnavailable(uri: string, detail: string): ProtoctlError {
  * attach (time-to-usable) ~460 ms instead of ~100 ms; lazy reads lose little
  * (256 MiB sequential: 2.5 s shared, 1.9 s unshared) and the bulk copy
  * (nbdcopy, hydrate.ts) connects on its own, not through this proxy.
+ *
+ * The proxy outlives the agent, as nbdfuse does: envs on an attached
+ * version keep reading while the agent restarts, and the next agent process
+ * finds it by its pid file (stopProxy). So it runs as a daemon: nbdkit in
+ * the foreground ties itself to its parent (it sets PR_SET_PDEATHSIG even
+ * without --exit-with-parent, seen with 1.32), and lazy reads failed with
+ * EIO from the moment the agent died.
  */
 async function startTlsProxy(o: ConnectOptions): Promise<{ uri: string; stop(): Promise<void> }> {
   const sock = `${o.dir}.sock`;
   const [c, ...pre] = [...netnsPrefix(o.netns), "nbdkit"];
-  const child = spawnProcess(
+  // Exits once the daemon it forks listens; start-up errors (bad TLS files…) are on its stderr.
+  const started = await run(
     c!,
     [
       ...pre,
-      "--foreground",
       "--readonly",
-      "--exit-with-parent",
+      "--pidfile",
+      `${o.dir}.pid`,
       "--unix",
       sock,
       "nbd",
@@ -121,35 +129,54 @@ async function startTlsProxy(o: ConnectOptions): Promise<{ uri: string; stop(): 
       `tls-certificates=${o.tlsDir}`,
       "shared=true",
     ],
-    { stdin: "ignore", stdout: "ignore", stderr: "pipe", buffer: false, reject: false },
+    { allowFailure: true, timeoutMs: READY_TIMEOUT_MS },
   );
-  let stderr = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4096);
-  });
-  let exited = false;
-  const exitedP = child.then(() => {
-    exited = true;
-  });
-  const stop = async () => {
-    if (!exited) child.kill("SIGTERM");
-    await exitedP;
-    await rm(sock, { force: true });
-  };
+  const stop = () => stopProxy(o.dir);
+  if (started.exitCode !== 0) {
+    await stop();
+    throw sourceUnavailable(o.uri, started.stderr.trim() || "the TLS proxy did not start");
+  }
   const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (
-    !(await stat(sock).then(
-      () => true,
-      () => false,
-    ))
-  ) {
-    if (exited || Date.now() > deadline) {
+  while (!(await proxyPid(o.dir))) {
+    if (Date.now() > deadline) {
       await stop();
-      throw sourceUnavailable(o.uri, stderr.trim() || "the TLS proxy did not start");
+      throw sourceUnavailable(o.uri, "the TLS proxy did not start");
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
   }
   return { uri: `nbd+unix:///?socket=${sock}`, stop };
+}
+
+/** The pid of the TLS proxy of the NBD client in `dir` while it runs (its pid file names it). */
+async function proxyPid(dir: string): Promise<number | undefined> {
+  const pid = Number((await readFile(`${dir}.pid`, "utf8").catch(() => "")).trim());
+  if (!(pid > 0)) return undefined;
+  const args = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
+  return args.includes(`${dir}.sock`) ? pid : undefined;
+}
+
+/**
+ * Stops the TLS proxy of the NBD client in `dir`, this process's or one a
+ * previous agent process started (a pid that no longer runs that proxy is
+ * left alone), and removes its socket and pid file. Nothing to do without TLS.
+ */
+export async function stopProxy(dir: string): Promise<void> {
+  const pid = await proxyPid(dir);
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      if (pid) process.kill(pid, sig);
+    } catch {
+      // gone meanwhile
+    }
+  };
+  if (pid) {
+    signal("SIGTERM");
+    const deadline = Date.now() + STOP_GRACE_MS;
+    while ((await proxyPid(dir)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    if (await proxyPid(dir)) signal("SIGKILL");
+  }
+  await rm(`${dir}.sock`, { force: true });
+  await rm(`${dir}.pid`, { force: true });
 }
 
 async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {

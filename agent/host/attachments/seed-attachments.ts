@@ -37,6 +37,7 @@ import { CHECKSUM_ALGO, checksumAlgo, checksumFile } from "../exports/checksum.j
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
+import type { TlsFiles } from "../exports/types.js";
 import { warmCopyWorkers } from "./copy-pool.js";
 import { withHostLock } from "./host-lock.js";
 import { copiesInPieces, copyAndHash, copyThreads, requireRoom } from "./hydrate.js";
@@ -48,7 +49,7 @@ import {
   loopBackingFile,
   prepareLoopSwitch,
 } from "./loop.js";
-import { connectNbd, detectTransport, isMountpoint, type NbdConnection } from "./nbd-transport.js";
+import { connectNbd, detectTransport, isMountpoint, type NbdConnection, stopProxy } from "./nbd-transport.js";
 import { prepareSprout } from "./sprout.js";
 import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
 
@@ -88,6 +89,16 @@ export class SeedAttachments implements AttachmentDriver {
       if (this.locks.get(key) === tail) this.locks.delete(key);
     });
     return next;
+  }
+
+  /**
+   * The node's client TLS files, once known: attachments adopted before
+   * (an agent restart reads its attachments before it rejoins) use them to
+   * re-attach and hydrate from nbds:// sources.
+   */
+  setTls(tls: TlsFiles | undefined): void {
+    if (!tls) return;
+    for (const e of this.entries.values()) e.opts = { ...e.opts, tls: e.opts.tls ?? tls };
   }
 
   get(key: string): AttachmentState | undefined {
@@ -438,7 +449,11 @@ export class SeedAttachments implements AttachmentDriver {
         dir,
         nbd: oldDir ? adoptedConnection(o.uri, oldDir, seedBacking!) : undefined,
         sources: sources.length + 1,
-        tlsDir: o.tls ? join(dir, "tls-client") : undefined,
+        // Made by the attach when the source spoke TLS; the agent learns its own TLS files only
+        // after adopting (setTls), so o.tls is no guide here.
+        tlsDir: (await stat(join(dir, "tls-client")).catch(() => undefined))
+          ? join(dir, "tls-client")
+          : undefined,
         ownMountpoint: o.mountpoint === undefined,
         state: {
           ...s,
@@ -531,6 +546,7 @@ function adoptedConnection(uri: string, dir: string, path: string): NbdConnectio
       if (r.exitCode !== 0 && (await isMountpoint(dir))) {
         await run("fusermount3", ["-u", "-z", dir], { allowFailure: true });
       }
+      await stopProxy(dir);
       await rmdir(dir).catch(() => undefined);
     },
   };
@@ -548,9 +564,9 @@ async function cleanLeftovers(dir: string, s: AttachmentState, sproutFile: strin
   }
   for (const n of await readdir(dir).catch(() => [] as string[])) {
     const p = join(dir, n);
-    if (/^nbd-\d+$/.test(n) && (await isMountpoint(p))) {
-      await run("fusermount3", ["-u", "-z", p], { allowFailure: true });
-    }
+    if (!/^nbd-\d+$/.test(n)) continue;
+    if (await isMountpoint(p)) await run("fusermount3", ["-u", "-z", p], { allowFailure: true });
+    await stopProxy(p);
   }
   if (await isMountpoint(join(dir, "mnt"))) return; // never delete below a live mount
   await rm(dir, { recursive: true, force: true });
