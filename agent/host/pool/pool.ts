@@ -296,7 +296,8 @@ export class BtrfsPool implements PoolDriver {
     // Env roots inside attached sprouts without a record here.
     for (const ext of this.bases.externals.list()) {
       for (const entry of await listDir(ext.envArea)) {
-        if (known.has(entry)) continue;
+        // ".#NAME.lck": systemd-nspawn's lock of a running machine's directory, not an env root
+        if (known.has(entry) || entry.startsWith(".")) continue;
         await deleteSubvolume(join(ext.envArea, entry));
         removed.push(`${ext.meta.base}@${ext.meta.version}:@env/${entry}`);
       }
