@@ -269,7 +269,7 @@ it("carries a push to the end after its controller dies mid-hydration", async ()
   }
 }, 180_000);
 
-it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool", async () => {
+it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool; env roll moves an env onto it", async () => {
   // a3 holds demo@4 as a hydrated seed (the test above); a2 made @4 in its pool and updates it
   const update = async (n: number) => {
     await new Promise<void>((res, rej) => {
@@ -311,6 +311,13 @@ it("sends a delta into a node holding the parent as a hydrated seed, then deltas
   const next = await cl.push({ ref: { name: "demo", version: 6 }, nodes: ["a3"], waitLocal: true });
   expect(next.filter((p) => p.node === "a3").map((p) => p.message)).toContain("btrfs send -p @5");
   await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@6"));
+  // the partial upgrade's last step: env roll recreates the env on the latest version (not in place)
+  await cl.exec("delta5", ["sh", "-c", "echo old > /root/mark"]);
+  const rolled = await call(cl.c, "rollEnv", { name: "delta5", version: 0, wait: true }, 60_000);
+  expect(rolled.status?.baseVersion).toBe(6);
+  expect(rolled.status?.node).toBe("a3");
+  const after = await cl.exec("delta5", ["sh", "-c", "cat /etc/motd; cat /root/mark || echo recreated"]);
+  expect(after.stdout).toBe("delta 6\nrecreated\n");
 }, 120_000);
 
 it("keeps sprouts on the agent's tmpfs, and an agent restart adopts its attachments with their envs", async () => {
