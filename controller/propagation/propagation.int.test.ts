@@ -14,9 +14,9 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { output, run } from "../../common/exec.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
-import { AttachmentPhase, NodeState } from "../../proto/gen/protoctl/v1/types.js";
+import { AttachmentPhase, NodeState, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { call, eventually } from "../testing/cluster.js";
+import { call, eventually, testEnvSpec } from "../testing/cluster.js";
 import { type PropagationCluster, startPropagationCluster } from "./test-cluster.js";
 
 const MiB = 1024 * 1024;
@@ -78,7 +78,16 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  for (const e of ["lazy", "after-switch", "hooked", "delta5", "on-seed", "after-restart", "resumed"]) {
+  for (const e of [
+    "lazy",
+    "after-switch",
+    "hooked",
+    "delta5",
+    "on-seed",
+    "after-restart",
+    "resumed",
+    "layered",
+  ]) {
     await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
   }
   await cl?.cleanup();
@@ -269,7 +278,7 @@ it("carries a push to the end after its controller dies mid-hydration", async ()
   }
 }, 180_000);
 
-it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool; env roll moves an env onto it", async () => {
+it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool; env roll moves a layered env onto it", async () => {
   // a3 holds demo@4 as a hydrated seed (the test above); a2 made @4 in its pool and updates it
   const update = async (n: number) => {
     await new Promise<void>((res, rej) => {
@@ -311,12 +320,40 @@ it("sends a delta into a node holding the parent as a hydrated seed, then deltas
   const next = await cl.push({ ref: { name: "demo", version: 6 }, nodes: ["a3"], waitLocal: true });
   expect(next.filter((p) => p.node === "a3").map((p) => p.message)).toContain("btrfs send -p @5");
   await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@6"));
-  // the partial upgrade's last step: env roll recreates the env on the latest version (not in place)
-  await cl.exec("delta5", ["sh", "-c", "echo old > /root/mark"]);
-  const rolled = await call(cl.c, "rollEnv", { name: "delta5", version: 0, wait: true }, 60_000);
+  // the partial upgrade's last steps: an env with a layer, rolled to the latest version, is
+  // recreated there (not upgraded in place) on its layer rebuilt for that version
+  await new Promise<void>((res, rej) => {
+    const s = cl.c.addLayer({
+      layer: {
+        name: "stamp",
+        recipe: {
+          kind: RecipeKind.RECIPE_KIND_SHELL,
+          main: Buffer.from("cat /etc/motd > /etc/stamp\n"),
+          files: [],
+        },
+        parents: [],
+      },
+      buildOn: [],
+    });
+    s.on("data", () => undefined);
+    s.on("end", () => res());
+    s.on("error", rej);
+  });
+  await call(
+    cl.c,
+    "createEnv",
+    {
+      spec: testEnvSpec("layered", { base: { name: "demo", version: 5 }, node: "a3", layers: ["stamp"] }),
+      wait: true,
+    },
+    120_000,
+  );
+  await cl.exec("layered", ["sh", "-c", "echo old > /root/mark"]);
+  expect((await cl.exec("layered", ["cat", "/etc/stamp"])).stdout).toBe("delta 5\n");
+  const rolled = await call(cl.c, "rollEnv", { name: "layered", version: 0, wait: true }, 120_000);
   expect(rolled.status?.baseVersion).toBe(6);
   expect(rolled.status?.node).toBe("a3");
-  const after = await cl.exec("delta5", ["sh", "-c", "cat /etc/motd; cat /root/mark || echo recreated"]);
+  const after = await cl.exec("layered", ["sh", "-c", "cat /etc/stamp; cat /root/mark || echo recreated"]);
   expect(after.stdout).toBe("delta 6\nrecreated\n");
 }, 120_000);
 
