@@ -412,7 +412,8 @@ it("an agent killed while its attachment hydrates takes it up again after a rest
     await limitEgress(2, undefined);
     await limitEgress(3, undefined);
   }
-  // and hydrates it: the seed loop device ends up reading the local copy
+  // and hydrates it: the seed loop device ends up reading the local copy; the dead process's
+  // half-made copy is gone
   const image = join(a5.stateDir, "propagation/attachments/demo@5/seed.img");
   await eventually(
     async () =>
@@ -421,4 +422,7 @@ it("an agent killed while its attachment hydrates takes it up again after a rest
     250,
   );
   expect((await cl.exec("resumed", ["cat", "/etc/motd"])).stdout).toBe("delta 5\n");
+  expect(
+    (await readdir(join(a5.stateDir, "propagation/attachments/demo@5"))).filter((n) => n.endsWith(".part")),
+  ).toEqual([]);
 }, 150_000);

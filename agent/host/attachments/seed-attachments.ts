@@ -441,7 +441,10 @@ export class SeedAttachments implements AttachmentDriver {
         await cleanLeftovers(dir, s, sproutFileOf(o, dir));
         return undefined;
       }
-      const sources = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^nbd-\d+$/.test(n));
+      const names = await readdir(dir).catch(() => [] as string[]);
+      // A copy the dead process left half done: the next hydration starts over, and needs the room.
+      for (const n of names.filter((x) => x.endsWith(".part"))) await rm(join(dir, n), { force: true });
+      const sources = names.filter((n) => /^nbd-\d+$/.test(n));
       const local = seedBacking === final;
       const oldDir = local ? undefined : dirname(seedBacking!);
       const entry: Entry = {
