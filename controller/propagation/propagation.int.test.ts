@@ -16,7 +16,7 @@ import { output, run } from "../../common/exec.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, NodeState, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { call, eventually, testEnvSpec } from "../testing/cluster.js";
+import { call, eventually, streamed, testEnvSpec } from "../testing/cluster.js";
 import { type PropagationCluster, startPropagationCluster } from "./test-cluster.js";
 
 const MiB = 1024 * 1024;
@@ -281,18 +281,15 @@ it("carries a push to the end after its controller dies mid-hydration", async ()
 it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool; env roll moves a layered env onto it", async () => {
   // a3 holds demo@4 as a hydrated seed (the test above); a2 made @4 in its pool and updates it
   const update = async (n: number) => {
-    await new Promise<void>((res, rej) => {
-      const s = cl.c.updateBase({
+    await streamed(
+      cl.c.updateBase({
         name: "demo",
         command: ["sh", "-c", `echo delta ${n} > /etc/motd`],
         script: Buffer.alloc(0),
         node: "a2",
         network: false,
-      });
-      s.on("data", () => undefined);
-      s.on("end", () => res());
-      s.on("error", (e) => rej(e));
-    });
+      }),
+    );
     await eventually(async () =>
       (await call(cl.c, "getBase", { name: "demo" })).versions.some(
         (x) => x.version === n && x.nodes.includes("a2"),
@@ -322,8 +319,8 @@ it("sends a delta into a node holding the parent as a hydrated seed, then deltas
   await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@6"));
   // the partial upgrade's last steps: an env with a layer, rolled to the latest version, is
   // recreated there (not upgraded in place) on its layer rebuilt for that version
-  await new Promise<void>((res, rej) => {
-    const s = cl.c.addLayer({
+  await streamed(
+    cl.c.addLayer({
       layer: {
         name: "stamp",
         recipe: {
@@ -334,11 +331,8 @@ it("sends a delta into a node holding the parent as a hydrated seed, then deltas
         parents: [],
       },
       buildOn: [],
-    });
-    s.on("data", () => undefined);
-    s.on("end", () => res());
-    s.on("error", rej);
-  });
+    }),
+  );
   await call(
     cl.c,
     "createEnv",

@@ -3,7 +3,7 @@
  * fake agents joined to them, a typed client, and polling.
  */
 import { randomBytes } from "node:crypto";
-import type { ChannelCredentials } from "@grpc/grpc-js";
+import type { ChannelCredentials, ClientReadableStream } from "@grpc/grpc-js";
 import { ProtoctlError } from "../../common/errors.js";
 import { callUnary } from "../../common/grpc.js";
 import { createLogger, silentLogger } from "../../common/logger.js";
@@ -115,6 +115,16 @@ export async function eventually<T>(
 /** An env spec for tests: debian, latest version, started, placed anywhere, nothing else set; `over` replaces fields. */
 export function testEnvSpec(name: string, over: Partial<EnvSpec> = {}): EnvSpec {
   return { ...EnvSpec.fromPartial({ name, base: { name: "debian", version: 0 }, start: true }), ...over };
+}
+
+/** Everything a server stream sends, once it ends (its error as a ProtoctlError). */
+export function streamed<T>(s: ClientReadableStream<T>): Promise<T[]> {
+  return new Promise((res, rej) => {
+    const out: T[] = [];
+    s.on("data", (m: T) => out.push(m));
+    s.on("end", () => res(out));
+    s.on("error", (e) => rej(ProtoctlError.from(e)));
+  });
 }
 
 /** ImportBase of a directory on `node`'s host, collecting the progress stream. */

@@ -27,7 +27,7 @@ import { ProtoctlError } from "../../common/errors.js";
 import { run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
-import { call, client, eventually, importBaseFromDir } from "../../controller/testing/cluster.js";
+import { call, client, eventually, importBaseFromDir, streamed } from "../../controller/testing/cluster.js";
 
 export { execIn } from "../../controller/testing/cluster.js";
 
@@ -225,16 +225,12 @@ export function applyLab(
   specYaml: string,
   opts: Partial<ApplyLabRequest> = {},
 ): Promise<LabProgress[]> {
-  return new Promise((res, rej) => {
-    const out: LabProgress[] = [];
-    const s = c.applyLab(
+  return streamed(
+    c.applyLab(
       { specYaml, wait: true, dryRun: false, ...opts },
       { deadline: new Date(Date.now() + 300_000) },
-    );
-    s.on("data", (m: LabProgress) => out.push(m));
-    s.on("end", () => res(out));
-    s.on("error", (e) => rej(ProtoctlError.from(e)));
-  });
+    ),
+  );
 }
 
 /** Interfaces in a host's namespace, by name. */

@@ -9,7 +9,7 @@
  * veth, machine process or env mount on any host.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { call, eventually } from "../../controller/testing/cluster.js";
+import { call, eventually, streamed } from "../../controller/testing/cluster.js";
 import { type Lab, LabPhase, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import {
   applyLab,
@@ -67,8 +67,8 @@ async function leaderPids(): Promise<Map<string, number>> {
 it("deploys, reaches by name across hosts, applies a difference, and goes without a trace", async () => {
   const c = cl.c;
   // a layer through the controller: AddLayer stores the recipe, the env loop hands it to the agent
-  await new Promise<void>((res, rej) => {
-    const s = c.addLayer({
+  await streamed(
+    c.addLayer({
       layer: {
         name: "greet",
         recipe: {
@@ -79,11 +79,8 @@ it("deploys, reaches by name across hosts, applies a difference, and goes withou
         parents: [],
       },
       buildOn: [],
-    });
-    s.on("data", () => undefined);
-    s.on("end", () => res());
-    s.on("error", rej);
-  });
+    }),
+  );
 
   const t0 = Date.now();
   await applyLab(c, spec(FIRST));
