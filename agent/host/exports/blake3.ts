@@ -12,7 +12,12 @@
 import { createRequire } from "node:module";
 
 export interface Blake3Module {
-  Blake3Hasher: new () => { update(input: Buffer): unknown; digest(format: "hex"): string };
+  Blake3Hasher: new () => {
+    update(input: Buffer): unknown;
+    digest(format: "hex"): string;
+    digestBuffer(): Buffer;
+    reset(): void;
+  };
   blake3(input: Buffer): Buffer;
 }
 

@@ -67,9 +67,8 @@ export function newHasher(algo: ChecksumAlgo = CHECKSUM_ALGO): Hasher {
 
 /** "blake3-4m" over a stream: pieces cut at PIECE_BYTES boundaries, each digested as it fills. */
 function pieceHasher(): Hasher {
-  const B3 = needBlake3();
   const digests: Buffer[] = [];
-  let cur = new B3.Blake3Hasher();
+  const cur = new (needBlake3().Blake3Hasher)();
   let fill = 0;
   let any = false;
   return {
@@ -82,15 +81,15 @@ function pieceHasher(): Hasher {
         fill += n;
         b = b.subarray(n);
         if (fill === PIECE_BYTES) {
-          digests.push(Buffer.from(cur.digest("hex"), "hex"));
-          cur = new B3.Blake3Hasher();
+          digests.push(cur.digestBuffer());
+          cur.reset();
           fill = 0;
         }
       }
     },
     digest() {
       // An empty file has one empty piece, so the root never hashes nothing.
-      if (fill || !any) digests.push(Buffer.from(cur.digest("hex"), "hex"));
+      if (fill || !any) digests.push(cur.digestBuffer());
       return pieceRoot(Buffer.concat(digests));
     },
   };
