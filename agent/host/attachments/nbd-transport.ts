@@ -198,11 +198,7 @@ async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
-      // fusermount fails while the file is open (a loop device on it): detach lazily then.
-      const r = await run("fusermount3", ["-u", o.dir], { allowFailure: true });
-      if (r.exitCode !== 0 && (await isMountpoint(o.dir))) {
-        await run("fusermount3", ["-u", "-z", o.dir], { allowFailure: true });
-      }
+      await unmountFuse(o.dir);
       if (!exited) {
         const t1 = setTimeout(() => child.kill("SIGTERM"), 1000);
         const t2 = setTimeout(() => child.kill("SIGKILL"), 1000 + STOP_GRACE_MS);
@@ -249,6 +245,14 @@ async function connectFuse(o: ConnectOptions): Promise<NbdConnection> {
     },
     close,
   };
+}
+
+/** Unmounts an nbdfuse dir; fusermount fails while the file is open (a loop device on it): lazily then. */
+export async function unmountFuse(dir: string): Promise<void> {
+  const r = await run("fusermount3", ["-u", dir], { allowFailure: true });
+  if (r.exitCode !== 0 && (await isMountpoint(dir))) {
+    await run("fusermount3", ["-u", "-z", dir], { allowFailure: true });
+  }
 }
 
 /** True when `dir` is a mountpoint in our mount namespace. */

@@ -49,7 +49,14 @@ import {
   loopBackingFile,
   prepareLoopSwitch,
 } from "./loop.js";
-import { connectNbd, detectTransport, isMountpoint, type NbdConnection, stopProxy } from "./nbd-transport.js";
+import {
+  connectNbd,
+  detectTransport,
+  isMountpoint,
+  type NbdConnection,
+  stopProxy,
+  unmountFuse,
+} from "./nbd-transport.js";
 import { prepareSprout } from "./sprout.js";
 import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
 
@@ -545,10 +552,7 @@ function adoptedConnection(uri: string, dir: string, path: string): NbdConnectio
     async close() {
       if (closed) return;
       closed = true;
-      const r = await run("fusermount3", ["-u", dir], { allowFailure: true });
-      if (r.exitCode !== 0 && (await isMountpoint(dir))) {
-        await run("fusermount3", ["-u", "-z", dir], { allowFailure: true });
-      }
+      await unmountFuse(dir);
       await stopProxy(dir);
       await rmdir(dir).catch(() => undefined);
     },
