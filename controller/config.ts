@@ -46,7 +46,7 @@ export const CONTROLLER_DEFAULTS = {
   scheduler: {
     strategy: "spread",
     /** Allow placement on nodes lacking the base version (propagation hook). */
-    propagation: false,
+    propagation: true,
   },
   events: { ttlSeconds: 3600 },
   log: { level: "info", format: "auto", file: "" },

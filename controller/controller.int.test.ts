@@ -230,7 +230,7 @@ describe("controller with fake agents", () => {
     expect(d.status?.message).toContain("pool is broken");
   });
 
-  it("cordon keeps new envs away; pinning to an unknown base version explains itself", async () => {
+  it("cordon keeps new envs away; a version only a cordoned node holds: the failed push explains itself", async () => {
     await setup([{ name: "n1" }, { name: "n2", bases: ["debian@1", "debian@2"] }]);
     await call(c, "cordonNode", { name: "n2" });
     const e = await call(c, "createEnv", {
@@ -249,7 +249,14 @@ describe("controller with fake agents", () => {
     expect(y.status?.reasons).toEqual(
       expect.arrayContaining([
         { node: "n2", reason: "node is cordoned" },
-        { node: "n1", reason: expect.stringMatching(/debian@2 is not on this node/) },
+        // scheduler.propagation (on by default) tried to push debian@2 from n2 to n1; fake agents
+        // cannot publish a seed, and the failure is n1's reason until it is retried
+        {
+          node: "n1",
+          reason: expect.stringMatching(
+            /debian@2 is not on this node and pushing it here failed: PublishSeed is not implemented/,
+          ),
+        },
       ]),
     );
     await call(c, "uncordonNode", { name: "n2" });

@@ -44,8 +44,18 @@ export const TERMINAL = new Set([
   Code.RESOURCE_EXHAUSTED,
 ]);
 
-/** Called when a placement needs the base version propagated first (hook; not wired yet). */
+/**
+ * Called when a placement needs the base version propagated first
+ * (scheduler.propagation): resolves once the version is usable on the node.
+ */
 export type PropagationHook = (node: string, base: string, version: number) => Promise<void>;
+
+/**
+ * After pushing base@N to a node failed, placements of envs on base@N avoid
+ * that node for this long (the failure is their reason there), then it may be
+ * tried again.
+ */
+export const PROPAGATION_AVOID_MS = 30_000;
 
 /**
  * Called before CreateEnv on the env's node: hand it what the env needs and
@@ -61,6 +71,8 @@ export class EnvReconciler {
   /** Envs waiting for a placement (re-tried when nodes change). */
   readonly pending = new Set<string>();
   propagate: PropagationHook | undefined;
+  /** "node base@N" → why pushing there failed, and until when placements avoid it. */
+  private readonly propagationFailed = new Map<string, { reason: string; until: number }>();
   readonly prepare: PrepareHook[] = [];
   /** Time spent waiting, by kind (ms), and counts: for the bench and debugging. */
   readonly timing = { writes: 0, writeMs: 0, agentCalls: 0, agentMs: 0, passes: 0 };
@@ -127,6 +139,7 @@ export class EnvReconciler {
       node: spec.node || undefined,
       group: spec.group || undefined,
       strategy: this.ctx.config.scheduler.strategy as Strategy,
+      avoid: this.avoidFor(`${base}@${version}`),
     });
     if (!plan.node) {
       const reasons = plan.rejections.map((r) => ({ node: r.node, reason: r.reason }));
@@ -136,7 +149,27 @@ export class EnvReconciler {
     }
     this.pending.delete(name);
     this.cache.assume(name, plan.node, spec);
-    if (plan.needsPropagation && this.propagate) await this.propagate(plan.node, base, version);
+    if (plan.needsPropagation && this.propagate) {
+      try {
+        await this.propagate(plan.node, base, version);
+      } catch (err) {
+        // Not this node for a while: the next pass places the env elsewhere if it can, or shows
+        // this failure among the reasons it stays Pending.
+        this.cache.unassume(name);
+        this.pending.add(name);
+        const e = ProtoctlError.from(err);
+        const reason = `base ${base}@${version} is not on this node and pushing it here failed: ${e.message}`;
+        this.propagationFailed.set(`${plan.node} ${base}@${version}`, {
+          reason,
+          until: Date.now() + PROPAGATION_AVOID_MS,
+        });
+        this.ctx.log.warn(
+          { env: name, node: plan.node, err: e.message },
+          "propagation for a placement failed",
+        );
+        return { requeueAfterMs: 0 };
+      }
+    }
     const next: EnvStatus = {
       ...st,
       phase: EnvPhase.ENV_PHASE_SCHEDULED,
@@ -322,6 +355,21 @@ export class EnvReconciler {
     if (r.succeeded) this.cache.status.applyLocal(name, undefined, r.revision);
     else return { requeueAfterMs: 200 };
     return;
+  }
+
+  /** Nodes that base@N could not be pushed to lately, with the reason (expired ones dropped). */
+  private avoidFor(ref: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    const now = Date.now();
+    for (const [key, f] of this.propagationFailed) {
+      if (f.until <= now) {
+        this.propagationFailed.delete(key);
+        continue;
+      }
+      const [node, r] = key.split(" ");
+      if (r === ref) out[node!] = f.reason;
+    }
+    return out;
   }
 
   private async writePending(

@@ -137,6 +137,13 @@ describe("schedule", () => {
     expect(h.run(request("e", { exclude: ["a"] })).node).toBe("b");
   });
 
+  it("avoids nodes it is told to, with the reason given", () => {
+    const h = new SchedulerHarness([{ name: "a" }, { name: "b", envs: 3 }]);
+    const plan = h.run(request("e", { avoid: { a: "pushing the base here failed" } }));
+    expect(plan.node).toBe("b");
+    expect(plan.rejections).toEqual([{ node: "a", reason: "pushing the base here failed" }]);
+  });
+
   it("lists the ten best scores, best first", () => {
     const h = new SchedulerHarness(
       Array.from({ length: 20 }, (_, i) => ({ name: `n${String(i).padStart(2, "0")}`, envs: i })),

@@ -33,6 +33,7 @@ export const SCORES_SHOWN = 10;
 const FILTERS: Filter[] = [
   (n, r) => (r.node && n.name !== r.node ? `env is pinned to node ${r.node}` : undefined),
   (n, r) => (r.exclude?.includes(n.name) ? "excluded for this env (it was lost there)" : undefined),
+  (n, r) => r.avoid?.[n.name],
   (n) => (n.ready ? undefined : "node is NotReady"),
   (n) => (n.cordoned ? "node is cordoned" : undefined),
   (n) => (n.draining ? "node is draining" : undefined),

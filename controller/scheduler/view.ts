@@ -58,6 +58,8 @@ export interface ScheduleRequest {
   readonly strategy?: Strategy;
   /** Nodes not to use (e.g. the one the env was lost on). */
   readonly exclude?: readonly string[];
+  /** Nodes not to use for now, each with the reason shown (e.g. pushing the base there failed). */
+  readonly avoid?: Readonly<Record<string, string>>;
 }
 
 export interface Rejection {
