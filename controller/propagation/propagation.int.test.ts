@@ -87,6 +87,7 @@ afterAll(async () => {
     "after-restart",
     "resumed",
     "layered",
+    "delta7",
   ]) {
     await call(cl.c, "deleteEnv", { name: e, wait: true }, 60_000).catch(() => undefined);
   }
@@ -278,24 +279,26 @@ it("carries a push to the end after its controller dies mid-hydration", async ()
   }
 }, 180_000);
 
+/** `base update` on a2: demo@N from its latest version, with motd "delta N". */
+async function update(n: number): Promise<void> {
+  await streamed(
+    cl.c.updateBase({
+      name: "demo",
+      command: ["sh", "-c", `echo delta ${n} > /etc/motd`],
+      script: Buffer.alloc(0),
+      node: "a2",
+      network: false,
+    }),
+  );
+  await eventually(async () =>
+    (await call(cl.c, "getBase", { name: "demo" })).versions.some(
+      (x) => x.version === n && x.nodes.includes("a2"),
+    ),
+  );
+}
+
 it("sends a delta into a node holding the parent as a hydrated seed, then deltas from its pool; env roll moves a layered env onto it", async () => {
   // a3 holds demo@4 as a hydrated seed (the test above); a2 made @4 in its pool and updates it
-  const update = async (n: number) => {
-    await streamed(
-      cl.c.updateBase({
-        name: "demo",
-        command: ["sh", "-c", `echo delta ${n} > /etc/motd`],
-        script: Buffer.alloc(0),
-        node: "a2",
-        network: false,
-      }),
-    );
-    await eventually(async () =>
-      (await call(cl.c, "getBase", { name: "demo" })).versions.some(
-        (x) => x.version === n && x.nodes.includes("a2"),
-      ),
-    );
-  };
   await update(5);
   const evs = await cl.push({
     ref: { name: "demo", version: 5 },
@@ -419,4 +422,36 @@ it("an agent killed while its attachment hydrates takes it up again after a rest
   expect(
     (await readdir(join(a5.stateDir, "propagation/attachments/demo@5"))).filter((n) => n.endsWith(".part")),
   ).toEqual([]);
+}, 150_000);
+
+it("a delta asked for onto a parent the node holds only attached waits for that hydration, then sends -p", async () => {
+  // a2 and a3 hold demo@6 in their pools; a2 makes @7 from it. a5 gets @6 over slow links and is
+  // only attached to it when the delta of @7 is asked for.
+  await update(7);
+  await limitEgress(2, "60mbit");
+  await limitEgress(3, "60mbit");
+  let evs: PushProgress[];
+  try {
+    await cl.push({ ref: { name: "demo", version: 6 }, nodes: ["a5"] });
+    expect((await attachmentOf("a5", 6))?.phase).not.toBe("ATTACHMENT_PHASE_LOCAL");
+    evs = await cl.push({
+      ref: { name: "demo", version: 7 },
+      nodes: ["a5"],
+      transport: "delta",
+      waitLocal: true,
+    });
+  } finally {
+    await limitEgress(2, undefined);
+    await limitEgress(3, undefined);
+  }
+  const messages = evs.filter((p) => p.node === "a5").map((p) => p.message);
+  const waited = messages.indexOf("waiting for @6 to hydrate (the delta's parent)");
+  expect(waited).toBeGreaterThanOrEqual(0);
+  expect(messages.indexOf("btrfs send -p @6")).toBeGreaterThan(waited);
+  expect(messages.at(-1)).toBe("delta");
+  expect((await attachmentOf("a5", 6))?.phase).toBe("ATTACHMENT_PHASE_LOCAL");
+  expect((await cl.etcd("seeds/")).filter((x) => x.version === 7)).toEqual([]);
+  await cl.createEnv("delta7", "demo", 7, "a5");
+  const r = await cl.exec("delta7", ["sh", "-c", "sha256sum /data/big; cat /etc/motd"]);
+  expect(r.stdout).toBe(`${dataSha}  /data/big\ndelta 7\n`);
 }, 150_000);

@@ -15,7 +15,8 @@
  *            if the target's @N-1 is not of the same lineage, seed instead.
  *            Chosen where both hold @N-1 in their pools; with transport
  *            "delta" also into a target holding @N-1 as a hydrated seed (it
- *            copies @N-1 into its pool first, once)
+ *            copies @N-1 into its pool first, once), or only attached (its
+ *            hydration is waited for first)
  *
  * Progress per node streams as PushProgress (attached, hydrating x%, local,
  * failed). Exports and attachments are recorded in etcd; when every target
@@ -455,11 +456,51 @@ export class Propagator {
     const ov = r.holds.get(r.origin)?.versions;
     const parentIs = (v: Map<number, BaseVersionState> | undefined, ...states: BaseVersionState[]) =>
       states.includes(v?.get(r.version - 1) ?? BaseVersionState.BASE_VERSION_STATE_UNSPECIFIED);
-    const { BASE_VERSION_STATE_LOCAL: LOCAL, BASE_VERSION_STATE_HYDRATED: HYDRATED } = BaseVersionState;
+    const {
+      BASE_VERSION_STATE_LOCAL: LOCAL,
+      BASE_VERSION_STATE_HYDRATED: HYDRATED,
+      BASE_VERSION_STATE_ATTACHED: ATTACHED,
+    } = BaseVersionState;
+    // An asked-for delta onto a parent the target holds only attached (read over NBD): the delta
+    // needs the whole parent on the node, so the parent's hydration comes first (this joins the
+    // push still hydrating it, or starts one).
+    let parentHydrated = false;
+    const parent = r.version - 1;
+    if (
+      r.transport === "delta" &&
+      parentIs(ov, LOCAL) &&
+      !parentIs(tv, LOCAL, HYDRATED) &&
+      (parentIs(tv, ATTACHED) || (await this.attachedNotLocal(r.base, parent, target)))
+    ) {
+      r.send(
+        progress(target, AttachmentPhase.ATTACHMENT_PHASE_ATTACHING, {
+          message: `waiting for @${parent} to hydrate (the delta's parent)`,
+        }),
+      );
+      try {
+        await this.push(
+          {
+            ref: { name: r.base, version: parent },
+            nodes: [target],
+            all: false,
+            selector: {},
+            fanout: 0,
+            transport: "",
+            waitLocal: true,
+          },
+          () => undefined,
+        );
+      } catch (err) {
+        const pe = ProtoctlError.from(err);
+        r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: pe.message }));
+        throw pe;
+      }
+      parentHydrated = true;
+    }
     // The origin sends from its pool. A target holding @N-1 as a hydrated seed takes the delta
     // after a local copy of @N-1 into its pool (agent PropagationService.receive): asked for
     // explicitly, not chosen, as that copy delays time-to-usable by a whole local copy.
-    const withParent = parentIs(ov, LOCAL) && parentIs(tv, LOCAL, HYDRATED);
+    const withParent = parentIs(ov, LOCAL) && (parentHydrated || parentIs(tv, LOCAL, HYDRATED));
     const wantDelta =
       r.transport === "delta" || (r.transport === "" && parentIs(tv, LOCAL) && parentIs(ov, LOCAL));
     if (wantDelta) {
@@ -481,6 +522,23 @@ export class Propagator {
       }
     }
     await this.seedPush(r, target, markUsable);
+  }
+
+  /**
+   * Whether base@version is attached to `node` and not hydrated yet, by what this controller knows
+   * before the node's heartbeat says so: a push still at it, or its attachment record.
+   */
+  private async attachedNotLocal(base: string, version: number, node: string): Promise<boolean> {
+    if (this.inflight.has(`${base}@${version}/${node}`)) return true;
+    const atts = await this.ctx.store.listAttachments();
+    return atts.some(
+      ({ value: a }) =>
+        a.base === base &&
+        a.version === version &&
+        a.node === node &&
+        (a.phase === AttachmentPhase.ATTACHMENT_PHASE_ATTACHED ||
+          a.phase === AttachmentPhase.ATTACHMENT_PHASE_HYDRATING),
+    );
   }
 
   private async delta(r: PushRun, target: string, parentVersion: number): Promise<void> {
