@@ -23,7 +23,7 @@
  *
  * Fan-out and fleet time-to-usable go through the controller: `npm run bench -- propagate-fleet` (fleet.ts).
  *
- * Usage: npm run bench -- propagate [--runs N] [--small MiB] [--large MiB]
+ * Usage: npm run bench -- propagate [--runs N (default 5)] [--small MiB] [--large MiB]
  * Last stdout line: {"bench":"propagate", ...}
  */
 import { rm, writeFile } from "node:fs/promises";
@@ -255,7 +255,7 @@ async function measureDelta(): Promise<{ delta_bytes: number; delta_ms: number }
 }
 
 async function main(): Promise<void> {
-  const runs = arg("runs", 3);
+  const runs = arg("runs", 5);
   const small = await measureSize(arg("small", 256), runs);
   console.log(JSON.stringify({ size: "small", ...small }));
   const large = await measureSize(arg("large", 2048), runs);
