@@ -348,18 +348,7 @@ export class Propagator {
       atts = left;
       if (nodes.length > 0) {
         log.info({ ref, nodes }, "resuming a push left unfinished");
-        const err = await this.push(
-          {
-            ref: { name: g.base, version: g.version },
-            nodes,
-            all: false,
-            selector: {},
-            fanout: 0,
-            transport: "",
-            waitLocal: true,
-          },
-          () => undefined,
-        ).then(
+        const err = await this.pushTo(g.base, g.version, nodes, true).then(
           () => undefined,
           (e: Error) => e,
         );
@@ -382,22 +371,23 @@ export class Propagator {
   }
 
   /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */
+  /** A push of the controller's own (resume, the scheduler's hook, a delta's parent): defaults but these. */
+  private pushTo(
+    base: string,
+    version: number,
+    nodes: string[],
+    waitLocal: boolean,
+    sink: PushSink = () => undefined,
+  ): Promise<void> {
+    const req = { ref: { name: base, version }, nodes, all: false, selector: {}, fanout: 0, transport: "" };
+    return this.push({ ...req, waitLocal }, sink);
+  }
+
   async ensureOn(node: string, base: string, version: number): Promise<void> {
     let failure: string | undefined;
-    await this.push(
-      {
-        ref: { name: base, version },
-        nodes: [node],
-        all: false,
-        selector: {},
-        fanout: 0,
-        transport: "",
-        waitLocal: false,
-      },
-      (p) => {
-        if (p.phase === AttachmentPhase.ATTACHMENT_PHASE_FAILED) failure = p.message;
-      },
-    );
+    await this.pushTo(base, version, [node], false, (p) => {
+      if (p.phase === AttachmentPhase.ATTACHMENT_PHASE_FAILED) failure = p.message;
+    });
     if (failure) throw unavailable(`propagating ${base}@${version} to ${node} failed: ${failure}`);
   }
 
@@ -478,18 +468,7 @@ export class Propagator {
         }),
       );
       try {
-        await this.push(
-          {
-            ref: { name: r.base, version: parent },
-            nodes: [target],
-            all: false,
-            selector: {},
-            fanout: 0,
-            transport: "",
-            waitLocal: true,
-          },
-          () => undefined,
-        );
+        await this.pushTo(r.base, parent, [target], true);
       } catch (err) {
         const pe = ProtoctlError.from(err);
         r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_FAILED, { message: pe.message }));
