@@ -115,6 +115,25 @@ describe("schedule", () => {
     expect(p2.needsPropagation).toBe(true);
   });
 
+  it("with propagation, spreads a group to nodes lacking the version rather than doubling up on its holder", () => {
+    const h = new SchedulerHarness(
+      [
+        { name: "a", bases: ["debian@1"] },
+        { name: "b", bases: [] },
+        { name: "c", bases: [], envs: 3 },
+      ],
+      { propagation: true },
+    );
+    const plans = [0, 1, 2].map((i) => h.run(request(`lab-${i}`, { group: "lab", strategy: "binpack" })));
+    expect(plans.map((p) => [p.node, p.needsPropagation])).toEqual([
+      ["a", false],
+      ["c", true],
+      ["b", true],
+    ]);
+    // without a group the holder still wins
+    expect(h.run(request("single")).node).toBe("a");
+  });
+
   it("spreads a group across nodes (anti-affinity) even when binpacking", () => {
     const h = new SchedulerHarness([{ name: "a" }, { name: "b" }, { name: "c" }]);
     for (let i = 0; i < 3; i++) h.run(request(`lab-${i}`, { group: "lab", strategy: "binpack" }));

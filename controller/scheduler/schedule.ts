@@ -12,8 +12,12 @@ export const WEIGHTS = {
   baseLocal: 10,
   /** Spread or binpack, in [0, 1]. */
   fit: 5,
-  /** Per env of the same group already on the node. */
-  antiAffinity: 8,
+  /**
+   * Per env of the same group already on the node. More than holding the base and any load
+   * difference together: a lab spreads over nodes even where that means pushing its base there
+   * (scheduler.propagation), which is what a multi-host lab is for.
+   */
+  antiAffinity: 16,
 };
 
 type Filter = (n: NodeView, r: ScheduleRequest, ctx: FilterContext) => string | undefined;
