@@ -253,7 +253,8 @@ export async function startPropagationCluster(opts: {
  * first: env overlays, sprouts, FUSE, the pool), loop devices bound to its
  * files, then the pool storage.
  */
-async function loopsUnder(prefixes: string[]): Promise<string[]> {
+/** Loop devices whose backing file is below one of `prefixes` (pools excluded). */
+export async function loopsUnder(prefixes: string[]): Promise<string[]> {
   const loops = JSON.parse((await output("losetup", ["-J"])) || '{"loopdevices":[]}') as {
     loopdevices: Array<{ name: string; "back-file": string | null }>;
   };

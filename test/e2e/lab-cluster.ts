@@ -31,6 +31,7 @@ import { call, client, eventually, importBaseFromDir, streamed } from "../../con
 
 export { execIn } from "../../controller/testing/cluster.js";
 
+import { cleanAgentDir, loopsUnder } from "../../controller/propagation/test-cluster.js";
 import { startHostEtcd } from "../../controller/testing/host-etcd.js";
 import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../../controller/testing/process.js";
 import type {
@@ -96,6 +97,9 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
   };
   const stop = async () => {
     c?.close();
+    // Bases pushed by the scheduler: their attachments' loop devices, noted before the NBD
+    // clients go (one over a lazily unmounted FUSE file loses its path).
+    const loops = await loopsUnder([...agentDirs.values()].map((d) => `${d}/`));
     for (const p of [...agents.values()]) await kill(p, "SIGTERM");
     for (const p of children.reverse()) await kill(p, "SIGTERM");
     for (const [node, d] of agentDirs) {
@@ -106,7 +110,8 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
         silentLogger(),
       ).catch(() => undefined);
       if (pool) await unmountBelow(pool.mountpoint);
-      await (pool as unknown as { destroy?(): Promise<void> } | undefined)?.destroy?.();
+      // attachments (sprouts, seed loops, NBD clients and their proxies), then the pool
+      await cleanAgentDir(d, loops);
     }
     await hosts.cleanup();
     await rm(dir, { recursive: true, force: true });

@@ -8,9 +8,13 @@
  * /etc/hosts is rewritten in place); `lab down` leaves no bridge, VXLAN,
  * veth, machine process or env mount on any host.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { call, eventually, streamed } from "../../controller/testing/cluster.js";
+import { call, eventually, importBaseFromDir, streamed } from "../../controller/testing/cluster.js";
 import { type Lab, LabPhase, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 import {
   applyLab,
   execIn,
@@ -170,3 +174,31 @@ it("deploys, reaches by name across hosts, applies a difference, and goes withou
   );
   expect(machines).toEqual([]);
 }, 300_000);
+
+it("a lab on a base only one node holds: the nodes it spreads to get the base pushed first", async () => {
+  const c = cl.c;
+  const rootfs = await mkdtemp(join(tmpdir(), "protoctl-lab-solo-"));
+  try {
+    await makeBusyboxRootfs(rootfs);
+    await writeFile(join(rootfs, "etc/motd"), "solo\n");
+    await importBaseFromDir(c, cl.nodes[0]!, "solo", rootfs);
+  } finally {
+    await rm(rootfs, { recursive: true, force: true });
+  }
+  await eventually(async () => (await call(c, "getBase", { name: "solo" })).versions[0]?.nodes.length === 1);
+  await applyLab(
+    c,
+    "name: so\nnetworks:\n  red: 10.77.3.0/24\nmachines:\n  s-{1..3}: { base: solo, networks: [red] }\n",
+  );
+  const lab = await call(c, "getLab", { name: "so" });
+  expect(lab.phase).toBe(LabPhase.LAB_PHASE_READY);
+  // anti-affinity spreads the machines over the three nodes; two of them lacked the base
+  expect(new Set(lab.machines.map((m) => m.node)).size).toBe(3);
+  for (const m of ["s-1", "s-2", "s-3"]) {
+    expect((await execIn(c, `so-${m}`, ["cat", "/etc/motd"])).stdout).toBe("solo\n");
+  }
+  expect((await execIn(c, "so-s-1", ["ping", "-c", "1", "-W", "1", "s-3"])).code).toBe(0);
+  const solo = await call(c, "getBase", { name: "solo" });
+  expect(solo.versions[0]!.nodes.sort()).toEqual([...cl.nodes].sort());
+  await call(c, "deleteLab", { name: "so", wait: true }, 60_000);
+}, 180_000);
