@@ -5,8 +5,12 @@
  * For a small and a large base (default 256 MiB and 2 GiB of random data plus
  * a busybox rootfs):
  *  - time-to-usable: attach (nbdfuse + ro loop + sprout + rw mount) until the
- *    first file read in the base subvolume returns, median of --runs;
- *    target: ratio large/small ≤ 1.2 (independent of size);
+ *    first file read in the base subvolume returns, then detach; both sizes
+ *    are prepared first and their attaches take turns (measureUsable),
+ *    median of --runs after a warm-up round; target: ratio large/small ≤ 1.2
+ *    (independent of size). The attaches of the hydration rounds, each
+ *    right after a copy of the image, are reported as
+ *    usable_between_copies_ms;
  *  - hydration (the agent's piece copy with its checksum + LOOP_CHANGE_FD +
  *    drop NBD) versus raw `nbdcopy --connections=4` of the same export to a
  *    local file, measured alternately in the same run, medians; target ≤ 1.3x.
@@ -26,7 +30,8 @@
  * Usage: npm run bench -- propagate [--runs N (default 5)] [--small MiB] [--large MiB]
  * Last stdout line: {"bench":"propagate", ...}
  */
-import { rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SeedAttachments } from "../../agent/host/attachments/seed-attachments.js";
 import type { AttachOptions } from "../../agent/host/attachments/types.js";
@@ -38,6 +43,8 @@ import {
   makeBaseSubvolume,
   makeTestCa,
   makeTmpfsDir,
+  type TestCa,
+  type TmpfsDir,
   writeRandomFile,
 } from "../../agent/host/exports/test-support.js";
 import { makeTlsDir } from "../../agent/host/exports/tls-dir.js";
@@ -59,15 +66,19 @@ function median(xs: number[]): number {
 
 const r1 = (n: number) => Math.round(n * 10) / 10;
 
-interface ExportResult {
-  /** The warm-up round (not in the medians). */
-  first_usable_ms: number;
-  first_hydrate_ms: number;
-  first_raw_ms: number;
+interface UsableResult {
   usable_ms: number;
   usable_runs_ms: number[];
   /** Medians of the attach's steps: NBD client up, loop devices, host lock wait, mount + sprout + rw. */
   attach_steps_ms: Record<string, number>;
+}
+
+interface ExportResult extends UsableResult {
+  /** The warm-up round (not in the medians). */
+  first_hydrate_ms: number;
+  first_raw_ms: number;
+  /** Time-to-usable in the hydration rounds: each attach right after a copy or delete of the image. */
+  usable_between_copies_ms: number;
   hydrate_ms: number;
   hydrate_runs_ms: number[];
   hydrate_copy_ms: number;
@@ -88,6 +99,47 @@ interface SizeResult extends ExportResult {
   plain: ExportResult;
 }
 
+/** One attach until the first read returns, then a detach: ms and the attach's steps. */
+async function usableOnce(att: SeedAttachments, opts: AttachOptions) {
+  const t0 = performance.now();
+  const a = await att.attach(opts);
+  await run("cat", [join(a.subvolumePath, "etc/motd")]);
+  const ms = performance.now() - t0;
+  await att.detach(opts.key);
+  return { ms, steps: (a.attachTiming ?? {}) as Record<string, number> };
+}
+
+/**
+ * Time-to-usable of several exports, their attaches taking turns round by round (after one
+ * warm-up round), so that each size meets the same host: the same images in memory, the same
+ * copies behind it. Measured each size on its own, right after its publish, the large base's
+ * attaches ran 10-30% slower in every step, NBD client start included; taking turns, the two
+ * sizes took as long.
+ */
+async function measureUsable(
+  att: SeedAttachments,
+  exports: AttachOptions[],
+  runs: number,
+): Promise<UsableResult[]> {
+  const ms = exports.map(() => [] as number[]);
+  const steps = exports.map(() => ({}) as Record<string, number[]>);
+  for (let i = 0; i <= runs; i++) {
+    const order = exports.map((_, j) => j);
+    if (i % 2 === 1) order.reverse();
+    for (const j of order) {
+      const u = await usableOnce(att, exports[j]!);
+      if (i === 0) continue;
+      ms[j]!.push(u.ms);
+      for (const [k, v] of Object.entries(u.steps)) steps[j]![k] = [...(steps[j]![k] ?? []), v];
+    }
+  }
+  return exports.map((_, j) => ({
+    usable_ms: r1(median(ms[j]!)),
+    usable_runs_ms: ms[j]!.map(r1),
+    attach_steps_ms: Object.fromEntries(Object.entries(steps[j]!).map(([k, v]) => [k, r1(median(v))])),
+  }));
+}
+
 /** Attach, read, hydrate, detach against one export, alternating with a raw nbdcopy of it. */
 async function measureExport(
   att: SeedAttachments,
@@ -96,9 +148,9 @@ async function measureExport(
   statePath: string,
   sizeBytes: number,
   runs: number,
+  usable: UsableResult,
 ): Promise<ExportResult> {
-  const usable: number[] = [];
-  const steps: Record<string, number[]> = {};
+  const between: number[] = [];
   const hydrate: number[] = [];
   const copy: number[] = [];
   const verify: number[] = [];
@@ -118,10 +170,7 @@ async function measureExport(
     const t0 = performance.now();
     const a = await att.attach(opts);
     await run("cat", [join(a.subvolumePath, "etc/motd")]);
-    usable.push(performance.now() - t0);
-    for (const [k, v] of Object.entries(a.attachTiming ?? {})) {
-      steps[k] = [...(steps[k] ?? []), v];
-    }
+    between.push(performance.now() - t0);
     const h0 = performance.now();
     const h = await att.hydrate(opts.key);
     hydrate.push(performance.now() - h0);
@@ -131,19 +180,16 @@ async function measureExport(
     await att.detach(opts.key);
     if (i % 2 === 0) await rawRun();
   }
-  const [firstUsable] = usable.splice(0, 1);
   const [firstHydrate] = hydrate.splice(0, 1);
   const [firstRaw] = raw.splice(0, 1);
-  for (const xs of [copy, verify, swap, ...Object.values(steps)]) xs.splice(0, 1);
+  for (const xs of [copy, verify, swap, between]) xs.splice(0, 1);
   const hMs = median(hydrate);
   const rawMs = median(raw);
   return {
-    first_usable_ms: r1(firstUsable!),
+    ...usable,
     first_hydrate_ms: r1(firstHydrate!),
     first_raw_ms: r1(firstRaw!),
-    usable_ms: r1(median(usable)),
-    usable_runs_ms: usable.map(r1),
-    attach_steps_ms: Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, r1(median(v))])),
+    usable_between_copies_ms: r1(median(between)),
     hydrate_ms: r1(hMs),
     hydrate_runs_ms: hydrate.map(r1),
     hydrate_copy_ms: r1(median(copy)),
@@ -157,31 +203,49 @@ async function measureExport(
   };
 }
 
-async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
+interface Prepared {
+  baseMiB: number;
+  imageBytes: number;
+  publishMs: number;
+  statePath: string;
+  tls: AttachOptions;
+  plain: AttachOptions;
+  rawTlsUri: string;
+  rawPlainUri: string;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A base of `baseMiB` in a pool of its own, its seed published and served with TLS and without
+ * (certificates of one CA on both sides, as agents of a cluster that joined with TLS serve).
+ */
+async function prepareSize(name: string, baseMiB: number, ca: TestCa): Promise<Prepared> {
   const fileMiB = Math.min(256, baseMiB);
   const files = Array.from({ length: Math.ceil(baseMiB / fileMiB) }, () => fileMiB);
   const pool = await makeTestPool({
     sizeMiB: Math.ceil(baseMiB * 2.6) + 512,
     prefix: "protoctl-bench-origin-",
   });
-  const state = await makeTmpfsDir(Math.ceil(baseMiB * 1.7) + 1024, "protoctl-bench-target-");
-  const att = new SeedAttachments();
-  // As an agent does at start-up: the copy's worker threads are started before any push.
-  att.warm();
   const stops: Array<() => Promise<unknown>> = [];
+  let state: TmpfsDir | undefined;
+  const cleanup = async () => {
+    for (const s of stops.reverse()) await s().catch(() => undefined);
+    await state?.cleanup();
+    await pool.cleanup();
+  };
   try {
-    const base = await makeBaseSubvolume(pool.mountpoint, "bench@1", files);
+    state = await makeTmpfsDir(Math.ceil(baseMiB * 1.7) + 1024, "protoctl-bench-target-");
+    const ref = `${name}@1`;
+    const base = await makeBaseSubvolume(pool.mountpoint, ref, files);
     const p0 = performance.now();
-    const seed = await publishSeedImage(base, join(pool.tmpfs, "bench@1.img"));
+    const seed = await publishSeedImage(base, join(pool.tmpfs, `${ref}.img`));
     const publishMs = performance.now() - p0;
-    // As agents serve a cluster that joined with TLS: certificates of one CA on both sides.
-    const ca = await makeTestCa(join(pool.tmpfs, "ca"));
-    const serverTls = await ca.issue("origin", "127.0.0.1");
-    const clientTls = await ca.issue("target", "127.0.0.1");
+    const serverTls = await ca.issue(`origin-${name}`, "127.0.0.1");
+    const clientTls = await ca.issue(`target-${name}`, "127.0.0.1");
     const serve = async (tls: boolean) => {
       const exp = await serveImage({
         image: seed.path,
-        exportName: "bench@1",
+        exportName: ref,
         bindAddress: "127.0.0.1",
         stateDir: pool.tmpfs,
         tls: tls ? serverTls : undefined,
@@ -189,40 +253,46 @@ async function measureSize(baseMiB: number, runs: number): Promise<SizeResult> {
       stops.push(() => exp.stop());
       return exp;
     };
-    const info = { sizeBytes: seed.sizeBytes, checksum: seed.checksum, subvolume: "bench@1" };
-    const base0 = { key: "bench@1", seed: info, stateDir: state.path, sproutBytes: 512 * MiB };
+    const info = { sizeBytes: seed.sizeBytes, checksum: seed.checksum, subvolume: ref };
+    const base0 = { key: ref, seed: info, stateDir: state.path, sproutBytes: 512 * MiB };
     const tlsExp = await serve(true);
-    const rawTlsDir = await makeTlsDir(join(pool.tmpfs, "raw-tls"), clientTls, "client");
-    const tls = await measureExport(
-      att,
-      { ...base0, uri: tlsExp.uri, tls: clientTls },
-      withClientTls(tlsExp.uri, rawTlsDir),
-      state.path,
-      seed.sizeBytes,
-      runs,
-    );
     const plainExp = await serve(false);
-    const plain = await measureExport(
-      att,
-      { ...base0, uri: plainExp.uri },
-      plainExp.uri,
-      state.path,
-      seed.sizeBytes,
-      runs,
-    );
+    const rawTlsDir = await makeTlsDir(join(pool.tmpfs, "raw-tls"), clientTls, "client");
     return {
-      base_mib: baseMiB,
-      image_bytes: seed.sizeBytes,
-      publish_ms: r1(publishMs),
-      ...tls,
-      plain,
+      baseMiB,
+      imageBytes: seed.sizeBytes,
+      publishMs,
+      statePath: state.path,
+      tls: { ...base0, uri: tlsExp.uri, tls: clientTls },
+      plain: { ...base0, uri: plainExp.uri },
+      rawTlsUri: withClientTls(tlsExp.uri, rawTlsDir),
+      rawPlainUri: plainExp.uri,
+      cleanup,
     };
-  } finally {
-    await att.close().catch(() => undefined);
-    for (const s of stops.reverse()) await s().catch(() => undefined);
-    await state.cleanup();
-    await pool.cleanup();
+  } catch (err) {
+    await cleanup();
+    throw err;
   }
+}
+
+/** Hydration rounds of one size on both exports, with its time-to-usable measured before. */
+async function measureSize(
+  att: SeedAttachments,
+  p: Prepared,
+  usable: { tls: UsableResult; plain: UsableResult },
+  runs: number,
+): Promise<SizeResult> {
+  const tls = await measureExport(att, p.tls, p.rawTlsUri, p.statePath, p.imageBytes, runs, usable.tls);
+  const plain = await measureExport(
+    att,
+    p.plain,
+    p.rawPlainUri,
+    p.statePath,
+    p.imageBytes,
+    runs,
+    usable.plain,
+  );
+  return { base_mib: p.baseMiB, image_bytes: p.imageBytes, publish_ms: r1(p.publishMs), ...tls, plain };
 }
 
 async function measureDelta(): Promise<{ delta_bytes: number; delta_ms: number }> {
@@ -256,10 +326,31 @@ async function measureDelta(): Promise<{ delta_bytes: number; delta_ms: number }
 
 async function main(): Promise<void> {
   const runs = arg("runs", 5);
-  const small = await measureSize(arg("small", 256), runs);
-  console.log(JSON.stringify({ size: "small", ...small }));
-  const large = await measureSize(arg("large", 2048), runs);
-  console.log(JSON.stringify({ size: "large", ...large }));
+  const caDir = await mkdtemp(join(tmpdir(), "protoctl-bench-ca-"));
+  const att = new SeedAttachments();
+  // As an agent does at start-up: the copy's worker threads are started before any push.
+  att.warm();
+  const prepared: Prepared[] = [];
+  let small: SizeResult;
+  let large: SizeResult;
+  try {
+    const ca = await makeTestCa(caDir);
+    prepared.push(await prepareSize("small", arg("small", 256), ca));
+    prepared.push(await prepareSize("large", arg("large", 2048), ca));
+    const [ps, pl] = prepared as [Prepared, Prepared];
+    // What the publishes left to write back does not run under the attaches (as the fleet bench).
+    await run("sync", []);
+    const [ts, tl] = await measureUsable(att, [ps.tls, pl.tls], runs);
+    const [us, ul] = await measureUsable(att, [ps.plain, pl.plain], runs);
+    small = await measureSize(att, ps, { tls: ts!, plain: us! }, runs);
+    console.log(JSON.stringify({ size: "small", ...small }));
+    large = await measureSize(att, pl, { tls: tl!, plain: ul! }, runs);
+    console.log(JSON.stringify({ size: "large", ...large }));
+  } finally {
+    await att.close().catch(() => undefined);
+    for (const p of prepared.reverse()) await p.cleanup();
+    await rm(caDir, { recursive: true, force: true });
+  }
   const delta = await measureDelta();
   const usableRatio = Math.round((large.usable_ms / small.usable_ms) * 100) / 100;
   const worstHydrate = Math.max(small.hydrate_vs_raw, large.hydrate_vs_raw);
