@@ -17,7 +17,7 @@ import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, NodeState, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import { call, eventually, streamed, testEnvSpec } from "../testing/cluster.js";
-import { type PropagationCluster, startPropagationCluster } from "./test-cluster.js";
+import { type PropagationCluster, startPropagationCluster, type TestAgent } from "./test-cluster.js";
 
 const MiB = 1024 * 1024;
 let cl: PropagationCluster;
@@ -46,6 +46,24 @@ async function limitEgress(host: number, rate: string | undefined): Promise<void
       "400ms",
     ]);
   }
+}
+
+/** Runs `fn` with the egress of `hosts` limited to `rate`, lifted again after it. */
+async function withSlowEgress<T>(hosts: number[], rate: string, fn: () => Promise<T>): Promise<T> {
+  for (const h of hosts) await limitEgress(h, rate);
+  try {
+    return await fn();
+  } finally {
+    for (const h of hosts) await limitEgress(h, undefined);
+  }
+}
+
+/** SIGKILLs `agent`, starts it again, and runs `script` in `env` once the new process answers. */
+async function restartThenExec(agent: TestAgent, env: string, script: string) {
+  await cl.kill(agent.proc, "SIGKILL");
+  cl.startAgent(agent);
+  // the new process answers once it has adopted what the old one left
+  return eventually(() => cl.exec(env, ["sh", "-c", script]), 60_000, 200);
 }
 
 async function version(n: number): Promise<void> {
@@ -363,14 +381,7 @@ it("keeps sprouts on the agent's tmpfs, and an agent restart adopts its attachme
   await cl.createEnv("on-seed", "demo", 4, "a3");
   await cl.exec("on-seed", ["sh", "-c", "echo kept > /root/note"]);
 
-  await cl.kill(a3.proc, "SIGKILL");
-  cl.startAgent(a3);
-  // the new process answers once it has adopted what the old one left
-  const r = await eventually(
-    () => cl.exec("on-seed", ["sh", "-c", "cat /root/note; sha256sum /data/big"]),
-    60_000,
-    200,
-  );
+  const r = await restartThenExec(a3, "on-seed", "cat /root/note; sha256sum /data/big");
   expect(r!.stdout).toBe(`kept\n${dataSha}  /data/big\n`);
   expect((await call(cl.c, "getNode", { name: "a3" })).state).toBe(NodeState.NODE_STATE_READY);
   await eventually(async () => (await call(cl.c, "getNode", { name: "a3" })).baseVersions.includes("demo@4"));
@@ -387,28 +398,17 @@ it("keeps sprouts on the agent's tmpfs, and an agent restart adopts its attachme
 it("an agent killed while its attachment hydrates takes it up again after a restart and finishes it", async () => {
   // demo@5 is in a2's and a3's pools; a5 gets it over slow links
   const a5 = cl.agents.find((a) => a.name === "a5")!;
-  await limitEgress(2, "60mbit");
-  await limitEgress(3, "60mbit");
-  try {
+  await withSlowEgress([2, 3], "60mbit", async () => {
     await cl.push({ ref: { name: "demo", version: 5 }, nodes: ["a5"] });
     await cl.createEnv("resumed", "demo", 5, "a5");
     expect((await cl.exec("resumed", ["cat", "/etc/motd"])).stdout).toBe("delta 5\n");
     expect((await attachmentOf("a5", 5))?.phase).not.toBe("ATTACHMENT_PHASE_LOCAL");
-    await cl.kill(a5.proc, "SIGKILL");
-    cl.startAgent(a5);
     // the NBD client outlived the agent: the first exec the new process answers reads all of it
     // (an EIO would fail it), while that process switches the seed to a client of its own
-    const r = await eventually(
-      () => cl.exec("resumed", ["sh", "-c", "sha256sum /data/big 2>&1"]),
-      60_000,
-      200,
-    );
+    const r = await restartThenExec(a5, "resumed", "sha256sum /data/big 2>&1");
     expect(r.stdout).toBe(`${dataSha}  /data/big\n`);
     expect(r.exit).toBe(0);
-  } finally {
-    await limitEgress(2, undefined);
-    await limitEgress(3, undefined);
-  }
+  });
   // and hydrates it: the seed loop device ends up reading the local copy; the dead process's
   // half-made copy is gone
   const image = join(a5.stateDir, "propagation/attachments/demo@5/seed.img");
@@ -428,22 +428,11 @@ it("a delta asked for onto a parent the node holds only attached waits for that 
   // a2 and a3 hold demo@6 in their pools; a2 makes @7 from it. a5 gets @6 over slow links and is
   // only attached to it when the delta of @7 is asked for.
   await update(7);
-  await limitEgress(2, "60mbit");
-  await limitEgress(3, "60mbit");
-  let evs: PushProgress[];
-  try {
+  const evs = await withSlowEgress([2, 3], "60mbit", async () => {
     await cl.push({ ref: { name: "demo", version: 6 }, nodes: ["a5"] });
     expect((await attachmentOf("a5", 6))?.phase).not.toBe("ATTACHMENT_PHASE_LOCAL");
-    evs = await cl.push({
-      ref: { name: "demo", version: 7 },
-      nodes: ["a5"],
-      transport: "delta",
-      waitLocal: true,
-    });
-  } finally {
-    await limitEgress(2, undefined);
-    await limitEgress(3, undefined);
-  }
+    return cl.push({ ref: { name: "demo", version: 7 }, nodes: ["a5"], transport: "delta", waitLocal: true });
+  });
   const messages = evs.filter((p) => p.node === "a5").map((p) => p.message);
   const waited = messages.indexOf("waiting for @6 to hydrate (the delta's parent)");
   expect(waited).toBeGreaterThanOrEqual(0);

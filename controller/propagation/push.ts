@@ -370,7 +370,6 @@ export class Propagator {
     }
   }
 
-  /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */
   /** A push of the controller's own (resume, the scheduler's hook, a delta's parent): defaults but these. */
   private pushTo(
     base: string,
@@ -383,6 +382,7 @@ export class Propagator {
     return this.push({ ...req, waitLocal }, sink);
   }
 
+  /** Scheduler hook: makes base@N usable on `node` (attach now, hydrate in the background). */
   async ensureOn(node: string, base: string, version: number): Promise<void> {
     let failure: string | undefined;
     await this.pushTo(base, version, [node], false, (p) => {

@@ -7,7 +7,6 @@
  * Agents enter their host with `nsenter --net` only, so their mounts (pool,
  * sprouts, FUSE) stay visible here and `cleanup()` can remove every one.
  */
-
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -248,11 +247,6 @@ export async function startPropagationCluster(opts: {
   }
 }
 
-/**
- * Removes everything an agent left under its state dir: mounts (deepest
- * first: env overlays, sprouts, FUSE, the pool), loop devices bound to its
- * files, then the pool storage.
- */
 /** Loop devices whose backing file is below one of `prefixes` (pools excluded). */
 export async function loopsUnder(prefixes: string[]): Promise<string[]> {
   const loops = JSON.parse((await output("losetup", ["-J"])) || '{"loopdevices":[]}') as {
@@ -265,6 +259,11 @@ export async function loopsUnder(prefixes: string[]): Promise<string[]> {
     .map((l) => l.name);
 }
 
+/**
+ * Removes everything an agent left under its state dir: mounts (deepest
+ * first: env overlays, sprouts, FUSE, the pool), loop devices bound to its
+ * files, the NBD clients' TLS proxies, then the pool storage.
+ */
 export async function cleanAgentDir(stateDir: string, knownLoops: string[] = []): Promise<void> {
   if (!existsSync(stateDir)) return;
   const prefix = `${stateDir}/`;
