@@ -10,8 +10,14 @@
  * box whose cores the copy already keeps busy. Here each reply lands in the
  * buffer that is hashed and written, once (attachments/piece-copy.ts).
  *
- * Replies are parsed as they stream in: read payloads are copied straight
- * from the socket's chunks into the caller's buffer, nothing is concatenated.
+ * Reads are placed: while a read's payload streams in, the socket (or TLS)
+ * reads straight into the caller's buffer at the payload's offset (Node's
+ * `onread` with a buffer function, asked again after every read), so a byte
+ * is received into the buffer that is hashed and written, with no copy and
+ * no Buffer per chunk. Headers go to a small scratch buffer, sized to what
+ * the parser still needs, so the read after a header starts on the payload.
+ * Measured per 435 MB over TLS (client CPU, one core each side): 480–700 ms
+ * with 'data' events and a copy, 300–570 ms placed.
  */
 import { connect as netConnect, type Socket } from "node:net";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
@@ -98,7 +104,8 @@ class HandshakeReader {
     private readonly stream: Socket,
     private readonly feed?: Feed,
   ) {
-    if (feed) feed.sink = (b) => this.onData(Buffer.from(b));
+    // The feed's buffer is read into again: keep a copy.
+    if (feed) feed.sink = (b, n) => this.onData(Buffer.from(b.subarray(0, n)));
     else stream.on("data", this.onData);
     stream.on("end", this.onEnd);
     stream.on("close", this.onEnd);
@@ -170,6 +177,12 @@ export class NbdClient {
   private head = Buffer.alloc(20);
   private headHave = 0;
   private broken?: Error;
+  /** Where headers and small payloads are read to (see nextBuffer). */
+  private readonly scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
+  /** True when the buffer the socket reads into now is the current read's payload, in place. */
+  private placed = false;
+  /** "placed": reads land in the caller's buffers; "events": 'data' chunks, copied (fallback). */
+  readonly readMode: "placed" | "events";
   /** performance.now() of the last bytes received (a stall watchdog reads it). */
   lastRxAt = performance.now();
 
@@ -179,8 +192,18 @@ export class NbdClient {
     private readonly statusContext: number | undefined,
     feed: Feed | undefined,
   ) {
-    if (feed) feed.sink = (b) => this.receive(b);
-    else sock.on("data", (b: Buffer) => this.receive(b));
+    const next = () => this.nextBuffer();
+    const sink = (b: Uint8Array, n: number) => this.onRead(b, n);
+    if (feed) {
+      feed.next = next;
+      feed.sink = sink;
+      this.readMode = "placed";
+    } else if (readInto(sock, next, sink)) {
+      this.readMode = "placed";
+    } else {
+      this.readMode = "events";
+      sock.on("data", (b: Buffer) => this.receive(b));
+    }
     sock.on("error", (e) => this.fail(e));
     sock.on("close", () => this.fail(new NbdError("the NBD connection closed")));
   }
@@ -348,6 +371,38 @@ export class NbdClient {
     else p.resolve(p.extents);
   }
 
+  /**
+   * The buffer the next socket read fills: the rest of the current payload in
+   * the caller's buffer, or scratch room for exactly the header or metadata
+   * bytes the parser still needs (a read never runs past them into a payload).
+   */
+  private nextBuffer(): Uint8Array {
+    const st = this.rx;
+    this.placed = st.s === "data" && st.left > 0;
+    if (st.s === "data" && st.left > 0) return st.req.into!.subarray(st.pos, st.pos + st.left);
+    // Both reply headers are at least 16 bytes; a structured one has 4 more.
+    const want =
+      st.s === "head"
+        ? (this.headHave < 16 ? 16 : 20) - this.headHave
+        : st.s === "payload"
+          ? st.meta.length - st.metaHave
+          : 0;
+    return this.scratch.subarray(0, Math.min(SCRATCH_BYTES, Math.max(1, want)));
+  }
+
+  /** A socket read of `n` bytes into the buffer nextBuffer gave. */
+  private onRead(b: Uint8Array, n: number): void {
+    const st = this.rx;
+    if (this.placed && st.s === "data") {
+      this.lastRxAt = performance.now();
+      st.pos += n;
+      st.left -= n;
+      if (st.left === 0) this.chunkDone(st.req, st.done);
+      return;
+    }
+    this.receive(Buffer.from(b.buffer, b.byteOffset, n));
+  }
+
   private receive(b: Buffer): void {
     this.lastRxAt = performance.now();
     try {
@@ -471,12 +526,20 @@ export class NbdClient {
   }
 }
 
-/** Where a socket read with `onread` delivers (the buffer is reused: consume it at once). */
+const SCRATCH_BYTES = 64 * 1024;
+
+/**
+ * A plain socket's reads (`onread`): `next` names the buffer the next read
+ * fills (asked after every read), `sink` gets each read's bytes, in that
+ * buffer, which may be read into again: consume them at once.
+ */
 interface Feed {
-  sink?: (b: Buffer) => void;
+  next?: () => Uint8Array;
+  sink?: (b: Uint8Array, n: number) => void;
 }
 
 function dial(host: string, port: number, feed?: Feed): Promise<Socket> {
+  const scratch = Buffer.allocUnsafe(SCRATCH_BYTES);
   return new Promise((resolve, reject) => {
     const s = netConnect({
       host,
@@ -485,9 +548,9 @@ function dial(host: string, port: number, feed?: Feed): Promise<Socket> {
       ...(feed
         ? {
             onread: {
-              buffer: Buffer.allocUnsafe(1 << 20),
+              buffer: () => feed.next?.() ?? scratch,
               callback: (n: number, buf: Uint8Array) => {
-                feed.sink?.(Buffer.from(buf.buffer, buf.byteOffset, n));
+                feed.sink?.(buf, n);
                 return true;
               },
             },
@@ -500,6 +563,37 @@ function dial(host: string, port: number, feed?: Feed): Promise<Socket> {
     });
     s.once("error", reject);
   });
+}
+
+/**
+ * Gives a TLS socket placed reads, as `onread` gives a plain one: tls.connect
+ * ignores `onread` when it wraps an existing socket, and NBD's STARTTLS has
+ * to wrap the plain one. This sets what net.Socket's constructor sets for
+ * `onread` with a buffer function (Node 15 and later: the socket's own
+ * symbols kBuffer, kBufferCb and kBufferGen, and its handle's useUserBuffer;
+ * TLSWrap then decrypts into that buffer). False, and nothing changed, where
+ * those are not there: the caller keeps 'data' events.
+ */
+export function readInto(
+  sock: Socket,
+  next: () => Uint8Array,
+  sink: (b: Uint8Array, n: number) => void,
+): boolean {
+  const sym = (name: string) => Object.getOwnPropertySymbols(sock).find((x) => x.description === name);
+  const [kBuffer, kBufferCb, kBufferGen] = [sym("kBuffer"), sym("kBufferCb"), sym("kBufferGen")];
+  const handle = (sock as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
+  if (!kBuffer || !kBufferCb || !kBufferGen || typeof handle?.useUserBuffer !== "function") return false;
+  const fields = sock as unknown as Record<symbol, unknown>;
+  if (fields[kBuffer] !== null || fields[kBufferGen] !== null) return false;
+  const first = next();
+  fields[kBufferGen] = next;
+  fields[kBufferCb] = (n: number, b: Uint8Array) => {
+    sink(b, n);
+    return true;
+  };
+  fields[kBuffer] = first;
+  handle.useUserBuffer(first);
+  return true;
 }
 
 function upgrade(raw: Socket, o: NbdClientOptions): Promise<TLSSocket> {
