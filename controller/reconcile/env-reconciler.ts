@@ -71,8 +71,8 @@ export class EnvReconciler {
   /** Envs waiting for a placement (re-tried when nodes change). */
   readonly pending = new Set<string>();
   propagate: PropagationHook | undefined;
-  /** "node base@N" → why pushing there failed, and until when placements avoid it. */
-  private readonly propagationFailed = new Map<string, { reason: string; until: number }>();
+  /** base@N → node → why pushing it there failed, and until when placements avoid the node. */
+  private readonly propagationFailed = new Map<string, Map<string, { reason: string; until: number }>>();
   readonly prepare: PrepareHook[] = [];
   /** Time spent waiting, by kind (ms), and counts: for the bench and debugging. */
   readonly timing = { writes: 0, writeMs: 0, agentCalls: 0, agentMs: 0, passes: 0 };
@@ -159,10 +159,10 @@ export class EnvReconciler {
         this.pending.add(name);
         const e = ProtoctlError.from(err);
         const reason = `base ${base}@${version} is not on this node and pushing it here failed: ${e.message}`;
-        this.propagationFailed.set(`${plan.node} ${base}@${version}`, {
-          reason,
-          until: Date.now() + PROPAGATION_AVOID_MS,
-        });
+        const ref = `${base}@${version}`;
+        const byNode = this.propagationFailed.get(ref) ?? new Map();
+        byNode.set(plan.node, { reason, until: Date.now() + PROPAGATION_AVOID_MS });
+        this.propagationFailed.set(ref, byNode);
         this.ctx.log.warn(
           { env: name, node: plan.node, err: e.message },
           "propagation for a placement failed",
@@ -359,16 +359,13 @@ export class EnvReconciler {
 
   /** Nodes that base@N could not be pushed to lately, with the reason (expired ones dropped). */
   private avoidFor(ref: string): Record<string, string> {
-    const out: Record<string, string> = {};
     const now = Date.now();
-    for (const [key, f] of this.propagationFailed) {
-      if (f.until <= now) {
-        this.propagationFailed.delete(key);
-        continue;
-      }
-      const [node, r] = key.split(" ");
-      if (r === ref) out[node!] = f.reason;
+    for (const [r, byNode] of this.propagationFailed) {
+      for (const [node, f] of byNode) if (f.until <= now) byNode.delete(node);
+      if (byNode.size === 0) this.propagationFailed.delete(r);
     }
+    const out: Record<string, string> = {};
+    for (const [node, f] of this.propagationFailed.get(ref) ?? []) out[node] = f.reason;
     return out;
   }
 
