@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { mkdtemp, open, readFile, rm } from "node:fs/promises";
+import { connect as netConnect, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { serveImage } from "../exports/nbd-server.js";
 import { makeTestCa } from "../exports/test-support.js";
 import type { NbdExport } from "../exports/types.js";
-import { NbdClient, type NbdClientOptions } from "./nbd-client.js";
+import { NbdClient, type NbdClientOptions, readInto } from "./nbd-client.js";
 import { dataRanges } from "./piece-copy.js";
 import { startTestNbdkit } from "./test-support.js";
 
@@ -75,6 +76,34 @@ describe("NbdClient against nbdkit", () => {
       });
     } finally {
       c.close();
+    }
+  });
+
+  it("readInto leaves alone a socket that has no handle or already reads into its own buffer", async () => {
+    const next = () => Buffer.alloc(16);
+    expect(readInto(new Socket(), next, () => undefined)).toBe(false);
+    const exp = await serve();
+    const own = Buffer.alloc(64);
+    let got = 0;
+    const s = netConnect({
+      host: "127.0.0.1",
+      port: exp.port,
+      onread: {
+        buffer: own,
+        callback: (n) => {
+          got += n;
+          return true;
+        },
+      },
+    });
+    try {
+      await new Promise((r) => s.once("connect", r));
+      expect(readInto(s, next, () => undefined)).toBe(false);
+      // Still its own: the server's greeting (18 bytes) lands in `own`.
+      await expect.poll(() => got, { timeout: 5000 }).toBe(18);
+      expect(own.readBigUInt64BE(0)).toBe(0x4e42444d41474943n);
+    } finally {
+      s.destroy();
     }
   });
 
