@@ -19,11 +19,15 @@ const COPY_WORKER = new URL(
 );
 
 const MAX_IDLE = 4;
-const NICE = 10;
+/**
+ * The priority of hydration copies (the workers here, and hydrate.ts's
+ * nbdcopy): background work that yields the CPU to what users wait for.
+ */
+export const COPY_NICE = 10;
 const idle: Worker[] = [];
 
 function start(): Worker {
-  const w = new Worker(COPY_WORKER, { workerData: { nice: NICE } });
+  const w = new Worker(COPY_WORKER, { workerData: { nice: COPY_NICE } });
   w.unref();
   // An idle worker that dies (it should not) leaves the pool.
   w.once("exit", () => {

@@ -44,7 +44,7 @@ import { type ChecksumAlgo, followingHasher, needBlake3, pieceRoot } from "../ex
 import { netnsPrefix } from "../exports/nbd-server.js";
 import { parseNbdUri } from "../exports/nbd-uri.js";
 import type { TlsFiles } from "../exports/types.js";
-import { runCopyJob } from "./copy-pool.js";
+import { COPY_NICE, runCopyJob } from "./copy-pool.js";
 import { type PieceCopyJob, pieceCount } from "./piece-copy.js";
 
 export interface CopyOptions {
@@ -161,7 +161,7 @@ export async function copyExport(o: CopyOptions): Promise<void> {
   // Background work: at nice 10 the copy yields the CPU to what users wait for (env starts and
   // execs on the just-attached version, other nodes' attaches) and takes the rest. Measured on
   // 6 nodes of one 2-core box: time-to-usable 1.26-1.30 s with it, 1.39-2.01 s without.
-  const [cmd, ...pre] = ["nice", "-n", "10", ...netnsPrefix(o.netns), "nbdcopy"];
+  const [cmd, ...pre] = ["nice", "-n", String(COPY_NICE), ...netnsPrefix(o.netns), "nbdcopy"];
   const child = spawnProcess(cmd!, [...pre, ...nbdcopyArgs(o)], {
     stdio: ["ignore", "ignore", "pipe", "pipe"],
     buffer: false,
