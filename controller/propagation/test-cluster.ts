@@ -259,10 +259,26 @@ export async function loopsUnder(prefixes: string[]): Promise<string[]> {
     .map((l) => l.name);
 }
 
+/** Unmounts every mount strictly below `dir`, deepest first (env overlays, a dead agent's leftovers). */
+async function unmountBelow(dir: string): Promise<void> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  const points = info
+    .split("\n")
+    .map((l) => l.split(" ")[4])
+    .filter((p): p is string => !!p && p.startsWith(`${dir}/`))
+    .map((p) => p.replace(/\\040/g, " "))
+    .sort((a, b) => b.length - a.length);
+  for (const p of points) {
+    const r = await run("umount", [p], { allowFailure: true });
+    if (r.exitCode !== 0) await run("umount", ["-l", p], { allowFailure: true });
+  }
+}
+
 /**
  * Removes everything an agent left under its state dir: mounts (deepest
- * first: env overlays, sprouts, FUSE, the pool), loop devices bound to its
- * files, the NBD clients' TLS proxies, then the pool storage.
+ * first: env overlays, sprouts, FUSE, then what is below the pool's mount,
+ * and the pool), loop devices bound to its files, the NBD clients' TLS
+ * proxies, then the pool storage.
  */
 export async function cleanAgentDir(stateDir: string, knownLoops: string[] = []): Promise<void> {
   if (!existsSync(stateDir)) return;
@@ -296,6 +312,7 @@ export async function cleanAgentDir(stateDir: string, knownLoops: string[] = [])
   const pool = await openPool({ kind: "tmpfs", stateDir, sizeBytes: 512 * 2 ** 20 }, silentLogger()).catch(
     () => undefined,
   );
+  if (pool) await unmountBelow(pool.mountpoint);
   await pool?.destroy();
   await rm(join(stateDir, "propagation"), { recursive: true, force: true }).catch(() => undefined);
 }

@@ -18,13 +18,11 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NspawnMachineDriver } from "../../agent/host/machines/nspawn-driver.js";
-import { openPool } from "../../agent/host/pool/pool.js";
 import { ProtoctlError } from "../../common/errors.js";
-import { run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
 import { call, client, eventually, importBaseFromDir, streamed } from "../../controller/testing/cluster.js";
@@ -105,12 +103,7 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
     for (const [node, d] of agentDirs) {
       if (!existsSync(d)) continue;
       await stopLeftMachines(node, d);
-      const pool = await openPool(
-        { kind: "tmpfs", stateDir: d, sizeBytes: 512 * 2 ** 20 },
-        silentLogger(),
-      ).catch(() => undefined);
-      if (pool) await unmountBelow(pool.mountpoint);
-      // attachments (sprouts, seed loops, NBD clients and their proxies), then the pool
+      // env overlays, attachments (sprouts, seed loops, NBD clients and their proxies), the pool
       await cleanAgentDir(d, loops);
     }
     await hosts.cleanup();
@@ -186,21 +179,6 @@ async function stopLeftMachines(node: string, stateDir: string): Promise<void> {
   for (const s of await m.adopt().catch(() => [])) {
     if (s.running) await m.stop(s.name, { timeoutMs: 2000, force: true }).catch(() => undefined);
     await m.cleanup(s.name).catch(() => undefined);
-  }
-}
-
-/** Unmounts every mount strictly below `dir`, deepest first (env overlays, a dead agent's leftovers). */
-async function unmountBelow(dir: string): Promise<void> {
-  const info = await readFile("/proc/self/mountinfo", "utf8");
-  const points = info
-    .split("\n")
-    .map((l) => l.split(" ")[4])
-    .filter((p): p is string => !!p && p.startsWith(`${dir}/`))
-    .map((p) => p.replace(/\\040/g, " "))
-    .sort((a, b) => b.length - a.length);
-  for (const p of points) {
-    const r = await run("umount", [p], { allowFailure: true });
-    if (r.exitCode !== 0) await run("umount", ["-l", p], { allowFailure: true });
   }
 }
 
