@@ -70,6 +70,9 @@ const progress = (node: string, phase: AttachmentPhase, extra: Partial<PushProgr
   ...extra,
 });
 
+/** Key of a target's run in `inflight`: "base@N/node". */
+const inflightKey = (ref: string, node: string) => `${ref}/${node}`;
+
 function collect<T>(stream: ClientReadableStream<T>, on: (m: T) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     stream.on("data", on);
@@ -225,7 +228,7 @@ export class Propagator {
       const u = new Promise<void>((r) => {
         markUsable = r;
       });
-      const key = `${ref}/${t}`;
+      const key = inflightKey(ref, t);
       const running = this.inflight.get(key);
       const run =
         running ??
@@ -508,7 +511,7 @@ export class Propagator {
    * before the node's heartbeat says so: a push still at it, or its attachment record.
    */
   private async attachedNotLocal(base: string, version: number, node: string): Promise<boolean> {
-    if (this.inflight.has(`${base}@${version}/${node}`)) return true;
+    if (this.inflight.has(inflightKey(`${base}@${version}`, node))) return true;
     const atts = await this.ctx.store.listAttachments();
     return atts.some(
       ({ value: a }) =>
@@ -834,7 +837,9 @@ export class Propagator {
     const reading = [...holds.values()].some(
       (h) => h.ready && h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_ATTACHED,
     );
-    const running = [...this.inflight.keys()].some((k) => k.startsWith(`${base}@${version}/`));
+    const running = [...this.inflight.keys()].some((k) =>
+      k.startsWith(inflightKey(`${base}@${version}`, "")),
+    );
     if (!force && (reading || running)) return false;
     const exports = (await this.ctx.store.listExports()).filter(
       (e) => e.value.base === base && e.value.version === version,

@@ -158,8 +158,8 @@ export class EnvReconciler {
         this.cache.unassume(name);
         this.pending.add(name);
         const e = ProtoctlError.from(err);
-        const reason = `base ${base}@${version} is not on this node and pushing it here failed: ${e.message}`;
         const ref = `${base}@${version}`;
+        const reason = `base ${ref} is not on this node and pushing it here failed: ${e.message}`;
         const byNode = this.propagationFailed.get(ref) ?? new Map();
         byNode.set(plan.node, { reason, until: Date.now() + PROPAGATION_AVOID_MS });
         this.propagationFailed.set(ref, byNode);

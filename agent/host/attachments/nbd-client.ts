@@ -379,7 +379,7 @@ export class NbdClient {
   private nextBuffer(): Uint8Array {
     const st = this.rx;
     this.placed = st.s === "data" && st.left > 0;
-    if (st.s === "data" && st.left > 0) return st.req.into!.subarray(st.pos, st.pos + st.left);
+    if (this.placed && st.s === "data") return st.req.into!.subarray(st.pos, st.pos + st.left);
     // Both reply headers are at least 16 bytes; a structured one has 4 more.
     const want =
       st.s === "head"
