@@ -3,10 +3,13 @@
  * -J`, `ip netns list`, `ip -j link`, /proc/PID/cmdline) into a snapshot, and
  * diff two snapshots into a list of things the tests left behind.
  *
- * Processes are told apart by pid + start time (pids get reused). A process
- * carrying another test run's PROTOCTL_TEST_RUN marker in its environment
- * belongs to that run (several engineers share one machine), so it is not
- * ours to report; a process with our marker or with none is.
+ * Processes are told apart by pid + start time (pids get reused). Every
+ * process the tests start inherits this run's PROTOCTL_TEST_RUN marker, so a
+ * process is watched when it carries a marker (whatever it runs and however
+ * its command line is spelled) or when it is of a kind the tests start
+ * (etcd, nspawn, NBD tools, protoctl daemons) without one. A process carrying
+ * another run's marker belongs to that run (several engineers share one
+ * machine), so it is not ours to report.
  */
 
 export const RUN_MARKER_ENV = "PROTOCTL_TEST_RUN";
@@ -30,12 +33,18 @@ export interface Snapshot {
   /** Interface names in the root network namespace. */
   links: string[];
   processes: ProcessEntry[];
-  /** Absolute paths of cgroup directories named protoctl*. */
+  /** Absolute paths of cgroup directories named protoctl*, and of every directory below one. */
   cgroups: string[];
+  /** Connected kernel NBD devices: `nbdN pid=P`. */
+  nbd: string[];
+  /** Firewall rules (iptables-save / ip6tables-save `-A` lines, counters dropped). */
+  rules: string[];
+  /** Entries of the temp directory named protoctl* (the prefix every test's mkdtemp uses). */
+  tmpdirs: string[];
 }
 
 export interface Leak {
-  kind: "mount" | "loop" | "netns" | "link" | "process" | "cgroup";
+  kind: "mount" | "loop" | "netns" | "link" | "process" | "cgroup" | "nbd" | "rule" | "tmpdir";
   what: string;
 }
 
@@ -97,24 +106,69 @@ function basename(p: string): string {
   return p.slice(p.lastIndexOf("/") + 1);
 }
 
+/** Entry scripts that run one protoctl daemon each (tests and benches start them directly). */
+const DAEMON_ENTRIES: Array<[RegExp, string]> = [
+  [/(^|\/)agent-process\.[cm]?[jt]s$/, "protoctl agent"],
+  [/(^|\/)run-controller\.[cm]?[jt]s$/, "protoctl controller"],
+];
+const CLI_SUBCOMMANDS = new Set(["agent", "controller", "supervise"]);
+
 /**
  * The kind of a process the tests spawn, from its argv, or undefined for
- * anything else. protoctl daemons are `protoctl agent|controller` or
- * `node …/cli/main.js agent|controller`; the repo folder's name plays no part.
+ * anything else. protoctl daemons are `protoctl agent|controller|supervise`,
+ * `node …/cli/main.js agent|…` or `node … …/agent-process.ts` and
+ * `…/run-controller.ts`; the repo folder's name plays no part.
  */
 export function processKind(argv: readonly string[]): string | undefined {
   const first = argv[0];
   if (first === undefined) return undefined;
   const bin = basename(first);
   if (WATCHED_BINARIES.has(bin)) return bin;
-  for (let i = 0; i < argv.length - 1; i++) {
+  for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? "";
+    for (const [re, kind] of DAEMON_ENTRIES) if (re.test(a)) return kind;
     if (basename(a) === "protoctl" || /(^|\/)cli\/main\.[cm]?[jt]s$/.test(a)) {
       const sub = argv[i + 1];
-      if (sub === "agent" || sub === "controller") return `protoctl ${sub}`;
+      if (sub !== undefined && CLI_SUBCOMMANDS.has(sub)) return `protoctl ${sub}`;
     }
   }
   return undefined;
+}
+
+/** node options whose value is the next argument (so it is not the script). */
+const NODE_VALUE_OPTIONS = new Set(["--import", "-r", "--require", "--loader", "--experimental-loader"]);
+
+/** A name for any other process a test left running: its program, or node's script. */
+export function describeProcess(argv: readonly string[]): string {
+  const bin = basename(argv[0] ?? "?");
+  if (bin !== "node") return bin;
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i] ?? "";
+    if (NODE_VALUE_OPTIONS.has(a)) i++;
+    else if (a === "-e" || a === "--eval" || a === "-p") return bin;
+    else if (!a.startsWith("-")) return `node ${basename(a)}`;
+  }
+  return bin;
+}
+
+/** `nbdN pid=P` for each connected kernel NBD device, from `[name, pid file text]` pairs. */
+export function parseNbdDevices(entries: ReadonlyArray<[string, string | undefined]>): string[] {
+  return entries
+    .filter(([name, pid]) => /^nbd\d+$/.test(name) && pid !== undefined && pid.trim() !== "")
+    .map(([name, pid]) => `${name} pid=${pid!.trim()}`)
+    .sort();
+}
+
+/** Rule lines (`-A …`) of iptables-save output, with the table they are in; counters dropped. */
+export function parseIptablesSave(text: string, family: "ip" | "ip6"): string[] {
+  const out: string[] = [];
+  let table = "";
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line.startsWith("*")) table = line.slice(1);
+    else if (line.startsWith("-A ")) out.push(`${family} ${table} ${line.replace(/^\[\d+:\d+\]\s*/, "")}`);
+  }
+  return out;
 }
 
 /** argv from the NUL-separated bytes of /proc/PID/cmdline. */
@@ -168,6 +222,9 @@ export function diffSnapshots(before: Snapshot, after: Snapshot, runId: string):
     leaks.push({ kind: "process", what: `pid ${p.pid} (${p.kind}): ${p.argv.join(" ").slice(0, 200)}` });
   }
   push("cgroup", multisetAdded(before.cgroups, after.cgroups));
+  push("nbd", multisetAdded(before.nbd, after.nbd));
+  push("rule", multisetAdded(before.rules, after.rules));
+  push("tmpdir", multisetAdded(before.tmpdirs, after.tmpdirs));
   return leaks;
 }
 

@@ -1,0 +1,127 @@
+/**
+ * The leak check sees what the integration tests start, proven by a nested
+ * `vitest run` whose test file leaves behind a whole one-machine cluster
+ * (`protoctl up`: etcd, controller, agent, its supervisor, a pool), an env on
+ * a private network (nspawn, the env's cgroups deep below the agent's own, a
+ * veth) and an NBD attachment (nbdfuse with its FUSE mount). The nested run
+ * must exit 1 and name each of them; this file then removes them all.
+ */
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { run } from "../../common/exec.js";
+import { freePort } from "../fixtures/etcd.js";
+
+const REPO = resolve(import.meta.dirname, "../..");
+const CLI = join(REPO, "dist/cli/main.js");
+const undo: Array<() => Promise<unknown>> = [];
+
+afterAll(async () => {
+  for (const u of undo.splice(0).reverse()) await u().catch(() => undefined);
+});
+
+/** The nested test file: plain JS, so it needs nothing but node and the built CLI. */
+function leakingTestFile(o: {
+  cli: string;
+  state: string;
+  env: NodeJS.ProcessEnv;
+  ports: number[];
+  fuse: string;
+}) {
+  const [etcd, peer, ctl, agent] = o.ports;
+  return `import { execFileSync, spawn } from "node:child_process";
+const env = { ...process.env, ...${JSON.stringify(o.env)} };
+const cli = (...args) => execFileSync(process.execPath, [${JSON.stringify(o.cli)}, ...args], { env, stdio: "inherit" });
+test("starts a cluster, an env and an NBD attachment and leaves them", () => {
+  cli("up", "--state-dir", ${JSON.stringify(o.state)}, "--pool-size", "512M", "--node-name", "leakn",
+      "--etcd-port", "${etcd}", "--etcd-peer-port", "${peer}", "--controller-port", "${ctl}",
+      "--agent-port", "${agent}", "--context-name", "leak");
+  cli("base", "build", "bb", "--busybox");
+  cli("env", "create", "lk1", "--base", "bb", "--network", "private");
+  spawn("nbdfuse", [${JSON.stringify(o.fuse)}, "--command", "nbdkit", "-s", "memory", "1M"],
+    { detached: true, stdio: "ignore", env }).unref();
+  for (let i = 0; i < 200; i++) {
+    try { execFileSync("test", ["-e", ${JSON.stringify(`${o.fuse}/nbd`)}]); break; } catch { execFileSync("sleep", ["0.05"]); }
+  }
+}, 180000);
+`;
+}
+
+describe("the leak check sees everything a test run starts", () => {
+  it("names a leaked agent, controller, etcd, supervisor, nspawn, env cgroup, veth and NBD attachment", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "protoctl-nested-"));
+    undo.push(() => rm(dir, { recursive: true, force: true }));
+    const state = join(dir, "state");
+    const fuse = join(dir, "fuse");
+    await mkdir(fuse);
+    const env = { HOME: dir, XDG_CONFIG_HOME: join(dir, "config"), PROTOCTL_STATE_DIR: state };
+    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    // Cleanup in reverse: the FUSE attachment, then `down` (envs, daemons, pool, mounts, loops).
+    undo.push(() =>
+      run(process.execPath, [CLI, "down", "--state-dir", state], {
+        env: { ...process.env, ...env },
+        allowFailure: true,
+        timeoutMs: 120_000,
+      }),
+    );
+    undo.push(async () => {
+      await run("fusermount3", ["-u", fuse], { allowFailure: true });
+      await run("pkill", ["-f", "-x", `nbdfuse ${fuse} --command nbdkit -s memory 1M`], {
+        allowFailure: true,
+      });
+    });
+
+    await writeFile(
+      join(dir, "vitest.config.mjs"),
+      `export default { test: { include: ["*.int.test.mjs"], globals: true, testTimeout: 180000, globalSetup: [${JSON.stringify(
+        join(REPO, "test/leak/global-setup.ts"),
+      )}] } };\n`,
+    );
+    await writeFile(join(dir, "leak.int.test.mjs"), leakingTestFile({ cli: CLI, state, env, ports, fuse }));
+    const child = spawn(
+      process.execPath,
+      [join(REPO, "node_modules/vitest/vitest.mjs"), "run", "--root", dir],
+      {
+        cwd: dir,
+        env: {
+          ...process.env,
+          PROTOCTL_LEAK_CHECK: "fail",
+          PROTOCTL_LEAK_SETTLE_MS: "300",
+          CI: "true",
+          NO_COLOR: "1",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    child.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    child.stderr?.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    const code = await new Promise<number | null>((r) => child.once("exit", r));
+
+    expect(out, out).toMatch(/1 passed/);
+    expect(code).toBe(1);
+    const report = out.slice(out.indexOf("leak check FAILED"));
+    for (const kind of [
+      "protoctl agent",
+      "protoctl controller",
+      "protoctl supervise",
+      "etcd",
+      "systemd-nspawn",
+      "nbdfuse",
+    ]) {
+      expect(report, `a leaked ${kind} process`).toMatch(new RegExp(`process pid \\d+ \\(${kind}\\)`));
+    }
+    // The env's cgroups sit below the agent's own, several levels down: protoctl/<node>/<env>.
+    expect(report).toMatch(/cgroup\s+\/sys\/fs\/cgroup\/\S+\/protoctl\/leakn\/lk1(\s|\/)/);
+    // A veth's host side in the root namespace, the FUSE mount, the pool's loop device.
+    expect(report).toMatch(/link\s+\S+/);
+    expect(report).toContain(`mount   ${fuse} fuse`);
+    expect(report).toMatch(/loop\s+\/dev\/loop\d+ \S*pool/);
+  });
+});
