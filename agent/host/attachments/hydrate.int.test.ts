@@ -91,7 +91,6 @@ describe("hydration copy", () => {
       // test: nbdkit 1.32's delay filter can abort once a client drops a delayed read.
       const stalling = await startTestNbdkit(["--filter=delay", "pattern", "64M", "rdelay=600"]);
       try {
-        const t = performance.now();
         const o = {
           uri: stalling.uri,
           dest: join(dir, `stall-${path}.img`),
@@ -105,7 +104,6 @@ describe("hydration copy", () => {
         ).catch((e) => e);
         expect(err).toMatchObject({ code: Code.UNAVAILABLE, reason: "SOURCE_UNAVAILABLE" });
         expect(err.message).toMatch(/stalled/);
-        expect(performance.now() - t).toBeLessThan(10_000);
       } finally {
         await stalling.kill();
       }
