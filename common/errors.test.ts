@@ -1,6 +1,6 @@
 import { Metadata, status } from "@grpc/grpc-js";
 import { describe, expect, it } from "vitest";
-import { Code, failedPrecondition, notFound, ProtoctlError } from "./errors.js";
+import { Code, failedPrecondition, isStoreUnavailable, notFound, ProtoctlError } from "./errors.js";
 import { fromServiceError, toServiceError } from "./grpc.js";
 
 describe("ProtoctlError over the wire", () => {
@@ -45,5 +45,27 @@ describe("ProtoctlError over the wire", () => {
   it("marks retryable codes", () => {
     expect(notFound("x").retryable).toBe(false);
     expect(new ProtoctlError(Code.UNAVAILABLE, "x").retryable).toBe(true);
+  });
+});
+
+describe("errors from the cluster store", () => {
+  it("turns an etcd client's transient error into UNAVAILABLE naming the store", async () => {
+    const { GRPCUnavailableError, GRPCDeadlineExceededError, EtcdPermissionDeniedError } = await import(
+      "etcd3"
+    );
+    const { BrokenCircuitError } = await import("cockatiel");
+    for (const err of [
+      new GRPCUnavailableError("14 UNAVAILABLE: connect ECONNREFUSED"),
+      new BrokenCircuitError(),
+    ]) {
+      const e = ProtoctlError.from(err);
+      expect(e.code).toBe(Code.UNAVAILABLE);
+      expect(e.reason).toBe("STORE_UNAVAILABLE");
+      expect(e.message).toMatch(/^the cluster store \(etcd\) is not answering/);
+      expect(e.retryable).toBe(true);
+    }
+    // A refusal is not an outage.
+    expect(ProtoctlError.from(new EtcdPermissionDeniedError("permission denied")).code).toBe(Code.INTERNAL);
+    expect(isStoreUnavailable(new GRPCDeadlineExceededError("4 DEADLINE_EXCEEDED"))).toBe(true);
   });
 });

@@ -74,6 +74,17 @@ export class ProtoctlError extends Error {
     if (isGrpcServiceError(err)) return fromGrpcError(err);
     if (err instanceof Error) {
       const e = err as Error & { code?: unknown };
+      if (isStoreUnavailable(err)) {
+        return new ProtoctlError(
+          Code.UNAVAILABLE,
+          `the cluster store (etcd) is not answering: ${e.message}`,
+          {
+            reason: "STORE_UNAVAILABLE",
+            hint: "the controller retried for several seconds; check that etcd runs (protoctl doctor, its log), then run the command again",
+            cause: err,
+          },
+        );
+      }
       if (e.code === "ENOSPC" || e.code === "EDQUOT") {
         return new ProtoctlError(Code.RESOURCE_EXHAUSTED, e.message, { reason: "NO_SPACE", cause: err });
       }
@@ -110,6 +121,17 @@ export const unauthenticated = (message: string, f?: ErrorFields) =>
   new ProtoctlError(Code.UNAUTHENTICATED, message, f);
 export const permissionDenied = (message: string, f?: ErrorFields) =>
   new ProtoctlError(Code.PERMISSION_DENIED, message, f);
+
+/**
+ * An etcd3 client error that means "etcd did not answer" (as opposed to a
+ * refused request): the client tags those with its RecoverableError symbol,
+ * and cockatiel marks its BrokenCircuitError with isBrokenCircuitError. Told apart structurally so this module does not import etcd3
+ * (the CLI loads it).
+ */
+export function isStoreUnavailable(err: Error): boolean {
+  if ((err as { isBrokenCircuitError?: unknown }).isBrokenCircuitError === true) return true;
+  return Object.getOwnPropertySymbols(err).some((s) => s.description === "RecoverableError");
+}
 
 /** The shape grpc-js gives a failed call, kept structural to avoid importing grpc-js here. */
 export interface GrpcServiceErrorLike {

@@ -5,7 +5,8 @@
  */
 
 import { readFileSync } from "node:fs";
-import { Etcd3 } from "etcd3";
+import { ExponentialBackoff, handleWhen, noop, retry } from "cockatiel";
+import { Etcd3, isRecoverableError } from "etcd3";
 import { alreadyExists, notFound } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import type { ObjectKind } from "../../common/names.js";
@@ -198,6 +199,24 @@ export interface StoreOptions {
   eventTtlSeconds?: number;
 }
 
+/**
+ * How calls ride out an etcd restart. etcd3's default puts a circuit breaker
+ * on each host (three failures open it for 5 s) under three retries: with one
+ * member, a restart made every call in flight fail with cockatiel's "circuit
+ * breaker is open", and calls kept failing for up to 5 s after etcd was back.
+ * Here a failed call is retried on short backoff (25 ms doubling to 250 ms)
+ * for about 8 s, so a call in flight waits out a restart and the first retry
+ * after etcd's return goes through; past that, the caller gets UNAVAILABLE
+ * (ProtoctlError.from names the store).
+ */
+export const STORE_FAULT_HANDLING = {
+  host: () => noop,
+  global: retry(handleWhen(isRecoverableError), {
+    maxAttempts: 36,
+    backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 250 }),
+  }),
+};
+
 export class ClusterStore {
   readonly client: Etcd3;
   readonly keys: Keys;
@@ -220,6 +239,7 @@ export class ClusterStore {
       dialTimeout: 3000,
       credentials: etcdCredentials(opts.tls),
       grpcOptions: { ...GRPC_BASE_OPTIONS },
+      faultHandling: STORE_FAULT_HANDLING,
     });
     this.keys = new Keys(opts.prefix);
     this.kv = new Kv(this.client);
