@@ -7,6 +7,7 @@ import { type ConfigObject, loadConfig } from "../common/config.js";
 import { invalidArgument } from "../common/errors.js";
 import { validateName } from "../common/names.js";
 import type { PoolKindName } from "./host/interfaces.js";
+import { DEFAULT_PRIVATE_RANGE, parseRange } from "./host/networks/private-range.js";
 
 export interface AgentConfig extends ConfigObject {
   name: string;
@@ -18,6 +19,8 @@ export interface AgentConfig extends ConfigObject {
   pool: { kind: string; sizeBytes: number; path: string };
   /** "k=v" entries. */
   labels: string[];
+  /** `privateRange`: where `private` envs without an address get a /32 (private-range.ts). */
+  network: { privateRange: string };
   insecure: boolean;
   log: { level: string; format: string };
 }
@@ -60,6 +63,7 @@ export function agentDefaults(): AgentConfig {
     stateDir: DEFAULT_STATE_DIR,
     pool: { kind: "tmpfs", sizeBytes: 4 * 2 ** 30, path: "" },
     labels: [],
+    network: { privateRange: DEFAULT_PRIVATE_RANGE },
     insecure: false,
     // empty: PROTOCTL_LOG_LEVEL / PROTOCTL_LOG_FORMAT, else info and auto (common/logger.ts)
     log: { level: "", format: "" },
@@ -96,6 +100,7 @@ export function checkAgentConfig(cfg: AgentConfig): AgentConfig {
   if (cfg.pool.sizeBytes < 128 * 2 ** 20)
     throw invalidArgument("pool size below 128M", { reason: "CONFIG_INVALID" });
   labelsOf(cfg);
+  parseRange(cfg.network.privateRange);
   return cfg;
 }
 

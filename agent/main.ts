@@ -70,6 +70,7 @@ export async function startAgent(
     stateDir: config.stateDir,
     logger: log,
     networks,
+    privateRange: config.network.privateRange,
   });
   const envs = new EnvService({ node: config.name, stateDir: config.stateDir, pool, machines, logger: log });
   await envs.init();
@@ -186,6 +187,7 @@ function flagsOf(o: Record<string, unknown>): Record<string, unknown> {
     poolSize: "pool.sizeBytes",
     poolPath: "pool.path",
     labels: "labels",
+    privateRange: "network.privateRange",
     insecure: "insecure",
     logLevel: "log.level",
   };
@@ -208,6 +210,7 @@ export function agentCommand(): Command {
     .option("--pool-size <size>", "pool size for tmpfs/file pools, e.g. 4G (default 4G)")
     .option("--pool-path <path>", "image file (file pools) or existing btrfs mount (mount pools)")
     .option("--labels <k=v,...>", "node labels")
+    .option("--private-range <cidr>", "addresses for private envs that name none (default 10.213.0.0/16)")
     .option("--insecure", "serve and join without TLS")
     .option("--log-level <level>", "log level (default info)")
     .action(async (o: Record<string, unknown>) => {

@@ -9,6 +9,7 @@
 import { invalidArgument } from "../../../common/errors.js";
 import type { MachineLink, MachineNetwork } from "../interfaces.js";
 import { validIfName } from "../networks/addresses.js";
+import { pickPrivateAddress, rangeGateway } from "../networks/private-range.js";
 import { CONTAINER_IFACE, vethHostName } from "./naming.js";
 
 export interface PlannedLink extends MachineLink {
@@ -48,4 +49,34 @@ export function planLinks(node: string, env: string, net: MachineNetwork): Plann
     if (defaultRoute) routed = true;
     return { ...l, hostIf: vethHostName(node, env, i), ifname, defaultRoute };
   });
+}
+
+/**
+ * Gives each `private` link that names no address a /32 from `range`
+ * (private-range.ts; the env's previous address when still free), so port
+ * forwards and outbound routes have an address to work with. Mutates the
+ * links; returns the addresses it took (without prefix).
+ */
+export function assignPrivateAddresses(
+  links: PlannedLink[],
+  range: string,
+  taken: Set<string>,
+  previous: readonly string[] = [],
+): string[] {
+  const picked: string[] = [];
+  for (const l of links) {
+    if (l.mode !== "private" || l.address) continue;
+    const again = previous.find((a) => !taken.has(a));
+    const p = again
+      ? { address: `${again}/32`, gateway: rangeGateway(range) }
+      : pickPrivateAddress(range, taken);
+    const plain = p.address.replace(/\/32$/, "");
+    taken.add(plain);
+    picked.push(plain);
+    l.address = p.address;
+    l.gateway = p.gateway;
+    // planLinks routes through the first addressed private link, and this one had none then
+    if (!links.some((x) => x.defaultRoute)) l.defaultRoute = true;
+  }
+  return picked;
 }

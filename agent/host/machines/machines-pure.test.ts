@@ -142,4 +142,23 @@ describe("links", () => {
       `--network-veth-extra=${links[1]!.hostIf}:eth1`,
     ]);
   });
+
+  it("gives an unaddressed private link a free /32 and the default route; keeps the previous one", async () => {
+    const { assignPrivateAddresses, planLinks } = await import("./links.js");
+    const links = planLinks("n1", "web", { mode: "private" });
+    expect(links[0]!.defaultRoute).toBe(false);
+    const taken = new Set(["10.213.0.2"]);
+    expect(assignPrivateAddresses(links, "10.213.0.0/16", taken)).toEqual(["10.213.0.3"]);
+    expect(links[0]).toMatchObject({ address: "10.213.0.3/32", gateway: "10.213.0.1", defaultRoute: true });
+    expect(taken.has("10.213.0.3")).toBe(true);
+    // a restart asks for its previous address back, and gets it while free
+    const again = planLinks("n1", "web", { mode: "private" });
+    expect(assignPrivateAddresses(again, "10.213.0.0/16", new Set(["10.213.0.2"]), ["10.213.0.9"])).toEqual([
+      "10.213.0.9",
+    ]);
+    // an explicit address is left alone
+    const fixed = planLinks("n1", "web", { mode: "private", address: "10.2.0.2/24" });
+    expect(assignPrivateAddresses(fixed, "10.213.0.0/16", new Set())).toEqual([]);
+    expect(fixed[0]!.address).toBe("10.2.0.2/24");
+  });
 });

@@ -318,6 +318,52 @@ describe("NspawnMachineDriver", () => {
     expect(await readOnce("127.0.0.1", hostPort)).toMatch(/ECONNREFUSED/);
   });
 
+  it("gives a private env without an address one of its own, and its port forwards answer", async () => {
+    const hostPort = 20000 + ((process.pid + 7) % 20000);
+    const roots = [await bed.envRoot("auto1"), await bed.envRoot("auto2")];
+    const [a, b] = await Promise.all(
+      ["auto1", "auto2"].map((name, i) =>
+        driver.start(
+          spec(name, roots[i]!, {
+            network: {
+              mode: "private",
+              ports: i === 0 ? [{ protocol: "tcp", hostPort, containerPort: 80 }] : [],
+            },
+          }),
+        ),
+      ),
+    );
+    const addrs = [driver.addresses("auto1"), driver.addresses("auto2")];
+    expect(addrs[0]).toHaveLength(1);
+    expect(addrs[0]![0]).toMatch(/^10\.213\.\d+\.\d+$/);
+    expect(addrs[1]![0]).not.toBe(addrs[0]![0]); // started together, no collision
+    expect(a!.running && b!.running).toBe(true);
+    const inside = await collect(
+      await driver.exec({ name: "auto1", command: ["ip", "-4", "-o", "addr"], tty: false }),
+    );
+    expect(inside.stdout).toContain(`${addrs[0]![0]}/32`);
+    const server = await driver.exec({
+      name: "auto1",
+      command: ["sh", "-c", "while :; do echo hello | nc -l -p 80; done"],
+      tty: false,
+    });
+    const fetchHello = async (host: string) => {
+      for (let i = 0; i < 30; i++) {
+        const got = await readOnce(host, hostPort);
+        if (got === "hello\n") return got;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return readOnce(host, hostPort);
+    };
+    expect(await fetchHello("127.0.0.1")).toBe("hello\n"); // the agent's loopback listener
+    expect(await fetchHello("10.213.0.1")).toBe("hello\n"); // a host address: nspawn's DNAT
+    server.signal("SIGKILL");
+    for (const n of ["auto1", "auto2"]) {
+      await driver.stop(n, { timeoutMs: 2000 });
+      await driver.cleanup(n);
+    }
+  });
+
   it("reports a machine that cannot start", async () => {
     await expect(
       driver.start(spec("broken", join(bed.pool.mountpoint, "does-not-exist"))),

@@ -29,6 +29,7 @@ import type {
 } from "../interfaces.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import { PortProxies } from "../networks/port-proxy.js";
+import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
 import {
   type CgroupSet,
   createCgroups,
@@ -44,7 +45,7 @@ import {
 } from "./cgroups.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { ExecSlot, slotsSupported } from "./exec-slot.js";
-import { planLinks } from "./links.js";
+import { assignPrivateAddresses, type PlannedLink, planLinks } from "./links.js";
 import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
 import { machineName } from "./naming.js";
@@ -72,6 +73,8 @@ export interface NspawnDriverOptions {
   netns?: string;
   /** Loopback listeners for TCP port forwards (port-proxy.ts); default true. */
   loopbackPorts?: boolean;
+  /** Where `private` envs without an address get one (private-range.ts); default 10.213.0.0/16. */
+  privateRange?: string;
 }
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -85,6 +88,8 @@ export class NspawnMachineDriver implements MachineDriver {
   /** At most one ready exec slot per running env. */
   private readonly slots = new Map<string, ExecSlot>();
   private readonly proxies = new PortProxies();
+  /** Auto addresses handed out to starts still in progress (addressUnaddressed). */
+  private readonly reserved = new Set<string>();
   private readonly useSlots: boolean;
   /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
   private readonly prewarmed = new Set<string>();
@@ -179,6 +184,32 @@ export class NspawnMachineDriver implements MachineDriver {
     for (const h of hosts) await this.networks.removeLink(h).catch(() => undefined);
   }
 
+  /**
+   * Addresses for `private` links that name none (links.ts). Taken: every
+   * known env's addresses, those being handed out by starts in progress, and
+   * /32 routes already in the namespace (another agent sharing it).
+   */
+  private async addressUnaddressed(
+    env: string,
+    links: PlannedLink[],
+    previous?: string[],
+  ): Promise<string[]> {
+    if (!links.some((l) => l.mode === "private" && !l.address)) return [];
+    const routes = await this.networks.hostRoutes();
+    // from here on synchronous: a concurrent start sees what this one reserves
+    const taken = new Set<string>([...this.reserved, ...routes]);
+    for (const r of this.records.values())
+      if (r.name !== env) for (const a of r.addresses ?? []) taken.add(a);
+    const picked = assignPrivateAddresses(
+      links,
+      this.opts.privateRange ?? DEFAULT_PRIVATE_RANGE,
+      taken,
+      previous,
+    );
+    for (const a of picked) this.reserved.add(a);
+    return picked;
+  }
+
   /** Addresses configured on the env's interface at start. */
   addresses(name: string): string[] {
     return this.records.get(name)?.addresses ?? [];
@@ -228,6 +259,7 @@ export class NspawnMachineDriver implements MachineDriver {
       });
     }
     const links = planLinks(this.opts.node, spec.name, net);
+    const picked = await this.addressUnaddressed(spec.name, links, existing?.addresses);
     const vethHosts = links.map((l) => l.hostIf);
     const vethHost = vethHosts[0];
     const cgroups: CgroupSet = envCgroupSet(this.hierarchies, this.opts.node, spec.name, spec.limits);
@@ -301,11 +333,13 @@ export class NspawnMachineDriver implements MachineDriver {
         addresses.push(...r.addresses);
       }
       if (links.length > 0) rec.addresses = addresses;
+      for (const a of picked) this.reserved.delete(a);
       await this.openProxies(rec);
       this.store.save(rec);
       this.log.debug({ env: spec.name, machine, pid, leader: rec.leaderPid }, "machine started");
       return this.toState(rec);
     } catch (err) {
+      for (const a of picked) this.reserved.delete(a);
       rec.running = false;
       this.dropSlot(spec.name);
       await this.proxies.close(spec.name);

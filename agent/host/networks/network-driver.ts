@@ -106,6 +106,13 @@ export class NetworkDriver {
     return r.exitCode === 0;
   }
 
+  /** Destinations of host routes (`a.b.c.d` without a prefix: /32s) in the namespace's main table. */
+  async hostRoutes(): Promise<Set<string>> {
+    const ns = this.netns ? ["-n", this.netns] : [];
+    const r = await run("ip", [...ns, "-j", "-4", "route", "show"], { allowFailure: true });
+    return parseHostRoutes(r.stdout);
+  }
+
   /** Bridge (and VXLAN with one flood entry per peer), idempotent: converges to the spec. */
   async ensureNetwork(spec: EnsureNetworkSpec): Promise<{ bridge: string; vxlan: string }> {
     if (!validIfName(spec.bridge)) {
@@ -186,6 +193,16 @@ export function parseFloodPeers(out: string): Set<string> {
     if (m) s.add(m[1]!);
   }
   return s;
+}
+
+/** `ip -j route show` → destinations that are single addresses (host routes). */
+export function parseHostRoutes(json: string): Set<string> {
+  const out = new Set<string>();
+  if (!json.trim()) return out;
+  for (const r of JSON.parse(json) as Array<{ dst?: string }>) {
+    if (r.dst && /^\d+\.\d+\.\d+\.\d+(\/32)?$/.test(r.dst)) out.add(r.dst.replace(/\/32$/, ""));
+  }
+  return out;
 }
 
 /** `ip -o link show` lines ("5: vx-42: <...") → names ("vx-42"; "@peer" suffixes dropped). */

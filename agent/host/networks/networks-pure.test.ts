@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { hostSideAddress, parseCidr, validIfName } from "./addresses.js";
-import { parseFloodPeers, parseLinkNames, vxlanName } from "./network-driver.js";
+import { parseFloodPeers, parseHostRoutes, parseLinkNames, vxlanName } from "./network-driver.js";
 
 describe("addresses", () => {
   it("parses CIDRs strictly", () => {
@@ -28,5 +28,18 @@ describe("ip/bridge output", () => {
     expect([...parseFloodPeers(fdb)]).toEqual(["10.0.0.2", "10.0.0.3"]);
     expect(parseLinkNames("7: vx-42: <BROADCAST> mtu 1450\n8: vp12@if2: <UP>\n")).toEqual(["vx-42", "vp12"]);
     expect(vxlanName(42)).toBe("vx-42");
+  });
+});
+
+describe("host routes", () => {
+  it("keeps single-address destinations of `ip -j route show`", () => {
+    const json = JSON.stringify([
+      { dst: "default", gateway: "10.0.2.2", dev: "eth0" },
+      { dst: "10.0.2.0/24", dev: "eth0" },
+      { dst: "10.213.0.2", dev: "vp1", scope: "link" },
+      { dst: "10.213.0.3/32", dev: "vp2" },
+    ]);
+    expect([...parseHostRoutes(json)]).toEqual(["10.213.0.2", "10.213.0.3"]);
+    expect(parseHostRoutes("").size).toBe(0);
   });
 });
