@@ -21,6 +21,7 @@ import { agentInfo } from "./server/info.js";
 import { propagationHandlers } from "./server/propagation.js";
 import { PropagationService } from "./server/propagation-service.js";
 import { EnvService } from "./service/env-service.js";
+import { teardownCommand } from "./teardown.js";
 
 export const AGENT_VERSION = "0.1.0";
 
@@ -213,6 +214,7 @@ export function agentCommand(): Command {
     .option("--private-range <cidr>", "addresses for private envs that name none (default 10.213.0.0/16)")
     .option("--insecure", "serve and join without TLS")
     .option("--log-level <level>", "log level (default info)")
+    .addCommand(teardownCommand())
     .action(async (o: Record<string, unknown>) => {
       const config = loadAgentConfig({ file: o.config as string | undefined, flags: flagsOf(o) });
       const logger = createLogger({

@@ -9,7 +9,7 @@
  * `up`); without --keep it still removes what a previous run left.
  */
 import { existsSync } from "node:fs";
-import { cleanupState, processesNaming, terminate } from "./cleanup.js";
+import { cleanupState, processesNaming, terminate } from "../../common/state-cleanup.js";
 import { isOurProcess, readJson, readPid, runningSupervisor, StatePaths, type UpRecord } from "./state.js";
 
 export interface DownOptions {

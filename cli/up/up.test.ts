@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { loopsUnder, mountsUnder } from "./cleanup.js";
+import { loopsUnder, mountsUnder } from "../../common/state-cleanup.js";
 import { defaultNodeName, defaultPoolSize } from "./up.js";
 
 const GiB = 1024 ** 3;

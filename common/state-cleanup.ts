@@ -1,13 +1,13 @@
 /**
- * What `protoctl down` removes after the processes stopped, so that nothing
- * of the one-machine cluster is left: processes still naming the state dir
- * (nspawn machines the agent did not stop), mounts under it (deepest first),
- * loop devices backed by files under it, then the directory itself. The
- * agent normally cleans its pool on shutdown; this is the safety net.
+ * What `protoctl down` and `protoctl agent teardown` remove once the daemons
+ * stopped, so that nothing of a cluster or a node is left: processes still
+ * naming the state dir (nspawn machines the agent did not stop, NBD helpers),
+ * the node's env cgroups, mounts under the dir (deepest first), loop devices
+ * backed by files under it, then the directory itself.
  */
 import { readdirSync, readFileSync, rmdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { run } from "../../common/exec.js";
+import { run } from "./exec.js";
 
 /** Mount points at or under `root`, deepest first (from /proc/self/mountinfo). */
 export function mountsUnder(
