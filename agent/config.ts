@@ -20,6 +20,8 @@ export interface AgentConfig extends ConfigObject {
   labels: string[];
   insecure: boolean;
   log: { level: string; format: string };
+  /** Largest base upload accepted (bytes, K/M/G); 0: the pool's size. */
+  maxUploadBytes: number;
 }
 
 export const DEFAULT_STATE_DIR = "/var/lib/protoctl/agent";
@@ -63,6 +65,7 @@ export function agentDefaults(): AgentConfig {
     insecure: false,
     // empty: PROTOCTL_LOG_LEVEL / PROTOCTL_LOG_FORMAT, else info and auto (common/logger.ts)
     log: { level: "", format: "" },
+    maxUploadBytes: 0,
   };
 }
 
