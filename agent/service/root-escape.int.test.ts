@@ -12,8 +12,11 @@
 import { lstat, mkdir, mkdtemp, readFile, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
+import { run } from "../../common/exec.js";
+import { fromServiceError } from "../../common/grpc.js";
 import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
@@ -140,5 +143,53 @@ describe("env create on a base with symlinks to host files", () => {
       expect(await agent.ctx.pool.openEnvRoot(n)).toBeUndefined();
     }
     await expectHostUntouched();
+  });
+});
+
+/** ImportBase of a tar archive on the agent's host; resolves with the stream's error, if any. */
+function importTar(name: string, tar: string): Promise<unknown> {
+  return new Promise((resolve) => {
+    const call = client.importBase(new Metadata());
+    call.on("data", () => undefined);
+    call.on("error", (err) => resolve(fromServiceError(err)));
+    call.on("end", () => resolve(undefined));
+    call.write({
+      part: { $case: "header", header: { name, source: { source: { $case: "tar", tar } }, compression: "" } },
+    });
+    call.end();
+  });
+}
+
+describe("tar import with members through symlinks", () => {
+  it("never writes through a symlink the archive itself planted", async () => {
+    // a.tar: etc/evil -> <host>/dir (absolute) and etc/rel -> ../../..<host>/dir, then etc/evil/pwned
+    // and etc/rel/pwned2 appended, members that only escape if the links are followed
+    const work = await mkdtemp(join(tmpdir(), "protoctl-escape-tar-"));
+    try {
+      const links = join(work, "links");
+      const files = join(work, "files");
+      await mkdir(join(links, "etc"), { recursive: true });
+      await symlink(join(host, "dir"), join(links, "etc/evil"));
+      await symlink(`../../../../../../..${join(host, "dir")}`, join(links, "etc/rel"));
+      await mkdir(join(files, "etc/evil"), { recursive: true });
+      await mkdir(join(files, "etc/rel"), { recursive: true });
+      await writeFile(join(files, "etc/evil/pwned"), "escaped\n");
+      await writeFile(join(files, "etc/rel/pwned2"), "escaped\n");
+      const tar = join(work, "a.tar");
+      await run("tar", ["-cf", tar, "-C", links, "etc"]);
+      await run("tar", ["-rf", tar, "-C", files, "etc/evil/pwned", "etc/rel/pwned2"]);
+      const err = await importTar("tarred", tar);
+      // GNU tar refuses these members (or extracts them inside): either way nothing on the host
+      for (const f of ["pwned", "pwned2"]) {
+        await expect(lstat(join(host, "dir", f))).rejects.toMatchObject({ code: "ENOENT" });
+      }
+      await expectHostUntouched();
+      if (err) expect(err).toMatchObject({ code: Code.INVALID_ARGUMENT, reason: "BAD_ARCHIVE" });
+      console.log(
+        `tar with members through planted symlinks: ${err ? `refused (${(err as Error).message.split("\n")[0]})` : "imported inside the root"}`,
+      );
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 });
