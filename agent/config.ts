@@ -23,6 +23,8 @@ export interface AgentConfig extends ConfigObject {
   network: { privateRange: string };
   insecure: boolean;
   log: { level: string; format: string };
+  /** Largest base upload accepted (bytes, K/M/G); 0: the pool's size. */
+  maxUploadBytes: number;
 }
 
 export const DEFAULT_STATE_DIR = "/var/lib/protoctl/agent";
@@ -67,6 +69,7 @@ export function agentDefaults(): AgentConfig {
     insecure: false,
     // empty: PROTOCTL_LOG_LEVEL / PROTOCTL_LOG_FORMAT, else info and auto (common/logger.ts)
     log: { level: "", format: "" },
+    maxUploadBytes: 0,
   };
 }
 

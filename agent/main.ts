@@ -124,6 +124,7 @@ export async function startAgent(
     listen: config.listen,
     credentials,
     interceptors,
+    maxUploadBytes: config.maxUploadBytes,
     propagation: propagationHandlers(ctx, propagation),
   });
   log.info({ address }, "agent serving");

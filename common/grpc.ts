@@ -22,6 +22,22 @@ import { ERROR_DETAIL_KEY, fromGrpcError, ProtoctlError } from "./errors.js";
  */
 export const GRPC_BASE_OPTIONS = { "grpc.enable_channelz": 0 } as const;
 
+/**
+ * Largest request message a server of ours reads: a CreateEnv with its
+ * files, a lab with its inlined files. grpc-js refuses a larger one from its
+ * length prefix (and a compressed one by its decompressed size), before
+ * buffering it and before any interceptor runs, so before authentication:
+ * RESOURCE_EXHAUSTED, and the handler never sees it.
+ */
+export const MAX_REQUEST_BYTES = 64 * 2 ** 20;
+
+/** Limits for every server of ours (controller, agent), applied before authentication. */
+export const GRPC_SERVER_LIMITS = {
+  "grpc.max_receive_message_length": MAX_REQUEST_BYTES,
+  // streams one connection may hold open at once (exec sessions, watches, log follows)
+  "grpc.max_concurrent_streams": 1000,
+} as const;
+
 /** Converts any thrown value into the error object grpc-js sends as a status. */
 export function toServiceError(err: unknown): ServerErrorResponse {
   const pe = ProtoctlError.from(err);

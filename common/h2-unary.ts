@@ -29,7 +29,22 @@ export interface H2Options {
   serverName?: string;
   /** Sent as user-agent. */
   userAgent?: string;
+  /** Deadline of a call that gives none (ms); default DEFAULT_UNARY_DEADLINE_MS. */
+  defaultDeadlineMs?: number;
+  /** Largest response accepted (bytes); default MAX_RESPONSE_BYTES. */
+  maxResponseBytes?: number;
 }
+
+/**
+ * Every unary call has a deadline: a controller or agent that stops
+ * answering (or a peer that never sends a status) cannot hang the caller.
+ * Generous, as it also bounds calls that wait (env create with startup
+ * commands, stop --wait); callers with a tighter bound pass their own.
+ */
+export const DEFAULT_UNARY_DEADLINE_MS = 15 * 60_000;
+
+/** A response larger than this is refused (RESOURCE_EXHAUSTED) instead of buffered. */
+export const MAX_RESPONSE_BYTES = 64 * 2 ** 20 + 5;
 
 /** What a grpc-js service definition (ts-proto `...Service[method]`) gives for a unary method. */
 export interface UnaryDefinition<Req, Res> {
@@ -131,6 +146,9 @@ export class H2Unary {
     return new Promise<Buffer>((resolve, reject) => {
       let settled = false;
       const chunks: Buffer[] = [];
+      let received = 0;
+      const maxBytes = this.opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+      const deadlineMs = opts.deadlineMs || this.opts.defaultDeadlineMs || DEFAULT_UNARY_DEADLINE_MS;
       let timer: NodeJS.Timeout | undefined;
       const finish = (err: unknown, value?: Buffer) => {
         if (settled) return;
@@ -146,9 +164,9 @@ export class H2Unary {
         te: "trailers",
         "user-agent": this.opts.userAgent ?? "protoctl-cli",
       };
-      if (opts.deadlineMs) headers["grpc-timeout"] = `${Math.max(1, Math.ceil(opts.deadlineMs))}m`;
+      headers["grpc-timeout"] = `${Math.max(1, Math.ceil(deadlineMs))}m`;
       const stream = session.request(headers);
-      if (opts.deadlineMs) {
+      {
         timer = setTimeout(() => {
           stream.close();
           // Nothing came back on this connection since the call began: it may be dead without a
@@ -158,7 +176,7 @@ export class H2Unary {
             this.session = undefined;
           }
           finish(statusError(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
-        }, opts.deadlineMs);
+        }, deadlineMs);
       }
       opts.signal?.addEventListener(
         "abort",
@@ -180,7 +198,15 @@ export class H2Unary {
       stream.on("trailers", (h) => {
         status = statusFromHeaders(h);
       });
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("data", (c: Buffer) => {
+        received += c.length;
+        if (received > maxBytes) {
+          stream.close();
+          finish(statusError(Code.RESOURCE_EXHAUSTED, `the response is larger than ${maxBytes} bytes`));
+          return;
+        }
+        chunks.push(c);
+      });
       stream.on("error", (err: NodeJS.ErrnoException) => {
         finish(statusError(Code.UNAVAILABLE, this.sessionError?.message ?? err.message));
       });

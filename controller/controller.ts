@@ -10,7 +10,7 @@ import { access, lstat, mkdir, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { Server, type ServerInterceptor } from "@grpc/grpc-js";
-import { GRPC_BASE_OPTIONS } from "../common/grpc.js";
+import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../common/grpc.js";
 import type { Logger } from "../common/logger.js";
 import {
   authInterceptor,
@@ -107,7 +107,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
     interceptors,
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
+    ...GRPC_SERVER_LIMITS,
   });
   const waiter = new EnvStatusWaiter(store);
   server.addService(

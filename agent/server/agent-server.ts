@@ -6,7 +6,7 @@
 
 import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js";
 import { unavailable } from "../../common/errors.js";
-import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
+import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../../common/grpc.js";
 import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import { baseHandlers } from "./bases.js";
 import type { AgentContext } from "./context.js";
@@ -24,6 +24,8 @@ export interface AgentServerOptions {
   credentials?: ServerCredentials;
   /** e.g. controllerOnly(caPem) from common/tls.ts when serving TLS. */
   interceptors?: ServerInterceptor[];
+  /** Largest base upload (ImportBase tar bytes) accepted; 0: the pool's size. */
+  maxUploadBytes?: number;
   /** Propagation RPCs; UNIMPLEMENTED where absent. */
   propagation?: Partial<PropagationHandlers>;
 }
@@ -34,7 +36,7 @@ export function agentServiceImpl(
   const { ctx } = opts;
   return {
     ...infoHandlers(ctx),
-    ...baseHandlers(ctx, opts.stateDir),
+    ...baseHandlers(ctx, opts.stateDir, opts.maxUploadBytes),
     ...envHandlers(ctx),
     ...execHandlers(ctx),
     ...networkHandlers(ctx),
@@ -49,7 +51,7 @@ export async function startAgentServer(
 ): Promise<{ server: Server; address: string }> {
   const server = new Server({
     ...GRPC_BASE_OPTIONS,
-    "grpc.max_receive_message_length": 64 * 2 ** 20,
+    ...GRPC_SERVER_LIMITS,
     ...(opts.interceptors?.length ? { interceptors: opts.interceptors } : {}),
   });
   server.addService(AgentServiceService, agentServiceImpl(opts));

@@ -4,7 +4,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { invalidArgument } from "../../common/errors.js";
+import { invalidArgument, resourceExhausted } from "../../common/errors.js";
 import { unaryHandler } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
 import type { AgentServiceServer, ImportBaseRequest } from "../../proto/gen/protoctl/v1/agent.js";
@@ -27,7 +27,7 @@ type Handlers = Pick<
 
 const UPLOAD_EXT: Record<string, string> = { "": ".tar", gzip: ".tar.gz", zstd: ".tar.zst", xz: ".tar.xz" };
 
-export function baseHandlers(ctx: AgentContext, stateDir: string): Handlers {
+export function baseHandlers(ctx: AgentContext, stateDir: string, maxUploadBytes = 0): Handlers {
   const { pool, node } = ctx;
   return {
     listBases: unaryHandler(async (req) => {
@@ -48,7 +48,7 @@ export function baseHandlers(ctx: AgentContext, stateDir: string): Handlers {
     }),
 
     importBase: (call: ServerDuplexStream<ImportBaseRequest, OperationEvent>) => {
-      importBase(ctx, stateDir, call).catch((err) => failStream(call, err));
+      importBase(ctx, stateDir, call, maxUploadBytes).catch((err) => failStream(call, err));
     },
 
     buildBase: (call) => {
@@ -134,6 +134,7 @@ async function importBase(
   ctx: AgentContext,
   stateDir: string,
   call: ServerDuplexStream<ImportBaseRequest, OperationEvent>,
+  maxUploadBytes: number,
 ): Promise<void> {
   const it = call[Symbol.asyncIterator]() as AsyncIterator<ImportBaseRequest>;
   const first = await it.next();
@@ -152,12 +153,24 @@ async function importBase(
       await mkdir(dir, { recursive: true });
       upload = join(dir, `${name}-${randomBytes(6).toString("hex")}${ext}`);
       const out = createWriteStream(upload, { mode: 0o600 });
+      // the temp file sits on the agent's state disk, not in the pool: bound it (a tar larger
+      // than the pool cannot be imported anyway)
+      const limit = maxUploadBytes > 0 ? maxUploadBytes : await poolBytes(ctx);
+      let received = 0;
       for (;;) {
         const m = await it.next();
         if (m.done) break;
-        if (m.value.part?.$case === "chunk" && !out.write(m.value.part.chunk)) {
-          await new Promise<void>((r) => out.once("drain", () => r()));
+        if (m.value.part?.$case !== "chunk") continue;
+        received += m.value.part.chunk.length;
+        if (received > limit) {
+          out.destroy();
+          throw resourceExhausted(`the upload of base ${name} is larger than ${limit} bytes`, {
+            reason: "UPLOAD_TOO_LARGE",
+            subject: `base/${name}`,
+            metadata: { limitBytes: String(limit) },
+          });
         }
+        if (!out.write(m.value.part.chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
       }
       await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
       source = { tar: upload };
@@ -177,4 +190,9 @@ async function importBase(
   } finally {
     if (upload) await rm(upload, { force: true });
   }
+}
+
+/** The pool's total size: the default bound on one upload. */
+async function poolBytes(ctx: AgentContext): Promise<number> {
+  return (await ctx.pool.capacity()).sizeBytes;
 }

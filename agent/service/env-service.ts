@@ -9,8 +9,6 @@
  * pool remove roots without one.
  */
 import { EventEmitter } from "node:events";
-import { mkdir, realpath, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
 import type { Logger } from "pino";
 import { alreadyExists, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { KeyedLock } from "../../common/keyed-lock.js";
@@ -25,6 +23,7 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
+import { writeFileInRoot } from "../host/pool/root-path.js";
 import {
   filePath,
   hostsFile,
@@ -229,22 +228,12 @@ export class EnvService {
   }
 
   /**
-   * Writes a file under the env's root. The env is not running yet, so
-   * checking that the parent's real path stays inside the root is enough to
-   * keep symlinks in the base from pointing the write at the host.
+   * Writes a file under the env's root, resolved inside it (root-path.ts): a
+   * symlink from the base, an import or another node is followed only within
+   * the root, and one in the last component is replaced, never written through.
    */
   private async writeInRoot(rootDir: string, rel: string, data: Uint8Array, mode: number): Promise<void> {
-    const target = join(rootDir, rel);
-    await mkdir(dirname(target), { recursive: true, mode: 0o755 });
-    const realRoot = await realpath(rootDir);
-    const parent = await realpath(dirname(target));
-    const inside = relative(realRoot, parent);
-    if (inside.startsWith("..") || inside.startsWith("/")) {
-      throw failedPrecondition(`file ${rel} would be written outside the env (a symlink in the base)`, {
-        reason: "PATH_ESCAPES",
-      });
-    }
-    await writeFile(join(parent, rel.split("/").pop()!), data, { mode: mode & 0o7777 });
+    await writeFileInRoot(rootDir, rel, data, mode & 0o7777);
   }
 
   private async startMachine(rec: EnvRecord): Promise<void> {

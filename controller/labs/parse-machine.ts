@@ -3,12 +3,11 @@
  * that still carries its YAML nodes, so that cross-checks made later (unknown
  * network, address outside the subnet, port clash) can point at the line.
  */
-import type { Node } from "yaml";
 import { parseSize } from "../../common/config.js";
 import { ProtoctlError } from "../../common/errors.js";
 import { isValidName, parseVersionRef } from "../../common/names.js";
 import type { LabFileSpec, LabResources } from "./spec-types.js";
-import { type Entry, join, rawSource, type SpecReader } from "./yaml-reader.js";
+import { type Entry, join, type SpecNode, type SpecReader } from "./yaml-reader.js";
 
 export const MACHINE_FIELDS = [
   "name",
@@ -28,24 +27,24 @@ export const MACHINE_FIELDS = [
 
 export interface NetworkRef {
   network: string;
-  node: Node;
+  node: SpecNode;
   /** The address as written (dotted quad, optionally with /prefix). */
   address?: string;
-  addressNode?: Node;
+  addressNode?: SpecNode;
 }
 
 export interface PortRef {
   protocol: "tcp" | "udp";
   hostPort: number;
   containerPort: number;
-  node: Node;
+  node: SpecNode;
 }
 
 export interface MachineTemplate {
   template: string;
-  templateNode: Node;
+  templateNode: SpecNode;
   count?: number;
-  countNode?: Node;
+  countNode?: SpecNode;
   base: { name: string; version: number };
   layers: string[];
   boot: boolean;
@@ -63,6 +62,8 @@ const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const LABEL_KEY = /^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
 const MAX_FILE_BYTES = 1 << 20;
+/** Files per machine (each is written into every env the template makes). */
+const MAX_FILES = 256;
 
 /**
  * Reads the fields of one machine entry. `template` is the name as written
@@ -73,7 +74,7 @@ const MAX_FILE_BYTES = 1 << 20;
 export function readMachine(
   r: SpecReader,
   template: string,
-  templateNode: Node,
+  templateNode: SpecNode,
   entries: Entry[],
   path: string,
 ): MachineTemplate {
@@ -167,6 +168,14 @@ export function readMachine(
   const files = get("files");
   if (files && !r.isNull(files.value)) {
     const items = r.items(files.value, join(path, "files"), "files") ?? [];
+    if (items.length > MAX_FILES) {
+      r.error(
+        files.value,
+        join(path, "files"),
+        `a machine may have at most ${MAX_FILES} files (has ${items.length})`,
+      );
+      items.length = 0;
+    }
     const seen = new Set<string>();
     items.forEach((it, i) => {
       const f = readFile(r, it, join(join(path, "files"), i));
@@ -203,7 +212,7 @@ export function readMachine(
   return m;
 }
 
-function readResources(r: SpecReader, node: Node | null, path: string): LabResources {
+function readResources(r: SpecReader, node: SpecNode | null, path: string): LabResources {
   const out: LabResources = { memoryBytes: 0, cpus: 0, pids: 0, diskBytes: 0 };
   const entries = r.entries(node, path, "resources") ?? [];
   r.checkKeys(entries, ["memory", "cpus", "pids", "disk"], path, "resources");
@@ -222,9 +231,8 @@ function readResources(r: SpecReader, node: Node | null, path: string): LabResou
 }
 
 /** "512M", "2G", "1.5GiB" (binary units) or a number of bytes. */
-function readSize(r: SpecReader, node: Node | null, path: string, what: string): number | undefined {
-  const n = r.resolve(node) as { value?: unknown } | null;
-  const raw = n?.value;
+function readSize(r: SpecReader, node: SpecNode | null, path: string, what: string): number | undefined {
+  const raw = node?.value;
   const bytes = typeof raw === "number" ? raw : typeof raw === "string" ? parseSize(raw) : undefined;
   if (bytes === undefined || !Number.isSafeInteger(bytes) || bytes <= 0) {
     r.error(node, path, `${what} must be a size like 512M or 2G (got ${JSON.stringify(raw ?? null)})`);
@@ -233,7 +241,7 @@ function readSize(r: SpecReader, node: Node | null, path: string, what: string):
   return bytes;
 }
 
-function readFile(r: SpecReader, node: Node, path: string): LabFileSpec | undefined {
+function readFile(r: SpecReader, node: SpecNode, path: string): LabFileSpec | undefined {
   const entries = r.entries(node, path, "a file entry");
   if (!entries) return undefined;
   r.checkKeys(entries, ["path", "content", "source", "encoding", "mode"], path, "a file entry");
@@ -296,11 +304,8 @@ function readFile(r: SpecReader, node: Node, path: string): LabFileSpec | undefi
 }
 
 /** Modes are always read as octal digits: `0644`, `644`, `"0755"` and `0o755` all mean what they look like. */
-function readMode(r: SpecReader, node: Node | null): number | undefined {
-  const n = r.resolve(node) as { value?: unknown } | null;
-  const text =
-    rawSource(n as Node | null) ?? (n?.value === undefined || n?.value === null ? "" : String(n.value));
-  const m = /^["']?(?:0o)?([0-7]{1,4})["']?$/.exec(text.trim());
+function readMode(r: SpecReader, node: SpecNode | null): number | undefined {
+  const m = /^["']?(?:0o)?([0-7]{1,4})["']?$/.exec(r.text(node).trim());
   return m ? Number.parseInt(m[1]!, 8) : undefined;
 }
 
@@ -316,9 +321,9 @@ export function checkFilePath(p: string): string | undefined {
   return undefined;
 }
 
-function readNetworkRefs(r: SpecReader, node: Node | null, path: string): NetworkRef[] {
+function readNetworkRefs(r: SpecReader, node: SpecNode | null, path: string): NetworkRef[] {
   const out: NetworkRef[] = [];
-  const add = (name: string | undefined, nameNode: Node, addrNode: Node | null, p: string) => {
+  const add = (name: string | undefined, nameNode: SpecNode, addrNode: SpecNode | null, p: string) => {
     if (name === undefined) return;
     if (out.some((n) => n.network === name)) {
       r.error(nameNode, p, `network '${name}' is joined twice`);
@@ -364,7 +369,7 @@ function readNetworkRefs(r: SpecReader, node: Node | null, path: string): Networ
   return out;
 }
 
-function readPort(r: SpecReader, node: Node, path: string): PortRef | undefined {
+function readPort(r: SpecReader, node: SpecNode, path: string): PortRef | undefined {
   let host: number | undefined;
   let container: number | undefined;
   let protocol: string | undefined = "tcp";

@@ -5,7 +5,7 @@
  * fixes a file in one round. The format is documented in docs/labs.md.
  * Pure: no I/O (file `source:` references are resolved by inline-files.ts).
  */
-import { LineCounter, type Node, parseDocument } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { invalidArgument } from "../../common/errors.js";
 import { isValidName } from "../../common/names.js";
 import { digestOf } from "./canonical.js";
@@ -25,14 +25,17 @@ import {
 } from "./ipv4.js";
 import { type MachineTemplate, readMachine } from "./parse-machine.js";
 import type { LabMachineSpec, LabSpec, LabSpecIssue } from "./spec-types.js";
-import { join, SpecReader } from "./yaml-reader.js";
+import { join, type SpecNode, SpecReader } from "./yaml-reader.js";
 
 export type LabSpecResult =
   | { ok: true; spec: LabSpec; digest: string }
   | { ok: false; issues: LabSpecIssue[] };
 
 const TOP_FIELDS = ["name", "description", "networks", "machines"] as const;
-const MAX_MACHINES = 1000;
+/** Machines after expansion (counts and ranges): the controller refuses before building more. */
+export const MAX_MACHINES = 1000;
+/** Networks one lab may define. */
+export const MAX_NETWORKS = 256;
 
 /**
  * Parses and validates a lab spec. Never throws for a bad file: the result
@@ -54,8 +57,10 @@ export function parseLabSpec(text: string): LabSpecResult {
   }));
   if (syntax.length > 0) return { ok: false, issues: syntax };
 
-  const r = new SpecReader(doc, lines);
-  const root = doc.contents as Node | null;
+  // anchors, aliases and merges resolved by the yaml library, within its alias limit
+  const r = SpecReader.open(doc, lines);
+  if (!(r instanceof SpecReader)) return { ok: false, issues: [r] };
+  const root = r.rootNode;
   if (r.isNull(root)) {
     r.error(root, "", "the lab spec is empty; it needs at least a name and machines");
     return { ok: false, issues: r.issues };
@@ -131,16 +136,16 @@ export function labSpecDigest(spec: LabSpec): string {
 interface NetworkDef {
   name: string;
   subnet: Subnet;
-  node: Node;
+  node: SpecNode;
 }
 
-function readNetworks(r: SpecReader, node: Node | null): NetworkDef[] {
+function readNetworks(r: SpecReader, node: SpecNode | null): NetworkDef[] {
   if (r.isNull(node)) return [];
   const raw: Array<{
     name: string | undefined;
-    nameNode: Node;
-    subnet: Node | null;
-    itemNode: Node;
+    nameNode: SpecNode;
+    subnet: SpecNode | null;
+    itemNode: SpecNode;
     path: string;
   }> = [];
   if (r.isSeq(node)) {
@@ -163,7 +168,7 @@ function readNetworks(r: SpecReader, node: Node | null): NetworkDef[] {
   } else {
     for (const e of r.entries(node, "networks", "networks") ?? []) {
       const p = join("networks", e.key);
-      let subnet: Node | null = e.value;
+      let subnet: SpecNode | null = e.value;
       if (r.isMap(e.value)) {
         const es = r.entries(e.value, p, "a network") ?? [];
         r.checkKeys(es, ["subnet"], p, `network '${e.key}'`);
@@ -173,6 +178,10 @@ function readNetworks(r: SpecReader, node: Node | null): NetworkDef[] {
     }
   }
   const out: NetworkDef[] = [];
+  if (raw.length > MAX_NETWORKS) {
+    r.error(node, "networks", `the lab defines ${raw.length} networks; at most ${MAX_NETWORKS} are allowed`);
+    return out;
+  }
   for (const n of raw) {
     if (n.name === undefined) continue;
     if (!isValidName(n.name)) {
@@ -219,7 +228,7 @@ function readNetworks(r: SpecReader, node: Node | null): NetworkDef[] {
 
 // ---------------------------------------------------------------- machines
 
-function readMachines(r: SpecReader, node: Node | null): MachineTemplate[] {
+function readMachines(r: SpecReader, node: SpecNode | null): MachineTemplate[] {
   const out: MachineTemplate[] = [];
   if (r.isNull(node)) {
     r.error(node, "machines", "machines is empty; a lab needs at least one machine");
@@ -279,6 +288,15 @@ function expandAll(r: SpecReader, lab: string, templates: MachineTemplate[]): La
       );
       continue;
     }
+    if (out.length + res.names.length > MAX_MACHINES) {
+      // refused before building the machines, so a file of many large counts costs nothing
+      r.error(
+        t.countNode ?? t.templateNode,
+        path,
+        `the lab expands to more than ${MAX_MACHINES} machines (at '${t.template}'); at most ${MAX_MACHINES} are allowed`,
+      );
+      return out;
+    }
     for (const { name, index } of res.names) {
       const shown = name === t.template ? `'${name}'` : `'${name}' (from '${t.template}')`;
       if (!isValidName(name)) {
@@ -332,9 +350,6 @@ function expandAll(r: SpecReader, lab: string, templates: MachineTemplate[]): La
         })),
       });
     }
-  }
-  if (out.length > MAX_MACHINES) {
-    r.error(null, "machines", `the lab has ${out.length} machines; at most ${MAX_MACHINES} are allowed`);
   }
   return out;
 }

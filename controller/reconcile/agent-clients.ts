@@ -11,7 +11,13 @@
 
 import type { ChannelCredentials } from "@grpc/grpc-js";
 import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
-import { type CallOptions, H2Unary, type UnaryDefinition } from "../../common/h2-unary.js";
+import { defaultUnaryDeadline } from "../../common/grpc-deadline.js";
+import {
+  type CallOptions,
+  DEFAULT_UNARY_DEADLINE_MS,
+  H2Unary,
+  type UnaryDefinition,
+} from "../../common/h2-unary.js";
 import { clientCredentials, type TlsMaterial } from "../../common/tls.js";
 import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 
@@ -50,6 +56,8 @@ export class AgentClients {
       "grpc.keepalive_time_ms": 10_000,
       "grpc.keepalive_timeout_ms": 5_000,
       "grpc.max_receive_message_length": 64 * 1024 * 1024,
+      // a unary call site that names no deadline still gets one (grpc-deadline.ts)
+      interceptors: [defaultUnaryDeadline(DEFAULT_UNARY_DEADLINE_MS)],
     });
     return e.client;
   }

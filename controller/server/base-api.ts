@@ -146,8 +146,14 @@ export function baseApi(ctx: ControllerContext) {
           upstream!.write({
             part: { $case: "header", header: { name: h.name, source: h.source, compression: h.compression } },
           });
-        } else if (m.part?.$case === "chunk")
-          upstream!.write({ part: { $case: "chunk", chunk: m.part.chunk } });
+        } else if (
+          m.part?.$case === "chunk" &&
+          !upstream!.write({ part: { $case: "chunk", chunk: m.part.chunk } })
+        ) {
+          // backpressure: the controller holds at most one window of an upload in memory
+          call.pause();
+          upstream!.once("drain", () => call.resume());
+        }
       };
       call.on("data", (m: ControlImportBaseRequest) => {
         if (upstream) return forward(m);
@@ -158,6 +164,7 @@ export function baseApi(ctx: ControllerContext) {
             new ProtoctlError(Code.INVALID_ARGUMENT, "the first import message must be the header"),
           );
         const h = m.part.header;
+        call.pause(); // nothing more is read until the agent's stream is open
         (async () => {
           validateName("base", h.name);
           const node = await pickNode(ctx, h.node);
@@ -174,6 +181,7 @@ export function baseApi(ctx: ControllerContext) {
           });
           for (const q of queue.splice(0)) forward(q);
           if (ended) up.end();
+          else call.resume();
         })().catch(fail);
       });
       call.on("end", () => {

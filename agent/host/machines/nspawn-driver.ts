@@ -30,6 +30,7 @@ import type {
 import { NetworkDriver } from "../networks/network-driver.js";
 import { PortProxies } from "../networks/port-proxy.js";
 import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
+import { openDirInRoot } from "../pool/root-path.js";
 import {
   type CgroupSet,
   createCgroups,
@@ -539,13 +540,20 @@ export class NspawnMachineDriver implements MachineDriver {
     })) {
       yield { stream: "stdout", data, timeMs: Date.now() };
     }
-    const journal = join(rec.rootDir, "var/log/journal");
-    if (rec.boot && existsSync(journal)) {
-      // the journal of a booted env, as text, after the console
-      const args = ["-D", journal, "--no-pager", "-o", "short-precise"];
-      if (opts.tailLines) args.push("-n", String(opts.tailLines));
-      const r = await run("journalctl", args, { allowFailure: true, signal: opts.signal });
-      if (r.stdout) yield { stream: "system", data: Buffer.from(r.stdout), timeMs: Date.now() };
+    // the journal of a booted env, as text, after the console; its directory is resolved and
+    // held inside the root (root-path.ts), so a symlinked var/log/journal cannot show the host's
+    const journal = rec.boot
+      ? await openDirInRoot(rec.rootDir, "var/log/journal").catch(() => undefined)
+      : undefined;
+    if (journal) {
+      try {
+        const args = ["-D", journal.pathForChild, "--no-pager", "-o", "short-precise"];
+        if (opts.tailLines) args.push("-n", String(opts.tailLines));
+        const r = await run("journalctl", args, { allowFailure: true, signal: opts.signal });
+        if (r.stdout) yield { stream: "system", data: Buffer.from(r.stdout), timeMs: Date.now() };
+      } finally {
+        await journal.close();
+      }
     }
   }
 

@@ -27,6 +27,7 @@ import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./f
 import { type PoolLayout, parseBaseDirName, tmpName } from "./layout.js";
 import { runInRoot } from "./nspawn.js";
 import { parseAptMirror, tarCompressionFlag } from "./parsers.js";
+import { removeFileInRoot, writeFileInRoot } from "./root-path.js";
 
 export type BaseSource = { dir: string } | { tar: string };
 export type BaseBuildSpec =
@@ -211,7 +212,7 @@ export class BaseStore {
         let scriptPath: string | undefined;
         if (opts.script) {
           scriptPath = `/.protoctl-update-${tmpName().slice(5)}.sh`;
-          await writeFile(join(s.root, scriptPath), opts.script, { mode: 0o700 });
+          await writeFileInRoot(s.root, scriptPath, opts.script, 0o700);
           argv = ["/bin/sh", scriptPath, ...command];
         }
         progress?.({ step: "update", message: argv.join(" ") });
@@ -222,7 +223,7 @@ export class BaseStore {
           progress,
           signal,
         });
-        if (scriptPath) await rm(join(s.root, scriptPath), { force: true });
+        if (scriptPath) await removeFileInRoot(s.root, scriptPath).catch(() => undefined);
         if (r.exitCode !== 0) {
           if (r.noSpace) throw asPoolError(Object.assign(new Error(r.output), { code: "ENOSPC" }), "update");
           throw failedPrecondition(`update of ${name}@${latest.version} failed (exit ${r.exitCode})`, {

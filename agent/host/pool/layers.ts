@@ -8,7 +8,7 @@
  * renamed into place; a failed recipe leaves nothing and returns its output.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, lstat, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join, normalize } from "node:path";
 import { failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../../common/errors.js";
 import type { KeyedLock } from "../../../common/keyed-lock.js";
@@ -23,6 +23,7 @@ import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./f
 import { type PoolLayout, parseLayerBuildDirName, TMP_PREFIX, tmpName } from "./layout.js";
 import { mountOverlay, unmount } from "./mounts.js";
 import { runInRoot, withoutNspawnTraces } from "./nspawn.js";
+import { lstatInRoot, writeFileInRoot } from "./root-path.js";
 
 export interface LayerSpec {
   name: string;
@@ -246,13 +247,10 @@ export class LayerStore {
       const stage = join(merged, stageName);
       await mkdir(stage, { mode: 0o700 });
       for (const f of recipe.files) {
-        const p = join(stage, f.path);
-        await mkdir(dirname(p), { recursive: true });
-        await writeFile(p, Buffer.from(f.content, "base64"));
-        await chmod(p, f.mode & 0o7777 || 0o644);
+        await writeFileInRoot(stage, f.path, Buffer.from(f.content, "base64"), f.mode & 0o7777 || 0o644);
       }
       const mainName = recipe.kind === "shell" ? "recipe.sh" : "playbook.yml";
-      await writeFile(join(stage, mainName), Buffer.from(recipe.main, "base64"));
+      await writeFileInRoot(stage, mainName, Buffer.from(recipe.main, "base64"), 0o644);
 
       let result: { exitCode: number; output: string; noSpace: boolean };
       if (recipe.kind === "shell") {
@@ -331,13 +329,7 @@ function safeRelativePath(p: string): string {
 
 async function hasPython3(root: string): Promise<boolean> {
   for (const p of ["usr/bin/python3", "bin/python3", "usr/local/bin/python3"]) {
-    if (
-      await lstat(join(root, p)).then(
-        () => true,
-        () => false,
-      )
-    )
-      return true;
+    if (await lstatInRoot(root, p).catch(() => undefined)) return true;
   }
   return false;
 }

@@ -7,10 +7,9 @@
  * command itself does (a layer must be exactly the recipe's diff).
  */
 import { randomBytes } from "node:crypto";
-import { lstat, rm } from "node:fs/promises";
-import { join } from "node:path";
 import { spawnProcess } from "../../../common/exec.js";
 import type { ProgressFn } from "../interfaces.js";
+import { lstatInRoot, removeFileInRoot } from "./root-path.js";
 
 const MAX_OUTPUT = 256 * 1024;
 
@@ -83,17 +82,15 @@ export async function runInRoot(
  * up in a layer's diff or a base version. Runs `fn` and removes it after.
  */
 export async function withoutNspawnTraces<T>(root: string, fn: () => Promise<T>): Promise<T> {
-  const resolv = join(root, "etc/resolv.conf");
-  const had = await lstat(resolv).then(
-    () => true,
-    () => false,
-  );
+  // resolved inside the root: the command may have left /etc or the file a symlink to the host's
+  const had = (await lstatInRoot(root, "etc/resolv.conf").catch(() => undefined)) !== undefined;
   try {
     return await fn();
   } finally {
     if (!had) {
-      const st = await lstat(resolv).catch(() => undefined);
-      if (st?.isFile() && st.size === 0) await rm(resolv, { force: true });
+      await removeFileInRoot(root, "etc/resolv.conf", (st) => !st.isFile() || st.size !== 0).catch(
+        () => undefined,
+      );
     }
   }
 }
