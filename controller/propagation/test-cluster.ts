@@ -13,10 +13,10 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openPool } from "../../agent/host/pool/pool.js";
-import { processesNaming, terminate } from "../../common/state-cleanup.js";
 import { ProtoctlError } from "../../common/errors.js";
 import { output, run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
+import { processesNaming, terminate } from "../../common/state-cleanup.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
 import type {
   ControlServiceClient,
