@@ -29,6 +29,8 @@ export interface H2Options {
   serverName?: string;
   /** Sent as user-agent. */
   userAgent?: string;
+  /** Replaces the default server check (e.g. to require the server's role too). */
+  checkServerIdentity?: (host: string, cert: import("node:tls").PeerCertificate) => Error | undefined;
 }
 
 /** What a grpc-js service definition (ts-proto `...Service[method]`) gives for a unary method. */
@@ -109,6 +111,7 @@ export class H2Unary {
     const session = http2.connect(url, {
       ...(o.insecure ? {} : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
       ...(o.serverName && !o.insecure ? { servername: o.serverName } : {}),
+      ...(o.checkServerIdentity && !o.insecure ? { checkServerIdentity: o.checkServerIdentity } : {}),
     });
     this.sessionError = undefined;
     this.lastResponse = performance.now();

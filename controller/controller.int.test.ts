@@ -19,6 +19,7 @@ import {
   startTestController,
   testEnvSpec,
   uniquePrefix,
+  REUSABLE,
 } from "./testing/cluster.js";
 
 const GiB = 2 ** 30;
@@ -44,7 +45,7 @@ describe("controller with fake agents", () => {
       await startTestController(etcd.endpoint, prefix),
     ];
     c = client(controllers[1]!.address);
-    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {}, ...REUSABLE });
     agents = await joinAgents(
       controllers.map((x) => x.address),
       token,
@@ -276,7 +277,7 @@ describe("controller with fake agents", () => {
     const over = { membership: { leaseTtlSeconds: 12, heartbeatIntervalMs: 4000 } };
     controllers = [await startTestController(etcd.endpoint, prefix, over)];
     c = client(controllers[0]!.address);
-    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {}, ...REUSABLE });
     const a = await startFakeAgent({ name: "slowbeat" });
     agents = [a];
     await a.join(controllers[0]!.address, token, { intervalMs: 4000 });
