@@ -16,10 +16,10 @@ import {
   client,
   eventually,
   joinAgents,
+  REUSABLE,
   startTestController,
   testEnvSpec,
   uniquePrefix,
-  REUSABLE,
 } from "./testing/cluster.js";
 
 const GiB = 2 ** 30;

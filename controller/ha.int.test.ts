@@ -11,7 +11,15 @@ import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import type { FakeAgent } from "../test/harness/fake-agent.js";
 import { ClusterStore } from "./store/store.js";
-import { REUSABLE, call, client, eventually, joinAgents, testEnvSpec, uniquePrefix } from "./testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  joinAgents,
+  REUSABLE,
+  testEnvSpec,
+  uniquePrefix,
+} from "./testing/cluster.js";
 import { type ControllerProcess, spawnController } from "./testing/process.js";
 
 let etcd: TestEtcd;

@@ -26,7 +26,15 @@ import { clientCredentials, readCredentialFile } from "../common/tls.js";
 import { EnvPhase, type EnvSpec, NodeState } from "../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
-import { REUSABLE, call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "./testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  execIn,
+  importBaseFromDir,
+  REUSABLE,
+  testEnvSpec,
+} from "./testing/cluster.js";
 import { startHostEtcd } from "./testing/host-etcd.js";
 import { sourceAgentCommand, sourceControllerCommand, waitLine } from "./testing/process.js";
 

@@ -91,7 +91,11 @@ async function main(): Promise<void> {
   // the creates go the way the CLI sends them (common/h2-unary.ts), the rest through grpc-js
   const api = new H2Unary({ address: ctl.address, insecure: true, userAgent: "protoctl-bench" });
   try {
-    const { token } = await callUnary(client.createJoinToken.bind(client), { ttlSeconds: 600, labels: {}, ...REUSABLE });
+    const { token } = await callUnary(client.createJoinToken.bind(client), {
+      ttlSeconds: 600,
+      labels: {},
+      ...REUSABLE,
+    });
     for (let i = 0; i < NODES; i++) {
       agents.push(
         await startFakeAgent({

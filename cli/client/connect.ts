@@ -3,13 +3,14 @@
  * directly (common/h2-unary.ts); streaming calls use grpc-js, loaded on their first
  * use. Commands that only list or change things never load grpc-js (~35 ms).
  */
-import { checkControllerCert } from "./server-role.js";
+
 import { readFileSync } from "node:fs";
 import type { CallOptions, ClientDuplexStream, ClientReadableStream } from "@grpc/grpc-js";
 import { Code, fromGrpcError, invalidArgument, ProtoctlError, unavailable } from "../../common/errors.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
+import { checkControllerCert } from "./server-role.js";
 
 export interface CallOpts {
   /** Milliseconds; unset = no deadline (long work). */

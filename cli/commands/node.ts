@@ -92,7 +92,10 @@ export function command(_name: string): Command {
       .option("--uses <n>", "number of joins it admits (default 1)")
       .option("--reusable", "any number of joins until it expires")
       .option("--node <name>", "only a node of this name may join with it")
-      .option("--replace", "with --node: the join takes over that existing node (its old certificate is revoked)")
+      .option(
+        "--replace",
+        "with --node: the join takes over that existing node (its old certificate is revoked)",
+      )
       .option("-o, --output <format>", "output format: text|json", "text"),
     "protoctl node token --ttl 2h --label rack=a",
     "protoctl node token --uses 5",

@@ -25,7 +25,15 @@ import type {
 } from "../../proto/gen/protoctl/v1/control.js";
 import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
-import { REUSABLE, call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "../testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  execIn,
+  importBaseFromDir,
+  REUSABLE,
+  testEnvSpec,
+} from "../testing/cluster.js";
 import { startHostEtcd } from "../testing/host-etcd.js";
 import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../testing/process.js";
 

@@ -31,7 +31,8 @@ export class AgentClients {
   constructor(
     private readonly tls: () => TlsMaterial | undefined,
     // an agent must show a node certificate: another controller's or a user's would not do
-    private readonly credentials: () => ChannelCredentials = () => clientCredentials(tls(), { serverRole: "node" }),
+    private readonly credentials: () => ChannelCredentials = () =>
+      clientCredentials(tls(), { serverRole: "node" }),
   ) {}
 
   private entry(node: string, address: string): NodeClients {

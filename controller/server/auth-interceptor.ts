@@ -16,10 +16,9 @@ import {
   ServerListenerBuilder,
   status,
 } from "@grpc/grpc-js";
-import { Code } from "../../common/errors.js";
+import { Code, ERROR_DETAIL_KEY } from "../../common/errors.js";
 import { peerIdentity } from "../../common/tls.js";
 import { ErrorDetail } from "../../proto/gen/protoctl/v1/types.js";
-import { ERROR_DETAIL_KEY } from "../../common/errors.js";
 import type { ClusterStore } from "../store/store.js";
 import { ANONYMOUS, type IdentityDirectory, type Principal } from "../users/directory.js";
 import { allowed, methodName, ruleOf } from "./authz.js";

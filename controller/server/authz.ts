@@ -12,8 +12,9 @@
  * Operators manage envs and labs; nodes, users, tokens, bases and layers
  * (shared images every env is built from) are admin's.
  */
-import type { UserRole } from "../users/records.js";
+
 import type { Principal } from "../users/directory.js";
+import type { UserRole } from "../users/records.js";
 
 export type Level = "open" | "node" | UserRole;
 

@@ -8,14 +8,14 @@ import { toServiceError } from "../../common/grpc.js";
 import type { WatchEventsRequest } from "../../proto/gen/protoctl/v1/control.js";
 import type { Event } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import type { IdentityDirectory } from "../users/directory.js";
+import { userApi } from "../users/user-api.js";
 import { baseApi, layerApi } from "./base-api.js";
 import { envApi } from "./env-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { serverStream, unary } from "./handlers.js";
 import { labApi } from "./lab-api.js";
 import { nodeApi } from "./node-api.js";
-import type { IdentityDirectory } from "../users/directory.js";
-import { userApi } from "../users/user-api.js";
 
 export const CONTROLLER_VERSION = "0.1.0";
 

@@ -5,12 +5,7 @@
  * record and lists the serial in `revoked/` in one transaction: every
  * replica's IdentityDirectory refuses the certificate from then on.
  */
-import {
-  alreadyExists,
-  failedPrecondition,
-  invalidArgument,
-  notFound,
-} from "../../common/errors.js";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
 import { certSerial, peerIdentity, signCsr } from "../../common/tls.js";
 import type {

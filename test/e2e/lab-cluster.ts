@@ -25,7 +25,14 @@ import { NspawnMachineDriver } from "../../agent/host/machines/nspawn-driver.js"
 import { ProtoctlError } from "../../common/errors.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
-import { REUSABLE, call, client, eventually, importBaseFromDir, streamed } from "../../controller/testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  importBaseFromDir,
+  REUSABLE,
+  streamed,
+} from "../../controller/testing/cluster.js";
 
 export { execIn } from "../../controller/testing/cluster.js";
 
