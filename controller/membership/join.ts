@@ -7,7 +7,8 @@
  * A name belongs to the node that holds it. A join under an existing name is
  * refused (ALREADY_EXISTS) unless it is that node coming back: with TLS, the
  * agent presents the node certificate the controller last issued for the
- * name (it then gets a fresh one and needs no token); without TLS, it brings
+ * name (it needs no token, and gets a new certificate in the last 30 days
+ * of the old one's validity); without TLS, it brings
  * the token that admitted it. An admin frees a name with `node rm`, or hands
  * it to a new machine with a token made by `node token --node NAME
  * --replace`; either puts the old certificate on the revocation list.
@@ -28,6 +29,8 @@ import { identityCodecs, revokeWrite } from "../users/records.js";
 import { type CheckedToken, checkJoinToken, hasUsesLeft, spendWrite, usedUp } from "./tokens.js";
 
 const NODE_CERT_DAYS = 365;
+/** A node re-joining by a certificate that expires within this gets a new one. */
+const RENEW_BEFORE_MS = 30 * 86_400_000;
 
 type CallWithAuth = Parameters<typeof peerIdentity>[0];
 
@@ -78,7 +81,11 @@ export async function joinNode(
       }
     }
     let certPem = "";
-    if (ctx.tls) {
+    const renewAfter = Date.now() + RENEW_BEFORE_MS;
+    if (byCert && ident?.value.certPem && ident.value.expiresMs > renewAfter) {
+      // the node keeps the certificate it showed: one serial per node until renewal
+      certPem = ident.value.certPem;
+    } else if (ctx.tls) {
       const host = address.slice(0, address.lastIndexOf(":")).replace(/^\[|\]$/g, "");
       certPem = await signCsr(ctx.tls.ca, req.csrPem, {
         cn: name,
@@ -94,6 +101,7 @@ export async function joinNode(
           serial: certSerial(certPem),
           issuedMs: now,
           expiresMs: now + NODE_CERT_DAYS * 86_400_000,
+          certPem,
         }),
       });
       // a replaced machine's certificate must not speak for the name any more

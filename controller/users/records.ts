@@ -22,6 +22,8 @@ export interface NodeIdentityRecord {
   serial: string;
   issuedMs: number;
   expiresMs: number;
+  /** The certificate itself (public), handed back when the node re-joins by it. */
+  certPem?: string;
 }
 
 export interface RevokedRecord {
