@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code } from "../common/errors.js";
+import { Code, ProtoctlError } from "../common/errors.js";
 import { silentLogger } from "../common/logger.js";
 import {
   clientCredentials,
@@ -20,7 +20,7 @@ import {
   readCredentialFile,
   type TlsMaterial,
 } from "../common/tls.js";
-import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
+import { type ControlServiceClient, NodeHeartbeat } from "../proto/gen/protoctl/v1/control.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type RunningController, startController } from "./controller.js";
 import { formatToken } from "./membership/tokens.js";
@@ -214,6 +214,28 @@ describe("certificate roles", () => {
         reason: "FORBIDDEN",
       });
     }
+  });
+
+  it("a node speaks only for itself: a heartbeat for another name is refused", async () => {
+    const { token } = await call(admin, "createJoinToken", TOKEN);
+    const me = open(ctls[0]!.address, await joinAs(anon, token, "hb-self"));
+    const other = await call(admin, "createJoinToken", TOKEN);
+    await joinAs(anon, other.token, "hb-other");
+    const heartbeatAs = (node: string) =>
+      new Promise<unknown>((resolve) => {
+        const s = me.heartbeat();
+        s.on("data", () => {
+          s.cancel();
+          resolve("acked");
+        });
+        s.on("error", (e) => resolve(ProtoctlError.from(e)));
+        s.write(NodeHeartbeat.fromPartial({ node, address: "127.0.0.1:9", sentMs: Date.now() }));
+      });
+    expect(await heartbeatAs("hb-other")).toMatchObject({
+      code: Code.PERMISSION_DENIED,
+      reason: "FORBIDDEN",
+    });
+    expect(await heartbeatAs("hb-self")).toBe("acked");
   });
 
   it("a node certificate cannot pass for the controller: clients check the server's role", async () => {

@@ -205,20 +205,23 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
     expect(add.code).toBe(0);
     expect((statSync(file).mode & 0o777).toString(8)).toBe("600");
     expect((await cli(["context", "import", file])).code).toBe(0);
-    const ls = await cli(["--context", "eve", "env", "ls", "-o", "name"]);
-    expect(ls.code).toBe(0);
-    expect(ls.stdout).toContain("env/e2e-one");
-    const create = await cli(["--context", "eve", "env", "create", "e2e-eve", "--base", "busybox"]);
-    expect(create.code).toBe(ExitCode.PERMISSION);
-    expect(create.stderr).toContain("user eve (viewer) may not call CreateEnv");
-    const users = await cli(["user", "ls", "-o", "json"]);
-    expect(JSON.parse(users.stdout).map((u: { name: string; role: string }) => [u.name, u.role])).toEqual([
-      ["eve", "viewer"],
-    ]);
-    expect((await cli(["user", "rm", "eve"])).code).toBe(0);
-    const after = await cli(["--context", "eve", "env", "ls"]);
-    expect(after.code).toBe(ExitCode.PERMISSION);
-    expect((await cli(["context", "rm", "eve"])).code).toBe(0);
+    try {
+      const ls = await cli(["--context", "eve", "env", "ls", "-q"]);
+      expect(ls.code).toBe(0);
+      expect(ls.stdout).toContain("e2e-one");
+      const create = await cli(["--context", "eve", "env", "create", "e2e-eve", "--base", "busybox"]);
+      expect(create.code).toBe(ExitCode.PERMISSION);
+      expect(create.stderr).toContain("user eve (viewer) may not call CreateEnv");
+      const users = await cli(["user", "ls", "-o", "json"]);
+      expect(JSON.parse(users.stdout).map((u: { name: string; role: string }) => [u.name, u.role])).toEqual([
+        ["eve", "viewer"],
+      ]);
+      expect((await cli(["user", "rm", "eve"])).code).toBe(0);
+      const after = await cli(["--context", "eve", "env", "ls"]);
+      expect(after.code).toBe(ExitCode.PERMISSION);
+    } finally {
+      await cli(["context", "rm", "eve"]);
+    }
   }, 60_000);
 
   it("exec: output and exit status, including a failing command and piped stdin", async () => {
