@@ -46,13 +46,18 @@ export const ENTRIES: Entry[] = [
   },
   {
     name: "context",
-    summary: "manage controller contexts: ls, use, show, add, rm",
+    summary: "manage controller contexts: ls, use, show, add, import, rm",
     load: () => import("./commands/context.js"),
   },
   {
     name: "node",
     summary: "nodes: ls, describe, cordon, drain, uncordon, token",
     load: () => import("./commands/node.js"),
+  },
+  {
+    name: "user",
+    summary: "users and roles: add, ls, rm",
+    load: () => import("./commands/user.js"),
   },
   {
     name: "base",

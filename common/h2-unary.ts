@@ -33,6 +33,8 @@ export interface H2Options {
   defaultDeadlineMs?: number;
   /** Largest response accepted (bytes); default MAX_RESPONSE_BYTES. */
   maxResponseBytes?: number;
+  /** Replaces the default server check (e.g. to require the server's role too). */
+  checkServerIdentity?: (host: string, cert: import("node:tls").PeerCertificate) => Error | undefined;
 }
 
 /**
@@ -124,6 +126,7 @@ export class H2Unary {
     const session = http2.connect(url, {
       ...(o.insecure ? {} : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
       ...(o.serverName && !o.insecure ? { servername: o.serverName } : {}),
+      ...(o.checkServerIdentity && !o.insecure ? { checkServerIdentity: o.checkServerIdentity } : {}),
     });
     this.sessionError = undefined;
     this.lastResponse = performance.now();

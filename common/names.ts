@@ -7,7 +7,16 @@ import { invalidArgument } from "./errors.js";
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
-export type ObjectKind = "base" | "layer" | "env" | "lab" | "node" | "network" | "machine" | "context";
+export type ObjectKind =
+  | "base"
+  | "layer"
+  | "env"
+  | "lab"
+  | "node"
+  | "network"
+  | "machine"
+  | "context"
+  | "user";
 
 /** Returns the name when valid; throws INVALID_ARGUMENT naming the rule otherwise. */
 export function validateName(kind: ObjectKind, name: unknown): string {

@@ -21,7 +21,7 @@ import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from "n
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { PeerCertificate } from "node:tls";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import {
   ChannelCredentials,
   experimental,
@@ -38,7 +38,12 @@ import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
 import { ERROR_DETAIL_KEY } from "./errors.js";
 import { run } from "./exec.js";
 
-export type Role = "controller" | "node" | "admin";
+/**
+ * "admin" is the bootstrap credential `protoctl controller` writes
+ * (admin.json); "user" certificates name a user whose role (admin, operator,
+ * viewer) the controller keeps in etcd (controller/users/).
+ */
+export type Role = "controller" | "node" | "admin" | "user";
 
 export interface CertificateAuthority {
   certPem: string;
@@ -56,6 +61,8 @@ export interface PeerIdentity {
   cn: string;
   role: Role | string;
   fingerprint: string;
+  /** Certificate serial, lowercase hex without leading zeros (what revocation lists hold). */
+  serial: string;
 }
 
 // ---- keys and certificates ----
@@ -229,7 +236,17 @@ export function verifyPeerCert(
   const subject = parseSubject(cert.subject);
   if (!subject.CN) return undefined;
   const fp = createHash("sha256").update(cert.raw).digest("hex");
-  return { cn: subject.CN, role: subject.OU ?? "", fingerprint: fp };
+  return { cn: subject.CN, role: subject.OU ?? "", fingerprint: fp, serial: normalSerial(cert.serialNumber) };
+}
+
+/** Serial numbers compared as lowercase hex without leading zeros. */
+export function normalSerial(hex: string): string {
+  return hex.toLowerCase().replace(/^0+(?=.)/, "");
+}
+
+/** The serial of a PEM certificate, normalised like PeerIdentity.serial. */
+export function certSerial(certPem: string): string {
+  return normalSerial(new X509Certificate(certPem).serialNumber);
 }
 
 function parseSubject(s: string): Record<string, string> {
@@ -298,6 +315,8 @@ export interface ClientTlsOptions {
   serverName?: string;
   /** Accept the server when its certificate has this SHA-256 fingerprint or chains to one (join). */
   caFingerprint?: string;
+  /** The role (subject OU) the server's certificate must carry, e.g. "controller". */
+  serverRole?: Role;
 }
 
 /** Channel credentials; insecure when `tls` is undefined. */
@@ -310,10 +329,26 @@ export function clientCredentials(
     Buffer.from(tls.caPem),
     tls.keyPem ? Buffer.from(tls.keyPem) : null,
     tls.certPem ? Buffer.from(tls.certPem) : null,
-    opts.serverName
-      ? { checkServerIdentity: (_host, cert) => checkServerName(cert, opts.serverName!) }
-      : undefined,
+    opts.serverName || opts.serverRole ? { checkServerIdentity: serverIdentityCheck(opts) } : undefined,
   );
+}
+
+/** The server check clientCredentials installs (name, then role), for other TLS clients (h2-unary). */
+export function serverIdentityCheck(
+  opts: ClientTlsOptions,
+): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (host, cert) =>
+    (opts.serverName ? checkServerName(cert, opts.serverName) : checkServerIdentity(host, cert)) ??
+    (opts.serverRole ? checkServerRole(cert, opts.serverRole) : undefined);
+}
+
+/** A server certificate of the wrong role (a node's certificate presented as a controller's) is refused. */
+function checkServerRole(cert: PeerCertificate, role: Role): Error | undefined {
+  const ou = (cert.subject as { OU?: string | string[] } | undefined)?.OU;
+  const roles = Array.isArray(ou) ? ou : [ou];
+  return roles.length === 1 && roles[0] === role
+    ? undefined
+    : new Error(`server certificate has role ${String(ou ?? "none")}, expected ${role}`);
 }
 
 function checkServerName(cert: PeerCertificate, name: string): Error | undefined {

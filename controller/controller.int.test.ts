@@ -16,6 +16,7 @@ import {
   client,
   eventually,
   joinAgents,
+  REUSABLE,
   startTestController,
   testEnvSpec,
   uniquePrefix,
@@ -44,7 +45,7 @@ describe("controller with fake agents", () => {
       await startTestController(etcd.endpoint, prefix),
     ];
     c = client(controllers[1]!.address);
-    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {}, ...REUSABLE });
     agents = await joinAgents(
       controllers.map((x) => x.address),
       token,
@@ -276,7 +277,7 @@ describe("controller with fake agents", () => {
     const over = { membership: { leaseTtlSeconds: 120, heartbeatIntervalMs: 60_000 } };
     controllers = [await startTestController(etcd.endpoint, prefix, over)];
     c = client(controllers[0]!.address);
-    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {} });
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {}, ...REUSABLE });
     const a = await startFakeAgent({ name: "slowbeat" });
     agents = [a];
     await a.join(controllers[0]!.address, token, { intervalMs: 60_000 });

@@ -13,7 +13,6 @@ import { Server, type ServerInterceptor } from "@grpc/grpc-js";
 import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../common/grpc.js";
 import type { Logger } from "../common/logger.js";
 import {
-  authInterceptor,
   type CertificateAuthority,
   createCa,
   fingerprint,
@@ -28,10 +27,12 @@ import type { ControllerContext, ControllerTls } from "./context.js";
 import { LeaderElection } from "./leader.js";
 import { AgentClients } from "./reconcile/agent-clients.js";
 import { ReconcileManager } from "./reconcile/manager.js";
-import { controlAuth, controlService } from "./server/control-service.js";
+import { controlInterceptor } from "./server/auth-interceptor.js";
+import { controlService } from "./server/control-service.js";
 import { EnvStatusWaiter } from "./server/env-watch.js";
 import { plainJson } from "./store/codec.js";
 import { ClusterStore } from "./store/store.js";
+import { IdentityDirectory } from "./users/directory.js";
 
 export interface RunningController {
   /** host:port the API listens on (the real port when listen asked for :0). */
@@ -101,7 +102,11 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
   );
   leaderRef.current = leader;
 
-  const interceptors: ServerInterceptor[] = tls ? [authInterceptor(tls.ca.certPem, controlAuth)] : [];
+  const directory = new IdentityDirectory(store, log);
+  await directory.start();
+  const interceptors: ServerInterceptor[] = [
+    controlInterceptor({ caPem: tls?.ca.certPem, directory, store }),
+  ];
   const server = new Server({
     ...GRPC_BASE_OPTIONS,
     interceptors,
@@ -112,7 +117,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
   const waiter = new EnvStatusWaiter(store);
   server.addService(
     ControlServiceService,
-    controlService(ctx, waiter, () => clusterId),
+    controlService(ctx, waiter, () => clusterId, directory),
   );
   const creds = serverCredentials(
     tls
@@ -158,6 +163,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
         });
       });
       await waiter.close();
+      await directory.stop();
       agents.close();
       await store.close();
       log.info({ id: config.id, txnBatches: store.batcher.stats }, "controller stopped");

@@ -11,7 +11,15 @@ import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import type { FakeAgent } from "../test/harness/fake-agent.js";
 import { ClusterStore } from "./store/store.js";
-import { call, client, eventually, joinAgents, testEnvSpec, uniquePrefix } from "./testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  joinAgents,
+  REUSABLE,
+  testEnvSpec,
+  uniquePrefix,
+} from "./testing/cluster.js";
 import { type ControllerProcess, spawnController } from "./testing/process.js";
 
 let etcd: TestEtcd;
@@ -44,7 +52,7 @@ it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every 
     );
     const leader = procs.find((p) => p.id === leaderId)!;
     const survivor = procs.find((p) => p.id !== leaderId)!;
-    const { token } = await call(anyClient, "createJoinToken", { ttlSeconds: 120, labels: {} });
+    const { token } = await call(anyClient, "createJoinToken", { ttlSeconds: 120, labels: {}, ...REUSABLE });
     agents = await joinAgents(
       procs.map((p) => p.address),
       token,

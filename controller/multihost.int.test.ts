@@ -26,7 +26,15 @@ import { clientCredentials, readCredentialFile } from "../common/tls.js";
 import { EnvPhase, type EnvSpec, NodeState } from "../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHosts } from "../test/fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
-import { call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "./testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  execIn,
+  importBaseFromDir,
+  REUSABLE,
+  testEnvSpec,
+} from "./testing/cluster.js";
 import { startHostEtcd } from "./testing/host-etcd.js";
 import { sourceAgentCommand, sourceControllerCommand, waitLine } from "./testing/process.js";
 
@@ -114,7 +122,7 @@ it("two controllers and two real agents in separate network namespaces", async (
   const creds = clientCredentials(cred, { serverName: "protoctl-controller" });
   const c = client(`unix://${join(dir, "ctl-b.sock")}`, creds);
   try {
-    const { token } = await call(c, "createJoinToken", { ttlSeconds: 600, labels: {} });
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 600, labels: {}, ...REUSABLE });
     const ctlAddrs = `${h0.address}:7443,${h0.address}:7445`;
     const startAgent = (name: string, h: typeof h1) => {
       const stateDir = join(dir, `agent-${name}`);

@@ -27,7 +27,15 @@ import { freePort, startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type FakeAgent, startFakeAgent } from "../test/harness/fake-agent.js";
 import { startController } from "./controller.js";
 import { ClusterStore } from "./store/store.js";
-import { call, client, eventually, testConfig, testEnvSpec, uniquePrefix } from "./testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  REUSABLE,
+  testConfig,
+  testEnvSpec,
+  uniquePrefix,
+} from "./testing/cluster.js";
 
 let etcd: TestEtcd;
 beforeAll(async () => {
@@ -66,7 +74,9 @@ it("mutual TLS: admin and controller identities pass, everyone else is refused",
       code: Code.UNAUTHENTICATED,
       reason: "NO_CREDENTIALS",
     });
-    await expect(call(anon, "createJoinToken", { ttlSeconds: 60, labels: {} })).rejects.toMatchObject({
+    await expect(
+      call(anon, "createJoinToken", { ttlSeconds: 60, labels: {}, ...REUSABLE }),
+    ).rejects.toMatchObject({
       code: Code.UNAUTHENTICATED,
     });
 
@@ -88,7 +98,11 @@ it("mutual TLS: admin and controller identities pass, everyone else is refused",
     await expect(call(plain, "getVersion", {}, 3000)).rejects.toMatchObject({ code: Code.UNAVAILABLE });
 
     // an agent joins with a token that names the CA, gets a node certificate, serves mTLS
-    const { token } = await call(admin, "createJoinToken", { ttlSeconds: 60, labels: { zone: "a" } });
+    const { token } = await call(admin, "createJoinToken", {
+      ttlSeconds: 60,
+      labels: { zone: "a" },
+      ...REUSABLE,
+    });
     expect(token).toMatch(/^protoctl1\.[0-9a-f]{64}\./);
     const port = await freePort();
     const address = `127.0.0.1:${port}`;

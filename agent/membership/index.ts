@@ -101,7 +101,12 @@ export async function joinCluster(
           if (!fp) throw new Error("the join token carries no CA fingerprint and no CA was given");
           caPem = await fetchCaByFingerprint(addr, fp);
         }
-        creds = clientCredentials({ caPem }, { serverName: "protoctl-controller" });
+        // a saved certificate proves this is the node coming back (no token needed, see controller/membership/join.ts)
+        const mine = saved?.certPem && saved.keyPem ? { certPem: saved.certPem, keyPem: saved.keyPem } : {};
+        creds = clientCredentials(
+          { caPem, ...mine },
+          { serverName: "protoctl-controller", serverRole: "controller" },
+        );
       }
       const client = new ControlServiceClient(addr, creds);
       try {
@@ -137,7 +142,7 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
   const tls = await joinCluster(opts);
   const addrs = controllerAddresses(opts.controller);
   const creds = tls
-    ? clientCredentials(tls, { serverName: "protoctl-controller" })
+    ? clientCredentials(tls, { serverName: "protoctl-controller", serverRole: "controller" })
     : clientCredentials(undefined);
   let intervalMs = opts.intervalMs ?? 1000;
   const inventoryEveryMs = opts.inventoryEveryMs ?? 5000;

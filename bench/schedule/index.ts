@@ -22,7 +22,7 @@ import { callUnary, GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { clientCredentials } from "../../common/tls.js";
 import { ClusterStore, codecs } from "../../controller/store/store.js";
-import { testEnvSpec, uniquePrefix } from "../../controller/testing/cluster.js";
+import { REUSABLE, testEnvSpec, uniquePrefix } from "../../controller/testing/cluster.js";
 import { spawnController } from "../../controller/testing/process.js";
 import { ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
@@ -91,7 +91,11 @@ async function main(): Promise<void> {
   // the creates go the way the CLI sends them (common/h2-unary.ts), the rest through grpc-js
   const api = new H2Unary({ address: ctl.address, insecure: true, userAgent: "protoctl-bench" });
   try {
-    const { token } = await callUnary(client.createJoinToken.bind(client), { ttlSeconds: 600, labels: {} });
+    const { token } = await callUnary(client.createJoinToken.bind(client), {
+      ttlSeconds: 600,
+      labels: {},
+      ...REUSABLE,
+    });
     for (let i = 0; i < NODES; i++) {
       agents.push(
         await startFakeAgent({

@@ -3,12 +3,14 @@
  * directly (common/h2-unary.ts); streaming calls use grpc-js, loaded on their first
  * use. Commands that only list or change things never load grpc-js (~35 ms).
  */
+
 import { readFileSync } from "node:fs";
 import type { CallOptions, ClientDuplexStream, ClientReadableStream } from "@grpc/grpc-js";
 import { Code, fromGrpcError, invalidArgument, ProtoctlError, unavailable } from "../../common/errors.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
+import { checkControllerCert } from "./server-role.js";
 
 export interface CallOpts {
   /** Milliseconds; unset = no deadline (long work). */
@@ -44,7 +46,13 @@ export class Api {
     private readonly ctx: ResolvedContext,
     private readonly creds: Credentials,
   ) {
-    this.h2 = new H2Unary({ address, insecure: !!ctx.insecure, serverName: ctx.serverName, ...creds });
+    this.h2 = new H2Unary({
+      address,
+      insecure: !!ctx.insecure,
+      serverName: ctx.serverName,
+      checkServerIdentity: checkControllerCert,
+      ...creds,
+    });
   }
 
   /** A unary call by method name: `api.unary("listNodes", {})`. */

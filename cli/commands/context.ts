@@ -1,6 +1,6 @@
 /** `protoctl context ls|use|show|add|rm`: named controllers in the CLI config file. */
 import { Command } from "commander";
-import { notFound } from "../../common/errors.js";
+import { invalidArgument, notFound } from "../../common/errors.js";
 import {
   type ContextEntry,
   configPath,
@@ -125,6 +125,51 @@ export function command(_name: string): Command {
       say(`context "${n}" saved${cfg.currentContext === n ? " and in use" : ""}`);
     },
   );
+
+  examples(
+    cmd
+      .command("import")
+      .argument("<file>", "credential file from `protoctl user add` (or admin.json)")
+      .option("--name <name>", "context name (default: the file's name before the first dot)")
+      .option("--use", "make it the current context"),
+    "protoctl context import alice.protoctl.json --use",
+  ).action(async (file: string, opts: { name?: string; use?: boolean }) => {
+    const { basename } = await import("node:path");
+    const { readFile } = await import("node:fs/promises");
+    const n = opts.name ?? basename(file).split(".")[0]!;
+    name("context", n);
+    let cred: {
+      controller?: unknown;
+      caPem?: unknown;
+      certPem?: unknown;
+      keyPem?: unknown;
+      serverName?: unknown;
+    };
+    try {
+      cred = JSON.parse(await readFile(file, "utf8"));
+    } catch (err) {
+      throw invalidArgument(`cannot read credential file ${file}: ${(err as Error).message}`, {
+        reason: "BAD_CREDENTIAL_FILE",
+      });
+    }
+    const str = (v: unknown) => (typeof v === "string" && v ? v : undefined);
+    const controller = str(cred.controller);
+    const caData = str(cred.caPem);
+    const certData = str(cred.certPem);
+    const keyData = str(cred.keyPem);
+    if (!controller || !caData || !certData || !keyData) {
+      throw invalidArgument(`${file} is not a protoctl credential file`, {
+        reason: "BAD_CREDENTIAL_FILE",
+        hint: "it needs controller, caPem, certPem and keyPem (written by `protoctl user add`)",
+      });
+    }
+    const cfg = await loadCliConfig();
+    const serverName = str(cred.serverName);
+    cfg.contexts[n] = { controller, caData, certData, keyData, ...(serverName ? { serverName } : {}) };
+    if (opts.use || !cfg.currentContext) cfg.currentContext = n;
+    await saveCliConfig(cfg);
+    say(`context "${n}" imported${cfg.currentContext === n ? " and in use" : ""}`);
+  });
 
   examples(
     cmd.command("rm").alias("delete").argument("<name>", "context name").description("remove a context"),

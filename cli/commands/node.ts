@@ -1,5 +1,6 @@
 /** `protoctl node ...`: cluster membership and scheduling state of nodes. */
 import { Command } from "commander";
+import { invalidArgument } from "../../common/errors.js";
 import { nodeList } from "../output/columns.js";
 import { consumeOperation, withProgress } from "../output/progress.js";
 import {
@@ -88,23 +89,72 @@ export function command(_name: string): Command {
       .description("create a join token for a new node (`protoctl agent --join-token ...`)")
       .option("--ttl <duration>", "validity, e.g. 30m, 1h, 3600 (seconds)", "1h")
       .option("--label <k=v>", "label given to nodes joining with it (repeatable)", collect, [])
+      .option("--uses <n>", "number of joins it admits (default 1)")
+      .option("--reusable", "any number of joins until it expires")
+      .option("--node <name>", "only a node of this name may join with it")
+      .option(
+        "--replace",
+        "with --node: the join takes over that existing node (its old certificate is revoked)",
+      )
       .option("-o, --output <format>", "output format: text|json", "text"),
     "protoctl node token --ttl 2h --label rack=a",
-  ).action(async (opts: { ttl: string; label: string[]; output: string }, self: Command) => {
-    const ttlSeconds = parseDuration(opts.ttl);
-    const labels = keyValues(opts.label, "label");
-    const api = await getApi(self);
-    const tok = await api.unary("createJoinToken", { ttlSeconds, labels }, { deadlineMs: 15_000 });
-    if (opts.output === "json") {
-      process.stdout.write(`${JSON.stringify({ token: tok.token, expiresMs: tok.expiresMs })}\n`);
-    } else {
-      process.stdout.write(`${tok.token}\n`);
-      process.stderr.write(
-        `valid until ${new Date(tok.expiresMs).toISOString()}; on the new node run:\n` +
-          `  protoctl agent --controller ${api.address} --join-token ${tok.token} --name NAME\n`,
+    "protoctl node token --uses 5",
+    "protoctl node token --node node-2 --replace",
+  ).action(
+    async (
+      opts: {
+        ttl: string;
+        label: string[];
+        output: string;
+        uses?: string;
+        reusable?: boolean;
+        node?: string;
+        replace?: boolean;
+      },
+      self: Command,
+    ) => {
+      const ttlSeconds = parseDuration(opts.ttl);
+      const labels = keyValues(opts.label, "label");
+      if (opts.uses !== undefined && opts.reusable) {
+        throw usage("give either --uses or --reusable");
+      }
+      const uses = opts.uses === undefined ? 0 : Number(opts.uses);
+      if (opts.uses !== undefined && !(Number.isInteger(uses) && uses >= 1)) {
+        throw usage(`--uses wants a whole number >= 1, not ${JSON.stringify(opts.uses)}`);
+      }
+      if (opts.replace && !opts.node) throw usage("--replace needs --node NAME");
+      if (opts.node) name("node", opts.node);
+      const api = await getApi(self);
+      const tok = await api.unary(
+        "createJoinToken",
+        {
+          ttlSeconds,
+          labels,
+          uses,
+          reusable: !!opts.reusable,
+          node: opts.node ?? "",
+          replace: !!opts.replace,
+        },
+        { deadlineMs: 15_000 },
       );
-    }
-  });
+      if (opts.output === "json") {
+        process.stdout.write(
+          `${JSON.stringify({ token: tok.token, expiresMs: tok.expiresMs, uses: tok.uses, node: tok.node })}\n`,
+        );
+      } else {
+        process.stdout.write(`${tok.token}\n`);
+        const uses = tok.uses ? `${tok.uses} join${tok.uses > 1 ? "s" : ""}` : "any number of joins";
+        process.stderr.write(
+          `valid until ${new Date(tok.expiresMs).toISOString()} for ${uses}${tok.node ? ` of node ${tok.node}` : ""}; on the new node run:\n` +
+            `  protoctl agent --controller ${api.address} --join-token ${tok.token} --name ${tok.node || "NAME"}\n`,
+        );
+      }
+    },
+  );
 
   return examples(cmd, "protoctl node ls", "protoctl node drain node-2");
+}
+
+function usage(message: string): Error {
+  return invalidArgument(message, { reason: "USAGE", hint: "see `protoctl node token --help`" });
 }

@@ -369,8 +369,10 @@ export async function up(o: UpOptions): Promise<void> {
     );
     let token = "";
     try {
-      token = (await a.unary("createJoinToken", { ttlSeconds: 3600, labels: {} }, { deadlineMs: 10_000 }))
-        .token;
+      // single use, for this machine's node name only; `replace` lets an agent without its
+      // certificate (insecure, or state lost) take its own name back on a later `up`
+      const req = { ttlSeconds: 3600, labels: {}, uses: 1, reusable: false, node: o.nodeName, replace: true };
+      token = (await a.unary("createJoinToken", req, { deadlineMs: 10_000 })).token;
     } catch (err) {
       // An insecure controller may not issue tokens; the agent joins without one then.
       if (!o.insecure) throw err;

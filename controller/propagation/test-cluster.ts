@@ -25,7 +25,15 @@ import type {
 } from "../../proto/gen/protoctl/v1/control.js";
 import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
-import { call, client, eventually, execIn, importBaseFromDir, testEnvSpec } from "../testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  execIn,
+  importBaseFromDir,
+  REUSABLE,
+  testEnvSpec,
+} from "../testing/cluster.js";
 import { startHostEtcd } from "../testing/host-etcd.js";
 import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../testing/process.js";
 
@@ -137,7 +145,7 @@ export async function startPropagationCluster(opts: {
       clientCredentials(cred, { serverName: "protoctl-controller" }),
     );
     const cc = c;
-    const { token } = await call(cc, "createJoinToken", { ttlSeconds: 3600, labels: {} });
+    const { token } = await call(cc, "createJoinToken", { ttlSeconds: 3600, labels: {}, ...REUSABLE });
     const startAgent = (a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent => {
       const proc = inHost(
         a.host,

@@ -18,7 +18,7 @@ import {
   H2Unary,
   type UnaryDefinition,
 } from "../../common/h2-unary.js";
-import { clientCredentials, type TlsMaterial } from "../../common/tls.js";
+import { clientCredentials, serverIdentityCheck, type TlsMaterial } from "../../common/tls.js";
 import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 
 interface NodeClients {
@@ -36,7 +36,9 @@ export class AgentClients {
    */
   constructor(
     private readonly tls: () => TlsMaterial | undefined,
-    private readonly credentials: () => ChannelCredentials = () => clientCredentials(tls()),
+    // an agent must show a node certificate: another controller's or a user's would not do
+    private readonly credentials: () => ChannelCredentials = () =>
+      clientCredentials(tls(), { serverRole: "node" }),
   ) {}
 
   private entry(node: string, address: string): NodeClients {
@@ -80,6 +82,7 @@ export class AgentClients {
         cert: t?.certPem ? Buffer.from(t.certPem) : undefined,
         key: t?.keyPem ? Buffer.from(t.keyPem) : undefined,
         userAgent: "protoctl-controller",
+        checkServerIdentity: serverIdentityCheck({ serverRole: "node" }),
       });
     }
     return e.h2.unary(def, req, opts);

@@ -1,14 +1,15 @@
 /**
  * The ControlService as served by every replica: the RPC groups assembled,
- * plus version and the event stream. `controlAuth` says who may call what when TLS is on.
+ * plus version and the event stream. Who may call what: authz.ts, enforced by auth-interceptor.ts.
  */
 import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { Code, ProtoctlError } from "../../common/errors.js";
 import { toServiceError } from "../../common/grpc.js";
-import type { PeerIdentity } from "../../common/tls.js";
 import type { WatchEventsRequest } from "../../proto/gen/protoctl/v1/control.js";
 import type { Event } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import type { IdentityDirectory } from "../users/directory.js";
+import { userApi } from "../users/user-api.js";
 import { baseApi, layerApi } from "./base-api.js";
 import { envApi } from "./env-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
@@ -18,21 +19,11 @@ import { nodeApi } from "./node-api.js";
 
 export const CONTROLLER_VERSION = "0.1.0";
 
-const OPEN = new Set(["/protoctl.v1.ControlService/JoinNode", "/protoctl.v1.ControlService/GetVersion"]);
-const NODE = new Set(["/protoctl.v1.ControlService/Heartbeat", "/protoctl.v1.ControlService/JoinNode"]);
-
-/** Authorization of ControlService calls by verified peer role. */
-export function controlAuth(method: string, peer: PeerIdentity | undefined): boolean {
-  if (OPEN.has(method)) return true;
-  if (!peer) return false;
-  if (peer.role === "admin" || peer.role === "controller") return true;
-  return peer.role === "node" && NODE.has(method);
-}
-
 export function controlService(
   ctx: ControllerContext,
   waiter: EnvStatusWaiter,
   clusterId: () => string,
+  directory: IdentityDirectory,
 ): UntypedServiceImplementation {
   return {
     getVersion: unary(async () => ({
@@ -46,6 +37,7 @@ export function controlService(
     ...layerApi(ctx),
     ...envApi(ctx, waiter),
     ...labApi(ctx, waiter),
+    ...userApi(ctx, directory),
 
     watchEvents: serverStream<WatchEventsRequest, Event>(async (req, send, call) => {
       const match = (e: Event) => req.kinds.length === 0 || req.kinds.some((k) => e.kind.startsWith(k));

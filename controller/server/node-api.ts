@@ -25,6 +25,7 @@ import { handleHeartbeat } from "../membership/heartbeat.js";
 import { joinNode } from "../membership/join.js";
 import { createJoinToken } from "../membership/tokens.js";
 import type { AliveRecord } from "../store/store.js";
+import { identityCodecs, revokeWrite } from "../users/records.js";
 import { serverStream, unary } from "./handlers.js";
 
 export function composeNode(rec: Node, inv: NodeHeartbeat | undefined, alive: AliveRecord | undefined): Node {
@@ -85,9 +86,15 @@ export function nodeApi(ctx: ControllerContext) {
         ttlSeconds: req.ttlSeconds,
         labels: req.labels,
         caFingerprint: ctx.tls?.caFingerprint,
+        uses: req.uses,
+        reusable: req.reusable,
+        node: req.node,
+        replace: req.replace,
       }),
     ),
-    joinNode: unary((req: Parameters<typeof joinNode>[1]) => joinNode(ctx, req)),
+    joinNode: unary((req: Parameters<typeof joinNode>[1], call) =>
+      joinNode(ctx, req, call as Parameters<typeof joinNode>[2]),
+    ),
     heartbeat: (call: Parameters<typeof handleHeartbeat>[1]) => handleHeartbeat(ctx, call),
     listNodes: unary(async () => ({ nodes: await listNodes(ctx) })),
     getNode: unary((req: { name: string }) => getNode(ctx, req.name)),
@@ -161,11 +168,15 @@ export function nodeApi(ctx: ControllerContext) {
           hint: "stop its agent (or drain it) first; a Ready node would join again with its next heartbeat",
         });
       }
+      // the removed node's certificate is revoked: the name is free and the old machine cannot rejoin by it
+      const ident = await s.kv.get(s.keys.nodeIdentity(req.name), identityCodecs.node);
       await s.kv.commit({
         conditions: [],
         writes: [
           { op: "delete", key: s.keys.node(req.name) },
           { op: "delete", key: s.keys.nodeInventory(req.name) },
+          { op: "delete", key: s.keys.nodeIdentity(req.name) },
+          ...(ident ? [revokeWrite(s, ident.value.serial, `node/${req.name}`)] : []),
         ],
       });
       await s.events.emit({

@@ -17,6 +17,9 @@ export const FOLDERS = {
   nodeInventory: "node-inventory/",
   nodeAlive: "node-alive/",
   tokens: "tokens/",
+  nodeIdentity: "node-identity/",
+  users: "users/",
+  revoked: "revoked/",
   bases: "bases/",
   baseVersions: "base-versions/",
   layers: "layers/",
@@ -59,6 +62,18 @@ export class Keys {
   token(sha256hex: string): string {
     if (!/^[0-9a-f]{64}$/.test(sha256hex)) throw new Error("token key must be a sha256 hex digest");
     return this.folder("tokens") + sha256hex;
+  }
+  /** The certificate (serial) a node holds and the token that admitted it. */
+  nodeIdentity(name: string): string {
+    return this.folder("nodeIdentity") + checked(name);
+  }
+  user(name: string): string {
+    return this.folder("users") + checked(name, "user");
+  }
+  /** A revoked certificate serial (lowercase hex). */
+  revoked(serial: string): string {
+    if (!/^[0-9a-f]{1,64}$/.test(serial)) throw new Error("serial must be lowercase hex");
+    return this.folder("revoked") + serial;
   }
   base(name: string): string {
     return this.folder("bases") + checked(name, "base");

@@ -35,6 +35,14 @@ export interface TokenRecord {
   createdMs: number;
   expiresMs: number;
   labels: Record<string, string>;
+  /** Joins left; absent = reusable until it expires. */
+  usesLeft?: number;
+  /** Only a node of this name may join with it. */
+  node?: string;
+  /** With node: the join may take over an existing node of that name. */
+  replace?: boolean;
+  /** Names of the nodes it admitted (an insecure agent's restart re-joins with the same token). */
+  admitted?: string[];
 }
 
 /** Value of a node's lease-bound liveness key. */
@@ -273,6 +281,11 @@ export class ClusterStore {
 
   async getToken(hashHex: string): Promise<TokenRecord | undefined> {
     return (await this.kv.get(this.keys.token(hashHex), codecs.token))?.value;
+  }
+
+  /** The token with its mod revision and lease, for a conditional update (use counting). */
+  getTokenVersioned(hashHex: string): Promise<Versioned<TokenRecord> | undefined> {
+    return this.kv.get(this.keys.token(hashHex), codecs.token);
   }
 
   // ---- base versions ----

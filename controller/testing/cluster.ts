@@ -177,3 +177,6 @@ export function execIn(
     x.write({ input: { $case: "start", start: ExecStart.fromPartial({ env, command }) } });
   });
 }
+
+/** CreateJoinToken fields for a token every agent of a test cluster joins with (tokens are single-use by default). */
+export const REUSABLE = { uses: 0, reusable: true, node: "", replace: false };

@@ -8,13 +8,14 @@
  * Set PROTOCTL_E2E_SKIP_BUILD=1 to reuse an existing dist/.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
+import { ExitCode } from "../../cli/exit-codes.js";
 import { Env } from "../../proto/gen/protoctl/v1/types.js";
 import { freePort } from "../fixtures/etcd.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
@@ -195,6 +196,32 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`env/e2e-one created from busybox@1 on node ${node} (Running)\n`);
+  }, 60_000);
+
+  it("user add writes a credential that context import uses; a viewer lists but cannot create; user rm revokes", async () => {
+    const file = join(configHome, "eve.protoctl.json");
+    const add = await cli(["user", "add", "eve", "--role", "viewer", "-f", file]);
+    expect(add.stderr).toBe("");
+    expect(add.code).toBe(0);
+    expect((statSync(file).mode & 0o777).toString(8)).toBe("600");
+    expect((await cli(["context", "import", file])).code).toBe(0);
+    try {
+      const ls = await cli(["--context", "eve", "env", "ls", "-q"]);
+      expect(ls.code).toBe(0);
+      expect(ls.stdout).toContain("e2e-one");
+      const create = await cli(["--context", "eve", "env", "create", "e2e-eve", "--base", "busybox"]);
+      expect(create.code).toBe(ExitCode.PERMISSION);
+      expect(create.stderr).toContain("user eve (viewer) may not call CreateEnv");
+      const users = await cli(["user", "ls", "-o", "json"]);
+      expect(JSON.parse(users.stdout).map((u: { name: string; role: string }) => [u.name, u.role])).toEqual([
+        ["eve", "viewer"],
+      ]);
+      expect((await cli(["user", "rm", "eve"])).code).toBe(0);
+      const after = await cli(["--context", "eve", "env", "ls"]);
+      expect(after.code).toBe(ExitCode.PERMISSION);
+    } finally {
+      await cli(["context", "rm", "eve"]);
+    }
   }, 60_000);
 
   it("exec: output and exit status, including a failing command and piped stdin", async () => {

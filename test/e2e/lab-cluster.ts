@@ -25,7 +25,14 @@ import { NspawnMachineDriver } from "../../agent/host/machines/nspawn-driver.js"
 import { ProtoctlError } from "../../common/errors.js";
 import { silentLogger } from "../../common/logger.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
-import { call, client, eventually, importBaseFromDir, streamed } from "../../controller/testing/cluster.js";
+import {
+  call,
+  client,
+  eventually,
+  importBaseFromDir,
+  REUSABLE,
+  streamed,
+} from "../../controller/testing/cluster.js";
 
 export { execIn } from "../../controller/testing/cluster.js";
 
@@ -134,7 +141,7 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
       `unix://${join(dir, "ctl.sock")}`,
       clientCredentials(cred, { serverName: "protoctl-controller" }),
     );
-    const { token } = await call(c, "createJoinToken", { ttlSeconds: 3600, labels: {} });
+    const { token } = await call(c, "createJoinToken", { ttlSeconds: 3600, labels: {}, ...REUSABLE });
     // unique per run: agents of other test clusters on this kernel share the cgroup tree, and an
     // agent's start-up sweep ends the cgroups under its node name that it has no record of
     const nodes = hosts.hosts.map((_, i) => `a${i}-${hosts.suffix}`);

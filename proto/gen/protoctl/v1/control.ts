@@ -76,6 +76,14 @@ export interface CreateJoinTokenRequest {
   ttlSeconds: number;
   /** labels given to nodes joining with it */
   labels: { [key: string]: string };
+  /** joins it admits; 0 means 1 (single use) */
+  uses: number;
+  /** any number of joins until it expires */
+  reusable: boolean;
+  /** only a node of this name may join with it */
+  node: string;
+  /** with node: the join takes over an existing node of that name */
+  replace: boolean;
 }
 
 export interface CreateJoinTokenRequest_LabelsEntry {
@@ -86,6 +94,9 @@ export interface CreateJoinTokenRequest_LabelsEntry {
 export interface JoinToken {
   token: string;
   expiresMs: number;
+  /** 0 when reusable */
+  uses: number;
+  node: string;
 }
 
 export interface JoinNodeRequest {
@@ -372,6 +383,50 @@ export interface WatchEventsRequest {
   kinds: string[];
 }
 
+/**
+ * A user of the control plane: the CN of a certificate with OU "user",
+ * valid while this record names its serial.
+ */
+export interface User {
+  name: string;
+  /** "admin", "operator" or "viewer" */
+  role: string;
+  /** certificate serial, lowercase hex */
+  serial: string;
+  createdMs: number;
+  expiresMs: number;
+  createdBy: string;
+}
+
+export interface AddUserRequest {
+  name: string;
+  role: string;
+  /** certificate validity; 0 means 90 */
+  days: number;
+  /** the user's key stays with whoever made the CSR */
+  csrPem: string;
+}
+
+export interface UserCredential {
+  user: User | undefined;
+  certPem: string;
+  caPem: string;
+}
+
+export interface ListUsersRequest {
+}
+
+export interface ListUsersResponse {
+  users: User[];
+}
+
+export interface RemoveUserRequest {
+  name: string;
+}
+
+export interface RemoveUserResponse {
+}
+
 function createBaseGetVersionRequest(): GetVersionRequest {
   return {};
 }
@@ -542,7 +597,7 @@ export const VersionInfo: MessageFns<VersionInfo> = {
 };
 
 function createBaseCreateJoinTokenRequest(): CreateJoinTokenRequest {
-  return { ttlSeconds: 0, labels: {} };
+  return { ttlSeconds: 0, labels: {}, uses: 0, reusable: false, node: "", replace: false };
 }
 
 export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
@@ -553,6 +608,18 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
     globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
       CreateJoinTokenRequest_LabelsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
     });
+    if (message.uses !== 0) {
+      writer.uint32(24).uint32(message.uses);
+    }
+    if (message.reusable !== false) {
+      writer.uint32(32).bool(message.reusable);
+    }
+    if (message.node !== "") {
+      writer.uint32(42).string(message.node);
+    }
+    if (message.replace !== false) {
+      writer.uint32(48).bool(message.replace);
+    }
     return writer;
   },
 
@@ -588,6 +655,38 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
             }
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.uses = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.reusable = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.replace = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -621,6 +720,10 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
           {},
         )
         : {},
+      uses: isSet(object.uses) ? globalThis.Number(object.uses) : 0,
+      reusable: isSet(object.reusable) ? globalThis.Boolean(object.reusable) : false,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
+      replace: isSet(object.replace) ? globalThis.Boolean(object.replace) : false,
     };
   },
 
@@ -637,6 +740,18 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
           obj.labels[k] = v;
         });
       }
+    }
+    if (message.uses !== 0) {
+      obj.uses = Math.round(message.uses);
+    }
+    if (message.reusable !== false) {
+      obj.reusable = message.reusable;
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
+    if (message.replace !== false) {
+      obj.replace = message.replace;
     }
     return obj;
   },
@@ -656,6 +771,10 @@ export const CreateJoinTokenRequest: MessageFns<CreateJoinTokenRequest> = {
       },
       {},
     );
+    message.uses = object.uses ?? 0;
+    message.reusable = object.reusable ?? false;
+    message.node = object.node ?? "";
+    message.replace = object.replace ?? false;
     return message;
   },
 };
@@ -750,7 +869,7 @@ export const CreateJoinTokenRequest_LabelsEntry: MessageFns<CreateJoinTokenReque
 };
 
 function createBaseJoinToken(): JoinToken {
-  return { token: "", expiresMs: 0 };
+  return { token: "", expiresMs: 0, uses: 0, node: "" };
 }
 
 export const JoinToken: MessageFns<JoinToken> = {
@@ -760,6 +879,12 @@ export const JoinToken: MessageFns<JoinToken> = {
     }
     if (message.expiresMs !== 0) {
       writer.uint32(16).int64(message.expiresMs);
+    }
+    if (message.uses !== 0) {
+      writer.uint32(24).uint32(message.uses);
+    }
+    if (message.node !== "") {
+      writer.uint32(34).string(message.node);
     }
     return writer;
   },
@@ -793,6 +918,22 @@ export const JoinToken: MessageFns<JoinToken> = {
             message.expiresMs = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.uses = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.node = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -813,6 +954,8 @@ export const JoinToken: MessageFns<JoinToken> = {
         : isSet(object.expires_ms)
         ? globalThis.Number(object.expires_ms)
         : 0,
+      uses: isSet(object.uses) ? globalThis.Number(object.uses) : 0,
+      node: isSet(object.node) ? globalThis.String(object.node) : "",
     };
   },
 
@@ -824,6 +967,12 @@ export const JoinToken: MessageFns<JoinToken> = {
     if (message.expiresMs !== 0) {
       obj.expiresMs = Math.round(message.expiresMs);
     }
+    if (message.uses !== 0) {
+      obj.uses = Math.round(message.uses);
+    }
+    if (message.node !== "") {
+      obj.node = message.node;
+    }
     return obj;
   },
 
@@ -834,6 +983,8 @@ export const JoinToken: MessageFns<JoinToken> = {
     const message = createBaseJoinToken();
     message.token = object.token ?? "";
     message.expiresMs = object.expiresMs ?? 0;
+    message.uses = object.uses ?? 0;
+    message.node = object.node ?? "";
     return message;
   },
 };
@@ -5225,6 +5376,635 @@ export const WatchEventsRequest: MessageFns<WatchEventsRequest> = {
   },
 };
 
+function createBaseUser(): User {
+  return { name: "", role: "", serial: "", createdMs: 0, expiresMs: 0, createdBy: "" };
+}
+
+export const User: MessageFns<User> = {
+  encode(message: User, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.role !== "") {
+      writer.uint32(18).string(message.role);
+    }
+    if (message.serial !== "") {
+      writer.uint32(26).string(message.serial);
+    }
+    if (message.createdMs !== 0) {
+      writer.uint32(32).int64(message.createdMs);
+    }
+    if (message.expiresMs !== 0) {
+      writer.uint32(40).int64(message.expiresMs);
+    }
+    if (message.createdBy !== "") {
+      writer.uint32(50).string(message.createdBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): User {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serial = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.createdMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.expiresMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.createdBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): User {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      serial: isSet(object.serial) ? globalThis.String(object.serial) : "",
+      createdMs: isSet(object.createdMs)
+        ? globalThis.Number(object.createdMs)
+        : isSet(object.created_ms)
+        ? globalThis.Number(object.created_ms)
+        : 0,
+      expiresMs: isSet(object.expiresMs)
+        ? globalThis.Number(object.expiresMs)
+        : isSet(object.expires_ms)
+        ? globalThis.Number(object.expires_ms)
+        : 0,
+      createdBy: isSet(object.createdBy)
+        ? globalThis.String(object.createdBy)
+        : isSet(object.created_by)
+        ? globalThis.String(object.created_by)
+        : "",
+    };
+  },
+
+  toJSON(message: User): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.serial !== "") {
+      obj.serial = message.serial;
+    }
+    if (message.createdMs !== 0) {
+      obj.createdMs = Math.round(message.createdMs);
+    }
+    if (message.expiresMs !== 0) {
+      obj.expiresMs = Math.round(message.expiresMs);
+    }
+    if (message.createdBy !== "") {
+      obj.createdBy = message.createdBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<User>, I>>(base?: I): User {
+    return User.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<User>, I>>(object: I): User {
+    const message = createBaseUser();
+    message.name = object.name ?? "";
+    message.role = object.role ?? "";
+    message.serial = object.serial ?? "";
+    message.createdMs = object.createdMs ?? 0;
+    message.expiresMs = object.expiresMs ?? 0;
+    message.createdBy = object.createdBy ?? "";
+    return message;
+  },
+};
+
+function createBaseAddUserRequest(): AddUserRequest {
+  return { name: "", role: "", days: 0, csrPem: "" };
+}
+
+export const AddUserRequest: MessageFns<AddUserRequest> = {
+  encode(message: AddUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.role !== "") {
+      writer.uint32(18).string(message.role);
+    }
+    if (message.days !== 0) {
+      writer.uint32(24).uint32(message.days);
+    }
+    if (message.csrPem !== "") {
+      writer.uint32(34).string(message.csrPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AddUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAddUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.days = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.csrPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AddUserRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      days: isSet(object.days) ? globalThis.Number(object.days) : 0,
+      csrPem: isSet(object.csrPem)
+        ? globalThis.String(object.csrPem)
+        : isSet(object.csr_pem)
+        ? globalThis.String(object.csr_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: AddUserRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.days !== 0) {
+      obj.days = Math.round(message.days);
+    }
+    if (message.csrPem !== "") {
+      obj.csrPem = message.csrPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AddUserRequest>, I>>(base?: I): AddUserRequest {
+    return AddUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AddUserRequest>, I>>(object: I): AddUserRequest {
+    const message = createBaseAddUserRequest();
+    message.name = object.name ?? "";
+    message.role = object.role ?? "";
+    message.days = object.days ?? 0;
+    message.csrPem = object.csrPem ?? "";
+    return message;
+  },
+};
+
+function createBaseUserCredential(): UserCredential {
+  return { user: undefined, certPem: "", caPem: "" };
+}
+
+export const UserCredential: MessageFns<UserCredential> = {
+  encode(message: UserCredential, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.user !== undefined) {
+      User.encode(message.user, writer.uint32(10).fork()).join();
+    }
+    if (message.certPem !== "") {
+      writer.uint32(18).string(message.certPem);
+    }
+    if (message.caPem !== "") {
+      writer.uint32(26).string(message.caPem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserCredential {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserCredential();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.user = User.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.certPem = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caPem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserCredential {
+    return {
+      user: isSet(object.user) ? User.fromJSON(object.user) : undefined,
+      certPem: isSet(object.certPem)
+        ? globalThis.String(object.certPem)
+        : isSet(object.cert_pem)
+        ? globalThis.String(object.cert_pem)
+        : "",
+      caPem: isSet(object.caPem)
+        ? globalThis.String(object.caPem)
+        : isSet(object.ca_pem)
+        ? globalThis.String(object.ca_pem)
+        : "",
+    };
+  },
+
+  toJSON(message: UserCredential): unknown {
+    const obj: any = {};
+    if (message.user !== undefined) {
+      obj.user = User.toJSON(message.user);
+    }
+    if (message.certPem !== "") {
+      obj.certPem = message.certPem;
+    }
+    if (message.caPem !== "") {
+      obj.caPem = message.caPem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UserCredential>, I>>(base?: I): UserCredential {
+    return UserCredential.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UserCredential>, I>>(object: I): UserCredential {
+    const message = createBaseUserCredential();
+    message.user = (object.user !== undefined && object.user !== null) ? User.fromPartial(object.user) : undefined;
+    message.certPem = object.certPem ?? "";
+    message.caPem = object.caPem ?? "";
+    return message;
+  },
+};
+
+function createBaseListUsersRequest(): ListUsersRequest {
+  return {};
+}
+
+export const ListUsersRequest: MessageFns<ListUsersRequest> = {
+  encode(_: ListUsersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListUsersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListUsersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ListUsersRequest {
+    return {};
+  },
+
+  toJSON(_: ListUsersRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListUsersRequest>, I>>(base?: I): ListUsersRequest {
+    return ListUsersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListUsersRequest>, I>>(_: I): ListUsersRequest {
+    const message = createBaseListUsersRequest();
+    return message;
+  },
+};
+
+function createBaseListUsersResponse(): ListUsersResponse {
+  return { users: [] };
+}
+
+export const ListUsersResponse: MessageFns<ListUsersResponse> = {
+  encode(message: ListUsersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.users) {
+      User.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListUsersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListUsersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.users.push(User.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListUsersResponse {
+    return { users: globalThis.Array.isArray(object?.users) ? object.users.map((e: any) => User.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: ListUsersResponse): unknown {
+    const obj: any = {};
+    if (message.users?.length) {
+      obj.users = message.users.map((e) => User.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListUsersResponse>, I>>(base?: I): ListUsersResponse {
+    return ListUsersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListUsersResponse>, I>>(object: I): ListUsersResponse {
+    const message = createBaseListUsersResponse();
+    message.users = object.users?.map((e) => User.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveUserRequest(): RemoveUserRequest {
+  return { name: "" };
+}
+
+export const RemoveUserRequest: MessageFns<RemoveUserRequest> = {
+  encode(message: RemoveUserRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveUserRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveUserRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveUserRequest {
+    return { name: isSet(object.name) ? globalThis.String(object.name) : "" };
+  },
+
+  toJSON(message: RemoveUserRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveUserRequest>, I>>(base?: I): RemoveUserRequest {
+    return RemoveUserRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveUserRequest>, I>>(object: I): RemoveUserRequest {
+    const message = createBaseRemoveUserRequest();
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveUserResponse(): RemoveUserResponse {
+  return {};
+}
+
+export const RemoveUserResponse: MessageFns<RemoveUserResponse> = {
+  encode(_: RemoveUserResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveUserResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveUserResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RemoveUserResponse {
+    return {};
+  },
+
+  toJSON(_: RemoveUserResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveUserResponse>, I>>(base?: I): RemoveUserResponse {
+    return RemoveUserResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveUserResponse>, I>>(_: I): RemoveUserResponse {
+    const message = createBaseRemoveUserResponse();
+    return message;
+  },
+};
+
 export type ControlServiceService = typeof ControlServiceService;
 export const ControlServiceService = {
   getVersion: {
@@ -5598,6 +6378,34 @@ export const ControlServiceService = {
     responseSerialize: (value: Event): Buffer => Buffer.from(Event.encode(value).finish()),
     responseDeserialize: (value: Buffer): Event => Event.decode(value),
   },
+  /** Users: per-user client certificates with a role; RemoveUser revokes. */
+  addUser: {
+    path: "/protoctl.v1.ControlService/AddUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AddUserRequest): Buffer => Buffer.from(AddUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AddUserRequest => AddUserRequest.decode(value),
+    responseSerialize: (value: UserCredential): Buffer => Buffer.from(UserCredential.encode(value).finish()),
+    responseDeserialize: (value: Buffer): UserCredential => UserCredential.decode(value),
+  },
+  listUsers: {
+    path: "/protoctl.v1.ControlService/ListUsers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListUsersRequest): Buffer => Buffer.from(ListUsersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListUsersRequest => ListUsersRequest.decode(value),
+    responseSerialize: (value: ListUsersResponse): Buffer => Buffer.from(ListUsersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListUsersResponse => ListUsersResponse.decode(value),
+  },
+  removeUser: {
+    path: "/protoctl.v1.ControlService/RemoveUser" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveUserRequest): Buffer => Buffer.from(RemoveUserRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveUserRequest => RemoveUserRequest.decode(value),
+    responseSerialize: (value: RemoveUserResponse): Buffer => Buffer.from(RemoveUserResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveUserResponse => RemoveUserResponse.decode(value),
+  },
 } as const;
 
 export interface ControlServiceServer extends UntypedServiceImplementation {
@@ -5651,6 +6459,10 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   labGraph: handleUnaryCall<LabGraphRequest, LabGraphResponse>;
   /** Events */
   watchEvents: handleServerStreamingCall<WatchEventsRequest, Event>;
+  /** Users: per-user client certificates with a role; RemoveUser revokes. */
+  addUser: handleUnaryCall<AddUserRequest, UserCredential>;
+  listUsers: handleUnaryCall<ListUsersRequest, ListUsersResponse>;
+  removeUser: handleUnaryCall<RemoveUserRequest, RemoveUserResponse>;
 }
 
 export interface ControlServiceClient extends Client {
@@ -6088,6 +6900,52 @@ export interface ControlServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<Event>;
+  /** Users: per-user client certificates with a role; RemoveUser revokes. */
+  addUser(
+    request: AddUserRequest,
+    callback: (error: ServiceError | null, response: UserCredential) => void,
+  ): ClientUnaryCall;
+  addUser(
+    request: AddUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: UserCredential) => void,
+  ): ClientUnaryCall;
+  addUser(
+    request: AddUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: UserCredential) => void,
+  ): ClientUnaryCall;
+  listUsers(
+    request: ListUsersRequest,
+    callback: (error: ServiceError | null, response: ListUsersResponse) => void,
+  ): ClientUnaryCall;
+  listUsers(
+    request: ListUsersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListUsersResponse) => void,
+  ): ClientUnaryCall;
+  listUsers(
+    request: ListUsersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListUsersResponse) => void,
+  ): ClientUnaryCall;
+  removeUser(
+    request: RemoveUserRequest,
+    callback: (error: ServiceError | null, response: RemoveUserResponse) => void,
+  ): ClientUnaryCall;
+  removeUser(
+    request: RemoveUserRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveUserResponse) => void,
+  ): ClientUnaryCall;
+  removeUser(
+    request: RemoveUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveUserResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ControlServiceClient = makeGenericClientConstructor(
