@@ -166,18 +166,16 @@ export class H2Unary {
       };
       headers["grpc-timeout"] = `${Math.max(1, Math.ceil(deadlineMs))}m`;
       const stream = session.request(headers);
-      {
-        timer = setTimeout(() => {
-          stream.close();
-          // Nothing came back on this connection since the call began: it may be dead without a
-          // reset (peer gone, no FIN). Drop it, so the next call dials afresh.
-          if (this.lastResponse < started && this.session === session) {
-            session.destroy();
-            this.session = undefined;
-          }
-          finish(statusError(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
-        }, deadlineMs);
-      }
+      timer = setTimeout(() => {
+        stream.close();
+        // Nothing came back on this connection since the call began: it may be dead without a
+        // reset (peer gone, no FIN). Drop it, so the next call dials afresh.
+        if (this.lastResponse < started && this.session === session) {
+          session.destroy();
+          this.session = undefined;
+        }
+        finish(statusError(Code.DEADLINE_EXCEEDED, "deadline exceeded"));
+      }, deadlineMs);
       opts.signal?.addEventListener(
         "abort",
         () => {
