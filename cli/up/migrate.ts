@@ -18,7 +18,6 @@
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Etcd3 } from "etcd3";
 import { failedPrecondition } from "../../common/errors.js";
 import { spawnProcess } from "../../common/exec.js";
 import type { CertificateAuthority } from "../../common/tls.js";
@@ -74,6 +73,8 @@ export async function migrateLegacyState(
       reject: false,
     },
   );
+  // loaded here only: every other `up` runs without an etcd client
+  const { Etcd3 } = await import("etcd3");
   const kv = new Etcd3({ hosts: [client], dialTimeout: 3000 });
   try {
     const key = new Keys(UP_PREFIX).cluster("ca-key");
