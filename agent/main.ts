@@ -122,6 +122,7 @@ export async function startAgent(
       keyFile: join(tlsDir, "node.key"),
     });
   }
+  ctx.transport = credentials ? "mtls" : "plaintext";
   propagation.resume();
   const { server, address } = await startAgentServer({
     ctx,
