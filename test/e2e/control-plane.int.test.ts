@@ -221,6 +221,26 @@ describe.sequential("protoctl up: a closed control plane", () => {
     }
   });
 
+  it("doctor and node describe report the set-up as closed", async () => {
+    const d = await cli(["doctor", "-o", "json", "--no-vxlan-probe", "--state-dir", stateDir]);
+    const rows = (
+      JSON.parse(d.stdout) as { checks: Array<{ name: string; group: string; ok: boolean }> }
+    ).checks
+      .filter((c) => c.group === "security")
+      .map((c) => [c.name, c.ok]);
+    expect(rows).toEqual([
+      ["etcd-access", true],
+      ["ca-key", true],
+      ["state-dir", true],
+      ["control-tls", true],
+      ["cli-context", true],
+    ]);
+    const n = await cli(["node", "describe", node, "-o", "json"]);
+    const caps = (JSON.parse(n.stdout) as { capabilities: Array<{ name: string; ok: boolean }> })
+      .capabilities;
+    expect(caps.find((c) => c.name === "agent-tls")?.ok).toBe(true);
+  }, 60_000);
+
   it("a local non-root user reads no key, credential or token and no API or etcd key answers it", async () => {
     const files = [
       join(stateDir, "controller/ca/ca.key"),
@@ -410,6 +430,24 @@ describe.sequential("migration of a state dir made by the old up", () => {
       } finally {
         kv.close();
       }
+      // what the old supervisor ran, as `doctor` reads it
+      await mkdir(join(stateDir, "run"), { recursive: true, mode: 0o755 });
+      await writeFile(
+        join(stateDir, "run/children.json"),
+        JSON.stringify({
+          children: [
+            { name: "etcd", command: "etcd", args: ["--listen-client-urls", client] },
+            { name: "controller", command: "node", args: ["controller", "--etcd", client] },
+          ],
+        }),
+      );
+      const d = await cli(["doctor", "-o", "json", "--no-vxlan-probe", "--state-dir", stateDir]);
+      const warned = (
+        JSON.parse(d.stdout) as { checks: Array<{ name: string; group: string; ok: boolean }> }
+      ).checks
+        .filter((c) => c.group === "security" && !c.ok)
+        .map((c) => c.name);
+      expect(warned).toEqual(["etcd-access", "ca-key", "state-dir"]);
       await writeFile(
         join(stateDir, "up.json"),
         JSON.stringify({ version: 1, stateDir, nodeName: node, etcdPort: ports.etcd }),
