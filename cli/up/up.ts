@@ -338,6 +338,8 @@ export async function up(o: UpOptions): Promise<void> {
   await writeJson(paths.upFile, record);
   await writeJson(paths.childrenFile, { children: childrenFor(o, paths, undefined) } satisfies ChildrenFile);
 
+  if (o.insecure)
+    o.say("WARNING: --insecure: the controller and the agent serve plaintext without authentication");
   const deadline = Date.now() + o.timeoutMs;
   let api: Api | undefined;
   try {
@@ -404,6 +406,10 @@ async function alreadyUp(o: UpOptions, paths: StatePaths, rec: UpRecord, pid: nu
     o.etcdPort !== rec.etcdPort ||
     o.agentPort !== rec.agentPort;
   if (differs) o.say("note: it runs with the settings of the first `up`; run `protoctl down` to change them");
+  if (needsMigration(paths))
+    o.say(
+      "note: it runs etcd in plaintext with the CA key in etcd (an older `up`); `protoctl down --keep && protoctl up` migrates it",
+    );
   const entry = localContext({ controllerPort: rec.controllerPort, insecure: rec.insecure }, paths);
   const api = await connectLocal(entry);
   try {
