@@ -25,10 +25,10 @@ import { Etcd3 } from "etcd3";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../fixtures/etcd.js";
+import { etcdAsController, listeners, type Ports, probe } from "./control-plane-support.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "dist/cli/main.js");
-const PROBE = join(ROOT, "test/e2e/control-plane-probe.mjs");
 
 let work: string;
 let configHome: string;
@@ -36,12 +36,6 @@ const user = `pcprobe${randomBytes(3).toString("hex")}`;
 let uid = 0;
 let gid = 0;
 
-interface Ports {
-  etcd: number;
-  peer: number;
-  controller: number;
-  agent: number;
-}
 interface Result {
   code: number;
   stdout: string;
@@ -92,70 +86,6 @@ const upArgs = (stateDir: string, p: Ports, node: string) => [
 ];
 
 const mode = (path: string) => statSync(path).mode & 0o777;
-
-/** An etcd client with `up`'s controller certificate (as root). */
-function etcdAsController(stateDir: string, port: number): Etcd3 {
-  const pki = join(stateDir, "etcd-pki");
-  return new Etcd3({
-    hosts: [`https://127.0.0.1:${port}`],
-    credentials: {
-      rootCertificate: readFileSync(join(pki, "ca.crt")),
-      certChain: readFileSync(join(pki, "controller.crt")),
-      privateKey: readFileSync(join(pki, "controller.key")),
-    },
-  });
-}
-
-/** Local addresses of LISTEN sockets on `ports` (hex from /proc/net/tcp{,6}, decoded for IPv4). */
-function listeners(ports: number[]): Array<{ port: number; address: string }> {
-  const out: Array<{ port: number; address: string }> = [];
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    for (const line of readFileSync(file, "utf8").split("\n").slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[3] !== "0A" || !f[1]) continue;
-      const [hexAddr, hexPort] = f[1].split(":") as [string, string];
-      const port = Number.parseInt(hexPort, 16);
-      if (!ports.includes(port)) continue;
-      const address =
-        hexAddr.length === 8
-          ? (hexAddr.match(/../g) ?? [])
-              .reverse()
-              .map((b) => Number.parseInt(b, 16))
-              .join(".")
-          : `ipv6:${hexAddr}`;
-      out.push({ port, address });
-    }
-  }
-  return out;
-}
-
-/** Runs the probe as `as` (the throwaway user, or root with a client certificate). */
-async function probe(
-  as: "user" | "root",
-  args: { files: string[]; ports: Ports; caPem: string; cert?: { certPem: string; keyPem: string } },
-): Promise<{
-  uid: number;
-  files: Record<string, string>;
-  etcd: Record<string, string>;
-  controller: Record<string, Record<string, string>>;
-  agent: Record<string, Record<string, string>>;
-}> {
-  const json = JSON.stringify({
-    files: args.files,
-    etcdPort: args.ports.etcd,
-    controllerPort: args.ports.controller,
-    agentPort: args.ports.agent,
-    caPem: args.caPem,
-    cert: args.cert,
-  });
-  const cmd =
-    as === "user"
-      ? ["setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", process.execPath, PROBE, json]
-      : [process.execPath, PROBE, json];
-  const r = await execa(cmd[0]!, cmd.slice(1), { reject: false, timeout: 60_000, env: { HOME: "/" } });
-  if (r.exitCode !== 0) throw new Error(`probe failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(String(r.stdout));
-}
 
 beforeAll(async () => {
   if (process.env.PROTOCTL_E2E_SKIP_BUILD !== "1") {
@@ -261,7 +191,7 @@ describe.sequential("protoctl up: a closed control plane", () => {
     expect(asRoot.files[files[0]!]).toBe("read");
     expect(asRoot.controller.tls!.listNodes).toBe("ok");
 
-    const p = await probe("user", { files, ports, caPem });
+    const p = await probe({ uid, gid }, { files, ports, caPem });
     expect(p.uid).toBe(uid);
     for (const f of files) expect(p.files[f], f).toBe("EACCES");
     // etcd: plaintext is no protocol it speaks; TLS without a client certificate is refused in the handshake
