@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { ServerCredentials, ServerInterceptor } from "@grpc/grpc-js";
 import { Command } from "commander";
 import type { Logger } from "pino";
-import { ProtoctlError } from "../common/errors.js";
+import { failedPrecondition, ProtoctlError } from "../common/errors.js";
 import { createLogger } from "../common/logger.js";
 import { AGENT_NODE_FLAGS, type AgentConfig, labelsOf, loadAgentConfig, poolKind } from "./config.js";
 import type { PoolDriver } from "./host/interfaces.js";
@@ -43,6 +43,7 @@ export async function startAgent(
   opts: StartAgentOptions = {},
 ): Promise<RunningAgent> {
   const log = logger.child({ node: config.name });
+  checkAgentTransport(config, opts, log);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const btrfsPool = await openPool(
     {
@@ -109,6 +110,12 @@ export async function startAgent(
       interceptors = [tlsMod.controllerOnly(tlsMaterial.caPem)];
     }
   }
+  if (!credentials && !config.insecure) {
+    // the controller gave no certificate (a token without the CA fingerprint): never serve plaintext silently
+    await propagation.close();
+    await pool.close();
+    throw noTlsMaterial("the join returned no TLS material (the token carries no CA fingerprint)");
+  }
   if (tlsMaterial) {
     const tlsDir = join(config.stateDir, "tls");
     propagation.setTls({
@@ -117,6 +124,7 @@ export async function startAgent(
       keyFile: join(tlsDir, "node.key"),
     });
   }
+  ctx.transport = credentials ? "mtls" : "plaintext";
   propagation.resume();
   const { server, address } = await startAgentServer({
     ctx,
@@ -161,6 +169,30 @@ export async function startAgent(
       await pool.close();
     },
   };
+}
+
+/**
+ * AgentService runs commands as root in envs: it is served over mutual TLS
+ * (certificate from the join, or given by the caller) or, with an explicit
+ * --insecure, in plaintext with a warning. Anything else refuses to start.
+ */
+function checkAgentTransport(config: AgentConfig, opts: StartAgentOptions, log: Logger): void {
+  if (config.insecure) {
+    log.warn(
+      { listen: config.listen },
+      "INSECURE: --insecure serves AgentService (root in every env) in plaintext without authentication",
+    );
+    return;
+  }
+  if (!opts.credentials && !config.controller)
+    throw noTlsMaterial("no TLS material: no --controller to join and no credentials given");
+}
+
+function noTlsMaterial(why: string): ProtoctlError {
+  return failedPrecondition(`refusing to serve AgentService in plaintext: ${why}`, {
+    reason: "AGENT_NO_TLS",
+    hint: "join a cluster (--controller and a --join-token from `protoctl node token`), or pass --insecure to accept plaintext without authentication (development only)",
+  });
 }
 
 /** The host part of "host:port" (the agent's cluster address); loopback for unix sockets. */
@@ -213,7 +245,10 @@ export function agentCommand(): Command {
     .option("--pool-path <path>", "image file (file pools) or existing btrfs mount (mount pools)")
     .option("--labels <k=v,...>", "node labels")
     .option("--private-range <cidr>", "addresses for private envs that name none (default 10.213.0.0/16)")
-    .option("--insecure", "serve and join without TLS")
+    .option(
+      "--insecure",
+      "serve and join in plaintext without authentication (development only; logged as a warning)",
+    )
     .option("--log-level <level>", "log level (default info)")
     .addCommand(teardownCommand())
     .action(async (o: Record<string, unknown>) => {

@@ -15,7 +15,7 @@ import { access, readFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 import { run, succeeds } from "./exec.js";
 
-export type CheckGroup = "kernel" | "binary" | "privilege" | "resource";
+export type CheckGroup = "kernel" | "binary" | "privilege" | "resource" | "security";
 
 export interface HostCheck {
   /** Stable identifier, e.g. "btrfs", "fs:overlay", "vxlan", "root". */

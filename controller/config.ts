@@ -21,6 +21,11 @@ export const CONTROLLER_DEFAULTS = {
     caFile: "",
     certFile: "",
     keyFile: "",
+    /**
+     * Accept keeping the CA key (tls.caStore: etcd) in an etcd that does not
+     * require client certificates (controller/etcd-trust.ts). Development and tests only.
+     */
+    insecure: false,
   },
   tls: {
     /** Where the cluster CA lives: "disk" (stateDir/ca) or "etcd" (shared by all replicas). */

@@ -10,6 +10,7 @@ import { access, lstat, mkdir, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { Server, type ServerInterceptor } from "@grpc/grpc-js";
+import { invalidArgument } from "../common/errors.js";
 import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../common/grpc.js";
 import type { Logger } from "../common/logger.js";
 import {
@@ -24,6 +25,7 @@ import {
 import { ControlServiceService } from "../proto/gen/protoctl/v1/control.js";
 import type { ControllerConfig } from "./config.js";
 import type { ControllerContext, ControllerTls } from "./context.js";
+import { checkControlPlaneTrust } from "./etcd-trust.js";
 import { LeaderElection } from "./leader.js";
 import { AgentClients } from "./reconcile/agent-clients.js";
 import { ReconcileManager } from "./reconcile/manager.js";
@@ -49,6 +51,12 @@ export interface RunningController {
 }
 
 export async function startController(config: ControllerConfig, log: Logger): Promise<RunningController> {
+  if (!["disk", "etcd"].includes(config.tls.caStore)) {
+    throw invalidArgument(`tls.caStore must be disk or etcd, not ${JSON.stringify(config.tls.caStore)}`, {
+      reason: "CONFIG_INVALID",
+    });
+  }
+  await checkControlPlaneTrust(config, log);
   const store = new ClusterStore({
     endpoints: config.etcd.endpoints,
     prefix: config.etcd.prefix,

@@ -17,6 +17,11 @@ interface Flags {
   advertise?: string;
   etcd?: string;
   etcdPrefix?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  insecureEtcd?: boolean;
+  caStore?: string;
   stateDir?: string;
   id?: string;
   insecure?: boolean;
@@ -35,6 +40,17 @@ export function controllerCommand(): Command {
     )
     .option("--etcd <urls>", "etcd endpoints, comma separated (default http://127.0.0.1:2379)")
     .option("--etcd-prefix <prefix>", "key prefix in etcd (default /protoctl/v1/)")
+    .option("--etcd-ca <file>", "CA certificate that signed etcd's server certificate (https endpoints)")
+    .option("--etcd-cert <file>", "client certificate this controller shows to etcd")
+    .option("--etcd-key <file>", "private key of --etcd-cert")
+    .option(
+      "--insecure-etcd",
+      "accept keeping the CA key in an etcd that does not require client certificates (development only)",
+    )
+    .option(
+      "--ca-store <where>",
+      "disk (state dir) or etcd (shared by replicas; etcd must require client certs)",
+    )
     .option(
       "--state-dir <dir>",
       "state directory: CA (with tls.caStore=disk), admin credential (default /var/lib/protoctl/controller)",
@@ -53,6 +69,11 @@ export function controllerCommand(): Command {
         advertise: flags.advertise,
         "etcd.endpoints": flags.etcd,
         "etcd.prefix": flags.etcdPrefix,
+        "etcd.caFile": flags.etcdCa,
+        "etcd.certFile": flags.etcdCert,
+        "etcd.keyFile": flags.etcdKey,
+        "etcd.insecure": flags.insecureEtcd ? true : undefined,
+        "tls.caStore": flags.caStore,
         stateDir: flags.stateDir,
         id: flags.id,
         insecure: flags.insecure ? true : undefined,

@@ -49,7 +49,7 @@ it("mutual TLS: admin and controller identities pass, everyone else is refused",
   const prefix = uniquePrefix();
   const stateDir = await mkdtemp(join(tmpdir(), "protoctl-ctl-"));
   const ctl = await startController(
-    testConfig(etcd.endpoint, prefix, { insecure: false, stateDir }),
+    testConfig(etcd.endpoint, prefix, { insecure: false, stateDir, tls: { caStore: "disk" } }),
     silentLogger(),
   );
   let agent: FakeAgent | undefined;

@@ -38,7 +38,8 @@ beforeAll(async () => {
   rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
   await makeBusyboxRootfs(rootfs);
   const cfg = agentDefaults();
-  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir });
+  // plaintext on loopback for the test client: explicit, as the agent requires
+  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir, insecure: true });
   cfg.pool.sizeBytes = 512 * 2 ** 20;
   agent = await startAgent(cfg, silentLogger());
   client = agentClient(agent.address);

@@ -17,4 +17,6 @@ export interface AgentContext {
   logger: Logger;
   /** Seeds, exports, attachments (absent in tests that do not need them). */
   propagation?: PropagationService;
+  /** How AgentService is served: reported as a capability, so `node describe` shows a plaintext agent. */
+  transport?: "mtls" | "plaintext";
 }

@@ -19,7 +19,10 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
   return {
     node: ctx.node,
     version: ctx.version,
-    capabilities: [{ name: "nspawn", ok: true, detail: "--register=no --keep-unit" }],
+    capabilities: [
+      { name: "nspawn", ok: true, detail: "--register=no --keep-unit" },
+      ...(ctx.transport ? [transportCapability(ctx.transport)] : []),
+    ],
     capacity: {
       poolSizeBytes: cap.sizeBytes,
       poolFreeBytes: cap.freeBytes,
@@ -35,6 +38,16 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
     attachments: (ctx.propagation?.listAttachments() ?? []).map((a) => attachmentMsg(a, ctx.node)),
     exports: (ctx.propagation?.listExports() ?? []).map((e) => exportMsg(e, ctx.node)),
   };
+}
+
+function transportCapability(t: "mtls" | "plaintext") {
+  return t === "mtls"
+    ? { name: "agent-tls", ok: true, detail: "AgentService over mutual TLS, controller certificates only" }
+    : {
+        name: "agent-tls",
+        ok: false,
+        detail: "INSECURE: AgentService in plaintext without authentication (--insecure)",
+      };
 }
 
 export function infoHandlers(ctx: AgentContext): Pick<AgentServiceServer, "getInfo" | "getPool"> {

@@ -58,7 +58,8 @@ beforeAll(async () => {
   const rootfs = await cachedRootfs();
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-boot-it-"));
   const cfg = agentDefaults();
-  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir });
+  // plaintext on loopback for the test client: explicit, as the agent requires
+  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir, insecure: true });
   cfg.pool.sizeBytes = 1536 * 2 ** 20;
   agent = await startAgent(cfg, silentLogger());
   client = agentClient(agent.address);

@@ -38,8 +38,8 @@ const bundle = await rolldown({
   input: entry,
   platform: "node",
   logLevel: "warn",
-  // Native or worker-based packages must stay files on disk.
-  external: ["node-pty", /^pino(-.*)?$/, "thread-stream"],
+  // Native or worker-based packages must stay files on disk; etcd3 loads its .proto files by __dirname.
+  external: ["node-pty", /^pino(-.*)?$/, "thread-stream", "etcd3"],
   treeshake: {
     // The generated control.ts builds its grpc-js client class at module load. Unary calls only
     // need the service table (paths, codecs): declaring that call pure and grpc-js free of import

@@ -8,9 +8,11 @@
  *   <state>/run/supervisor.pid      the supervisor; <name>.pid for each child
  *   <state>/logs/<name>.log         each process's output (supervise.log too)
  *   <state>/etcd, controller, agent data of each process
+ *   <state>/etcd-pki/               etcd's TLS material (cli/up/etcd-pki.ts)
+ *   everything 0700 / 0600, root's (secureStateDir)
  */
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 
 export const DEFAULT_STATE_DIR = "/var/lib/protoctl/local";
@@ -83,9 +85,22 @@ export class StatePaths {
   }
 }
 
-/** Writes JSON atomically (temp file + rename). */
-export async function writeJson(path: string, value: unknown, mode = 0o644): Promise<void> {
-  await mkdir(resolve(path, ".."), { recursive: true });
+/**
+ * The state dir and its folders 0700, root's: children.json holds the join
+ * token, the folders keys and credentials; a local user reads none of them.
+ */
+export async function secureStateDir(paths: StatePaths): Promise<void> {
+  await mkdir(paths.root, { recursive: true, mode: 0o700 });
+  await chmod(paths.root, 0o700);
+  for (const d of [paths.logDir, paths.runDir, paths.controllerDir, paths.agentDir]) {
+    await mkdir(d, { recursive: true, mode: 0o700 });
+    await chmod(d, 0o700);
+  }
+}
+
+/** Writes JSON atomically (temp file + rename), 0600 unless told. */
+export async function writeJson(path: string, value: unknown, mode = 0o600): Promise<void> {
+  await mkdir(resolve(path, ".."), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, `${JSON.stringify(value, null, 2)}\n`, { mode });
   await rename(tmp, path);

@@ -7,7 +7,6 @@
  * nothing.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/config.js";
@@ -16,6 +15,8 @@ import { isValidName } from "../../common/names.js";
 import type { Api } from "../client/connect.js";
 import type { ContextEntry, ResolvedContext } from "../config/contexts.js";
 import { bytes } from "../output/format.js";
+import { controllerEtcdArgs, ensureEtcdPki, etcdHealthy, etcdPki, etcdTlsArgs } from "./etcd-pki.js";
+import { migrateLegacyState, needsMigration } from "./migrate.js";
 import {
   type ChildrenFile,
   type ChildSpec,
@@ -24,6 +25,7 @@ import {
   readPid,
   runningSupervisor,
   StatePaths,
+  secureStateDir,
   type UpRecord,
   writeJson,
 } from "./state.js";
@@ -139,30 +141,12 @@ async function waitFor<T>(
 
 function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefined): ChildSpec[] {
   const node = process.execPath;
-  const etcdClient = `http://127.0.0.1:${o.etcdPort}`;
-  const etcdPeer = `http://127.0.0.1:${o.etcdPeerPort}`;
+  const pki = etcdPki(paths);
   const children: ChildSpec[] = [
     {
       name: "etcd",
       command: "etcd",
-      args: [
-        "--name",
-        "protoctl-local",
-        "--data-dir",
-        paths.etcdDir,
-        "--listen-client-urls",
-        etcdClient,
-        "--advertise-client-urls",
-        etcdClient,
-        "--listen-peer-urls",
-        etcdPeer,
-        "--initial-advertise-peer-urls",
-        etcdPeer,
-        "--initial-cluster",
-        `protoctl-local=${etcdPeer}`,
-        "--log-level",
-        "warn",
-      ],
+      args: etcdTlsArgs(o, paths.etcdDir, pki),
       stopTimeoutMs: 10_000,
     },
     {
@@ -173,8 +157,7 @@ function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefi
         "controller",
         "--listen",
         `127.0.0.1:${o.controllerPort}`,
-        "--etcd",
-        etcdClient,
+        ...controllerEtcdArgs(o.etcdPort, pki),
         "--state-dir",
         paths.controllerDir,
         "--id",
@@ -332,8 +315,13 @@ export async function up(o: UpOptions): Promise<void> {
   o.nodeName ??= defaultNodeName();
   o.poolSize ??= defaultPoolSize();
 
-  await mkdir(paths.logDir, { recursive: true });
-  await mkdir(paths.runDir, { recursive: true });
+  await secureStateDir(paths);
+  if (needsMigration(paths)) {
+    const keyFile = await migrateLegacyState(o, paths);
+    if (keyFile) o.say(`migrated this state dir: the cluster CA key moved from etcd to ${keyFile} (0600)`);
+  }
+  const pki = etcdPki(paths);
+  await ensureEtcdPki(pki);
   const record: UpRecord = {
     version: 1,
     stateDir: paths.root,
@@ -350,15 +338,18 @@ export async function up(o: UpOptions): Promise<void> {
   await writeJson(paths.upFile, record);
   await writeJson(paths.childrenFile, { children: childrenFor(o, paths, undefined) } satisfies ChildrenFile);
 
+  if (o.insecure)
+    o.say("WARNING: --insecure: the controller and the agent serve plaintext without authentication");
   const deadline = Date.now() + o.timeoutMs;
   let api: Api | undefined;
   try {
-    o.say(`starting etcd (127.0.0.1:${o.etcdPort}) and the controller (127.0.0.1:${o.controllerPort})`);
+    o.say(
+      `starting etcd (https://127.0.0.1:${o.etcdPort}, client certificates only) and the controller (127.0.0.1:${o.controllerPort})`,
+    );
     await startSupervisor(o, paths);
-    await waitFor("etcd", paths, "etcd", deadline, async () => {
-      const res = await fetch(`http://127.0.0.1:${o.etcdPort}/health`, { signal: AbortSignal.timeout(1000) });
-      return res.ok ? true : undefined;
-    });
+    await waitFor("etcd", paths, "etcd", deadline, async () =>
+      (await etcdHealthy(o.etcdPort, pki)) ? true : undefined,
+    );
     const entry = await waitFor("the controller's credentials", paths, "controller", deadline, async () =>
       o.insecure || existsSync(paths.adminCredential) ? localContext(o, paths) : undefined,
     );
@@ -417,6 +408,10 @@ async function alreadyUp(o: UpOptions, paths: StatePaths, rec: UpRecord, pid: nu
     o.etcdPort !== rec.etcdPort ||
     o.agentPort !== rec.agentPort;
   if (differs) o.say("note: it runs with the settings of the first `up`; run `protoctl down` to change them");
+  if (needsMigration(paths))
+    o.say(
+      "note: it runs etcd in plaintext with the CA key in etcd (an older `up`); `protoctl down --keep && protoctl up` migrates it",
+    );
   const entry = localContext({ controllerPort: rec.controllerPort, insecure: rec.insecure }, paths);
   const api = await connectLocal(entry);
   try {

@@ -129,7 +129,8 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
       listen: `${h0.address}:7443`,
       extraListen: [`unix://${join(dir, "ctl.sock")}`],
       stateDir: join(dir, "ctl"),
-      etcd: { endpoints: [etcdUrl], prefix: "/protoctl/v1/" },
+      // the fixture etcd is plaintext: keeping the CA key there is accepted explicitly
+      etcd: { endpoints: [etcdUrl], prefix: "/protoctl/v1/", insecure: true },
       tls: { caStore: "etcd" },
       membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 1000 },
       reconcile: { electionTtlSeconds: 3, lostGraceSeconds: opts.lostGraceSeconds ?? 60 },
