@@ -88,7 +88,14 @@ for (const [name, creds] of [
   const c = new ControlServiceClient(`127.0.0.1:${args.controllerPort}`, creds());
   out.controller[name] = {
     listNodes: await unary(c, "listNodes", {}),
-    createJoinToken: await unary(c, "createJoinToken", { ttlSeconds: 60, labels: {} }),
+    createJoinToken: await unary(c, "createJoinToken", {
+      ttlSeconds: 60,
+      labels: {},
+      uses: 1,
+      reusable: false,
+      node: "",
+      replace: false,
+    }),
   };
   c.close();
   const a = new AgentServiceClient(`127.0.0.1:${args.agentPort}`, creds());
