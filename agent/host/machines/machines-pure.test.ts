@@ -50,6 +50,13 @@ describe("nspawn args", () => {
     expect(a).toContain("--private-network");
     expect(a).toContain("--setenv=A=1");
     expect(a.slice(-4)).toEqual(["--", "/bin/sh", "-c", COMMAND_MODE_INIT]);
+    // unprivileged unless asked
+    expect(a).toContain("--private-users=pick");
+    expect(a).toContain("--private-users-ownership=map");
+  });
+  it("privileged machines get no user namespace", () => {
+    const a = nspawnArgs({ spec: { ...base, privileged: true, network: { mode: "none" } }, machine: "m" });
+    expect(a.some((w) => w.startsWith("--private-users"))).toBe(false);
   });
   it("boot mode and veth networks", () => {
     const a = nspawnArgs({
