@@ -13,7 +13,7 @@
  * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
  * timeout; the cgroups go once empty.
  */
-import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
@@ -42,6 +42,7 @@ import {
   removeCgroupsSettled,
   startProcsFiles,
 } from "./cgroups.js";
+import { dumpSeccomp, requireEnterHelper } from "./enter-helper.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { ExecSlot, slotsSupported } from "./exec-slot.js";
 import { planLinks } from "./links.js";
@@ -88,6 +89,8 @@ export class NspawnMachineDriver implements MachineDriver {
   private readonly useSlots: boolean;
   /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
   private readonly prewarmed = new Set<string>();
+  /** The copy of each running env's PID 1 seccomp filter, under way or done (see filterReady). */
+  private readonly filters = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: NspawnDriverOptions) {
     validateName("node", opts.node);
@@ -122,6 +125,36 @@ export class NspawnMachineDriver implements MachineDriver {
     this.takeSlot(name)?.discard();
   }
 
+  /** Where an env's copy of its PID 1 seccomp filters lives (protoctl-enter's -f). */
+  private filterFile(name: string): string {
+    return join(this.store.dir, `${name}.seccomp`);
+  }
+
+  private dropFilter(name: string): void {
+    this.filters.delete(name);
+    rmSync(this.filterFile(name), { force: true });
+  }
+
+  /**
+   * Copies the leader's seccomp filters once per machine life (ptrace, a few
+   * ms, off the start's critical path); every exec waits for it and loads the
+   * copy. A copy left by an earlier agent process is reused (adopt).
+   */
+  private filterReady(rec: MachineRecord): Promise<void> {
+    let p = this.filters.get(rec.name);
+    if (!p) {
+      const file = this.filterFile(rec.name);
+      const leader = rec.leaderPid!;
+      p = existsSync(file) ? Promise.resolve() : dumpSeccomp(leader, file);
+      // a failed copy is retried by the next exec, never skipped
+      p.catch(() => {
+        if (this.filters.get(rec.name) === p) this.filters.delete(rec.name);
+      });
+      this.filters.set(rec.name, p);
+    }
+    return p;
+  }
+
   private alive(rec: MachineRecord): boolean {
     return rec.nspawnPid !== undefined && isAlive(rec.nspawnPid, rec.nspawnStart);
   }
@@ -148,6 +181,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   private afterExit(rec: MachineRecord): void {
     this.dropSlot(rec.name);
+    this.dropFilter(rec.name);
     void this.proxies.close(rec.name);
     void this.removeCgroupsOf(rec.name, rec.cgroups);
     void this.removeLinks(rec);
@@ -250,6 +284,7 @@ export class NspawnMachineDriver implements MachineDriver {
       this.clearStale(spec.name);
     }
     for (const h of vethHosts) if (await this.networks.linkExists(h)) await this.networks.removeLink(h);
+    this.dropFilter(spec.name);
 
     try {
       createCgroups(cgroups, spec.limits);
@@ -285,6 +320,10 @@ export class NspawnMachineDriver implements MachineDriver {
         if (rec.nspawnPid === pid) rec.exitCode = code ?? undefined;
       });
       rec.leaderPid = await this.waitLeader(rec);
+      // started now, awaited by the first exec
+      this.filterReady(rec).catch((err: Error) =>
+        this.log.warn({ env: spec.name, err: err.message }, "cannot copy the seccomp filter of PID 1"),
+      );
       if (spec.boot) await this.waitSystemdBus(rec);
       const addresses: string[] = [];
       for (const l of links) {
@@ -308,6 +347,8 @@ export class NspawnMachineDriver implements MachineDriver {
     } catch (err) {
       rec.running = false;
       this.dropSlot(spec.name);
+      await this.filters.get(spec.name)?.catch(() => undefined);
+      this.dropFilter(spec.name);
       await this.proxies.close(spec.name);
       killCgroups(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
@@ -385,6 +426,8 @@ export class NspawnMachineDriver implements MachineDriver {
       throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
     this.dropSlot(name);
     await this.proxies.close(name);
+    await this.filters.get(name)?.catch(() => undefined);
+    this.dropFilter(name);
     if (rec.running && this.alive(rec)) {
       if (!opts.force) {
         try {
@@ -447,9 +490,22 @@ export class NspawnMachineDriver implements MachineDriver {
       throw invalidArgument("workdir must be an absolute path");
     for (const w of req.command) if (w.includes("\0")) throw invalidArgument("command words cannot hold NUL");
     const procsFiles = execProcsFiles(rec.cgroups);
+    const helper = requireEnterHelper();
+    try {
+      await this.filterReady(rec);
+    } catch (err) {
+      // never unconfined: no copy of PID 1's filter, no exec
+      throw failedPrecondition(`cannot copy the seccomp filter of env ${req.name}'s PID 1`, {
+        reason: "EXEC_CONFINEMENT_FAILED",
+        subject: `env/${req.name}`,
+        output: (err as { stderr?: string }).stderr ?? (err as Error).message,
+      });
+    }
     const session = await startExec(
       {
+        helper,
         leaderPid: rec.leaderPid,
+        filterFile: this.filterFile(rec.name),
         procsFiles,
         command: req.command,
         env,
@@ -543,6 +599,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   async cleanup(name: string): Promise<void> {
     this.dropSlot(name);
+    this.dropFilter(name);
     await this.proxies.close(name);
     if (this.prewarmed.delete(name) && !this.records.has(name)) {
       await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));
