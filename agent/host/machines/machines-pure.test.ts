@@ -4,6 +4,7 @@ import { enterArgs, exitCodeOf } from "./exec-session.js";
 import { tailOffset } from "./log-follow.js";
 import { MACHINE_NAME_MAX, machineName, vethHostName } from "./naming.js";
 import { COMMAND_MODE_INIT, nspawnArgs } from "./nspawn-args.js";
+import { hostIdOfRoot } from "./nspawn-driver.js";
 import { parseStat } from "./proc.js";
 
 describe("naming", () => {
@@ -104,6 +105,11 @@ describe("exec argv", () => {
     const slot = enterArgs({ ...plan, user: undefined, workdir: "/" }, false);
     expect(slot).not.toContain("-c");
     expect(slot.slice(5, 8)).toEqual(["--", "env", "-i"]);
+  });
+  it("finds the host id of container root in a uid_map", () => {
+    expect(hostIdOfRoot("         0  210239488      65536\n")).toBe(210239488);
+    expect(hostIdOfRoot("         0          0 4294967295\n")).toBe(0);
+    expect(hostIdOfRoot("      1000       5000          1\n")).toBeUndefined();
   });
   it("maps signals to 128+N", () => {
     expect(exitCodeOf(null, "SIGKILL")).toBe(137);

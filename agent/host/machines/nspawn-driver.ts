@@ -13,7 +13,7 @@
  * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
  * timeout; the cgroups go once empty.
  */
-import { closeSync, existsSync, mkdirSync, openSync, rmSync } from "node:fs";
+import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
@@ -320,6 +320,8 @@ export class NspawnMachineDriver implements MachineDriver {
         if (rec.nspawnPid === pid) rec.exitCode = code ?? undefined;
       });
       rec.leaderPid = await this.waitLeader(rec);
+      // container root owns its console log, as PID 1 does its open fd: `echo > /proc/1/fd/1` works
+      if (!spec.privileged) chownToContainerRoot(rec.logFile, rec.leaderPid);
       // started now, awaited by the first exec
       this.filterReady(rec).catch((err: Error) =>
         this.log.warn({ env: spec.name, err: err.message }, "cannot copy the seccomp filter of PID 1"),
@@ -614,5 +616,24 @@ export class NspawnMachineDriver implements MachineDriver {
     }
     this.records.delete(name);
     this.store.remove(name);
+  }
+}
+
+/** The host id that id 0 maps to in a /proc/PID/{uid,gid}_map, if mapped. */
+export function hostIdOfRoot(map: string): number | undefined {
+  for (const line of map.split("\n")) {
+    const [inside, outside] = line.trim().split(/\s+/).map(Number);
+    if (inside === 0 && Number.isInteger(outside)) return outside;
+  }
+  return undefined;
+}
+
+function chownToContainerRoot(file: string, leaderPid: number): void {
+  try {
+    const uid = hostIdOfRoot(readFileSync(`/proc/${leaderPid}/uid_map`, "utf8"));
+    const gid = hostIdOfRoot(readFileSync(`/proc/${leaderPid}/gid_map`, "utf8"));
+    if (uid !== undefined && gid !== undefined && uid !== 0) chownSync(file, uid, gid);
+  } catch {
+    // the leader went away: the start fails on its own
   }
 }
