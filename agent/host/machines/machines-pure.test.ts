@@ -4,8 +4,8 @@ import { enterArgs, exitCodeOf } from "./exec-session.js";
 import { tailOffset } from "./log-follow.js";
 import { MACHINE_NAME_MAX, machineName, vethHostName } from "./naming.js";
 import { COMMAND_MODE_INIT, nspawnArgs } from "./nspawn-args.js";
-import { hostIdOfRoot } from "./nspawn-driver.js";
 import { parseStat } from "./proc.js";
+import { hostIdOfRoot } from "./userns.js";
 
 describe("naming", () => {
   it("makes machine names unique per node and within 64 chars", () => {

@@ -13,7 +13,7 @@
  * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
  * timeout; the cgroups go once empty.
  */
-import { chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
@@ -42,7 +42,7 @@ import {
   removeCgroupsSettled,
   startProcsFiles,
 } from "./cgroups.js";
-import { dumpSeccomp, requireEnterHelper } from "./enter-helper.js";
+import { requireEnterHelper } from "./enter-helper.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { ExecSlot, slotsSupported } from "./exec-slot.js";
 import { planLinks } from "./links.js";
@@ -51,6 +51,8 @@ import { type MachineRecord, RecordStore } from "./machine-record.js";
 import { machineName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
 import { findLeader, isAlive, procStat } from "./proc.js";
+import { SeccompCopies } from "./seccomp-copies.js";
+import { chownToContainerRoot } from "./userns.js";
 import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
 
 export interface NspawnDriverOptions {
@@ -79,6 +81,8 @@ const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export class NspawnMachineDriver implements MachineDriver {
   private readonly store: RecordStore;
+  /** Each running env's copy of its PID 1 seccomp filters (seccomp-copies.ts). */
+  private readonly filters: SeccompCopies;
   private readonly records = new Map<string, MachineRecord>();
   private readonly hierarchies: Record<string, string>;
   private readonly networks: NetworkDriver;
@@ -89,14 +93,13 @@ export class NspawnMachineDriver implements MachineDriver {
   private readonly useSlots: boolean;
   /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
   private readonly prewarmed = new Set<string>();
-  /** The copy of each running env's PID 1 seccomp filter, under way or done (see filterReady). */
-  private readonly filters = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: NspawnDriverOptions) {
     validateName("node", opts.node);
     const dir = join(opts.stateDir, "machines");
     mkdirSync(dir, { recursive: true });
     this.store = new RecordStore(dir);
+    this.filters = new SeccompCopies(dir);
     this.hierarchies = opts.hierarchies ?? detectHierarchies();
     if (opts.netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.netns)) {
       throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
@@ -125,36 +128,6 @@ export class NspawnMachineDriver implements MachineDriver {
     this.takeSlot(name)?.discard();
   }
 
-  /** Where an env's copy of its PID 1 seccomp filters lives (protoctl-enter's -f). */
-  private filterFile(name: string): string {
-    return join(this.store.dir, `${name}.seccomp`);
-  }
-
-  private dropFilter(name: string): void {
-    this.filters.delete(name);
-    rmSync(this.filterFile(name), { force: true });
-  }
-
-  /**
-   * Copies the leader's seccomp filters once per machine life (ptrace, a few
-   * ms, off the start's critical path); every exec waits for it and loads the
-   * copy. A copy left by an earlier agent process is reused (adopt).
-   */
-  private filterReady(rec: MachineRecord): Promise<void> {
-    let p = this.filters.get(rec.name);
-    if (!p) {
-      const file = this.filterFile(rec.name);
-      const leader = rec.leaderPid!;
-      p = existsSync(file) ? Promise.resolve() : dumpSeccomp(leader, file);
-      // a failed copy is retried by the next exec, never skipped
-      p.catch(() => {
-        if (this.filters.get(rec.name) === p) this.filters.delete(rec.name);
-      });
-      this.filters.set(rec.name, p);
-    }
-    return p;
-  }
-
   private alive(rec: MachineRecord): boolean {
     return rec.nspawnPid !== undefined && isAlive(rec.nspawnPid, rec.nspawnStart);
   }
@@ -181,7 +154,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   private afterExit(rec: MachineRecord): void {
     this.dropSlot(rec.name);
-    this.dropFilter(rec.name);
+    this.filters.drop(rec.name);
     void this.proxies.close(rec.name);
     void this.removeCgroupsOf(rec.name, rec.cgroups);
     void this.removeLinks(rec);
@@ -284,7 +257,7 @@ export class NspawnMachineDriver implements MachineDriver {
       this.clearStale(spec.name);
     }
     for (const h of vethHosts) if (await this.networks.linkExists(h)) await this.networks.removeLink(h);
-    this.dropFilter(spec.name);
+    this.filters.drop(spec.name);
 
     try {
       createCgroups(cgroups, spec.limits);
@@ -323,9 +296,11 @@ export class NspawnMachineDriver implements MachineDriver {
       // container root owns its console log, as PID 1 does its open fd: `echo > /proc/1/fd/1` works
       if (!spec.privileged) chownToContainerRoot(rec.logFile, rec.leaderPid);
       // started now, awaited by the first exec
-      this.filterReady(rec).catch((err: Error) =>
-        this.log.warn({ env: spec.name, err: err.message }, "cannot copy the seccomp filter of PID 1"),
-      );
+      this.filters
+        .ready(spec.name, rec.leaderPid)
+        .catch((err: Error) =>
+          this.log.warn({ env: spec.name, err: err.message }, "cannot copy the seccomp filter of PID 1"),
+        );
       if (spec.boot) await this.waitSystemdBus(rec);
       const addresses: string[] = [];
       for (const l of links) {
@@ -349,8 +324,8 @@ export class NspawnMachineDriver implements MachineDriver {
     } catch (err) {
       rec.running = false;
       this.dropSlot(spec.name);
-      await this.filters.get(spec.name)?.catch(() => undefined);
-      this.dropFilter(spec.name);
+      await this.filters.settled(spec.name);
+      this.filters.drop(spec.name);
       await this.proxies.close(spec.name);
       killCgroups(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
@@ -428,8 +403,8 @@ export class NspawnMachineDriver implements MachineDriver {
       throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
     this.dropSlot(name);
     await this.proxies.close(name);
-    await this.filters.get(name)?.catch(() => undefined);
-    this.dropFilter(name);
+    await this.filters.settled(name);
+    this.filters.drop(name);
     if (rec.running && this.alive(rec)) {
       if (!opts.force) {
         try {
@@ -494,7 +469,7 @@ export class NspawnMachineDriver implements MachineDriver {
     const procsFiles = execProcsFiles(rec.cgroups);
     const helper = requireEnterHelper();
     try {
-      await this.filterReady(rec);
+      await this.filters.ready(rec.name, rec.leaderPid);
     } catch (err) {
       // never unconfined: no copy of PID 1's filter, no exec
       throw failedPrecondition(`cannot copy the seccomp filter of env ${req.name}'s PID 1`, {
@@ -507,7 +482,7 @@ export class NspawnMachineDriver implements MachineDriver {
       {
         helper,
         leaderPid: rec.leaderPid,
-        filterFile: this.filterFile(rec.name),
+        filterFile: this.filters.file(rec.name),
         procsFiles,
         command: req.command,
         env,
@@ -601,7 +576,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   async cleanup(name: string): Promise<void> {
     this.dropSlot(name);
-    this.dropFilter(name);
+    this.filters.drop(name);
     await this.proxies.close(name);
     if (this.prewarmed.delete(name) && !this.records.has(name)) {
       await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));
@@ -616,24 +591,5 @@ export class NspawnMachineDriver implements MachineDriver {
     }
     this.records.delete(name);
     this.store.remove(name);
-  }
-}
-
-/** The host id that id 0 maps to in a /proc/PID/{uid,gid}_map, if mapped. */
-export function hostIdOfRoot(map: string): number | undefined {
-  for (const line of map.split("\n")) {
-    const [inside, outside] = line.trim().split(/\s+/).map(Number);
-    if (inside === 0 && Number.isInteger(outside)) return outside;
-  }
-  return undefined;
-}
-
-function chownToContainerRoot(file: string, leaderPid: number): void {
-  try {
-    const uid = hostIdOfRoot(readFileSync(`/proc/${leaderPid}/uid_map`, "utf8"));
-    const gid = hostIdOfRoot(readFileSync(`/proc/${leaderPid}/gid_map`, "utf8"));
-    if (uid !== undefined && gid !== undefined && uid !== 0) chownSync(file, uid, gid);
-  } catch {
-    // the leader went away: the start fails on its own
   }
 }
