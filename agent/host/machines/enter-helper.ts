@@ -1,6 +1,5 @@
 /**
- * Where protoctl-enter (enter/enter.c) is, and the once-per-env copy of PID 1's
- * seccomp filter that every exec loads. The binary sits beside this module:
+ * Where protoctl-enter (enter/enter.c) is. The binary sits beside this module:
  * dist/agent/host/machines/enter/ after `npm run build`, or
  * agent/host/machines/enter/ when the agent runs from sources (built by the
  * integration tests' setup). PROTOCTL_ENTER overrides both.
@@ -8,7 +7,6 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { failedPrecondition } from "../../../common/errors.js";
-import { run } from "../../../common/exec.js";
 
 export function enterHelperPath(): string {
   return process.env.PROTOCTL_ENTER || fileURLToPath(new URL("./enter/protoctl-enter", import.meta.url));
@@ -24,12 +22,4 @@ export function requireEnterHelper(): string {
     });
   }
   return p;
-}
-
-/**
- * Copies the seccomp filters of `leaderPid` (the env's PID 1) into `file`.
- * The leader is ptrace-stopped for the copy (a few ms).
- */
-export async function dumpSeccomp(leaderPid: number, file: string): Promise<void> {
-  await run(requireEnterHelper(), ["dump", String(leaderPid), file]);
 }

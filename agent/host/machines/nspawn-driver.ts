@@ -295,12 +295,6 @@ export class NspawnMachineDriver implements MachineDriver {
       rec.leaderPid = await this.waitLeader(rec);
       // container root owns its console log, as PID 1 does its open fd: `echo > /proc/1/fd/1` works
       if (!spec.privileged) chownToContainerRoot(rec.logFile, rec.leaderPid);
-      // started now, awaited by the first exec
-      this.filters
-        .ready(spec.name, rec.leaderPid)
-        .catch((err: Error) =>
-          this.log.warn({ env: spec.name, err: err.message }, "cannot copy the seccomp filter of PID 1"),
-        );
       if (spec.boot) await this.waitSystemdBus(rec);
       const addresses: string[] = [];
       for (const l of links) {
@@ -324,7 +318,6 @@ export class NspawnMachineDriver implements MachineDriver {
     } catch (err) {
       rec.running = false;
       this.dropSlot(spec.name);
-      await this.filters.settled(spec.name);
       this.filters.drop(spec.name);
       await this.proxies.close(spec.name);
       killCgroups(cgroups);
@@ -403,7 +396,6 @@ export class NspawnMachineDriver implements MachineDriver {
       throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
     this.dropSlot(name);
     await this.proxies.close(name);
-    await this.filters.settled(name);
     this.filters.drop(name);
     if (rec.running && this.alive(rec)) {
       if (!opts.force) {
@@ -468,16 +460,6 @@ export class NspawnMachineDriver implements MachineDriver {
     for (const w of req.command) if (w.includes("\0")) throw invalidArgument("command words cannot hold NUL");
     const procsFiles = execProcsFiles(rec.cgroups);
     const helper = requireEnterHelper();
-    try {
-      await this.filters.ready(rec.name, rec.leaderPid);
-    } catch (err) {
-      // never unconfined: no copy of PID 1's filter, no exec
-      throw failedPrecondition(`cannot copy the seccomp filter of env ${req.name}'s PID 1`, {
-        reason: "EXEC_CONFINEMENT_FAILED",
-        subject: `env/${req.name}`,
-        output: (err as { stderr?: string }).stderr ?? (err as Error).message,
-      });
-    }
     const session = await startExec(
       {
         helper,

@@ -6,7 +6,8 @@
  *   protoctl-enter dump PID FILE
  *       Copies PID's seccomp filters (PTRACE_SECCOMP_GET_FILTER) into FILE:
  *       per filter, a native-endian u32 instruction count then the
- *       instructions, oldest filter first. Done once per env by the agent.
+ *       instructions, oldest filter first. `exec` does it itself when FILE
+ *       is missing, so this happens once per env (per machine life).
  *
  *   protoctl-enter exec -t PID -f FILE [-c PROCS]... [-u UID -g GID] [-w DIR] -- CMD...
  *       Joins each cgroup.procs file (host paths, so before any setns), enters
@@ -90,10 +91,18 @@ static char *read_status(pid_t pid) {
   return buf;
 }
 
+/*
+ * Writes PID's filters to OUT (atomically: temp file, rename). Returns
+ * -EPERM when another tracer holds PID (a concurrent copy: the caller waits
+ * for its file); any other failure ends the process.
+ */
 static int dump(pid_t pid, const char *out) {
   char *seccomp = status_field(read_status(pid), "Seccomp");
   if (!seccomp || strcmp(seccomp, "2") != 0) dief("the target has no seccomp filter (Seccomp is not 2)");
-  if (ptrace(PTRACE_SEIZE, pid, 0, 0) < 0) die("PTRACE_SEIZE");
+  if (ptrace(PTRACE_SEIZE, pid, 0, 0) < 0) {
+    if (errno == EPERM) return -EPERM;
+    die("PTRACE_SEIZE");
+  }
   if (ptrace(PTRACE_INTERRUPT, pid, 0, 0) < 0) die("PTRACE_INTERRUPT");
   int st;
   if (waitpid(pid, &st, __WALL) < 0) die("waitpid");
@@ -194,9 +203,25 @@ struct filters {
   struct sock_fprog prog[MAX_FILTERS];
 };
 
-static void load_filter_file(const char *path, struct filters *f) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) die("open seccomp filter file (the env's PID 1 filter was not copied)");
+/*
+ * Opens the copy of PID's filters, making it first when missing: the first
+ * exec into an env copies them (one process less on the create-to-first-exec
+ * path than a separate copy step); a concurrent first exec waits for its file.
+ */
+static int open_filters(pid_t pid, const char *path) {
+  for (int i = 0; i < 400; i++) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 || errno != ENOENT) return fd;
+    if (i == 0 && dump(pid, path) == 0) continue;
+    usleep(5000);
+  }
+  errno = ETIMEDOUT;
+  return -1;
+}
+
+static void load_filter_file(pid_t pid, const char *path, struct filters *f) {
+  int fd = open_filters(pid, path);
+  if (fd < 0) die("open seccomp filter file (the env's PID 1 filter could not be copied)");
   struct stat st;
   if (fstat(fd, &st) < 0) die("stat filter file");
   if (st.st_size <= 0 || st.st_size > (off_t)(MAX_INSNS * sizeof(struct sock_filter) + MAX_FILTERS * 4))
@@ -298,7 +323,7 @@ static int exec_in(int argc, char **argv) {
   unsigned long long keep = strtoull(bnd, NULL, 16);
   int want_nnp = strcmp(nnp, "1") == 0;
   static struct filters f;
-  load_filter_file(filter, &f);
+  load_filter_file(pid, filter, &f);
   open_namespaces(pid);
   enter_namespaces();
 
