@@ -202,3 +202,31 @@ it("an env process that ptraces an exec'd process finds it no more privileged th
   expect(r.stdout).toMatch(/^PEERSECCOMP Seccomp: 2$/m);
   expect(r.stdout).not.toMatch(/^PEERUIDMAP\s+0\s+0\s+4294967295/m);
 });
+
+it("a privileged env (explicit opt-in) has no user namespace; its execs still get PID 1's bounding set and seccomp", async () => {
+  const spec = EnvSpec.fromPartial({
+    name: "esc-priv",
+    base: { name: "escbox", version: 0 },
+    start: true,
+    privileged: true,
+  });
+  await call(cl.c, "createEnv", { spec, wait: true }, 120_000);
+  try {
+    expect((await call(cl.c, "getEnv", { name: "esc-priv" })).spec?.privileged).toBe(true);
+    const r = await execIn(cl.c, "esc-priv", [
+      "sh",
+      "-c",
+      "cat /proc/self/uid_map; grep -E '^(CapBnd|Seccomp):' /proc/self/status; cat /proc/1/status | grep -E '^CapBnd:'",
+    ]);
+    expect(r.code).toBe(0);
+    // the identity map: what the default envs above must not have (the suite's checks can fail)
+    expect(r.stdout.split("\n")[0]!.trim().split(/\s+/).join(" ")).toBe("0 0 4294967295");
+    const bnd = [...r.stdout.matchAll(/^CapBnd:\s*(\S+)$/gm)].map((m) => m[1]);
+    expect(bnd).toHaveLength(2);
+    expect(bnd[0]).toBe(bnd[1]);
+    expect(bnd[0]).not.toBe("000001ffffffffff");
+    expect(r.stdout).toMatch(/^Seccomp:\s*2$/m);
+  } finally {
+    await call(cl.c, "deleteEnv", { name: "esc-priv", wait: true }, 60_000);
+  }
+});
