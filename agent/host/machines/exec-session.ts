@@ -3,8 +3,8 @@
  * joins the env's cgroups (so the process counts against the env's limits),
  * enters every namespace of the env's PID 1 (its user namespace included),
  * takes PID 1's capability bounding set, no_new_privs and seccomp filter, then
- * execs `env -i KEY=VALUE… command` (the environment as separate argv
- * entries). Plain sessions use a pre-joined slot when one is ready
+ * execs the command with exactly the given environment (`-e KEY=VALUE`,
+ * separate argv entries; no `env -i` process in between). Plain sessions use a pre-joined slot when one is ready
  * (exec-slot.ts), else the helper joins the cgroups itself; TTY sessions use
  * node-pty (loaded on first use: it is a native addon the agent does not need
  * until someone asks for a terminal).
@@ -54,12 +54,12 @@ export interface ExecPlan {
 }
 
 /**
- * protoctl-enter's arguments, then env -i, then the command. `joinCgroups`:
+ * protoctl-enter's arguments, then the command. `joinCgroups`:
  * the helper joins the env's cgroups itself (no slot did it). The working
  * directory is changed inside the env, after the ids (helper's -w).
  */
 export function enterArgs(plan: ExecPlan, joinCgroups: boolean): string[] {
-  const envArgs = Object.entries(plan.env).map(([k, v]) => `${k}=${v}`);
+  const envArgs = Object.entries(plan.env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
   const cg = joinCgroups ? plan.procsFiles.flatMap((f) => ["-c", f]) : [];
   const user = plan.user ? ["-u", String(plan.user.uid), "-g", String(plan.user.gid)] : [];
   const wd = plan.workdir && plan.workdir !== "/" ? ["-w", plan.workdir] : [];
@@ -72,10 +72,8 @@ export function enterArgs(plan: ExecPlan, joinCgroups: boolean): string[] {
     ...cg,
     ...user,
     ...wd,
-    "--",
-    "env",
-    "-i",
     ...envArgs,
+    "--",
     ...plan.command,
   ];
 }

@@ -100,11 +100,11 @@ describe("exec argv", () => {
     expect(argv.slice(0, 5)).toEqual(["exec", "-t", "42", "-f", "/state/e.seccomp"]);
     expect(argv.slice(5, 9)).toEqual(["-c", "/cg/a/cgroup.procs", "-c", "/cg/b/cgroup.procs"]);
     expect(argv.slice(9, 15)).toEqual(["-u", "1000", "-g", "100", "-w", "/srv"]);
-    expect(argv.slice(15)).toEqual(["--", "env", "-i", "X=a b", "echo", "$(rm -rf /)"]);
+    expect(argv.slice(15)).toEqual(["-e", "X=a b", "--", "echo", "$(rm -rf /)"]);
     // a slot has joined already: no -c; root and "/" need no options
     const slot = enterArgs({ ...plan, user: undefined, workdir: "/" }, false);
     expect(slot).not.toContain("-c");
-    expect(slot.slice(5, 8)).toEqual(["--", "env", "-i"]);
+    expect(slot.slice(5, 8)).toEqual(["-e", "X=a b", "--"]);
   });
   it("finds the host id of container root in a uid_map", () => {
     expect(hostIdOfRoot("         0  210239488      65536\n")).toBe(210239488);

@@ -9,11 +9,12 @@
  *       instructions, oldest filter first. `exec` does it itself when FILE
  *       is missing, so this happens once per env (per machine life).
  *
- *   protoctl-enter exec -t PID -f FILE [-c PROCS]... [-u UID -g GID] [-w DIR] -- CMD...
+ *   protoctl-enter exec -t PID -f FILE [-c PROCS]... [-u UID -g GID] [-w DIR] [-e K=V]... -- CMD...
  *       Joins each cgroup.procs file (host paths, so before any setns), enters
  *       PID's namespaces (user included), drops every capability that is not
  *       in PID's bounding set, sets no_new_privs when PID has it, loads FILE's
- *       filters, takes the ids, and execs CMD. It forks once (the PID
+ *       filters, takes the ids, and execs CMD with exactly the -e variables
+ *       (found on their PATH; no `env -i` process in between). It forks once (the PID
  *       namespace applies to children) and exits with the child's status, or
  *       kills itself with the child's signal, as nsenter does: the agent's exec
  *       plumbing signals the only child and reads the wrapper's status.
@@ -301,6 +302,7 @@ static int exec_in(int argc, char **argv) {
   const char *filter = NULL, *wd = "/";
   long uid = 0, gid = 0;
   int i = 2;
+  if (clearenv() != 0) dief("clearenv");
   for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
     if (i + 1 >= argc) dief("option without a value");
     const char *o = argv[i], *v = argv[i + 1];
@@ -310,6 +312,9 @@ static int exec_in(int argc, char **argv) {
     else if (!strcmp(o, "-u")) uid = num(v, "uid");
     else if (!strcmp(o, "-g")) gid = num(v, "gid");
     else if (!strcmp(o, "-w")) wd = v;
+    else if (!strcmp(o, "-e")) {
+      if (!strchr(v, '=') || v[0] == '=' || putenv((char *)v) != 0) dief("bad -e, want KEY=VALUE");
+    }
     else dief("unknown option");
   }
   if (i + 1 >= argc) dief("no command after --");
@@ -358,6 +363,6 @@ int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "exec")) return exec_in(argc, argv);
   fprintf(stderr,
           "usage: protoctl-enter dump PID FILE\n"
-          "       protoctl-enter exec -t PID -f FILE [-c PROCS]... [-u UID -g GID] [-w DIR] -- CMD...\n");
+          "       protoctl-enter exec -t PID -f FILE [-c PROCS]... [-u UID -g GID] [-w DIR] [-e K=V]... -- CMD...\n");
   return 2;
 }
