@@ -25,6 +25,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { enterHelperPath } from "../../agent/host/machines/enter-helper.js";
 import { call, eventually, importBaseFromDir } from "../../controller/testing/cluster.js";
 import { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
@@ -180,6 +181,17 @@ describe.each(WAYS)("root inside, started by %s", (way) => {
     expect(statusField(mine, "Seccomp")).toBe("2");
     expect(statusField(mine, "NoNewPrivs")).toBe(statusField(pid1, "NoNewPrivs"));
     expect(await readlink(`/proc/${pid}/ns/user`)).toBe(await readlink(`/proc/${leader}/ns/user`));
+    // the very same filters, byte for byte (copied with the helper's own ptrace dump)
+    const dir = await mkdtemp(join(tmpdir(), "protoctl-escape-filters-"));
+    try {
+      execFileSync(enterHelperPath(), ["dump", String(pid), join(dir, "exec")]);
+      execFileSync(enterHelperPath(), ["dump", String(leader), join(dir, "pid1")]);
+      const [a, b] = [await readFile(join(dir, "exec")), await readFile(join(dir, "pid1"))];
+      expect(a.length).toBeGreaterThan(0);
+      expect(a.equals(b)).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
     const uidMap = (await readFile(`/proc/${pid}/uid_map`, "utf8")).trim().split(/\s+/).join(" ");
     expect(uidMap).not.toBe("0 0 4294967295");
     expect(uidMap.startsWith("0 ")).toBe(true);

@@ -128,7 +128,11 @@ static int dump(pid_t pid, const char *out) {
   }
   if (ptrace(PTRACE_DETACH, pid, 0, 0) < 0) die("PTRACE_DETACH");
   if (nfilters == 0) dief("the target has no seccomp filter");
-  /* index 0 is the newest filter; the file holds them oldest first, the load order */
+  /*
+   * Index 0 is the OLDEST filter (the kernel's get_nth_filter counts from the
+   * first installed; checked: a copy loaded in index order dumps back
+   * identical). The file keeps index order, which is the load order.
+   */
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", out, (int)getpid()) >= (int)sizeof tmp) dief("path too long");
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -138,7 +142,7 @@ static int dump(pid_t pid, const char *out) {
     offs[i] = o;
     o += counts[i];
   }
-  for (size_t k = nfilters; k-- > 0;) {
+  for (size_t k = 0; k < nfilters; k++) {
     if (write(fd, &counts[k], sizeof counts[k]) != sizeof counts[k]) die("write filter file");
     size_t bytes = counts[k] * sizeof(struct sock_filter);
     if (write(fd, insns + offs[k], bytes) != (ssize_t)bytes) die("write filter file");
