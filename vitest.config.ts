@@ -30,7 +30,7 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 120_000,
-          globalSetup: ["test/leak/global-setup.ts"],
+          globalSetup: ["test/build-enter-setup.ts", "test/leak/global-setup.ts"],
           execArgv: ["--import", tsHooks],
         },
       },

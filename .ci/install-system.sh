@@ -4,7 +4,8 @@
 set -euo pipefail
 PKGS=(etcd-server etcd-client btrfs-progs systemd-container qemu-utils nbdkit libnbd-bin fuse3
       busybox-static debootstrap iproute2 util-linux mount kmod procps psmisc tmux zstd xz-utils
-      python3 ansible-core bridge-utils iptables ca-certificates openssl)
+      python3 ansible-core bridge-utils iptables ca-certificates openssl
+      gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

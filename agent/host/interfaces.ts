@@ -101,6 +101,8 @@ export interface MachineSpec {
   name: string;
   rootDir: string;
   boot: boolean;
+  /** No user namespace (see common/privilege.ts); default: a user namespace. */
+  privileged?: boolean;
   limits: MachineLimits;
   network: MachineNetwork;
   env: Record<string, string>;

@@ -106,5 +106,9 @@ export async function bundleAgentProcess(repoRoot: string, tag: string): Promise
     logLevel: "silent",
     output: { dir, format: "esm" },
   });
+  // exec's helper sits beside the driver module, here the bundle (enter-helper.ts)
+  // @ts-expect-error plain JavaScript build script without types
+  const { buildEnter } = await import("../host/machines/enter/build.mjs");
+  buildEnter(join(dir, "enter", "protoctl-enter"));
   return join(dir, "agent-process.js");
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
-import { machineNetwork } from "./env-spec.js";
+import { machineNetwork, machineSpec } from "./env-spec.js";
 
 const spec = (network: object) =>
   EnvSpec.fromPartial({ name: "e", base: { name: "b", version: 0 }, network });
@@ -48,5 +48,15 @@ describe("machineNetwork", () => {
         }),
       ),
     ).toThrow(/same interface name/);
+  });
+});
+
+describe("machineSpec", () => {
+  const spec = (over: Partial<EnvSpec>) =>
+    EnvSpec.fromPartial({ name: "e", base: { name: "b", version: 1 }, ...over });
+  it("runs envs in a user namespace unless privileged is asked, layered envs privileged", () => {
+    expect(machineSpec(spec({}), "/r").privileged).toBe(false);
+    expect(machineSpec(spec({ privileged: true }), "/r").privileged).toBe(true);
+    expect(machineSpec(spec({ layers: ["tools"] }), "/r").privileged).toBe(true);
   });
 });

@@ -7,6 +7,7 @@ import { isIP } from "node:net";
 import { posix } from "node:path";
 import { invalidArgument } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
+import { runsPrivileged } from "../../common/privilege.js";
 import { type EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
 import type { MachineLimits, MachineLink, MachineNetwork, MachineSpec } from "../host/interfaces.js";
 import { parseCidr, parseIp, validIfName } from "../host/networks/addresses.js";
@@ -150,6 +151,7 @@ export function machineSpec(spec: EnvSpec, rootDir: string): MachineSpec {
     name: spec.name,
     rootDir,
     boot: spec.boot,
+    privileged: runsPrivileged(spec),
     limits: machineLimits(spec),
     network: machineNetwork(spec),
     env: { ...spec.env },

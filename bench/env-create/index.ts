@@ -6,8 +6,15 @@
  *    DeleteEnv, N sequential lifecycles over gRPC on a unix socket, agent in
  *    its own process launched as documented (AGENT_NODE_FLAGS, AGENT_ENV);
  *  - raw: `btrfs subvolume snapshot` + `systemd-nspawn --register=no
- *    --keep-unit -q -D … /bin/true` + `btrfs subvolume delete`, N times,
- *    interleaved with the agent's runs so both see the same machine load;
+ *    --keep-unit -q --private-users=pick --private-users-ownership=map -D …
+ *    /bin/true` + `btrfs subvolume delete`, N times, interleaved with the
+ *    agent's runs so both see the same machine load: the same user namespace
+ *    and idmapped snapshot as the agent's default (unprivileged) envs. Raw
+ *    privileged nspawn (no user namespace) is timed in the same loop and
+ *    reported beside it (`raw_privileged_p50_ms`), not compared against;
+ *  - exec: `protoctl-enter` (the agent's exec path: namespaces, caps,
+ *    seccomp) against `nsenter -t LEADER -a`, both spawned directly into a
+ *    running env (`enter_overhead_ms` = p50 difference);
  *  - like for like: both on the host network (the raw command has no network
  *    flag, so nspawn shares the host's); `network_none_p50_ms` is the agent
  *    with a private network namespace, for reference;
@@ -42,6 +49,8 @@ import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 
 const TARGET_RATIO = 1.25;
 const TARGET_RSS_MB = 80;
+/** protoctl-enter may cost at most this much more than nsenter per exec (issue 15). */
+const TARGET_ENTER_OVERHEAD_MS = 30;
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -149,14 +158,16 @@ async function main(): Promise<void> {
       await unary(c, "deleteEnv", { name });
       return { firstExec: t1 - t0, cycle: performance.now() - t0 };
     };
-    const rawCycle = async (i: number) => {
+    const rawCycle = async (i: number, privileged = false) => {
       const dir = join(poolPath, `bench-raw-${i}`);
+      const userns = privileged ? [] : ["--private-users=pick", "--private-users-ownership=map"];
       const t0 = performance.now();
       await run("btrfs", ["subvolume", "snapshot", rawBase, dir]);
       await run("systemd-nspawn", [
         "--register=no",
         "--keep-unit",
         "-q",
+        ...userns,
         "-D",
         dir,
         `--machine=bench-raw-${process.pid}`,
@@ -176,6 +187,7 @@ async function main(): Promise<void> {
     const rawFirst: number[] = [];
     const rawFull: number[] = [];
     const execOnly: number[] = [];
+    const rawPrivFirst: number[] = [];
     for (let i = 0; i < runs; i++) {
       const a = await agentCycle(`seq-${i}`);
       agentFirst.push(a.firstExec);
@@ -183,6 +195,7 @@ async function main(): Promise<void> {
       const r = await rawCycle(i);
       rawFirst.push(r.firstExec);
       rawFull.push(r.cycle);
+      rawPrivFirst.push((await rawCycle(i, true)).firstExec);
     }
     const noneFirst: number[] = [];
     for (let i = 0; i < Math.min(runs, 20); i++) {
@@ -195,10 +208,28 @@ async function main(): Promise<void> {
       await execOverGrpc(c, { env: "exec-probe", command: ["true"] });
       execOnly.push(performance.now() - t0);
     }
+    const enterMs: number[] = [];
+    const nsenterMs: number[] = [];
+    const probe = await unary<object, { status?: { leaderPid?: number } }>(c, "getEnv", {
+      name: "exec-probe",
+    });
+    const leader = String(probe.status?.leaderPid ?? 0);
+    const helper = join(here, "../../agent/host/machines/enter/protoctl-enter");
+    const filter = join(stateDir, "machines", "exec-probe.seccomp");
+    for (let i = 0; i < 30; i++) {
+      let t0 = performance.now();
+      await run(helper, ["exec", "-t", leader, "-f", filter, "--", "true"]);
+      enterMs.push(performance.now() - t0);
+      t0 = performance.now();
+      await run("nsenter", ["-t", leader, "-a", "true"]);
+      nsenterMs.push(performance.now() - t0);
+    }
     await unary(c, "deleteEnv", { name: "exec-probe" });
     log(
       `sequential: agent create→first exec p50 ${round(pct(agentFirst, 0.5))} ms (cycle ${round(pct(agentFull, 0.5))}), ` +
-        `raw snapshot+nspawn p50 ${round(pct(rawFirst, 0.5))} ms (cycle ${round(pct(rawFull, 0.5))}), exec p50 ${round(pct(execOnly, 0.5))} ms`,
+        `raw snapshot+nspawn (userns) p50 ${round(pct(rawFirst, 0.5))} ms (cycle ${round(pct(rawFull, 0.5))}), ` +
+        `raw privileged p50 ${round(pct(rawPrivFirst, 0.5))} ms, exec p50 ${round(pct(execOnly, 0.5))} ms, ` +
+        `protoctl-enter p50 ${round(pct(enterMs, 0.5))} ms vs nsenter -a ${round(pct(nsenterMs, 0.5))} ms`,
     );
 
     // concurrent creates: every failure is counted and shown with its code, the run goes on
@@ -247,11 +278,16 @@ async function main(): Promise<void> {
       p50_ms: round(p50),
       p90_ms: round(pct(agentFirst, 0.9)),
       raw_p50_ms: round(rawP50),
+      raw_reference: "systemd-nspawn --private-users=pick --private-users-ownership=map",
+      raw_privileged_p50_ms: round(pct(rawPrivFirst, 0.5)),
       ratio: Math.round(ratio * 100) / 100,
       target: TARGET_RATIO,
       cycle_p50_ms: round(pct(agentFull, 0.5)),
       raw_cycle_p50_ms: round(pct(rawFull, 0.5)),
       exec_p50_ms: round(pct(execOnly, 0.5)),
+      enter_p50_ms: round(pct(enterMs, 0.5)),
+      nsenter_p50_ms: round(pct(nsenterMs, 0.5)),
+      enter_overhead_ms: round(pct(enterMs, 0.5) - pct(nsenterMs, 0.5)),
       network: "host",
       network_none_p50_ms: round(pct(noneFirst, 0.5)),
       concurrent,
@@ -263,7 +299,12 @@ async function main(): Promise<void> {
       rss_mb_100_envs: round(rss),
       rss_target_mb: TARGET_RSS_MB,
       agent_flags: flags.join(" "),
-      ok: ratio <= TARGET_RATIO && rss <= TARGET_RSS_MB && failures.length === 0,
+      enter_overhead_target_ms: TARGET_ENTER_OVERHEAD_MS,
+      ok:
+        ratio <= TARGET_RATIO &&
+        rss <= TARGET_RSS_MB &&
+        failures.length === 0 &&
+        pct(enterMs, 0.5) - pct(nsenterMs, 0.5) <= TARGET_ENTER_OVERHEAD_MS,
     };
     console.log(JSON.stringify(result));
     if (!result.ok) process.exitCode = 1;

@@ -65,6 +65,7 @@ export interface CreateOpts {
   node?: string;
   selector: string[];
   boot?: boolean;
+  privileged?: boolean;
   memory?: string;
   cpus?: string;
   pids?: string;
@@ -104,6 +105,7 @@ export function envSpecFromFlags(n: string, o: CreateOpts): EnvSpec {
     base,
     layers: o.layer,
     boot: !!o.boot,
+    privileged: !!o.privileged,
     resources: { memoryBytes: o.memory ? parseBytes(o.memory, "--memory") : 0, cpus, pids, diskBytes: 0 },
     network,
     env: keyValues(o.env, "--env"),
@@ -134,6 +136,7 @@ export function command(_name: string): Command {
       .option("--node <node>", "place on this node")
       .option("--selector <k=v>", "place on a node with these labels (repeatable)", collect, [])
       .option("--boot", "boot an init system (systemd-nspawn -b) instead of idling")
+      .option("--privileged", "no user namespace: root inside is root on the host (default: unprivileged)")
       .option("--memory <size>", "memory limit, e.g. 512M")
       .option("--cpus <n>", "CPU limit, e.g. 1 or 0.5")
       .option("--pids <n>", "process count limit")
@@ -189,7 +192,13 @@ export function command(_name: string): Command {
     "protoctl env describe demo",
     async (api, n) => {
       const { Env } = await import("../../proto/gen/protoctl/v1/types.js");
-      return Env.toJSON(await api.unary("getEnv", { name: n }, { deadlineMs: 15_000 }));
+      const env = await api.unary("getEnv", { name: n }, { deadlineMs: 15_000 });
+      const { isolationOf, isolationText } = await import("../../common/privilege.js");
+      // explicit even when false (proto JSON leaves defaults out), plus what it means
+      const json = Env.toJSON(env) as { spec?: Record<string, unknown> };
+      if (json.spec) json.spec.privileged = env.spec?.privileged ?? false;
+      const isolation = env.spec ? isolationText(isolationOf(env.spec)) : undefined;
+      return { ...json, isolation };
     },
   );
 

@@ -115,6 +115,7 @@ export function machineEnvSpec(
     base: { name: m.base.name, version: m.base.version },
     layers: [...m.layers],
     boot: m.boot,
+    privileged: !!m.privileged,
     resources: { ...m.resources },
     network: {
       mode: attachments.length > 0 ? NetworkMode.NETWORK_MODE_BRIDGE : NetworkMode.NETWORK_MODE_NONE,

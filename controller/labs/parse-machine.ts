@@ -15,6 +15,7 @@ export const MACHINE_FIELDS = [
   "layers",
   "count",
   "boot",
+  "privileged",
   "resources",
   "node",
   "nodeSelector",
@@ -48,6 +49,8 @@ export interface MachineTemplate {
   base: { name: string; version: number };
   layers: string[];
   boot: boolean;
+  /** No user namespace for this machine (common/privilege.ts). */
+  privileged: boolean;
   resources: LabResources;
   node: string;
   nodeSelector: Record<string, string>;
@@ -86,6 +89,7 @@ export function readMachine(
     base: { name: "", version: 0 },
     layers: [],
     boot: false,
+    privileged: false,
     resources: { memoryBytes: 0, cpus: 0, pids: 0, diskBytes: 0 },
     node: "",
     nodeSelector: {},
@@ -130,6 +134,8 @@ export function readMachine(
 
   const boot = get("boot");
   if (boot) m.boot = r.bool(boot.value, join(path, "boot"), "boot") ?? false;
+  const priv = get("privileged");
+  if (priv) m.privileged = r.bool(priv.value, join(path, "privileged"), "privileged") ?? false;
 
   const res = get("resources");
   if (res && !r.isNull(res.value)) m.resources = readResources(r, res.value, join(path, "resources"));

@@ -118,6 +118,17 @@ machines:
     ]);
   });
 
+  it("reads privileged per machine, false by default", () => {
+    const r = parseLabSpec("name: p\nmachines:\n  a: { base: x, privileged: true }\n  b: { base: x }\n");
+    if (!r.ok) throw new Error(formatIssues(r.issues).join("\n"));
+    expect(r.spec.machines.map((m) => [m.name, m.privileged])).toEqual([
+      ["a", true],
+      ["b", false],
+    ]);
+    expect(errorsOf("name: p\nmachines:\n  a: { base: x, privileged: maybe }\n")[0]).toMatch(
+      /privileged must be true or false/,
+    );
+  });
   it("offsets host ports of counted machines", () => {
     const r = parseLabSpec(
       "name: l\nnetworks: {n: 10.0.0.0/24}\nmachines:\n  w: { base: b, count: 3, networks: [n], ports: ['8080:80'] }\n",

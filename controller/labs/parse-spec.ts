@@ -330,6 +330,7 @@ function expandAll(r: SpecReader, lab: string, templates: MachineTemplate[]): La
           base: t.base,
           layers: t.layers,
           boot: t.boot,
+          privileged: t.privileged,
           resources: t.resources,
           node: t.node,
           nodeSelector: t.nodeSelector,

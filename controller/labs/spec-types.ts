@@ -34,6 +34,8 @@ export interface LabMachineSpec {
   base: { name: string; version: number };
   layers: string[];
   boot: boolean;
+  /** No user namespace (explicit opt-in; common/privilege.ts). */
+  privileged: boolean;
   resources: LabResources;
   /** Pin to this node ("" = let the scheduler choose). */
   node: string;

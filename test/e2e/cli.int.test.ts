@@ -196,6 +196,14 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`env/e2e-one created from busybox@1 on node ${node} (Running)\n`);
+    // unprivileged by default, and describe says so
+    const d = await cli(["env", "describe", "e2e-one", "-o", "json"]);
+    expect(d.code).toBe(0);
+    const env = JSON.parse(d.stdout) as { spec: { privileged: boolean }; isolation: string };
+    expect(env.spec.privileged).toBe(false);
+    expect(env.isolation).toMatch(/^user namespace/);
+    const map = await cli(["env", "exec", "e2e-one", "--", "cat", "/proc/self/uid_map"]);
+    expect(map.stdout.trim().split(/\s+/).join(" ")).not.toBe("0 0 4294967295");
   }, 60_000);
 
   it("user add writes a credential that context import uses; a viewer lists but cannot create; user rm revokes", async () => {

@@ -1,15 +1,18 @@
 /**
- * Exec into a running machine: `nsenter -t <leader> -a` in the env's cgroups
- * (so the process counts against the env's limits), the environment given by
- * `env -i KEY=VALUE…` as separate argv entries. Plain sessions use a
- * pre-joined slot when one is ready (exec-slot.ts), else the cgroup wrapper;
- * TTY sessions use node-pty (loaded on first use: it is a native addon the
- * agent does not need until someone asks for a terminal).
+ * Exec into a running machine through protoctl-enter (enter/enter.c): it
+ * joins the env's cgroups (so the process counts against the env's limits),
+ * enters every namespace of the env's PID 1 (its user namespace included),
+ * takes PID 1's capability bounding set, no_new_privs and seccomp filter, then
+ * execs the command with exactly the given environment (`-e KEY=VALUE`,
+ * separate argv entries; no `env -i` process in between). Plain sessions use a pre-joined slot when one is ready
+ * (exec-slot.ts), else the helper joins the cgroups itself; TTY sessions use
+ * node-pty (loaded on first use: it is a native addon the agent does not need
+ * until someone asks for a terminal).
  *
- * nsenter forks once to enter the PID namespace and waits; when its child dies
- * of a signal it kills itself with the same one, so the wrapper's own exit
- * status is the command's. Signals go to that child (found in /proc), which is
- * the command itself.
+ * The helper forks once to enter the PID namespace and waits; when its child
+ * dies of a signal it kills itself with the same one (as nsenter does), so its
+ * own exit status is the command's. Signals go to that child (found in
+ * /proc), which is the command itself.
  */
 
 import type { ChildProcess } from "node:child_process";
@@ -18,7 +21,6 @@ import { PassThrough, type Readable, Writable } from "node:stream";
 import { spawnDirect } from "../../../common/exec.js";
 import type { ExecSession } from "../interfaces.js";
 import type { ExecSlot } from "./exec-slot.js";
-import { wrapInCgroups } from "./nspawn-args.js";
 import { childrenOf } from "./proc.js";
 
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -35,7 +37,11 @@ export function baseEnv(): Record<string, string> {
 }
 
 export interface ExecPlan {
+  /** protoctl-enter's path (enter-helper.ts). */
+  helper: string;
   leaderPid: number;
+  /** PID 1's seccomp filters, copied once per env (enter-helper.ts dumpSeccomp). */
+  filterFile: string;
   procsFiles: string[];
   command: string[];
   env: Record<string, string>;
@@ -43,41 +49,33 @@ export interface ExecPlan {
   tty: boolean;
   rows: number;
   cols: number;
-  /** Numeric ids to run as (nsenter -S/-G); root when absent. */
+  /** Numeric ids inside the env's user namespace; root when absent. */
   user?: { uid: number; gid: number };
 }
 
 /**
- * Changes directory inside the env before the command. nsenter's own --wd
- * opens the path on the host side, before entering the mount namespace, so
- * it is not used: entering the mount namespace already lands in the env's "/".
+ * protoctl-enter's arguments, then the command. `joinCgroups`:
+ * the helper joins the env's cgroups itself (no slot did it). The working
+ * directory is changed inside the env, after the ids (helper's -w).
  */
-export const CHDIR_SCRIPT = 'cd -- "$1" || exit 126; shift; exec "$@"';
-
-/** nsenter, then env -i, then the command: what runs once in the env's cgroups. */
-export function innerArgv(plan: ExecPlan): string[] {
-  const envArgs = Object.entries(plan.env).map(([k, v]) => `${k}=${v}`);
-  const cd =
-    plan.workdir && plan.workdir !== "/" ? ["/bin/sh", "-c", CHDIR_SCRIPT, "protoctl-cd", plan.workdir] : [];
-  // -S/-G: nsenter drops supplementary groups, then setgid, then setuid, after entering
-  const user = plan.user ? ["-S", String(plan.user.uid), "-G", String(plan.user.gid)] : [];
+export function enterArgs(plan: ExecPlan, joinCgroups: boolean): string[] {
+  const envArgs = Object.entries(plan.env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
+  const cg = joinCgroups ? plan.procsFiles.flatMap((f) => ["-c", f]) : [];
+  const user = plan.user ? ["-u", String(plan.user.uid), "-g", String(plan.user.gid)] : [];
+  const wd = plan.workdir && plan.workdir !== "/" ? ["-w", plan.workdir] : [];
   return [
-    "nsenter",
+    "exec",
     "-t",
     String(plan.leaderPid),
-    "-a",
+    "-f",
+    plan.filterFile,
+    ...cg,
     ...user,
-    "env",
-    "-i",
+    ...wd,
     ...envArgs,
-    ...cd,
+    "--",
     ...plan.command,
   ];
-}
-
-/** argv after `sh`: the cgroup wrapper, then innerArgv. */
-export function execArgv(plan: ExecPlan): string[] {
-  return wrapInCgroups(plan.procsFiles, innerArgv(plan));
 }
 
 /** Exit code from a wait status: the code, or 128+N for signal N. */
@@ -94,7 +92,7 @@ export function exitCodeOf(
 }
 
 function signalInner(wrapperPid: number, sig: NodeJS.Signals): void {
-  // wrapper (now nsenter) → its forked child, the command inside the env
+  // the helper → its forked child, the command inside the env
   const inner = childrenOf(wrapperPid)[0];
   try {
     process.kill(inner ?? wrapperPid, sig);
@@ -114,10 +112,13 @@ export async function startExec(plan: ExecPlan, slot?: ExecSlot): Promise<ExecSe
 
 function startPiped(plan: ExecPlan, slot?: ExecSlot): ExecSession {
   let child: ChildProcess;
-  if (slot?.alive()) child = slot.launch(innerArgv(plan));
+  if (slot?.alive()) child = slot.launch([plan.helper, ...enterArgs(plan, false)]);
   else {
     slot?.discard();
-    child = spawnDirect("/bin/sh", execArgv(plan), { stdio: ["pipe", "pipe", "pipe"], env: baseEnv() });
+    child = spawnDirect(plan.helper, enterArgs(plan, true), {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: baseEnv(),
+    });
   }
   // Exit means the command's exit, not the end of its output streams: a
   // background child may hold them open long after (see drainAfterExit).
@@ -146,7 +147,7 @@ async function startTty(plan: ExecPlan): Promise<ExecSession> {
   const { spawn: ptySpawn } = await import("node-pty");
   const env = { ...plan.env };
   env.TERM ??= "xterm-256color";
-  const term = ptySpawn("/bin/sh", execArgv({ ...plan, env }), {
+  const term = ptySpawn(plan.helper, enterArgs({ ...plan, env }, true), {
     name: env.TERM,
     rows: plan.rows || 24,
     cols: plan.cols || 80,

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { envCgroupSet, limitWrites, parseProcCgroup } from "./cgroups.js";
-import { execArgv, exitCodeOf } from "./exec-session.js";
+import { enterArgs, exitCodeOf } from "./exec-session.js";
 import { tailOffset } from "./log-follow.js";
 import { MACHINE_NAME_MAX, machineName, vethHostName } from "./naming.js";
-import { COMMAND_MODE_INIT, JOIN_CGROUPS_SCRIPT, nspawnArgs } from "./nspawn-args.js";
+import { COMMAND_MODE_INIT, nspawnArgs } from "./nspawn-args.js";
 import { parseStat } from "./proc.js";
+import { hostIdOfRoot } from "./userns.js";
 
 describe("naming", () => {
   it("makes machine names unique per node and within 64 chars", () => {
@@ -50,6 +51,13 @@ describe("nspawn args", () => {
     expect(a).toContain("--private-network");
     expect(a).toContain("--setenv=A=1");
     expect(a.slice(-4)).toEqual(["--", "/bin/sh", "-c", COMMAND_MODE_INIT]);
+    // unprivileged unless asked
+    expect(a).toContain("--private-users=pick");
+    expect(a).toContain("--private-users-ownership=map");
+  });
+  it("privileged machines get no user namespace", () => {
+    const a = nspawnArgs({ spec: { ...base, privileged: true, network: { mode: "none" } }, machine: "m" });
+    expect(a.some((w) => w.startsWith("--private-users"))).toBe(false);
   });
   it("boot mode and veth networks", () => {
     const a = nspawnArgs({
@@ -74,21 +82,34 @@ describe("nspawn args", () => {
 });
 
 describe("exec argv", () => {
-  it("passes user data only as separate argv entries after a fixed script", () => {
-    const argv = execArgv({
+  it("passes user data only as separate argv entries to protoctl-enter", () => {
+    const plan = {
+      helper: "/x/protoctl-enter",
       leaderPid: 42,
-      procsFiles: ["/cg/a/cgroup.procs"],
+      filterFile: "/state/e.seccomp",
+      procsFiles: ["/cg/a/cgroup.procs", "/cg/b/cgroup.procs"],
       command: ["echo", "$(rm -rf /)"],
       env: { X: "a b" },
       workdir: "/srv",
       tty: false,
       rows: 0,
       cols: 0,
-    });
-    expect(argv.slice(0, 2)).toEqual(["-c", JOIN_CGROUPS_SCRIPT]);
-    expect(argv).toContain("X=a b");
-    expect(argv.slice(-3)).toEqual(["/srv", "echo", "$(rm -rf /)"]);
-    expect(argv.slice(4, 9)).toEqual(["--", "nsenter", "-t", "42", "-a"]);
+      user: { uid: 1000, gid: 100 },
+    };
+    const argv = enterArgs(plan, true);
+    expect(argv.slice(0, 5)).toEqual(["exec", "-t", "42", "-f", "/state/e.seccomp"]);
+    expect(argv.slice(5, 9)).toEqual(["-c", "/cg/a/cgroup.procs", "-c", "/cg/b/cgroup.procs"]);
+    expect(argv.slice(9, 15)).toEqual(["-u", "1000", "-g", "100", "-w", "/srv"]);
+    expect(argv.slice(15)).toEqual(["-e", "X=a b", "--", "echo", "$(rm -rf /)"]);
+    // a slot has joined already: no -c; root and "/" need no options
+    const slot = enterArgs({ ...plan, user: undefined, workdir: "/" }, false);
+    expect(slot).not.toContain("-c");
+    expect(slot.slice(5, 8)).toEqual(["-e", "X=a b", "--"]);
+  });
+  it("finds the host id of container root in a uid_map", () => {
+    expect(hostIdOfRoot("         0  210239488      65536\n")).toBe(210239488);
+    expect(hostIdOfRoot("         0          0 4294967295\n")).toBe(0);
+    expect(hostIdOfRoot("      1000       5000          1\n")).toBeUndefined();
   });
   it("maps signals to 128+N", () => {
     expect(exitCodeOf(null, "SIGKILL")).toBe(137);

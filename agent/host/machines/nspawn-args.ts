@@ -48,6 +48,9 @@ export function nspawnArgs({ spec, machine, vethHost, links }: NspawnArgsInput):
   // Command mode: PID 1 gets SIGTERM (not nspawn's default SIGKILL) so the init exits cleanly;
   // its stdio is the console log file directly (no pty to copy through).
   // Boot mode: systemd wants a console; nspawn copies it to its stdout (the log file).
+  // Unprivileged by default: root inside maps to a range nspawn picks (and
+  // locks) per machine; the snapshot is idmapped, so files keep their on-disk ids.
+  if (!spec.privileged) a.push("--private-users=pick", "--private-users-ownership=map");
   if (spec.boot) a.push("--console=read-only", "--kill-signal=SIGRTMIN+3");
   else a.push("--console=pipe", "--kill-signal=SIGTERM");
   for (const [k, v] of Object.entries(spec.env)) {

@@ -44,6 +44,7 @@ import {
   removeCgroupsSettled,
   startProcsFiles,
 } from "./cgroups.js";
+import { requireEnterHelper } from "./enter-helper.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { ExecSlot, slotsSupported } from "./exec-slot.js";
 import { assignPrivateAddresses, type PlannedLink, planLinks } from "./links.js";
@@ -52,6 +53,8 @@ import { type MachineRecord, RecordStore } from "./machine-record.js";
 import { machineName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
 import { findLeader, isAlive, procStat } from "./proc.js";
+import { SeccompCopies } from "./seccomp-copies.js";
+import { chownToContainerRoot } from "./userns.js";
 import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
 
 export interface NspawnDriverOptions {
@@ -82,6 +85,8 @@ const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export class NspawnMachineDriver implements MachineDriver {
   private readonly store: RecordStore;
+  /** Each running env's copy of its PID 1 seccomp filters (seccomp-copies.ts). */
+  private readonly filters: SeccompCopies;
   private readonly records = new Map<string, MachineRecord>();
   private readonly hierarchies: Record<string, string>;
   private readonly networks: NetworkDriver;
@@ -100,6 +105,7 @@ export class NspawnMachineDriver implements MachineDriver {
     const dir = join(opts.stateDir, "machines");
     mkdirSync(dir, { recursive: true });
     this.store = new RecordStore(dir);
+    this.filters = new SeccompCopies(dir);
     this.hierarchies = opts.hierarchies ?? detectHierarchies();
     if (opts.netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.netns)) {
       throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
@@ -154,6 +160,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   private afterExit(rec: MachineRecord): void {
     this.dropSlot(rec.name);
+    this.filters.drop(rec.name);
     void this.proxies.close(rec.name);
     void this.removeCgroupsOf(rec.name, rec.cgroups);
     void this.removeLinks(rec);
@@ -283,6 +290,7 @@ export class NspawnMachineDriver implements MachineDriver {
       this.clearStale(spec.name);
     }
     for (const h of vethHosts) if (await this.networks.linkExists(h)) await this.networks.removeLink(h);
+    this.filters.drop(spec.name);
 
     try {
       createCgroups(cgroups, spec.limits);
@@ -318,6 +326,8 @@ export class NspawnMachineDriver implements MachineDriver {
         if (rec.nspawnPid === pid) rec.exitCode = code ?? undefined;
       });
       rec.leaderPid = await this.waitLeader(rec);
+      // container root owns its console log, as PID 1 does its open fd: `echo > /proc/1/fd/1` works
+      if (!spec.privileged) chownToContainerRoot(rec.logFile, rec.leaderPid);
       if (spec.boot) await this.waitSystemdBus(rec);
       const addresses: string[] = [];
       for (const l of links) {
@@ -343,6 +353,7 @@ export class NspawnMachineDriver implements MachineDriver {
       for (const a of picked) this.reserved.delete(a);
       rec.running = false;
       this.dropSlot(spec.name);
+      this.filters.drop(spec.name);
       await this.proxies.close(spec.name);
       killCgroups(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
@@ -420,6 +431,7 @@ export class NspawnMachineDriver implements MachineDriver {
       throw notFound(`no machine for env ${name}`, { reason: "MACHINE_NOT_FOUND", subject: `env/${name}` });
     this.dropSlot(name);
     await this.proxies.close(name);
+    this.filters.drop(name);
     if (rec.running && this.alive(rec)) {
       if (!opts.force) {
         try {
@@ -482,9 +494,12 @@ export class NspawnMachineDriver implements MachineDriver {
       throw invalidArgument("workdir must be an absolute path");
     for (const w of req.command) if (w.includes("\0")) throw invalidArgument("command words cannot hold NUL");
     const procsFiles = execProcsFiles(rec.cgroups);
+    const helper = requireEnterHelper();
     const session = await startExec(
       {
+        helper,
         leaderPid: rec.leaderPid,
+        filterFile: this.filters.file(rec.name),
         procsFiles,
         command: req.command,
         env,
@@ -585,6 +600,7 @@ export class NspawnMachineDriver implements MachineDriver {
 
   async cleanup(name: string): Promise<void> {
     this.dropSlot(name);
+    this.filters.drop(name);
     await this.proxies.close(name);
     if (this.prewarmed.delete(name) && !this.records.has(name)) {
       await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));

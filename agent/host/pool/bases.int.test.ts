@@ -69,13 +69,22 @@ describe("bases", () => {
 
   it("updates inside nspawn and seals N+1 only on success", async () => {
     const v1 = await pool.importBase("upd", { dir: rootfs });
-    const v2 = await pool.updateBase("upd", ["/bin/sh", "-c", "echo updated > /etc/motd; rm /bin/vi"], {
-      network: true,
-    });
+    const v2 = await pool.updateBase(
+      "upd",
+      [
+        "/bin/sh",
+        "-c",
+        "echo updated > /etc/motd; rm /bin/vi; grep -v '0 *0 *4294967295' /proc/self/uid_map > /uidmap",
+      ],
+      { network: true },
+    );
     expect(v2).toMatchObject({ base: "upd", version: 2, parent: "upd@1" });
     expect(v2.recipeDigest).not.toBe(v1.recipeDigest);
     const r2 = join(pool.mountpoint, "@base/upd@2/root");
     expect(await readFile(join(r2, "etc/motd"), "utf8")).toBe("updated\n");
+    // ran in a user namespace (not the identity map), yet root's files are uid 0 on disk (idmapped)
+    expect((await readFile(join(r2, "uidmap"), "utf8")).trim()).toMatch(/^0\s+\d+\s+65536$/);
+    expect((await stat(join(r2, "etc/motd"))).uid).toBe(0);
     await expect(stat(join(r2, "etc/resolv.conf"))).rejects.toThrow(); // nspawn's bind target is not kept
     await expect(stat(join(pool.mountpoint, "@base/upd@1/root/etc/motd"))).rejects.toThrow();
 

@@ -218,6 +218,7 @@ export class BaseStore {
         progress?.({ step: "update", message: argv.join(" ") });
         const r = await runInRoot(s.root, argv, {
           network: opts.network,
+          userns: true,
           env: { DEBIAN_FRONTEND: "noninteractive" },
           step: "update",
           progress,

@@ -25,6 +25,12 @@ export async function runInRoot(
   command: string[],
   opts: {
     network: boolean;
+    /**
+     * In a user namespace over an idmapped root (as envs run): only for
+     * btrfs roots (base updates); layer builds run on an overlayfs, which
+     * cannot be idmapped here (common/privilege.ts), so they stay privileged.
+     */
+    userns?: boolean;
     env?: Record<string, string>;
     binds?: Array<{ host: string; container: string; readonly?: boolean }>;
     stdin?: Uint8Array;
@@ -45,6 +51,7 @@ export async function runInRoot(
     "--timezone=off",
     "--link-journal=no",
   ];
+  if (opts.userns) args.push("--private-users=pick", "--private-users-ownership=map");
   if (!opts.network) args.push("--private-network");
   for (const [k, v] of Object.entries(opts.env ?? {})) args.push(`--setenv=${k}=${v}`);
   for (const b of opts.binds ?? [])

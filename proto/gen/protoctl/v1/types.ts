@@ -746,6 +746,11 @@ export interface EnvSpec {
   /** start after create (default in the CLI) */
   start: boolean;
   hostname: string;
+  /**
+   * No user namespace: root inside is root on the host (explicit opt-in; layered envs
+   * run this way too while overlayfs cannot be idmapped).
+   */
+  privileged: boolean;
 }
 
 export interface EnvSpec_EnvEntry {
@@ -4389,6 +4394,7 @@ function createBaseEnvSpec(): EnvSpec {
     restart: 0,
     start: false,
     hostname: "",
+    privileged: false,
   };
 }
 
@@ -4438,6 +4444,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     }
     if (message.hostname !== "") {
       writer.uint32(122).string(message.hostname);
+    }
+    if (message.privileged !== false) {
+      writer.uint32(128).bool(message.privileged);
     }
     return writer;
   },
@@ -4581,6 +4590,14 @@ export const EnvSpec: MessageFns<EnvSpec> = {
             message.hostname = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.privileged = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4649,6 +4666,7 @@ export const EnvSpec: MessageFns<EnvSpec> = {
       restart: isSet(object.restart) ? restartPolicyFromJSON(object.restart) : 0,
       start: isSet(object.start) ? globalThis.Boolean(object.start) : false,
       hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
+      privileged: isSet(object.privileged) ? globalThis.Boolean(object.privileged) : false,
     };
   },
 
@@ -4711,6 +4729,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     if (message.hostname !== "") {
       obj.hostname = message.hostname;
     }
+    if (message.privileged !== false) {
+      obj.privileged = message.privileged;
+    }
     return obj;
   },
 
@@ -4754,6 +4775,7 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     message.restart = object.restart ?? 0;
     message.start = object.start ?? false;
     message.hostname = object.hostname ?? "";
+    message.privileged = object.privileged ?? false;
     return message;
   },
 };
