@@ -14,7 +14,7 @@ const who = {
   anonymous: { kind: "anonymous", name: "", role: "none" },
 } satisfies Record<string, Principal>;
 
-/** Who may call a method of each level: the table of docs/security-identity.md. */
+/** Who may call a method of each level: the table in docs/security.md (Identity, roles and audit). */
 const MAY: Record<Level, Array<keyof typeof who>> = {
   open: ["admin", "operator", "viewer", "node", "controller", "anonymous"],
   node: ["node", "controller"],
