@@ -163,6 +163,7 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
       agentVersion: info.version,
       sentMs: Date.now(),
       inventory: true,
+      foreignBases: [],
     };
   };
 
@@ -199,6 +200,7 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
       agentVersion: "",
       sentMs: Date.now(),
       inventory: false,
+      foreignBases: [],
     };
     if (forceInventory || Date.now() - lastInfoAt >= inventoryEveryMs) {
       try {

@@ -29,7 +29,13 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
       envs: ctx.envs.names().length,
     },
     bases: bases.map((b) =>
-      baseVersionMsg(b, ctx.node, [], ctx.propagation?.heldState(b.base, b.version) ?? "local"),
+      baseVersionMsg(
+        b,
+        ctx.node,
+        [],
+        ctx.propagation?.heldState(b.base, b.version) ?? "local",
+        ctx.propagation?.heldChecksum(b.base, b.version) ?? "",
+      ),
     ),
     labels: ctx.labels,
     attachments: (ctx.propagation?.listAttachments() ?? []).map((a) => attachmentMsg(a, ctx.node)),

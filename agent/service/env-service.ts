@@ -25,6 +25,7 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
+import { unsealed } from "../server/convert.js";
 import {
   filePath,
   hostsFile,
@@ -391,6 +392,7 @@ export class EnvService {
       nodes: [this.opts.node],
       users: [],
       parent: meta.parent ?? "",
+      ...unsealed(),
     };
   }
 }

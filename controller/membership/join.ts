@@ -39,6 +39,7 @@ export async function joinNode(ctx: ControllerContext, req: JoinNodeRequest): Pr
       labels: { ...token.labels, ...req.labels },
       capacity: undefined,
       baseVersions: [],
+      foreignBaseVersions: [],
       capabilities: [],
       joinedMs: cur?.joinedMs || now,
       lastSeenMs: now,

@@ -40,6 +40,7 @@ import { newStatus } from "../reconcile/env-reconciler.js";
 import { codecs } from "../store/store.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, pipeFrom, serverStream, unary } from "./handlers.js";
+import { sealResult } from "./seal.js";
 
 const WAIT_MS = 10 * 60_000;
 const SETTLED = new Set([EnvPhase.ENV_PHASE_RUNNING, EnvPhase.ENV_PHASE_FAILED, EnvPhase.ENV_PHASE_LOST]);
@@ -187,8 +188,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
         ),
       );
       if (!res.baseVersion) throw new ProtoctlError(Code.INTERNAL, "agent returned no base version");
-      await store.recordBaseVersion(res.baseVersion);
-      return res.baseVersion;
+      return sealResult(ctx, node, "base.snapshot", res.baseVersion);
     }),
 
     execEnv: (call: ServerDuplexStream<ExecInput, ExecOutput>) => {

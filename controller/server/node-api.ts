@@ -34,6 +34,7 @@ export function composeNode(rec: Node, inv: NodeHeartbeat | undefined, alive: Al
     state: alive ? NodeState.NODE_STATE_READY : NodeState.NODE_STATE_NOT_READY,
     capacity: inv?.capacity,
     baseVersions: (inv?.bases ?? []).map((b) => `${b.base}@${b.version}`),
+    foreignBaseVersions: (inv?.foreignBases ?? []).map((b) => `${b.base}@${b.version}`),
     capabilities: inv?.capabilities ?? [],
     lastSeenMs: inv?.sentMs || rec.lastSeenMs,
     agentVersion: inv?.agentVersion || rec.agentVersion,
