@@ -26,12 +26,14 @@ import {
   BaseVersionState,
   EnvPhase,
   type Layer,
+  type LayerBuild,
   NodeState,
   type OperationEvent,
   Recipe,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { propagatorFor } from "../propagation/push.js";
+import { recordLayerBuild } from "../store/layer-builds.js";
 import { agentFor } from "./env-api.js";
 import { pipeFrom, serverStream, unary } from "./handlers.js";
 import { listNodes } from "./node-api.js";
@@ -351,26 +353,42 @@ export function layerApi(ctx: ControllerContext) {
         subject: `layer/${spec.name}`,
         message: `digest ${digest.slice(0, 12)}`,
       });
+      let last: LayerBuild = { base: "", digest, sizeBytes: 0, builtMs: 0, node: "" };
       for (const ref of req.buildOn) {
         const node = await pickNode(ctx, "", ref.name);
         const client = await agentFor(ctx, node);
         const up = client.buildLayer({ layer: spec, base: ref });
         call.on("cancelled", () => up.cancel());
-        await pipeFrom(up, send).catch((err) => {
+        let built: LayerBuild | undefined;
+        // the agent's result (base@N it built on) is recorded, then sent once, below
+        await pipeFrom(
+          up,
+          (m: OperationEvent | undefined) => m && send(m),
+          (m: OperationEvent) => {
+            if (m.event?.$case === "result" && m.event.result.result?.$case === "layerBuild") {
+              built = {
+                ...m.event.result.result.layerBuild,
+                node: m.event.result.result.layerBuild.node || node,
+              };
+              return undefined;
+            }
+            return m;
+          },
+        ).catch((err) => {
           throw fromServiceError(err);
         });
+        if (built) {
+          await recordLayerBuild(s, spec.name, built);
+          await s.events.emit({
+            kind: "layer.built",
+            subject: `layer/${spec.name}`,
+            message: `built on ${built.base} on ${built.node}`,
+            node: built.node,
+          });
+          last = built;
+        }
       }
-      send({
-        event: {
-          $case: "result",
-          result: {
-            result: {
-              $case: "layerBuild",
-              layerBuild: { base: "", digest, sizeBytes: 0, builtMs: 0, node: "" },
-            },
-          },
-        },
-      });
+      send({ event: { $case: "result", result: { result: { $case: "layerBuild", layerBuild: last } } } });
     }),
     listLayers: unary(async () => ({ layers: (await s.layers.list()).items.map((i) => i.value.layer) })),
     getLayer: unary(
