@@ -20,11 +20,20 @@ export async function sealResult(
   kind: string,
   bv: BaseVersion,
 ): Promise<BaseVersion> {
-  const seal = await ctx.store.recordBaseVersion(bv, node);
-  await reclassify(ctx, [node]);
+  let seal = await ctx.store.recordBaseVersion(bv, node);
   const ref = `${bv.base}@${bv.version}`;
-  if (seal.origin !== node) {
-    // Two nodes numbered a version alike (each counts from what it holds): the first seal stands.
+  if (seal.origin && seal.origin !== node && seal.recipeDigest === bv.recipeDigest) {
+    // The same recipe made on another node at our request (a base imported on every host, as
+    // lab set-ups do): that node holds base@N as well as the origin does.
+    seal =
+      (await ctx.store.updateSeal(bv.base, bv.version, (s) =>
+        s.holders.includes(node) ? undefined : { ...s, holders: [...s.holders, node] },
+      )) ?? seal;
+  }
+  await reclassify(ctx, [node]);
+  if (seal.origin && seal.origin !== node && !seal.holders.includes(node)) {
+    // Two nodes numbered different versions alike (each counts from what it holds): the first
+    // seal stands, the other copy is foreign.
     await ctx.store.events.emit({
       kind: "base.conflict",
       subject: `base/${ref}`,
@@ -41,5 +50,5 @@ export async function sealResult(
     );
   }
   await ctx.store.events.emit({ kind, subject: `base/${ref}`, message: `${ref} on ${node}`, node });
-  return { ...bv, origin: seal.origin, sealedMs: seal.sealedMs, nodes: [node] };
+  return { ...bv, origin: seal.origin, sealedMs: seal.sealedMs, holders: seal.holders, nodes: [node] };
 }
