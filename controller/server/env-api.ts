@@ -37,6 +37,7 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { newStatus } from "../reconcile/env-reconciler.js";
+import { keptOutput } from "../reconcile/failure-output.js";
 import { codecs } from "../store/store.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, pipeFrom, serverStream, unary } from "./handlers.js";
@@ -249,7 +250,14 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       const up = client.logs(req);
       call.on("cancelled", () => up.cancel());
       await pipeFrom(up, send).catch((err) => {
-        throw fromServiceError(err);
+        const pe = fromServiceError(err);
+        // a failed start the agent cleaned up: what the machine said is kept in the status
+        const kept = keptOutput(env.status?.message ?? "");
+        if (pe.code === Code.NOT_FOUND && env.status?.phase === EnvPhase.ENV_PHASE_FAILED && kept) {
+          send({ stream: "system", data: Buffer.from(kept), timeMs: Date.now() });
+          return;
+        }
+        throw pe;
       });
     }),
 
