@@ -8,7 +8,7 @@ import { Code, ProtoctlError } from "../common/errors.js";
 import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, ExecStart, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import { type FakeAgent, startFakeAgent } from "../test/harness/fake-agent.js";
+import { type FakeAgent, sealFakeBases, startFakeAgent } from "../test/harness/fake-agent.js";
 import type { RunningController } from "./controller.js";
 import { ClusterStore } from "./store/store.js";
 import {
@@ -18,6 +18,7 @@ import {
   joinAgents,
   REUSABLE,
   startTestController,
+  streamed,
   testEnvSpec,
   uniquePrefix,
 } from "./testing/cluster.js";
@@ -46,6 +47,7 @@ describe("controller with fake agents", () => {
     ];
     c = client(controllers[1]!.address);
     const { token } = await call(c, "createJoinToken", { ttlSeconds: 60, labels: {}, ...REUSABLE });
+    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, agentSpecs);
     agents = await joinAgents(
       controllers.map((x) => x.address),
       token,
@@ -284,12 +286,62 @@ describe("controller with fake agents", () => {
     await eventually(
       async () => (await call(c, "listNodes", {})).nodes[0]?.state === NodeState.NODE_STATE_READY,
     );
+    // sealed by the controller (built on another node, pushed here)
+    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, [
+      { name: "builder", bases: ["fresh@1"] },
+      { name: "slowbeat", bases: ["fresh@1"] },
+    ]);
     a.addBase("fresh@1");
     await eventually(
       async () => (await call(c, "listNodes", {})).nodes[0]?.baseVersions.includes("fresh@1"),
       20_000,
       10,
     );
+  });
+
+  it("a node's report of a version the controller never sealed is foreign: not latest, not placed on, not pushed", async () => {
+    await setup([{ name: "n1" }, { name: "n2" }]);
+    // n2 is compromised: it claims debian@9 (never sealed) and its own debian@1 is not the sealed one
+    const rogue = agents[1]!;
+    rogue.addBase("debian@9");
+    await eventually(async () => {
+      const n = await call(c, "getNode", { name: "n2" });
+      return n.foreignBaseVersions.includes("debian@9");
+    });
+    expect((await call(c, "getNode", { name: "n2" })).baseVersions).not.toContain("debian@9");
+    const base = await call(c, "getBase", { name: "debian" });
+    expect(base.latest).toBe(1);
+    const v9 = base.versions.find((v) => v.version === 9);
+    expect(v9).toMatchObject({ foreign: true, foreignNodes: ["n2"], nodes: [] });
+    expect(base.versions.find((v) => v.version === 1)?.nodes.sort()).toEqual(["n1", "n2"]);
+    // "latest" placements use debian@1, never the foreign @9
+    const e = await call(c, "createEnv", { spec: testEnvSpec("latest-one"), wait: true });
+    expect(e.status?.baseVersion).toBe(1);
+    // a pinned @9 has no node: it stays Pending, and nothing is pushed from n2
+    await call(c, "createEnv", {
+      spec: testEnvSpec("pinned9", { base: { name: "debian", version: 9 } }),
+      wait: false,
+    });
+    const pending = await eventually(async () => {
+      const r = await call(c, "getEnv", { name: "pinned9" });
+      return r.status?.reasons.length ? r : undefined;
+    });
+    expect(pending.status?.phase).toBe(EnvPhase.ENV_PHASE_PENDING);
+    // no push from n2 was tried (a fake agent's PublishSeed would have failed, naming itself)
+    expect(JSON.stringify(pending.status?.reasons)).not.toMatch(/PublishSeed|pushing/);
+    const push = await streamed(
+      c.pushBase({
+        ref: { name: "debian", version: 9 },
+        nodes: ["n1"],
+        all: false,
+        selector: {},
+        fanout: 0,
+        transport: "",
+        waitLocal: false,
+      }),
+    ).catch((err) => err);
+    expect(push).toMatchObject({ code: Code.FAILED_PRECONDITION, reason: "NOT_SEALED" });
+    await call(c, "deleteEnv", { name: "pinned9", wait: true });
   });
 
   it("drain moves restart=ALWAYS envs elsewhere and reports the ones it leaves", async () => {

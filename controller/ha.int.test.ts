@@ -9,7 +9,7 @@ import { Code, ProtoctlError } from "../common/errors.js";
 import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import type { FakeAgent } from "../test/harness/fake-agent.js";
+import { type FakeAgent, sealFakeBases } from "../test/harness/fake-agent.js";
 import { ClusterStore } from "./store/store.js";
 import {
   call,
@@ -53,10 +53,12 @@ it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every 
     const leader = procs.find((p) => p.id === leaderId)!;
     const survivor = procs.find((p) => p.id !== leaderId)!;
     const { token } = await call(anyClient, "createJoinToken", { ttlSeconds: 120, labels: {}, ...REUSABLE });
+    const specs = [{ name: "n1" }, { name: "n2" }, { name: "n3" }];
+    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, specs);
     agents = await joinAgents(
       procs.map((p) => p.address),
       token,
-      [{ name: "n1" }, { name: "n2" }, { name: "n3" }],
+      specs,
     );
     const sc = clients.get(survivor.id)!;
     await eventually(

@@ -24,7 +24,7 @@ import {
 import { AgentServiceClient } from "../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase, NodeState } from "../proto/gen/protoctl/v1/types.js";
 import { freePort, startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import { type FakeAgent, startFakeAgent } from "../test/harness/fake-agent.js";
+import { type FakeAgent, sealFakeBases, startFakeAgent } from "../test/harness/fake-agent.js";
 import { startController } from "./controller.js";
 import { ClusterStore } from "./store/store.js";
 import {
@@ -114,6 +114,7 @@ it("mutual TLS: admin and controller identities pass, everyone else is refused",
       log: silentLogger(),
     });
     expect(tls?.certPem).toContain("BEGIN CERTIFICATE");
+    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, [{ name: "n1" }]);
     agent = await startFakeAgent({
       name: "n1",
       port,

@@ -168,6 +168,7 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
       agentVersion: info.version,
       sentMs: Date.now(),
       inventory: true,
+      foreignBases: [],
     };
   };
 
@@ -204,6 +205,7 @@ export async function startMembership(opts: MembershipOptions): Promise<Membersh
       agentVersion: "",
       sentMs: Date.now(),
       inventory: false,
+      foreignBases: [],
     };
     if (forceInventory || Date.now() - lastInfoAt >= inventoryEveryMs) {
       try {

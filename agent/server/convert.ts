@@ -22,6 +22,7 @@ export function baseVersionMsg(
   node: string,
   users: string[] = [],
   held: HeldState = "local",
+  checksum = "",
 ): BaseVersion {
   return {
     base: m.base,
@@ -34,6 +35,7 @@ export function baseVersionMsg(
     nodes: [node],
     users,
     parent: m.parent ?? "",
+    ...unsealed(checksum),
   };
 }
 
@@ -61,4 +63,14 @@ export function layersMsg(builds: LayerBuildMeta[], node: string): Layer[] {
     if (b.builtMs > l.createdMs) l.digest = b.digest;
   }
   return [...by.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * The seal fields of a version as a node reports it: only the controller
+ * seals; a node says which seed image it holds (its checksum, "" if none).
+ */
+export function unsealed(
+  checksum = "",
+): Pick<BaseVersion, "origin" | "sealedMs" | "checksum" | "holders" | "foreign" | "foreignNodes"> {
+  return { origin: "", sealedMs: 0, checksum, holders: [], foreign: false, foreignNodes: [] };
 }

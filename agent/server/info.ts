@@ -3,6 +3,7 @@ import { cpus, freemem, totalmem } from "node:os";
 import { unaryHandler } from "../../common/grpc.js";
 import type { AgentInfo, AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
 import { PoolKind } from "../../proto/gen/protoctl/v1/types.js";
+import { MACHINES_CAPABILITY, machinesProblem } from "../host/machines/host-check.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg } from "./convert.js";
 import { attachmentMsg, exportMsg } from "./propagation.js";
@@ -15,13 +16,18 @@ const POOL_KINDS = {
 
 /** This node's identity, capacity and bases (GetInfo, and the heartbeat inventory). */
 export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
-  const [cap, bases] = await Promise.all([ctx.pool.capacity(), ctx.pool.listBaseVersions()]);
+  const [cap, bases, problem] = await Promise.all([
+    ctx.pool.capacity(),
+    ctx.pool.listBaseVersions(),
+    machinesProblem(),
+  ]);
   return {
     node: ctx.node,
     version: ctx.version,
     capabilities: [
       { name: "nspawn", ok: true, detail: "--register=no --keep-unit" },
       ...(ctx.transport ? [transportCapability(ctx.transport)] : []),
+      { name: MACHINES_CAPABILITY, ok: !problem, detail: problem ?? "" },
     ],
     capacity: {
       poolSizeBytes: cap.sizeBytes,
@@ -32,7 +38,13 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
       envs: ctx.envs.names().length,
     },
     bases: bases.map((b) =>
-      baseVersionMsg(b, ctx.node, [], ctx.propagation?.heldState(b.base, b.version) ?? "local"),
+      baseVersionMsg(
+        b,
+        ctx.node,
+        [],
+        ctx.propagation?.heldState(b.base, b.version) ?? "local",
+        ctx.propagation?.heldChecksum(b.base, b.version) ?? "",
+      ),
     ),
     labels: ctx.labels,
     attachments: (ctx.propagation?.listAttachments() ?? []).map((a) => attachmentMsg(a, ctx.node)),

@@ -292,6 +292,16 @@ export class PropagationService {
     return rec;
   }
 
+  /**
+   * The seed image checksum this node holds base@N as: its attachment's (the
+   * one the controller asked it to verify), else the image it published; ""
+   * when it holds neither. Reported in the inventory, checked against the seal.
+   */
+  heldChecksum(base: string, version: number): string {
+    const ref = refOf(base, version);
+    return this.records.get(ref)?.seed.checksum || this.seeds.get(ref)?.checksum || "";
+  }
+
   /** "attached" | "hydrated" for an attached version, "local" otherwise. */
   heldState(base: string, version: number): "local" | "attached" | "hydrated" {
     return this.o.pool.externalState(base, version) ?? "local";

@@ -24,6 +24,7 @@ import {
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
 import { writeFileInRoot } from "../host/pool/root-path.js";
+import { unsealed } from "../server/convert.js";
 import {
   filePath,
   hostsFile,
@@ -380,6 +381,7 @@ export class EnvService {
       nodes: [this.opts.node],
       users: [],
       parent: meta.parent ?? "",
+      ...unsealed(),
     };
   }
 }

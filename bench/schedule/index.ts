@@ -27,7 +27,7 @@ import { spawnController } from "../../controller/testing/process.js";
 import { ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { startEtcd } from "../../test/fixtures/etcd.js";
-import { type FakeAgent, startFakeAgent } from "../../test/harness/fake-agent.js";
+import { type FakeAgent, sealFake, startFakeAgent } from "../../test/harness/fake-agent.js";
 
 const { values } = parseArgs({
   options: {
@@ -96,6 +96,12 @@ async function main(): Promise<void> {
       labels: {},
       ...REUSABLE,
     });
+    await sealFake(
+      store,
+      "debian@1",
+      "node-0",
+      Array.from({ length: NODES - 1 }, (_, i) => `node-${i + 1}`),
+    );
     for (let i = 0; i < NODES; i++) {
       agents.push(
         await startFakeAgent({

@@ -97,9 +97,10 @@ export function command(_name: string): Command {
           throw internal("the controller ended the build without a result", { reason: "NO_RESULT" });
         }
         const b = result?.result?.$case === "layerBuild" ? result.result.layerBuild : undefined;
-        return { value: b, done: b ? `layer ${n} built on ${b.base}` : `layer ${n} added` };
+        const on = b?.base ? ` built on ${b.base}` : " added";
+        return { value: b, done: `layer ${n}${on}` };
       });
-      say(built ? `layer/${n} built on ${built.base}` : `layer/${n} added`);
+      say(built?.base ? `layer/${n} built on ${built.base}` : `layer/${n} added`);
     },
   );
 

@@ -72,11 +72,21 @@ export const baseList: ListSpec<Base> = {
     },
     { header: "SOURCE", get: (b) => latestVersion(b)?.source || "-", wide: true },
     { header: "USERS", get: (b) => String(latestVersion(b)?.users.length ?? 0), wide: true },
+    {
+      // versions nodes report that the controller never sealed (or copies not matching the seal)
+      header: "FOREIGN",
+      get: (b) => {
+        const refs = b.versions
+          .filter((v) => v.foreign || v.foreignNodes.length > 0)
+          .map((v) => `@${v.version}(${v.foreignNodes.join(",")})`);
+        return refs.length ? refs.join(" ") : "-";
+      },
+    },
   ],
 };
 
 function latestVersion(b: Base) {
-  return b.versions.find((v) => v.version === b.latest) ?? b.versions[b.versions.length - 1];
+  return b.versions.find((v) => v.version === b.latest) ?? b.versions.filter((v) => !v.foreign).at(-1);
 }
 
 export const layerList: ListSpec<Layer> = {

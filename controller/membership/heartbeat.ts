@@ -11,6 +11,8 @@
  * Inventory (capacity, bases, capabilities) is written to
  * `node-inventory/<name>` only when the agent says it changed, so a steady
  * cluster costs one lease keepalive per node per interval and no writes.
+ * A reported base version is never recorded from here: only what matches a
+ * seal the controller recorded counts (inventory.ts).
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import type { Lease } from "etcd3";
@@ -21,6 +23,7 @@ import { peerIdentity } from "../../common/tls.js";
 import type { HeartbeatAck, NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import type { ControllerContext } from "../context.js";
 import { codecs } from "../store/store.js";
+import { writeInventory } from "./inventory.js";
 
 export function handleHeartbeat(
   ctx: ControllerContext,
@@ -125,24 +128,4 @@ async function writeAlive(
   const r = await s.kv.commit({ conditions: [], writes });
   if (!r.succeeded) throw new ProtoctlError(13, "could not record node liveness");
   await writeInventory(ctx, node, hb);
-}
-
-async function writeInventory(ctx: ControllerContext, node: string, hb: NodeHeartbeat): Promise<void> {
-  const inv: NodeHeartbeat = { ...hb, node, sentMs: Date.now(), inventory: true };
-  await ctx.store.inventory.put(node, inv);
-  if (hb.address || hb.agentVersion) {
-    await ctx.store.nodes.update(node, (cur) => {
-      if (!cur) return undefined;
-      const address = hb.address || cur.address;
-      const agentVersion = hb.agentVersion || cur.agentVersion;
-      if (address === cur.address && agentVersion === cur.agentVersion) return undefined;
-      return { ...cur, address, agentVersion };
-    });
-  }
-  for (const bv of hb.bases) {
-    if (bv.base && bv.version > 0) {
-      const known = await ctx.store.getBaseVersion(bv.base, bv.version);
-      if (!known) await ctx.store.recordBaseVersion(bv);
-    }
-  }
 }

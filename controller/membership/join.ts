@@ -118,6 +118,7 @@ export async function joinNode(
       labels: { ...(token?.record.labels ?? keep?.labels ?? {}), ...req.labels },
       capacity: undefined,
       baseVersions: [],
+      foreignBaseVersions: [],
       capabilities: [],
       joinedMs: keep?.joinedMs || now,
       lastSeenMs: now,

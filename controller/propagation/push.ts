@@ -38,6 +38,7 @@ import {
   type SeedImage,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { reclassify } from "../membership/inventory.js";
 import { agentFor } from "../server/env-api.js";
 import { listNodes } from "../server/node-api.js";
 import { SourcePicker, type SourceUse } from "./sources.js";
@@ -160,16 +161,22 @@ export class Propagator {
         });
       }
     }
+    // Only a version the controller sealed is pushed, and only from its origin or from nodes
+    // holding the image the seal names (inventory() already leaves foreign reports out).
+    const seal = await this.sealOf(base, version);
     const holders = ready.filter(([, h]) => h.versions.has(version)).map(([n]) => n);
     let origin = ready.find(
-      ([, h]) => h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_LOCAL,
+      ([n, h]) =>
+        (!seal.origin || n === seal.origin) &&
+        h.versions.get(version) === BaseVersionState.BASE_VERSION_STATE_LOCAL,
     )?.[0];
     if (!origin) {
       // The origin may be gone while nodes hydrated from its published seed still serve that image.
       const sd = (await this.ctx.store.listSeeds()).find(
         (x) => x.value.base === base && x.value.version === version,
       )?.value;
-      if (sd) origin = ready.find(([, h]) => h.imageSum.get(version) === sd.checksum)?.[0];
+      const sum = seal.checksum || sd?.checksum;
+      if (sum) origin = ready.find(([, h]) => h.imageSum.get(version) === sum)?.[0];
     }
     if (!origin) {
       throw failedPrecondition(`no ready node holds ${ref} as a local version`, {
@@ -394,6 +401,31 @@ export class Propagator {
     if (failure) throw unavailable(`propagating ${base}@${version} to ${node} failed: ${failure}`);
   }
 
+  /** The seal of base@N; FAILED_PRECONDITION when the controller never recorded one. */
+  private async sealOf(base: string, version: number): Promise<BaseVersion> {
+    const seal = (await this.ctx.store.getBaseVersion(base, version))?.value;
+    if (!seal) {
+      throw failedPrecondition(`${base}@${version} has no recorded seal: nodes' reports of it are foreign`, {
+        reason: "NOT_SEALED",
+        subject: `base/${base}@${version}`,
+        hint: "see `protoctl base describe`; import, build or update the base through the controller",
+      });
+    }
+    return seal;
+  }
+
+  /** Records `node` as a holder of base@N after a push the controller ran verified it there. */
+  private async addHolder(base: string, version: number, node: string): Promise<void> {
+    await this.ctx.store
+      .updateSeal(base, version, (s) =>
+        !s.origin || s.origin === node || s.holders.includes(node)
+          ? undefined
+          : { ...s, holders: [...s.holders, node] },
+      )
+      .then(() => reclassify(this.ctx, [node]))
+      .catch((err) => this.ctx.log.warn({ err: (err as Error).message }, "holder record failed"));
+  }
+
   private async latest(base: string): Promise<number> {
     const vs = await this.ctx.store.listBaseVersions(base);
     const v = vs.at(-1)?.value.version;
@@ -548,6 +580,8 @@ export class Propagator {
       });
     });
     await result;
+    // The delta came from the origin's pool through this controller: the target holds the sealed version.
+    await this.addHolder(r.base, r.version, target);
     r.send(
       progress(target, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, {
         fraction: 1,
@@ -567,10 +601,21 @@ export class Propagator {
     let p = this.seeds.get(ref);
     if (!p) {
       p = (async () => {
+        const seal = await this.sealOf(base, version);
         const have = (await this.ctx.store.listSeeds()).find(
           (s) => s.value.base === base && s.value.version === version,
         );
-        if (have && !republish) return have.value;
+        // Targets verify what they copy against the seal's checksum, never a source's claim.
+        if (have && !republish && (!seal.checksum || have.value.checksum === seal.checksum)) {
+          return { ...have.value, checksum: seal.checksum || have.value.checksum };
+        }
+        if (seal.origin && origin !== seal.origin) {
+          throw failedPrecondition(`${ref} can only be published by its origin ${seal.origin}`, {
+            reason: "NO_ORIGIN",
+            subject: `base/${ref}`,
+            hint: `push again once node ${seal.origin} is Ready`,
+          });
+        }
         const c = await agentFor(this.ctx, origin);
         let seed: SeedImage | undefined;
         await collect(c.publishSeed({ ref: { name: base, version } }), (ev: OperationEvent) => {
@@ -579,8 +624,21 @@ export class Propagator {
           }
         });
         if (!seed) throw new ProtoctlError(Code.INTERNAL, `PublishSeed of ${ref} returned no seed`);
-        await this.ctx.store.putSeed(seed);
-        return seed;
+        const published = seed;
+        // The origin's image of the version it made binds the seal's checksum (first publish,
+        // or a republish after its image was collected: only the origin can do either).
+        if (seal.origin && published.checksum !== seal.checksum) {
+          await this.ctx.store.updateSeal(base, version, (s) => ({ ...s, checksum: published.checksum }));
+          await this.ctx.store.events.emit({
+            kind: seal.checksum ? "base.resealed" : "base.sealed",
+            subject: `base/${ref}`,
+            message: `seed image ${published.checksum} from ${origin}`,
+            node: origin,
+          });
+          await reclassify(this.ctx);
+        }
+        await this.ctx.store.putSeed(published);
+        return published;
       })();
       this.seeds.set(ref, p);
       p.catch(() => undefined).finally(() => this.seeds.delete(ref));
@@ -661,6 +719,8 @@ export class Propagator {
       r.picker.addHolder(target);
       r.send(progress(target, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1, sourceNode: src }));
       await this.record(r, target, src, "", AttachmentPhase.ATTACHMENT_PHASE_LOCAL, 1);
+      // hydrated: the agent verified the copy against the checksum this push passed (the seal's)
+      await this.addHolder(r.base, r.version, target);
     } finally {
       if (lazySrc) r.picker.release(lazySrc, "lazy");
     }

@@ -55,6 +55,8 @@ export interface PropagationCluster {
   kill(p: ChildProcess, sig: NodeJS.Signals): Promise<void>;
   /** etcd values under `/protoctl/v1/<folder>` as parsed JSON. */
   etcd(folder: string): Promise<Array<Record<string, unknown>>>;
+  /** Writes `/protoctl/v1/<key>` (a test playing a node or source that lies). */
+  etcdPut(key: string, value: unknown): Promise<void>;
   importBase(node: string, name: string, dir: string): Promise<OperationEvent[]>;
   push(req: Partial<PushBaseRequest>, on?: (p: PushProgress, t: number) => void): Promise<PushProgress[]>;
   createEnv(name: string, base: string, version: number, node: string): Promise<void>;
@@ -214,6 +216,18 @@ export async function startPropagationCluster(opts: {
           .split("\n")
           .filter((l) => l.startsWith("{"))
           .map((l) => JSON.parse(l) as Record<string, unknown>);
+      },
+      etcdPut: async (key, value) => {
+        await run("nsenter", [
+          `--net=/run/netns/${h0.netns}`,
+          "--",
+          "etcdctl",
+          "--endpoints",
+          etcdUrl,
+          "put",
+          `/protoctl/v1/${key}`,
+          JSON.stringify(value),
+        ]);
       },
       importBase: (node, name, rootDir) => importBaseFromDir(cc, node, name, rootDir),
       push: (req, on) =>

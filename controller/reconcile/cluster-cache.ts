@@ -8,6 +8,7 @@
  */
 import type { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec, type EnvStatus, type Node } from "../../proto/gen/protoctl/v1/types.js";
+import { machinesProblem } from "../membership/capabilities.js";
 import type { ClusterView, NodeView } from "../scheduler/view.js";
 import { Informer } from "../store/informer.js";
 import type { AliveRecord, ClusterStore } from "../store/store.js";
@@ -164,7 +165,8 @@ export class ClusterCache {
     const t = this.tallies.get(name);
     return Object.freeze({
       name,
-      ready: this.isReady(name),
+      // alive but unable to run machines (its agent says why): no placements there
+      ready: this.isReady(name) && !machinesProblem(inv),
       cordoned: n.cordoned,
       draining: n.draining,
       labels: n.labels,

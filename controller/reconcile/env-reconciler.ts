@@ -14,6 +14,7 @@
  * env twice. Every status write is conditioned on the status revision read
  * and on the leader's election key (fencing a deposed leader).
  */
+
 import { Code, ProtoctlError } from "../../common/errors.js";
 import type { UnaryDefinition } from "../../common/h2-unary.js";
 import { AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
@@ -31,6 +32,7 @@ import type { EventInput } from "../store/events.js";
 import type { Condition, Versioned, Write } from "../store/kv.js";
 import { codecs } from "../store/store.js";
 import type { ClusterCache } from "./cluster-cache.js";
+import { failureMessage } from "./failure-output.js";
 import type { ReconcileResult, WorkQueue } from "./queue.js";
 
 /** Agent errors that retrying the same call will not fix (the env and lab-network loops). */
@@ -255,7 +257,8 @@ export class EnvReconciler {
         throw pe;
       }
       if (!TERMINAL.has(pe.code)) throw pe;
-      await this.writeStatus(name, stV, { ...st, phase: EnvPhase.ENV_PHASE_FAILED, message: pe.message }, [
+      const message = failureMessage(pe);
+      await this.writeStatus(name, stV, { ...st, phase: EnvPhase.ENV_PHASE_FAILED, message }, [
         {
           kind: "env.failed",
           subject: `env/${name}`,

@@ -15,7 +15,8 @@
 import { failedPrecondition, ProtoctlError } from "../../common/errors.js";
 import { iterateStream } from "../../common/grpc.js";
 import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
-import type { EnvSpec, LayerSpec } from "../../proto/gen/protoctl/v1/types.js";
+import type { EnvSpec, LayerBuild, LayerSpec } from "../../proto/gen/protoctl/v1/types.js";
+import { recordLayerBuild } from "../store/layer-builds.js";
 import type { ClusterStore } from "../store/store.js";
 
 export class LayerForwarder {
@@ -85,12 +86,21 @@ export class LayerForwarder {
       { layer, base: { name: base, version } },
       { deadline: new Date(Date.now() + this.timeoutMs) },
     );
+    let built: LayerBuild | undefined;
     try {
-      for await (const _ of iterateStream(stream)) {
-        // progress and log lines: the result is the build on the agent
+      for await (const ev of iterateStream(stream)) {
+        // progress and log lines are dropped: the result is the build on the agent
+        if (ev.event?.$case === "result" && ev.event.result.result?.$case === "layerBuild") {
+          built = ev.event.result.result.layerBuild;
+        }
       }
     } catch (err) {
       throw ProtoctlError.from(err);
     }
+    // `layer describe` lists it (best effort: the env goes on either way)
+    if (built)
+      await recordLayerBuild(this.store, layer.name, { ...built, node: built.node || node }).catch(
+        () => undefined,
+      );
   }
 }

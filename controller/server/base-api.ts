@@ -23,17 +23,21 @@ import type {
 import {
   type Base,
   type BaseVersion,
+  BaseVersionState,
   EnvPhase,
   type Layer,
+  type LayerBuild,
   NodeState,
   type OperationEvent,
   Recipe,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { propagatorFor } from "../propagation/push.js";
+import { recordLayerBuild } from "../store/layer-builds.js";
 import { agentFor } from "./env-api.js";
 import { pipeFrom, serverStream, unary } from "./handlers.js";
 import { listNodes } from "./node-api.js";
+import { sealResult } from "./seal.js";
 
 /** Picks the node for base work: the one asked for, else a ready node holding `holding`, else the one with most free pool. */
 async function pickNode(ctx: ControllerContext, asked: string, holding?: string): Promise<string> {
@@ -61,50 +65,87 @@ async function pickNode(ctx: ControllerContext, asked: string, holding?: string)
   return usable[0]!.name;
 }
 
-/** Records a result version seen in an agent's operation stream. */
+/**
+ * Watches an agent's operation stream for its result version: the result is
+ * held back until its seal is recorded (`done`), then sent with the seal.
+ */
 function recorder(ctx: ControllerContext, node: string, kind: string) {
-  let recorded: Promise<void> = Promise.resolve();
+  let held: { ev: OperationEvent; bv: BaseVersion } | undefined;
   return {
-    observe(ev: OperationEvent): OperationEvent {
+    observe(ev: OperationEvent): OperationEvent | undefined {
       if (ev.event?.$case === "result" && ev.event.result.result?.$case === "baseVersion") {
-        const bv = ev.event.result.result.baseVersion;
-        recorded = ctx.store.recordBaseVersion(bv).then(() =>
-          ctx.store.events
-            .emit({
-              kind,
-              subject: `base/${bv.base}@${bv.version}`,
-              message: `${bv.base}@${bv.version} on ${node}`,
-              node,
-            })
-            .then(() => undefined),
-        );
+        held = { ev, bv: ev.event.result.result.baseVersion };
+        return undefined;
       }
       if (ev.event?.$case === "progress" && !ev.event.progress.node) ev.event.progress.node = node;
       return ev;
     },
-    done: () => recorded,
+    async done(send: (m: OperationEvent) => void): Promise<void> {
+      if (!held) return;
+      const seal = await sealResult(ctx, node, kind, held.bv);
+      send({ event: { $case: "result", result: { result: { $case: "baseVersion", baseVersion: seal } } } });
+    },
   };
 }
 
+/**
+ * Bases as the controller knows them: sealed versions with the nodes
+ * believed to hold them, and what nodes report beyond that marked foreign
+ * (a version never sealed: `foreign`; a sealed one from a node that does
+ * not match its seal: `foreignNodes`). `latest` counts sealed versions only.
+ */
 async function composeBases(ctx: ControllerContext, only?: string): Promise<Base[]> {
-  const [versions, nodes, bases] = await Promise.all([
+  const [versions, nodes, bases, inv] = await Promise.all([
     ctx.store.listBaseVersions(only),
     listNodes(ctx),
     ctx.store.bases.list(),
+    ctx.store.inventory.list(),
   ]);
   const holders = new Map<string, string[]>();
   for (const n of nodes)
     for (const ref of n.baseVersions) holders.set(ref, [...(holders.get(ref) ?? []), n.name]);
+  const foreignBy = new Map<string, { bv: BaseVersion; nodes: string[] }>();
+  for (const { value: i } of inv.items) {
+    for (const f of i.foreignBases) {
+      if (only && f.base !== only) continue;
+      const ref = `${f.base}@${f.version}`;
+      const e = foreignBy.get(ref) ?? { bv: f, nodes: [] };
+      e.nodes.push(i.node);
+      foreignBy.set(ref, e);
+    }
+  }
   const out = new Map<string, Base>();
   for (const b of bases.items)
     if (!only || b.value.name === only) out.set(b.value.name, { ...b.value, versions: [] });
   for (const v of versions) {
-    const bv: BaseVersion = { ...v.value, nodes: holders.get(`${v.value.base}@${v.value.version}`) ?? [] };
+    const ref = `${v.value.base}@${v.value.version}`;
+    const bv: BaseVersion = {
+      ...v.value,
+      nodes: holders.get(ref) ?? [],
+      foreignNodes: foreignBy.get(ref)?.nodes ?? [],
+    };
+    foreignBy.delete(ref);
     const b = out.get(bv.base) ?? { name: bv.base, versions: [], latest: 0 };
     b.versions.push(bv);
     b.latest = Math.max(b.latest, bv.version);
     out.set(bv.base, b);
   }
+  for (const { bv, nodes: reporters } of foreignBy.values()) {
+    const b = out.get(bv.base) ?? { name: bv.base, versions: [], latest: 0 };
+    b.versions.push({
+      ...bv,
+      state: BaseVersionState.BASE_VERSION_STATE_UNSPECIFIED,
+      nodes: [],
+      users: [],
+      origin: "",
+      sealedMs: 0,
+      holders: [],
+      foreign: true,
+      foreignNodes: reporters,
+    });
+    out.set(bv.base, b);
+  }
+  for (const b of out.values()) b.versions.sort((x, y) => x.version - y.version);
   return [...out.values()];
 }
 
@@ -119,10 +160,14 @@ function opStream(
     const rec = recorder(ctx, node, kind);
     const up = start(client);
     call.on("cancelled", () => up.cancel());
-    await pipeFrom(up, send, (m) => rec.observe(m)).catch((err) => {
+    await pipeFrom(
+      up,
+      (m: OperationEvent | undefined) => m && send(m),
+      (m) => rec.observe(m),
+    ).catch((err) => {
       throw fromServiceError(err);
     });
-    await rec.done();
+    await rec.done(send);
   };
 }
 
@@ -172,12 +217,17 @@ export function baseApi(ctx: ControllerContext) {
           const rec = recorder(ctx, node, "base.imported");
           const up = client.importBase();
           upstream = up;
-          up.on("data", (ev: OperationEvent) => call.write(rec.observe(ev)));
+          up.on("data", (ev: OperationEvent) => {
+            const m = rec.observe(ev);
+            if (m) call.write(m);
+          });
           up.on("error", (err) => fail(fromServiceError(err)));
           up.on("end", () => {
-            rec.done().then(() => {
-              if (!failed) call.end();
-            }, fail);
+            rec
+              .done((m) => call.write(m))
+              .then(() => {
+                if (!failed) call.end();
+              }, fail);
           });
           for (const q of queue.splice(0)) forward(q);
           if (ended) up.end();
@@ -249,8 +299,9 @@ export function baseApi(ctx: ControllerContext) {
       const deleted: BaseVersion[] = [];
       for (const n of await listNodes(ctx)) {
         if (n.state !== NodeState.NODE_STATE_READY) continue;
-        if (!n.baseVersions.some((b) => b === `${name}@${version}` || (!version && b.startsWith(`${name}@`))))
-          continue;
+        // foreign copies too: `base rm` is how an operator clears them
+        const held = [...n.baseVersions, ...n.foreignBaseVersions];
+        if (!held.some((b) => b === `${name}@${version}` || (!version && b.startsWith(`${name}@`)))) continue;
         const client = await agentFor(ctx, n.name);
         const res = await new Promise<{ deleted: BaseVersion[] }>((resolve, reject) =>
           client.deleteBaseVersion({ ref: { name, version } }, (err, r) =>
@@ -310,26 +361,42 @@ export function layerApi(ctx: ControllerContext) {
         subject: `layer/${spec.name}`,
         message: `digest ${digest.slice(0, 12)}`,
       });
+      let last: LayerBuild = { base: "", digest, sizeBytes: 0, builtMs: 0, node: "" };
       for (const ref of req.buildOn) {
         const node = await pickNode(ctx, "", ref.name);
         const client = await agentFor(ctx, node);
         const up = client.buildLayer({ layer: spec, base: ref });
         call.on("cancelled", () => up.cancel());
-        await pipeFrom(up, send).catch((err) => {
+        let built: LayerBuild | undefined;
+        // the agent's result (base@N it built on) is recorded, then sent once, below
+        await pipeFrom(
+          up,
+          (m: OperationEvent | undefined) => m && send(m),
+          (m: OperationEvent) => {
+            if (m.event?.$case === "result" && m.event.result.result?.$case === "layerBuild") {
+              built = {
+                ...m.event.result.result.layerBuild,
+                node: m.event.result.result.layerBuild.node || node,
+              };
+              return undefined;
+            }
+            return m;
+          },
+        ).catch((err) => {
           throw fromServiceError(err);
         });
+        if (built) {
+          await recordLayerBuild(s, spec.name, built);
+          await s.events.emit({
+            kind: "layer.built",
+            subject: `layer/${spec.name}`,
+            message: `built on ${built.base} on ${built.node}`,
+            node: built.node,
+          });
+          last = built;
+        }
       }
-      send({
-        event: {
-          $case: "result",
-          result: {
-            result: {
-              $case: "layerBuild",
-              layerBuild: { base: "", digest, sizeBytes: 0, builtMs: 0, node: "" },
-            },
-          },
-        },
-      });
+      send({ event: { $case: "result", result: { result: { $case: "layerBuild", layerBuild: last } } } });
     }),
     listLayers: unary(async () => ({ layers: (await s.layers.list()).items.map((i) => i.value.layer) })),
     getLayer: unary(

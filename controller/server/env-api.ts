@@ -37,9 +37,11 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { newStatus } from "../reconcile/env-reconciler.js";
+import { keptOutput } from "../reconcile/failure-output.js";
 import { codecs } from "../store/store.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, pipeFrom, serverStream, unary } from "./handlers.js";
+import { sealResult } from "./seal.js";
 
 const WAIT_MS = 10 * 60_000;
 const SETTLED = new Set([EnvPhase.ENV_PHASE_RUNNING, EnvPhase.ENV_PHASE_FAILED, EnvPhase.ENV_PHASE_LOST]);
@@ -187,8 +189,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
         ),
       );
       if (!res.baseVersion) throw new ProtoctlError(Code.INTERNAL, "agent returned no base version");
-      await store.recordBaseVersion(res.baseVersion);
-      return res.baseVersion;
+      return sealResult(ctx, node, "base.snapshot", res.baseVersion);
     }),
 
     execEnv: (call: ServerDuplexStream<ExecInput, ExecOutput>) => {
@@ -249,7 +250,14 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       const up = client.logs(req);
       call.on("cancelled", () => up.cancel());
       await pipeFrom(up, send).catch((err) => {
-        throw fromServiceError(err);
+        const pe = fromServiceError(err);
+        // a failed start the agent cleaned up: what the machine said is kept in the status
+        const kept = keptOutput(env.status?.message ?? "");
+        if (pe.code === Code.NOT_FOUND && env.status?.phase === EnvPhase.ENV_PHASE_FAILED && kept) {
+          send({ stream: "system", data: Buffer.from(kept), timeMs: Date.now() });
+          return;
+        }
+        throw pe;
       });
     }),
 

@@ -21,6 +21,7 @@ import {
   RestartPolicy,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { machinesProblem } from "../membership/capabilities.js";
 import { handleHeartbeat } from "../membership/heartbeat.js";
 import { joinNode } from "../membership/join.js";
 import { createJoinToken } from "../membership/tokens.js";
@@ -32,9 +33,10 @@ export function composeNode(rec: Node, inv: NodeHeartbeat | undefined, alive: Al
   return {
     ...rec,
     address: inv?.address || rec.address,
-    state: alive ? NodeState.NODE_STATE_READY : NodeState.NODE_STATE_NOT_READY,
+    state: alive && !machinesProblem(inv) ? NodeState.NODE_STATE_READY : NodeState.NODE_STATE_NOT_READY,
     capacity: inv?.capacity,
     baseVersions: (inv?.bases ?? []).map((b) => `${b.base}@${b.version}`),
+    foreignBaseVersions: (inv?.foreignBases ?? []).map((b) => `${b.base}@${b.version}`),
     capabilities: inv?.capabilities ?? [],
     lastSeenMs: inv?.sentMs || rec.lastSeenMs,
     agentVersion: inv?.agentVersion || rec.agentVersion,

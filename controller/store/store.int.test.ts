@@ -64,6 +64,7 @@ describe("ClusterStore on etcd", () => {
         labels: {},
         capacity: undefined,
         baseVersions: [],
+        foreignBaseVersions: [],
         capabilities: [],
         joinedMs: 1,
         lastSeenMs: 1,

@@ -300,18 +300,50 @@ export class ClusterStore {
   }
 
   /**
-   * Records a base version (from an import/build result or a heartbeat) and
-   * bumps the base's `latest`, both under conditions so two writers agree.
+   * Records the seal of a base version: the result of the controller's own
+   * build/import/update/snapshot request on `origin` (never a heartbeat),
+   * and bumps the base's `latest`, both under conditions so two writers
+   * agree. The first seal of base@N wins; resolves with the one on record.
    */
-  async recordBaseVersion(bv: BaseVersion): Promise<void> {
-    const stored: BaseVersion = { ...bv, nodes: [], users: [] };
-    await this.kv.update(this.keys.baseVersion(bv.base, bv.version), codecs.baseVersion, (cur) =>
+  async recordBaseVersion(bv: BaseVersion, origin: string): Promise<BaseVersion> {
+    const stored: BaseVersion = {
+      ...bv,
+      nodes: [],
+      users: [],
+      origin,
+      sealedMs: Date.now(),
+      // bound by the origin's first seed publish (propagation/push.ts)
+      checksum: "",
+      holders: [],
+      foreign: false,
+      foreignNodes: [],
+    };
+    const r = await this.kv.update(this.keys.baseVersion(bv.base, bv.version), codecs.baseVersion, (cur) =>
       cur ? undefined : stored,
     );
     await this.bases.update(bv.base, (cur) => {
       if (cur && cur.latest >= bv.version) return undefined;
       return { name: bv.base, versions: [], latest: bv.version };
     });
+    return r?.value ?? stored;
+  }
+
+  /** Changes a recorded seal (holders, checksum); NOT_FOUND-free: resolves undefined when there is none. */
+  async updateSeal(
+    base: string,
+    version: number,
+    fn: (cur: BaseVersion) => BaseVersion | undefined,
+  ): Promise<BaseVersion | undefined> {
+    let missing = false;
+    const r = await this.kv.update(this.keys.baseVersion(base, version), codecs.baseVersion, (cur) => {
+      if (!cur) {
+        missing = true;
+        return undefined;
+      }
+      return fn(cur);
+    });
+    if (missing) return undefined;
+    return r?.value ?? (await this.getBaseVersion(base, version))?.value;
   }
 
   /**

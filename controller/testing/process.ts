@@ -10,6 +10,17 @@ import type { ControllerConfig, DeepPartial } from "../config.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/**
+ * How to run one of our entry points (a path relative to this folder, without
+ * extension) in a child process: compiled (this file runs from dist/, where
+ * the build puts no TypeScript and no hooks: issue 17 item 7) as the `.js`
+ * beside it; from the sources through the TypeScript hooks.
+ */
+export function entryArgv(rel: string): string[] {
+  if (import.meta.url.endsWith(".js")) return [join(here, `${rel}.js`)];
+  return ["--import", join(here, "register.mjs"), join(here, `${rel}.ts`)];
+}
+
 export interface ControllerProcess {
   address: string;
   id: string;
@@ -112,13 +123,7 @@ export function waitLine(c: ChildProcess, re: RegExp, ms = 30_000): Promise<RegE
 
 /** Command line of a controller run from the sources (it prints READY when serving). */
 export function sourceControllerCommand(config: DeepPartial<ControllerConfig>): string[] {
-  return [
-    process.execPath,
-    "--import",
-    join(here, "register.mjs"),
-    join(here, "run-controller.ts"),
-    JSON.stringify(config),
-  ];
+  return [process.execPath, ...entryArgv("run-controller"), JSON.stringify(config)];
 }
 
 /** Command line of an agent run from the sources with a tmpfs pool, as the multi-host test clusters start them. */
@@ -136,9 +141,7 @@ export function sourceAgentCommand(o: {
 }): string[] {
   return [
     process.execPath,
-    "--import",
-    join(here, "register.mjs"),
-    join(here, "../../agent/server/agent-process.ts"),
+    ...entryArgv("../../agent/server/agent-process"),
     "--name",
     o.name,
     "--listen",

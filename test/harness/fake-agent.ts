@@ -5,6 +5,7 @@
  * client, so the controller sees it exactly as it sees a real agent.
  * Used by the controller's integration tests and bench/schedule.
  */
+import { createHash } from "node:crypto";
 import {
   Server,
   type ServerCredentials,
@@ -16,10 +17,12 @@ import {
   type MembershipCredentials,
   startMembership,
 } from "../../agent/membership/index.js";
+import { unsealed } from "../../agent/server/convert.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, toServiceError } from "../../common/grpc.js";
 import { type Logger, silentLogger } from "../../common/logger.js";
 import { serverCredentials } from "../../common/tls.js";
+import { ClusterStore } from "../../controller/store/store.js";
 import { type AgentInfo, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import {
   type BaseVersion,
@@ -29,6 +32,64 @@ import {
   type OperationEvent,
 } from "../../proto/gen/protoctl/v1/types.js";
 import { type H2UnaryServer, serveUnary } from "./h2-unary-server.js";
+
+/** The seed checksum a fake agent reports for a version it holds ("name@N"). */
+export function fakeChecksum(ref: string): string {
+  return `sha256:${createHash("sha256").update(ref).digest("hex")}`;
+}
+
+/**
+ * Records the seals of the versions fake agents will hold (default
+ * debian@1), as the controller does when it builds a version and pushes it:
+ * origin the first agent listing it, the others its holders, checksum the
+ * one fake agents report. A controller believes no node's report of a
+ * version without a seal.
+ */
+export async function sealFakeBases(
+  etcd: { endpoint: string; prefix: string },
+  specs: Array<Pick<FakeAgentOptions, "name" | "bases">>,
+): Promise<void> {
+  const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix: etcd.prefix });
+  try {
+    const holders = new Map<string, string[]>();
+    for (const s of specs)
+      for (const ref of s.bases ?? ["debian@1"]) holders.set(ref, [...(holders.get(ref) ?? []), s.name]);
+    for (const [ref, [origin, ...rest]] of holders) await sealFake(store, ref, origin!, rest);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Records one fake version's seal in `store`. */
+export async function sealFake(
+  store: ClusterStore,
+  ref: string,
+  origin: string,
+  holders: string[] = [],
+): Promise<void> {
+  const [base, v] = ref.split("@");
+  const bv: BaseVersion = {
+    base: base!,
+    version: Number(v),
+    source: "fake",
+    createdMs: Date.now(),
+    recipeDigest: "",
+    sizeBytes: 1 << 20,
+    state: BaseVersionState.BASE_VERSION_STATE_LOCAL,
+    nodes: [],
+    users: [],
+    parent: "",
+    ...unsealed(),
+  };
+  await store.recordBaseVersion(bv, origin);
+  // backdated past the origin's grace: only what agents report counts
+  await store.updateSeal(bv.base, bv.version, (s) => ({
+    ...s,
+    checksum: fakeChecksum(ref),
+    sealedMs: 1,
+    holders,
+  }));
+}
 
 export interface FakeAgentOptions {
   name: string;
@@ -90,6 +151,7 @@ export class FakeAgent {
       nodes: [],
       users: [],
       parent: "",
+      ...unsealed(fakeChecksum(ref)),
     };
     this.bases.set(ref, bv);
     this.membership?.refresh();

@@ -69,15 +69,20 @@ describe("bases", () => {
 
   it("updates inside nspawn and seals N+1 only on success", async () => {
     const v1 = await pool.importBase("upd", { dir: rootfs });
+    const logs: string[] = [];
     const v2 = await pool.updateBase(
       "upd",
       [
         "/bin/sh",
         "-c",
-        "echo updated > /etc/motd; rm /bin/vi; grep -v '0 *0 *4294967295' /proc/self/uid_map > /uidmap",
+        "echo updated > /etc/motd; rm /bin/vi; grep -v '0 *0 *4294967295' /proc/self/uid_map > /uidmap; echo said-so",
       ],
       { network: true },
+      (p) => p.log && logs.push(p.log),
     );
+    // the command's own output reaches the user; nspawn's propagate-dir noise does not
+    expect(logs.join("")).toContain("said-so\n");
+    expect(logs.join("")).not.toMatch(/Attempted to remove disk file system/);
     expect(v2).toMatchObject({ base: "upd", version: 2, parent: "upd@1" });
     expect(v2.recipeDigest).not.toBe(v1.recipeDigest);
     const r2 = join(pool.mountpoint, "@base/upd@2/root");

@@ -9,6 +9,7 @@
 import { randomBytes } from "node:crypto";
 import { spawnProcess } from "../../../common/exec.js";
 import type { ProgressFn } from "../interfaces.js";
+import { noiseFilter } from "./nspawn-noise.js";
 import { lstatInRoot, removeFileInRoot } from "./root-path.js";
 
 const MAX_OUTPUT = 256 * 1024;
@@ -67,13 +68,15 @@ export async function runInRoot(
     buffer: false,
   });
   let out = "";
+  const shown = noiseFilter((log) => opts.progress?.({ step: opts.step ?? "run", log }));
   child.all?.setEncoding("utf8");
   child.all?.on("data", (chunk: string) => {
     out += chunk;
     if (out.length > 2 * MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
-    opts.progress?.({ step: opts.step ?? "run", log: chunk });
+    shown.write(chunk);
   });
   const res = await withoutNspawnTraces(root, () => child);
+  shown.flush();
   if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
   out = out.slice(-MAX_OUTPUT);
   return {

@@ -138,6 +138,11 @@ export interface NodeHeartbeat {
    * changed; otherwise the message is a bare keepalive.
    */
   inventory: boolean;
+  /**
+   * Written by the controller: reported versions without a matching seal (kept
+   * out of `bases`, so nothing downstream trusts them).
+   */
+  foreignBases: BaseVersion[];
 }
 
 export interface HeartbeatAck {
@@ -1380,6 +1385,7 @@ function createBaseNodeHeartbeat(): NodeHeartbeat {
     agentVersion: "",
     sentMs: 0,
     inventory: false,
+    foreignBases: [],
   };
 }
 
@@ -1408,6 +1414,9 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
     }
     if (message.inventory !== false) {
       writer.uint32(64).bool(message.inventory);
+    }
+    for (const v of message.foreignBases) {
+      BaseVersion.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1489,6 +1498,14 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
             message.inventory = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.foreignBases.push(BaseVersion.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1521,6 +1538,11 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
         ? globalThis.Number(object.sent_ms)
         : 0,
       inventory: isSet(object.inventory) ? globalThis.Boolean(object.inventory) : false,
+      foreignBases: globalThis.Array.isArray(object?.foreignBases)
+        ? object.foreignBases.map((e: any) => BaseVersion.fromJSON(e))
+        : globalThis.Array.isArray(object?.foreign_bases)
+        ? object.foreign_bases.map((e: any) => BaseVersion.fromJSON(e))
+        : [],
     };
   },
 
@@ -1550,6 +1572,9 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
     if (message.inventory !== false) {
       obj.inventory = message.inventory;
     }
+    if (message.foreignBases?.length) {
+      obj.foreignBases = message.foreignBases.map((e) => BaseVersion.toJSON(e));
+    }
     return obj;
   },
 
@@ -1568,6 +1593,7 @@ export const NodeHeartbeat: MessageFns<NodeHeartbeat> = {
     message.agentVersion = object.agentVersion ?? "";
     message.sentMs = object.sentMs ?? 0;
     message.inventory = object.inventory ?? false;
+    message.foreignBases = object.foreignBases?.map((e) => BaseVersion.fromPartial(e)) || [];
     return message;
   },
 };

@@ -613,6 +613,8 @@ export interface Node {
   joinedMs: number;
   lastSeenMs: number;
   agentVersion: string;
+  /** "name@N" reported but not matching a recorded seal */
+  foreignBaseVersions: string[];
 }
 
 export interface Node_LabelsEntry {
@@ -636,6 +638,24 @@ export interface BaseVersion {
   users: string[];
   /** "name@N-1" for updates */
   parent: string;
+  /**
+   * The seal, recorded by the controller from the result of its own request
+   * (build/import/update/snapshot): the node that made it and when. A node's
+   * report of a version without a seal is foreign (never latest, never a source).
+   */
+  origin: string;
+  sealedMs: number;
+  /**
+   * Seed image checksum ("blake3-4m:<hex>"): in a seal, bound by the origin's
+   * first publish and verified by every push; in a node's report, the image it holds.
+   */
+  checksum: string;
+  /** controller-recorded holders besides the origin (deltas it ran) */
+  holders: string[];
+  /** controller view: reported by nodes, never recorded */
+  foreign: boolean;
+  /** controller view: nodes reporting it without a matching seal */
+  foreignNodes: string[];
 }
 
 export interface Base {
@@ -2630,6 +2650,7 @@ function createBaseNode(): Node {
     joinedMs: 0,
     lastSeenMs: 0,
     agentVersion: "",
+    foreignBaseVersions: [],
   };
 }
 
@@ -2670,6 +2691,9 @@ export const Node: MessageFns<Node> = {
     }
     if (message.agentVersion !== "") {
       writer.uint32(98).string(message.agentVersion);
+    }
+    for (const v of message.foreignBaseVersions) {
+      writer.uint32(106).string(v!);
     }
     return writer;
   },
@@ -2786,6 +2810,14 @@ export const Node: MessageFns<Node> = {
             message.agentVersion = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.foreignBaseVersions.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2843,6 +2875,11 @@ export const Node: MessageFns<Node> = {
         : isSet(object.agent_version)
         ? globalThis.String(object.agent_version)
         : "",
+      foreignBaseVersions: globalThis.Array.isArray(object?.foreignBaseVersions)
+        ? object.foreignBaseVersions.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.foreign_base_versions)
+        ? object.foreign_base_versions.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2890,6 +2927,9 @@ export const Node: MessageFns<Node> = {
     if (message.agentVersion !== "") {
       obj.agentVersion = message.agentVersion;
     }
+    if (message.foreignBaseVersions?.length) {
+      obj.foreignBaseVersions = message.foreignBaseVersions;
+    }
     return obj;
   },
 
@@ -2920,6 +2960,7 @@ export const Node: MessageFns<Node> = {
     message.joinedMs = object.joinedMs ?? 0;
     message.lastSeenMs = object.lastSeenMs ?? 0;
     message.agentVersion = object.agentVersion ?? "";
+    message.foreignBaseVersions = object.foreignBaseVersions?.map((e) => e) || [];
     return message;
   },
 };
@@ -3021,6 +3062,12 @@ function createBaseBaseVersion(): BaseVersion {
     nodes: [],
     users: [],
     parent: "",
+    origin: "",
+    sealedMs: 0,
+    checksum: "",
+    holders: [],
+    foreign: false,
+    foreignNodes: [],
   };
 }
 
@@ -3055,6 +3102,24 @@ export const BaseVersion: MessageFns<BaseVersion> = {
     }
     if (message.parent !== "") {
       writer.uint32(82).string(message.parent);
+    }
+    if (message.origin !== "") {
+      writer.uint32(90).string(message.origin);
+    }
+    if (message.sealedMs !== 0) {
+      writer.uint32(96).int64(message.sealedMs);
+    }
+    if (message.checksum !== "") {
+      writer.uint32(106).string(message.checksum);
+    }
+    for (const v of message.holders) {
+      writer.uint32(114).string(v!);
+    }
+    if (message.foreign !== false) {
+      writer.uint32(120).bool(message.foreign);
+    }
+    for (const v of message.foreignNodes) {
+      writer.uint32(130).string(v!);
     }
     return writer;
   },
@@ -3152,6 +3217,54 @@ export const BaseVersion: MessageFns<BaseVersion> = {
             message.parent = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.origin = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.sealedMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.checksum = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.holders.push(reader.string());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.foreign = reader.bool();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.foreignNodes.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3190,6 +3303,22 @@ export const BaseVersion: MessageFns<BaseVersion> = {
         : [],
       users: globalThis.Array.isArray(object?.users) ? object.users.map((e: any) => globalThis.String(e)) : [],
       parent: isSet(object.parent) ? globalThis.String(object.parent) : "",
+      origin: isSet(object.origin) ? globalThis.String(object.origin) : "",
+      sealedMs: isSet(object.sealedMs)
+        ? globalThis.Number(object.sealedMs)
+        : isSet(object.sealed_ms)
+        ? globalThis.Number(object.sealed_ms)
+        : 0,
+      checksum: isSet(object.checksum) ? globalThis.String(object.checksum) : "",
+      holders: globalThis.Array.isArray(object?.holders)
+        ? object.holders.map((e: any) => globalThis.String(e))
+        : [],
+      foreign: isSet(object.foreign) ? globalThis.Boolean(object.foreign) : false,
+      foreignNodes: globalThis.Array.isArray(object?.foreignNodes)
+        ? object.foreignNodes.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.foreign_nodes)
+        ? object.foreign_nodes.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -3225,6 +3354,24 @@ export const BaseVersion: MessageFns<BaseVersion> = {
     if (message.parent !== "") {
       obj.parent = message.parent;
     }
+    if (message.origin !== "") {
+      obj.origin = message.origin;
+    }
+    if (message.sealedMs !== 0) {
+      obj.sealedMs = Math.round(message.sealedMs);
+    }
+    if (message.checksum !== "") {
+      obj.checksum = message.checksum;
+    }
+    if (message.holders?.length) {
+      obj.holders = message.holders;
+    }
+    if (message.foreign !== false) {
+      obj.foreign = message.foreign;
+    }
+    if (message.foreignNodes?.length) {
+      obj.foreignNodes = message.foreignNodes;
+    }
     return obj;
   },
 
@@ -3243,6 +3390,12 @@ export const BaseVersion: MessageFns<BaseVersion> = {
     message.nodes = object.nodes?.map((e) => e) || [];
     message.users = object.users?.map((e) => e) || [];
     message.parent = object.parent ?? "";
+    message.origin = object.origin ?? "";
+    message.sealedMs = object.sealedMs ?? 0;
+    message.checksum = object.checksum ?? "";
+    message.holders = object.holders?.map((e) => e) || [];
+    message.foreign = object.foreign ?? false;
+    message.foreignNodes = object.foreignNodes?.map((e) => e) || [];
     return message;
   },
 };
