@@ -12,7 +12,11 @@ export HOME=/root NO_COLOR=1
 exec >"$R/guest.log" 2>&1
 t0=$(date +%s%N)
 since() { awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
-pc() { node /project/dist/cli/main.js "$@"; }
+# `protoctl` as the README uses it: this host's build, run by the image's Node 20
+mkdir -p /run/protoctl-bin
+printf '#!/bin/sh\nexec node /project/dist/cli/main.js "$@"\n' >/run/protoctl-bin/protoctl
+chmod +x /run/protoctl-bin/protoctl
+export PATH=/run/protoctl-bin:$PATH
 result() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$R/checks.tsv"; echo "== $1 $2: $3"; }
 check() { # check NAME DETAIL CMD...: PASS when CMD succeeds
   local name=$1 detail=$2
@@ -30,21 +34,21 @@ check host:systemd "PID 1 is $(cat /proc/1/comm)" test "$(cat /proc/1/comm)" = s
 check host:node "node $(node --version)" node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'
 
 # -- doctor (saved for the report)
-pc doctor >"$R/doctor.txt" 2>&1
+protoctl doctor >"$R/doctor.txt" 2>&1
 echo "doctor exit $?" >>"$R/doctor.txt"
-pc doctor -o json >"$R/doctor.json" 2>/dev/null
+protoctl doctor -o json >"$R/doctor.json" 2>/dev/null
 cg=$(node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));const a=Array.isArray(c)?c:(c.checks??[]);const r=a.find(x=>x.name==="cgroups");console.log(r?`${r.ok} ${r.detail}`:"missing")' "$R/doctor.json" 2>&1)
 check doctor:cgroups "$cg" test "${cg%% *}" = true
 
 # -- the README's main job
-if timeout 300 pc up >"$R/up.txt" 2>&1; then result PASS up "$(since) s since start"; else
+if timeout 900 protoctl up --timeout 900s >"$R/up.txt" 2>&1; then result PASS up "$(since) s since start"; else
   result FAIL up "$(tail -n 5 "$R/up.txt" | tr '\n\t' '  ')"
   for f in /var/lib/protoctl/local/logs/*; do [ -f "$f" ] && tail -n 30 "$f" >"$R/log-$(basename "$f")"; done
   exit 1
 fi
-check base "protoctl base build busybox --busybox" timeout 120 pc base build busybox --busybox
-check env:create "env create hello" timeout 120 pc env create hello --base busybox
-out=$(timeout 60 pc env exec hello -- echo "hello from protoctl" 2>&1)
+check base "protoctl base build busybox --busybox" timeout 600 protoctl base build busybox --busybox
+check env:create "env create hello" timeout 600 protoctl env create hello --base busybox
+out=$(timeout 300 protoctl env exec hello -- echo "hello from protoctl" 2>&1)
 check env:exec "got: $out" test "$out" = "hello from protoctl"
 
 node_name=$(hostname)
@@ -55,7 +59,7 @@ envcg() { echo "$base/protoctl/$node_name/$1"; }
 d=$(envcg hello)
 check cg:env-dir "$d has nspawn's payload and supervisor" test -d "$d/payload" -a -d "$d/supervisor"
 # the exec'd process as the host sees it: inside the env's payload cgroup
-pc env exec hello -- sleep 5 &
+protoctl env exec hello -- sleep 5 &
 sleep 2
 found=""
 for p in $(pgrep -x sleep); do
@@ -67,34 +71,46 @@ check cg:exec-joins "an exec'd sleep's cgroup, seen from the host: ${found:-none
 
 # -- limits
 check limits:create "env create lim --memory 64M --pids 50 --cpus 0.5" \
-  timeout 120 pc env create lim --base busybox --memory 64M --pids 50 --cpus 0.5
+  timeout 600 protoctl env create lim --base busybox --memory 64M --pids 50 --cpus 0.5
 l=$(envcg lim)
 vals="memory.max=$(cat "$l/memory.max") swap=$(cat "$l/memory.swap.max" 2>/dev/null || echo n/a) cpu.max=$(cat "$l/cpu.max") pids.max=$(cat "$l/pids.max")"
 check limits:files "$vals" test "$(cat "$l/memory.max")" = 67108864 -a "$(cat "$l/pids.max")" = 50 -a "$(cat "$l/cpu.max")" = "50000 100000"
 
-timeout 60 pc env exec lim -- dd if=/dev/zero of=/dev/null bs=200M count=1 >"$R/oom.txt" 2>&1
+timeout 300 protoctl env exec lim -- dd if=/dev/zero of=/dev/null bs=200M count=1 >"$R/oom.txt" 2>&1
 oom_rc=$?
 ooms=$(awk '$1=="oom_kill"{print $2}' "$l/memory.events")
 check limits:memory "200M dd in a 64M env: exit $oom_rc, memory.events oom_kill=$ooms" test "$oom_rc" = 137 -a "${ooms:-0}" -gt 0
 
 # a bounded fork bomb: 300 sleepers asked for, the pids limit stops it at 50 (nspawn and the init count too)
-timeout 60 pc env exec lim -- sh -c 'n=0; i=0; while [ $i -lt 300 ]; do sleep 20 & [ $? = 0 ] && n=$((n+1)); i=$((i+1)); done; echo "started $n"' >"$R/forkbomb.txt" 2>&1
+timeout 300 protoctl env exec lim -- sh -c 'n=0; i=0; while [ $i -lt 300 ]; do sleep 20 & [ $? = 0 ] && n=$((n+1)); i=$((i+1)); done; echo "started $n"' >"$R/forkbomb.txt" 2>&1
 cur=$(cat "$l/pids.current")
 pmax=$(awk '$1=="max"{print $2}' "$l/pids.events")
 check limits:pids "300 forks asked: pids.current=$cur, pids.events max=$pmax, $(grep -c "can't fork\|Resource temporarily" "$R/forkbomb.txt") fork errors" \
   test "$cur" -le 50 -a "${pmax:-0}" -gt 0
-pc env exec lim -- sh -c 'kill $(pidof sleep) 2>/dev/null; true' >/dev/null 2>&1
+# the sleepers it made go (from the host: at the limit, an exec could not fork in there)
+for p in $(cat "$l/payload/cgroup.procs"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = sleep ] && kill "$p"; done
 
 # cpu: a busy loop in the 0.5-CPU env and one in the unlimited env, usage over 4 s each
 busy_ratio() { # env dir: the share of one CPU the env's cgroup used while a loop ran there
-  local env=$1 dir=$2
-  timeout 60 pc env exec "$env" -- timeout 7 sh -c 'while :; do :; done' >/dev/null 2>&1 &
+  local env=$1 dir=$2 loop="" i
+  timeout 300 protoctl env exec "$env" -- sh -c 'while :; do :; done' >/dev/null 2>&1 &
   local bg=$!
-  sleep 2
+  # the CLI takes a while to start on a slow VM: measure only once the loop runs in the env
+  for i in $(seq 600); do
+    for p in $(pgrep -x sh); do
+      grep -q "^0::.*/protoctl/$node_name/$env/" "/proc/$p/cgroup" 2>/dev/null &&
+        grep -q 'while' "/proc/$p/cmdline" 2>/dev/null && loop=$p
+    done
+    [ -n "$loop" ] && break
+    sleep 0.5
+  done
+  [ -n "$loop" ] || { echo 0; return; }
+  sleep 1
   local u0 u1 w0 w1
   u0=$(awk '$1=="usage_usec"{print $2}' "$dir/cpu.stat"); w0=$(date +%s%N)
   sleep 4
   u1=$(awk '$1=="usage_usec"{print $2}' "$dir/cpu.stat"); w1=$(date +%s%N)
+  kill "$loop" 2>/dev/null
   wait "$bg"
   echo $(( (u1 - u0) * 1000 / ((w1 - w0) / 1000) ))
 }
@@ -104,9 +120,9 @@ check limits:cpu "busy loop: --cpus 0.5 env used ${lim_pm}/1000 of a CPU, the un
   test "$lim_pm" -ge 250 -a "$lim_pm" -le 600 -a "$free_pm" -gt "$lim_pm"
 
 # -- teardown: the envs' cgroups go with them
-check env:delete "env delete hello lim" timeout 120 pc env delete hello lim
+check env:delete "env delete hello lim" timeout 600 protoctl env delete hello lim
 sleep 1
 check cg:removed "no env cgroup left under $base/protoctl" test ! -e "$(envcg hello)" -a ! -e "$(envcg lim)"
-check down "protoctl down" timeout 120 pc down
+check down "protoctl down" timeout 600 protoctl down
 result INFO time "$(since) s of checks; uptime $(cut -d' ' -f1 /proc/uptime) s"
 echo done >"$R/finished"
