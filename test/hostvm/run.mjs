@@ -8,7 +8,7 @@
 //
 // Needs dist/ built on this host (the guest runs the same build). Env:
 // HOSTVM_CACHE (image cache), HOSTVM_RESULTS (keep results there; default a
-// temp dir that is printed), HOSTVM_TIMEOUT_S (default 1200: a hang guard; an idle host needs ~1-2 min).
+// temp dir that is printed), HOSTVM_TIMEOUT_S (default 2400: a hang guard; a loaded 2-core host took 1312 s).
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "../..");
-const timeoutS = Number(process.env.HOSTVM_TIMEOUT_S ?? 1200);
+const timeoutS = Number(process.env.HOSTVM_TIMEOUT_S ?? 2400);
 const t0 = Date.now();
 const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
 
