@@ -111,18 +111,23 @@ busy_ratio() { # env dir: the share of one CPU the env's cgroup used while a loo
   done
   [ -n "$loop" ] || { echo 0; return; }
   sleep 1
-  local u0 u1 w0 w1
+  local u0 u1 w0 w1 t0 t1
   u0=$(awk '$1=="usage_usec"{print $2}' "$dir/cpu.stat"); w0=$(date +%s%N)
+  t0=$(awk '$1=="nr_throttled"{print $2}' "$dir/cpu.stat")
   sleep 4
   u1=$(awk '$1=="usage_usec"{print $2}' "$dir/cpu.stat"); w1=$(date +%s%N)
+  t1=$(awk '$1=="nr_throttled"{print $2}' "$dir/cpu.stat")
   kill "$loop" 2>/dev/null
   wait "$bg"
-  echo $(( (u1 - u0) * 1000 / ((w1 - w0) / 1000) ))
+  echo "$(( (u1 - u0) * 1000 / ((w1 - w0) / 1000) )) $(( ${t1:-0} - ${t0:-0} ))"
 }
-# (unlimited, the loop would take the VM's one vCPU: ~1000/1000)
-lim_pm=$(busy_ratio lim "$l")
-check limits:cpu "busy loop: the --cpus 0.5 env used ${lim_pm}/1000 of a CPU over 4 s" \
-  test "$lim_pm" -ge 250 -a "$lim_pm" -le 600
+# Under TCG on a busy host the vCPU itself gets a fraction of a core and CFS's period timers
+# fire late, so the capped share comes out below 50 % (119/1000 seen): the check is that the
+# loop stays under the cap, is throttled, and gets less than the same loop without a limit.
+read -r lim_pm lim_thr < <(busy_ratio lim "$l")
+read -r free_pm _ < <(busy_ratio hello "$d")
+check limits:cpu "busy loop: the --cpus 0.5 env used ${lim_pm}/1000 of a CPU over 4 s (throttled ${lim_thr} periods), the unlimited env ${free_pm}/1000" \
+  test "${lim_pm:-0}" -gt 0 -a "${lim_pm:-0}" -le 600 -a "${lim_thr:-0}" -gt 0 -a "${free_pm:-0}" -gt "${lim_pm:-0}"
 
 # -- teardown: the envs' cgroups go with them
 check env:delete "env delete hello lim" timeout 600 protoctl env delete hello lim
