@@ -104,7 +104,7 @@ busy_ratio() { # env dir: the share of one CPU the env's cgroup used while a loo
   for i in $(seq 600); do
     for p in $(pgrep -x sh); do
       grep -q "^0::.*/protoctl/$node_name/$env/" "/proc/$p/cgroup" 2>/dev/null &&
-        grep -q 'while' "/proc/$p/cmdline" 2>/dev/null && loop=$p
+        grep -qF 'do :; done' "/proc/$p/cmdline" 2>/dev/null && loop=$p # not the env's init loop
     done
     [ -n "$loop" ] && break
     sleep 0.5
