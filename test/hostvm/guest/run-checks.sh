@@ -121,9 +121,9 @@ busy_ratio() { # env dir: the share of one CPU the env's cgroup used while a loo
   wait "$bg"
   echo "$(( (u1 - u0) * 1000 / ((w1 - w0) / 1000) )) $(( ${t1:-0} - ${t0:-0} ))"
 }
-# Under TCG on a busy host the vCPU itself gets a fraction of a core and CFS's period timers
-# fire late, so the capped share comes out below 50 % (119/1000 seen): the check is that the
-# loop stays under the cap, is throttled, and gets less than the same loop without a limit.
+# Under TCG on a busy host the vCPU itself gets only part of a core (an unlimited loop: ~700/1000
+# seen), so no fixed lower bound holds: the check is that the loop stays under the cap, is
+# throttled, and gets less than the same loop without a limit (measured: 495/1000).
 read -r lim_pm lim_thr < <(busy_ratio lim "$l")
 read -r free_pm _ < <(busy_ratio hello "$d")
 check limits:cpu "busy loop: the --cpus 0.5 env used ${lim_pm}/1000 of a CPU over 4 s (throttled ${lim_thr} periods), the unlimited env ${free_pm}/1000" \
