@@ -4,8 +4,14 @@
 set -euo pipefail
 PKGS=(etcd-server etcd-client btrfs-progs systemd-container qemu-utils nbdkit libnbd-bin fuse3
       busybox-static debootstrap iproute2 util-linux mount kmod procps psmisc tmux zstd xz-utils
-      python3 ansible-core bridge-utils iptables ca-certificates openssl
-      gcc libc6-dev)
+      python3 ansible-core bridge-utils iptables ca-certificates openssl)
+# `--list`: the list above, one a line (test/hostvm builds its Debian image from it).
+if [[ ${1:-} == --list ]]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
+# Only where protoctl is built: cc compiles protoctl-enter (agent/host/machines/enter); the host VM
+# harness boots the host's build, so its image (the list above) needs no compiler.
+PKGS+=(gcc libc6-dev)
+# Only on the machine that runs the tests: the host VM harness (test/hostvm) boots a Debian VM.
+PKGS+=(qemu-system-x86)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
 import { access, readFile } from "node:fs/promises";
 import { delimiter, join } from "node:path";
+import { describeCgroupHost, detectCgroupMode, LIMIT_CONTROLLERS, LIMIT_FLAGS } from "./cgroup-mode.js";
 import { run, succeeds } from "./exec.js";
 
 export type CheckGroup = "kernel" | "binary" | "privilege" | "resource" | "security";
@@ -370,23 +371,29 @@ async function checkPrivileges(root: string): Promise<HostCheck[]> {
   ];
 }
 
-async function checkCgroups(root: string): Promise<HostCheck> {
-  const cg = join(root, "sys/fs/cgroup");
-  const v1 = await Promise.all(["memory", "cpu", "pids"].map((c) => exists(join(cg, c, "tasks"))));
-  const unified = (await readText(join(cg, "cgroup.controllers"))).split(/\s+/);
-  const v2 = ["memory", "cpu", "pids"].every((c) => unified.includes(c));
-  const ok = v1.every(Boolean) || v2;
+/**
+ * Which cgroup mode the agent will use (common/cgroup-mode.ts), as seen from
+ * this process's cgroup (the agent's, when it runs the check). Fails when a
+ * limit controller is missing: `env create --memory/--cpus/--pids` is then
+ * refused on this node.
+ */
+function checkCgroups(root: string): HostCheck {
+  const host = detectCgroupMode(root);
+  const missing = LIMIT_CONTROLLERS.filter((c) => !host.available.includes(c));
+  const ok = missing.length === 0;
   return {
     name: "cgroups",
     group: "kernel",
     required: false,
     ok,
     detail: ok
-      ? v2
-        ? "cgroup v2: memory cpu pids"
-        : "cgroup v1: memory cpu pids"
-      : "memory/cpu/pids controllers not found",
-    fix: ok ? "" : "enable the memory, cpu and pids cgroup controllers (env limits need them)",
+      ? describeCgroupHost(host)
+      : `${describeCgroupHost(host)}; cannot enforce ${missing.map((c) => LIMIT_FLAGS[c]).join(" ")}`,
+    fix: ok
+      ? ""
+      : host.mode === "v2"
+        ? "delegate memory, cpu and pids to the agent's cgroup (systemd: Delegate=yes, see deploy/systemd/)"
+        : "enable the memory, cpu and pids cgroup controllers (env limits need them)",
   };
 }
 

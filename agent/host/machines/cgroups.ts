@@ -11,10 +11,18 @@
  *
  * Each env's dir is `<mount>/<agent's own cgroup>/protoctl/<node>/<env>`: below
  * the agent's cgroup, so whatever limits its supervisor set still apply.
+ *
+ * Pure cgroup v2 (one unified hierarchy): the set has only `unified`, the
+ * env's dir below the agent's base, with `v2Base` set; cgroup-v2.ts makes the
+ * tree and the limits. Everything else here (joins, kill, removal) is shared.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { detectCgroupMode, parseControllers, parseProcCgroup } from "../../../common/cgroup-mode.js";
 import type { MachineLimits } from "../interfaces.js";
+import { prepareV2Tree, v2LimitWrites, v2MemoryStats } from "./cgroup-v2.js";
+
+export { parseProcCgroup };
 
 export const CGROUP_ROOT = "/sys/fs/cgroup";
 const LIMIT_CONTROLLERS = ["memory", "cpu", "pids"] as const;
@@ -23,27 +31,19 @@ const CPU_PERIOD_US = 100_000;
 export interface CgroupSet {
   /** Controller name ("memory", "cpu", "pids", "systemd", "unified") → absolute dir. */
   dirs: Record<string, string>;
+  /** Pure cgroup v2: the agent's base dir; `dirs.unified` is the env's dir below it. */
+  v2Base?: string;
 }
 
-/** Parses /proc/<pid>/cgroup into controller → path (v1 "name=systemd" → "systemd", v2 → "unified"). */
-export function parseProcCgroup(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    const m = /^(\d+):([^:]*):(.*)$/.exec(line);
-    if (!m) continue;
-    const [, id, ctrls, path] = m;
-    if (id === "0" && ctrls === "") out.unified = path!;
-    for (const c of ctrls!.split(",")) {
-      if (c) out[c.replace(/^name=/, "")] = path!;
-    }
-  }
-  return out;
-}
+/** Key of the agent's base dir in the hierarchies of a pure v2 host. */
+export const V2_KEY = "v2";
 
 /** Mounted hierarchies we use, with the agent's own path in each. */
 export function detectHierarchies(
   selfCgroup = readFileSync("/proc/self/cgroup", "utf8"),
 ): Record<string, string> {
+  const host = detectCgroupMode("/", selfCgroup);
+  if (host.mode === "v2") return { [V2_KEY]: join(CGROUP_ROOT, host.base!) };
   const own = parseProcCgroup(selfCgroup);
   const out: Record<string, string> = {};
   for (const c of [...LIMIT_CONTROLLERS, "systemd", "unified"]) {
@@ -51,6 +51,19 @@ export function detectHierarchies(
     if (own[c] !== undefined && existsSync(join(mount, "cgroup.procs"))) out[c] = join(mount, own[c]!);
   }
   return out;
+}
+
+/** The limit controllers envs can use with these hierarchies (v2: what the base dir offers its children). */
+export function limitControllers(hierarchies: Record<string, string>): string[] {
+  const v2 = hierarchies[V2_KEY];
+  if (v2 === undefined) return LIMIT_CONTROLLERS.filter((c) => hierarchies[c] !== undefined);
+  let offered: string[] = [];
+  try {
+    offered = parseControllers(readFileSync(join(v2, "cgroup.controllers"), "utf8"));
+  } catch {
+    // no such dir: nothing to offer
+  }
+  return LIMIT_CONTROLLERS.filter((c) => offered.includes(c));
 }
 
 /**
@@ -67,6 +80,8 @@ export function envCgroupSet(
   limits?: MachineLimits,
 ): CgroupSet {
   const dirs: Record<string, string> = {};
+  const v2 = hierarchies[V2_KEY];
+  if (v2 !== undefined) return { dirs: { unified: join(v2, "protoctl", node, env) }, v2Base: v2 };
   for (const [c, base] of Object.entries(hierarchies)) {
     if (limits && c === "cpu" && !(limits.cpus && limits.cpus > 0)) continue;
     dirs[c] = join(base, "protoctl", node, env);
@@ -91,6 +106,13 @@ export function limitWrites(limits: MachineLimits, hasMemsw: boolean): Array<[st
 
 /** Creates the env's cgroups and writes its limits. */
 export function createCgroups(set: CgroupSet, limits: MachineLimits): void {
+  if (set.v2Base !== undefined) {
+    const dir = set.dirs.unified!;
+    prepareV2Tree(set.v2Base, dir, resolve(CGROUP_ROOT));
+    const hasSwap = existsSync(join(dir, "memory.swap.max"));
+    for (const [file, value] of v2LimitWrites(limits, hasSwap)) writeFileSync(join(dir, file), value);
+    return;
+  }
   for (const dir of Object.values(set.dirs)) {
     try {
       mkdirSync(dir, { recursive: true });
@@ -249,6 +271,7 @@ function subdirsDeepestFirst(dir: string): string[] {
 
 /** Memory usage and OOM kills of the env, when the memory controller is there. */
 export function memoryStats(set: CgroupSet): { usageBytes: number; oomKills: number } | undefined {
+  if (set.v2Base !== undefined) return v2MemoryStats(set.dirs.unified!);
   const d = set.dirs.memory;
   if (!d) return undefined;
   try {

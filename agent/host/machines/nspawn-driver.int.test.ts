@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "../../../common/errors.js";
 import { silentLogger } from "../../../common/logger.js";
 import type { MachineSpec } from "../interfaces.js";
 import { NetworkDriver } from "../networks/network-driver.js";
@@ -135,6 +136,30 @@ describe("NspawnMachineDriver", () => {
 
     await driver.stop("limits", { timeoutMs: 2000 });
     await driver.cleanup("limits");
+  });
+
+  it("refuses limits the host cannot enforce, before making anything", async () => {
+    // this host without its memory and cpu controllers, as a host that lacks them looks
+    const { memory: _m, cpu: _c, ...rest } = detectHierarchies();
+    const stateDir = join(bed.stateDir, "no-limits");
+    const d = new NspawnMachineDriver({ node: NODE, stateDir, logger: silentLogger(), hierarchies: rest });
+    const root = await bed.envRoot("nolimit");
+    const err = await d
+      .start(spec("nolimit", root, { limits: { memoryBytes: 64 * 2 ** 20, cpus: 0.5, pids: 20 } }))
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: Code.FAILED_PRECONDITION, reason: "LIMITS_UNENFORCEABLE" });
+    expect((err as Error).message).toMatch(/--memory \(memory controller\), --cpus \(cpu controller\)/);
+    expect(() => d.prewarm("nolimit", { memoryBytes: 1 << 26 })).toThrow(/cannot enforce --memory/);
+    expect((await d.state("nolimit")).running).toBe(false);
+    expect(existsSync(join(stateDir, "machines", "nolimit.json"))).toBe(false);
+    for (const dir of Object.values(envCgroupSet(rest, NODE, "nolimit").dirs))
+      expect(existsSync(dir)).toBe(false);
+    // the controller it has still limits
+    await d.start(spec("nolimit", root, { limits: { pids: 20 } }));
+    const set = envCgroupSet(rest, NODE, "nolimit");
+    expect(readFileSync(join(set.dirs.pids!, "pids.max"), "utf8").trim()).toBe("20");
+    await d.stop("nolimit", { timeoutMs: 2000 });
+    await d.cleanup("nolimit");
   });
 
   it("runs TTY sessions with resize", async () => {

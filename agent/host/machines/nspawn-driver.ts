@@ -16,6 +16,7 @@
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
+import { LIMIT_FLAGS, type LimitController, missingControllers } from "../../../common/cgroup-mode.js";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
 import { run, spawnDirect } from "../../../common/exec.js";
 import { validateName } from "../../../common/names.js";
@@ -39,10 +40,12 @@ import {
   execProcsFiles,
   killCgroups,
   killPayload,
+  limitControllers,
   listEnvCgroups,
   removeCgroups,
   removeCgroupsSettled,
   startProcsFiles,
+  V2_KEY,
 } from "./cgroups.js";
 import { requireEnterHelper } from "./enter-helper.js";
 import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
@@ -218,6 +221,16 @@ export class NspawnMachineDriver implements MachineDriver {
     return picked;
   }
 
+  /**
+   * nspawn's environment. On pure v2, nspawn 252 gives a rootfs without
+   * systemd (busybox) the legacy cgroup layout, which it cannot mount there:
+   * SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 keeps it on the unified one.
+   */
+  private nspawnEnv(): Record<string, string> {
+    const env = baseEnv();
+    return this.hierarchies[V2_KEY] !== undefined ? { ...env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } : env;
+  }
+
   /** Addresses configured on the env's interface at start. */
   addresses(name: string): string[] {
     return this.records.get(name)?.addresses ?? [];
@@ -235,6 +248,7 @@ export class NspawnMachineDriver implements MachineDriver {
    */
   prewarm(name: string, limits: MachineLimits): void {
     validateName("env", name);
+    this.checkLimits(name, limits);
     const existing = this.records.get(name);
     if (existing && this.refresh(existing).running) return;
     const cgroups = envCgroupSet(this.hierarchies, this.opts.node, name, limits);
@@ -243,6 +257,24 @@ export class NspawnMachineDriver implements MachineDriver {
     createCgroups(cgroups, limits);
     this.addSlot(name, startProcsFiles(cgroups));
     this.prewarmed.add(name);
+  }
+
+  /**
+   * A limit this host cannot enforce is an error before anything is made,
+   * never a silent no-op (an env that was asked for 64M must not get all).
+   */
+  private checkLimits(name: string, limits: MachineLimits): void {
+    const missing = missingControllers(limits, limitControllers(this.hierarchies));
+    if (missing.length === 0) return;
+    const flags = missing.map((c: LimitController) => `${LIMIT_FLAGS[c]} (${c} controller)`).join(", ");
+    throw failedPrecondition(
+      `this node cannot enforce ${flags}: the controller is not available to the agent`,
+      {
+        reason: "LIMITS_UNENFORCEABLE",
+        subject: `env/${name}`,
+        hint: "`protoctl doctor` on the node shows its cgroup mode; create the env without that limit or on another node",
+      },
+    );
   }
 
   /** Cgroups of an earlier life of this env (a crash, another limit set), in every hierarchy. */
@@ -259,6 +291,7 @@ export class NspawnMachineDriver implements MachineDriver {
     for (const k of Object.keys(spec.env)) {
       if (!ENV_KEY.test(k)) throw invalidArgument(`invalid environment variable name ${JSON.stringify(k)}`);
     }
+    this.checkLimits(spec.name, spec.limits);
     const machine = machineName(this.opts.node, spec.name);
     const net = spec.network;
     if ((net.ports?.length ?? 0) > 0 && net.mode !== "private" && net.mode !== "bridge") {
@@ -307,7 +340,11 @@ export class NspawnMachineDriver implements MachineDriver {
       let child: ReturnType<typeof spawnDirect>;
       try {
         // the log file's fd itself, not a pipe through us: the machine must outlive the agent
-        child = spawnDirect("/bin/sh", argv, { detached: true, stdio: ["ignore", fd, fd], env: baseEnv() });
+        child = spawnDirect("/bin/sh", argv, {
+          detached: true,
+          stdio: ["ignore", fd, fd],
+          env: this.nspawnEnv(),
+        });
       } finally {
         closeSync(fd);
       }
