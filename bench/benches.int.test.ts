@@ -25,6 +25,7 @@ const QUICK: Record<string, string[]> = {
   "cli-startup": ["--runs", "3"],
   "env-create": ["--runs", "2", "--concurrent", "2", "--rounds", "1", "--hold", "1"],
   "lab-up": ["--runs", "1", "--machines", "2"],
+  "pool-latency": ["--runs", "3"],
   propagate: ["--runs", "1", "--small", "8", "--large", "16"],
   "propagate-fleet": ["--nodes", "2", "--small", "8", "--large", "16", "--no-fanout"],
   schedule: ["--nodes", "3", "--envs", "40", "--warm", "10"],

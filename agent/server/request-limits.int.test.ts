@@ -27,7 +27,14 @@ let client: AgentClient;
 beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-limits-it-"));
   const cfg = agentDefaults();
-  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir, maxUploadBytes: UPLOAD_LIMIT });
+  // plaintext on loopback, said explicitly (an agent without TLS material refuses otherwise)
+  Object.assign(cfg, {
+    name: NODE,
+    listen: "127.0.0.1:0",
+    stateDir,
+    maxUploadBytes: UPLOAD_LIMIT,
+    insecure: true,
+  });
   cfg.pool.sizeBytes = 256 * 2 ** 20;
   agent = await startAgent(cfg, silentLogger());
   client = agentClient(agent.address);

@@ -73,7 +73,8 @@ beforeAll(async () => {
 
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-escape-it-"));
   const cfg = agentDefaults();
-  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir });
+  // plaintext on loopback, said explicitly (an agent without TLS material refuses otherwise)
+  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir, insecure: true });
   cfg.pool.sizeBytes = 512 * 2 ** 20;
   agent = await startAgent(cfg, silentLogger());
   client = agentClient(agent.address);
