@@ -77,24 +77,25 @@ export async function ensureEtcdPki(pki: EtcdPki): Promise<boolean> {
 }
 
 /** etcd's command line: client and peer URLs https on loopback, client certificates required on both. */
-export function etcdTlsArgs(o: { etcdPort: number; etcdPeerPort: number }, dataDir: string, pki: EtcdPki) {
-  const client = `https://127.0.0.1:${o.etcdPort}`;
-  const peer = `https://127.0.0.1:${o.etcdPeerPort}`;
+/** The one-member etcd of `up` on loopback ports, `scheme` http (migration only) or https. */
+export function etcdMemberArgs(
+  o: { etcdPort: number; etcdPeerPort: number },
+  dataDir: string,
+  scheme: "http" | "https",
+): string[] {
+  const client = `${scheme}://127.0.0.1:${o.etcdPort}`;
+  const peer = `${scheme}://127.0.0.1:${o.etcdPeerPort}`;
   return [
-    "--name",
-    "protoctl-local",
-    "--data-dir",
-    dataDir,
-    "--listen-client-urls",
-    client,
-    "--advertise-client-urls",
-    client,
-    "--listen-peer-urls",
-    peer,
-    "--initial-advertise-peer-urls",
-    peer,
-    "--initial-cluster",
-    `protoctl-local=${peer}`,
+    ...["--name", "protoctl-local", "--data-dir", dataDir],
+    ...["--listen-client-urls", client, "--advertise-client-urls", client],
+    ...["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer],
+    ...["--initial-cluster", `protoctl-local=${peer}`],
+  ];
+}
+
+export function etcdTlsArgs(o: { etcdPort: number; etcdPeerPort: number }, dataDir: string, pki: EtcdPki) {
+  return [
+    ...etcdMemberArgs(o, dataDir, "https"),
     "--client-cert-auth",
     "--trusted-ca-file",
     pki.caFile,

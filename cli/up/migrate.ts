@@ -22,6 +22,7 @@ import { failedPrecondition } from "../../common/errors.js";
 import { spawnProcess } from "../../common/exec.js";
 import type { CertificateAuthority } from "../../common/tls.js";
 import { Keys } from "../../controller/store/keys.js";
+import { etcdMemberArgs } from "./etcd-pki.js";
 import type { StatePaths } from "./state.js";
 
 /** The etcd key prefix every `up` used (the controller's default). */
@@ -44,35 +45,13 @@ export async function migrateLegacyState(
   paths: StatePaths,
 ): Promise<string | undefined> {
   const client = `http://127.0.0.1:${o.etcdPort}`;
-  const peer = `http://127.0.0.1:${o.etcdPeerPort}`;
-  const etcd = spawnProcess(
-    "etcd",
-    [
-      "--name",
-      "protoctl-local",
-      "--data-dir",
-      paths.etcdDir,
-      "--listen-client-urls",
-      client,
-      "--advertise-client-urls",
-      client,
-      "--listen-peer-urls",
-      peer,
-      "--initial-advertise-peer-urls",
-      peer,
-      "--initial-cluster",
-      `protoctl-local=${peer}`,
-      "--log-level",
-      "warn",
-    ],
-    {
-      stdin: "ignore",
-      stdout: { file: paths.log("etcd"), append: true },
-      stderr: { file: paths.log("etcd"), append: true },
-      buffer: false,
-      reject: false,
-    },
-  );
+  const etcd = spawnProcess("etcd", [...etcdMemberArgs(o, paths.etcdDir, "http"), "--log-level", "warn"], {
+    stdin: "ignore",
+    stdout: { file: paths.log("etcd"), append: true },
+    stderr: { file: paths.log("etcd"), append: true },
+    buffer: false,
+    reject: false,
+  });
   // loaded here only: every other `up` runs without an etcd client
   const { Etcd3 } = await import("etcd3");
   const kv = new Etcd3({ hosts: [client], dialTimeout: 3000 });

@@ -4,16 +4,16 @@
  * and a leak really makes `vitest run` exit non-zero (nested vitest run).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, rmdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { output, run } from "../../common/exec.js";
 import { freePort } from "../fixtures/etcd.js";
 import { takeSnapshot } from "./collect.js";
+import { nestedVitestRun } from "./nested-run.js";
 import { diffSnapshots, RUN_MARKER_ENV } from "./snapshot.js";
 
-const REPO = resolve(import.meta.dirname, "../..");
 const undo: Array<() => Promise<unknown>> = [];
 
 afterEach(async () => {
@@ -103,14 +103,8 @@ describe("a leak fails `vitest run`", () => {
       await run("umount", [mnt], { allowFailure: true });
       await rm(dir, { recursive: true, force: true });
     });
-    await writeFile(
-      join(dir, "vitest.config.mjs"),
-      `export default { test: { include: ["*.int.test.mjs"], globals: true, globalSetup: [${JSON.stringify(
-        join(REPO, "test/leak/global-setup.ts"),
-      )}] } };\n`,
-    );
-    await writeFile(
-      join(dir, "leak.int.test.mjs"),
+    const { code, out } = await nestedVitestRun(
+      dir,
       `import { execFileSync } from "node:child_process";
 test("mounts a tmpfs", () => {
   execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", ${JSON.stringify(mnt)}]);
@@ -118,29 +112,6 @@ test("mounts a tmpfs", () => {
 });
 `,
     );
-    const child = spawn(
-      process.execPath,
-      [join(REPO, "node_modules/vitest/vitest.mjs"), "run", "--root", dir],
-      {
-        cwd: dir,
-        env: {
-          ...process.env,
-          PROTOCTL_LEAK_CHECK: "fail",
-          PROTOCTL_LEAK_SETTLE_MS: "300",
-          CI: "true",
-          NO_COLOR: "1",
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    child.stdout?.on("data", (b: Buffer) => {
-      out += b.toString();
-    });
-    child.stderr?.on("data", (b: Buffer) => {
-      out += b.toString();
-    });
-    const code = await new Promise<number | null>((r) => child.once("exit", r));
     return { code, out, mnt };
   }
 

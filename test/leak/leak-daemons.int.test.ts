@@ -1,18 +1,10 @@
-/**
- * The leak check sees what the integration tests start, proven by a nested
- * `vitest run` whose test file leaves behind a whole one-machine cluster
- * (`protoctl up`: etcd, controller, agent, its supervisor, a pool), an env on
- * a private network (nspawn, the env's cgroups deep below the agent's own, a
- * veth) and an NBD attachment (nbdfuse with its FUSE mount). The nested run
- * must exit 1 and name each of them; this file then removes them all.
- */
-import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { run } from "../../common/exec.js";
 import { freePort } from "../fixtures/etcd.js";
+import { nestedVitestRun } from "./nested-run.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
 const CLI = join(REPO, "dist/cli/main.js");
@@ -73,36 +65,11 @@ describe("the leak check sees everything a test run starts", () => {
       });
     });
 
-    await writeFile(
-      join(dir, "vitest.config.mjs"),
-      `export default { test: { include: ["*.int.test.mjs"], globals: true, testTimeout: 180000, globalSetup: [${JSON.stringify(
-        join(REPO, "test/leak/global-setup.ts"),
-      )}] } };\n`,
+    const { code, out } = await nestedVitestRun(
+      dir,
+      leakingTestFile({ cli: CLI, state, env, ports, fuse }),
+      180_000,
     );
-    await writeFile(join(dir, "leak.int.test.mjs"), leakingTestFile({ cli: CLI, state, env, ports, fuse }));
-    const child = spawn(
-      process.execPath,
-      [join(REPO, "node_modules/vitest/vitest.mjs"), "run", "--root", dir],
-      {
-        cwd: dir,
-        env: {
-          ...process.env,
-          PROTOCTL_LEAK_CHECK: "fail",
-          PROTOCTL_LEAK_SETTLE_MS: "300",
-          CI: "true",
-          NO_COLOR: "1",
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    child.stdout?.on("data", (b: Buffer) => {
-      out += b.toString();
-    });
-    child.stderr?.on("data", (b: Buffer) => {
-      out += b.toString();
-    });
-    const code = await new Promise<number | null>((r) => child.once("exit", r));
 
     expect(out, out).toMatch(/1 passed/);
     expect(code).toBe(1);
