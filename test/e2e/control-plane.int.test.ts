@@ -214,8 +214,12 @@ describe.sequential("protoctl up: a closed control plane", () => {
     expect(made.code).toBe(0);
     let control: Server | undefined;
     try {
-      // `--network private` gives the env a veth to the host and no IPv4 address: the host is its
-      // link's IPv6 link-local address (and its own 127.0.0.1 is the env's loopback, not the host's)
+      // `--network private` gives the env a veth to the host and a /32 from the node's private
+      // range: the host is its link's IPv6 link-local address and the IPv4 gateway (the env's own
+      // 127.0.0.1 is the env's loopback, not the host's)
+      const route = await cli(["env", "exec", "cp-priv", "--", "ip", "-4", "route", "show", "default"]);
+      const gateway = /default via (\S+)/.exec(route.stdout)?.[1];
+      expect(gateway, route.stdout).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
       const iflink = await cli(["env", "exec", "cp-priv", "--", "cat", "/sys/class/net/host0/iflink"]);
       const hostIf = readdirSync("/sys/class/net").find(
         (n) => readFileSync(`/sys/class/net/${n}/ifindex`, "utf8").trim() === iflink.stdout.trim(),
@@ -239,7 +243,7 @@ describe.sequential("protoctl up: a closed control plane", () => {
         if (i > 50) throw err;
         await new Promise((r) => setTimeout(r, 200));
       }
-      const hosts = [`${ll!.address}%host0`, "127.0.0.1"];
+      const hosts = [`${ll!.address}%host0`, gateway!, "127.0.0.1"];
       const pairs = hosts.flatMap((h) => Object.values(ports).map((p) => [h, String(p)]));
       const targets = pairs.map(([h, p]) => `${h}:${p}`);
       // host port pairs as arguments: one TCP connect each from inside the env

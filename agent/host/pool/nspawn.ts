@@ -58,24 +58,27 @@ export async function runInRoot(
   for (const b of opts.binds ?? [])
     args.push(`${b.readonly ? "--bind-ro" : "--bind"}=${b.host}:${b.container}`);
   args.push("--", ...command);
-  const child = spawnProcess("systemd-nspawn", args, {
-    all: true,
-    reject: false,
-    ...(opts.stdin ? { input: opts.stdin } : { stdin: "ignore" as const }),
-    cancelSignal: opts.signal,
-    forceKillAfterDelay: 3000,
-    encoding: "utf8",
-    buffer: false,
-  });
   let out = "";
   const shown = noiseFilter((log) => opts.progress?.({ step: opts.step ?? "run", log }));
-  child.all?.setEncoding("utf8");
-  child.all?.on("data", (chunk: string) => {
-    out += chunk;
-    if (out.length > 2 * MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
-    shown.write(chunk);
+  // nspawn starts inside: withoutNspawnTraces must look for resolv.conf before nspawn can make it
+  const res = await withoutNspawnTraces(root, () => {
+    const child = spawnProcess("systemd-nspawn", args, {
+      all: true,
+      reject: false,
+      ...(opts.stdin ? { input: opts.stdin } : { stdin: "ignore" as const }),
+      cancelSignal: opts.signal,
+      forceKillAfterDelay: 3000,
+      encoding: "utf8",
+      buffer: false,
+    });
+    child.all?.setEncoding("utf8");
+    child.all?.on("data", (chunk: string) => {
+      out += chunk;
+      if (out.length > 2 * MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
+      shown.write(chunk);
+    });
+    return child;
   });
-  const res = await withoutNspawnTraces(root, () => child);
   shown.flush();
   if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
   out = out.slice(-MAX_OUTPUT);
