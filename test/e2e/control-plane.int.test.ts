@@ -247,8 +247,12 @@ describe.sequential("protoctl up: a closed control plane", () => {
       const pairs = hosts.flatMap((h) => Object.values(ports).map((p) => [h, String(p)]));
       const targets = pairs.map(([h, p]) => `${h}:${p}`);
       // host port pairs as arguments: one TCP connect each from inside the env
-      const script =
-        'while [ $# -gt 1 ]; do if nc -w 2 "$1" "$2" </dev/null >/dev/null 2>&1; then echo "$1:$2 open"; else echo "$1:$2 closed"; fi; shift 2; done';
+      // the first pair is the positive control: retried while the env's own link-local address
+      // is still tentative (duplicate address detection inside, ~1-2 s), then each target once
+      const script = [
+        'i=0; until nc -w 2 "$1" "$2" </dev/null >/dev/null 2>&1 || [ $i -ge 20 ]; do i=$((i+1)); sleep 0.25; done',
+        'while [ $# -gt 1 ]; do if nc -w 2 "$1" "$2" </dev/null >/dev/null 2>&1; then echo "$1:$2 open"; else echo "$1:$2 closed"; fi; shift 2; done',
+      ].join("; ");
       const r = await cli([
         "env",
         "exec",
