@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig, parseSize } from "./config.js";
 import { Code, type ProtoctlError } from "./errors.js";
 
@@ -12,9 +12,20 @@ const defaults = {
   pool: { kind: "tmpfs", sizeBytes: 1024 },
 };
 
+const made: string[] = [];
+/** A scratch dir for one test, removed after it. */
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), "protoctl-cfg-"));
+  made.push(d);
+  return d;
+}
+afterEach(() => {
+  for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
 describe("loadConfig", () => {
   it("layers defaults < file < env < flags", () => {
-    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    const dir = tempDir();
     const file = join(dir, "agent.yaml");
     writeFileSync(file, "listen: 0.0.0.0:1\npool:\n  kind: file\n  sizeBytes: 2G\n");
     const cfg = loadConfig(defaults, {
@@ -36,7 +47,7 @@ describe("loadConfig", () => {
   });
 
   it("rejects unknown keys and bad values with INVALID_ARGUMENT", () => {
-    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    const dir = tempDir();
     const file = join(dir, "bad.yaml");
     writeFileSync(file, "nope: 1\n");
     const code = (fn: () => unknown) => {
