@@ -9,16 +9,22 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { iterateStream } from "../../common/grpc.js";
-import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvPhase, EnvSpec, type LogLine, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { agentDefaults } from "../config.js";
 import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
 import { vethHostName } from "../host/machines/naming.js";
 import { isAlive } from "../host/machines/proc.js";
 import { NetworkDriver } from "../host/networks/network-driver.js";
-import { type RunningAgent, startAgent } from "../main.js";
-import { type AgentClient, agentClient, execOverGrpc, importDirBase, unary } from "./test-support.js";
+import type { RunningAgent } from "../main.js";
+import {
+  type AgentClient,
+  agentClient,
+  execOverGrpc,
+  importDirBase,
+  startLoopbackAgent,
+  stopLoopbackAgent,
+  unary,
+} from "./test-support.js";
 
 const NODE = `it${process.pid}`;
 let stateDir: string;
@@ -37,22 +43,14 @@ beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-agent-it-"));
   rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
   await makeBusyboxRootfs(rootfs);
-  const cfg = agentDefaults();
-  // plaintext on loopback for the test client: explicit, as the agent requires
-  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir, insecure: true });
-  cfg.pool.sizeBytes = 512 * 2 ** 20;
-  agent = await startAgent(cfg, silentLogger());
+  agent = await startLoopbackAgent({ name: NODE, stateDir, poolMiB: 512 });
   client = agentClient(agent.address);
   await importDirBase(client, "busybox", rootfs);
 });
 
 afterAll(async () => {
   client?.close();
-  if (agent) {
-    for (const name of agent.ctx.envs.names()) await agent.ctx.envs.delete(name).catch(() => undefined);
-    await agent.stop();
-    await (agent.ctx.pool as unknown as { destroy(): Promise<void> }).destroy();
-  }
+  await stopLoopbackAgent(agent);
   await rm(stateDir, { recursive: true, force: true });
   await rm(rootfs, { recursive: true, force: true });
 });

@@ -12,11 +12,15 @@ import { Metadata } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { fromServiceError, MAX_REQUEST_BYTES } from "../../common/grpc.js";
-import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvSpec, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
-import { agentDefaults } from "../config.js";
-import { type RunningAgent, startAgent } from "../main.js";
-import { type AgentClient, agentClient, unary } from "./test-support.js";
+import type { RunningAgent } from "../main.js";
+import {
+  type AgentClient,
+  agentClient,
+  startLoopbackAgent,
+  stopLoopbackAgent,
+  unary,
+} from "./test-support.js";
 
 const NODE = `lim${process.pid}`;
 const UPLOAD_LIMIT = 1 << 20;
@@ -26,26 +30,18 @@ let client: AgentClient;
 
 beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-limits-it-"));
-  const cfg = agentDefaults();
-  // plaintext on loopback, said explicitly (an agent without TLS material refuses otherwise)
-  Object.assign(cfg, {
+  agent = await startLoopbackAgent({
     name: NODE,
-    listen: "127.0.0.1:0",
     stateDir,
-    maxUploadBytes: UPLOAD_LIMIT,
-    insecure: true,
+    poolMiB: 256,
+    over: { maxUploadBytes: UPLOAD_LIMIT },
   });
-  cfg.pool.sizeBytes = 256 * 2 ** 20;
-  agent = await startAgent(cfg, silentLogger());
   client = agentClient(agent.address);
 });
 
 afterAll(async () => {
   client?.close();
-  if (agent) {
-    await agent.stop();
-    await (agent.ctx.pool as unknown as { destroy(): Promise<void> }).destroy();
-  }
+  await stopLoopbackAgent(agent);
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 

@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { callUnary, fromServiceError } from "../../common/grpc.js";
+import { silentLogger } from "../../common/logger.js";
 import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 import type {
   BaseVersion,
@@ -15,6 +16,8 @@ import type {
   ExecStart,
   OperationEvent,
 } from "../../proto/gen/protoctl/v1/types.js";
+import { type AgentConfig, agentDefaults } from "../config.js";
+import { type RunningAgent, startAgent } from "../main.js";
 
 export type AgentClient = InstanceType<typeof AgentServiceClient>;
 
@@ -111,4 +114,35 @@ export async function bundleAgentProcess(repoRoot: string, tag: string): Promise
   const { buildEnter } = await import("../host/machines/enter/build.mjs");
   buildEnter(join(dir, "enter", "protoctl-enter"));
   return join(dir, "agent-process.js");
+}
+
+/**
+ * An in-process agent for integration tests: loopback, plaintext said
+ * explicitly (an agent without TLS material refuses otherwise), a tmpfs pool
+ * of `poolMiB`, and any other settings in `over`.
+ */
+export async function startLoopbackAgent(o: {
+  name: string;
+  stateDir: string;
+  poolMiB: number;
+  over?: Partial<AgentConfig>;
+}): Promise<RunningAgent> {
+  const cfg = agentDefaults();
+  Object.assign(cfg, {
+    name: o.name,
+    listen: "127.0.0.1:0",
+    stateDir: o.stateDir,
+    insecure: true,
+    ...o.over,
+  });
+  cfg.pool.sizeBytes = o.poolMiB * 2 ** 20;
+  return startAgent(cfg, silentLogger());
+}
+
+/** Deletes the agent's envs, stops it and destroys its pool. */
+export async function stopLoopbackAgent(agent: RunningAgent | undefined): Promise<void> {
+  if (!agent) return;
+  for (const name of agent.ctx.envs.names()) await agent.ctx.envs.delete(name).catch(() => undefined);
+  await agent.stop();
+  await (agent.ctx.pool as unknown as { destroy(): Promise<void> }).destroy();
 }

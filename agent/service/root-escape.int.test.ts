@@ -17,12 +17,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { run } from "../../common/exec.js";
 import { fromServiceError } from "../../common/grpc.js";
-import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { agentDefaults } from "../config.js";
-import { type RunningAgent, startAgent } from "../main.js";
-import { type AgentClient, agentClient, execOverGrpc, importDirBase, unary } from "../server/test-support.js";
+import type { RunningAgent } from "../main.js";
+import {
+  type AgentClient,
+  agentClient,
+  execOverGrpc,
+  importDirBase,
+  startLoopbackAgent,
+  stopLoopbackAgent,
+  unary,
+} from "../server/test-support.js";
 
 const NODE = `esc${process.pid}`;
 let stateDir: string;
@@ -72,22 +78,14 @@ beforeAll(async () => {
   await writeFile(join(rootfs, "etc/plain"), "a file, not a directory\n");
 
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-escape-it-"));
-  const cfg = agentDefaults();
-  // plaintext on loopback, said explicitly (an agent without TLS material refuses otherwise)
-  Object.assign(cfg, { name: NODE, listen: "127.0.0.1:0", stateDir, insecure: true });
-  cfg.pool.sizeBytes = 512 * 2 ** 20;
-  agent = await startAgent(cfg, silentLogger());
+  agent = await startLoopbackAgent({ name: NODE, stateDir, poolMiB: 512 });
   client = agentClient(agent.address);
   await importDirBase(client, "trap", rootfs);
 });
 
 afterAll(async () => {
   client?.close();
-  if (agent) {
-    for (const name of agent.ctx.envs.names()) await agent.ctx.envs.delete(name).catch(() => undefined);
-    await agent.stop();
-    await (agent.ctx.pool as unknown as { destroy(): Promise<void> }).destroy();
-  }
+  await stopLoopbackAgent(agent);
   for (const d of [stateDir, rootfs, host]) if (d) await rm(d, { recursive: true, force: true });
 });
 

@@ -60,15 +60,10 @@ export async function sealFakeBases(
   }
 }
 
-/** Records one fake version's seal in `store`. */
-export async function sealFake(
-  store: ClusterStore,
-  ref: string,
-  origin: string,
-  holders: string[] = [],
-): Promise<void> {
+/** A 1 MiB local version `name@N` as a fake agent holds it, with `checksum` when it reports one. */
+function fakeBaseVersion(ref: string, checksum?: string): BaseVersion {
   const [base, v] = ref.split("@");
-  const bv: BaseVersion = {
+  return {
     base: base!,
     version: Number(v),
     source: "fake",
@@ -79,8 +74,18 @@ export async function sealFake(
     nodes: [],
     users: [],
     parent: "",
-    ...unsealed(),
+    ...unsealed(checksum),
   };
+}
+
+/** Records one fake version's seal in `store`. */
+export async function sealFake(
+  store: ClusterStore,
+  ref: string,
+  origin: string,
+  holders: string[] = [],
+): Promise<void> {
+  const bv = fakeBaseVersion(ref);
   await store.recordBaseVersion(bv, origin);
   // backdated past the origin's grace: only what agents report counts
   await store.updateSeal(bv.base, bv.version, (s) => ({
@@ -139,20 +144,7 @@ export class FakeAgent {
   }
 
   addBase(ref: string): BaseVersion {
-    const [base, v] = ref.split("@");
-    const bv: BaseVersion = {
-      base: base!,
-      version: Number(v),
-      source: "fake",
-      createdMs: Date.now(),
-      recipeDigest: "",
-      sizeBytes: 1 << 20,
-      state: BaseVersionState.BASE_VERSION_STATE_LOCAL,
-      nodes: [],
-      users: [],
-      parent: "",
-      ...unsealed(fakeChecksum(ref)),
-    };
+    const bv = fakeBaseVersion(ref, fakeChecksum(ref));
     this.bases.set(ref, bv);
     this.membership?.refresh();
     return bv;
