@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config";
 
 // Worker threads load their module with Node's own loader, not vitest's: the hooks the source-run
 // agents use (.ts transpiled on load) let hydration's copy workers start from the sources here too.
-const tsHooks = fileURLToPath(new URL("./controller/testing/register.mjs", import.meta.url));
+const tsHooks = fileURLToPath(new URL("./test/support/register.mjs", import.meta.url));
 
 export default defineConfig({
   test: {

@@ -15,11 +15,11 @@ import { loopsUnder, mountsUnder, nodeCgroups, processesNaming } from "../common
 import { EnvSpec, NetworkMode } from "../proto/gen/protoctl/v1/types.js";
 import { freePort } from "../test/fixtures/etcd.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
+import { agentClient, execOverGrpc, importDirBase, unary } from "../test/support/agent/agent-client.js";
 import { vethHostName } from "./host/machines/naming.js";
-import { agentClient, execOverGrpc, importDirBase, unary } from "./server/test-support.js";
 
 const REPO = resolve(import.meta.dirname, "..");
-const HOOKS = join(REPO, "controller/testing/register.mjs");
+const HOOKS = join(REPO, "test/support/register.mjs");
 const NODE = `td${process.pid % 100000}`;
 const undo: Array<() => Promise<unknown>> = [];
 
@@ -31,7 +31,7 @@ function startAgentProcess(stateDir: string, port: number): ChildProcess {
   return spawn(
     process.execPath,
     [
-      ...["--import", HOOKS, join(REPO, "agent/server/agent-process.ts")],
+      ...["--import", HOOKS, join(REPO, "test/support/agent/agent-process.ts")],
       ...["--name", NODE, "--listen", `127.0.0.1:${port}`, "--state-dir", stateDir],
       ...["--pool-kind", "tmpfs", "--pool-size", "256M", "--insecure", "--log-level", "warn"],
     ],

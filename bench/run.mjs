@@ -2,9 +2,11 @@
 /**
  * `npm run bench -- NAME [args…]` runs the benchmark in bench/NAME and passes
  * it the remaining arguments. A bench is a folder with `index.mjs` (run as
- * is) or `index.ts` (compiled by `npm run build` into dist/bench/NAME/index.js,
- * like the rest of the code, so it measures the same JavaScript that ships).
- * The build runs first when dist is missing or older than any source file.
+ * is) or `index.ts` (compiled by `npm run build:bench` into
+ * dist-bench/bench/NAME/index.js, with the test scaffolding it imports; the
+ * product code it imports is dist/ itself, linked: bench/link-dist.mjs, so it
+ * measures the same JavaScript that ships). Both builds run first when the
+ * bench's entry is missing or older than any source file.
  * Benches print their result as a final JSON line on stdout.
  *
  * Plain JavaScript on purpose: it must run before anything is built.
@@ -15,8 +17,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-/** Folders whose TypeScript ends up in dist (tsconfig.build.json, plus what benches import). */
-const SOURCE_DIRS = ["bench", "common", "agent", "controller", "cli", "proto/gen", "test/fixtures"];
+/** Folders whose TypeScript ends up in dist (tsconfig.build.json) or dist-bench (what benches import). */
+const SOURCE_DIRS = ["bench", "common", "agent", "controller", "cli", "proto/gen", "test"];
 
 /** Names of the benches in `root`/bench. */
 export function listBenches(root) {
@@ -38,7 +40,8 @@ export function resolveBench(root, name) {
   const mjs = join(dir, "index.mjs");
   if (existsSync(mjs)) return { kind: "mjs", entry: mjs, source: mjs };
   const ts = join(dir, "index.ts");
-  if (existsSync(ts)) return { kind: "ts", entry: join(root, "dist", "bench", name, "index.js"), source: ts };
+  if (existsSync(ts))
+    return { kind: "ts", entry: join(root, "dist-bench", "bench", name, "index.js"), source: ts };
   const known = existsSync(join(root, "bench")) ? listBenches(root) : [];
   return new Error(
     `no bench ${JSON.stringify(name)} (bench/${name}/index.ts or index.mjs); known: ${known.join(", ") || "none"}`,
@@ -87,12 +90,14 @@ export async function main(argv, { root = dirname(dirname(fileURLToPath(import.m
     return 2;
   }
   if (bench.kind === "ts" && needsBuild(root, bench.entry)) {
-    console.error("bench: dist is missing or stale, running npm run build first");
-    const built = spawnSync("npm", ["run", "-s", "build"], {
-      cwd: root,
-      stdio: ["ignore", "inherit", "inherit"],
-    });
-    if (built.status !== 0) return built.status ?? 1;
+    console.error("bench: dist-bench is missing or stale, running npm run build and build:bench first");
+    for (const script of ["build", "build:bench"]) {
+      const built = spawnSync("npm", ["run", "-s", script], {
+        cwd: root,
+        stdio: ["ignore", "inherit", "inherit"],
+      });
+      if (built.status !== 0) return built.status ?? 1;
+    }
   }
   const child = spawn(process.execPath, [bench.entry, ...args], { cwd: root, stdio: "inherit" });
   return new Promise((resolve) => {

@@ -11,7 +11,7 @@ describe("bench runner", () => {
     await mkdir(join(root, "bench/hello"), { recursive: true });
     await mkdir(join(root, "bench/typed"), { recursive: true });
     await mkdir(join(root, "bench/empty"), { recursive: true });
-    await mkdir(join(root, "dist/bench/typed"), { recursive: true });
+    await mkdir(join(root, "dist-bench/bench/typed"), { recursive: true });
     // Writes its arguments as the final JSON line to the file named by the first one.
     await writeFile(
       join(root, "bench/hello/index.mjs"),
@@ -22,7 +22,7 @@ process.exitCode = rest.includes("--fail") ? 3 : 0;
 `,
     );
     await writeFile(join(root, "bench/typed/index.ts"), "export {};\n");
-    await writeFile(join(root, "dist/bench/typed/index.js"), "");
+    await writeFile(join(root, "dist-bench/bench/typed/index.js"), "");
   });
   afterAll(async () => {
     await rm(root, { recursive: true, force: true });
@@ -36,7 +36,7 @@ process.exitCode = rest.includes("--fail") ? 3 : 0;
     });
     expect(resolveBench(root, "typed")).toMatchObject({
       kind: "ts",
-      entry: join(root, "dist/bench/typed/index.js"),
+      entry: join(root, "dist-bench/bench/typed/index.js"),
     });
   });
 
@@ -47,7 +47,7 @@ process.exitCode = rest.includes("--fail") ? 3 : 0;
   });
 
   it("rebuilds when dist is older than a source", async () => {
-    const entry = join(root, "dist/bench/typed/index.js");
+    const entry = join(root, "dist-bench/bench/typed/index.js");
     const past = new Date(Date.now() - 60_000);
     await utimes(entry, past, past);
     expect(needsBuild(root, entry)).toBe(true);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ERROR_DETAIL_KEY } from "../common/errors.js";
 import { Env, EnvPhase, ErrorDetail, Node, NodeState } from "../proto/gen/protoctl/v1/types.js";
-import { runCli, type Stub, startStub } from "./testing/stub-server.js";
+import { runCli, type Stub, startStub } from "../test/support/cli/stub-server.js";
 
 const envs = [
   Env.fromPartial({

@@ -9,8 +9,6 @@ import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, ExecStart, NodeState, RestartPolicy } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type FakeAgent, sealFakeBases, startFakeAgent } from "../test/harness/fake-agent.js";
-import type { RunningController } from "./controller.js";
-import { ClusterStore } from "./store/store.js";
 import {
   call,
   client,
@@ -21,7 +19,9 @@ import {
   streamed,
   testEnvSpec,
   uniquePrefix,
-} from "./testing/cluster.js";
+} from "../test/support/controller/cluster.js";
+import type { RunningController } from "./controller.js";
+import { ClusterStore } from "./store/store.js";
 
 const GiB = 2 ** 30;
 

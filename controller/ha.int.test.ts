@@ -10,7 +10,6 @@ import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type FakeAgent, sealFakeBases } from "../test/harness/fake-agent.js";
-import { ClusterStore } from "./store/store.js";
 import {
   call,
   client,
@@ -19,8 +18,9 @@ import {
   REUSABLE,
   testEnvSpec,
   uniquePrefix,
-} from "./testing/cluster.js";
-import { type ControllerProcess, spawnController } from "./testing/process.js";
+} from "../test/support/controller/cluster.js";
+import { type ControllerProcess, spawnController } from "../test/support/controller/process.js";
+import { ClusterStore } from "./store/store.js";
 
 let etcd: TestEtcd;
 beforeAll(async () => {

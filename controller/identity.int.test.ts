@@ -22,9 +22,6 @@ import {
 } from "../common/tls.js";
 import { type ControlServiceClient, NodeHeartbeat } from "../proto/gen/protoctl/v1/control.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import { type RunningController, startController } from "./controller.js";
-import { formatToken } from "./membership/tokens.js";
-import { ClusterStore } from "./store/store.js";
 import {
   call,
   client,
@@ -33,7 +30,10 @@ import {
   testConfig,
   testEnvSpec,
   uniquePrefix,
-} from "./testing/cluster.js";
+} from "../test/support/controller/cluster.js";
+import { type RunningController, startController } from "./controller.js";
+import { formatToken } from "./membership/tokens.js";
+import { ClusterStore } from "./store/store.js";
 
 const TOKEN = { ttlSeconds: 60, labels: {}, uses: 0, reusable: false, node: "", replace: false };
 const SERVER = { serverName: "protoctl-controller", serverRole: "controller" } as const;

@@ -34,9 +34,9 @@ import {
   importBaseFromDir,
   REUSABLE,
   testEnvSpec,
-} from "./testing/cluster.js";
-import { startHostEtcd } from "./testing/host-etcd.js";
-import { sourceAgentCommand, sourceControllerCommand, waitLine } from "./testing/process.js";
+} from "../test/support/controller/cluster.js";
+import { startHostEtcd } from "../test/support/controller/host-etcd.js";
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../test/support/controller/process.js";
 
 let hosts: TestHosts;
 let dir: string;

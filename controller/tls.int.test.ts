@@ -25,8 +25,6 @@ import { AgentServiceClient } from "../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase, NodeState } from "../proto/gen/protoctl/v1/types.js";
 import { freePort, startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
 import { type FakeAgent, sealFakeBases, startFakeAgent } from "../test/harness/fake-agent.js";
-import { startController } from "./controller.js";
-import { ClusterStore } from "./store/store.js";
 import {
   call,
   client,
@@ -35,7 +33,9 @@ import {
   testConfig,
   testEnvSpec,
   uniquePrefix,
-} from "./testing/cluster.js";
+} from "../test/support/controller/cluster.js";
+import { startController } from "./controller.js";
+import { ClusterStore } from "./store/store.js";
 
 let etcd: TestEtcd;
 beforeAll(async () => {

@@ -11,11 +11,6 @@ import { Code } from "../../common/errors.js";
 import { iterateStream } from "../../common/grpc.js";
 import { type Env, EnvPhase, EnvSpec, type LogLine, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
-import { vethHostName } from "../host/machines/naming.js";
-import { isAlive } from "../host/machines/proc.js";
-import { NetworkDriver } from "../host/networks/network-driver.js";
-import type { RunningAgent } from "../main.js";
 import {
   type AgentClient,
   agentClient,
@@ -24,7 +19,12 @@ import {
   startLoopbackAgent,
   stopLoopbackAgent,
   unary,
-} from "./test-support.js";
+} from "../../test/support/agent/agent-client.js";
+import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
+import { vethHostName } from "../host/machines/naming.js";
+import { isAlive } from "../host/machines/proc.js";
+import { NetworkDriver } from "../host/networks/network-driver.js";
+import type { RunningAgent } from "../main.js";
 
 const NODE = `it${process.pid}`;
 let stateDir: string;

@@ -13,14 +13,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { fromServiceError, MAX_REQUEST_BYTES } from "../../common/grpc.js";
 import { type Env, EnvSpec, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
-import type { RunningAgent } from "../main.js";
 import {
   type AgentClient,
   agentClient,
   startLoopbackAgent,
   stopLoopbackAgent,
   unary,
-} from "./test-support.js";
+} from "../../test/support/agent/agent-client.js";
+import type { RunningAgent } from "../main.js";
 
 const NODE = `lim${process.pid}`;
 const UPLOAD_LIMIT = 1 << 20;

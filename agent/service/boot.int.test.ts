@@ -20,12 +20,18 @@ import { run } from "../../common/exec.js";
 import { iterateStream } from "../../common/grpc.js";
 import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvPhase, EnvSpec, type LogLine } from "../../proto/gen/protoctl/v1/types.js";
+import {
+  type AgentClient,
+  agentClient,
+  execOverGrpc,
+  importDirBase,
+  unary,
+} from "../../test/support/agent/agent-client.js";
 import { agentDefaults } from "../config.js";
 import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
 import { isAlive } from "../host/machines/proc.js";
 import { defaultMirror } from "../host/pool/bases.js";
 import { type RunningAgent, startAgent } from "../main.js";
-import { type AgentClient, agentClient, execOverGrpc, importDirBase, unary } from "../server/test-support.js";
 
 const SUITE = "bookworm";
 const CACHE = `/var/cache/protoctl-test/debootstrap-${SUITE}-systemd`;

@@ -12,9 +12,6 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
-import { machineName } from "../host/machines/naming.js";
-import { openPool } from "../host/pool/index.js";
 import {
   type AgentClient,
   agentClient,
@@ -22,7 +19,10 @@ import {
   execOverGrpc,
   importDirBase,
   unary,
-} from "../server/test-support.js";
+} from "../../test/support/agent/agent-client.js";
+import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
+import { machineName } from "../host/machines/naming.js";
+import { openPool } from "../host/pool/index.js";
 
 const NODE = `rs${process.pid}`;
 const REPO = resolve(import.meta.dirname, "../..");

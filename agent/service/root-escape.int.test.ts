@@ -19,7 +19,6 @@ import { run } from "../../common/exec.js";
 import { fromServiceError } from "../../common/grpc.js";
 import { type Env, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import type { RunningAgent } from "../main.js";
 import {
   type AgentClient,
   agentClient,
@@ -28,7 +27,8 @@ import {
   startLoopbackAgent,
   stopLoopbackAgent,
   unary,
-} from "../server/test-support.js";
+} from "../../test/support/agent/agent-client.js";
+import type { RunningAgent } from "../main.js";
 
 const NODE = `esc${process.pid}`;
 let stateDir: string;

@@ -39,7 +39,7 @@ function round(n: number): number {
   return Math.round(n * 10) / 10;
 }
 
-/** The repository root: dist/bench/cli-startup/index.js → three levels up. */
+/** The repository root: dist-bench/bench/cli-startup/index.js → three levels up. */
 function repoRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 }

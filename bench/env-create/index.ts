@@ -24,7 +24,7 @@
  * Target: agent p50 (create-to-first-exec) ≤ 1.25 × raw p50; RSS ≤ 80 MB.
  *
  * Usage: npm run bench -- env-create [--runs N] [--concurrent N] [--rounds N] [--hold N]
- *    or: npm run build && node dist/bench/env-create/index.js [same flags]
+ *    or: npm run build && npm run build:bench && node dist-bench/bench/env-create/index.js [same flags]
  * Root only (btrfs, loop devices, nspawn). Last stdout line is the JSON result.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -35,17 +35,17 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/config.js";
 import { openPool } from "../../agent/host/pool/index.js";
+import { run } from "../../common/exec.js";
+import { silentLogger } from "../../common/logger.js";
+import { EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import {
   type AgentClient,
   agentClient,
   execOverGrpc,
   importDirBase,
   unary,
-} from "../../agent/server/test-support.js";
-import { run } from "../../common/exec.js";
-import { silentLogger } from "../../common/logger.js";
-import { EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
-import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
+} from "../../test/support/agent/agent-client.js";
 
 const TARGET_RATIO = 1.25;
 const TARGET_RSS_MB = 80;
@@ -92,11 +92,13 @@ async function main(): Promise<void> {
   const flags = agentFlags();
   const here = dirname(fileURLToPath(import.meta.url));
   const entry = [
-    join(here, "../../agent/server/agent-process.js"),
-    join(here, "../../agent/server/agent-process.ts"),
+    join(here, "../../test/support/agent/agent-process.js"),
+    join(here, "../../test/support/agent/agent-process.ts"),
   ].find(existsSync);
   if (!entry?.endsWith(".js"))
-    throw new Error("run the built bench: npm run build && node dist/bench/env-create/index.js");
+    throw new Error(
+      "run the built bench: npm run build && npm run build:bench && node dist-bench/bench/env-create/index.js",
+    );
 
   const stateDir = await mkdtemp(join(tmpdir(), "protoctl-bench-env-"));
   const rootfs = await mkdtemp(join(tmpdir(), "protoctl-bench-rootfs-"));

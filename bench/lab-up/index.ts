@@ -13,8 +13,9 @@
  * Usage: npm run bench -- lab-up [--runs N] [--machines N]
  * Root only. Last stdout line is the JSON result.
  */
-import { call } from "../../controller/testing/cluster.js";
+
 import { applyLab, execIn, startLabCluster } from "../../test/e2e/lab-cluster.js";
+import { call } from "../../test/support/controller/cluster.js";
 
 const TARGET_UP_MS = 5000;
 const TARGET_DOWN_MS = 2000;

@@ -4,7 +4,7 @@
  *
  * Runs bench/propagate/fleet.ts (fleet time-to-usable and fan-out through the
  * controller, issue 6) with the TypeScript hooks: its controller and agents
- * are started from the sources by controller/propagation/test-cluster.ts, as
+ * are started from the sources by test/support/controller/propagation-cluster.ts, as
  * in the integration tests. Root; about three minutes with the defaults.
  * Last stdout line: {"bench":"propagate-fleet", ..., "ok": true|false}.
  */
@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 
 const child = spawn(
   process.execPath,
-  ["--import", "./controller/testing/register.mjs", "bench/propagate/fleet.ts", ...process.argv.slice(2)],
+  ["--import", "./test/support/register.mjs", "bench/propagate/fleet.ts", ...process.argv.slice(2)],
   { stdio: "inherit" },
 );
 child.once("exit", (code, signal) => {

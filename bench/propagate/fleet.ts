@@ -1,7 +1,7 @@
 /**
  * Fleet propagation through the controller (issue 6), on network-namespace
  * nodes: etcd + controller on h0, an origin agent, a warm-up agent and
- * --nodes target agents (controller/propagation/test-cluster.ts).
+ * --nodes target agents (test/support/controller/propagation-cluster.ts).
  *
  *  - time-to-usable: `PushBase` issued → an env on the new version has
  *    exec'd on every target (each env is created as soon as its node reports
@@ -29,14 +29,14 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run } from "../../common/exec.js";
-import {
-  type PropagationCluster,
-  startPropagationCluster,
-} from "../../controller/propagation/test-cluster.js";
-import { call } from "../../controller/testing/cluster.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
+import { call } from "../../test/support/controller/cluster.js";
+import {
+  type PropagationCluster,
+  startPropagationCluster,
+} from "../../test/support/controller/propagation-cluster.js";
 
 const MiB = 1024 * 1024;
 const arg = (name: string, def: number) => {

@@ -44,6 +44,9 @@ import { receiveSubvolume, sendSubvolume } from "../../agent/host/deltas/btrfs-s
 import { serveImage } from "../../agent/host/exports/nbd-server.js";
 import { withClientTls } from "../../agent/host/exports/nbd-uri.js";
 import { publishSeedImage } from "../../agent/host/exports/seed-image.js";
+import { makeTlsDir } from "../../agent/host/exports/tls-dir.js";
+import { run } from "../../common/exec.js";
+import { makeTestPool } from "../../test/fixtures/pool.js";
 import {
   makeBaseSubvolume,
   makeTestCa,
@@ -51,10 +54,7 @@ import {
   type TestCa,
   type TmpfsDir,
   writeRandomFile,
-} from "../../agent/host/exports/test-support.js";
-import { makeTlsDir } from "../../agent/host/exports/tls-dir.js";
-import { run } from "../../common/exec.js";
-import { makeTestPool } from "../../test/fixtures/pool.js";
+} from "../../test/support/agent/exports.js";
 
 const MiB = 1024 * 1024;
 

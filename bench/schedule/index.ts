@@ -22,12 +22,12 @@ import { callUnary, GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { clientCredentials } from "../../common/tls.js";
 import { ClusterStore, codecs } from "../../controller/store/store.js";
-import { REUSABLE, testEnvSpec, uniquePrefix } from "../../controller/testing/cluster.js";
-import { spawnController } from "../../controller/testing/process.js";
 import { ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { startEtcd } from "../../test/fixtures/etcd.js";
 import { type FakeAgent, sealFake, startFakeAgent } from "../../test/harness/fake-agent.js";
+import { REUSABLE, testEnvSpec, uniquePrefix } from "../../test/support/controller/cluster.js";
+import { spawnController } from "../../test/support/controller/process.js";
 
 const { values } = parseArgs({
   options: {

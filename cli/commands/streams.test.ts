@@ -6,7 +6,7 @@ import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ControlImportBaseRequest } from "../../proto/gen/protoctl/v1/control.js";
 import type { ExecInput, OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
-import { runCli, type Stub, startStub } from "../testing/stub-server.js";
+import { runCli, type Stub, startStub } from "../../test/support/cli/stub-server.js";
 
 interface Duplex<I, O> {
   on(ev: "data", f: (m: I) => void): void;

@@ -16,8 +16,12 @@ import { output, run } from "../../common/exec.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, NodeState, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { call, eventually, streamed, testEnvSpec } from "../testing/cluster.js";
-import { type PropagationCluster, startPropagationCluster, type TestAgent } from "./test-cluster.js";
+import { call, eventually, streamed, testEnvSpec } from "../../test/support/controller/cluster.js";
+import {
+  type PropagationCluster,
+  startPropagationCluster,
+  type TestAgent,
+} from "../../test/support/controller/propagation-cluster.js";
 
 const MiB = 1024 * 1024;
 let cl: PropagationCluster;

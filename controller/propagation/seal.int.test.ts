@@ -15,8 +15,11 @@ import { run } from "../../common/exec.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, type OperationEvent, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
-import { call, eventually, streamed } from "../testing/cluster.js";
-import { type PropagationCluster, startPropagationCluster } from "./test-cluster.js";
+import { call, eventually, streamed } from "../../test/support/controller/cluster.js";
+import {
+  type PropagationCluster,
+  startPropagationCluster,
+} from "../../test/support/controller/propagation-cluster.js";
 
 const MiB = 1024 * 1024;
 let cl: PropagationCluster;

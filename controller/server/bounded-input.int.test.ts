@@ -11,8 +11,14 @@ import { Code } from "../../common/errors.js";
 import { fromServiceError, MAX_REQUEST_BYTES } from "../../common/grpc.js";
 import type { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
 import { startEtcd, type TestEtcd } from "../../test/fixtures/etcd.js";
+import {
+  call,
+  client,
+  startTestController,
+  streamed,
+  uniquePrefix,
+} from "../../test/support/controller/cluster.js";
 import type { RunningController } from "../controller.js";
-import { call, client, startTestController, streamed, uniquePrefix } from "../testing/cluster.js";
 
 let etcd: TestEtcd;
 let ctl: RunningController;

@@ -26,9 +26,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { enterHelperPath } from "../../agent/host/machines/enter-helper.js";
-import { call, eventually, importBaseFromDir } from "../../controller/testing/cluster.js";
 import { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
+import { call, eventually, importBaseFromDir } from "../support/controller/cluster.js";
 import { ESCAPE_SCRIPT, type EscapeResult, escapeInit, parseEscape } from "./escape-script.js";
 import { applyLab, execIn, type LabCluster, startLabCluster } from "./lab-cluster.js";
 

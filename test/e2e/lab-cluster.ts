@@ -32,13 +32,10 @@ import {
   importBaseFromDir,
   REUSABLE,
   streamed,
-} from "../../controller/testing/cluster.js";
+} from "../support/controller/cluster.js";
 
-export { execIn } from "../../controller/testing/cluster.js";
+export { execIn } from "../support/controller/cluster.js";
 
-import { cleanAgentDir, loopsUnder } from "../../controller/propagation/test-cluster.js";
-import { startHostEtcd } from "../../controller/testing/host-etcd.js";
-import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../../controller/testing/process.js";
 import type {
   ApplyLabRequest,
   ControlServiceClient,
@@ -47,6 +44,9 @@ import type {
 import { type Event, NodeState } from "../../proto/gen/protoctl/v1/types.js";
 import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
+import { startHostEtcd } from "../support/controller/host-etcd.js";
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../support/controller/process.js";
+import { cleanAgentDir, loopsUnder } from "../support/controller/propagation-cluster.js";
 
 /** The checkout: daemons run from the TypeScript sources, also when this file runs compiled from dist/. */
 

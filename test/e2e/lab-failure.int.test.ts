@@ -12,8 +12,8 @@
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { run } from "../../common/exec.js";
-import { call, eventually } from "../../controller/testing/cluster.js";
 import { EnvPhase, LabPhase } from "../../proto/gen/protoctl/v1/types.js";
+import { call, eventually } from "../support/controller/cluster.js";
 import {
   applyLab,
   execIn,

@@ -12,9 +12,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { call, eventually, importBaseFromDir, streamed } from "../../controller/testing/cluster.js";
 import { type Lab, LabPhase, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
+import { call, eventually, importBaseFromDir, streamed } from "../support/controller/cluster.js";
 import {
   applyLab,
   execIn,

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { callUnary } from "../../common/grpc.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { clientCredentials } from "../../common/tls.js";
-import { testEnvSpec } from "../../controller/testing/cluster.js";
 import { AgentServiceClient, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
+import { testEnvSpec } from "../support/controller/cluster.js";
 import { FakeAgent } from "./fake-agent.js";
 
 let agent: FakeAgent;

@@ -111,12 +111,19 @@ describe("processKind", () => {
     [["node", "/src/protoctl/node_modules/vitest/vitest.mjs", "run"], undefined],
     [["node", "/src/protoctl/dist/cli/main.js", "supervise", "--state-dir", "/s"], "protoctl supervise"],
     [
-      ["/usr/bin/node", "--import", "/r/register.mjs", "/r/agent/server/agent-process.ts", "--name", "a"],
+      [
+        "/usr/bin/node",
+        "--import",
+        "/r/register.mjs",
+        "/r/test/support/agent/agent-process.ts",
+        "--name",
+        "a",
+      ],
       "protoctl agent",
     ],
     [["node", "/tmp/b/agent-process.js", "--listen", "x"], "protoctl agent"],
     [
-      ["node", "--import", "/r/register.mjs", "/r/controller/testing/run-controller.ts", "{}"],
+      ["node", "--import", "/r/register.mjs", "/r/test/support/controller/run-controller.ts", "{}"],
       "protoctl controller",
     ],
     [["protoctl", "env", "ls"], undefined],

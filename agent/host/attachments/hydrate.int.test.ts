@@ -4,12 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
+import { startTestNbdkit } from "../../../test/support/agent/attachments.js";
+import { makeTmpfsDir } from "../../../test/support/agent/exports.js";
 import { checksumFile } from "../exports/checksum.js";
 import { serveImage } from "../exports/nbd-server.js";
-import { makeTmpfsDir } from "../exports/test-support.js";
 import type { NbdExport } from "../exports/types.js";
 import { copyAndHash, copyExport } from "./hydrate.js";
-import { startTestNbdkit } from "./test-support.js";
 
 const MiB = 1024 * 1024;
 

@@ -4,12 +4,12 @@ import { connect as netConnect, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startTestNbdkit } from "../../../test/support/agent/attachments.js";
+import { makeTestCa } from "../../../test/support/agent/exports.js";
 import { serveImage } from "../exports/nbd-server.js";
-import { makeTestCa } from "../exports/test-support.js";
 import type { NbdExport } from "../exports/types.js";
 import { NbdClient, type NbdClientOptions, readInto } from "./nbd-client.js";
 import { dataRanges } from "./piece-copy.js";
-import { startTestNbdkit } from "./test-support.js";
 
 const MiB = 1024 * 1024;
 

@@ -7,10 +7,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHosts, type TestHosts } from "../../../test/fixtures/hosts.js";
+import { leftovers, makeOrigin, type Origin } from "../../../test/support/agent/attachments.js";
+import { dropCaches, makeTestCa, makeTmpfsDir, treeDigest } from "../../../test/support/agent/exports.js";
 import { serveImage } from "../exports/nbd-server.js";
-import { dropCaches, makeTestCa, makeTmpfsDir, treeDigest } from "../exports/test-support.js";
 import { SeedAttachments } from "./seed-attachments.js";
-import { leftovers, makeOrigin, type Origin } from "./test-support.js";
 
 const MiB = 1024 * 1024;
 

@@ -3,11 +3,6 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
-import { serveImage } from "../exports/nbd-server.js";
-import { dropCaches, makeTmpfsDir, type TmpfsDir, treeDigest } from "../exports/test-support.js";
-import type { NbdExport } from "../exports/types.js";
-import { loopBackingFile } from "./loop.js";
-import { SeedAttachments } from "./seed-attachments.js";
 import {
   corruptCopy,
   leftovers,
@@ -16,7 +11,12 @@ import {
   sha256Of,
   slowSource,
   startReader,
-} from "./test-support.js";
+} from "../../../test/support/agent/attachments.js";
+import { dropCaches, makeTmpfsDir, type TmpfsDir, treeDigest } from "../../../test/support/agent/exports.js";
+import { serveImage } from "../exports/nbd-server.js";
+import type { NbdExport } from "../exports/types.js";
+import { loopBackingFile } from "./loop.js";
+import { SeedAttachments } from "./seed-attachments.js";
 
 const MiB = 1024 * 1024;
 

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
 import { makeTestPool, type TestPool } from "../../../test/fixtures/pool.js";
-import { makeBaseSubvolume, treeDigest, writeRandomFile } from "../exports/test-support.js";
+import { makeBaseSubvolume, treeDigest, writeRandomFile } from "../../../test/support/agent/exports.js";
 import { receiveSubvolume, sendSubvolume } from "./btrfs-stream.js";
 
 /** Origin pool with base@1 and base@2 (a snapshot of @1 plus changes), target pool with @1 only. */

@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
+import { makeTestCa } from "../../../test/support/agent/exports.js";
 import { serveImage } from "./nbd-server.js";
 import { withClientTls } from "./nbd-uri.js";
-import { makeTestCa } from "./test-support.js";
 import { makeTlsDir } from "./tls-dir.js";
 
 /** The client of `okDir` reads the 8 MiB image; the one of `badDir` and a plaintext client are refused. */

@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
 import { makeTestPool, type TestPool } from "../../../test/fixtures/pool.js";
+import { makeBaseSubvolume, treeDigest } from "../../../test/support/agent/exports.js";
 import { newHasher } from "./checksum.js";
 import { publishSeedImage } from "./seed-image.js";
-import { makeBaseSubvolume, treeDigest } from "./test-support.js";
 
 describe("publishSeedImage", () => {
   let pool: TestPool;

@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { silentLogger } from "../../../common/logger.js";
+import { collect, type MachineTestBed, makeMachineTestBed } from "../../../test/support/agent/machines.js";
 import type { MachineSpec } from "../interfaces.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import { cgroupPids, detectHierarchies, envCgroupSet, memoryStats } from "./cgroups.js";
 import { vethHostName } from "./naming.js";
 import { NspawnMachineDriver } from "./nspawn-driver.js";
 import { isAlive } from "./proc.js";
-import { collect, type MachineTestBed, makeMachineTestBed } from "./test-support.js";
 
 const NODE = `mt${process.pid}`;
 

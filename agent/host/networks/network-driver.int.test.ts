@@ -9,9 +9,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../common/logger.js";
 import { createHosts, type TestHosts } from "../../../test/fixtures/hosts.js";
+import { collect, type MachineTestBed, makeMachineTestBed } from "../../../test/support/agent/machines.js";
 import type { MachineLink } from "../interfaces.js";
 import { NspawnMachineDriver } from "../machines/nspawn-driver.js";
-import { collect, type MachineTestBed, makeMachineTestBed } from "../machines/test-support.js";
 import { NetworkDriver, vxlanName } from "./network-driver.js";
 
 let hosts: TestHosts;

@@ -12,30 +12,22 @@ import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openPool } from "../../agent/host/pool/pool.js";
-import { ProtoctlError } from "../../common/errors.js";
-import { output, run } from "../../common/exec.js";
-import { silentLogger } from "../../common/logger.js";
-import { processesNaming, terminate } from "../../common/state-cleanup.js";
-import { clientCredentials, readCredentialFile } from "../../common/tls.js";
+import { openPool } from "../../../agent/host/pool/pool.js";
+import { ProtoctlError } from "../../../common/errors.js";
+import { output, run } from "../../../common/exec.js";
+import { silentLogger } from "../../../common/logger.js";
+import { processesNaming, terminate } from "../../../common/state-cleanup.js";
+import { clientCredentials, readCredentialFile } from "../../../common/tls.js";
 import type {
   ControlServiceClient,
   PushBaseRequest,
   PushProgress,
-} from "../../proto/gen/protoctl/v1/control.js";
-import { NodeState, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
-import { createHosts, type TestHost, type TestHosts } from "../../test/fixtures/hosts.js";
-import {
-  call,
-  client,
-  eventually,
-  execIn,
-  importBaseFromDir,
-  REUSABLE,
-  testEnvSpec,
-} from "../testing/cluster.js";
-import { startHostEtcd } from "../testing/host-etcd.js";
-import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../testing/process.js";
+} from "../../../proto/gen/protoctl/v1/control.js";
+import { NodeState, type OperationEvent } from "../../../proto/gen/protoctl/v1/types.js";
+import { createHosts, type TestHost, type TestHosts } from "../../fixtures/hosts.js";
+import { call, client, eventually, execIn, importBaseFromDir, REUSABLE, testEnvSpec } from "./cluster.js";
+import { startHostEtcd } from "./host-etcd.js";
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "./process.js";
 
 export interface TestAgent {
   name: string;

@@ -1,4 +1,4 @@
-// node --import ./controller/testing/register.mjs some-file.ts
+// node --import ./test/support/register.mjs some-file.ts
 import { register } from "node:module";
 
 register("./ts-hooks.mjs", import.meta.url);

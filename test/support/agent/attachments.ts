@@ -8,11 +8,11 @@ import { createHash } from "node:crypto";
 import { copyFile, open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ResultPromise } from "execa";
+import { publishSeedImage } from "../../../agent/host/exports/seed-image.js";
+import type { SeedImage } from "../../../agent/host/exports/types.js";
 import { output, run, spawnProcess } from "../../../common/exec.js";
-import { makeTestPool, type TestPool } from "../../../test/fixtures/pool.js";
-import { publishSeedImage } from "../exports/seed-image.js";
-import { makeBaseSubvolume, treeDigest } from "../exports/test-support.js";
-import type { SeedImage } from "../exports/types.js";
+import { makeTestPool, type TestPool } from "../../fixtures/pool.js";
+import { makeBaseSubvolume, treeDigest } from "./exports.js";
 
 export interface Origin {
   pool: TestPool;

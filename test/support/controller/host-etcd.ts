@@ -4,7 +4,7 @@
  * agents as real processes in separate namespaces.
  */
 import type { ChildProcess } from "node:child_process";
-import type { TestHost, TestHosts } from "../../test/fixtures/hosts.js";
+import type { TestHost, TestHosts } from "../../fixtures/hosts.js";
 import { eventually } from "./cluster.js";
 
 /**

@@ -1,13 +1,13 @@
 /**
  * Entry for a controller in its own process (HA tests, bench):
- *   node --import ./controller/testing/register.mjs controller/testing/run-controller.ts '<config json>'
+ *   node --import ./test/support/register.mjs test/support/controller/run-controller.ts '<config json>'
  * The argument is a partial ControllerConfig. Prints one line
  * `READY {"address":…,"id":…}` on stdout when serving; stops on SIGTERM.
  */
-import { createLogger, silentLogger } from "../../common/logger.js";
-import { controllerConfig } from "../config.js";
-import { startController } from "../controller.js";
-import { tuneHeap } from "../main.js";
+import { createLogger, silentLogger } from "../../../common/logger.js";
+import { controllerConfig } from "../../../controller/config.js";
+import { startController } from "../../../controller/controller.js";
+import { tuneHeap } from "../../../controller/main.js";
 
 tuneHeap();
 const over = JSON.parse(process.argv[2] ?? "{}");

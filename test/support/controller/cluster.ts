@@ -4,20 +4,23 @@
  */
 import { randomBytes } from "node:crypto";
 import type { ChannelCredentials, ClientReadableStream } from "@grpc/grpc-js";
-import { ProtoctlError } from "../../common/errors.js";
-import { callUnary } from "../../common/grpc.js";
-import { createLogger, silentLogger } from "../../common/logger.js";
-import { clientCredentials } from "../../common/tls.js";
-import { type ControlImportBaseRequest, ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
+import { ProtoctlError } from "../../../common/errors.js";
+import { callUnary } from "../../../common/grpc.js";
+import { createLogger, silentLogger } from "../../../common/logger.js";
+import { clientCredentials } from "../../../common/tls.js";
+import { type ControllerConfig, controllerConfig, type DeepPartial } from "../../../controller/config.js";
+import { type RunningController, startController } from "../../../controller/controller.js";
+import {
+  type ControlImportBaseRequest,
+  ControlServiceClient,
+} from "../../../proto/gen/protoctl/v1/control.js";
 import {
   EnvSpec,
   type ExecOutput,
   ExecStart,
   type OperationEvent,
-} from "../../proto/gen/protoctl/v1/types.js";
-import { type FakeAgent, type FakeAgentOptions, startFakeAgent } from "../../test/harness/fake-agent.js";
-import { type ControllerConfig, controllerConfig, type DeepPartial } from "../config.js";
-import { type RunningController, startController } from "../controller.js";
+} from "../../../proto/gen/protoctl/v1/types.js";
+import { type FakeAgent, type FakeAgentOptions, startFakeAgent } from "../../harness/fake-agent.js";
 
 export function uniquePrefix(): string {
   return `/protoctl-test-${randomBytes(4).toString("hex")}/v1/`;

@@ -6,18 +6,18 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
-import { callUnary, fromServiceError } from "../../common/grpc.js";
-import { silentLogger } from "../../common/logger.js";
-import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
+import { type AgentConfig, agentDefaults } from "../../../agent/config.js";
+import { type RunningAgent, startAgent } from "../../../agent/main.js";
+import { callUnary, fromServiceError } from "../../../common/grpc.js";
+import { silentLogger } from "../../../common/logger.js";
+import { AgentServiceClient } from "../../../proto/gen/protoctl/v1/agent.js";
 import type {
   BaseVersion,
   ExecInput,
   ExecOutput,
   ExecStart,
   OperationEvent,
-} from "../../proto/gen/protoctl/v1/types.js";
-import { type AgentConfig, agentDefaults } from "../config.js";
-import { type RunningAgent, startAgent } from "../main.js";
+} from "../../../proto/gen/protoctl/v1/types.js";
 
 export type AgentClient = InstanceType<typeof AgentServiceClient>;
 
@@ -94,7 +94,7 @@ export function importDirBase(client: AgentClient, name: string, dir: string): P
 }
 
 /**
- * Bundles agent/server/agent-process.ts (rolldown, dependencies left
+ * Bundles test/support/agent/agent-process.ts (rolldown, dependencies left
  * external) under the repo's .state/ so node_modules resolve. Returns the
  * entry file: `node <entry> --name … --state-dir …`.
  */
@@ -103,7 +103,7 @@ export async function bundleAgentProcess(repoRoot: string, tag: string): Promise
   const dir = join(repoRoot, ".state", `agent-bundle-${tag}`);
   mkdirSync(dir, { recursive: true });
   await build({
-    input: join(repoRoot, "agent/server/agent-process.ts"),
+    input: join(repoRoot, "test/support/agent/agent-process.ts"),
     platform: "node",
     external: [/^[^./]/],
     logLevel: "silent",
@@ -111,7 +111,7 @@ export async function bundleAgentProcess(repoRoot: string, tag: string): Promise
   });
   // exec's helper sits beside the driver module, here the bundle (enter-helper.ts)
   // @ts-expect-error plain JavaScript build script without types
-  const { buildEnter } = await import("../host/machines/enter/build.mjs");
+  const { buildEnter } = await import("../../../agent/host/machines/enter/build.mjs");
   buildEnter(join(dir, "enter", "protoctl-enter"));
   return join(dir, "agent-process.js");
 }

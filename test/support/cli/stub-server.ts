@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Server, ServerCredentials, status } from "@grpc/grpc-js";
-import { ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
+import { ControlServiceService } from "../../../proto/gen/protoctl/v1/control.js";
 
 export interface Stub {
   address: string;
@@ -60,7 +60,7 @@ export async function runCli(
   args: string[],
   env: Record<string, string | undefined> = {},
 ): Promise<CliResult> {
-  const { main } = await import("../run.js");
+  const { main } = await import("../../../cli/run.js");
   const cfg = await mkdtemp(join(tmpdir(), "protoctl-cli-test-"));
   const saved: Record<string, string | undefined> = {};
   const allEnv = {

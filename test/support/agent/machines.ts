@@ -6,11 +6,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ExecSession } from "../../../agent/host/interfaces.js";
+import { drainAfterExit } from "../../../agent/host/machines/exec-session.js";
 import { run } from "../../../common/exec.js";
-import { makeTestPool, type TestPool } from "../../../test/fixtures/pool.js";
-import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
-import type { ExecSession } from "../interfaces.js";
-import { drainAfterExit } from "./exec-session.js";
+import { makeTestPool, type TestPool } from "../../fixtures/pool.js";
+import { makeBusyboxRootfs } from "../../fixtures/rootfs.js";
 
 export interface MachineTestBed {
   pool: TestPool;

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { run } from "../../../common/exec.js";
-import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
+import { makeBusyboxRootfs } from "../../fixtures/rootfs.js";
 
 const MiB = 1024 * 1024;
 

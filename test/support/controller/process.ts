@@ -1,12 +1,12 @@
 /**
  * Controllers as child processes (for SIGKILL tests and RSS measurements):
- * the TypeScript sources run through controller/testing/register.mjs.
+ * the TypeScript sources run through test/support/register.mjs.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { ControllerConfig, DeepPartial } from "../config.js";
+import type { ControllerConfig, DeepPartial } from "../../../controller/config.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -18,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url));
  */
 export function entryArgv(rel: string): string[] {
   if (import.meta.url.endsWith(".js")) return [join(here, `${rel}.js`)];
-  return ["--import", join(here, "register.mjs"), join(here, `${rel}.ts`)];
+  return ["--import", join(here, "../register.mjs"), join(here, `${rel}.ts`)];
 }
 
 export interface ControllerProcess {
@@ -44,7 +44,7 @@ export async function spawnController(
     : [
         ...nodeArgs,
         "--import",
-        join(here, "register.mjs"),
+        join(here, "../register.mjs"),
         join(here, "run-controller.ts"),
         JSON.stringify(config),
       ];
@@ -141,7 +141,7 @@ export function sourceAgentCommand(o: {
 }): string[] {
   return [
     process.execPath,
-    ...entryArgv("../../agent/server/agent-process"),
+    ...entryArgv("../agent/agent-process"),
     "--name",
     o.name,
     "--listen",
