@@ -7,6 +7,7 @@ import {
   RecipeKind,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { BaseVersionMeta, LayerBuildMeta } from "../host/interfaces.js";
+import { unsealed } from "../service/seal-fields.js";
 
 /** How a version is held: a local subvolume, or attached over NBD / hydrated (propagation). */
 export type HeldState = "local" | "attached" | "hydrated";
@@ -63,14 +64,4 @@ export function layersMsg(builds: LayerBuildMeta[], node: string): Layer[] {
     if (b.builtMs > l.createdMs) l.digest = b.digest;
   }
   return [...by.values()].sort((a, b) => a.name.localeCompare(b.name));
-}
-
-/**
- * The seal fields of a version as a node reports it: only the controller
- * seals; a node says which seed image it holds (its checksum, "" if none).
- */
-export function unsealed(
-  checksum = "",
-): Pick<BaseVersion, "origin" | "sealedMs" | "checksum" | "holders" | "foreign" | "foreignNodes"> {
-  return { origin: "", sealedMs: 0, checksum, holders: [], foreign: false, foreignNodes: [] };
 }

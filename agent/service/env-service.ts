@@ -24,7 +24,6 @@ import {
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
 import { writeFileInRoot } from "../host/pool/root-path.js";
-import { unsealed } from "../server/convert.js";
 import {
   filePath,
   hostsFile,
@@ -34,6 +33,7 @@ import {
   validateEnvSpec,
 } from "./env-spec.js";
 import { type EnvRecord, EnvStore } from "./env-store.js";
+import { unsealed } from "./seal-fields.js";
 
 export interface EnvServiceOptions {
   node: string;

@@ -33,7 +33,7 @@ export function command(_name: string): Command {
     }
     // `source:` files are read here, relative to the spec: the controller never reads client paths
     const { dirname, resolve } = await import("node:path");
-    const { inlineFileSources } = await import("../../controller/labs/inline-files.js");
+    const { inlineFileSources } = await import("../labs/inline-files.js");
     specYaml = await inlineFileSources(specYaml, (src) => readFile(resolve(dirname(file), src)), file);
     const api = await getApi(self);
     const req = { specYaml, wait: opts.wait, dryRun: !!opts.dryRun };

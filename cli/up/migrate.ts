@@ -21,12 +21,15 @@ import { join } from "node:path";
 import { failedPrecondition } from "../../common/errors.js";
 import { spawnProcess } from "../../common/exec.js";
 import type { CertificateAuthority } from "../../common/tls.js";
-import { Keys } from "../../controller/store/keys.js";
 import { etcdMemberArgs } from "./etcd-pki.js";
 import type { StatePaths } from "./state.js";
 
-/** The etcd key prefix every `up` used (the controller's default). */
-const UP_PREFIX = "/protoctl/v1/";
+/**
+ * Where an older `up` kept the CA key: the default prefix's `cluster/ca-key`. A
+ * fixed key on purpose: it names where old state is, whatever the key layout
+ * (controller/store/keys.ts) becomes.
+ */
+const LEGACY_CA_KEY = "/protoctl/v1/cluster/ca-key";
 
 export function caDir(paths: StatePaths): string {
   return join(paths.controllerDir, "ca");
@@ -56,7 +59,7 @@ export async function migrateLegacyState(
   const { Etcd3 } = await import("etcd3");
   const kv = new Etcd3({ hosts: [client], dialTimeout: 3000 });
   try {
-    const key = new Keys(UP_PREFIX).cluster("ca-key");
+    const key = LEGACY_CA_KEY;
     let raw: string | null | undefined;
     const deadline = Date.now() + 30_000;
     while (raw === undefined) {

@@ -9,7 +9,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
-import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/config.js";
+import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../common/agent-launch.js";
 import { failedPrecondition, internal, ProtoctlError, unavailable } from "../../common/errors.js";
 import { isValidName } from "../../common/names.js";
 import type { Api } from "../client/connect.js";

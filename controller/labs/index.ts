@@ -9,7 +9,6 @@ export { hostsFor, type Membership, machineEnvSpec, type ResolvedAttachment } fr
 export { type ExpandedName, expandMachineName, MAX_EXPANSION } from "./expand.js";
 export { type GraphFormat, labGraph } from "./graph.js";
 export { hostsFileText } from "./hosts-file.js";
-export { inlineFileSources, type SourceReader } from "./inline-files.js";
 export {
   allocate,
   type IpamNetwork,

@@ -3,7 +3,7 @@
  * out. Every problem is collected with its position and reported together
  * ("lab.yaml:12:5: machine 'web' joins unknown network 'backend'"), so a user
  * fixes a file in one round. The format is documented in docs/labs.md.
- * Pure: no I/O (file `source:` references are resolved by inline-files.ts).
+ * Pure: no I/O (file `source:` references are inlined by the CLI: cli/labs/inline-files.ts).
  */
 import { LineCounter, parseDocument } from "yaml";
 import { invalidArgument } from "../../common/errors.js";

@@ -64,7 +64,7 @@ export interface LabFileSpec {
   mode: number;
   /** Content, base64; absent while the file still refers to a `source` on the client's disk. */
   contentBase64?: string;
-  /** Path relative to the spec file, as written; see inline-files.ts. */
+  /** Path relative to the spec file, as written; see cli/labs/inline-files.ts. */
   source?: string;
 }
 

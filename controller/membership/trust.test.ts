@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { unsealed } from "../../agent/server/convert.js";
+import { unsealed } from "../../agent/service/seal-fields.js";
 import { type BaseVersion, BaseVersionState } from "../../proto/gen/protoctl/v1/types.js";
 import { classify, SEAL_GRACE_MS, sealMap, trusts } from "./trust.js";
 

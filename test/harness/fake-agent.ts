@@ -17,7 +17,7 @@ import {
   type MembershipCredentials,
   startMembership,
 } from "../../agent/membership/index.js";
-import { unsealed } from "../../agent/server/convert.js";
+import { unsealed } from "../../agent/service/seal-fields.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, toServiceError } from "../../common/grpc.js";
 import { type Logger, silentLogger } from "../../common/logger.js";

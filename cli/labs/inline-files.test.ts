@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { parseLabSpec } from "../../controller/labs/parse-spec.js";
 import { inlineFileSources } from "./inline-files.js";
-import { parseLabSpec } from "./parse-spec.js";
 
 const SPEC = `# shop lab
 name: shop
