@@ -17,10 +17,10 @@ import { NetworkDriver } from "./host/networks/network-driver.js";
 import { openPool } from "./host/pool/index.js";
 import { startAgentServer, stopAgentServer } from "./server/agent-server.js";
 import type { AgentContext } from "./server/context.js";
-import { agentInfo } from "./server/info.js";
-import { propagationHandlers } from "./server/propagation.js";
-import { PropagationService } from "./server/propagation-service.js";
+import { agentInfo } from "./server/info-handlers.js";
+import { propagationHandlers } from "./server/propagation-handlers.js";
 import { EnvService } from "./service/env-service.js";
+import { PropagationService } from "./service/propagation-service.js";
 import { teardownCommand } from "./teardown.js";
 
 export const AGENT_VERSION = "0.1.0";

@@ -8,13 +8,13 @@ import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js
 import { unavailable } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../../common/grpc.js";
 import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
-import { baseHandlers } from "./bases.js";
+import { baseHandlers } from "./base-handlers.js";
 import type { AgentContext } from "./context.js";
-import { envHandlers } from "./envs.js";
-import { execHandlers } from "./exec.js";
-import { infoHandlers } from "./info.js";
-import { networkHandlers } from "./networks.js";
-import { type PropagationHandlers, unimplementedPropagation } from "./propagation.js";
+import { envHandlers } from "./env-handlers.js";
+import { execHandlers } from "./exec-handlers.js";
+import { infoHandlers } from "./info-handlers.js";
+import { networkHandlers } from "./network-handlers.js";
+import { type PropagationHandlers, unimplementedPropagation } from "./propagation-handlers.js";
 
 export interface AgentServerOptions {
   ctx: AgentContext;

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { MachineDriver, PoolDriver } from "../host/interfaces.js";
 import type { NetworkDriver } from "../host/networks/network-driver.js";
 import type { EnvService } from "../service/env-service.js";
-import type { PropagationService } from "./propagation-service.js";
+import type { PropagationService } from "../service/propagation-service.js";
 
 export interface AgentContext {
   node: string;

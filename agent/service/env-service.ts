@@ -10,6 +10,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
+import { baseRefOf } from "../../common/base-ref.js";
 import { alreadyExists, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
@@ -31,7 +32,7 @@ import {
   machineNetwork,
   machineSpec,
   validateEnvSpec,
-} from "./env-spec.js";
+} from "./env-spec-check.js";
 import { type EnvRecord, EnvStore } from "./env-store.js";
 import { unsealed } from "./seal-fields.js";
 
@@ -199,7 +200,7 @@ export class EnvService {
       this.log.info(
         {
           env: name,
-          base: `${meta.base}@${meta.version}`,
+          base: baseRefOf(meta),
           timing: { rootMs: ms(t0, t1), filesMs: ms(t1, t2), startMs: ms(t2, t3) },
         },
         "env created",

@@ -13,6 +13,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { Readable } from "node:stream";
+import { baseRefOf } from "../../common/base-ref.js";
 import { internal, invalidArgument } from "../../common/errors.js";
 import type { ControlImportBaseRequest } from "../../proto/gen/protoctl/v1/control.js";
 import type { BaseVersion, OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
@@ -130,7 +131,7 @@ export async function importBase(api: Api, ctx: ResolvedContext, args: ImportArg
       });
     }
     const v = result.result.baseVersion;
-    return { value: v, done: `imported ${v.base}@${v.version}` };
+    return { value: v, done: `imported ${baseRefOf(v)}` };
   });
 }
 

@@ -1,7 +1,7 @@
 /**
  * The text of a lab machine's /etc/hosts, for rewriting it in place on a
  * kept machine when its peers change. Same layout as the agent writes at
- * create time (agent/service/env-spec.ts `hostsFile`): localhost, the
+ * create time (agent/service/env-spec-check.ts `hostsFile`): localhost, the
  * machine's own name, then the lab entries.
  */
 export function hostsFileText(hostname: string, entries: Readonly<Record<string, string>>): string {

@@ -5,7 +5,6 @@
  * store, scheduler and reconcile loops execute the plans.
  */
 export { canonicalJson, digestOf } from "./canonical.js";
-export { hostsFor, type Membership, machineEnvSpec, type ResolvedAttachment } from "./env-spec.js";
 export { type ExpandedName, expandMachineName, MAX_EXPANSION } from "./expand.js";
 export { type GraphFormat, labGraph } from "./graph.js";
 export { hostsFileText } from "./hosts-file.js";
@@ -27,6 +26,7 @@ export {
   networkNodes,
 } from "./lab-state.js";
 export { type LabViewInput, labPhase, labView, type MachineStatus } from "./lab-view.js";
+export { hostsFor, type Membership, machineEnvSpec, type ResolvedAttachment } from "./machine-env-spec.js";
 export {
   allocateVni,
   hostVethName,

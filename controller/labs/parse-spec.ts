@@ -16,16 +16,17 @@ import {
   formatSubnet,
   gatewayOf,
   isReserved,
-  overlaps,
   parseIPv4,
-  parseSubnet,
   type Subnet,
-  specialRange,
   usableCount,
 } from "./ipv4.js";
+import { nameRule } from "./name-rule.js";
 import { type MachineTemplate, readMachine } from "./parse-machine.js";
+import { type NetworkDef, readNetworks } from "./parse-networks.js";
 import type { LabMachineSpec, LabSpec, LabSpecIssue } from "./spec-types.js";
 import { join, type SpecNode, SpecReader } from "./yaml-reader.js";
+
+export { MAX_NETWORKS } from "./parse-networks.js";
 
 export type LabSpecResult =
   | { ok: true; spec: LabSpec; digest: string }
@@ -34,8 +35,6 @@ export type LabSpecResult =
 const TOP_FIELDS = ["name", "description", "networks", "machines"] as const;
 /** Machines after expansion (counts and ranges): the controller refuses before building more. */
 export const MAX_MACHINES = 1000;
-/** Networks one lab may define. */
-export const MAX_NETWORKS = 256;
 
 /**
  * Parses and validates a lab spec. Never throws for a bad file: the result
@@ -132,101 +131,6 @@ export function labSpecDigest(spec: LabSpec): string {
 }
 
 // ---------------------------------------------------------------- networks
-
-interface NetworkDef {
-  name: string;
-  subnet: Subnet;
-  node: SpecNode;
-}
-
-function readNetworks(r: SpecReader, node: SpecNode | null): NetworkDef[] {
-  if (r.isNull(node)) return [];
-  const raw: Array<{
-    name: string | undefined;
-    nameNode: SpecNode;
-    subnet: SpecNode | null;
-    itemNode: SpecNode;
-    path: string;
-  }> = [];
-  if (r.isSeq(node)) {
-    (r.items(node, "networks", "networks") ?? []).forEach((it, i) => {
-      const p = join("networks", i);
-      const es = r.entries(it, p, "a network");
-      if (!es) return;
-      r.checkKeys(es, ["name", "subnet"], p, "a network");
-      const nameE = es.find((e) => e.key === "name");
-      if (!nameE) r.error(it, p, "a network needs a name");
-      else
-        raw.push({
-          name: r.str(nameE.value, join(p, "name"), "network name"),
-          nameNode: nameE.value ?? it,
-          subnet: es.find((e) => e.key === "subnet")?.value ?? null,
-          itemNode: it,
-          path: p,
-        });
-    });
-  } else {
-    for (const e of r.entries(node, "networks", "networks") ?? []) {
-      const p = join("networks", e.key);
-      let subnet: SpecNode | null = e.value;
-      if (r.isMap(e.value)) {
-        const es = r.entries(e.value, p, "a network") ?? [];
-        r.checkKeys(es, ["subnet"], p, `network '${e.key}'`);
-        subnet = es.find((x) => x.key === "subnet")?.value ?? null;
-      }
-      raw.push({ name: e.key, nameNode: e.keyNode, subnet, itemNode: e.value ?? e.keyNode, path: p });
-    }
-  }
-  const out: NetworkDef[] = [];
-  if (raw.length > MAX_NETWORKS) {
-    r.error(node, "networks", `the lab defines ${raw.length} networks; at most ${MAX_NETWORKS} are allowed`);
-    return out;
-  }
-  for (const n of raw) {
-    if (n.name === undefined) continue;
-    if (!isValidName(n.name)) {
-      r.error(n.nameNode, n.path, nameRule("network", n.name));
-      continue;
-    }
-    if (out.some((o) => o.name === n.name)) {
-      r.error(n.nameNode, n.path, `network '${n.name}' is defined twice`);
-      continue;
-    }
-    if (r.isNull(n.subnet)) {
-      r.error(
-        n.subnet ?? n.itemNode,
-        join(n.path, "subnet"),
-        `network '${n.name}' needs a subnet (CIDR, e.g. 10.10.1.0/24)`,
-      );
-      continue;
-    }
-    const text = r.str(n.subnet, join(n.path, "subnet"), "subnet");
-    if (text === undefined) continue;
-    const parsed = parseSubnet(text);
-    if (!parsed.ok) {
-      r.error(n.subnet, join(n.path, "subnet"), `network '${n.name}': ${parsed.error}`);
-      continue;
-    }
-    const special = specialRange(parsed.subnet);
-    if (special) {
-      r.error(n.subnet, join(n.path, "subnet"), `network '${n.name}': subnet ${text} overlaps ${special}`);
-      continue;
-    }
-    const clash = out.find((o) => overlaps(o.subnet, parsed.subnet));
-    if (clash) {
-      r.error(
-        n.subnet,
-        join(n.path, "subnet"),
-        `subnet ${text} of network '${n.name}' overlaps ${formatSubnet(clash.subnet)} of network '${clash.name}'`,
-      );
-      continue;
-    }
-    out.push({ name: n.name, subnet: parsed.subnet, node: n.nameNode });
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------- machines
 
 function readMachines(r: SpecReader, node: SpecNode | null): MachineTemplate[] {
   const out: MachineTemplate[] = [];
@@ -481,14 +385,6 @@ function reservedWhat(s: Subnet, a: number): string {
 
 function knownList(names: string[]): string {
   return names.length === 0 ? " (the lab defines no networks)" : ` (known: ${names.join(", ")})`;
-}
-
-function nameRule(kind: string, name: string, shown = `'${name}'`): string {
-  const why =
-    name.length > 63
-      ? `is ${name.length} characters, above 63`
-      : "may use only a-z, 0-9 and '-', starting with a letter or digit";
-  return `invalid ${kind} name ${shown}: it ${why}`;
 }
 
 function sortIssues(issues: LabSpecIssue[]): LabSpecIssue[] {

@@ -13,9 +13,14 @@
 import { invalidArgument } from "../../common/errors.js";
 import type { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { digestOf } from "./canonical.js";
-import { hostsResolver, type Membership, machineEnvSpec, type ResolvedAttachment } from "./env-spec.js";
 import { allocate, withPrefix } from "./ipam.js";
 import type { ClusterNetworkIds, LabMachineState, LabNetworkState, LabState } from "./lab-state.js";
+import {
+  hostsResolver,
+  type Membership,
+  machineEnvSpec,
+  type ResolvedAttachment,
+} from "./machine-env-spec.js";
 import { allocateVni, networkIfNames } from "./net-ids.js";
 import { labSpecDigest } from "./parse-spec.js";
 import type { LabMachineSpec, LabSpec } from "./spec-types.js";

@@ -20,12 +20,14 @@
  * holding the version even before it says so, so the next command (a layer
  * build on it) finds it.
  */
+
+import { baseRefOf } from "../../common/base-ref.js";
 import type { BaseVersion } from "../../proto/gen/protoctl/v1/types.js";
 import { BaseVersionState } from "../../proto/gen/protoctl/v1/types.js";
 
 export const SEAL_GRACE_MS = 15_000;
 
-export const refOf = (b: { base: string; version: number }) => `${b.base}@${b.version}`;
+export const refOf = baseRefOf;
 
 /** Whether `node` may be believed when it reports `reported` (a version sealed as `seal`). */
 export function trusts(node: string, reported: BaseVersion, seal: BaseVersion | undefined): boolean {

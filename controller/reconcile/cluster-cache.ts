@@ -6,6 +6,8 @@
  * tallies at once (single-threaded: decide and assume happen together), so
  * concurrent reconciles never double-book a node.
  */
+
+import { baseRefOf } from "../../common/base-ref.js";
 import type { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec, type EnvStatus, type Node } from "../../proto/gen/protoctl/v1/types.js";
 import { machinesProblem } from "../membership/capabilities.js";
@@ -70,7 +72,7 @@ export class ClusterCache {
     this.nodes.onChange((name) => this.dirty.add(name));
     this.inventory.onChange((name, cur) => {
       this.dirty.add(name);
-      this.baseSets.set(name, new Set((cur?.value.bases ?? []).map((b) => `${b.base}@${b.version}`)));
+      this.baseSets.set(name, new Set((cur?.value.bases ?? []).map((b) => baseRefOf(b))));
     });
     this.alive.onChange((name, cur, prev) => {
       this.dirty.add(name);
@@ -84,7 +86,7 @@ export class ClusterCache {
     await Promise.all([this.nodes.start(), this.inventory.start(), this.alive.start()]);
     for (const it of this.inventory.list()) {
       const name = this.store.inventory.nameOf(it.key)!;
-      this.baseSets.set(name, new Set(it.value.bases.map((b) => `${b.base}@${b.version}`)));
+      this.baseSets.set(name, new Set(it.value.bases.map((b) => baseRefOf(b))));
     }
     for (const name of this.nodes.names())
       if (!this.alive.get(name)) this.notReadySince.set(name, this.startedMs);

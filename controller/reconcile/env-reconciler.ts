@@ -15,6 +15,7 @@
  * and on the leader's election key (fencing a deposed leader).
  */
 
+import { formatBaseRef } from "../../common/base-ref.js";
 import { Code, ProtoctlError } from "../../common/errors.js";
 import type { UnaryDefinition } from "../../common/h2-unary.js";
 import { AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
@@ -141,7 +142,7 @@ export class EnvReconciler {
       node: spec.node || undefined,
       group: spec.group || undefined,
       strategy: this.ctx.config.scheduler.strategy as Strategy,
-      avoid: this.avoidFor(`${base}@${version}`),
+      avoid: this.avoidFor(formatBaseRef(base, version)),
     });
     if (!plan.node) {
       const reasons = plan.rejections.map((r) => ({ node: r.node, reason: r.reason }));
@@ -160,7 +161,7 @@ export class EnvReconciler {
         this.cache.unassume(name);
         this.pending.add(name);
         const e = ProtoctlError.from(err);
-        const ref = `${base}@${version}`;
+        const ref = formatBaseRef(base, version);
         const reason = `base ${ref} is not on this node and pushing it here failed: ${e.message}`;
         const byNode = this.propagationFailed.get(ref) ?? new Map();
         byNode.set(plan.node, { reason, until: Date.now() + PROPAGATION_AVOID_MS });

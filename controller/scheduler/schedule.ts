@@ -4,6 +4,8 @@
  * No I/O, no clock, no randomness: the same view and request give the same
  * plan, which is what the tests and `env describe` rely on.
  */
+
+import { baseRefOf } from "../../common/base-ref.js";
 import type { ClusterView, NodeScore, NodeView, Plan, Rejection, ScheduleRequest } from "./view.js";
 
 /** Weights of the score parts; exported for tests and tuning. */
@@ -72,7 +74,7 @@ const FILTERS: Filter[] = [
 ];
 
 export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
-  const ref = `${req.base}@${req.version}`;
+  const ref = baseRefOf(req);
   const ctx: FilterContext = {
     ref,
     selector: Object.entries(req.nodeSelector ?? {}),

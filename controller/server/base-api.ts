@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { baseRefOf, formatBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
@@ -108,7 +109,7 @@ async function composeBases(ctx: ControllerContext, only?: string): Promise<Base
   for (const { value: i } of inv.items) {
     for (const f of i.foreignBases) {
       if (only && f.base !== only) continue;
-      const ref = `${f.base}@${f.version}`;
+      const ref = baseRefOf(f);
       const e = foreignBy.get(ref) ?? { bv: f, nodes: [] };
       e.nodes.push(i.node);
       foreignBy.set(ref, e);
@@ -118,7 +119,7 @@ async function composeBases(ctx: ControllerContext, only?: string): Promise<Base
   for (const b of bases.items)
     if (!only || b.value.name === only) out.set(b.value.name, { ...b.value, versions: [] });
   for (const v of versions) {
-    const ref = `${v.value.base}@${v.value.version}`;
+    const ref = baseRefOf(v.value);
     const bv: BaseVersion = {
       ...v.value,
       nodes: holders.get(ref) ?? [],
@@ -301,7 +302,8 @@ export function baseApi(ctx: ControllerContext) {
         if (n.state !== NodeState.NODE_STATE_READY) continue;
         // foreign copies too: `base rm` is how an operator clears them
         const held = [...n.baseVersions, ...n.foreignBaseVersions];
-        if (!held.some((b) => b === `${name}@${version}` || (!version && b.startsWith(`${name}@`)))) continue;
+        if (!held.some((b) => b === formatBaseRef(name, version) || (!version && b.startsWith(`${name}@`))))
+          continue;
         const client = await agentFor(ctx, n.name);
         const res = await new Promise<{ deleted: BaseVersion[] }>((resolve, reject) =>
           client.deleteBaseVersion({ ref: { name, version } }, (err, r) =>

@@ -2,10 +2,9 @@
  * The ControlService as served by every replica: the RPC groups assembled,
  * plus version and the event stream. Who may call what: authz.ts, enforced by auth-interceptor.ts.
  */
-import type { UntypedServiceImplementation } from "@grpc/grpc-js";
 import { Code, ProtoctlError } from "../../common/errors.js";
 import { toServiceError } from "../../common/grpc.js";
-import type { WatchEventsRequest } from "../../proto/gen/protoctl/v1/control.js";
+import type { ControlServiceServer, WatchEventsRequest } from "../../proto/gen/protoctl/v1/control.js";
 import type { Event } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import type { IdentityDirectory } from "../users/directory.js";
@@ -24,7 +23,8 @@ export function controlService(
   waiter: EnvStatusWaiter,
   clusterId: () => string,
   directory: IdentityDirectory,
-): UntypedServiceImplementation {
+): ControlServiceServer {
+  // Typed against the generated service: the compiler checks every handler's request and reply types.
   return {
     getVersion: unary(async () => ({
       version: CONTROLLER_VERSION,
@@ -53,5 +53,5 @@ export function controlService(
       await new Promise<void>((resolve) => call.on("cancelled", resolve));
       await cancel();
     }),
-  } as UntypedServiceImplementation;
+  };
 }

@@ -11,6 +11,7 @@
  * the leader removes the networks once they are gone, then the record.
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import { formatBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
@@ -339,7 +340,7 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
     const bases = new Map<string, number>();
     const layers = new Set<string>();
     for (const m of spec.machines) {
-      bases.set(`${m.base.name}@${m.base.version}`, m.base.version);
+      bases.set(formatBaseRef(m.base.name, m.base.version), m.base.version);
       for (const l of m.layers) layers.add(l);
     }
     for (const [ref, version] of bases) {

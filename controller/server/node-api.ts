@@ -6,6 +6,7 @@
  * draining node.
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
+import { baseRefOf } from "../../common/base-ref.js";
 import { failedPrecondition } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
 import type {
@@ -35,8 +36,8 @@ export function composeNode(rec: Node, inv: NodeHeartbeat | undefined, alive: Al
     address: inv?.address || rec.address,
     state: alive && !machinesProblem(inv) ? NodeState.NODE_STATE_READY : NodeState.NODE_STATE_NOT_READY,
     capacity: inv?.capacity,
-    baseVersions: (inv?.bases ?? []).map((b) => `${b.base}@${b.version}`),
-    foreignBaseVersions: (inv?.foreignBases ?? []).map((b) => `${b.base}@${b.version}`),
+    baseVersions: (inv?.bases ?? []).map((b) => baseRefOf(b)),
+    foreignBaseVersions: (inv?.foreignBases ?? []).map((b) => baseRefOf(b)),
     capabilities: inv?.capabilities ?? [],
     lastSeenMs: inv?.sentMs || rec.lastSeenMs,
     agentVersion: inv?.agentVersion || rec.agentVersion,

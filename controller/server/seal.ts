@@ -5,6 +5,8 @@
  * version and its holder at once (issue 17 item 2). See
  * membership/trust.ts for what a seal makes trusted.
  */
+
+import { baseRefOf } from "../../common/base-ref.js";
 import { failedPrecondition } from "../../common/errors.js";
 import type { BaseVersion } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
@@ -21,7 +23,7 @@ export async function sealResult(
   bv: BaseVersion,
 ): Promise<BaseVersion> {
   let seal = await ctx.store.recordBaseVersion(bv, node);
-  const ref = `${bv.base}@${bv.version}`;
+  const ref = baseRefOf(bv);
   if (seal.origin && seal.origin !== node && seal.recipeDigest === bv.recipeDigest) {
     // The same recipe made on another node at our request (a base imported on every host, as
     // lab set-ups do): that node holds base@N as well as the origin does.

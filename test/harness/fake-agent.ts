@@ -18,6 +18,7 @@ import {
   startMembership,
 } from "../../agent/membership/index.js";
 import { unsealed } from "../../agent/service/seal-fields.js";
+import { formatBaseRef, parseBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, toServiceError } from "../../common/grpc.js";
 import { type Logger, silentLogger } from "../../common/logger.js";
@@ -62,10 +63,10 @@ export async function sealFakeBases(
 
 /** A 1 MiB local version `name@N` as a fake agent holds it, with `checksum` when it reports one. */
 function fakeBaseVersion(ref: string, checksum?: string): BaseVersion {
-  const [base, v] = ref.split("@");
+  const { base, version } = parseBaseRef(ref);
   return {
-    base: base!,
-    version: Number(v),
+    base,
+    version,
     source: "fake",
     createdMs: Date.now(),
     recipeDigest: "",
@@ -379,7 +380,7 @@ export class FakeAgent {
       updateBase: opStream("updateBase", (req: { name: string }) => {
         const v = this.nextVersion(req.name);
         if (v === 1) throw failedPrecondition(`base ${req.name} not found`, { reason: "BASE_NOT_FOUND" });
-        return { ...this.addBase(`${req.name}@${v}`), parent: `${req.name}@${v - 1}` };
+        return { ...this.addBase(formatBaseRef(req.name, v)), parent: `${req.name}@${v - 1}` };
       }),
       deleteBaseVersion: unary("deleteBaseVersion", (req: { ref?: { name: string; version: number } }) => {
         const deleted: BaseVersion[] = [];
@@ -400,8 +401,8 @@ export class FakeAgent {
         if (cur && cur.status?.generation === req.generation) return cur;
         const base = spec.base!;
         const version = base.version || this.nextVersion(base.name) - 1;
-        if (!this.bases.has(`${base.name}@${version}`)) {
-          throw failedPrecondition(`base ${base.name}@${version} is not on node ${this.name}`, {
+        if (!this.bases.has(formatBaseRef(base.name, version))) {
+          throw failedPrecondition(`base ${formatBaseRef(base.name, version)} is not on node ${this.name}`, {
             reason: "BASE_NOT_FOUND",
           });
         }

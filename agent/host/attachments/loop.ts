@@ -3,14 +3,14 @@
  * losetup lacks: LOOP_CHANGE_FD (0x4C06), which swaps the backing file of a
  * read-only loop device for another file of the same size while the device
  * stays open and mounted. Node has no ioctl, so a fixed python3 script does
- * it (helper.ts; no input reaches it but paths the agent made).
+ * it (syscall-helper.ts; no input reaches it but paths the agent made).
  */
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { failedPrecondition } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
-import { startHelper } from "./helper.js";
 import { withHostLock } from "./host-lock.js";
+import { startHelper } from "./syscall-helper.js";
 
 /**
  * Waits for one line on stdin naming a file; then freezes the filesystem at

@@ -20,67 +20,35 @@
  * Operations on one key are serialized; every multi-step operation undoes
  * itself on failure (common/revert.ts).
  */
-import { randomBytes } from "node:crypto";
-import { chmod, mkdir, open, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import {
-  alreadyExists,
-  Code,
-  failedPrecondition,
-  invalidArgument,
-  notFound,
-  ProtoctlError,
-} from "../../../common/errors.js";
-import { CommandError, run } from "../../../common/exec.js";
+import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../../common/errors.js";
+import { run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
-import { CHECKSUM_ALGO, checksumAlgo, checksumFile } from "../exports/checksum.js";
-import { withClientTls } from "../exports/nbd-uri.js";
+import { CHECKSUM_ALGO } from "../exports/checksum.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
 import { requireTools } from "../exports/tools.js";
 import type { TlsFiles } from "../exports/types.js";
+import {
+  adoptedConnection,
+  cleanLeftovers,
+  DEFAULT_CONNECTIONS,
+  type Entry,
+  SPROUT_START_BYTES,
+  sproutFileOf,
+  toError,
+  validateKey,
+} from "./attachment-entry.js";
 import { warmCopyWorkers } from "./copy-pool.js";
 import { withHostLock } from "./host-lock.js";
-import { copiesInPieces, copyAndHash, copyThreads, requireRoom } from "./hydrate.js";
-import {
-  attachLoop,
-  detachLoop,
-  forgetBtrfsDevice,
-  type LoopSwitch,
-  loopBackingFile,
-  prepareLoopSwitch,
-} from "./loop.js";
-import {
-  connectNbd,
-  detectTransport,
-  isMountpoint,
-  type NbdConnection,
-  stopProxy,
-  unmountFuse,
-} from "./nbd-transport.js";
+import { copiesInPieces, copyThreads, requireRoom } from "./hydrate.js";
+import { hydrateEntry } from "./hydrate-entry.js";
+import { attachLoop, detachLoop, forgetBtrfsDevice, loopBackingFile, prepareLoopSwitch } from "./loop.js";
+import { connectNbd, detectTransport, isMountpoint } from "./nbd-transport.js";
 import { prepareSprout } from "./sprout.js";
 import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
 
-const DEFAULT_CONNECTIONS = 4;
-
-interface Entry {
-  opts: AttachOptions;
-  state: AttachmentState;
-  dir: string;
-  nbd?: NbdConnection;
-  /** Sources used so far (names nbd-<n> directories). */
-  sources: number;
-  tlsDir?: string;
-  ownMountpoint: boolean;
-  hydrating?: Promise<AttachmentState>;
-  /** The NBD client being closed after a switch made it unused. */
-  dropping?: Promise<void>;
-}
-
-export function validateKey(key: string): void {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/.test(key)) {
-    throw invalidArgument(`invalid attachment key ${JSON.stringify(key)}`, { reason: "BAD_KEY" });
-  }
-}
+export { validateKey } from "./attachment-entry.js";
 
 export class SeedAttachments implements AttachmentDriver {
   private readonly entries = new Map<string, Entry>();
@@ -292,93 +260,8 @@ export class SeedAttachments implements AttachmentDriver {
     return p;
   }
 
-  private async hydrateLocked(key: string, opts: HydrateOptions): Promise<AttachmentState> {
-    const e = this.mustGet(key);
-    if (e.state.phase === "local") return { ...e.state };
-    if (!e.nbd) throw failedPrecondition(`${key} has no source to hydrate from`, { reason: "NO_SOURCE" });
-    const size = e.state.sizeBytes;
-    const part = join(e.dir, `seed.img.${randomBytes(3).toString("hex")}.part`);
-    const final = join(e.dir, "seed.img");
-    let sw: Promise<LoopSwitch> | undefined;
-    try {
-      const algo = checksumAlgo(e.opts.seed.checksum);
-      await requireRoom(e.dir, size, `the hydrated image of ${key}`);
-      e.state.phase = "hydrating";
-      e.state.message = "";
-      e.state.hydratedBytes = 0;
-      // The switch's helper (an interpreter's start, ~25 ms) starts with the copy and waits.
-      sw = prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint);
-      sw.catch(() => undefined);
-      const t0 = performance.now();
-      const copied = await copyAndHash({
-        uri: withClientTls(e.state.uri, e.tlsDir),
-        tls: e.opts.tls,
-        dest: part,
-        sizeBytes: size,
-        connections: e.opts.connections ?? DEFAULT_CONNECTIONS,
-        netns: e.opts.netns,
-        signal: opts.signal,
-        algo,
-        progress: (done, total) => {
-          e.state.hydratedBytes = done;
-          opts.progress?.(done, total);
-        },
-      });
-      const t1 = t0 + copied.copyMs;
-      let sum = { checksum: copied.checksum, sizeBytes: (await stat(part)).size };
-      // Before reporting corruption, hash nbdcopy's finished file once more (see hydrate.ts). The
-      // piece copy hashed the very buffers it wrote: its mismatch is the source's.
-      const rehashed = sum.checksum !== e.opts.seed.checksum && !copiesInPieces(algo, e.opts.netns);
-      if (rehashed) sum = await checksumFile(part, { algo, signal: opts.signal });
-      const t2 = performance.now();
-      if (sum.sizeBytes !== size || sum.checksum !== e.opts.seed.checksum) {
-        throw new ProtoctlError(
-          Code.DATA_LOSS,
-          `the seed copied from ${e.state.uri} does not match its checksum (${sum.checksum}, ${sum.sizeBytes} bytes; expected ${e.opts.seed.checksum}, ${size} bytes)`,
-          {
-            reason: "CHECKSUM_MISMATCH",
-            subject: `attachment/${key}`,
-            hint: "the source serves a different or corrupted image: hydrate from another source; the attachment stays on NBD",
-          },
-        );
-      }
-      await chmod(part, 0o444);
-      await rename(part, final);
-      const go = await (sw ?? prepareLoopSwitch(e.state.seedLoop, e.state.mountpoint));
-      sw = undefined;
-      await go.go(final);
-      e.state.seedBacking = final;
-      const hydration = {
-        copyMs: t1 - t0,
-        verifyMs: t2 - t1,
-        switchMs: performance.now() - t2,
-        tailMs: copied.tailMs,
-        rehashed,
-      };
-      // Nothing reads through the NBD client any more: it closes in the background (about
-      // 50 ms of fusermount, nbdfuse and TLS proxy exits), and detach waits for it.
-      const nbd = e.nbd;
-      e.nbd = undefined;
-      e.dropping = nbd.close().catch(() => undefined);
-      Object.assign(e.state, {
-        phase: "local",
-        transport: "local",
-        uri: "",
-        hydratedBytes: size,
-        message: "",
-        hydration,
-      });
-      return { ...e.state };
-    } catch (err) {
-      await sw?.then((s) => s.cancel()).catch(() => undefined);
-      await rm(part, { force: true });
-      if (e.state.seedBacking !== final) await rm(final, { force: true });
-      const pe = toError(err, `hydrating ${key} failed`, `attachment/${key}`);
-      if (e.state.phase === "hydrating") e.state.phase = "attached";
-      e.state.hydratedBytes = 0;
-      e.state.message = pe.message;
-      throw pe;
-    }
+  private hydrateLocked(key: string, opts: HydrateOptions): Promise<AttachmentState> {
+    return hydrateEntry(this.mustGet(key), key, opts);
   }
 
   switchSource(key: string, uri: string): Promise<AttachmentState> {
@@ -537,58 +420,4 @@ export class SeedAttachments implements AttachmentDriver {
       });
     return e;
   }
-}
-
-/** An NBD client started by a previous agent process: closing it unmounts its FUSE file lazily. */
-function adoptedConnection(uri: string, dir: string, path: string): NbdConnection {
-  let closed = false;
-  return {
-    kind: "nbdfuse",
-    uri,
-    path,
-    get alive() {
-      return !closed;
-    },
-    async close() {
-      if (closed) return;
-      closed = true;
-      await unmountFuse(dir);
-      await stopProxy(dir);
-      await rmdir(dir).catch(() => undefined);
-    },
-  };
-}
-
-/** Removes what a dead attachment left: mounts, loop devices bound to its files, FUSE mounts, the dir. */
-async function cleanLeftovers(dir: string, s: AttachmentState, sproutFile: string): Promise<void> {
-  if (await isMountpoint(s.mountpoint)) await run("umount", ["-l", s.mountpoint], { allowFailure: true });
-  for (const dev of [s.sproutLoop, s.seedLoop]) {
-    const b = await loopBackingFile(dev);
-    if (b?.startsWith(`${dir}/`) || b === sproutFile) {
-      await forgetBtrfsDevice(dev);
-      await detachLoop(dev);
-    }
-  }
-  for (const n of await readdir(dir).catch(() => [] as string[])) {
-    const p = join(dir, n);
-    if (!/^nbd-\d+$/.test(n)) continue;
-    if (await isMountpoint(p)) await run("fusermount3", ["-u", "-z", p], { allowFailure: true });
-    await stopProxy(p);
-  }
-  if (await isMountpoint(join(dir, "mnt"))) return; // never delete below a live mount
-  await rm(dir, { recursive: true, force: true });
-  await rm(sproutFile, { force: true });
-}
-
-/** The sprout device's file: in sproutDir when given (a tmpfs), else in the attachment's dir. */
-function sproutFileOf(o: AttachOptions, dir: string): string {
-  return o.sproutDir ? join(o.sproutDir, `${o.key}.sprout.img`) : join(dir, "sprout.img");
-}
-
-/** Room a new sprout needs at first (its superblocks and first chunks; it grows with env writes). */
-const SPROUT_START_BYTES = 64 * 1024 * 1024;
-
-function toError(err: unknown, message: string, subject: string): ProtoctlError {
-  if (err instanceof CommandError) return err.toProtoctl(message, subject);
-  return ProtoctlError.from(err);
 }

@@ -14,7 +14,7 @@
  * no signature to wipe, no TRIM. Nothing from the user reaches the script:
  * three paths the agent made, tab-separated, on stdin.
  */
-import { startHelper } from "./helper.js";
+import { startHelper } from "./syscall-helper.js";
 
 /**
  * stdin: "SEED\tSPROUT\tMOUNTPOINT\n". mount -t btrfs -o ro,noatime SEED

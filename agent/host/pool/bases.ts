@@ -8,6 +8,7 @@
 import { createHash } from "node:crypto";
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { baseRefOf, formatBaseRef } from "../../../common/base-ref.js";
 import {
   Code,
   failedPrecondition,
@@ -86,12 +87,15 @@ export class BaseStore {
     }
     const all = await this.list(name);
     if (version === 0 && all.length > 0) return all.at(-1)!;
-    const have = all.map((m) => `${m.base}@${m.version}`).join(", ");
-    throw notFound(version > 0 ? `base ${name}@${version} not found` : `base ${name} not found`, {
-      reason: "BASE_NOT_FOUND",
-      subject: `base/${name}`,
-      hint: have ? `versions present: ${have}` : "import or build it first (protoctl base import|build)",
-    });
+    const have = all.map((m) => baseRefOf(m)).join(", ");
+    throw notFound(
+      version > 0 ? `base ${formatBaseRef(name, version)} not found` : `base ${name} not found`,
+      {
+        reason: "BASE_NOT_FOUND",
+        subject: `base/${name}`,
+        hint: have ? `versions present: ${have}` : "import or build it first (protoctl base import|build)",
+      },
+    );
   }
 
   /** The read-only root of base@N (latest when 0), checked to exist. */
@@ -227,17 +231,20 @@ export class BaseStore {
         if (scriptPath) await removeFileInRoot(s.root, scriptPath).catch(() => undefined);
         if (r.exitCode !== 0) {
           if (r.noSpace) throw asPoolError(Object.assign(new Error(r.output), { code: "ENOSPC" }), "update");
-          throw failedPrecondition(`update of ${name}@${latest.version} failed (exit ${r.exitCode})`, {
-            reason: "UPDATE_FAILED",
-            subject: `base/${name}`,
-            output: r.output,
-            hint: `${name}@${latest.version} is unchanged; fix the command and retry`,
-          });
+          throw failedPrecondition(
+            `update of ${formatBaseRef(name, latest.version)} failed (exit ${r.exitCode})`,
+            {
+              reason: "UPDATE_FAILED",
+              subject: `base/${name}`,
+              output: r.output,
+              hint: `${formatBaseRef(name, latest.version)} is unchanged; fix the command and retry`,
+            },
+          );
         }
         return {
           source: `update:${argv.join(" ")}`,
           recipeDigest: sha256(latest.recipeDigest, "update", ...argv, opts.script ?? ""),
-          parent: `${latest.base}@${latest.version}`,
+          parent: baseRefOf(latest),
         };
       },
       parentRoot,
@@ -302,7 +309,7 @@ export class BaseStore {
       await rename(dir, this.layout.baseVersionDir(name, version));
       await writeJsonAtomic(this.layout.baseLastFile(name), version);
       this.log.info(
-        { base: `${name}@${version}`, source: m.source, sizeBytes: m.sizeBytes },
+        { base: formatBaseRef(name, version), source: m.source, sizeBytes: m.sizeBytes },
         "base version sealed",
       );
       return meta;
@@ -324,7 +331,7 @@ export class BaseStore {
       await setReadonly(join(dir, "root"), true);
       return this.locks.run(`base/${meta.base}`, async () => {
         const final = this.layout.baseVersionDir(meta.base, meta.version);
-        if (await exists(final)) throw failedPrecondition(`${meta.base}@${meta.version} is already here`);
+        if (await exists(final)) throw failedPrecondition(`${baseRefOf(meta)} is already here`);
         await writeJsonAtomic(join(dir, "meta.json"), meta);
         await rename(dir, final);
         const last =
@@ -333,7 +340,7 @@ export class BaseStore {
         return meta;
       });
     }).catch((err) => {
-      throw err instanceof ProtoctlError ? err : asPoolError(err, `receive ${meta.base}@${meta.version}`);
+      throw err instanceof ProtoctlError ? err : asPoolError(err, `receive ${baseRefOf(meta)}`);
     });
   }
 
@@ -347,12 +354,15 @@ export class BaseStore {
     return this.locks.run(`base/${name}`, async () => {
       const users = await usersOf(meta.base, meta.version);
       if (users.length > 0) {
-        throw failedPrecondition(`base ${name}@${meta.version} is in use by ${users.join(", ")}`, {
-          reason: "BASE_IN_USE",
-          subject: `base/${name}@${meta.version}`,
-          hint: "delete those envs and layer builds first",
-          metadata: { users: users.join(",") },
-        });
+        throw failedPrecondition(
+          `base ${formatBaseRef(name, meta.version)} is in use by ${users.join(", ")}`,
+          {
+            reason: "BASE_IN_USE",
+            subject: `base/${formatBaseRef(name, meta.version)}`,
+            hint: "delete those envs and layer builds first",
+            metadata: { users: users.join(",") },
+          },
+        );
       }
       const ext = this.externals.get(meta.base, meta.version);
       if (ext) {

@@ -10,6 +10,7 @@
  */
 import { mkdir, rename } from "node:fs/promises";
 import { join, relative } from "node:path";
+import { baseRefOf } from "../../../common/base-ref.js";
 import { alreadyExists, notFound, ProtoctlError } from "../../../common/errors.js";
 import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
@@ -103,7 +104,7 @@ export class EnvRootStore {
         }
         r.add(() => removeObjectDir(final));
         if (lowers.length > 0) await this.mount(rec, baseRoot);
-        this.log.debug({ env: name, base: `${meta.base}@${meta.version}`, layers }, "env root prepared");
+        this.log.debug({ env: name, base: baseRefOf(meta), layers }, "env root prepared");
         return this.toEnvRoot(rec);
       }).catch((err) => {
         throw err instanceof ProtoctlError ? err : asPoolError(err, `prepare env ${name}`);

@@ -9,6 +9,8 @@
  * with `rootDir`). A layered env needs no snapshot: overlayfs lowers may sit
  * on any filesystem.
  */
+
+import { baseRefOf, formatBaseRef } from "../../../common/base-ref.js";
 import type { BaseVersionMeta } from "../interfaces.js";
 
 /** How the version is held, reported in base listings (ATTACHED → HYDRATED). */
@@ -30,17 +32,17 @@ export class ExternalBases {
   private readonly byRef = new Map<string, ExternalBase>();
 
   register(e: ExternalBase): void {
-    this.byRef.set(`${e.meta.base}@${e.meta.version}`, e);
+    this.byRef.set(baseRefOf(e.meta), e);
   }
   unregister(base: string, version: number): void {
-    this.byRef.delete(`${base}@${version}`);
+    this.byRef.delete(formatBaseRef(base, version));
   }
   setState(base: string, version: number, state: ExternalState): void {
-    const e = this.byRef.get(`${base}@${version}`);
+    const e = this.byRef.get(formatBaseRef(base, version));
     if (e) e.state = state;
   }
   get(base: string, version: number): ExternalBase | undefined {
-    return this.byRef.get(`${base}@${version}`);
+    return this.byRef.get(formatBaseRef(base, version));
   }
   list(name?: string): ExternalBase[] {
     return [...this.byRef.values()].filter((e) => name === undefined || e.meta.base === name);

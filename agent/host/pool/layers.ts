@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
 import { dirname, join, normalize } from "node:path";
+import { baseRefOf, parseBaseRef } from "../../../common/base-ref.js";
 import { failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../../common/errors.js";
 import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
@@ -107,8 +108,8 @@ export class LayerStore {
   }
 
   buildDirOf(m: LayerBuildMeta): string {
-    const at = m.base.lastIndexOf("@");
-    return this.layout.layerBuildDir(m.layer, m.base.slice(0, at), Number(m.base.slice(at + 1)), m.digest);
+    const { base, version } = parseBaseRef(m.base);
+    return this.layout.layerBuildDir(m.layer, base, version, m.digest);
   }
 
   /** Deletes a layer's builds (on one base, "NAME" or "NAME@N", when given) or the whole layer. */
@@ -223,7 +224,7 @@ export class LayerStore {
     progress?: ProgressFn,
     signal?: AbortSignal,
   ): Promise<LayerBuildMeta> {
-    const what = `layer ${recipe.name} on ${base.base}@${base.version}`;
+    const what = `layer ${recipe.name} on ${baseRefOf(base)}`;
     return Revert.run(async (r) => {
       progress?.({ step: "prepare", message: `building ${what}` });
       const tmp = join(this.layout.overlay, tmpName());
@@ -268,14 +269,11 @@ export class LayerStore {
         );
       } else {
         if (!(await hasPython3(merged))) {
-          throw failedPrecondition(
-            `base ${base.base}@${base.version} has no python3; Ansible layers need it`,
-            {
-              reason: "BASE_NO_PYTHON",
-              subject: `layer/${recipe.name}`,
-              hint: "build the base with python3 (e.g. debootstrap --include=python3) or use a shell recipe",
-            },
-          );
+          throw failedPrecondition(`base ${baseRefOf(base)} has no python3; Ansible layers need it`, {
+            reason: "BASE_NO_PYTHON",
+            subject: `layer/${recipe.name}`,
+            hint: "build the base with python3 (e.g. debootstrap --include=python3) or use a shell recipe",
+          });
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });
         result = await withoutNspawnTraces(merged, () =>
@@ -300,7 +298,7 @@ export class LayerStore {
       const [du] = await diskUsage([vol]);
       const meta: LayerBuildMeta = {
         layer: recipe.name,
-        base: `${base.base}@${base.version}`,
+        base: baseRefOf(base),
         digest: recipe.digest,
         parents: recipe.parents,
         kind: recipe.kind,

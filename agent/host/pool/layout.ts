@@ -22,6 +22,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { formatBaseRef } from "../../../common/base-ref.js";
 
 export const TMP_PREFIX = ".tmp-";
 export const SUBDIRS = ["@init", "@base", "@overlay", "@env", "@workdir"] as const;
@@ -46,7 +47,7 @@ export class PoolLayout {
   }
 
   baseVersionDir(name: string, version: number): string {
-    return join(this.base, `${name}@${version}`);
+    return join(this.base, formatBaseRef(name, version));
   }
   baseVersionRoot(name: string, version: number): string {
     return join(this.baseVersionDir(name, version), "root");
@@ -62,7 +63,7 @@ export class PoolLayout {
     return join(this.layerDir(layer), "recipe.json");
   }
   layerBuildDir(layer: string, base: string, version: number, digest: string): string {
-    return join(this.layerDir(layer), `${base}@${version}.${digest.slice(0, 16)}`);
+    return join(this.layerDir(layer), `${formatBaseRef(base, version)}.${digest.slice(0, 16)}`);
   }
 
   envDir(name: string): string {

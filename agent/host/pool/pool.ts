@@ -7,6 +7,7 @@
  */
 import { statfs } from "node:fs/promises";
 import { join, relative } from "node:path";
+import { baseRefOf, formatBaseRef } from "../../../common/base-ref.js";
 import { failedPrecondition } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { KeyedLock } from "../../../common/keyed-lock.js";
@@ -116,7 +117,7 @@ export class BtrfsPool implements PoolDriver {
       if (this.bases.externals.get(b.base, b.version)) continue;
       objects.push({
         kind: "base",
-        name: `${b.base}@${b.version}`,
+        name: baseRefOf(b),
         path: this.layout.baseVersionRoot(b.base, b.version),
       });
     }
@@ -182,7 +183,7 @@ export class BtrfsPool implements PoolDriver {
       if (e.base === base && e.version === version) users.push(`env/${e.name}`);
     }
     for (const l of await this.layers.listBuilds()) {
-      if (l.base === `${base}@${version}`) users.push(`layer/${l.layer}`);
+      if (l.base === formatBaseRef(base, version)) users.push(`layer/${l.layer}`);
     }
     return users;
   }
@@ -201,9 +202,7 @@ export class BtrfsPool implements PoolDriver {
         e.layers.length > 0 &&
         e.lowers.some((l) => l.startsWith(`${relative(this.mountpoint, this.layout.layerDir(name))}/`)),
     );
-    const blocking = users.filter(
-      (e) => base === undefined || `${e.base}@${e.version}` === base || e.base === base,
-    );
+    const blocking = users.filter((e) => base === undefined || baseRefOf(e) === base || e.base === base);
     if (blocking.length > 0) {
       throw failedPrecondition(
         `layer ${name} is in use by ${blocking.map((e) => `env/${e.name}`).join(", ")}`,
@@ -245,7 +244,7 @@ export class BtrfsPool implements PoolDriver {
     const made = {
       source: `env:${name}`,
       recipeDigest: sha256("env", name, rec.base, String(rec.version), ...rec.layers, String(Date.now())),
-      parent: `${rec.base}@${rec.version}`,
+      parent: baseRefOf(rec),
     };
     // An env on an attached version lives in another filesystem: copied, not snapshotted.
     if (rec.lowers.length === 0 && !rec.rootDir) {
@@ -299,7 +298,7 @@ export class BtrfsPool implements PoolDriver {
         // ".#NAME.lck": systemd-nspawn's lock of a running machine's directory, not an env root
         if (known.has(entry) || entry.startsWith(".")) continue;
         await deleteSubvolume(join(ext.envArea, entry));
-        removed.push(`${ext.meta.base}@${ext.meta.version}:@env/${entry}`);
+        removed.push(`${baseRefOf(ext.meta)}:@env/${entry}`);
       }
     }
     if (removed.length > 0) this.log.info({ removed }, "pool orphans removed");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hostsFor, type Membership } from "./env-spec.js";
+import { hostsFor, type Membership } from "./machine-env-spec.js";
 
 const member = (machine: string, nets: Record<string, string>): Membership => ({
   machine,

@@ -6,7 +6,7 @@ import { PoolKind } from "../../proto/gen/protoctl/v1/types.js";
 import { MACHINES_CAPABILITY, machinesProblem } from "../host/machines/host-check.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg } from "./convert.js";
-import { attachmentMsg, exportMsg } from "./propagation.js";
+import { attachmentMsg, exportMsg } from "./propagation-handlers.js";
 
 const POOL_KINDS = {
   tmpfs: PoolKind.POOL_KIND_TMPFS,

@@ -15,116 +15,35 @@
  * Exports die with the agent (setpriv --pdeathsig): no orphan server keeps an
  * image open that no one tracks; the controller re-serves and re-attaches.
  */
-import { randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "pino";
+import { formatBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../common/errors.js";
 import { run } from "../../common/exec.js";
 import { validateName } from "../../common/names.js";
 import { requireRoom } from "../host/attachments/hydrate.js";
 import { SeedAttachments } from "../host/attachments/seed-attachments.js";
 import type { AttachmentState, AttachOptions } from "../host/attachments/types.js";
-import { receiveSubvolume, sendSubvolume } from "../host/deltas/btrfs-stream.js";
 import { serveImage } from "../host/exports/nbd-server.js";
 import { publishSeedImage } from "../host/exports/seed-image.js";
-import type { NbdExport, SeedImage, TlsFiles } from "../host/exports/types.js";
+import type { NbdExport, TlsFiles } from "../host/exports/types.js";
 import type { BaseVersionMeta, ProgressFn } from "../host/interfaces.js";
-import { deleteSubvolume } from "../host/pool/btrfs.js";
 import { findMount } from "../host/pool/mounts.js";
-import type { BtrfsPool } from "../host/pool/pool.js";
+import { receiveVersion } from "./delta-receive.js";
+import { readRecords, writeRecord } from "./propagation-records.js";
+import {
+  type AttachmentInfo,
+  type AttachmentRecord,
+  type AttachRequestInfo,
+  attachOptionsFor,
+  type ExportInfo,
+  type PropagationOptions,
+  roundMs,
+  type SeedRecord,
+} from "./propagation-types.js";
+import { mountSproutTmpfs } from "./sprout-tmpfs.js";
 
-const MiB = 1024 * 1024;
-
-/** What the pool must offer propagation (BtrfsPool does). */
-export type PropagationPool = Pick<
-  BtrfsPool,
-  | "baseRoot"
-  | "getBaseVersion"
-  | "registerExternalBase"
-  | "unregisterExternalBase"
-  | "setExternalState"
-  | "externalState"
-  | "adoptBaseVersion"
-  | "usersOf"
-  | "listBaseVersions"
->;
-
-export interface PropagationOptions {
-  node: string;
-  /** Holds seeds/ and attachments/ (default: <agent state>/propagation). */
-  dir: string;
-  pool: PropagationPool;
-  /** The agent's cluster address (exports bind here, never a wildcard). */
-  bindAddress: string;
-  /** Cluster TLS files: exports serve nbds:// and clients present the node certificate. */
-  tls?: TlsFiles;
-  /** Sparse size of each sprout device (env writes on an attached version land there). */
-  sproutBytes?: number;
-  /**
-   * When set, sprout devices live on a tmpfs of this size at <dir>/sprouts
-   * (the agent passes its tmpfs pool's size: env writes on attached versions
-   * then stay in memory, as on local ones); else in the attachments' dirs.
-   */
-  sproutTmpfsBytes?: number;
-  /** NBD connections per attachment and hydration. */
-  connections?: number;
-  log: Logger;
-}
-
-export interface SeedRecord extends SeedImage {
-  base: string;
-  version: number;
-  createdMs: number;
-  node: string;
-}
-
-interface AttachmentRecord {
-  base: string;
-  version: number;
-  sourceNode: string;
-  seed: { sizeBytes: number; checksum: string; subvolume: string };
-  meta: BaseVersionMeta;
-  state: AttachmentState;
-}
-
-export interface ExportInfo {
-  base: string;
-  version: number;
-  uri: string;
-  maxClients: number;
-  allow: string[];
-}
-
-export interface AttachmentInfo {
-  base: string;
-  version: number;
-  sourceNode: string;
-  /** The seed image's checksum ("" for a local subvolume). */
-  checksum: string;
-  state: AttachmentState;
-}
-
-export interface AttachRequestInfo {
-  base: string;
-  version: number;
-  uri: string;
-  seed: { sizeBytes: number; checksum: string; subvolume: string };
-  sourceNode: string;
-  hydrate: boolean;
-  /** Metadata of the version (from the origin; a minimal one is made when absent). */
-  meta?: BaseVersionMeta;
-}
-
-const refOf = (base: string, version: number) => `${base}@${version}`;
-
-/** Timings rounded to 0.1 ms for a log line. */
-function roundMs<T extends object>(t: T | undefined): T | undefined {
-  if (!t) return undefined;
-  return Object.fromEntries(
-    Object.entries(t).map(([k, v]) => [k, typeof v === "number" ? Math.round(v * 10) / 10 : v]),
-  ) as T;
-}
+const refOf = formatBaseRef;
 
 export class PropagationService {
   readonly attachments = new SeedAttachments();
@@ -148,36 +67,14 @@ export class PropagationService {
     return this.o.sproutTmpfsBytes ? join(this.o.dir, "sprouts") : undefined;
   }
 
-  /**
-   * Mounts the sprouts' tmpfs at the first attach, unless it is (a restarted
-   * agent finds it with its sprouts in use); it stays until destroy.
-   */
-  private async mountSproutTmpfs(): Promise<void> {
-    const dir = this.sproutDir;
-    if (!dir) return;
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    if ((await findMount(dir))?.fstype === "tmpfs") return;
-    await run("mount", ["-t", "tmpfs", "-o", `size=${this.o.sproutTmpfsBytes},mode=0700`, "tmpfs", dir]);
-  }
-
   /** Loads seed records; adopts or cleans attachments left by a previous agent process. */
   async restore(): Promise<void> {
     this.attachments.warm();
     await mkdir(this.seedDir, { recursive: true });
     await mkdir(this.attDir, { recursive: true });
-    for (const f of await readdir(this.seedDir)) {
-      if (f.endsWith(".tmp") || f.startsWith(".")) {
-        await rm(join(this.seedDir, f), { force: true, recursive: true });
-        continue;
-      }
-      if (!f.endsWith(".json")) continue;
-      const rec = JSON.parse(await readFile(join(this.seedDir, f), "utf8")) as SeedRecord;
+    for (const { rec } of await readRecords<SeedRecord>(this.seedDir))
       this.seeds.set(refOf(rec.base, rec.version), rec);
-    }
-    for (const f of await readdir(this.attDir)) {
-      if (f.endsWith(".tmp")) await rm(join(this.attDir, f), { force: true });
-      if (!f.endsWith(".json")) continue;
-      const rec = JSON.parse(await readFile(join(this.attDir, f), "utf8")) as AttachmentRecord;
+    for (const { file: f, rec } of await readRecords<AttachmentRecord>(this.attDir)) {
       const ref = refOf(rec.base, rec.version);
       const got = await this.attachments
         .adopt(this.attachOptions(rec.base, rec.version, rec.state.uri, rec.seed), rec.state)
@@ -221,19 +118,13 @@ export class PropagationService {
     uri: string,
     seed: AttachmentRecord["seed"],
   ): AttachOptions {
-    const sproutBytes = this.o.sproutBytes ?? 1024 * MiB;
-    return {
-      key: refOf(base, version),
+    return attachOptionsFor(
+      this.o,
+      { stateDir: this.attDir, sproutDir: this.sproutDir },
+      refOf(base, version),
       uri,
       seed,
-      stateDir: this.attDir,
-      sproutBytes,
-      sproutDir: this.sproutDir,
-      // Room for the hydrated copy and some env writes, so hydration cannot run out later.
-      reserveBytes: seed.sizeBytes + 64 * MiB,
-      connections: this.o.connections ?? 4,
-      tls: this.o.tls,
-    };
+    );
   }
 
   private register(rec: AttachmentRecord, s: AttachmentState): void {
@@ -410,7 +301,7 @@ export class PropagationService {
     let state = this.attachments.get(ref);
     if (!state) {
       progress?.({ step: "attaching" });
-      await this.mountSproutTmpfs();
+      await mountSproutTmpfs(this.sproutDir, this.o.sproutTmpfsBytes);
       state = await this.attachments.attach(this.attachOptions(req.base, req.version, req.uri, req.seed));
       this.o.log.info({ ref, source: req.sourceNode, timing: roundMs(state.attachTiming) }, "attached");
       const meta: BaseVersionMeta = req.meta ?? {
@@ -478,11 +369,7 @@ export class PropagationService {
     const s = this.attachments.get(ref);
     if (!rec || !s) return;
     rec.state = s;
-    const f = join(this.attDir, `${ref}.json`);
-    // A name of its own: two persists of one attachment may overlap (an attach and its hydration).
-    const tmp = `${f}.${randomBytes(4).toString("hex")}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(rec)}\n`);
-    await rename(tmp, f);
+    await writeRecord(join(this.attDir, `${ref}.json`), rec);
   }
 
   info(ref: string): AttachmentInfo {
@@ -572,50 +459,13 @@ export class PropagationService {
     return this.o.pool.baseRoot(base, version);
   }
 
-  /**
-   * Puts a version received from a peer (btrfs receive) into the pool under
-   * its own number; `parentVersion` is the delta's parent (0: a full send).
-   *
-   * A parent this node holds as a hydrated seed lives in the seed's sprout,
-   * another filesystem, where btrfs receive does not look. It is first
-   * copied next to the new version (a local `btrfs send | receive`: the copy
-   * keeps the parent's received UUID, by which receive finds it), and the
-   * copy is deleted once the version is in: one local copy, after which the
-   * node holds the version in its pool and later deltas need none.
-   */
-  async receive(
+  /** Puts a version received from a peer into the pool (delta-receive.ts). */
+  receive(
     meta: BaseVersionMeta,
     fill: (dir: string) => Promise<void>,
     parentVersion = 0,
   ): Promise<BaseVersionMeta> {
-    const held = parentVersion ? this.o.pool.externalState(meta.base, parentVersion) : undefined;
-    if (!held) return this.o.pool.adoptBaseVersion(meta, fill);
-    const ref = `${meta.base}@${parentVersion}`;
-    if (held !== "hydrated") {
-      throw failedPrecondition(
-        `${ref} is still attached over NBD: a delta on it would read all of it from its source`,
-        {
-          reason: "PARENT_NOT_HYDRATED",
-          subject: `base/${ref}`,
-          hint: "wait until the node holds it locally (push --wait-local), or push with the seed transport",
-        },
-      );
-    }
-    const { root } = await this.rootOf(meta.base, parentVersion);
-    return this.o.pool.adoptBaseVersion(meta, async (dir) => {
-      const staging = join(dir, "parent");
-      await mkdir(staging);
-      const copy = sendSubvolume({ subvolume: root });
-      const got = await receiveSubvolume({ dir: staging, stream: copy.stream });
-      await copy.done;
-      this.o.log.info(
-        { parent: ref, ms: Math.round(got.durationMs) },
-        "delta parent copied from its hydrated seed",
-      );
-      await fill(dir);
-      await deleteSubvolume(got.path);
-      await rmdir(staging);
-    });
+    return receiveVersion({ pool: this.o.pool, log: this.o.log }, meta, fill, parentVersion);
   }
 
   /** Free room check for a delta receive (the pool's own ENOSPC handling covers the rest). */

@@ -1,11 +1,16 @@
 /**
  * AgentService: propagation (seed images over NBD, btrfs send deltas).
  * `propagationHandlers(ctx, svc)` serves them over a PropagationService
- * (propagation-service.ts); without one, `startAgentServer` answers
+ * (service/propagation-service.ts); without one, `startAgentServer` answers
  * UNIMPLEMENTED.
  */
 import { Readable } from "node:stream";
-import { type ServerReadableStream, type ServerWritableStream, status } from "@grpc/grpc-js";
+import {
+  type ServerErrorResponse,
+  type ServerReadableStream,
+  type ServerWritableStream,
+  status,
+} from "@grpc/grpc-js";
 import { invalidArgument } from "../../common/errors.js";
 import { toServiceError, unaryHandler } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
@@ -20,9 +25,10 @@ import {
 import type { AttachmentState } from "../host/attachments/types.js";
 import { receiveSubvolume, sendSubvolume } from "../host/deltas/btrfs-stream.js";
 import type { BaseVersionMeta } from "../host/interfaces.js";
+import type { PropagationService } from "../service/propagation-service.js";
+import type { AttachmentInfo, ExportInfo, SeedRecord } from "../service/propagation-types.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg } from "./convert.js";
-import type { AttachmentInfo, ExportInfo, PropagationService, SeedRecord } from "./propagation-service.js";
 import { failStream, operationStream } from "./streams.js";
 
 export type PropagationHandlers = Pick<
@@ -46,9 +52,9 @@ function unimplemented(method: string) {
 }
 
 export function unimplementedPropagation(): PropagationHandlers {
-  // one stub serves every unary signature
-  const unary = (m: string): never =>
-    ((_call: unknown, cb: (err: unknown) => void) => cb(unimplemented(m))) as never;
+  // one stub serves every unary signature: it answers with an error only
+  const unary = (m: string) => (_call: unknown, cb: (err: ServerErrorResponse) => void) =>
+    cb(unimplemented(m));
   const stream = (m: string) => (call: { emit(e: "error", err: unknown): boolean }) => {
     call.emit("error", unimplemented(m));
   };

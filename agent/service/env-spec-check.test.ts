@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
-import { machineNetwork, machineSpec } from "./env-spec.js";
+import { machineNetwork, machineSpec } from "./env-spec-check.js";
 
 const spec = (network: object) =>
   EnvSpec.fromPartial({ name: "e", base: { name: "b", version: 0 }, network });
