@@ -63,10 +63,8 @@ export async function sealFakeBases(
 
 /** A 1 MiB local version `name@N` as a fake agent holds it, with `checksum` when it reports one. */
 function fakeBaseVersion(ref: string, checksum?: string): BaseVersion {
-  const { base, version } = parseBaseRef(ref);
   return {
-    base,
-    version,
+    ...parseBaseRef(ref),
     source: "fake",
     createdMs: Date.now(),
     recipeDigest: "",
