@@ -11,6 +11,7 @@ import { LIMIT_FLAGS, type LimitController, missingControllers } from "../../../
 import { failedPrecondition, internal, invalidArgument } from "../../../common/errors.js";
 import { validateName } from "../../../common/names.js";
 import type { MachineLimits, MachineState } from "../interfaces.js";
+import type { HostNetworks } from "../networks/host-networks.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import { PortProxies } from "../networks/port-proxy.js";
 import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
@@ -38,7 +39,7 @@ export interface NspawnDriverOptions {
   /** Agent state dir; machine records and console logs go to `<stateDir>/machines`. */
   stateDir: string;
   logger: Logger;
-  networks?: NetworkDriver;
+  networks?: HostNetworks;
   /** Controller → base cgroup dir; detected from /proc/self/cgroup by default. */
   hierarchies?: Record<string, string>;
   /** How long a start may take before it is abandoned. */
@@ -64,7 +65,7 @@ export abstract class NspawnMachineBase {
   protected readonly filters: SeccompCopies;
   protected readonly records = new Map<string, MachineRecord>();
   protected readonly hierarchies: Record<string, string>;
-  protected readonly networks: NetworkDriver;
+  protected readonly networks: HostNetworks;
   protected readonly log: Logger;
   /** At most one ready exec slot per running env. */
   protected readonly slots = new Map<string, ExecSlot>();
