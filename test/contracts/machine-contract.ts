@@ -126,6 +126,16 @@ export function machineContract(kind: string, make: () => Promise<MachineBed>): 
       expect((await bed.driver.state("ct-d")).running).toBe(false);
     });
 
+    it("fails a start on a root that does not exist, and keeps nothing of it", async () => {
+      await expectCode(
+        bed.driver.start(await spec("ct-g", { rootDir: "/nonexistent/protoctl-contract-root" })),
+        Code.FAILED_PRECONDITION,
+        "MACHINE_START_FAILED",
+      );
+      expect((await bed.driver.state("ct-g")).running).toBe(false);
+      expect((await bed.driver.list()).map((m) => m.name)).not.toContain("ct-g");
+    });
+
     it("answers for machines it does not know: not running, stop NOT_FOUND, cleanup a no-op", async () => {
       expect(await bed.driver.state("ct-unknown")).toMatchObject({ name: "ct-unknown", running: false });
       await expectCode(bed.driver.stop("ct-unknown", { timeoutMs: 0 }), Code.NOT_FOUND, "MACHINE_NOT_FOUND");

@@ -4,6 +4,7 @@
  * sets). It refuses what the nspawn driver refuses (test/contracts/
  * machine-contract.ts holds both to the same behaviour).
  */
+import { existsSync } from "node:fs";
 import { PassThrough } from "node:stream";
 import type {
   ExecRequest,
@@ -86,6 +87,13 @@ export class FakeMachines implements MachineDriver {
     }
     this.prewarmed.delete(spec.name);
     this.faults.hit("start", spec.name);
+    if (!existsSync(spec.rootDir)) {
+      throw failedPrecondition(`machine ${spec.name} exited during start`, {
+        reason: "MACHINE_START_FAILED",
+        subject: `env/${spec.name}`,
+        output: `Directory ${spec.rootDir} doesn't exist`,
+      });
+    }
     const pid = this.nextPid++;
     const state: MachineState = {
       name: spec.name,
