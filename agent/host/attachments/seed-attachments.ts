@@ -33,10 +33,10 @@ import {
 } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
+import { requireTools } from "../../../common/tools.js";
 import { CHECKSUM_ALGO, checksumAlgo, checksumFile } from "../exports/checksum.js";
 import { withClientTls } from "../exports/nbd-uri.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
-import { requireTools } from "../exports/tools.js";
 import type { TlsFiles } from "../exports/types.js";
 import { warmCopyWorkers } from "./copy-pool.js";
 import { withHostLock } from "./host-lock.js";
