@@ -10,11 +10,14 @@
  * action fixes it.
  */
 import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
 import { access, readFile } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { describeCgroupHost, detectCgroupMode, LIMIT_CONTROLLERS, LIMIT_FLAGS } from "./cgroup-mode.js";
 import { run, succeeds } from "./exec.js";
+import { findExecutable } from "./tools.js";
+
+/** Kept here too: doctor's callers and tests look tools up through this module. */
+export { findExecutable };
 
 export type CheckGroup = "kernel" | "binary" | "privilege" | "resource" | "security";
 
@@ -170,25 +173,6 @@ export const BINARIES: readonly BinarySpec[] = [
 ];
 
 /** First executable file called `name` on `pathVar` (colon-separated), like the shell's lookup. */
-export async function findExecutable(name: string, pathVar: string | undefined): Promise<string | undefined> {
-  if (name.includes("/")) return (await isExecutable(name)) ? name : undefined;
-  for (const dir of (pathVar ?? "").split(delimiter)) {
-    if (!dir) continue;
-    const p = join(dir, name);
-    if (await isExecutable(p)) return p;
-  }
-  return undefined;
-}
-
-async function isExecutable(p: string): Promise<boolean> {
-  try {
-    await access(p, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** The version in a tool's `--version` output, or undefined. */
 export function parseVersion(text: string, pattern: RegExp = GENERIC_VERSION): string | undefined {
   return pattern.exec(text)?.[1];

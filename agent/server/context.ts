@@ -1,7 +1,7 @@
 /** What the AgentService handlers share: the node's drivers and services. */
 import type { Logger } from "pino";
 import type { MachineDriver, PoolDriver } from "../host/interfaces.js";
-import type { NetworkDriver } from "../host/networks/network-driver.js";
+import type { HostNetworks } from "../host/networks/host-networks.js";
 import type { EnvService } from "../service/env-service.js";
 import type { PropagationService } from "../service/propagation-service.js";
 
@@ -12,7 +12,7 @@ export interface AgentContext {
   poolKind: "tmpfs" | "file" | "mount";
   pool: PoolDriver;
   machines: MachineDriver;
-  networks: NetworkDriver;
+  networks: HostNetworks;
   envs: EnvService;
   logger: Logger;
   /** Seeds, exports, attachments (absent in tests that do not need them). */

@@ -6,12 +6,14 @@
  * A second `up` finds the supervisor alive, reports what runs and changes
  * nothing.
  */
+
 import { existsSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../common/agent-launch.js";
 import { failedPrecondition, internal, ProtoctlError, unavailable } from "../../common/errors.js";
 import { isValidName } from "../../common/names.js";
+import { findExecutable } from "../../common/tools.js";
 import type { Api } from "../client/connect.js";
 import type { ContextEntry, ResolvedContext } from "../config/contexts.js";
 import { bytes } from "../output/format.js";
@@ -84,14 +86,6 @@ function portFree(port: number): Promise<boolean> {
     srv.once("error", () => resolve(false));
     srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
-}
-
-async function which(cmd: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    const p = `${dir}/${cmd}`;
-    if (existsSync(p)) return p;
-  }
-  return undefined;
 }
 
 function logTail(paths: StatePaths, name: string, lines = 20): string {
@@ -292,7 +286,7 @@ export async function up(o: UpOptions): Promise<void> {
       hint: "run it with sudo",
     });
   }
-  if (!(await which("etcd"))) {
+  if (!(await findExecutable("etcd", process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin"))) {
     throw failedPrecondition("the etcd binary is not installed", {
       reason: "ETCD_MISSING",
       hint: "apt-get install etcd-server (or see `protoctl doctor`)",

@@ -25,9 +25,9 @@ import { dirname, join } from "node:path";
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
+import { requireTools } from "../../../common/tools.js";
 import { CHECKSUM_ALGO } from "../exports/checksum.js";
 import { makeTlsDir } from "../exports/tls-dir.js";
-import { requireTools } from "../exports/tools.js";
 import type { TlsFiles } from "../exports/types.js";
 import {
   adoptedConnection,

@@ -28,9 +28,9 @@ import { join } from "node:path";
 import type { ResultPromise } from "execa";
 import { Code, invalidArgument, ProtoctlError, unavailable } from "../../../common/errors.js";
 import { run, spawnProcess } from "../../../common/exec.js";
+import { requireTools } from "../../../common/tools.js";
 import { formatNbdUri, validateExportName } from "./nbd-uri.js";
 import { makeTlsDir } from "./tls-dir.js";
-import { requireTools } from "./tools.js";
 import type { NbdExport, ServeOptions } from "./types.js";
 
 export const DEFAULT_MAX_CONNECTIONS = 16;

@@ -21,9 +21,9 @@ import { basename, dirname, join } from "node:path";
 import { Code, failedPrecondition, invalidArgument, ProtoctlError } from "../../../common/errors.js";
 import { CommandError, output, run } from "../../../common/exec.js";
 import { Revert } from "../../../common/revert.js";
+import { requireTools } from "../../../common/tools.js";
 import { receiveSubvolume, sendSubvolume } from "../deltas/btrfs-stream.js";
 import { checksumFile } from "./checksum.js";
-import { requireTools } from "./tools.js";
 import type { PublishOptions, SeedImage } from "./types.js";
 
 const MiB = 1024 * 1024;

@@ -13,10 +13,7 @@
  * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
  * timeout; the cgroups go once empty.
  */
-import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
-import { join } from "node:path";
-import type { Logger } from "pino";
-import { LIMIT_FLAGS, type LimitController, missingControllers } from "../../../common/cgroup-mode.js";
+import { closeSync, openSync } from "node:fs";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
 import { run, spawnDirect } from "../../../common/exec.js";
 import { validateName } from "../../../common/names.js";
@@ -28,219 +25,32 @@ import type {
   MachineSpec,
   MachineState,
 } from "../interfaces.js";
-import { NetworkDriver } from "../networks/network-driver.js";
-import { PortProxies } from "../networks/port-proxy.js";
-import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
 import { openDirInRoot } from "../pool/root-path.js";
 import {
   type CgroupSet,
   createCgroups,
-  detectHierarchies,
   envCgroupSet,
   execProcsFiles,
   killCgroups,
   killPayload,
-  limitControllers,
   listEnvCgroups,
-  removeCgroups,
-  removeCgroupsSettled,
   startProcsFiles,
-  V2_KEY,
 } from "./cgroups.js";
 import { requireEnterHelper } from "./enter-helper.js";
-import { baseEnv, DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
-import { ExecSlot, slotsSupported } from "./exec-slot.js";
-import { assignPrivateAddresses, type PlannedLink, planLinks } from "./links.js";
+import { DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
+import { planLinks } from "./links.js";
 import { followFile } from "./log-follow.js";
-import { type MachineRecord, RecordStore } from "./machine-record.js";
+import type { MachineRecord } from "./machine-record.js";
 import { machineName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
-import { findLeader, isAlive, procStat } from "./proc.js";
-import { SeccompCopies } from "./seccomp-copies.js";
+import { ENV_KEY, NspawnMachineBase } from "./nspawn-base.js";
+import { findLeader, procStat } from "./proc.js";
 import { chownToContainerRoot } from "./userns.js";
 import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
 
-export interface NspawnDriverOptions {
-  /** This agent's node name: part of machine names and cgroup paths. */
-  node: string;
-  /** Agent state dir; machine records and console logs go to `<stateDir>/machines`. */
-  stateDir: string;
-  logger: Logger;
-  networks?: NetworkDriver;
-  /** Controller → base cgroup dir; detected from /proc/self/cgroup by default. */
-  hierarchies?: Record<string, string>;
-  /** How long a start may take before it is abandoned. */
-  startTimeoutMs?: number;
-  /** Pre-joined exec slots (exec-slot.ts); default: when /bin/bash exists. */
-  execSlots?: boolean;
-  /**
-   * A named network namespace (`ip netns`) to run machines in: their veths'
-   * host ends live there (several "hosts" on one kernel, tests). Default: the agent's own.
-   */
-  netns?: string;
-  /** Loopback listeners for TCP port forwards (port-proxy.ts); default true. */
-  loopbackPorts?: boolean;
-  /** Where `private` envs without an address get one (private-range.ts); default 10.213.0.0/16. */
-  privateRange?: string;
-}
+export type { NspawnDriverOptions } from "./nspawn-base.js";
 
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-export class NspawnMachineDriver implements MachineDriver {
-  private readonly store: RecordStore;
-  /** Each running env's copy of its PID 1 seccomp filters (seccomp-copies.ts). */
-  private readonly filters: SeccompCopies;
-  private readonly records = new Map<string, MachineRecord>();
-  private readonly hierarchies: Record<string, string>;
-  private readonly networks: NetworkDriver;
-  private readonly log: Logger;
-  /** At most one ready exec slot per running env. */
-  private readonly slots = new Map<string, ExecSlot>();
-  private readonly proxies = new PortProxies();
-  /** Auto addresses handed out to starts still in progress (addressUnaddressed). */
-  private readonly reserved = new Set<string>();
-  private readonly useSlots: boolean;
-  /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
-  private readonly prewarmed = new Set<string>();
-
-  constructor(private readonly opts: NspawnDriverOptions) {
-    validateName("node", opts.node);
-    const dir = join(opts.stateDir, "machines");
-    mkdirSync(dir, { recursive: true });
-    this.store = new RecordStore(dir);
-    this.filters = new SeccompCopies(dir);
-    this.hierarchies = opts.hierarchies ?? detectHierarchies();
-    if (opts.netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.netns)) {
-      throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
-    }
-    this.networks = opts.networks ?? new NetworkDriver(opts.netns);
-    this.log = opts.logger.child({ driver: "machines" });
-    this.useSlots = opts.execSlots ?? slotsSupported();
-  }
-
-  private addSlot(name: string, procsFiles: string[]): void {
-    if (!this.useSlots || this.slots.has(name)) return;
-    const slot = new ExecSlot(procsFiles, baseEnv(), (s) => {
-      if (this.slots.get(name) === s) this.slots.delete(name);
-      s.discard();
-    });
-    this.slots.set(name, slot);
-  }
-
-  private takeSlot(name: string): ExecSlot | undefined {
-    const slot = this.slots.get(name);
-    this.slots.delete(name);
-    return slot;
-  }
-
-  private dropSlot(name: string): void {
-    this.takeSlot(name)?.discard();
-  }
-
-  private alive(rec: MachineRecord): boolean {
-    return rec.nspawnPid !== undefined && isAlive(rec.nspawnPid, rec.nspawnStart);
-  }
-
-  private toState(rec: MachineRecord): MachineState {
-    return {
-      name: rec.name,
-      running: rec.running,
-      leaderPid: rec.running ? rec.leaderPid : undefined,
-      nspawnPid: rec.running ? rec.nspawnPid : undefined,
-      startedMs: rec.startedMs,
-      exitCode: rec.exitCode,
-    };
-  }
-
-  /** Refreshes `running` from /proc; a machine that died on its own gets its cgroups removed. */
-  private refresh(rec: MachineRecord): MachineRecord {
-    if (rec.running && !this.alive(rec)) {
-      rec.running = false;
-      this.afterExit(rec);
-    }
-    return rec;
-  }
-
-  private afterExit(rec: MachineRecord): void {
-    this.dropSlot(rec.name);
-    this.filters.drop(rec.name);
-    void this.proxies.close(rec.name);
-    void this.removeCgroupsOf(rec.name, rec.cgroups);
-    void this.removeLinks(rec);
-    rec.leaderPid = undefined;
-    this.store.save(rec);
-  }
-
-  /**
-   * Loopback listeners for the env's TCP forwards (port-proxy.ts); nspawn's
-   * own DNAT covers every other address. Not when nspawn runs in another
-   * network namespace than the agent (the listener would be in the wrong one).
-   */
-  private async openProxies(rec: MachineRecord): Promise<void> {
-    const tcp = (rec.network.ports ?? []).filter((p) => p.protocol === "tcp");
-    const target = rec.addresses?.[0];
-    if (tcp.length === 0 || !target || this.opts.netns || this.opts.loopbackPorts === false) return;
-    await this.proxies.open(rec.name, target, tcp);
-  }
-
-  /** Removes an env's cgroups once its processes are gone; says so in the log when some stay. */
-  private async removeCgroupsOf(env: string, set: CgroupSet): Promise<void> {
-    const left = await removeCgroupsSettled(set);
-    if (left.length > 0) this.log.warn({ env, left }, "cgroups still busy; left in place");
-  }
-
-  /** Host ends of the env's veths, if the kernel did not drop them with the env's namespace. */
-  private async removeLinks(rec: MachineRecord): Promise<void> {
-    const hosts = rec.vethHosts ?? (rec.vethHost ? [rec.vethHost] : []);
-    for (const h of hosts) await this.networks.removeLink(h).catch(() => undefined);
-  }
-
-  /**
-   * Addresses for `private` links that name none (links.ts). Taken: every
-   * known env's addresses, those being handed out by starts in progress, and
-   * /32 routes already in the namespace (another agent sharing it).
-   */
-  private async addressUnaddressed(
-    env: string,
-    links: PlannedLink[],
-    previous?: string[],
-  ): Promise<string[]> {
-    if (!links.some((l) => l.mode === "private" && !l.address)) return [];
-    const routes = await this.networks.hostRoutes();
-    // from here on synchronous: a concurrent start sees what this one reserves
-    const taken = new Set<string>([...this.reserved, ...routes]);
-    for (const r of this.records.values())
-      if (r.name !== env) for (const a of r.addresses ?? []) taken.add(a);
-    const picked = assignPrivateAddresses(
-      links,
-      this.opts.privateRange ?? DEFAULT_PRIVATE_RANGE,
-      taken,
-      previous,
-    );
-    for (const a of picked) this.reserved.add(a);
-    return picked;
-  }
-
-  /**
-   * nspawn's environment. On pure v2, nspawn 252 gives a rootfs without
-   * systemd (busybox) the legacy cgroup layout, which it cannot mount there:
-   * SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 keeps it on the unified one.
-   */
-  private nspawnEnv(): Record<string, string> {
-    const env = baseEnv();
-    return this.hierarchies[V2_KEY] !== undefined ? { ...env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } : env;
-  }
-
-  /** Addresses configured on the env's interface at start. */
-  addresses(name: string): string[] {
-    return this.records.get(name)?.addresses ?? [];
-  }
-
-  /** The console log file of an env's machine. */
-  logFile(name: string): string {
-    return this.store.logPath(name);
-  }
-
+export class NspawnMachineDriver extends NspawnMachineBase implements MachineDriver {
   /**
    * Makes the env's cgroups and spawns its first exec slot while the caller
    * still prepares the root: the slot's cgroup join (an RCU grace period, see
@@ -257,31 +67,6 @@ export class NspawnMachineDriver implements MachineDriver {
     createCgroups(cgroups, limits);
     this.addSlot(name, startProcsFiles(cgroups));
     this.prewarmed.add(name);
-  }
-
-  /**
-   * A limit this host cannot enforce is an error before anything is made,
-   * never a silent no-op (an env that was asked for 64M must not get all).
-   */
-  private checkLimits(name: string, limits: MachineLimits): void {
-    const missing = missingControllers(limits, limitControllers(this.hierarchies));
-    if (missing.length === 0) return;
-    const flags = missing.map((c: LimitController) => `${LIMIT_FLAGS[c]} (${c} controller)`).join(", ");
-    throw failedPrecondition(
-      `this node cannot enforce ${flags}: the controller is not available to the agent`,
-      {
-        reason: "LIMITS_UNENFORCEABLE",
-        subject: `env/${name}`,
-        hint: "`protoctl doctor` on the node shows its cgroup mode; create the env without that limit or on another node",
-      },
-    );
-  }
-
-  /** Cgroups of an earlier life of this env (a crash, another limit set), in every hierarchy. */
-  private clearStale(name: string): void {
-    const all = envCgroupSet(this.hierarchies, this.opts.node, name);
-    killCgroups(all);
-    removeCgroups(all);
   }
 
   async start(spec: MachineSpec): Promise<MachineState> {
@@ -400,66 +185,6 @@ export class NspawnMachineDriver implements MachineDriver {
       this.store.remove(spec.name);
       throw err;
     }
-  }
-
-  private async waitLeader(rec: MachineRecord): Promise<number> {
-    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
-    for (let i = 0; ; i++) {
-      const leader = findLeader(rec.nspawnPid!);
-      if (leader) return leader;
-      if (!this.alive(rec)) {
-        throw failedPrecondition(`machine ${rec.name} exited during start`, {
-          reason: "MACHINE_START_FAILED",
-          subject: `env/${rec.name}`,
-          output: await this.tail(rec, 20),
-          hint: "see the output; `protoctl env logs` shows the whole console",
-        });
-      }
-      if (Date.now() > deadline)
-        throw internal(`machine ${rec.name} did not start in time`, { output: await this.tail(rec, 20) });
-      // poll fast at first: nspawn reaches exec in a few tens of ms
-      await new Promise((r) => setTimeout(r, i < 100 ? 1 : 20));
-    }
-  }
-
-  /**
-   * Boot mode: systemd answers `systemctl` once its private socket exists;
-   * before that every exec of systemctl fails ("Failed to connect to bus"),
-   * so that is when a booted env counts as started. Units keep starting after
-   * (`systemctl is-system-running --wait` waits for them).
-   */
-  private async waitSystemdBus(rec: MachineRecord): Promise<void> {
-    const sock = `/proc/${rec.leaderPid}/root/run/systemd/private`;
-    const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
-    while (!existsSync(sock)) {
-      if (!this.alive(rec)) {
-        throw failedPrecondition(`machine ${rec.name} exited during boot`, {
-          reason: "MACHINE_START_FAILED",
-          subject: `env/${rec.name}`,
-          output: await this.tail(rec, 20),
-        });
-      }
-      if (Date.now() > deadline)
-        throw internal(`systemd in ${rec.name} did not come up in time`, {
-          output: await this.tail(rec, 20),
-        });
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-
-  private async tail(rec: MachineRecord, lines: number): Promise<string> {
-    const parts: Buffer[] = [];
-    for await (const b of followFile(rec.logFile, { follow: false, tailLines: lines })) parts.push(b);
-    return Buffer.concat(parts).toString("utf8");
-  }
-
-  private async waitGone(rec: MachineRecord, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.alive(rec)) {
-      if (Date.now() > deadline) return false;
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    return true;
   }
 
   async stop(name: string, opts: { timeoutMs: number; force?: boolean }): Promise<MachineState> {

@@ -15,31 +15,13 @@ import { readFileSync } from "node:fs";
 import { invalidArgument } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { type Cidr, hostSideAddress, parseCidr, parseIp, validIfName } from "./addresses.js";
+import type { EnsureNetworkSpec, EnvLink, HostNetworks } from "./host-networks.js";
 
 export const VXLAN_PORT = 4789;
 
-export interface EnvLink {
-  hostIf: string;
-  containerIf: string;
-  leaderPid: number;
-  mode: "private" | "bridge";
-  bridge?: string;
-  address?: string;
-  gateway?: string;
-  /** Add the default route through this link (default true; only one link of an env may). */
-  defaultRoute?: boolean;
-}
+export type { EnsureNetworkSpec, EnvLink } from "./host-networks.js";
 
-export interface EnsureNetworkSpec {
-  bridge: string;
-  vni: number;
-  local?: string;
-  peers: string[];
-  gateway?: string;
-  mtu?: number;
-}
-
-export class NetworkDriver {
+export class NetworkDriver implements HostNetworks {
   /** `netns`: run every command in that named network namespace (tests, multi-host on one kernel). */
   constructor(private readonly netns?: string) {}
 

@@ -11,7 +11,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnProcess } from "../../../common/exec.js";
+import { runWithProgress } from "../../../common/progress-run.js";
 import type { ProgressFn } from "../interfaces.js";
 
 const PLUGIN = `# protoctl: run Ansible tasks in a directory tree through systemd-nspawn
@@ -87,7 +87,7 @@ export async function runAnsible(
     const plugins = join(scratch, "connection_plugins");
     await mkdir(plugins);
     await writeFile(join(plugins, "protoctl_nspawn.py"), PLUGIN);
-    const child = spawnProcess(
+    return await runWithProgress(
       "ansible-playbook",
       [
         "-i",
@@ -112,29 +112,10 @@ export async function runAnsible(
           ANSIBLE_HOST_KEY_CHECKING: "False",
           ANSIBLE_GATHERING: "explicit",
         },
-        all: true,
-        reject: false,
-        stdin: "ignore",
-        cancelSignal: opts.signal,
-        forceKillAfterDelay: 3000,
-        encoding: "utf8",
-        buffer: false,
+        signal: opts.signal,
+        onLines: (log) => opts.progress?.({ step: "ansible", log }),
       },
     );
-    let out = "";
-    child.all?.setEncoding("utf8");
-    child.all?.on("data", (chunk: string) => {
-      out += chunk;
-      if (out.length > 512 * 1024) out = out.slice(-256 * 1024);
-      opts.progress?.({ step: "ansible", log: chunk });
-    });
-    const res = await child;
-    if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
-    return {
-      exitCode: res.exitCode ?? -1,
-      output: out.slice(-256 * 1024),
-      noSpace: /No space left on device|ENOSPC/i.test(out),
-    };
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }

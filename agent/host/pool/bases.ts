@@ -5,6 +5,7 @@
  * `@base/NAME@N` (read-only `root` subvolume + `meta.json`); a failure at any
  * step reverts what was made, so nothing half-made is ever visible.
  */
+
 import { createHash } from "node:crypto";
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -20,7 +21,9 @@ import { run } from "../../../common/exec.js";
 import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
+import { runWithProgress } from "../../../common/progress-run.js";
 import { Revert } from "../../../common/revert.js";
+import { requireTools } from "../../../common/tools.js";
 import type { BaseVersionMeta, ProgressFn } from "../interfaces.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly, snapshotSubvolume } from "./btrfs.js";
 import { ExternalBases } from "./external-bases.js";
@@ -378,20 +381,19 @@ export class BaseStore {
   }
 
   private async runBuilder(cmd: string, args: string[], progress?: ProgressFn, signal?: AbortSignal) {
-    const r = await run(cmd, args, {
+    await requireTools([cmd]);
+    const r = await runWithProgress(cmd, args, {
       signal,
-      allowFailure: true,
       env: { DEBIAN_FRONTEND: "noninteractive" },
+      onLines: (log) => progress?.({ step: cmd, log }),
     });
-    const out = `${r.stdout}${r.stderr}`;
-    if (out) progress?.({ step: cmd, log: out.slice(-4096) });
     if (r.exitCode === 0) return;
-    if (/No space left on device/i.test(out)) {
-      throw asPoolError(Object.assign(new Error(out), { code: "ENOSPC" }), cmd);
+    if (r.noSpace) {
+      throw asPoolError(Object.assign(new Error(r.output), { code: "ENOSPC" }), cmd);
     }
     throw new ProtoctlError(Code.FAILED_PRECONDITION, `${cmd} failed (exit ${r.exitCode})`, {
       reason: "BUILD_FAILED",
-      output: out.slice(-65536),
+      output: r.output.slice(-65536),
     });
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { isNspawnNoise, noiseFilter } from "./nspawn-noise.js";
+import { lineSplitter } from "../../../common/progress-run.js";
+import { isNspawnNoise } from "./nspawn-noise.js";
 
 const NOISE = `Attempted to remove disk file system under "/run/systemd/nspawn/propagate/pb-0a1b2c3d4e", and we can't allow that.`;
 
@@ -17,7 +18,7 @@ describe("nspawn noise", () => {
     const text = `Reading package lists...\n${NOISE}\nDone\nlast`;
     for (let cut = 0; cut <= text.length; cut += 7) {
       const out: string[] = [];
-      const f = noiseFilter((t) => out.push(t));
+      const f = lineSplitter((t) => out.push(t), isNspawnNoise);
       for (let i = 0; i < text.length; i += Math.max(1, cut)) f.write(text.slice(i, i + Math.max(1, cut)));
       f.flush();
       expect(out.join("")).toBe("Reading package lists...\nDone\nlast");

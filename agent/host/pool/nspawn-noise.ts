@@ -16,32 +16,3 @@ const NOISE = [
 export function isNspawnNoise(line: string): boolean {
   return NOISE.some((re) => re.test(line));
 }
-
-/**
- * Splits a stream of chunks into lines and passes on what is not noise,
- * whole lines at a time (a line split across chunks is judged whole).
- * `flush` passes on a last line without its newline.
- */
-export function noiseFilter(emit: (text: string) => void): { write(chunk: string): void; flush(): void } {
-  let partial = "";
-  return {
-    write(chunk: string) {
-      const text = partial + chunk;
-      const end = text.lastIndexOf("\n");
-      if (end < 0) {
-        partial = text;
-        return;
-      }
-      partial = text.slice(end + 1);
-      const kept = text
-        .slice(0, end + 1)
-        .split(/(?<=\n)/)
-        .filter((l) => !isNspawnNoise(l));
-      if (kept.length > 0) emit(kept.join(""));
-    },
-    flush() {
-      if (partial && !isNspawnNoise(partial)) emit(partial);
-      partial = "";
-    },
-  };
-}

@@ -7,9 +7,9 @@
  * command itself does (a layer must be exactly the recipe's diff).
  */
 import { randomBytes } from "node:crypto";
-import { spawnProcess } from "../../../common/exec.js";
+import { runWithProgress } from "../../../common/progress-run.js";
 import type { ProgressFn } from "../interfaces.js";
-import { noiseFilter } from "./nspawn-noise.js";
+import { isNspawnNoise } from "./nspawn-noise.js";
 import { lstatInRoot, removeFileInRoot } from "./root-path.js";
 
 const MAX_OUTPUT = 256 * 1024;
@@ -58,35 +58,16 @@ export async function runInRoot(
   for (const b of opts.binds ?? [])
     args.push(`${b.readonly ? "--bind-ro" : "--bind"}=${b.host}:${b.container}`);
   args.push("--", ...command);
-  let out = "";
-  const shown = noiseFilter((log) => opts.progress?.({ step: opts.step ?? "run", log }));
   // nspawn starts inside: withoutNspawnTraces must look for resolv.conf before nspawn can make it
-  const res = await withoutNspawnTraces(root, () => {
-    const child = spawnProcess("systemd-nspawn", args, {
-      all: true,
-      reject: false,
-      ...(opts.stdin ? { input: opts.stdin } : { stdin: "ignore" as const }),
-      cancelSignal: opts.signal,
-      forceKillAfterDelay: 3000,
-      encoding: "utf8",
-      buffer: false,
-    });
-    child.all?.setEncoding("utf8");
-    child.all?.on("data", (chunk: string) => {
-      out += chunk;
-      if (out.length > 2 * MAX_OUTPUT) out = out.slice(-MAX_OUTPUT);
-      shown.write(chunk);
-    });
-    return child;
-  });
-  shown.flush();
-  if (res.isCanceled) throw Object.assign(new Error("cancelled"), { name: "AbortError" });
-  out = out.slice(-MAX_OUTPUT);
-  return {
-    exitCode: res.exitCode ?? (res.signal ? 128 : -1),
-    output: out,
-    noSpace: /No space left on device|ENOSPC/i.test(out),
-  };
+  return withoutNspawnTraces(root, () =>
+    runWithProgress("systemd-nspawn", args, {
+      input: opts.stdin,
+      signal: opts.signal,
+      onLines: (log) => opts.progress?.({ step: opts.step ?? "run", log }),
+      hide: isNspawnNoise,
+      keepChars: MAX_OUTPUT,
+    }),
+  );
 }
 
 /**

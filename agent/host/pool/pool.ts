@@ -5,6 +5,7 @@
  * them together and owns the cross-cutting work: capacity, usage, users of a
  * base version, orphan cleanup.
  */
+
 import { statfs } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { baseRefOf, formatBaseRef } from "../../../common/base-ref.js";
@@ -13,6 +14,7 @@ import { run } from "../../../common/exec.js";
 import { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
+import { requireTools } from "../../../common/tools.js";
 import type {
   BaseVersionMeta,
   EnvRoot,
@@ -40,25 +42,11 @@ const REQUIRED_TOOLS = ["btrfs", "losetup", "mkfs.btrfs", "mount", "umount", "cp
  * mount / loop device / image when a previous agent left them.
  */
 export async function openPool(cfg: PoolConfig, log: Logger): Promise<BtrfsPool> {
-  await checkTools();
+  await requireTools(REQUIRED_TOOLS);
   const storage = await attachStorage(cfg, log);
   const pool = new BtrfsPool(storage, log);
   await pool.ensureLayout();
   return pool;
-}
-
-async function checkTools(): Promise<void> {
-  const missing: string[] = [];
-  for (const t of REQUIRED_TOOLS) {
-    const r = await run("sh", ["-c", 'command -v "$1"', "sh", t], { allowFailure: true });
-    if (r.exitCode !== 0) missing.push(t);
-  }
-  if (missing.length > 0) {
-    throw failedPrecondition(`required tool(s) missing: ${missing.join(", ")}`, {
-      reason: "TOOL_MISSING",
-      hint: "install btrfs-progs, util-linux, tar and systemd-container",
-    });
-  }
 }
 
 export class BtrfsPool implements PoolDriver {

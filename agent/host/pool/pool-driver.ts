@@ -1,0 +1,132 @@
+/**
+ * The pool driver's narrow interface: the btrfs pool (BtrfsPool in pool.ts)
+ * as the agent's services see it; test/fakes/fake-pool.ts keeps the same
+ * contract in memory (test/contracts/pool-contract.ts holds both to it).
+ */
+
+/** Progress callback for long work (build, import, update). */
+export type ProgressFn = (p: { step: string; fraction?: number; message?: string; log?: string }) => void;
+
+export type PoolKindName = "tmpfs" | "file" | "mount";
+
+export interface PoolConfig {
+  kind: PoolKindName;
+  /** State directory of the agent (holds the tmpfs/image and the mountpoint). */
+  stateDir: string;
+  /** For tmpfs/file pools: size of the image in bytes. */
+  sizeBytes: number;
+  /** For "mount": an existing btrfs mount; for "file": the image path (optional). */
+  path?: string;
+}
+
+export interface PoolCapacity {
+  sizeBytes: number;
+  usedBytes: number;
+  freeBytes: number;
+}
+
+export interface BaseVersionMeta {
+  base: string;
+  version: number;
+  source: string;
+  createdMs: number;
+  recipeDigest: string;
+  sizeBytes: number;
+  parent?: string;
+}
+
+export interface LayerBuildMeta {
+  layer: string;
+  /** "base@N" the build sits on. */
+  base: string;
+  /** Digest of the recipe (and of its parents' digests). */
+  digest: string;
+  parents: string[];
+  kind: "shell" | "ansible";
+  builtMs: number;
+  sizeBytes: number;
+}
+
+/** Where an env's root lives once prepared. */
+export interface EnvRoot {
+  name: string;
+  /** Directory to hand to systemd-nspawn --directory. */
+  rootDir: string;
+  base: string;
+  version: number;
+  layers: string[];
+}
+
+/**
+ * The btrfs pool: layout @init @base @overlay @env @workdir, bases and their
+ * versions, layer builds, env roots. Implemented in host/pool/.
+ */
+export interface PoolDriver {
+  readonly mountpoint: string;
+  capacity(): Promise<PoolCapacity>;
+  /** Per-object exclusive/referenced bytes (btrfs qgroups). */
+  usage(): Promise<
+    Array<{ kind: "base" | "layer" | "env"; name: string; exclusiveBytes: number; referencedBytes: number }>
+  >;
+
+  listBaseVersions(name?: string): Promise<BaseVersionMeta[]>;
+  /** Resolves version 0 to the latest; NOT_FOUND when absent. */
+  getBaseVersion(name: string, version: number): Promise<BaseVersionMeta>;
+  importBase(
+    name: string,
+    source: { dir: string } | { tar: string },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<BaseVersionMeta>;
+  buildBase(
+    name: string,
+    spec:
+      | { debootstrap: { suite: string; variant?: string; packages?: string[]; mirror?: string } }
+      | { script: Uint8Array },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<BaseVersionMeta>;
+  /** Snapshot latest, run the command inside nspawn, seal N+1 only on success. */
+  updateBase(
+    name: string,
+    command: string[],
+    opts: { network: boolean; script?: Uint8Array },
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<BaseVersionMeta>;
+  /** FAILED_PRECONDITION naming the users while envs or layers use it. */
+  deleteBaseVersion(name: string, version: number): Promise<BaseVersionMeta[]>;
+
+  /** Builds (or returns the cached build of) a layer on base@N; parents are built first. */
+  buildLayer(
+    spec: {
+      name: string;
+      kind: "shell" | "ansible";
+      main: Uint8Array;
+      files: Array<{ path: string; content: Uint8Array; mode: number }>;
+      parents: string[];
+    },
+    base: string,
+    version: number,
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<LayerBuildMeta>;
+  listLayerBuilds(): Promise<LayerBuildMeta[]>;
+  deleteLayer(name: string, base?: string): Promise<void>;
+
+  /** Snapshot base@N into @env/NAME, stack the layers with overlayfs; returns the dir to boot. */
+  prepareEnvRoot(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot>;
+  /** Re-mounts overlays of an existing env root after a restart (idempotent). */
+  openEnvRoot(name: string): Promise<EnvRoot | undefined>;
+  /** Unmounts and deletes everything of the env root (idempotent). */
+  removeEnvRoot(name: string): Promise<void>;
+  listEnvRoots(): Promise<EnvRoot[]>;
+  /** Seals the env's current root (merged view) as base `asBase` version N+1. */
+  snapshotEnvAsBase(name: string, asBase: string): Promise<BaseVersionMeta>;
+  /** Startup inventory: removes half-made objects (no record, stray mounts). */
+  cleanOrphans(knownEnvs: Set<string>): Promise<string[]>;
+  /** Releases in-process state; the pool stays mounted (running envs outlive the agent). */
+  close(): Promise<void>;
+  /** Unmounts and deletes the pool's storage for good (tests, `protoctl down`). */
+  destroy?(): Promise<void>;
+}
