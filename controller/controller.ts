@@ -24,6 +24,7 @@ import {
 } from "../common/tls.js";
 import { ControlServiceService } from "../proto/gen/protoctl/v1/control.js";
 import type { ControllerConfig } from "./config.js";
+import { startConsole } from "./console/server.js";
 import type { ControllerContext, ControllerTls } from "./context.js";
 import { checkControlPlaneTrust } from "./etcd-trust.js";
 import { LeaderElection } from "./leader.js";
@@ -157,11 +158,19 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
     server.forceShutdown();
     throw err;
   });
+  const consoleServer = config.console.listen
+    ? await startConsole(ctx, directory, () => clusterId).catch(async (err) => {
+        await metrics?.close();
+        server.forceShutdown();
+        throw err;
+      })
+    : undefined;
+  ctx.consoleUrl = consoleServer?.url;
   await leader.start();
 
   let adminCredentialFile: string | undefined;
   if (tls) adminCredentialFile = await ensureAdminCredential(config, tls, address, log);
-  const consoleServer = undefined as undefined | { url: string; close(): Promise<void> };
+
   log.info(
     {
       id: config.id,
