@@ -95,7 +95,7 @@ export async function startConsole(
     }
     if (url.pathname === "/api/session" && req.method === "POST") return signIn(req, res);
     const sid = cookie(req, COOKIE);
-    const session = sessions.get(sid);
+    const session = await sessions.get(sid);
     if (!url.pathname.startsWith("/api/")) return json(res, 404, { error: "not found" });
     if (!session) return json(res, 401, { error: "sign in with the URL `protoctl console` prints" });
     if (url.pathname === "/api/session" && req.method === "GET") return json(res, 200, session);

@@ -29,7 +29,7 @@ async function exported(): Promise<Map<string, Set<string>>> {
   for (const reg of [controllerRegistry, agentRegistry]) {
     for (const m of reg.getMetricsAsArray()) {
       const labels = new Set<string>((m as unknown as { labelNames: string[] }).labelNames ?? []);
-      const type = (await m.get()).type as string;
+      const type = String((await (m as unknown as { get(): Promise<{ type: string }> }).get()).type);
       const names = type === "histogram" ? ["_bucket", "_sum", "_count"].map((s) => m.name + s) : [m.name];
       if (type === "histogram") labels.add("le");
       for (const n of names) out.set(n, labels);

@@ -70,7 +70,11 @@ export function topology(lab: ConsoleLab, open: (env: string) => void): SVGEleme
       const mx = machineX.get(m.name);
       if (nx === undefined || mx === undefined) continue;
       svg.append(s("line", { x1: nx, y1: netY + 18, x2: mx, y2: boxY }));
-      svg.append(s("text", { x: (nx + mx) / 2 + 4, y: (netY + 18 + boxY) / 2, class: "small" }, addr));
+      // near the machine's end, where lines from different networks have spread apart
+      const t = 0.78;
+      svg.append(
+        s("text", { x: nx + (mx - nx) * t + 4, y: netY + 18 + (boxY - netY - 18) * t, class: "small" }, addr),
+      );
     }
   }
   for (const n of lab.networks) {
