@@ -10,8 +10,9 @@ if [[ ${1:-} == --list ]]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 # Only where protoctl is built: cc compiles protoctl-enter (agent/host/machines/enter); the host VM
 # harness boots the host's build, so its image (the list above) needs no compiler.
 PKGS+=(gcc libc6-dev)
-# Only on the machine that runs the tests: the host VM harness (test/hostvm) boots a Debian VM.
-PKGS+=(qemu-system-x86)
+# Only on the machine that runs the tests: the host VM harness (test/hostvm) boots a Debian VM;
+# the web console's browser test drives Debian's chromium (playwright-core, no browser download).
+PKGS+=(qemu-system-x86 chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

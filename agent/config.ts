@@ -25,6 +25,8 @@ export interface AgentConfig extends ConfigObject {
   log: { level: string; format: string };
   /** Largest base upload accepted (bytes, K/M/G); 0: the pool's size. */
   maxUploadBytes: number;
+  /** Prometheus endpoint (docs/metrics.md): "" off; plain HTTP on loopback only unless tls. */
+  metrics: { listen: string; tls: boolean };
 }
 
 export const DEFAULT_STATE_DIR = "/var/lib/protoctl/agent";
@@ -57,6 +59,7 @@ export function agentDefaults(): AgentConfig {
     // empty: PROTOCTL_LOG_LEVEL / PROTOCTL_LOG_FORMAT, else info and auto (common/logger.ts)
     log: { level: "", format: "" },
     maxUploadBytes: 0,
+    metrics: { listen: "", tls: false },
   };
 }
 

@@ -15,6 +15,8 @@ import type { PoolDriver } from "./host/interfaces.js";
 import { NspawnMachineDriver } from "./host/machines/nspawn-driver.js";
 import { NetworkDriver } from "./host/networks/network-driver.js";
 import { openPool } from "./host/pool/index.js";
+import { startAgentMetrics } from "./metrics/serve.js";
+import { agentMetricsInterceptor } from "./metrics/source.js";
 import { startAgentServer, stopAgentServer } from "./server/agent-server.js";
 import type { AgentContext } from "./server/context.js";
 import { agentInfo } from "./server/info-handlers.js";
@@ -27,6 +29,8 @@ export const AGENT_VERSION = "0.1.0";
 
 export interface RunningAgent {
   address: string;
+  /** Full URL of the Prometheus endpoint ("" when metrics.listen is off). */
+  metricsUrl: string;
   ctx: AgentContext;
   /** Stops serving; machines keep running (they outlive the agent by design). */
   stop(): Promise<void>;
@@ -131,11 +135,15 @@ export async function startAgent(
     stateDir: config.stateDir,
     listen: config.listen,
     credentials,
-    interceptors,
+    interceptors: [agentMetricsInterceptor(config.name), ...(interceptors ?? [])],
     maxUploadBytes: config.maxUploadBytes,
     propagation: propagationHandlers(ctx, propagation),
   });
-  log.info({ address }, "agent serving");
+  const metrics = await startAgentMetrics(ctx, config.metrics, tlsMaterial).catch(async (err) => {
+    await stopAgentServer(server);
+    throw err;
+  });
+  log.info({ address, metrics: metrics.url || undefined }, "agent serving");
 
   let membership: { stop(): Promise<void>; refresh(): void } | undefined;
   if (membershipMod) {
@@ -152,8 +160,12 @@ export async function startAgent(
       });
       const m = membership;
       envs.watch(() => m.refresh());
-      propagation.onChange = () => m.refresh();
+      propagation.onChange = () => {
+        metrics.observe();
+        m.refresh();
+      };
     } catch (err) {
+      await metrics.close();
       await stopAgentServer(server);
       throw err;
     }
@@ -162,7 +174,9 @@ export async function startAgent(
   return {
     address,
     ctx,
+    metricsUrl: metrics.url,
     async stop() {
+      await metrics.close();
       await membership?.stop();
       await stopAgentServer(server);
       await propagation.close();
@@ -224,6 +238,8 @@ function flagsOf(o: Record<string, unknown>): Record<string, unknown> {
     privateRange: "network.privateRange",
     insecure: "insecure",
     logLevel: "log.level",
+    metricsListen: "metrics.listen",
+    metricsTls: "metrics.tls",
   };
   const out: Record<string, unknown> = {};
   for (const [k, key] of Object.entries(map)) if (o[k] !== undefined) out[key] = o[k];
@@ -250,6 +266,11 @@ export function agentCommand(): Command {
       "serve and join in plaintext without authentication (development only; logged as a warning)",
     )
     .option("--log-level <level>", "log level (default info)")
+    .option(
+      "--metrics-listen <host:port>",
+      "serve Prometheus metrics here (plain HTTP on loopback unless --metrics-tls)",
+    )
+    .option("--metrics-tls", "serve metrics over HTTPS; scrapers need a certificate from the cluster CA")
     .addCommand(teardownCommand())
     .action(async (o: Record<string, unknown>) => {
       const config = loadAgentConfig({ file: o.config as string | undefined, flags: flagsOf(o) });

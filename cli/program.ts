@@ -73,6 +73,11 @@ export const ENTRIES: Entry[] = [
   { name: "lab", summary: "labs: up, down, ls, describe, graph", load: () => import("./commands/lab.js") },
   { name: "events", summary: "stream cluster events", load: () => import("./commands/events.js") },
   {
+    name: "console",
+    summary: "print and open a sign-in link to the web console",
+    load: () => import("./commands/console.js"),
+  },
+  {
     name: "completion",
     summary: "print a shell completion script (bash|zsh)",
     load: () => import("./commands/completion.js"),

@@ -54,6 +54,10 @@ export const CONTROLLER_DEFAULTS = {
     propagation: true,
   },
   events: { ttlSeconds: 3600 },
+  /** Prometheus endpoint (docs/metrics.md): "" off; plain HTTP on loopback only unless tls. */
+  metrics: { listen: "", tls: false },
+  /** Web console over HTTPS with the cluster certificate (docs/console.md): "" off; needs TLS on. */
+  console: { listen: "" },
   log: { level: "info", format: "auto", file: "" },
 };
 

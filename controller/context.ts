@@ -30,4 +30,6 @@ export interface ControllerContext {
   tls?: ControllerTls;
   agents: AgentClients;
   leader: LeaderState;
+  /** The web console's URL once it serves (GetVersion tells `protoctl console`). */
+  consoleUrl?: string;
 }

@@ -24,9 +24,12 @@ import {
 } from "../common/tls.js";
 import { ControlServiceService } from "../proto/gen/protoctl/v1/control.js";
 import type { ControllerConfig } from "./config.js";
+import { startConsole } from "./console/server.js";
 import type { ControllerContext, ControllerTls } from "./context.js";
 import { checkControlPlaneTrust } from "./etcd-trust.js";
 import { LeaderElection } from "./leader.js";
+import { controllerMetricsInterceptor, leadershipChanged } from "./metrics/instrument.js";
+import { startControllerMetrics } from "./metrics/serve.js";
 import { AgentClients } from "./reconcile/agent-clients.js";
 import { ReconcileManager } from "./reconcile/manager.js";
 import { controlInterceptor } from "./server/auth-interceptor.js";
@@ -47,6 +50,10 @@ export interface RunningController {
   /** Path of the admin credential file (TLS on). */
   adminCredentialFile?: string;
   caPem?: string;
+  /** Full URL of the Prometheus endpoint ("" when metrics.listen is off). */
+  metricsUrl: string;
+  /** Full URL of the web console ("" when console.listen is off). */
+  consoleUrl: string;
   stop(): Promise<void>;
 }
 
@@ -96,11 +103,13 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
     config.reconcile.electionTtlSeconds,
     {
       onElected: async (fence) => {
+        leadershipChanged(true);
         const m = new ReconcileManager(ctx, fence);
         manager = m;
         await m.start();
       },
       onDeposed: async () => {
+        leadershipChanged(false);
         const m = manager;
         manager = undefined;
         await m?.stop();
@@ -113,6 +122,7 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
   const directory = new IdentityDirectory(store, log);
   await directory.start();
   const interceptors: ServerInterceptor[] = [
+    controllerMetricsInterceptor(),
     controlInterceptor({ caPem: tls?.ca.certPem, directory, store }),
   ];
   const server = new Server({
@@ -144,11 +154,34 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
   }
   const host = config.listen.slice(0, config.listen.lastIndexOf(":"));
   const address = `${host}:${port}`;
+  const metrics = await startControllerMetrics(ctx, () => manager).catch((err) => {
+    server.forceShutdown();
+    throw err;
+  });
+  const consoleServer = config.console.listen
+    ? await startConsole(ctx, directory, () => clusterId).catch(async (err) => {
+        await metrics?.close();
+        server.forceShutdown();
+        throw err;
+      })
+    : undefined;
+  ctx.consoleUrl = consoleServer?.url;
   await leader.start();
 
   let adminCredentialFile: string | undefined;
   if (tls) adminCredentialFile = await ensureAdminCredential(config, tls, address, log);
-  log.info({ id: config.id, address, tls: !!tls, cluster: clusterId }, "controller serving");
+
+  log.info(
+    {
+      id: config.id,
+      address,
+      tls: !!tls,
+      cluster: clusterId,
+      metrics: metrics?.url,
+      console: consoleServer?.url,
+    },
+    "controller serving",
+  );
 
   return {
     address,
@@ -158,7 +191,11 @@ async function start(config: ControllerConfig, log: Logger, store: ClusterStore)
     manager: () => manager,
     adminCredentialFile,
     caPem: tls?.ca.certPem,
+    metricsUrl: metrics?.url ?? "",
+    consoleUrl: consoleServer?.url ?? "",
     stop: async () => {
+      await consoleServer?.close();
+      await metrics?.close();
       await leader.stop();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

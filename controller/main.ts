@@ -27,6 +27,9 @@ interface Flags {
   insecure?: boolean;
   leaseTtl?: string;
   logLevel?: string;
+  metricsListen?: string;
+  metricsTls?: boolean;
+  consoleListen?: string;
 }
 
 export function controllerCommand(): Command {
@@ -62,6 +65,12 @@ export function controllerCommand(): Command {
       "node lease TTL: a silent agent's node turns NotReady after this long (default 3)",
     )
     .option("--log-level <level>", "trace|debug|info|warn|error")
+    .option(
+      "--metrics-listen <host:port>",
+      "serve Prometheus metrics here (plain HTTP on loopback unless --metrics-tls)",
+    )
+    .option("--metrics-tls", "serve metrics over HTTPS; scrapers need a certificate from the cluster CA")
+    .option("--console-listen <host:port>", "serve the web console here (HTTPS, cluster certificate)")
     .action(async (flags: Flags) => {
       tuneHeap();
       const config = loadControllerConfig(flags.config, {
@@ -79,6 +88,9 @@ export function controllerCommand(): Command {
         insecure: flags.insecure ? true : undefined,
         "membership.leaseTtlSeconds": flags.leaseTtl,
         "log.level": flags.logLevel,
+        "metrics.listen": flags.metricsListen,
+        "metrics.tls": flags.metricsTls ? true : undefined,
+        "console.listen": flags.consoleListen,
       });
       const log = createLogger({
         name: "controller",

@@ -30,6 +30,9 @@ function upCommand(): Command {
     .option("--etcd-peer-port <port>", "etcd peer port on 127.0.0.1", "2380")
     .option("--controller-port <port>", "controller port on 127.0.0.1", "7443")
     .option("--agent-port <port>", "agent port on 127.0.0.1", "7444")
+    .option("--console-port <port>", "web console (HTTPS) port on 127.0.0.1", "7445")
+    .option("--controller-metrics-port <port>", "controller Prometheus metrics port on 127.0.0.1", "7446")
+    .option("--agent-metrics-port <port>", "agent Prometheus metrics port on 127.0.0.1", "7447")
     .option("--context-name <name>", "name of the CLI context to write and select", "local")
     .option("--insecure", "plaintext gRPC on loopback, no TLS (development)")
     .option("--timeout <duration>", "how long to wait for the node to be Ready", "120s")
@@ -42,6 +45,9 @@ function upCommand(): Command {
         etcdPeerPort: string;
         controllerPort: string;
         agentPort: string;
+        consolePort: string;
+        controllerMetricsPort: string;
+        agentMetricsPort: string;
         contextName: string;
         insecure?: boolean;
         timeout: string;
@@ -58,6 +64,9 @@ function upCommand(): Command {
           etcdPeerPort: port("--etcd-peer-port")(o.etcdPeerPort),
           controllerPort: port("--controller-port")(o.controllerPort),
           agentPort: port("--agent-port")(o.agentPort),
+          consolePort: port("--console-port")(o.consolePort),
+          controllerMetricsPort: port("--controller-metrics-port")(o.controllerMetricsPort),
+          agentMetricsPort: port("--agent-metrics-port")(o.agentMetricsPort),
           contextName: o.contextName,
           insecure: !!o.insecure,
           timeoutMs: parseDuration(o.timeout) * 1000,

@@ -25,6 +25,10 @@ export interface UpRecord {
   etcdPeerPort: number;
   controllerPort: number;
   agentPort: number;
+  /** Absent in records of an older `up`. */
+  consolePort?: number;
+  controllerMetricsPort?: number;
+  agentMetricsPort?: number;
   poolSizeBytes: number;
   insecure: boolean;
   contextName: string;

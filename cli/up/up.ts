@@ -39,6 +39,10 @@ export interface UpOptions {
   etcdPeerPort: number;
   controllerPort: number;
   agentPort: number;
+  /** Web console (HTTPS) and the two Prometheus endpoints, on 127.0.0.1. */
+  consolePort: number;
+  controllerMetricsPort: number;
+  agentMetricsPort: number;
   nodeName?: string;
   insecure: boolean;
   contextName: string;
@@ -54,6 +58,9 @@ export const UP_DEFAULTS = {
   etcdPeerPort: 2380,
   controllerPort: 7443,
   agentPort: 7444,
+  consolePort: 7445,
+  controllerMetricsPort: 7446,
+  agentMetricsPort: 7447,
   contextName: "local",
   timeoutMs: 120_000,
 };
@@ -156,7 +163,9 @@ function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefi
         paths.controllerDir,
         "--id",
         "local",
-        ...(o.insecure ? ["--insecure"] : []),
+        "--metrics-listen",
+        `127.0.0.1:${o.controllerMetricsPort}`,
+        ...(o.insecure ? ["--insecure"] : ["--console-listen", `127.0.0.1:${o.consolePort}`]),
       ],
       env: { PROTOCTL_LOG_FORMAT: "json" },
       stopTimeoutMs: 15_000,
@@ -185,6 +194,8 @@ function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefi
         "tmpfs",
         "--pool-size",
         String(o.poolSize),
+        "--metrics-listen",
+        `127.0.0.1:${o.agentMetricsPort}`,
         ...(joinToken ? ["--join-token", joinToken] : []),
         ...(o.insecure ? ["--insecure"] : []),
       ],
@@ -297,6 +308,9 @@ export async function up(o: UpOptions): Promise<void> {
     ["etcd peer", o.etcdPeerPort, "--etcd-peer-port"],
     ["controller", o.controllerPort, "--controller-port"],
     ["agent", o.agentPort, "--agent-port"],
+    ["controller metrics", o.controllerMetricsPort, "--controller-metrics-port"],
+    ["agent metrics", o.agentMetricsPort, "--agent-metrics-port"],
+    ...(o.insecure ? [] : [["console", o.consolePort, "--console-port"] as [string, number, string]]),
   ];
   for (const [what, port, flag] of ports) {
     if (!(await portFree(port))) {
@@ -324,6 +338,9 @@ export async function up(o: UpOptions): Promise<void> {
     etcdPeerPort: o.etcdPeerPort,
     controllerPort: o.controllerPort,
     agentPort: o.agentPort,
+    consolePort: o.consolePort,
+    controllerMetricsPort: o.controllerMetricsPort,
+    agentMetricsPort: o.agentMetricsPort,
     poolSizeBytes: o.poolSize,
     insecure: o.insecure,
     contextName: o.contextName,
@@ -372,6 +389,7 @@ export async function up(o: UpOptions): Promise<void> {
     o.say(
       `protoctl is up: controller 127.0.0.1:${o.controllerPort}, ${ready}; context "${o.contextName}" is current`,
     );
+    for (const line of urlLines(record)) o.say(line);
     o.say(
       `logs: ${paths.logDir}   stop: protoctl down${paths.root === DEFAULT_STATE_DIR ? "" : ` --state-dir ${paths.root}`}`,
     );
@@ -413,7 +431,21 @@ async function alreadyUp(o: UpOptions, paths: StatePaths, rec: UpRecord, pid: nu
     o.say(
       `controller 127.0.0.1:${rec.controllerPort}, ${ready}, pool ${bytes(rec.poolSizeBytes)}; nothing changed`,
     );
+    for (const line of urlLines(rec)) o.say(line);
   } finally {
     api.close();
   }
+}
+
+/** The console's and the metrics endpoints' URLs, one full URL per line (an older up record has none). */
+export function urlLines(
+  rec: Pick<UpRecord, "insecure" | "consolePort" | "controllerMetricsPort" | "agentMetricsPort">,
+): string[] {
+  const out: string[] = [];
+  if (rec.consolePort && !rec.insecure)
+    out.push(`console: https://127.0.0.1:${rec.consolePort}/ (sign in: protoctl console)`);
+  if (rec.controllerMetricsPort)
+    out.push(`controller metrics: http://127.0.0.1:${rec.controllerMetricsPort}/metrics`);
+  if (rec.agentMetricsPort) out.push(`agent metrics: http://127.0.0.1:${rec.agentMetricsPort}/metrics`);
+  return out;
 }

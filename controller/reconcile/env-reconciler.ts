@@ -27,6 +27,7 @@ import {
   RestartPolicy,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { placementTimer } from "../metrics/instrument.js";
 import { schedule } from "../scheduler/schedule.js";
 import type { Strategy } from "../scheduler/view.js";
 import type { EventInput } from "../store/events.js";
@@ -132,6 +133,7 @@ export class EnvReconciler {
       await this.writePending(name, stV, reasons, `base ${base} is unknown`);
       return { requeueAfterMs: 10_000 };
     }
+    const placed = placementTimer();
     const plan = schedule(this.cache.view(), {
       env: name,
       base,
@@ -144,6 +146,7 @@ export class EnvReconciler {
       strategy: this.ctx.config.scheduler.strategy as Strategy,
       avoid: this.avoidFor(formatBaseRef(base, version)),
     });
+    placed(plan.node);
     if (!plan.node) {
       const reasons = plan.rejections.map((r) => ({ node: r.node, reason: r.reason }));
       if (reasons.length === 0) reasons.push({ node: "*", reason: "no nodes have joined the cluster" });

@@ -7,6 +7,7 @@
  */
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
+import { reconcileFailed } from "../metrics/instrument.js";
 import { propagatorFor } from "../propagation/push.js";
 import { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
@@ -96,18 +97,24 @@ export class ReconcileManager {
     this.running = Promise.all([
       this.envQueue.run(
         (k) => this.envs.reconcile(k),
-        (key, err, retry) =>
-          log.warn({ env: key, err: (err as Error).message, retryInMs: retry }, "env reconcile failed"),
+        (key, err, retry) => {
+          reconcileFailed("env", retry);
+          log.warn({ env: key, err: (err as Error).message, retryInMs: retry }, "env reconcile failed");
+        },
       ),
       this.nodeQueue.run(
         (k) => this.nodes.reconcile(k),
-        (key, err, retry) =>
-          log.warn({ node: key, err: (err as Error).message, retryInMs: retry }, "node reconcile failed"),
+        (key, err, retry) => {
+          reconcileFailed("node", retry);
+          log.warn({ node: key, err: (err as Error).message, retryInMs: retry }, "node reconcile failed");
+        },
       ),
       this.labQueue.run(
         (k) => this.labs.reconcile(k),
-        (key, err, retry) =>
-          log.warn({ lab: key, err: (err as Error).message, retryInMs: retry }, "lab reconcile failed"),
+        (key, err, retry) => {
+          reconcileFailed("lab", retry);
+          log.warn({ lab: key, err: (err as Error).message, retryInMs: retry }, "lab reconcile failed");
+        },
       ),
     ]);
     log.info({ nodes: c.nodes.size, envs: c.specs.size }, "reconcile loops started");

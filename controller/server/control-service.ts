@@ -31,6 +31,7 @@ export function controlService(
       controller: ctx.id,
       leader: ctx.leader.leaderId(),
       cluster: clusterId(),
+      consoleUrl: ctx.consoleUrl ?? "",
     })),
     ...nodeApi(ctx),
     ...baseApi(ctx),

@@ -25,6 +25,7 @@ import {
   SeedImage,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { LabState } from "../labs/lab-state.js";
+import { instrumentEtcdKv } from "../metrics/instrument.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
@@ -249,6 +250,7 @@ export class ClusterStore {
       grpcOptions: { ...GRPC_BASE_OPTIONS },
       faultHandling: STORE_FAULT_HANDLING,
     });
+    instrumentEtcdKv(this.client.kv);
     this.keys = new Keys(opts.prefix);
     this.kv = new Kv(this.client);
     this.batcher = new TxnBatcher(this.kv);

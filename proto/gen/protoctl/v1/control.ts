@@ -69,6 +69,8 @@ export interface VersionInfo {
   /** current leader's id */
   leader: string;
   cluster: string;
+  /** the web console's URL, "" when it is off */
+  consoleUrl: string;
 }
 
 export interface CreateJoinTokenRequest {
@@ -485,7 +487,7 @@ export const GetVersionRequest: MessageFns<GetVersionRequest> = {
 };
 
 function createBaseVersionInfo(): VersionInfo {
-  return { version: "", controller: "", leader: "", cluster: "" };
+  return { version: "", controller: "", leader: "", cluster: "", consoleUrl: "" };
 }
 
 export const VersionInfo: MessageFns<VersionInfo> = {
@@ -501,6 +503,9 @@ export const VersionInfo: MessageFns<VersionInfo> = {
     }
     if (message.cluster !== "") {
       writer.uint32(34).string(message.cluster);
+    }
+    if (message.consoleUrl !== "") {
+      writer.uint32(42).string(message.consoleUrl);
     }
     return writer;
   },
@@ -550,6 +555,14 @@ export const VersionInfo: MessageFns<VersionInfo> = {
             message.cluster = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.consoleUrl = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -568,6 +581,11 @@ export const VersionInfo: MessageFns<VersionInfo> = {
       controller: isSet(object.controller) ? globalThis.String(object.controller) : "",
       leader: isSet(object.leader) ? globalThis.String(object.leader) : "",
       cluster: isSet(object.cluster) ? globalThis.String(object.cluster) : "",
+      consoleUrl: isSet(object.consoleUrl)
+        ? globalThis.String(object.consoleUrl)
+        : isSet(object.console_url)
+        ? globalThis.String(object.console_url)
+        : "",
     };
   },
 
@@ -585,6 +603,9 @@ export const VersionInfo: MessageFns<VersionInfo> = {
     if (message.cluster !== "") {
       obj.cluster = message.cluster;
     }
+    if (message.consoleUrl !== "") {
+      obj.consoleUrl = message.consoleUrl;
+    }
     return obj;
   },
 
@@ -597,6 +618,7 @@ export const VersionInfo: MessageFns<VersionInfo> = {
     message.controller = object.controller ?? "";
     message.leader = object.leader ?? "";
     message.cluster = object.cluster ?? "";
+    message.consoleUrl = object.consoleUrl ?? "";
     return message;
   },
 };
