@@ -65,8 +65,12 @@ it("answers the same over grpc-js and the HTTP/2 unary client", async () => {
   expect(nodes.viaGrpc).toEqual({ ok: { nodes: [] } });
 
   // written once over each path, then read back over both
-  await call(grpc, "createEnv", { spec: testEnvSpec("wire-a") });
-  await h2.unary(ControlServiceService.createEnv, { spec: testEnvSpec("wire-b") }, { deadlineMs: 30_000 });
+  await call(grpc, "createEnv", { spec: testEnvSpec("wire-a"), wait: false });
+  await h2.unary(
+    ControlServiceService.createEnv,
+    { spec: testEnvSpec("wire-b"), wait: false },
+    { deadlineMs: 30_000 },
+  );
   for (const name of ["wire-a", "wire-b"]) {
     const got = await both("getEnv", { name });
     expect(got.viaH2).toEqual(got.viaGrpc);
