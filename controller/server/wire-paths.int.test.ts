@@ -12,6 +12,7 @@ import { startEtcd, type TestEtcd } from "../../test/fixtures/etcd.js";
 import {
   call,
   client,
+  eventually,
   startTestController,
   testEnvSpec,
   uniquePrefix,
@@ -28,6 +29,8 @@ beforeAll(async () => {
   ctl = await startTestController(etcd.endpoint, uniquePrefix());
   grpc = client(ctl.address);
   h2 = new H2Unary({ address: ctl.address, insecure: true });
+  // getVersion names the leader: wait for the election, so both paths see the same answer
+  await eventually(async () => (await call(grpc, "getVersion", {})).leader !== "", 30_000);
 });
 
 afterAll(async () => {
@@ -89,7 +92,8 @@ it("fails the same way over both: code and reason", async () => {
   expect(bad.viaGrpc).toMatchObject({ code: 3 }); // INVALID_ARGUMENT
   expect(bad.viaH2).toEqual(bad.viaGrpc);
 
-  const exists = await both("createEnv", { spec: testEnvSpec("wire-a") });
+  await call(grpc, "createEnv", { spec: testEnvSpec("wire-dup"), wait: false });
+  const exists = await both("createEnv", { spec: testEnvSpec("wire-dup") });
   expect(exists.viaGrpc).toMatchObject({ code: 6 }); // ALREADY_EXISTS
   expect(exists.viaH2).toEqual(exists.viaGrpc);
 });
