@@ -25,6 +25,7 @@ import {
   SeedImage,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { LabState } from "../labs/lab-state.js";
+import type { OperationRecord } from "../operations/record.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
@@ -95,6 +96,7 @@ export const codecs = {
   export: protoJson(Export),
   seed: protoJson(SeedImage),
   attachment: protoJson(Attachment),
+  operation: plainJson<OperationRecord>(),
 };
 
 /** Typed access to one flat folder of the layout, keyed by object name. */
@@ -240,6 +242,7 @@ export class ClusterStore {
   readonly envStatus: Collection<EnvStatus>;
   readonly labs: Collection<Lab>;
   readonly labStates: Collection<LabRecord>;
+  readonly operations: Collection<OperationRecord>;
 
   constructor(opts: StoreOptions) {
     this.client = new Etcd3({
@@ -265,6 +268,7 @@ export class ClusterStore {
     this.envStatus = c("envStatus", codecs.envStatus, "env", (n) => k.envStatus(n));
     this.labs = c("labs", codecs.lab, "lab", (n) => k.lab(n));
     this.labStates = c("labState", codecs.labState, "lab", (n) => k.labState(n));
+    this.operations = c("operations", codecs.operation, "operation", (n) => k.operation(n));
   }
 
   // ---- tokens (keyed by hash) ----
