@@ -43,7 +43,7 @@ function cluster(
 }
 
 const seal = (origin: string, checksum = "") =>
-  BaseVersion.fromPartial({ name: "b", version: 2, origin, checksum });
+  BaseVersion.fromPartial({ base: "b", version: 2, origin, checksum });
 
 const codeOf = (fn: () => unknown) => {
   try {
