@@ -23,11 +23,11 @@ import {
   writeCredentialFile,
 } from "../common/tls.js";
 import { ControlServiceService } from "../proto/gen/protoctl/v1/control.js";
+import { AgentClients } from "./agents/clients.js";
 import type { ControllerConfig } from "./config.js";
 import type { ControllerContext, ControllerTls } from "./context.js";
 import { checkControlPlaneTrust } from "./etcd-trust.js";
 import { LeaderElection } from "./leader.js";
-import { AgentClients } from "./reconcile/agent-clients.js";
 import { ReconcileManager } from "./reconcile/manager.js";
 import { controlInterceptor } from "./server/auth-interceptor.js";
 import { controlService } from "./server/control-service.js";

@@ -8,7 +8,6 @@ import { fromServiceError } from "../../common/grpc.js";
 import { BaseVersion, NodeState } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import type { SeedKeeper } from "../propagation/seeds.js";
-import { agentFor } from "../server/env-api.js";
 import { listNodes } from "../server/node-api.js";
 import type { BaseDeleteSpec } from "./record.js";
 
@@ -25,7 +24,7 @@ export async function baseDeletePass(
     if (n.state !== NodeState.NODE_STATE_READY) continue;
     const held = [...n.baseVersions, ...n.foreignBaseVersions];
     if (!held.some((b) => b === `${name}@${version}` || (!version && b.startsWith(`${name}@`)))) continue;
-    const client = await agentFor(ctx, n.name);
+    const client = await ctx.agents.forNode(ctx.store, n.name);
     const res = await new Promise<{ deleted: BaseVersion[] }>((resolve, reject) =>
       client.deleteBaseVersion({ ref: { name, version } }, (err, r) =>
         err ? reject(fromServiceError(err)) : resolve(r),

@@ -29,7 +29,6 @@ import type { DeltaChunk } from "../../proto/gen/protoctl/v1/agent.js";
 import type { PushBaseRequest } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, type BaseVersion, type SeedImage } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
-import { agentFor } from "../server/env-api.js";
 import { latestVersion, readHoldings, sealOf } from "./holdings.js";
 import {
   chooseOrigin,
@@ -294,8 +293,8 @@ export class Propagator {
   }
 
   private async delta(r: PushRun, target: string, parentVersion: number): Promise<void> {
-    const src = await agentFor(this.ctx, r.origin);
-    const dst = await agentFor(this.ctx, target);
+    const src = await this.ctx.agents.forNode(this.ctx.store, r.origin);
+    const dst = await this.ctx.agents.forNode(this.ctx.store, target);
     r.send(
       progress(target, AttachmentPhase.ATTACHMENT_PHASE_HYDRATING, {
         sourceNode: r.origin,

@@ -6,12 +6,10 @@
  * Each step is recorded as an attachment (etcd), so a later pass finds where
  * the target is.
  */
-import { Metadata } from "@grpc/grpc-js";
 import { Code, ProtoctlError, unavailable } from "../../common/errors.js";
 import { fromServiceError } from "../../common/grpc.js";
 import { AttachmentPhase, type Export, type OperationEvent } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
-import { agentFor } from "../server/env-api.js";
 import { collect, type PushRun, progress } from "./run.js";
 import type { SeedKeeper } from "./seeds.js";
 import type { SourceUse } from "./sources.js";
@@ -30,7 +28,7 @@ export class SeedTransport {
     let p = r.exports.get(node);
     if (!p) {
       p = (async () => {
-        const c = await agentFor(this.ctx, node);
+        const c = await this.ctx.agents.forNode(this.ctx.store, node);
         const exp = await new Promise<Export>((resolve, reject) =>
           c.serveExport(
             {
@@ -61,7 +59,7 @@ export class SeedTransport {
   async push(r: PushRun, target: string, markUsable: () => void): Promise<void> {
     const seed = r.seed;
     if (!seed) throw new ProtoctlError(Code.INTERNAL, `no seed of ${r.ref} for ${target}`);
-    const c = await agentFor(this.ctx, target);
+    const c = await this.ctx.agents.forNode(this.ctx.store, target);
     const ref = { name: r.base, version: r.version };
     let lazySrc: string | undefined;
     let recorded: Promise<void> = Promise.resolve();
@@ -214,18 +212,8 @@ export class SeedTransport {
   }
 
   /** True when the node's agent answers (a failed attach may be the target's fault, not the source's). */
-  private async alive(node: string): Promise<boolean> {
-    try {
-      const c = await agentFor(this.ctx, node);
-      await new Promise<void>((resolve, reject) =>
-        c.getInfo({}, new Metadata(), { deadline: new Date(Date.now() + 1500) }, (err) =>
-          err ? reject(err) : resolve(),
-        ),
-      );
-      return true;
-    } catch {
-      return false;
-    }
+  private alive(node: string): Promise<boolean> {
+    return this.ctx.agents.alive(this.ctx.store, node);
   }
 
   private async record(

@@ -9,7 +9,6 @@ import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 import { BaseVersionState, type OperationEvent, type SeedImage } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { reclassify } from "../membership/inventory.js";
-import { agentFor } from "../server/env-api.js";
 import { readHoldings, sealOf } from "./holdings.js";
 import { collect } from "./run.js";
 
@@ -55,7 +54,7 @@ export class SeedKeeper {
             hint: `push again once node ${seal.origin} is Ready`,
           });
         }
-        const c = await agentFor(this.ctx, origin);
+        const c = await this.ctx.agents.forNode(this.ctx.store, origin);
         let seed: SeedImage | undefined;
         await collect(c.publishSeed({ ref: { name: base, version } }), (ev: OperationEvent) => {
           if (ev.event?.$case === "result" && ev.event.result.result?.$case === "seed") {
@@ -157,7 +156,7 @@ export class SeedKeeper {
     fn: (c: AgentServiceClient, cb: (err: unknown) => void) => void,
   ): Promise<void> {
     try {
-      const c = await agentFor(this.ctx, node);
+      const c = await this.ctx.agents.forNode(this.ctx.store, node);
       await new Promise<void>((resolve, reject) => fn(c, (err) => (err ? reject(err) : resolve())));
     } catch (err) {
       this.ctx.log.debug({ node, err: (err as Error).message }, "propagation cleanup call failed");
