@@ -28,8 +28,8 @@ beforeAll(async () => {
   await makeBusyboxRootfs(rootfs);
   await mkdir(join(rootfs, "data"));
   await writeFile(join(rootfs, "data/big"), randomBytes(24 * MiB));
-  cl = await startPropagationCluster({ agents: 6, controllers: 2 });
-}, 240_000);
+  cl = await startPropagationCluster({ agents: 6, controllers: 2, readyTimeoutMs: 240_000 });
+}, 330_000);
 
 afterAll(async () => {
   if (cl) {

@@ -83,6 +83,8 @@ export async function startPropagationCluster(opts: {
   labels?: Record<string, string>;
   /** Controller replicas (default 1); agents are given every replica's address. */
   controllers?: number;
+  /** How long to wait for every agent to be Ready (default 90 s). */
+  readyTimeoutMs?: number;
 }): Promise<PropagationCluster> {
   const hosts = await createHosts(opts.agents + 1, { prefix: "pp" });
   const dir = await mkdtemp(join(tmpdir(), "protoctl-prop-"));
@@ -213,7 +215,8 @@ export async function startPropagationCluster(opts: {
       async () =>
         (await call(cc, "listNodes", {})).nodes.filter((x) => x.state === NodeState.NODE_STATE_READY)
           .length === opts.agents,
-      90_000,
+      // agents start from the sources: on a loaded 2-core machine that alone can take a minute
+      opts.readyTimeoutMs ?? 90_000,
       200,
     );
     return {

@@ -123,15 +123,14 @@ export class ReconcileManager {
         (key, err, retry) =>
           log.warn({ lab: key, err: (err as Error).message, retryInMs: retry }, "lab reconcile failed"),
       ),
-      this.opQueue.run(
-        (k) => this.operations.reconcile(k),
-        (key, err, retry) =>
-          log.warn(
-            { operation: key, err: (err as Error).message, retryInMs: retry },
-            "operation pass failed",
-          ),
-      ),
     ]);
+    // Not awaited by stop(): a pass may be a push of minutes; once deposed its status writes are
+    // fenced off, and the next leader's pass takes the record over.
+    void this.opQueue.run(
+      (k) => this.operations.reconcile(k),
+      (key, err, retry) =>
+        log.warn({ operation: key, err: (err as Error).message, retryInMs: retry }, "operation pass failed"),
+    );
     log.info({ nodes: c.nodes.size, envs: c.specs.size }, "reconcile loops started");
   }
 
