@@ -109,8 +109,9 @@ export async function ensureUsable(
     (r) => isFinished(r.status) || !!r.status.nodes[node]?.usable || !!r.status.nodes[node]?.error,
   );
   const n = rec.status.nodes[node];
-  const err = n?.error ?? (n?.usable ? undefined : rec.status.error);
-  if (err) throw unavailable(`propagating ${base}@${version} to ${node} failed: ${err.message}`);
+  if (n?.error) throw unavailable(`propagating ${base}@${version} to ${node} failed: ${n.error.message}`);
+  // the push failed before reaching the node (no seed, no origin): its own error
+  if (!n?.usable && rec.status.error) throw fromStoredError(rec.status.error);
 }
 
 /** A delta's parent: base@N local on `node`. */
