@@ -43,8 +43,12 @@ describe("ProtoctlError over the wire", () => {
   });
 
   it("marks retryable codes", () => {
-    expect(notFound("x").retryable).toBe(false);
+    expect(notFound("x").retryable).toBe(true);
     expect(new ProtoctlError(Code.UNAVAILABLE, "x").retryable).toBe(true);
+    expect(new ProtoctlError(Code.INTERNAL, "x").retryable).toBe(true);
+    expect(new ProtoctlError(Code.RESOURCE_EXHAUSTED, "full").retryable).toBe(false);
+    expect(new ProtoctlError(Code.FAILED_PRECONDITION, "x").retryable).toBe(false);
+    expect(new ProtoctlError(Code.INVALID_ARGUMENT, "x").retryable).toBe(false);
   });
 });
 

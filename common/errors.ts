@@ -42,8 +42,25 @@ export interface ErrorFields {
   cause?: unknown;
 }
 
-/** Codes worth retrying: the same call may succeed later. */
-const RETRYABLE = new Set([Code.UNAVAILABLE, Code.ABORTED, Code.DEADLINE_EXCEEDED, Code.RESOURCE_EXHAUSTED]);
+/**
+ * The one rule of what retrying cannot fix, used by every reconciler and
+ * caller (`ProtoctlError.retryable`). Everything else may succeed later: a
+ * node or the store coming back (UNAVAILABLE), a conflict (ABORTED), a
+ * missing object the loop is about to supply (NOT_FOUND), an agent fault
+ * (INTERNAL). RESOURCE_EXHAUSTED is terminal: it means a full pool or an
+ * exhausted range here (we run no rate limits), and the same call on the same
+ * node fails the same way until an operator frees space; the scheduler
+ * places elsewhere instead.
+ */
+export const TERMINAL_CODES: ReadonlySet<Code> = new Set([
+  Code.INVALID_ARGUMENT,
+  Code.FAILED_PRECONDITION,
+  Code.ALREADY_EXISTS,
+  Code.PERMISSION_DENIED,
+  Code.UNIMPLEMENTED,
+  Code.OUT_OF_RANGE,
+  Code.RESOURCE_EXHAUSTED,
+]);
 
 export class ProtoctlError extends Error {
   override readonly name = "ProtoctlError";
@@ -64,8 +81,9 @@ export class ProtoctlError extends Error {
     this.metadata = fields.metadata ?? {};
   }
 
+  /** See TERMINAL_CODES: the single retry rule. */
   get retryable(): boolean {
-    return RETRYABLE.has(this.code);
+    return !TERMINAL_CODES.has(this.code);
   }
 
   /** Converts anything caught into a ProtoctlError (INTERNAL when unknown). */

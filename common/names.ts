@@ -16,7 +16,8 @@ export type ObjectKind =
   | "network"
   | "machine"
   | "context"
-  | "user";
+  | "user"
+  | "operation";
 
 /** Returns the name when valid; throws INVALID_ARGUMENT naming the rule otherwise. */
 export function validateName(kind: ObjectKind, name: unknown): string {

@@ -5,8 +5,8 @@
  */
 import type { Logger } from "../common/logger.js";
 import type { CertificateAuthority, TlsMaterial } from "../common/tls.js";
+import type { AgentClients } from "./agents/clients.js";
 import type { ControllerConfig } from "./config.js";
-import type { AgentClients } from "./reconcile/agent-clients.js";
 import type { ClusterStore } from "./store/store.js";
 
 export interface ControllerTls {

@@ -23,6 +23,7 @@ import {
   writeCredentialFile,
 } from "../common/tls.js";
 import { ControlServiceService } from "../proto/gen/protoctl/v1/control.js";
+import { AgentClients } from "./agents/clients.js";
 import type { ControllerConfig } from "./config.js";
 import { startConsole } from "./console/server.js";
 import type { ControllerContext, ControllerTls } from "./context.js";
@@ -30,7 +31,6 @@ import { checkControlPlaneTrust } from "./etcd-trust.js";
 import { LeaderElection } from "./leader.js";
 import { controllerMetricsInterceptor, leadershipChanged } from "./metrics/instrument.js";
 import { startControllerMetrics } from "./metrics/serve.js";
-import { AgentClients } from "./reconcile/agent-clients.js";
 import { ReconcileManager } from "./reconcile/manager.js";
 import { controlInterceptor } from "./server/auth-interceptor.js";
 import { controlService } from "./server/control-service.js";

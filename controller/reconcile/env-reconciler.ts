@@ -37,17 +37,6 @@ import type { ClusterCache } from "./cluster-cache.js";
 import { failureMessage } from "./failure-output.js";
 import type { ReconcileResult, WorkQueue } from "./queue.js";
 
-/** Agent errors that retrying the same call will not fix (the env and lab-network loops). */
-export const TERMINAL = new Set([
-  Code.INVALID_ARGUMENT,
-  Code.FAILED_PRECONDITION,
-  Code.ALREADY_EXISTS,
-  Code.PERMISSION_DENIED,
-  Code.UNIMPLEMENTED,
-  Code.OUT_OF_RANGE,
-  Code.RESOURCE_EXHAUSTED,
-]);
-
 /**
  * Called when a placement needs the base version propagated first
  * (scheduler.propagation): resolves once the version is usable on the node.
@@ -260,7 +249,7 @@ export class EnvReconciler {
         this.verify.add(name);
         throw pe;
       }
-      if (!TERMINAL.has(pe.code)) throw pe;
+      if (pe.retryable) throw pe;
       const message = failureMessage(pe);
       await this.writeStatus(name, stV, { ...st, phase: EnvPhase.ENV_PHASE_FAILED, message }, [
         {

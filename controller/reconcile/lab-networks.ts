@@ -42,7 +42,6 @@ import type { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
 import type { ClusterStore, LabRecord } from "../store/store.js";
 import type { ClusterCache } from "./cluster-cache.js";
-import { TERMINAL } from "./env-reconciler.js";
 import type { ReconcileResult } from "./queue.js";
 
 /** Node label that overrides the underlay address taken from the agent's address. */
@@ -355,7 +354,7 @@ export function prepareError(
 ): ProtoctlError {
   const { err } = f;
   const what = `network ${network} on ${node}: ${err.message}`;
-  if (ownNode && TERMINAL.has(err.code)) {
+  if (ownNode && !err.retryable) {
     return new ProtoctlError(err.code, what, { reason: err.reason, subject: err.subject, hint: err.hint });
   }
   const spent = UNREACHABLE.has(err.code)
@@ -368,7 +367,7 @@ export function prepareError(
     });
   }
   // a terminal code from a peer fails this env only past the budget: until then, retry
-  return new ProtoctlError(TERMINAL.has(err.code) ? Code.UNAVAILABLE : err.code, what, {
+  return new ProtoctlError(!err.retryable ? Code.UNAVAILABLE : err.code, what, {
     reason: err.reason,
   });
 }

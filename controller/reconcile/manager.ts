@@ -8,7 +8,8 @@
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { reconcileFailed } from "../metrics/instrument.js";
-import { propagatorFor } from "../propagation/push.js";
+import { ensureUsable } from "../operations/push-requests.js";
+import type { OperationRecord } from "../operations/record.js";
 import { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
 import type { LabRecord } from "../store/store.js";
@@ -17,6 +18,7 @@ import { EnvReconciler } from "./env-reconciler.js";
 import { LabNetworks } from "./lab-networks.js";
 import { LayerForwarder } from "./layer-forwarder.js";
 import { NodeReconciler } from "./node-reconciler.js";
+import { OperationReconciler } from "./operation-reconciler.js";
 import { WorkQueue } from "./queue.js";
 
 export class ReconcileManager {
@@ -28,7 +30,10 @@ export class ReconcileManager {
   readonly labQueue: WorkQueue;
   readonly labs: LabNetworks;
   readonly layers: LayerForwarder;
+  readonly opQueue: WorkQueue;
+  readonly operations: OperationReconciler;
   private readonly labInformer: Informer<LabRecord>;
+  private readonly opInformer: Informer<OperationRecord>;
   private running: Promise<unknown> | undefined;
 
   constructor(
@@ -43,13 +48,17 @@ export class ReconcileManager {
     this.envs = new EnvReconciler(ctx, this.cache, this.envQueue, fence);
     // Placement on a node lacking the version (scheduler.propagation): attach it there first.
     if (ctx.config.scheduler.propagation) {
-      this.envs.propagate = (node, base, version) => propagatorFor(ctx).ensureOn(node, base, version);
+      this.envs.propagate = (node, base, version) => ensureUsable(ctx.store, node, base, version);
     }
     this.nodes = new NodeReconciler(ctx, this.cache, this.envs, this.envQueue);
     const agent = (node: string) => {
       const address = this.cache.nodeAddress(node);
       return address ? ctx.agents.get(node, address) : undefined;
     };
+    // pushes wait on each other (a delta's parent): enough slots that a waiting one never starves
+    this.opQueue = new WorkQueue({ backoff, concurrency: 32 });
+    this.opInformer = new Informer(ctx.store.operations);
+    this.operations = new OperationReconciler(ctx, fence);
     this.labQueue = new WorkQueue({ backoff, concurrency: 4 });
     this.labInformer = new Informer(ctx.store.labStates);
     this.labs = new LabNetworks(ctx.store, this.cache, this.labInformer, agent, fence);
@@ -86,11 +95,16 @@ export class ReconcileManager {
       for (const lab of this.labs.labsOfEnv(name)) this.labQueue.add(lab);
     });
     this.labInformer.onChange((name) => this.labQueue.add(name));
+    this.opInformer.onChange((id, cur) => {
+      if (cur) this.opQueue.add(id);
+    });
     c.alive.onChange((name) => this.nodeQueue.add(name));
     c.nodes.onChange((name) => this.nodeQueue.add(name));
     c.inventory.onChange((name) => this.nodeQueue.add(name));
     await c.start();
     await this.labInformer.start();
+    await this.opInformer.start();
+    for (const id of this.opInformer.names()) this.opQueue.add(id);
     for (const name of c.nodes.names()) this.nodeQueue.add(name);
     for (const name of new Set([...c.specs.names(), ...c.status.names()])) this.envQueue.add(name);
     const log = this.ctx.log;
@@ -117,11 +131,14 @@ export class ReconcileManager {
         },
       ),
     ]);
+    // Not awaited by stop(): a pass may be a push of minutes; once deposed its status writes are
+    // fenced off, and the next leader's pass takes the record over.
+    void this.opQueue.run(
+      (k) => this.operations.reconcile(k),
+      (key, err, retry) =>
+        log.warn({ operation: key, err: (err as Error).message, retryInMs: retry }, "operation pass failed"),
+    );
     log.info({ nodes: c.nodes.size, envs: c.specs.size }, "reconcile loops started");
-    // Pushes a previous leader left unfinished are carried to the end.
-    void propagatorFor(this.ctx)
-      .resume()
-      .catch((err) => log.warn({ err: (err as Error).message }, "resuming pushes failed"));
   }
 
   /** Counts for metrics and the bench. */
@@ -141,7 +158,9 @@ export class ReconcileManager {
     this.envQueue.shutdown();
     this.nodeQueue.shutdown();
     this.labQueue.shutdown();
+    this.opQueue.shutdown();
     await this.labInformer.stop();
+    await this.opInformer.stop();
     await this.cache.stop();
     await this.running;
   }

@@ -33,7 +33,12 @@ import {
   Recipe,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
-import { propagatorFor } from "../propagation/push.js";
+import { decodeDeleted } from "../operations/base-delete-pass.js";
+import { followOperation, fromStoredError } from "../operations/follow.js";
+import { createPush, followPush } from "../operations/push-requests.js";
+import { newOperationId, newRecord } from "../operations/record.js";
+import { latestVersion, readHoldings, sealOf } from "../propagation/holdings.js";
+import { resolveTargets } from "../propagation/plan.js";
 import { recordLayerBuild } from "../store/layer-builds.js";
 import { agentFor } from "./env-api.js";
 import { pipeFrom, serverStream, unary } from "./handlers.js";
@@ -275,8 +280,22 @@ export function baseApi(ctx: ControllerContext) {
       return b;
     }),
 
+    // The push is a record the leader carries out (controller/operations/): this replica writes
+    // it, with its targets resolved now, and streams its progress.
     pushBase: serverStream<PushBaseRequest, PushProgress>(async (req, send) => {
-      await propagatorFor(ctx).push(req, send);
+      const base = validateName("base", req.ref?.name);
+      const version = req.ref?.version || (await latestVersion(ctx, base));
+      const targets = resolveTargets(await readHoldings(ctx, base), req.nodes, req.selector);
+      await sealOf(ctx, base, version);
+      const id = await createPush(s, {
+        base,
+        version,
+        targets,
+        fanout: req.fanout,
+        transport: req.transport,
+        asker: "api",
+      });
+      await followPush(s, id, req.waitLocal, send);
       const ref = `${req.ref?.name}@${req.ref?.version || "latest"}`;
       await s.events.emit({ kind: "base.pushed", subject: `base/${ref}`, message: "pushed" });
     }),
@@ -297,34 +316,16 @@ export function baseApi(ctx: ControllerContext) {
           });
         }
       }
-      const deleted: BaseVersion[] = [];
-      for (const n of await listNodes(ctx)) {
-        if (n.state !== NodeState.NODE_STATE_READY) continue;
-        // foreign copies too: `base rm` is how an operator clears them
-        const held = [...n.baseVersions, ...n.foreignBaseVersions];
-        if (!held.some((b) => b === formatBaseRef(name, version) || (!version && b.startsWith(`${name}@`))))
-          continue;
-        const client = await agentFor(ctx, n.name);
-        const res = await new Promise<{ deleted: BaseVersion[] }>((resolve, reject) =>
-          client.deleteBaseVersion({ ref: { name, version } }, (err, r) =>
-            err ? reject(fromServiceError(err)) : resolve(r),
-          ),
-        );
-        deleted.push(...res.deleted);
-      }
-      for (const v of await s.listBaseVersions(name)) {
-        if (!version || v.value.version === version) {
-          await s.deleteBaseVersion(name, v.value.version);
-          if (!deleted.some((d) => d.version === v.value.version)) deleted.push(v.value);
-        }
-      }
-      if (!version || (await s.listBaseVersions(name)).length === 0) await s.bases.delete(name);
-      // Seed images of deleted versions are garbage now.
-      for (const seed of await s.listSeeds()) {
-        if (seed.value.base === name && (!version || seed.value.version === version)) {
-          await propagatorFor(ctx).collectGarbage(name, seed.value.version, true);
-        }
-      }
+      // The deletion is a record the leader carries out; this replica waits for its outcome.
+      const id = newOperationId();
+      await s.operations.create(id, newRecord({ kind: "base-delete", baseDelete: { base: name, version } }));
+      const rec = await followOperation(
+        s,
+        id,
+        (r) => r.status.phase === "succeeded" || r.status.phase === "failed",
+      );
+      if (rec.status.phase === "failed" && rec.status.error) throw fromStoredError(rec.status.error);
+      const deleted = decodeDeleted(rec.status.result);
       await s.events.emit({
         kind: "base.deleted",
         subject: `base/${name}${version ? `@${version}` : ""}`,

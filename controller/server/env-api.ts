@@ -317,12 +317,9 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   };
 }
 
-export async function agentFor(ctx: ControllerContext, node: string) {
-  const [rec, inv] = await Promise.all([ctx.store.nodes.get(node), ctx.store.inventory.get(node)]);
-  const address = inv?.value.address || rec?.value.address;
-  if (!address)
-    throw notFound(`node ${node} not found`, { reason: "NODE_NOT_FOUND", subject: `node/${node}` });
-  return ctx.agents.get(node, address);
+/** The client of a node's agent (controller/agents/clients.ts). */
+export function agentFor(ctx: ControllerContext, node: string) {
+  return ctx.agents.forNode(ctx.store, node);
 }
 
 function envNotFound(name: string): ProtoctlError {

@@ -30,6 +30,7 @@ export const FOLDERS = {
   exports: "exports/",
   seeds: "seeds/",
   attachments: "attachments/",
+  operations: "operations/",
   events: "events/",
   election: "election/",
   cluster: "cluster/",
@@ -110,6 +111,10 @@ export class Keys {
   }
   attachment(base: string, version: number, node: string): string {
     return `${this.folder("attachments")}${checked(base, "base")}@${version}/${checked(node)}`;
+  }
+  /** A long operation (push, base deletion, lab hosts rewrite): spec + status, moved on by the leader. */
+  operation(id: string): string {
+    return this.folder("operations") + checked(id, "operation");
   }
   /** Events sort by time: 13-digit ms timestamp, then a per-writer sequence. */
   event(timeMs: number, writer: string, seq: number): string {

@@ -26,6 +26,7 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { LabState } from "../labs/lab-state.js";
 import { instrumentEtcdKv } from "../metrics/instrument.js";
+import type { OperationRecord } from "../operations/record.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
@@ -96,6 +97,7 @@ export const codecs = {
   export: protoJson(Export),
   seed: protoJson(SeedImage),
   attachment: protoJson(Attachment),
+  operation: plainJson<OperationRecord>(),
 };
 
 /** Typed access to one flat folder of the layout, keyed by object name. */
@@ -241,6 +243,7 @@ export class ClusterStore {
   readonly envStatus: Collection<EnvStatus>;
   readonly labs: Collection<Lab>;
   readonly labStates: Collection<LabRecord>;
+  readonly operations: Collection<OperationRecord>;
 
   constructor(opts: StoreOptions) {
     this.client = new Etcd3({
@@ -267,6 +270,7 @@ export class ClusterStore {
     this.envStatus = c("envStatus", codecs.envStatus, "env", (n) => k.envStatus(n));
     this.labs = c("labs", codecs.lab, "lab", (n) => k.lab(n));
     this.labStates = c("labState", codecs.labState, "lab", (n) => k.labState(n));
+    this.operations = c("operations", codecs.operation, "operation", (n) => k.operation(n));
   }
 
   // ---- tokens (keyed by hash) ----

@@ -44,6 +44,10 @@ export interface PropagationCluster {
   startAgent(a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent;
   /** SIGKILLs the controller (no cleanup: its lease lapses) and starts a new one on the same state. */
   restartController(): Promise<void>;
+  /** Replicas by id (ctl-a first), with a client each over its own unix socket. */
+  controllers: Array<{ id: string; proc: ChildProcess; c: ControlServiceClient }>;
+  /** SIGKILLs replica `id` and starts it again (same config), without waiting for it. */
+  killController(id: string): Promise<void>;
   kill(p: ChildProcess, sig: NodeJS.Signals): Promise<void>;
   /** etcd values under `/protoctl/v1/<folder>` as parsed JSON. */
   etcd(folder: string): Promise<Array<Record<string, unknown>>>;
@@ -69,6 +73,10 @@ export async function startPropagationCluster(opts: {
   schedulerPropagation?: boolean;
   /** Node labels per agent name, "k=v,k2=v2". */
   labels?: Record<string, string>;
+  /** Controller replicas (default 1); agents are given every replica's address. */
+  controllers?: number;
+  /** How long to wait for every agent to be Ready (default 90 s). */
+  readyTimeoutMs?: number;
 }): Promise<PropagationCluster> {
   const hosts = await createHosts(opts.agents + 1, { prefix: "pp" });
   const dir = await mkdtemp(join(tmpdir(), "protoctl-prop-"));
@@ -106,8 +114,10 @@ export async function startPropagationCluster(opts: {
   };
   const h0 = hosts.hosts[0]!;
   let c: ControlServiceClient | undefined;
+  const extraClients: ControlServiceClient[] = [];
   const cleanup = async () => {
     c?.close();
+    for (const x of extraClients) x.close();
     // Loop devices over FUSE files lose their path when a dying nbdfuse unmounts lazily: note them first.
     const loops = await loopsUnder(agents.map((a) => `${a.stateDir}/`));
     for (const ch of [...children].reverse()) await kill(ch, "SIGTERM");
@@ -135,11 +145,32 @@ export async function startPropagationCluster(opts: {
     let ctl = inHost(h0, sourceControllerCommand(cfg));
     await waitLine(ctl, /READY/, 90_000);
     const cred = await readCredentialFile(join(dir, "ctl", "admin.json"));
-    c = client(
-      `unix://${join(dir, "ctl.sock")}`,
-      clientCredentials(cred, { serverName: "protoctl-controller" }),
-    );
+    const creds = clientCredentials(cred, { serverName: "protoctl-controller" });
+    c = client(`unix://${join(dir, "ctl.sock")}`, creds);
     const cc = c;
+    // more replicas: same etcd and CA, a port and a socket each
+    const replicaCfg = (i: number) => {
+      const id = `ctl-${String.fromCharCode(97 + i)}`;
+      return i === 0
+        ? cfg
+        : {
+            ...cfg,
+            id,
+            listen: `${h0.address}:${7443 + 2 * i}`,
+            extraListen: [`unix://${join(dir, `${id}.sock`)}`],
+            stateDir: join(dir, id),
+          };
+    };
+    const controllers = [{ id: "ctl-a", proc: ctl, c: cc }];
+    for (let i = 1; i < (opts.controllers ?? 1); i++) {
+      const rc = replicaCfg(i);
+      const proc = inHost(h0, sourceControllerCommand(rc));
+      await waitLine(proc, /READY/, 90_000);
+      const rcClient = client(rc.extraListen[0]!, creds);
+      extraClients.push(rcClient);
+      controllers.push({ id: rc.id, proc, c: rcClient });
+    }
+    const controllerList = controllers.map((_, i) => replicaCfg(i).listen).join(",");
     const { token } = await call(cc, "createJoinToken", { ttlSeconds: 3600, labels: {}, ...REUSABLE });
     const startAgent = (a: Pick<TestAgent, "name" | "host" | "stateDir">): TestAgent => {
       const proc = inHost(
@@ -147,7 +178,7 @@ export async function startPropagationCluster(opts: {
         sourceAgentCommand({
           name: a.name,
           listen: `${a.host.address}:7444`,
-          controller: `${h0.address}:7443`,
+          controller: controllerList,
           token,
           stateDir: a.stateDir,
           poolSize: opts.poolSize,
@@ -176,7 +207,8 @@ export async function startPropagationCluster(opts: {
       async () =>
         (await call(cc, "listNodes", {})).nodes.filter((x) => x.state === NodeState.NODE_STATE_READY)
           .length === opts.agents,
-      90_000,
+      // agents start from the sources: on a loaded 2-core machine that alone can take a minute
+      opts.readyTimeoutMs ?? 90_000,
       200,
     );
     return {
@@ -188,7 +220,16 @@ export async function startPropagationCluster(opts: {
       restartController: async () => {
         await kill(ctl, "SIGKILL");
         ctl = inHost(h0, sourceControllerCommand(cfg));
+        controllers[0]!.proc = ctl;
         await waitLine(ctl, /READY/, 90_000);
+      },
+      controllers,
+      killController: async (id) => {
+        const i = controllers.findIndex((x) => x.id === id);
+        const r = controllers[i]!;
+        await kill(r.proc, "SIGKILL");
+        r.proc = inHost(h0, sourceControllerCommand(replicaCfg(i)));
+        if (i === 0) ctl = r.proc;
       },
       kill,
       cleanup,

@@ -1,5 +1,6 @@
 /**
- * One AgentService client per node address, reused across calls (a gRPC
+ * controller/agents: the one way the controller calls agents (issue 18
+ * item 2). One AgentService client per node address, reused across calls (a gRPC
  * channel is expensive to make and cheap to share), closed when the address
  * changes or the controller stops.
  *
@@ -9,7 +10,8 @@
  * per-call cost is what limits placements per second.
  */
 
-import type { ChannelCredentials } from "@grpc/grpc-js";
+import { type ChannelCredentials, Metadata } from "@grpc/grpc-js";
+import { notFound } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import { defaultUnaryDeadline } from "../../common/grpc-deadline.js";
 import {
@@ -20,6 +22,15 @@ import {
 } from "../../common/h2-unary.js";
 import { clientCredentials, serverIdentityCheck, type TlsMaterial } from "../../common/tls.js";
 import { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
+
+/** Deadline of a liveness question (GetInfo): an agent that does not answer in this is not there. */
+export const PROBE_DEADLINE_MS = 1500;
+
+/** Where a node's agent listens, from the store (its inventory's address, else its record's). */
+export interface NodeAddresses {
+  nodes: { get(node: string): Promise<{ value: { address: string } } | undefined> };
+  inventory: { get(node: string): Promise<{ value: { address: string } } | undefined> };
+}
 
 interface NodeClients {
   address: string;
@@ -86,6 +97,30 @@ export class AgentClients {
       });
     }
     return e.h2.unary(def, req, opts);
+  }
+
+  /** The grpc-js client of a node, its address read from the store; NOT_FOUND for an unknown node. */
+  async forNode(store: NodeAddresses, node: string): Promise<AgentServiceClient> {
+    const [rec, inv] = await Promise.all([store.nodes.get(node), store.inventory.get(node)]);
+    const address = inv?.value.address || rec?.value.address;
+    if (!address)
+      throw notFound(`node ${node} not found`, { reason: "NODE_NOT_FOUND", subject: `node/${node}` });
+    return this.get(node, address);
+  }
+
+  /** True when the node's agent answers GetInfo within PROBE_DEADLINE_MS. */
+  async alive(store: NodeAddresses, node: string): Promise<boolean> {
+    try {
+      const c = await this.forNode(store, node);
+      await new Promise<void>((resolve, reject) =>
+        c.getInfo({}, new Metadata(), { deadline: new Date(Date.now() + PROBE_DEADLINE_MS) }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   drop(node: string): void {
