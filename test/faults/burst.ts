@@ -78,7 +78,15 @@ export function phaseSummary(all: Map<string, Env>, envs: string[]): string {
     const p = EnvPhase[phaseOf(all.get(n))].replace("ENV_PHASE_", "");
     counts.set(p, (counts.get(p) ?? 0) + 1);
   }
-  return [...counts].map(([p, k]) => `${p}×${k}`).join(" ");
+  // why some did not make it: the distinct messages of the ones not Running
+  const why = new Set(
+    envs
+      .map((n) => all.get(n))
+      .filter((e) => phaseOf(e) !== EnvPhase.ENV_PHASE_RUNNING && e?.status?.message)
+      .map((e) => `${e?.spec?.name}: ${e?.status?.message}`.slice(0, 300)),
+  );
+  const summary = [...counts].map(([p, k]) => `${p}×${k}`).join(" ");
+  return why.size ? `${summary} (${[...why].slice(0, 3).join("; ")})` : summary;
 }
 
 /** node → env names, from the env statuses (where the controller believes each runs). */
@@ -103,7 +111,14 @@ export async function deleteAll(c: () => ControlServiceClient, envs: string[]): 
   };
   await Promise.all(Array.from({ length: 16 }, worker));
   const set = new Set(envs);
-  await until(c, (all) => ![...all.keys()].some((n) => set.has(n)), 120_000, (all) =>
-    phaseSummary(all, envs.filter((n) => all.has(n))),
+  await until(
+    c,
+    (all) => ![...all.keys()].some((n) => set.has(n)),
+    120_000,
+    (all) =>
+      phaseSummary(
+        all,
+        envs.filter((n) => all.has(n)),
+      ),
   );
 }
