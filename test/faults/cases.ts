@@ -14,7 +14,7 @@
  */
 
 import { Code, ProtoctlError } from "../../common/errors.js";
-import { call, eventually } from "../../controller/testing/cluster.js";
+import { call, eventually, testEnvSpec } from "../../controller/testing/cluster.js";
 import { EnvPhase, NodeState, RestartPolicy } from "../../proto/gen/protoctl/v1/types.js";
 import {
   BURST,
@@ -181,9 +181,9 @@ export async function etcdQuorum(cl: FaultCluster, n = BURST): Promise<CaseResul
   const t1 = Date.now();
   await cl.killEtcd(1);
   let quorumError: ProtoctlError | undefined;
-  const spec = { name: "et-q", base: { name: "busybox", version: 0 }, start: true };
+  const spec = testEnvSpec("et-q", { base: { name: "busybox", version: 0 } });
   try {
-    await call(cl.c(), "createEnv", { spec: spec as never, wait: false }, 30_000);
+    await call(cl.c(), "createEnv", { spec, wait: false }, 30_000);
   } catch (err) {
     quorumError = ProtoctlError.from(err);
   }
