@@ -62,6 +62,8 @@ export interface FaultCluster {
   partition(node: string): Promise<void>;
   heal(node: string): Promise<void>;
   nodeState(node: string): Promise<NodeState>;
+  /** Brings back whatever a failed case left down: etcd members, controllers, agents, partitions. */
+  restore(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -146,7 +148,8 @@ export async function startFaultCluster(opts: FaultClusterOptions = {}): Promise
     membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 1000 },
     reconcile: {
       electionTtlSeconds: 2,
-      lostGraceSeconds: opts.lostGraceSeconds ?? 30,
+      // long: an agent restarted on a loaded machine re-adopts its machines before it is Ready
+      lostGraceSeconds: opts.lostGraceSeconds ?? 120,
       backoffBaseMs: 100,
       backoffMaxMs: 2000,
       ...reconcile,
@@ -275,6 +278,16 @@ export async function startFaultCluster(opts: FaultClusterOptions = {}): Promise
       partitioned.delete(node);
     },
     nodeState: async (node) => (await call(c(), "getNode", { name: node }, 5000)).state,
+    restore: async () => {
+      for (const node of [...partitioned]) {
+        await firewall(node, "-D").catch(() => undefined);
+        partitioned.delete(node);
+      }
+      for (let i = 0; i < ETCD_MEMBERS; i++) if (!etcds.has(i)) await startEtcd(i);
+      for (let i = 0; i < CONTROLLERS; i++) if (!ctls.has(i)) await startController(i);
+      for (const node of nodes) if (!agents.has(node)) startAgent(node);
+      await eventually(async () => (await readyNodes(c())) === n, 120_000, 200);
+    },
     stop,
   };
 }

@@ -7,7 +7,8 @@
  * order; each leaves it whole. Times are printed (bench/faults reports them),
  * never asserted.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
+import { deleteAll, listEnvs } from "./burst.js";
 import { agentKill, type CaseResult, etcdQuorum, leaderKill, partition } from "./cases.js";
 import { type FaultCluster, startFaultCluster } from "./fault-cluster.js";
 
@@ -21,6 +22,12 @@ const run = (name: string) => (ONLY && !ONLY.includes(name) ? it.skip : it);
 beforeAll(async () => {
   cl = await startFaultCluster();
 }, 240_000);
+
+// a failed case must not fail the next ones: bring everything back and delete what it made
+afterEach(async () => {
+  await cl.restore();
+  await deleteAll(cl.c, [...(await listEnvs(cl.c())).keys()]);
+}, 300_000);
 
 afterAll(async () => {
   await cl?.stop();
