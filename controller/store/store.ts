@@ -223,10 +223,14 @@ export const STORE_FAULT_HANDLING = {
     fallback(handleType(GRPCDeadlineExceededError), () => {
       throw storeUnanswered();
     }),
-    retry(handleWhen(isRecoverableError), {
-      maxAttempts: 36,
-      backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 250 }),
-    }),
+    // etcd3 counts a passed deadline as recoverable: retried, a quorum-less write would wait 36 times
+    retry(
+      handleWhen((e) => isRecoverableError(e) && !(e instanceof GRPCDeadlineExceededError)),
+      {
+        maxAttempts: 36,
+        backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 250 }),
+      },
+    ),
   ),
 };
 
