@@ -5,8 +5,10 @@
  * in flight. Per case: time to detect, time to recover, envs lost, envs
  * running twice, orphans left on the hosts.
  *
- * ok: every case ran with 0 lost, 0 duplicates and no orphan, and the leader
- * takeover met its target (issue 19: ≤ 5 s, goal ≤ 2 s).
+ * ok: every case ran with 0 lost, 0 duplicates and no orphan, the leader
+ * takeover met its target (issue 19: ≤ 5 s, goal ≤ 2 s), a write without
+ * etcd quorum failed UNAVAILABLE with nothing half-written, and no Lost env's
+ * copy kept running after the partition healed.
  *
  * Usage: npm run bench -- faults [--envs N] [--cases leader-kill,agent-kill,etcd-quorum,partition]
  * Root only. Last stdout line is the JSON result; exit 1 when not ok.
@@ -64,10 +66,14 @@ try {
 }
 
 const takeover = results.find((r) => r.name === "leader-kill")?.extra.takeover_ms;
+const etcd = results.find((r) => r.name === "etcd-quorum")?.extra;
 const ok =
   Object.keys(errors).length === 0 &&
   results.every((r) => r.lost === 0 && r.duplicates === 0 && r.orphans.length === 0) &&
-  (typeof takeover !== "number" || takeover <= TARGET_TAKEOVER_MS);
+  (typeof takeover !== "number" || takeover <= TARGET_TAKEOVER_MS) &&
+  // quorum lost: the client hears UNAVAILABLE, and nothing is half-written
+  (!etcd || (etcd.quorum_lost_code === "UNAVAILABLE" && etcd.half_written === false)) &&
+  results.every((r) => !r.extra.lost_copies_left_running);
 console.log(
   JSON.stringify({
     bench: "faults",
