@@ -24,6 +24,7 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const QUICK: Record<string, string[]> = {
   "cli-startup": ["--runs", "3"],
   "env-create": ["--runs", "2", "--concurrent", "2", "--rounds", "1", "--hold", "1"],
+  faults: ["--envs", "6", "--cases", "leader-kill"],
   "lab-up": ["--runs", "1", "--machines", "2"],
   "pool-latency": ["--runs", "3"],
   propagate: ["--runs", "1", "--small", "8", "--large", "16"],

@@ -57,7 +57,8 @@ export class EnvService {
   private readonly store: EnvStore;
   private readonly records = new Map<string, EnvRecord>();
   /** Names being created right now (no record yet). */
-  private readonly creating = new Set<string>();
+  /** Creates in progress: the spec (as JSON) and the outcome, so the same create again joins it. */
+  private readonly creating = new Map<string, { spec: string; done: Promise<Env> }>();
   private readonly locks = new KeyedLock();
   private readonly events = new EventEmitter();
   private readonly log: Logger;
@@ -148,17 +149,23 @@ export class EnvService {
   async create(input: EnvSpec, generation = 0): Promise<Env> {
     const spec = validateEnvSpec(EnvSpec.fromPartial(input));
     const name = spec.name;
+    const json = JSON.stringify(EnvSpec.toJSON(spec));
     const existing = this.records.get(name);
     if (existing) {
-      if (JSON.stringify(EnvSpec.toJSON(existing.spec)) === JSON.stringify(EnvSpec.toJSON(spec))) {
-        return this.toEnv(existing);
-      }
+      if (JSON.stringify(EnvSpec.toJSON(existing.spec)) === json) return this.toEnv(existing);
       throw inUse(name);
     }
-    if (this.creating.has(name)) throw inUse(name);
-    this.creating.add(name);
+    // The same create while the first is still running (a new leader repeating a placement its
+    // dead predecessor had sent) waits for that one: it is the same env, not a name clash.
+    const inFlight = this.creating.get(name);
+    if (inFlight) {
+      if (inFlight.spec !== json) throw inUse(name);
+      return inFlight.done;
+    }
+    const done = this.locks.run(name, () => this.doCreate(spec, generation));
+    this.creating.set(name, { spec: json, done });
     try {
-      return await this.locks.run(name, () => this.doCreate(spec, generation));
+      return await done;
     } finally {
       this.creating.delete(name);
     }

@@ -321,7 +321,10 @@ export class EnvReconciler {
       // most likely a brand-new env whose spec event is still on its way
       return { requeueAfterMs: 250 };
     }
-    if (st.node && st.phase !== EnvPhase.ENV_PHASE_PENDING && st.phase !== EnvPhase.ENV_PHASE_LOST) {
+    if (st.node && st.phase === EnvPhase.ENV_PHASE_LOST && this.cache.isReady(st.node)) {
+      // its node came back: a copy it may still hold goes with the record
+      await this.agentCall(st.node, AgentServiceService.deleteEnv, { name }).catch(ignoreNotFound);
+    } else if (st.node && st.phase !== EnvPhase.ENV_PHASE_PENDING && st.phase !== EnvPhase.ENV_PHASE_LOST) {
       if (this.cache.isReady(st.node)) {
         await this.agentCall(st.node, AgentServiceService.deleteEnv, { name }).catch(ignoreNotFound);
       } else {

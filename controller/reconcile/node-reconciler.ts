@@ -3,9 +3,10 @@
  * keys appearing and vanishing), records events, hands the node's envs to
  * the env loop (to verify after a return, to mark Lost after the grace
  * period), and sweeps orphans from a returning node: envs the agent still
- * runs that the store has placed elsewhere or deleted meanwhile.
+ * runs that the store has placed elsewhere, marked Lost or deleted meanwhile.
  */
 import { callUnary } from "../../common/grpc.js";
+import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import type { ClusterCache } from "./cluster-cache.js";
 import type { EnvReconciler } from "./env-reconciler.js";
@@ -100,8 +101,10 @@ export class NodeReconciler {
       const name = e.spec?.name;
       if (!name) continue;
       const st = this.cache.status.get(name)?.value;
-      if (st && st.node === node) continue;
-      this.ctx.log.info({ node, env: name }, "deleting orphan env (placed elsewhere or deleted)");
+      // A Lost env was given up while its node was away: the copy that comes back with the node
+      // is fenced off like one placed elsewhere (it must not run unseen, nor twice after a new create).
+      if (st && st.node === node && st.phase !== EnvPhase.ENV_PHASE_LOST) continue;
+      this.ctx.log.info({ node, env: name }, "deleting orphan env (placed elsewhere, lost or deleted)");
       await callUnary(client.deleteEnv.bind(client), { name }, { deadlineMs: 60_000 }).catch((err) =>
         this.ctx.log.warn({ node, env: name, err: (err as Error).message }, "orphan delete failed"),
       );

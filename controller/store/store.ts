@@ -5,9 +5,9 @@
  */
 
 import { readFileSync } from "node:fs";
-import { ExponentialBackoff, handleWhen, noop, retry } from "cockatiel";
-import { Etcd3, isRecoverableError } from "etcd3";
-import { alreadyExists, notFound } from "../../common/errors.js";
+import { ExponentialBackoff, fallback, handleType, handleWhen, noop, retry, wrap } from "cockatiel";
+import { Etcd3, GRPCDeadlineExceededError, isRecoverableError } from "etcd3";
+import { alreadyExists, Code, notFound, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import type { ObjectKind } from "../../common/names.js";
 import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
@@ -222,11 +222,39 @@ export interface StoreOptions {
  */
 export const STORE_FAULT_HANDLING = {
   host: () => noop,
-  global: retry(handleWhen(isRecoverableError), {
-    maxAttempts: 36,
-    backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 250 }),
-  }),
+  global: wrap(
+    fallback(handleType(GRPCDeadlineExceededError), () => {
+      throw storeUnanswered();
+    }),
+    // etcd3 counts a passed deadline as recoverable: retried, a quorum-less write would wait 36 times
+    retry(
+      handleWhen((e) => isRecoverableError(e) && !(e instanceof GRPCDeadlineExceededError)),
+      {
+        maxAttempts: 36,
+        backoff: new ExponentialBackoff({ initialDelay: 25, maxDelay: 250 }),
+      },
+    ),
+  ),
 };
+
+/**
+ * How long one unary etcd call may take. A member that lost its quorum
+ * neither answers nor refuses a write (it waits for a leader that does not
+ * come): without a deadline the call, and the API call behind it, would hang
+ * past its own deadline; with one it fails UNAVAILABLE, saying why.
+ */
+export const STORE_CALL_DEADLINE_MS = 5000;
+
+function storeUnanswered(): ProtoctlError {
+  return new ProtoctlError(
+    Code.UNAVAILABLE,
+    `the cluster store (etcd) did not answer within ${STORE_CALL_DEADLINE_MS / 1000} s: too few of its members may be running (quorum lost)`,
+    {
+      reason: "STORE_UNAVAILABLE",
+      hint: "check that most etcd members run (protoctl doctor, their logs), then run the command again",
+    },
+  );
+}
 
 export class ClusterStore {
   readonly client: Etcd3;
@@ -252,6 +280,8 @@ export class ClusterStore {
       credentials: etcdCredentials(opts.tls),
       grpcOptions: { ...GRPC_BASE_OPTIONS },
       faultHandling: STORE_FAULT_HANDLING,
+      // unary calls only: watches and lease keep-alives are streams that live on
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + STORE_CALL_DEADLINE_MS }),
     });
     instrumentEtcdKv(this.client.kv);
     this.keys = new Keys(opts.prefix);

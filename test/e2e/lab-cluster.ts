@@ -181,7 +181,7 @@ export async function startLabCluster(opts: LabClusterOptions = {}): Promise<Lab
 }
 
 /** Machines an agent left running (SIGTERM keeps them, SIGKILL too): adopted from its records, stopped. */
-async function stopLeftMachines(node: string, stateDir: string): Promise<void> {
+export async function stopLeftMachines(node: string, stateDir: string): Promise<void> {
   if (!existsSync(join(stateDir, "machines"))) return;
   const m = new NspawnMachineDriver({ node, stateDir, logger: silentLogger() });
   for (const s of await m.adopt().catch(() => [])) {
