@@ -3,9 +3,10 @@
  * waited for, a bounded number of calls at a time), and the polls the cases
  * use to see where the envs are.
  */
-import { call, testEnvSpec } from "../../controller/testing/cluster.js";
+
 import type { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
 import { type Env, EnvPhase, RestartPolicy } from "../../proto/gen/protoctl/v1/types.js";
+import { call, testEnvSpec } from "../support/controller/cluster.js";
 
 export const BURST = 100;
 

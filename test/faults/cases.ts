@@ -14,8 +14,8 @@
  */
 
 import { Code, ProtoctlError } from "../../common/errors.js";
-import { call, eventually, testEnvSpec } from "../../controller/testing/cluster.js";
 import { EnvPhase, NodeState, RestartPolicy } from "../../proto/gen/protoctl/v1/types.js";
+import { call, eventually, testEnvSpec } from "../support/controller/cluster.js";
 import {
   BURST,
   burst,

@@ -20,14 +20,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
-import { cleanAgentDir, loopsUnder } from "../../controller/propagation/test-cluster.js";
-import { call, client, eventually, importBaseFromDir, REUSABLE } from "../../controller/testing/cluster.js";
-import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../../controller/testing/process.js";
 import type { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
 import { NodeState } from "../../proto/gen/protoctl/v1/types.js";
 import { stopLeftMachines } from "../e2e/lab-cluster.js";
 import { createHosts, type TestHost, type TestHosts } from "../fixtures/hosts.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
+import { call, client, eventually, importBaseFromDir, REUSABLE } from "../support/controller/cluster.js";
+import { sourceAgentCommand, sourceControllerCommand, waitLine } from "../support/controller/process.js";
+import { cleanAgentDir, loopsUnder } from "../support/controller/propagation-cluster.js";
 
 export const ETCD_MEMBERS = 3;
 export const CONTROLLERS = 3;

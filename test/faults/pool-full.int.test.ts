@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../../common/errors.js";
 import { run } from "../../common/exec.js";
+import { EnvPhase, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
 import {
   call,
   eventually,
@@ -20,8 +21,7 @@ import {
   importBaseFromDir,
   streamed,
   testEnvSpec,
-} from "../../controller/testing/cluster.js";
-import { EnvPhase, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
+} from "../support/controller/cluster.js";
 import { type FaultCluster, startFaultCluster } from "./fault-cluster.js";
 import { machinesOnHosts, orphans } from "./host-view.js";
 

@@ -1,8 +1,8 @@
 /**
  * The daemons the integration tests themselves start (not through `up`): an
- * agent run as `node --import register.mjs agent/server/agent-process.ts`
+ * agent run as `node --import register.mjs test/support/agent/agent-process.ts`
  * (test/faults, the multi-host and lab clusters) and a controller run as
- * `…/controller/testing/run-controller.ts '<json>'` (HA tests, the fault
+ * `…/test/support/controller/run-controller.ts '<json>'` (HA tests, the fault
  * suite). A nested run that leaves one of each (and their etcd) must fail
  * the leak check, naming each by kind, with the agent's pool mount.
  */
@@ -15,7 +15,7 @@ import { freePort } from "../fixtures/etcd.js";
 import { nestedVitestRun } from "./nested-run.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
-const HOOKS = join(REPO, "controller/testing/register.mjs");
+const HOOKS = join(REPO, "test/support/register.mjs");
 const undo: Array<() => Promise<unknown>> = [];
 
 afterAll(async () => {
@@ -59,9 +59,9 @@ test("starts etcd, a test controller and a test agent and leaves them", async ()
   writeFileSync(${JSON.stringify(join(o.dir, "pids"))}, pids.join(" "));
   await waitPort(${etcd});
   pids.push(start(process.execPath, ["--import", ${JSON.stringify(HOOKS)},
-    ${JSON.stringify(join(REPO, "controller/testing/run-controller.ts"))}, ${JSON.stringify(JSON.stringify(controller))}]));
+    ${JSON.stringify(join(REPO, "test/support/controller/run-controller.ts"))}, ${JSON.stringify(JSON.stringify(controller))}]));
   pids.push(start(process.execPath, ["--import", ${JSON.stringify(HOOKS)},
-    ${JSON.stringify(join(REPO, "agent/server/agent-process.ts"))}, "--name", ${JSON.stringify(o.node)},
+    ${JSON.stringify(join(REPO, "test/support/agent/agent-process.ts"))}, "--name", ${JSON.stringify(o.node)},
     "--listen", "127.0.0.1:${agent}", "--state-dir", ${JSON.stringify(join(o.dir, "agent"))},
     "--pool-kind", "tmpfs", "--pool-size", "256M", "--insecure", "--log-level", "warn"]));
   writeFileSync(${JSON.stringify(join(o.dir, "pids"))}, pids.join(" "));
