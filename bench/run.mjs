@@ -111,7 +111,7 @@ export function lastReport(text) {
  */
 export function verdict(code, report) {
   if (code !== 0) return code;
-  if (!report || report.ok !== true) return 1;
+  if (report?.ok !== true) return 1;
   return 0;
 }
 
