@@ -12,6 +12,8 @@ if [[ ${1:-} == --list ]]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi
 PKGS+=(gcc libc6-dev)
 # Only on the machine that runs the tests: the host VM harness (test/hostvm) boots a Debian VM.
 PKGS+=(qemu-system-x86)
+# Only for `npm run bench -- cli-cycle`: it times LXC's own CLI cycle on the same rootfs.
+PKGS+=(lxc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
