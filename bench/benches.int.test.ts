@@ -22,6 +22,8 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** The quickest form of each bench. A new bench without one here fails the first test. */
 const QUICK: Record<string, string[]> = {
+  "cli-cycle": ["--rounds", "1"],
+  "cli-exec": ["--runs", "2"],
   "cli-startup": ["--runs", "3"],
   "env-create": ["--runs", "2", "--concurrent", "2", "--rounds", "1", "--hold", "1"],
   "lab-up": ["--runs", "1", "--machines", "2"],
