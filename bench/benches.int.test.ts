@@ -30,7 +30,7 @@ const QUICK: Record<string, string[]> = {
   "pool-latency": ["--runs", "3"],
   propagate: ["--runs", "1", "--small", "8", "--large", "16"],
   "propagate-fleet": ["--nodes", "2", "--small", "8", "--large", "16", "--no-fanout"],
-  schedule: ["--nodes", "3", "--envs", "40", "--warm", "10"],
+  schedule: ["--nodes", "3", "--envs", "40"],
 };
 
 it("knows a quick form of every bench", () => {
