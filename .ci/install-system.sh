@@ -13,6 +13,8 @@ PKGS+=(gcc libc6-dev)
 # Only on the machine that runs the tests: the host VM harness (test/hostvm) boots a Debian VM;
 # the web console's browser test drives Debian's chromium (playwright-core, no browser download).
 PKGS+=(qemu-system-x86 chromium)
+# Only for `npm run bench -- cli-cycle`: it times LXC's own CLI cycle on the same rootfs.
+PKGS+=(lxc)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,6 +22,8 @@ const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 
 /** The quickest form of each bench. A new bench without one here fails the first test. */
 const QUICK: Record<string, string[]> = {
+  "cli-cycle": ["--rounds", "1"],
+  "cli-exec": ["--runs", "2"],
   "cli-startup": ["--runs", "3"],
   "env-create": ["--runs", "2", "--concurrent", "2", "--rounds", "1", "--hold", "1"],
   faults: ["--envs", "6", "--cases", "leader-kill"],
@@ -29,7 +31,7 @@ const QUICK: Record<string, string[]> = {
   "pool-latency": ["--runs", "3"],
   propagate: ["--runs", "1", "--small", "8", "--large", "16"],
   "propagate-fleet": ["--nodes", "2", "--small", "8", "--large", "16", "--no-fanout"],
-  schedule: ["--nodes", "3", "--envs", "40", "--warm", "10"],
+  schedule: ["--nodes", "3", "--envs", "40"],
 };
 
 it("knows a quick form of every bench", () => {

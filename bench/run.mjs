@@ -77,17 +77,53 @@ export function needsBuild(root, entry) {
   return statSync(entry).mtimeMs < newestSource(root);
 }
 
-/** Runs bench `name` with `args`; resolves to its exit code. */
-export async function main(argv, { root = dirname(dirname(fileURLToPath(import.meta.url))) } = {}) {
-  const [name, ...args] = argv;
-  if (!name || name === "-h" || name === "--help") {
-    console.error(`usage: npm run bench -- NAME [args…]\nbenches: ${listBenches(root).join(", ") || "none"}`);
-    return name ? 0 : 2;
+/**
+ * The benches `npm run bench -- all` runs, in this order, with their default
+ * sizes: the ones that take a few minutes at most. lab-up, propagate and
+ * propagate-fleet take longer and are run by name.
+ */
+export const QUICK_BENCHES = [
+  "cli-startup",
+  "cli-exec",
+  "pool-latency",
+  "env-create",
+  "schedule",
+  "cli-cycle",
+];
+
+/** The last line of `text` that parses as a JSON object, or undefined. */
+export function lastReport(text) {
+  const lines = text.trim().split("\n");
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const l = lines[i].trim();
+    if (!l.startsWith("{")) continue;
+    try {
+      const v = JSON.parse(l);
+      if (v && typeof v === "object") return v;
+    } catch {
+      // not JSON: keep looking upwards
+    }
   }
+  return undefined;
+}
+
+/**
+ * A bench's exit code from its own and its report: a report with `"ok": false`
+ * is a failure (1) even when the bench itself exited 0, and so is a bench
+ * that exited 0 without any report.
+ */
+export function verdict(code, report) {
+  if (code !== 0) return code;
+  if (report?.ok !== true) return 1;
+  return 0;
+}
+
+/** Runs bench `name` with `args`, its stdout copied through; resolves to { code, report }. */
+async function runBench(root, name, args) {
   const bench = resolveBench(root, name);
   if (bench instanceof Error) {
     console.error(`bench: ${bench.message}`);
-    return 2;
+    return { code: 2, report: undefined };
   }
   if (bench.kind === "ts" && needsBuild(root, bench.entry)) {
     console.error("bench: dist-bench is missing or stale, running npm run build and build:bench first");
@@ -96,13 +132,76 @@ export async function main(argv, { root = dirname(dirname(fileURLToPath(import.m
         cwd: root,
         stdio: ["ignore", "inherit", "inherit"],
       });
-      if (built.status !== 0) return built.status ?? 1;
+      if (built.status !== 0) return { code: built.status ?? 1, report: undefined };
     }
   }
-  const child = spawn(process.execPath, [bench.entry, ...args], { cwd: root, stdio: "inherit" });
-  return new Promise((resolve) => {
-    child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 + 1 : 1)));
+  const child = spawn(process.execPath, [bench.entry, ...args], {
+    cwd: root,
+    stdio: ["inherit", "pipe", "inherit"],
   });
+  let out = "";
+  child.stdout.on("data", (b) => {
+    process.stdout.write(b);
+    // only the tail matters (the final JSON line); keep memory bounded
+    out = (out + b.toString()).slice(-65536);
+  });
+  const code = await new Promise((resolve) => {
+    child.once("close", (c, signal) => resolve(c ?? (signal ? 128 + 1 : 1)));
+  });
+  const report = lastReport(out);
+  return { code: verdict(code, report), report };
+}
+
+/** Keys shown in the `all` summary, when a report has them. */
+const SUMMARY_KEYS = [
+  "p50_ms",
+  "ratio",
+  "rate",
+  "placements_per_s",
+  "version_p50_ms",
+  "exec_p50_ms",
+  "first_create_ms",
+  "rss_mb_100_envs",
+  "target",
+];
+
+/** One line per bench: name, ok, exit, seconds, headline figures. */
+export function summaryTable(rows) {
+  const lines = [["bench", "ok", "exit", "s", "figures"]];
+  for (const r of rows) {
+    const figs = SUMMARY_KEYS.filter((k) => typeof r.report?.[k] === "number")
+      .map((k) => `${k}=${r.report[k]}`)
+      .join(" ");
+    lines.push([r.name, r.code === 0 ? "yes" : "NO", String(r.code), (r.ms / 1000).toFixed(0), figs || "-"]);
+  }
+  const width = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  return lines.map((l) => l.map((c, i) => (i < l.length - 1 ? c.padEnd(width[i]) : c)).join("  ")).join("\n");
+}
+
+/** Runs bench `name` with `args` (or every quick bench for `all`); resolves to the exit code. */
+export async function main(argv, { root = dirname(dirname(fileURLToPath(import.meta.url))) } = {}) {
+  const [name, ...args] = argv;
+  if (!name || name === "-h" || name === "--help") {
+    console.error(
+      `usage: npm run bench -- NAME [args…] | all\nbenches: ${listBenches(root).join(", ") || "none"}\n` +
+        `all: ${QUICK_BENCHES.join(", ")} in sequence, then one summary table`,
+    );
+    return name ? 0 : 2;
+  }
+  if (name !== "all") return (await runBench(root, name, args)).code;
+  const rows = [];
+  for (const b of QUICK_BENCHES.filter((q) => listBenches(root).includes(q))) {
+    console.error(`bench all: ${b}`);
+    const t0 = Date.now();
+    const r = await runBench(root, b, []);
+    rows.push({ name: b, ms: Date.now() - t0, ...r });
+  }
+  process.stdout.write(`${summaryTable(rows)}\n`);
+  const ok = rows.every((r) => r.code === 0);
+  process.stdout.write(
+    `${JSON.stringify({ bench: "all", ok, benches: rows.map((r) => ({ name: r.name, exit: r.code, ok: r.report?.ok ?? false })) })}\n`,
+  );
+  return ok ? 0 : 1;
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

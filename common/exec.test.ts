@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Code } from "./errors.js";
-import { CommandError, output, run, succeeds } from "./exec.js";
+import { CommandError, output, run, spawnProcess, succeeds } from "./exec.js";
 
 describe("run", () => {
   it("passes arguments verbatim, never through a shell", async () => {
@@ -46,6 +46,37 @@ describe("run", () => {
     expect(await succeeds("protoctl-no-such-binary", [])).toBe(false);
   });
 
+  it("extends or replaces the environment; an undefined value removes a variable", async () => {
+    process.env.PROTOCTL_EXEC_TEST_A = "inherited";
+    try {
+      const env = async (opts: Parameters<typeof run>[2]) =>
+        (await output("/usr/bin/env", [], opts))
+          .split("\n")
+          .filter((l) => l.startsWith("PROTOCTL_EXEC_TEST_"));
+      expect(await env({ env: { PROTOCTL_EXEC_TEST_B: "b" } })).toEqual([
+        "PROTOCTL_EXEC_TEST_A=inherited",
+        "PROTOCTL_EXEC_TEST_B=b",
+      ]);
+      expect(await env({ env: { PROTOCTL_EXEC_TEST_A: undefined } })).toEqual([]);
+      expect(await env({ env: { PROTOCTL_EXEC_TEST_B: "b" }, extendEnv: false })).toEqual([
+        "PROTOCTL_EXEC_TEST_B=b",
+      ]);
+    } finally {
+      delete process.env.PROTOCTL_EXEC_TEST_A;
+    }
+  });
+
+  it("a command killed by a signal is a failure even with allowFailure", async () => {
+    const err = await run("sh", ["-c", "kill -TERM $$"], { allowFailure: true }).catch((e) => e);
+    expect(err).toBeInstanceOf(CommandError);
+    expect(err.signal).toBe("SIGTERM");
+    expect(err.message).toContain("was killed by SIGTERM");
+  });
+
+  it("a command that ignores its input still succeeds", async () => {
+    expect((await run("true", [], { input: "x".repeat(1 << 20) })).exitCode).toBe(0);
+  });
+
   it("maps a full filesystem to RESOURCE_EXHAUSTED", () => {
     const e = new CommandError(
       "cp",
@@ -61,5 +92,13 @@ describe("run", () => {
     const other = new CommandError("cp", ["a", "b"], 1, "cp: permission denied", "", undefined, false);
     expect(other.toProtoctl().code).toBe(Code.INTERNAL);
     expect(other.toProtoctl().output).toContain("permission denied");
+  });
+});
+
+describe("spawnProcess", () => {
+  it("starts a long-lived process with execa, loaded on first use", async () => {
+    const p = spawnProcess("sh", ["-c", "echo started"]);
+    const r = await p;
+    expect(r.stdout).toBe("started");
   });
 });

@@ -2,10 +2,20 @@
  * The one way protoctl runs system commands: arguments as an array (never a
  * shell string), an optional AbortSignal and timeout, and a typed
  * `CommandError` carrying command, arguments, exit code and stderr.
+ *
+ * `run` is Node's own spawn with a small wrapper (buffering, timeout, abort):
+ * execa is loaded only when `spawnProcess` is first called (a synchronous
+ * require of the ESM package, Node ≥ 20.19). Why: importing execa costs the
+ * agent ~8 MB of RSS (~260 module files) and it runs commands only through
+ * `run` and `spawnDirect` on its hot paths (bench/env-create's RSS target).
  */
 import { type ChildProcess, spawn as nodeSpawn, type SpawnOptions } from "node:child_process";
-import { type Options as ExecaOptions, execa, type ResultPromise } from "execa";
+import { createRequire } from "node:module";
+import type { Options as ExecaOptions, ResultPromise } from "execa";
 import { Code, ProtoctlError } from "./errors.js";
+
+/** After a timeout or abort, SIGTERM first and SIGKILL this much later. */
+const FORCE_KILL_AFTER_MS = 2000;
 
 export interface RunOptions {
   cwd?: string;
@@ -89,6 +99,89 @@ function lastLines(s: string, n: number): string {
   return s.trim().split("\n").slice(-n).join(" | ").slice(0, 500);
 }
 
+interface Outcome {
+  exitCode: number | undefined;
+  signal: string | undefined;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  canceled: boolean;
+  /** The spawn error (a missing binary, EACCES…). */
+  error?: Error;
+}
+
+function environment(opts: RunOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = (opts.extendEnv ?? true) ? { ...process.env } : {};
+  for (const [k, v] of Object.entries(opts.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  return env;
+}
+
+/** Spawns, collects output, applies timeout and abort; never rejects. */
+function execute(command: string, args: readonly string[], opts: RunOptions): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    let canceled = false;
+    let spawnError: Error | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let forceTimer: NodeJS.Timeout | undefined;
+    if (opts.signal?.aborted) {
+      resolve({ exitCode: undefined, signal: undefined, stdout: "", stderr: "", timedOut, canceled: true });
+      return;
+    }
+    const child = nodeSpawn(command, args, {
+      cwd: opts.cwd,
+      env: environment(opts),
+      shell: false,
+      stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+    });
+    const stop = () => {
+      child.kill("SIGTERM");
+      forceTimer ??= setTimeout(() => child.kill("SIGKILL"), FORCE_KILL_AFTER_MS);
+      forceTimer.unref();
+    };
+    const onAbort = () => {
+      canceled = true;
+      stop();
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.timeoutMs !== undefined && opts.timeoutMs > 0) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        stop();
+      }, opts.timeoutMs);
+    }
+    child.stdout?.on("data", (b: Buffer) => out.push(b));
+    child.stderr?.on("data", (b: Buffer) => err.push(b));
+    if (child.stdin) {
+      // a command that exits without reading its input is not an error of ours
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(opts.input);
+    }
+    child.once("error", (e) => {
+      spawnError = e;
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      clearTimeout(forceTimer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      resolve({
+        exitCode: spawnError ? undefined : (code ?? undefined),
+        signal: signal ?? undefined,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        timedOut,
+        canceled,
+        error: spawnError,
+      });
+    });
+  });
+}
+
 /** Runs a command to completion. Throws CommandError on non-zero exit unless allowFailure. */
 export async function run(
   command: string,
@@ -96,39 +189,34 @@ export async function run(
   opts: RunOptions = {},
 ): Promise<RunResult> {
   const started = performance.now();
-  const res = await execa(command, args, {
-    cwd: opts.cwd,
-    env: opts.env,
-    extendEnv: opts.extendEnv ?? true,
-    input: opts.input,
-    cancelSignal: opts.signal,
-    timeout: opts.timeoutMs,
-    forceKillAfterDelay: 2000,
-    reject: false,
-    stripFinalNewline: false,
-    encoding: "utf8",
-    stdin: opts.input === undefined ? "ignore" : "pipe",
-  });
-  const stdout = String(res.stdout ?? "");
-  const stderr = String(res.stderr ?? "");
+  const res = await execute(command, args, opts);
   const result: RunResult = {
     command,
     args,
     exitCode: res.exitCode ?? -1,
-    stdout,
-    stderr,
+    stdout: res.stdout,
+    stderr: res.stderr,
     durationMs: performance.now() - started,
   };
-  if (res.failed && !(opts.allowFailure && res.exitCode !== undefined && !res.timedOut && !res.isCanceled)) {
+  const failed =
+    res.exitCode !== 0 || res.signal !== undefined || res.timedOut || res.canceled || res.error !== undefined;
+  const tolerated =
+    opts.allowFailure &&
+    res.exitCode !== undefined &&
+    res.signal === undefined &&
+    !res.timedOut &&
+    !res.canceled &&
+    res.error === undefined;
+  if (failed && !tolerated) {
     throw new CommandError(
       command,
       args,
       res.exitCode,
-      stderr,
-      stdout,
-      res.signal ?? undefined,
+      res.stderr,
+      res.stdout,
+      res.signal,
       res.timedOut,
-      res.cause ?? undefined,
+      res.error ?? (res.canceled ? new Error("canceled") : undefined),
     );
   }
   return result;
@@ -165,8 +253,11 @@ export function spawnProcess(
   args: readonly string[],
   opts: Omit<ExecaOptions, "shell"> = {},
 ): ResultPromise {
-  return execa(command, args, { ...opts, shell: false } as ExecaOptions);
+  execaModule ??= createRequire(import.meta.url)("execa") as typeof import("execa");
+  return execaModule.execa(command, args, { ...opts, shell: false } as ExecaOptions);
 }
+
+let execaModule: typeof import("execa") | undefined;
 
 /**
  * Starts a process with Node's own `spawn` (argv array, never a shell):

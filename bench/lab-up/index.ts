@@ -93,3 +93,4 @@ const result = {
   ok: median(up) <= TARGET_UP_MS && median(down) <= TARGET_DOWN_MS,
 };
 console.log(JSON.stringify(result));
+if (!result.ok) process.exitCode = 1;
