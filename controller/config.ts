@@ -54,6 +54,10 @@ export const CONTROLLER_DEFAULTS = {
     propagation: true,
   },
   events: { ttlSeconds: 3600 },
+  envs: {
+    /** Time to live of an env created without --ttl (0: none); `env extend` pushes it back. */
+    defaultTtlSeconds: 0,
+  },
   log: { level: "info", format: "auto", file: "" },
 };
 

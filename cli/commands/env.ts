@@ -19,10 +19,12 @@ import {
   listFlags,
   name,
   parseBytes,
+  parseDuration,
   printList,
   say,
   versionRef,
 } from "./common.js";
+import { addSandboxCommands } from "./env-sandbox.js";
 
 /** `none|host|private|bridge:NAME` → NetworkSpec (ports added separately). */
 export function parseNetwork(raw: string): NetworkSpec {
@@ -76,6 +78,7 @@ export interface CreateOpts {
   restart?: string;
   start: boolean;
   wait: boolean;
+  ttl?: string;
 }
 
 /** Builds the EnvSpec from flags; every check happens here, before any RPC. */
@@ -149,6 +152,7 @@ export function command(_name: string): Command {
       )
       .option("--env <k=v>", "environment variable for commands run inside (repeatable)", collect, [])
       .option("--hostname <name>", "hostname inside (default: the env name)")
+      .option("--ttl <duration>", "delete it this long after creation, e.g. 30m or 2h (see `env extend`)")
       .addOption(
         new Option("--restart <policy>", "recreate elsewhere when its node is lost").choices([
           "never",
@@ -162,7 +166,8 @@ export function command(_name: string): Command {
   ).action(async (n: string, opts: CreateOpts, self: Command) => {
     const spec = envSpecFromFlags(n, opts);
     const api = await getApi(self);
-    const env = await api.unary("createEnv", { spec, wait: opts.wait });
+    const ttlMs = opts.ttl === undefined ? undefined : parseDuration(opts.ttl) * 1000;
+    const env = await api.unary("createEnv", { spec, wait: opts.wait, ttlMs });
     const where = env.status?.node ? ` on node ${env.status.node}` : "";
     const v = env.status?.baseVersion
       ? formatVersionRef(spec.base!.name, env.status.baseVersion)
@@ -390,5 +395,6 @@ export function command(_name: string): Command {
     process.exitCode = code;
   });
 
+  addSandboxCommands(cmd);
   return examples(cmd, "protoctl env create demo --base busybox", "protoctl env exec demo -- ls /");
 }

@@ -13,6 +13,7 @@ import type { Condition } from "../store/kv.js";
 import type { LabRecord } from "../store/store.js";
 import { ClusterCache } from "./cluster-cache.js";
 import { EnvReconciler } from "./env-reconciler.js";
+import { ExpiryReconciler } from "./expiry.js";
 import { LabNetworks } from "./lab-networks.js";
 import { LayerForwarder } from "./layer-forwarder.js";
 import { NodeReconciler } from "./node-reconciler.js";
@@ -27,6 +28,7 @@ export class ReconcileManager {
   readonly labQueue: WorkQueue;
   readonly labs: LabNetworks;
   readonly layers: LayerForwarder;
+  readonly expiry: ExpiryReconciler;
   private readonly labInformer: Informer<LabRecord>;
   private running: Promise<unknown> | undefined;
 
@@ -56,6 +58,13 @@ export class ReconcileManager {
       const c = agent(node);
       if (!c) throw new Error(`node ${node} has no address`);
       return c;
+    });
+    this.expiry = new ExpiryReconciler({
+      store: ctx.store,
+      specs: this.cache.specs,
+      labs: this.labInformer,
+      fence,
+      log: ctx.log,
     });
     this.envs.prepare.push(
       (node, spec, version) => this.layers.ensure(node, spec, version),
@@ -88,8 +97,10 @@ export class ReconcileManager {
     c.alive.onChange((name) => this.nodeQueue.add(name));
     c.nodes.onChange((name) => this.nodeQueue.add(name));
     c.inventory.onChange((name) => this.nodeQueue.add(name));
+    this.expiry.start();
     await c.start();
     await this.labInformer.start();
+    this.expiry.arm();
     for (const name of c.nodes.names()) this.nodeQueue.add(name);
     for (const name of new Set([...c.specs.names(), ...c.status.names()])) this.envQueue.add(name);
     const log = this.ctx.log;
@@ -134,6 +145,7 @@ export class ReconcileManager {
     this.envQueue.shutdown();
     this.nodeQueue.shutdown();
     this.labQueue.shutdown();
+    await this.expiry.stop();
     await this.labInformer.stop();
     await this.cache.stop();
     await this.running;

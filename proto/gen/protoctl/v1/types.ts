@@ -771,6 +771,8 @@ export interface EnvSpec {
    * run this way too while overlayfs cannot be idmapped).
    */
   privileged: boolean;
+  /** Wall-clock time (ms since the epoch) at which the leader deletes the env; 0: never. */
+  expiresMs?: number | undefined;
 }
 
 export interface EnvSpec_EnvEntry {
@@ -4548,6 +4550,7 @@ function createBaseEnvSpec(): EnvSpec {
     start: false,
     hostname: "",
     privileged: false,
+    expiresMs: undefined,
   };
 }
 
@@ -4600,6 +4603,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     }
     if (message.privileged !== false) {
       writer.uint32(128).bool(message.privileged);
+    }
+    if (message.expiresMs !== undefined) {
+      writer.uint32(136).int64(message.expiresMs);
     }
     return writer;
   },
@@ -4751,6 +4757,14 @@ export const EnvSpec: MessageFns<EnvSpec> = {
             message.privileged = reader.bool();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.expiresMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4820,6 +4834,11 @@ export const EnvSpec: MessageFns<EnvSpec> = {
       start: isSet(object.start) ? globalThis.Boolean(object.start) : false,
       hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
       privileged: isSet(object.privileged) ? globalThis.Boolean(object.privileged) : false,
+      expiresMs: isSet(object.expiresMs)
+        ? globalThis.Number(object.expiresMs)
+        : isSet(object.expires_ms)
+        ? globalThis.Number(object.expires_ms)
+        : undefined,
     };
   },
 
@@ -4885,6 +4904,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     if (message.privileged !== false) {
       obj.privileged = message.privileged;
     }
+    if (message.expiresMs !== undefined) {
+      obj.expiresMs = Math.round(message.expiresMs);
+    }
     return obj;
   },
 
@@ -4929,6 +4951,7 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     message.start = object.start ?? false;
     message.hostname = object.hostname ?? "";
     message.privileged = object.privileged ?? false;
+    message.expiresMs = object.expiresMs ?? undefined;
     return message;
   },
 };
