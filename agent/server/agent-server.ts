@@ -10,6 +10,7 @@ import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../../common/grpc.js";
 import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import { baseHandlers } from "./bases.js";
 import type { AgentContext } from "./context.js";
+import { copyHandlers } from "./copy.js";
 import { envHandlers } from "./envs.js";
 import { execHandlers } from "./exec.js";
 import { infoHandlers } from "./info.js";
@@ -39,6 +40,7 @@ export function agentServiceImpl(
     ...baseHandlers(ctx, opts.stateDir, opts.maxUploadBytes),
     ...envHandlers(ctx),
     ...execHandlers(ctx),
+    ...copyHandlers(ctx),
     ...networkHandlers(ctx),
     ...unimplementedPropagation(),
     ...(opts.propagation ?? {}),

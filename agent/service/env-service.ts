@@ -100,6 +100,17 @@ export class EnvService {
     return { adopted, removed };
   }
 
+  /** The env's root directory on this host (running or stopped), for `env cp`. */
+  rootDirOf(name: string): string {
+    const rec = this.require(name);
+    if (!rec.rootDir)
+      throw failedPrecondition(`env ${name} has no filesystem yet`, {
+        reason: "ENV_NO_ROOT",
+        subject: `env/${name}`,
+      });
+    return rec.rootDir;
+  }
+
   private require(name: string): EnvRecord {
     validateName("env", name);
     const rec = this.records.get(name);

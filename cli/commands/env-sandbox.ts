@@ -6,6 +6,23 @@ import { examples, getApi, name, parseDuration, say } from "./common.js";
 export function addSandboxCommands(cmd: Command): void {
   examples(
     cmd
+      .command("cp")
+      .argument("<src>", "ENV:/path or a local path")
+      .argument("<dest>", "a local path or ENV:/path")
+      .description(
+        "copy files or directories into or out of an environment (running or stopped); modes, owners and symlinks kept",
+      ),
+    "protoctl env cp ./site web:/srv",
+    "protoctl env cp web:/var/log/app.log .",
+  ).action(async (src: string, dest: string, _opts: unknown, self: Command) => {
+    const { envCopy } = await import("./env-cp.js");
+    const api = await getApi(self);
+    const r = await envCopy(api, src, dest);
+    say(`copied ${r.entries} entries (${r.bytes} bytes)`);
+  });
+
+  examples(
+    cmd
       .command("extend")
       .argument("<name>", "env name")
       .argument("<duration>", "how much longer, e.g. 1h or 30m")

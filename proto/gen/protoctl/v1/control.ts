@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -31,6 +33,9 @@ import {
   BaseVersion,
   BuildSpec,
   Capability,
+  CopyChunk,
+  CopyFromRequest,
+  CopyResult,
   Env,
   EnvPhase,
   envPhaseFromJSON,
@@ -6468,6 +6473,25 @@ export const ControlServiceService = {
     responseSerialize: (value: Env): Buffer => Buffer.from(Env.encode(value).finish()),
     responseDeserialize: (value: Buffer): Env => Env.decode(value),
   },
+  /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
+  copyToEnv: {
+    path: "/protoctl.v1.ControlService/CopyToEnv" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+    responseSerialize: (value: CopyResult): Buffer => Buffer.from(CopyResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyResult => CopyResult.decode(value),
+  },
+  copyFromEnv: {
+    path: "/protoctl.v1.ControlService/CopyFromEnv" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CopyFromRequest): Buffer => Buffer.from(CopyFromRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyFromRequest => CopyFromRequest.decode(value),
+    responseSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+  },
   execEnv: {
     path: "/protoctl.v1.ControlService/ExecEnv" as const,
     requestStream: true as const,
@@ -6623,6 +6647,9 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   snapshotEnv: handleUnaryCall<ControlSnapshotEnvRequest, BaseVersion>;
   rollEnv: handleUnaryCall<RollEnvRequest, Env>;
   extendEnv: handleUnaryCall<ExtendEnvRequest, Env>;
+  /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
+  copyToEnv: handleClientStreamingCall<CopyChunk, CopyResult>;
+  copyFromEnv: handleServerStreamingCall<CopyFromRequest, CopyChunk>;
   execEnv: handleBidiStreamingCall<ExecInput, ExecOutput>;
   envLogs: handleServerStreamingCall<LogsRequest, LogLine>;
   watchEnvs: handleServerStreamingCall<ControlWatchEnvsRequest, EnvEvent>;
@@ -7005,6 +7032,27 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Env) => void,
   ): ClientUnaryCall;
+  /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
+  copyToEnv(callback: (error: ServiceError | null, response: CopyResult) => void): ClientWritableStream<CopyChunk>;
+  copyToEnv(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyToEnv(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyToEnv(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyFromEnv(request: CopyFromRequest, options?: Partial<CallOptions>): ClientReadableStream<CopyChunk>;
+  copyFromEnv(
+    request: CopyFromRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CopyChunk>;
   execEnv(): ClientDuplexStream<ExecInput, ExecOutput>;
   execEnv(options: Partial<CallOptions>): ClientDuplexStream<ExecInput, ExecOutput>;
   execEnv(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExecInput, ExecOutput>;
