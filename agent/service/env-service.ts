@@ -188,7 +188,9 @@ export class EnvService {
         // cgroups and the first exec slot get ready while the root is snapshotted
         machines.prewarm?.(name, machineLimits(spec));
       }
-      const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers);
+      const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers, {
+        diskBytes: spec.resources?.diskBytes || 0,
+      });
       r.add(() => pool.removeEnvRoot(name));
       const t1 = performance.now();
       await this.writeEnvFiles(root.rootDir, spec);

@@ -79,6 +79,7 @@ export interface CreateOpts {
   start: boolean;
   wait: boolean;
   ttl?: string;
+  disk?: string;
 }
 
 /** Builds the EnvSpec from flags; every check happens here, before any RPC. */
@@ -109,7 +110,12 @@ export function envSpecFromFlags(n: string, o: CreateOpts): EnvSpec {
     layers: o.layer,
     boot: !!o.boot,
     privileged: !!o.privileged,
-    resources: { memoryBytes: o.memory ? parseBytes(o.memory, "--memory") : 0, cpus, pids, diskBytes: 0 },
+    resources: {
+      memoryBytes: o.memory ? parseBytes(o.memory, "--memory") : 0,
+      cpus,
+      pids,
+      diskBytes: o.disk ? parseBytes(o.disk, "--disk") : 0,
+    },
     network,
     env: keyValues(o.env, "--env"),
     files: [],
@@ -143,6 +149,7 @@ export function command(_name: string): Command {
       .option("--memory <size>", "memory limit, e.g. 512M")
       .option("--cpus <n>", "CPU limit, e.g. 1 or 0.5")
       .option("--pids <n>", "process count limit")
+      .option("--disk <size>", "cap what the env may write, e.g. 2G (btrfs simple quotas)")
       .option("--network <mode>", "none | host | private | bridge:NAME", "none")
       .option(
         "--port <host:container>",

@@ -4,7 +4,7 @@
  * `wait=true` waits on the shared status watch. Exec and logs are proxied to
  * the env's agent as streams.
  */
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
   alreadyExists,
   Code,
@@ -102,7 +102,17 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       return { spec, status: st };
     }),
 
-    getEnv: unary((req: { name: string }) => getEnv(req.name)),
+    getEnv: unary(async (req: { name: string }) => {
+      const env = await getEnv(req.name);
+      const node = env.status?.node;
+      if (env.spec?.resources?.diskBytes && node && env.status) {
+        // disk use is read live from the agent; best effort (describe still works without it)
+        const live = await agentGetEnv(ctx, node, req.name).catch(() => undefined);
+        env.status.diskUsedBytes = live?.status?.diskUsedBytes;
+        env.status.diskLimitBytes = live?.status?.diskLimitBytes;
+      }
+      return env;
+    }),
 
     listEnvs: unary(async (req: ControlListEnvsRequest) => {
       const [specs, statuses] = await Promise.all([store.envSpecs.list(), store.envStatus.list()]);
@@ -406,4 +416,13 @@ export function withExpiry(spec: EnvSpec, ttlMs: number, defaultTtlMs: number, n
   if ((spec.expiresMs ?? 0) > 0) return spec;
   if (defaultTtlMs > 0) return { ...spec, expiresMs: now + defaultTtlMs };
   return { ...spec, expiresMs: undefined };
+}
+
+async function agentGetEnv(ctx: ControllerContext, node: string, name: string): Promise<Env> {
+  const client = await agentFor(ctx, node);
+  return new Promise<Env>((resolve, reject) =>
+    client.getEnv({ name }, new Metadata(), { deadline: Date.now() + 3000 }, (err, r) =>
+      err ? reject(fromServiceError(err)) : resolve(r),
+    ),
+  );
 }

@@ -849,6 +849,9 @@ export interface EnvStatus {
   addresses: string[];
   /** bumped on each (re)creation */
   generation: number;
+  /** Envs with a disk limit: bytes written (simple-quota accounting) and the cap, read live by GetEnv. */
+  diskUsedBytes?: number | undefined;
+  diskLimitBytes?: number | undefined;
 }
 
 export interface Env {
@@ -5311,6 +5314,8 @@ function createBaseEnvStatus(): EnvStatus {
     leaderPid: 0,
     addresses: [],
     generation: 0,
+    diskUsedBytes: undefined,
+    diskLimitBytes: undefined,
   };
 }
 
@@ -5345,6 +5350,12 @@ export const EnvStatus: MessageFns<EnvStatus> = {
     }
     if (message.generation !== 0) {
       writer.uint32(80).uint32(message.generation);
+    }
+    if (message.diskUsedBytes !== undefined) {
+      writer.uint32(88).uint64(message.diskUsedBytes);
+    }
+    if (message.diskLimitBytes !== undefined) {
+      writer.uint32(96).uint64(message.diskLimitBytes);
     }
     return writer;
   },
@@ -5442,6 +5453,22 @@ export const EnvStatus: MessageFns<EnvStatus> = {
             message.generation = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.diskUsedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.diskLimitBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5486,6 +5513,16 @@ export const EnvStatus: MessageFns<EnvStatus> = {
         ? object.addresses.map((e: any) => globalThis.String(e))
         : [],
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
+      diskUsedBytes: isSet(object.diskUsedBytes)
+        ? globalThis.Number(object.diskUsedBytes)
+        : isSet(object.disk_used_bytes)
+        ? globalThis.Number(object.disk_used_bytes)
+        : undefined,
+      diskLimitBytes: isSet(object.diskLimitBytes)
+        ? globalThis.Number(object.diskLimitBytes)
+        : isSet(object.disk_limit_bytes)
+        ? globalThis.Number(object.disk_limit_bytes)
+        : undefined,
     };
   },
 
@@ -5521,6 +5558,12 @@ export const EnvStatus: MessageFns<EnvStatus> = {
     if (message.generation !== 0) {
       obj.generation = Math.round(message.generation);
     }
+    if (message.diskUsedBytes !== undefined) {
+      obj.diskUsedBytes = Math.round(message.diskUsedBytes);
+    }
+    if (message.diskLimitBytes !== undefined) {
+      obj.diskLimitBytes = Math.round(message.diskLimitBytes);
+    }
     return obj;
   },
 
@@ -5539,6 +5582,8 @@ export const EnvStatus: MessageFns<EnvStatus> = {
     message.leaderPid = object.leaderPid ?? 0;
     message.addresses = object.addresses?.map((e) => e) || [];
     message.generation = object.generation ?? 0;
+    message.diskUsedBytes = object.diskUsedBytes ?? undefined;
+    message.diskLimitBytes = object.diskLimitBytes ?? undefined;
     return message;
   },
 };
