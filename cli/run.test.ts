@@ -146,7 +146,7 @@ describe("listings", () => {
   it("table, wide, -q", async () => {
     const t = await runCli(["env", "ls"], at());
     expect(t.code).toBe(0);
-    expect(t.stdout.split("\n")[0]).toMatch(/^NAME\s+STATUS\s+BASE\s+NODE\s+AGE$/);
+    expect(t.stdout.split("\n")[0]).toMatch(/^NAME\s+STATUS\s+BASE\s+NODE\s+AGE\s+TTL$/);
     expect(t.stdout).toMatch(/^a\s+Running\s+busybox@1\s+n1/m);
     const w = await runCli(["env", "ls", "-o", "wide"], at());
     expect(w.stdout.split("\n")[0]).toContain("LAYERS");

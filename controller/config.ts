@@ -58,6 +58,10 @@ export const CONTROLLER_DEFAULTS = {
   metrics: { listen: "", tls: false },
   /** Web console over HTTPS with the cluster certificate (docs/console.md): "" off; needs TLS on. */
   console: { listen: "" },
+  envs: {
+    /** Time to live of an env created without --ttl (0: none); `env extend` pushes it back. */
+    defaultTtlSeconds: 0,
+  },
   log: { level: "info", format: "auto", file: "" },
 };
 

@@ -10,6 +10,7 @@ import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../../common/grpc.js";
 import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import { baseHandlers } from "./base-handlers.js";
 import type { AgentContext } from "./context.js";
+import { copyHandlers } from "./copy-handlers.js";
 import { envHandlers } from "./env-handlers.js";
 import { execHandlers } from "./exec-handlers.js";
 import { infoHandlers } from "./info-handlers.js";
@@ -39,6 +40,7 @@ export function agentServiceImpl(
     ...baseHandlers(ctx, opts.stateDir, opts.maxUploadBytes),
     ...envHandlers(ctx),
     ...execHandlers(ctx),
+    ...copyHandlers(ctx),
     ...networkHandlers(ctx),
     ...unimplementedPropagation(),
     ...(opts.propagation ?? {}),

@@ -2,6 +2,7 @@
 import { invalidArgument } from "../../common/errors.js";
 import { unaryHandler } from "../../common/grpc.js";
 import type { AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
+import { subvolumeUsage } from "../host/pool/disk-limit.js";
 import type { AgentContext } from "./context.js";
 import { failStream } from "./streams.js";
 
@@ -31,7 +32,19 @@ export function envHandlers(ctx: AgentContext): Handlers {
       await envs.delete(req.name);
       return {};
     }),
-    getEnv: unaryHandler((req) => envs.get(req.name)),
+    getEnv: unaryHandler(async (req) => {
+      const env = await envs.get(req.name);
+      // live usage only here (not on every status event): two btrfs commands
+      if (env.spec?.resources?.diskBytes && env.status) {
+        const root = envs.rootDirOf(req.name);
+        const u = await subvolumeUsage(root, root).catch(() => undefined);
+        if (u) {
+          env.status.diskUsedBytes = u.referenced;
+          env.status.diskLimitBytes = u.maxReferenced;
+        }
+      }
+      return env;
+    }),
     listEnvs: unaryHandler(async () => ({ envs: await envs.list() })),
     snapshotEnv: unaryHandler(async (req) => ({ baseVersion: await envs.snapshot(req.name, req.asBase) })),
 

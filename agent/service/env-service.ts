@@ -15,6 +15,7 @@ import { alreadyExists, failedPrecondition, notFound, ProtoctlError } from "../.
 import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
 import { Revert } from "../../common/revert.js";
+import { writeFileInRoot } from "../../common/root-path.js";
 import {
   type BaseVersion,
   type Env,
@@ -24,7 +25,6 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
-import { writeFileInRoot } from "../host/pool/root-path.js";
 import {
   filePath,
   hostsFile,
@@ -100,6 +100,17 @@ export class EnvService {
     const adopted = machines.filter((m) => m.running && this.records.has(m.name)).length;
     this.log.info({ envs: this.records.size, adopted, removed }, "env inventory done");
     return { adopted, removed };
+  }
+
+  /** The env's root directory on this host (running or stopped), for `env cp`. */
+  rootDirOf(name: string): string {
+    const rec = this.require(name);
+    if (!rec.rootDir)
+      throw failedPrecondition(`env ${name} has no filesystem yet`, {
+        reason: "ENV_NO_ROOT",
+        subject: `env/${name}`,
+      });
+    return rec.rootDir;
   }
 
   private require(name: string): EnvRecord {
@@ -185,7 +196,9 @@ export class EnvService {
         // cgroups and the first exec slot get ready while the root is snapshotted
         machines.prewarm?.(name, machineLimits(spec));
       }
-      const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers);
+      const root = await pool.prepareEnvRoot(name, meta.base, meta.version, spec.layers, {
+        diskBytes: spec.resources?.diskBytes || 0,
+      });
       r.add(() => pool.removeEnvRoot(name));
       const t1 = performance.now();
       await this.writeEnvFiles(root.rootDir, spec);

@@ -21,7 +21,8 @@
  *  - `--concurrent` creates at once (started), `--rounds` times → envs/s per
  *    round; a failed create is reported with its gRPC code, never a crash;
  *  - agent RSS: fresh (base imported), after the runs, and with `--hold` running envs.
- * Target: agent p50 (create-to-first-exec) ≤ 1.25 × raw p50; RSS ≤ 80 MB.
+ * Target: agent p50 (create-to-first-exec) ≤ 1.25 × raw p50; RSS ≤ 80 MB;
+ * with a disk limit (disk-limit.ts) ≤ 1.25 × the same without one.
  *
  * Usage: npm run bench -- env-create [--runs N] [--concurrent N] [--rounds N] [--hold N]
  *    or: npm run build && npm run build:bench && node dist-bench/bench/env-create/index.js [same flags]
@@ -46,6 +47,7 @@ import {
   importDirBase,
   unary,
 } from "../../test/support/agent/agent-client.js";
+import { diskLimitSection } from "./disk-limit.js";
 
 const TARGET_RATIO = 1.25;
 const TARGET_RSS_MB = 80;
@@ -271,8 +273,11 @@ async function main(): Promise<void> {
     );
     for (let i = 0; i < hold; i++) await unary(c, "deleteEnv", { name: `hold-${i}` });
 
+    // disk limits (sandbox): last, as it turns quotas on for the pool
+    const disk = await diskLimitSection(c, Math.min(runs, 20), (xs) => pct(xs, 0.5));
     const p50 = pct(agentFirst, 0.5);
     const rawP50 = pct(rawFirst, 0.5);
+    const diskRatio = disk.disk_limited_p50_ms / p50;
     const ratio = p50 / rawP50;
     const result = {
       bench: "env-create",
@@ -302,7 +307,10 @@ async function main(): Promise<void> {
       rss_target_mb: TARGET_RSS_MB,
       agent_flags: flags.join(" "),
       enter_overhead_target_ms: TARGET_ENTER_OVERHEAD_MS,
+      ...disk,
+      disk_limit_ratio: Math.round(diskRatio * 100) / 100,
       ok:
+        diskRatio <= TARGET_RATIO &&
         ratio <= TARGET_RATIO &&
         rss <= TARGET_RSS_MB &&
         failures.length === 0 &&

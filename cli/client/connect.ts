@@ -108,6 +108,15 @@ export class Api {
     return open(client, this.callOptions(opts));
   }
 
+  /** A client stream (the caller writes, one reply): the grpc-js client and options to open it with. */
+  async clientStream(
+    opts: CallOpts = {},
+  ): Promise<{ client: ControlServiceClient; options: Partial<CallOptions> }> {
+    const client = await this.client();
+    markFirstRpc();
+    return { client, options: this.callOptions(opts) };
+  }
+
   private callOptions(opts: CallOpts): Partial<CallOptions> {
     return opts.deadlineMs ? { deadline: new Date(Date.now() + opts.deadlineMs) } : {};
   }

@@ -19,10 +19,12 @@ import {
   listFlags,
   name,
   parseBytes,
+  parseDuration,
   printList,
   say,
   versionRef,
 } from "./common.js";
+import { addSandboxCommands } from "./env-sandbox.js";
 
 /** `none|host|private|bridge:NAME` → NetworkSpec (ports added separately). */
 export function parseNetwork(raw: string): NetworkSpec {
@@ -76,6 +78,8 @@ export interface CreateOpts {
   restart?: string;
   start: boolean;
   wait: boolean;
+  ttl?: string;
+  disk?: string;
 }
 
 /** Builds the EnvSpec from flags; every check happens here, before any RPC. */
@@ -106,7 +110,12 @@ export function envSpecFromFlags(n: string, o: CreateOpts): EnvSpec {
     layers: o.layer,
     boot: !!o.boot,
     privileged: !!o.privileged,
-    resources: { memoryBytes: o.memory ? parseBytes(o.memory, "--memory") : 0, cpus, pids, diskBytes: 0 },
+    resources: {
+      memoryBytes: o.memory ? parseBytes(o.memory, "--memory") : 0,
+      cpus,
+      pids,
+      diskBytes: o.disk ? parseBytes(o.disk, "--disk") : 0,
+    },
     network,
     env: keyValues(o.env, "--env"),
     files: [],
@@ -140,6 +149,7 @@ export function command(_name: string): Command {
       .option("--memory <size>", "memory limit, e.g. 512M")
       .option("--cpus <n>", "CPU limit, e.g. 1 or 0.5")
       .option("--pids <n>", "process count limit")
+      .option("--disk <size>", "cap what the env may write, e.g. 2G (btrfs simple quotas)")
       .option("--network <mode>", "none | host | private | bridge:NAME", "none")
       .option(
         "--port <host:container>",
@@ -149,6 +159,7 @@ export function command(_name: string): Command {
       )
       .option("--env <k=v>", "environment variable for commands run inside (repeatable)", collect, [])
       .option("--hostname <name>", "hostname inside (default: the env name)")
+      .option("--ttl <duration>", "delete it this long after creation, e.g. 30m or 2h (see `env extend`)")
       .addOption(
         new Option("--restart <policy>", "recreate elsewhere when its node is lost").choices([
           "never",
@@ -162,7 +173,8 @@ export function command(_name: string): Command {
   ).action(async (n: string, opts: CreateOpts, self: Command) => {
     const spec = envSpecFromFlags(n, opts);
     const api = await getApi(self);
-    const env = await api.unary("createEnv", { spec, wait: opts.wait });
+    const ttlMs = opts.ttl === undefined ? undefined : parseDuration(opts.ttl) * 1000;
+    const env = await api.unary("createEnv", { spec, wait: opts.wait, ttlMs });
     const where = env.status?.node ? ` on node ${env.status.node}` : "";
     const v = env.status?.baseVersion
       ? formatVersionRef(spec.base!.name, env.status.baseVersion)
@@ -390,5 +402,6 @@ export function command(_name: string): Command {
     process.exitCode = code;
   });
 
+  addSandboxCommands(cmd);
   return examples(cmd, "protoctl env create demo --base busybox", "protoctl env exec demo -- ls /");
 }

@@ -18,10 +18,14 @@ export function command(_name: string): Command {
       .argument("<file>", "lab spec (YAML)")
       .description("create or update a lab from a spec file (only the differences are applied)")
       .option("--dry-run", "show what would change, change nothing")
+      .option(
+        "--ttl <duration>",
+        "delete the whole lab this long after applying, e.g. 2h (overrides the file's ttl)",
+      )
       .option("--no-wait", "return once recorded, do not wait until ready"),
     "protoctl lab up lab.yaml",
     "protoctl lab up lab.yaml --dry-run",
-  ).action(async (file: string, opts: { dryRun?: boolean; wait: boolean }, self: Command) => {
+  ).action(async (file: string, opts: { dryRun?: boolean; wait: boolean; ttl?: string }, self: Command) => {
     const { readFile } = await import("node:fs/promises");
     let specYaml: string;
     try {
@@ -36,7 +40,9 @@ export function command(_name: string): Command {
     const { inlineFileSources } = await import("../labs/inline-files.js");
     specYaml = await inlineFileSources(specYaml, (src) => readFile(resolve(dirname(file), src)), file);
     const api = await getApi(self);
-    const req = { specYaml, wait: opts.wait, dryRun: !!opts.dryRun };
+    const { parseDuration } = await import("./common.js");
+    const ttlMs = opts.ttl === undefined ? undefined : parseDuration(opts.ttl) * 1000;
+    const req = { specYaml, wait: opts.wait, dryRun: !!opts.dryRun, ttlMs };
     const lab = await withProgress(
       opts.dryRun ? `Planning lab from ${file}` : `Applying lab ${file}`,
       async (sink) => {

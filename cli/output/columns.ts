@@ -2,6 +2,7 @@
  * What each listing shows: table columns (wide ones marked), the name for
  * `-q`, and the canonical JSON for `-o json|yaml`.
  */
+import { formatSeconds } from "../../common/duration.js";
 import {
   Base,
   baseVersionStateToJSON,
@@ -118,6 +119,7 @@ export const envList: ListSpec<Env> = {
     },
     { header: "NODE", get: (e) => e.status?.node || "-" },
     { header: "AGE", get: (e) => age(e.status?.createdMs) },
+    { header: "TTL", get: (e) => timeLeft(e.spec?.expiresMs) },
     { header: "LAYERS", get: (e) => e.spec?.layers.join(",") || "-", wide: true },
     {
       header: "NETWORK",
@@ -154,3 +156,10 @@ export const eventList: ListSpec<Event> = {
     { header: "MESSAGE", get: (e) => e.message },
   ],
 };
+
+/** Time left before expiry ("-" when none, "expired" once due and not yet deleted). */
+export function timeLeft(expiresMs: number | undefined, now = Date.now()): string {
+  if (!expiresMs) return "-";
+  const s = (expiresMs - now) / 1000;
+  return s <= 0 ? "expired" : formatSeconds(s);
+}

@@ -23,9 +23,9 @@ describe("renderList", () => {
   it("table: header and aligned rows, no wide columns", async () => {
     const out = await renderList(envs, envList, { output: "table" });
     const lines = out.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+STATUS\s+BASE\s+NODE\s+AGE$/);
-    expect(lines[1]).toMatch(/^web-1\s+Running\s+busybox@2\s+n1\s+2m$/);
-    expect(lines[2]).toMatch(/^db\s+Stopped\s+busybox@2\s+n2\s+2m$/);
+    expect(lines[0]).toMatch(/^NAME\s+STATUS\s+BASE\s+NODE\s+AGE\s+TTL$/);
+    expect(lines[1]).toMatch(/^web-1\s+Running\s+busybox@2\s+n1\s+2m\s+-$/);
+    expect(lines[2]).toMatch(/^db\s+Stopped\s+busybox@2\s+n2\s+2m\s+-$/);
     // columns line up: STATUS starts at the same offset on every line
     const col = lines[0]!.indexOf("STATUS");
     expect(lines[1]!.indexOf("Running")).toBe(col);
@@ -57,7 +57,9 @@ describe("renderList", () => {
   });
 
   it("empty lists: header only for tables, [] for json, valid yaml", async () => {
-    expect(await renderList([], envList, { output: "table" })).toBe("NAME   STATUS   BASE   NODE   AGE\n");
+    expect(await renderList([], envList, { output: "table" })).toBe(
+      "NAME   STATUS   BASE   NODE   AGE   TTL\n",
+    );
     expect(JSON.parse(await renderList([], envList, { output: "json" }))).toEqual([]);
     expect(parseYaml(await renderList([], envList, { output: "yaml" }))).toEqual([]);
     expect(await renderList([], envList, { quiet: true })).toBe("");

@@ -5,7 +5,9 @@
  * fixes a file in one round. The format is documented in docs/labs.md.
  * Pure: no I/O (file `source:` references are inlined by the CLI: cli/labs/inline-files.ts).
  */
+
 import { LineCounter, parseDocument } from "yaml";
+import { durationSeconds } from "../../common/duration.js";
 import { invalidArgument } from "../../common/errors.js";
 import { isValidName } from "../../common/names.js";
 import { digestOf } from "./canonical.js";
@@ -32,7 +34,7 @@ export type LabSpecResult =
   | { ok: true; spec: LabSpec; digest: string }
   | { ok: false; issues: LabSpecIssue[] };
 
-const TOP_FIELDS = ["name", "description", "networks", "machines"] as const;
+const TOP_FIELDS = ["name", "description", "networks", "machines", "ttl"] as const;
 /** Machines after expansion (counts and ranges): the controller refuses before building more. */
 export const MAX_MACHINES = 1000;
 
@@ -83,6 +85,9 @@ export function parseLabSpec(text: string): LabSpecResult {
   const description =
     descE && !r.isNull(descE.value) ? (r.str(descE.value, "description", "description") ?? "") : "";
 
+  const ttlE = get("ttl");
+  const ttl = ttlE && !r.isNull(ttlE.value) ? durationSeconds(r.text(ttlE.value)) : 0;
+  if (ttl === undefined) r.error(ttlE!.value, "ttl", "ttl must be a duration like 90s, 30m, 2h or 1d");
   const networks = readNetworks(r, get("networks")?.value ?? null);
   const machinesE = get("machines");
   const templates = machinesE ? readMachines(r, machinesE.value) : [];
@@ -97,6 +102,7 @@ export function parseLabSpec(text: string): LabSpecResult {
     description,
     networks: networks.map((n) => ({ name: n.name, subnet: formatSubnet(n.subnet) })),
     machines,
+    ...(ttl ? { ttlSeconds: ttl } : {}),
   };
   return { ok: true, spec, digest: labSpecDigest(spec) };
 }

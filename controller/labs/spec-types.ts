@@ -14,6 +14,8 @@ export interface LabSpec {
   networks: LabNetworkSpec[];
   /** Machines after expansion (`count`, `web-{1..3}`), in file order. */
   machines: LabMachineSpec[];
+  /** `ttl:` in the file: the lab is deleted this long after it is applied. */
+  ttlSeconds?: number;
 }
 
 export interface LabNetworkSpec {

@@ -15,6 +15,7 @@ import type { Condition } from "../store/kv.js";
 import type { LabRecord } from "../store/store.js";
 import { ClusterCache } from "./cluster-cache.js";
 import { EnvReconciler } from "./env-reconciler.js";
+import { ExpiryReconciler } from "./expiry.js";
 import { LabNetworks } from "./lab-networks.js";
 import { LayerForwarder } from "./layer-forwarder.js";
 import { NodeReconciler } from "./node-reconciler.js";
@@ -32,6 +33,7 @@ export class ReconcileManager {
   readonly layers: LayerForwarder;
   readonly opQueue: WorkQueue;
   readonly operations: OperationReconciler;
+  readonly expiry: ExpiryReconciler;
   private readonly labInformer: Informer<LabRecord>;
   private readonly opInformer: Informer<OperationRecord>;
   private running: Promise<unknown> | undefined;
@@ -67,6 +69,13 @@ export class ReconcileManager {
       if (!c) throw new Error(`node ${node} has no address`);
       return c;
     });
+    this.expiry = new ExpiryReconciler({
+      store: ctx.store,
+      specs: this.cache.specs,
+      labs: this.labInformer,
+      fence,
+      log: ctx.log,
+    });
     this.envs.prepare.push(
       (node, spec, version) => this.layers.ensure(node, spec, version),
       (node, spec) => this.labs.prepare(node, spec),
@@ -101,10 +110,12 @@ export class ReconcileManager {
     c.alive.onChange((name) => this.nodeQueue.add(name));
     c.nodes.onChange((name) => this.nodeQueue.add(name));
     c.inventory.onChange((name) => this.nodeQueue.add(name));
+    this.expiry.start();
     await c.start();
     await this.labInformer.start();
     await this.opInformer.start();
     for (const id of this.opInformer.names()) this.opQueue.add(id);
+    this.expiry.arm();
     for (const name of c.nodes.names()) this.nodeQueue.add(name);
     for (const name of new Set([...c.specs.names(), ...c.status.names()])) this.envQueue.add(name);
     const log = this.ctx.log;
@@ -159,6 +170,7 @@ export class ReconcileManager {
     this.nodeQueue.shutdown();
     this.labQueue.shutdown();
     this.opQueue.shutdown();
+    await this.expiry.stop();
     await this.labInformer.stop();
     await this.opInformer.stop();
     await this.cache.stop();

@@ -62,6 +62,10 @@ export const CONTROL_AUTHZ: Readonly<Record<string, MethodRule>> = {
   // a snapshot becomes a new base version: bases are admin's
   SnapshotEnv: write("admin"),
   RollEnv: write("operator"),
+  ExtendEnv: write("operator"),
+  // copying in writes like exec; copying out reads what exec could
+  CopyToEnv: write("operator"),
+  CopyFromEnv: write("operator"),
   ExecEnv: write("operator"),
   EnvLogs: read(),
   WatchEnvs: read(),

@@ -10,6 +10,7 @@ import type { ControllerContext } from "../context.js";
 import type { IdentityDirectory } from "../users/directory.js";
 import { userApi } from "../users/user-api.js";
 import { baseApi, layerApi } from "./base-api.js";
+import { copyApi } from "./copy-api.js";
 import { envApi } from "./env-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { serverStream, unary } from "./handlers.js";
@@ -37,6 +38,7 @@ export function controlService(
     ...baseApi(ctx),
     ...layerApi(ctx),
     ...envApi(ctx, waiter),
+    ...copyApi(ctx),
     ...labApi(ctx, waiter),
     ...userApi(ctx, directory),
 

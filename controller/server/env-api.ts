@@ -4,7 +4,7 @@
  * `wait=true` waits on the shared status watch. Exec and logs are proxied to
  * the env's agent as streams.
  */
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import {
   alreadyExists,
   Code,
@@ -23,6 +23,7 @@ import type {
   CreateEnvRequest,
   EnvEvent,
   EnvNameRequest,
+  ExtendEnvRequest,
   RollEnvRequest,
 } from "../../proto/gen/protoctl/v1/control.js";
 import {
@@ -79,7 +80,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
 
   return {
     createEnv: unary(async (req: CreateEnvRequest, call) => {
-      const spec = checkSpec(req.spec);
+      const spec = withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000);
       const status = newStatus();
       if (!(await store.createEnv(spec, status))) {
         throw alreadyExists(`env ${spec.name} already exists (or is still being deleted)`, {
@@ -101,7 +102,17 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       return { spec, status: st };
     }),
 
-    getEnv: unary((req: { name: string }) => getEnv(req.name)),
+    getEnv: unary(async (req: { name: string }) => {
+      const env = await getEnv(req.name);
+      const node = env.status?.node;
+      if (env.spec?.resources?.diskBytes && node && env.status) {
+        // disk use is read live from the agent; best effort (describe still works without it)
+        const live = await agentGetEnv(ctx, node, req.name).catch(() => undefined);
+        env.status.diskUsedBytes = live?.status?.diskUsedBytes;
+        env.status.diskLimitBytes = live?.status?.diskLimitBytes;
+      }
+      return env;
+    }),
 
     listEnvs: unary(async (req: ControlListEnvsRequest) => {
       const [specs, statuses] = await Promise.all([store.envSpecs.list(), store.envStatus.list()]);
@@ -171,6 +182,33 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
           call as never,
         );
       }
+      return getEnv(req.name);
+    }),
+
+    extendEnv: unary(async (req: ExtendEnvRequest) => {
+      validateName("env", req.name);
+      checkTtl(req.byMs);
+      if (!req.byMs)
+        throw invalidArgument("extend by how long?", {
+          reason: "INVALID_TTL",
+          hint: "e.g. `protoctl env extend NAME 1h`",
+        });
+      const cur = await store.envSpecs.get(req.name);
+      if (!cur) throw envNotFound(req.name);
+      if (!cur.value.expiresMs) {
+        throw failedPrecondition(`env ${req.name} has no ttl: it never expires`, {
+          reason: "NO_TTL",
+          subject: `env/${req.name}`,
+        });
+      }
+      await store.envSpecs.modify(req.name, (s) =>
+        s.expiresMs ? { ...s, expiresMs: Math.max(s.expiresMs, Date.now()) + req.byMs } : undefined,
+      );
+      await store.events.emit({
+        kind: "env.extended",
+        subject: `env/${req.name}`,
+        message: `ttl extended by ${Math.round(req.byMs / 1000)}s`,
+      });
       return getEnv(req.name);
     }),
 
@@ -353,4 +391,35 @@ export function checkSpec(spec: EnvSpec | undefined): EnvSpec {
   if (spec.node) validateName("node", spec.node);
   if (spec.group) validateName("lab", spec.group);
   return spec;
+}
+
+/** The longest accepted ttl (ten years): keeps expiry times far from number precision limits. */
+const MAX_TTL_MS = 10 * 365 * 86_400_000;
+
+function checkTtl(ms: number): void {
+  if (!Number.isSafeInteger(ms) || ms < 0 || ms > MAX_TTL_MS) {
+    throw invalidArgument(`ttl ${ms} ms is out of range (at most ten years)`, { reason: "INVALID_TTL" });
+  }
+}
+
+/**
+ * Sets the spec's expiry from a ttl on the controller's clock (never the
+ * client's): the request's ttl, else an absolute time already in the spec
+ * (a lab's machines share the lab's), else the cluster default.
+ */
+export function withExpiry(spec: EnvSpec, ttlMs: number, defaultTtlMs: number, now = Date.now()): EnvSpec {
+  checkTtl(ttlMs);
+  if (ttlMs > 0) return { ...spec, expiresMs: now + ttlMs };
+  if ((spec.expiresMs ?? 0) > 0) return spec;
+  if (defaultTtlMs > 0) return { ...spec, expiresMs: now + defaultTtlMs };
+  return { ...spec, expiresMs: undefined };
+}
+
+async function agentGetEnv(ctx: ControllerContext, node: string, name: string): Promise<Env> {
+  const client = await agentFor(ctx, node);
+  return new Promise<Env>((resolve, reject) =>
+    client.getEnv({ name }, new Metadata(), { deadline: Date.now() + 3000 }, (err, r) =>
+      err ? reject(fromServiceError(err)) : resolve(r),
+    ),
+  );
 }

@@ -212,6 +212,17 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       createdMs: cur?.value.createdMs ?? now,
       updatedMs: now,
     };
+    // ttl: the flag, else the file's, else what an earlier apply set, else the cluster default
+    const ttlMs = req.ttlMs || (spec.ttlSeconds ?? 0) * 1000;
+    const defaultMs = ctx.config.envs.defaultTtlSeconds * 1000;
+    const expiresMs = ttlMs
+      ? now + ttlMs
+      : cur
+        ? (cur.value.expiresMs ?? 0)
+        : defaultMs
+          ? now + defaultMs
+          : 0;
+    if (expiresMs) record.expiresMs = expiresMs;
     if (req.dryRun) {
       send({
         machine: "",

@@ -71,6 +71,8 @@ export interface LabRecord {
   updatedMs: number;
   deleting?: boolean;
   message?: string;
+  /** The leader deletes the whole lab at this time (ms since the epoch); absent: never. */
+  expiresMs?: number;
 }
 
 const layerCodec: Codec<LayerRecord> = {

@@ -17,6 +17,7 @@ import { closeSync, openSync } from "node:fs";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
 import { run, spawnDirect } from "../../../common/exec.js";
 import { validateName } from "../../../common/names.js";
+import { openDirInRoot } from "../../../common/root-path.js";
 import type {
   ExecRequest,
   ExecSession,
@@ -25,7 +26,6 @@ import type {
   MachineSpec,
   MachineState,
 } from "../interfaces.js";
-import { openDirInRoot } from "../pool/root-path.js";
 import {
   type CgroupSet,
   createCgroups,

@@ -23,6 +23,7 @@ import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import { runWithProgress } from "../../../common/progress-run.js";
 import { Revert } from "../../../common/revert.js";
+import { removeFileInRoot, writeFileInRoot } from "../../../common/root-path.js";
 import { requireTools } from "../../../common/tools.js";
 import type { BaseVersionMeta, ProgressFn } from "../interfaces.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly, snapshotSubvolume } from "./btrfs.js";
@@ -31,7 +32,6 @@ import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./f
 import { type PoolLayout, parseBaseDirName, tmpName } from "./layout.js";
 import { runInRoot } from "./nspawn.js";
 import { parseAptMirror, tarCompressionFlag } from "./parsers.js";
-import { removeFileInRoot, writeFileInRoot } from "./root-path.js";
 
 export type BaseSource = { dir: string } | { tar: string };
 export type BaseBuildSpec =

@@ -19,6 +19,7 @@ import { Revert } from "../../../common/revert.js";
 import type { EnvRoot } from "../interfaces.js";
 import type { BaseStore } from "./bases.js";
 import { asPoolError, createSubvolume, deleteSubvolume, snapshotSubvolume } from "./btrfs.js";
+import { limitSubvolume } from "./disk-limit.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
 import { findMount, mountOverlay, unmount } from "./mounts.js";
@@ -52,7 +53,13 @@ export class EnvRootStore {
     private readonly resolveLayers: LayerResolver,
   ) {}
 
-  async prepare(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot> {
+  async prepare(
+    name: string,
+    base: string,
+    version: number,
+    layers: string[],
+    opts: { diskBytes?: number } = {},
+  ): Promise<EnvRoot> {
     validateName("env", name);
     for (const l of layers) validateName("layer", l);
     const { meta, root: baseRoot } = await this.bases.rootOf(base, version);
@@ -83,11 +90,15 @@ export class EnvRootStore {
           await snapshotSubvolume(baseRoot, extRoot);
           r.add(() => deleteSubvolume(extRoot));
           rec.rootDir = extRoot;
+          if (opts.diskBytes) await limitSubvolume(ext.envArea, extRoot, opts.diskBytes);
         } else if (lowers.length === 0) {
           await snapshotSubvolume(baseRoot, join(dir, "root"));
+          if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, join(dir, "root"), opts.diskBytes);
         } else {
           const vol = join(dir, "vol");
           await createSubvolume(vol);
+          // a layered env writes into its upper dir, inside this subvolume
+          if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, vol, opts.diskBytes);
           await Promise.all([mkdir(join(vol, "upper")), mkdir(join(vol, "work")), mkdir(join(dir, "root"))]);
         }
         await writeJsonAtomic(join(dir, "meta.json"), rec);

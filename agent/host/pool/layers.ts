@@ -16,6 +16,7 @@ import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
+import { lstatInRoot, writeFileInRoot } from "../../../common/root-path.js";
 import type { BaseVersionMeta, LayerBuildMeta, ProgressFn } from "../interfaces.js";
 import { runAnsible } from "./ansible.js";
 import { type BaseStore, sha256 } from "./bases.js";
@@ -24,7 +25,6 @@ import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./f
 import { type PoolLayout, parseLayerBuildDirName, TMP_PREFIX, tmpName } from "./layout.js";
 import { mountOverlay, unmount } from "./mounts.js";
 import { runInRoot, withoutNspawnTraces } from "./nspawn.js";
-import { lstatInRoot, writeFileInRoot } from "./root-path.js";
 
 export interface LayerSpec {
   name: string;

@@ -8,9 +8,9 @@
  */
 import { randomBytes } from "node:crypto";
 import { runWithProgress } from "../../../common/progress-run.js";
+import { lstatInRoot, removeFileInRoot } from "../../../common/root-path.js";
 import type { ProgressFn } from "../interfaces.js";
 import { isNspawnNoise } from "./nspawn-noise.js";
-import { lstatInRoot, removeFileInRoot } from "./root-path.js";
 
 const MAX_OUTPUT = 256 * 1024;
 

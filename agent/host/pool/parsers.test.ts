@@ -6,6 +6,7 @@ import {
   parseFilesystemUsage,
   parseLosetupAssociations,
   parseMountinfo,
+  parseQgroupShow,
   tarCompressionFlag,
 } from "./parsers.js";
 
@@ -111,5 +112,20 @@ Suites: bookworm-security
       digest16: "0123456789abcdef",
     });
     expect(parseLayerBuildDirName("recipe.json")).toBeUndefined();
+  });
+});
+
+describe("parseQgroupShow", () => {
+  it("reads ids, bytes and limits from `btrfs qgroup show -re --raw` (progs 6.2)", () => {
+    const text = [
+      "Qgroupid    Referenced    Exclusive  Max referenced  Max exclusive   Path ",
+      "--------    ----------    ---------  --------------  -------------   ---- ",
+      "0/5              16384        16384            none           none   <toplevel>",
+      "0/257         16744448     16744448        16777216           none   env",
+    ].join("\n");
+    const m = parseQgroupShow(text);
+    expect(m.get("0/5")).toEqual({ referenced: 16384, exclusive: 16384, maxReferenced: 0 });
+    expect(m.get("0/257")).toEqual({ referenced: 16744448, exclusive: 16744448, maxReferenced: 16777216 });
+    expect(m.size).toBe(2);
   });
 });

@@ -133,3 +133,22 @@ export function parseAptMirror(text: string): string | undefined {
   }
   return candidates.find((u) => /^https?:\/\//.test(u) && !/security/.test(u));
 }
+
+/** One qgroup's bytes from `btrfs qgroup show -re --raw` (limit 0: none). */
+export interface QgroupUsage {
+  referenced: number;
+  exclusive: number;
+  maxReferenced: number;
+}
+
+/** Parses `btrfs qgroup show -re --raw` (progs 6.x columns: id, rfer, excl, max_rfer, max_excl[, path]). */
+export function parseQgroupShow(text: string): Map<string, QgroupUsage> {
+  const out = new Map<string, QgroupUsage>();
+  for (const line of text.split("\n")) {
+    const m = /^\s*([0-9]+\/[0-9]+)\s+([0-9]+)\s+([0-9]+)\s+(\S+)\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const num = (s: string) => (/^[0-9]+$/.test(s) ? Number(s) : 0);
+    out.set(m[1]!, { referenced: Number(m[2]), exclusive: Number(m[3]), maxReferenced: num(m[4]!) });
+  }
+  return out;
+}

@@ -115,7 +115,14 @@ export interface PoolDriver {
   deleteLayer(name: string, base?: string): Promise<void>;
 
   /** Snapshot base@N into @env/NAME, stack the layers with overlayfs; returns the dir to boot. */
-  prepareEnvRoot(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot>;
+  /** `opts.diskBytes`: cap what the env may write (disk-limit.ts); 0 or absent: the pool's space. */
+  prepareEnvRoot(
+    name: string,
+    base: string,
+    version: number,
+    layers: string[],
+    opts?: { diskBytes?: number },
+  ): Promise<EnvRoot>;
   /** Re-mounts overlays of an existing env root after a restart (idempotent). */
   openEnvRoot(name: string): Promise<EnvRoot | undefined>;
   /** Unmounts and deletes everything of the env root (idempotent). */

@@ -204,8 +204,14 @@ export class BtrfsPool implements PoolDriver {
     await this.layers.delete(name, base);
   }
 
-  prepareEnvRoot(name: string, base: string, version: number, layers: string[]): Promise<EnvRoot> {
-    return this.envs.prepare(name, base, version, layers);
+  prepareEnvRoot(
+    name: string,
+    base: string,
+    version: number,
+    layers: string[],
+    opts: { diskBytes?: number } = {},
+  ): Promise<EnvRoot> {
+    return this.envs.prepare(name, base, version, layers, opts);
   }
 
   openEnvRoot(name: string): Promise<EnvRoot | undefined> {

@@ -31,6 +31,9 @@ import {
   BaseVersion,
   BuildSpec,
   Capability,
+  CopyChunk,
+  CopyFromRequest,
+  CopyResult,
   Env,
   EnvSpec,
   ExecInput,
@@ -3990,6 +3993,24 @@ export const AgentServiceService = {
     responseSerialize: (value: ExecOutput): Buffer => Buffer.from(ExecOutput.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExecOutput => ExecOutput.decode(value),
   },
+  copyIn: {
+    path: "/protoctl.v1.AgentService/CopyIn" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+    responseSerialize: (value: CopyResult): Buffer => Buffer.from(CopyResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyResult => CopyResult.decode(value),
+  },
+  copyOut: {
+    path: "/protoctl.v1.AgentService/CopyOut" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CopyFromRequest): Buffer => Buffer.from(CopyFromRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyFromRequest => CopyFromRequest.decode(value),
+    responseSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+  },
   logs: {
     path: "/protoctl.v1.AgentService/Logs" as const,
     requestStream: false as const,
@@ -4137,6 +4158,8 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   listEnvs: handleUnaryCall<ListEnvsRequest, ListEnvsResponse>;
   snapshotEnv: handleUnaryCall<SnapshotEnvRequest, SnapshotEnvResponse>;
   exec: handleBidiStreamingCall<ExecInput, ExecOutput>;
+  copyIn: handleClientStreamingCall<CopyChunk, CopyResult>;
+  copyOut: handleServerStreamingCall<CopyFromRequest, CopyChunk>;
   logs: handleServerStreamingCall<LogsRequest, LogLine>;
   watchEnvs: handleServerStreamingCall<WatchEnvsRequest, Env>;
   /** Networks (labs) */
@@ -4367,6 +4390,26 @@ export interface AgentServiceClient extends Client {
   exec(): ClientDuplexStream<ExecInput, ExecOutput>;
   exec(options: Partial<CallOptions>): ClientDuplexStream<ExecInput, ExecOutput>;
   exec(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExecInput, ExecOutput>;
+  copyIn(callback: (error: ServiceError | null, response: CopyResult) => void): ClientWritableStream<CopyChunk>;
+  copyIn(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyIn(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyIn(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyOut(request: CopyFromRequest, options?: Partial<CallOptions>): ClientReadableStream<CopyChunk>;
+  copyOut(
+    request: CopyFromRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CopyChunk>;
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogLine>;
   logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogLine>;
   watchEnvs(request: WatchEnvsRequest, options?: Partial<CallOptions>): ClientReadableStream<Env>;

@@ -14,7 +14,9 @@ import {
   type ClientOptions,
   type ClientReadableStream,
   type ClientUnaryCall,
+  type ClientWritableStream,
   type handleBidiStreamingCall,
+  type handleClientStreamingCall,
   type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
@@ -31,6 +33,9 @@ import {
   BaseVersion,
   BuildSpec,
   Capability,
+  CopyChunk,
+  CopyFromRequest,
+  CopyResult,
   Env,
   EnvPhase,
   envPhaseFromJSON,
@@ -282,6 +287,14 @@ export interface CreateEnvRequest {
     | undefined;
   /** return when Running (or failed), not when recorded */
   wait: boolean;
+  /** Time to live from now (the controller's clock); 0: the cluster default (envs.defaultTtlSeconds). */
+  ttlMs?: number | undefined;
+}
+
+export interface ExtendEnvRequest {
+  name: string;
+  /** added to the later of now and the current expiry */
+  byMs: number;
 }
 
 export interface GetEnvRequest {
@@ -343,6 +356,8 @@ export interface ApplyLabRequest {
   specYaml: string;
   wait: boolean;
   dryRun: boolean;
+  /** the whole lab is deleted this long after (re)apply; 0: the lab file's ttl or none */
+  ttlMs?: number | undefined;
 }
 
 export interface LabProgress {
@@ -3646,7 +3661,7 @@ export const ControlDeleteLayerResponse: MessageFns<ControlDeleteLayerResponse> 
 };
 
 function createBaseCreateEnvRequest(): CreateEnvRequest {
-  return { spec: undefined, wait: false };
+  return { spec: undefined, wait: false, ttlMs: undefined };
 }
 
 export const CreateEnvRequest: MessageFns<CreateEnvRequest> = {
@@ -3656,6 +3671,9 @@ export const CreateEnvRequest: MessageFns<CreateEnvRequest> = {
     }
     if (message.wait !== false) {
       writer.uint32(16).bool(message.wait);
+    }
+    if (message.ttlMs !== undefined) {
+      writer.uint32(24).uint64(message.ttlMs);
     }
     return writer;
   },
@@ -3689,6 +3707,14 @@ export const CreateEnvRequest: MessageFns<CreateEnvRequest> = {
             message.wait = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3705,6 +3731,11 @@ export const CreateEnvRequest: MessageFns<CreateEnvRequest> = {
     return {
       spec: isSet(object.spec) ? EnvSpec.fromJSON(object.spec) : undefined,
       wait: isSet(object.wait) ? globalThis.Boolean(object.wait) : false,
+      ttlMs: isSet(object.ttlMs)
+        ? globalThis.Number(object.ttlMs)
+        : isSet(object.ttl_ms)
+        ? globalThis.Number(object.ttl_ms)
+        : undefined,
     };
   },
 
@@ -3716,6 +3747,9 @@ export const CreateEnvRequest: MessageFns<CreateEnvRequest> = {
     if (message.wait !== false) {
       obj.wait = message.wait;
     }
+    if (message.ttlMs !== undefined) {
+      obj.ttlMs = Math.round(message.ttlMs);
+    }
     return obj;
   },
 
@@ -3726,6 +3760,96 @@ export const CreateEnvRequest: MessageFns<CreateEnvRequest> = {
     const message = createBaseCreateEnvRequest();
     message.spec = (object.spec !== undefined && object.spec !== null) ? EnvSpec.fromPartial(object.spec) : undefined;
     message.wait = object.wait ?? false;
+    message.ttlMs = object.ttlMs ?? undefined;
+    return message;
+  },
+};
+
+function createBaseExtendEnvRequest(): ExtendEnvRequest {
+  return { name: "", byMs: 0 };
+}
+
+export const ExtendEnvRequest: MessageFns<ExtendEnvRequest> = {
+  encode(message: ExtendEnvRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.byMs !== 0) {
+      writer.uint32(16).uint64(message.byMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendEnvRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendEnvRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.byMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendEnvRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      byMs: isSet(object.byMs)
+        ? globalThis.Number(object.byMs)
+        : isSet(object.by_ms)
+        ? globalThis.Number(object.by_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExtendEnvRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.byMs !== 0) {
+      obj.byMs = Math.round(message.byMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendEnvRequest>, I>>(base?: I): ExtendEnvRequest {
+    return ExtendEnvRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendEnvRequest>, I>>(object: I): ExtendEnvRequest {
+    const message = createBaseExtendEnvRequest();
+    message.name = object.name ?? "";
+    message.byMs = object.byMs ?? 0;
     return message;
   },
 };
@@ -4619,7 +4743,7 @@ export const EnvEvent: MessageFns<EnvEvent> = {
 };
 
 function createBaseApplyLabRequest(): ApplyLabRequest {
-  return { specYaml: "", wait: false, dryRun: false };
+  return { specYaml: "", wait: false, dryRun: false, ttlMs: undefined };
 }
 
 export const ApplyLabRequest: MessageFns<ApplyLabRequest> = {
@@ -4632,6 +4756,9 @@ export const ApplyLabRequest: MessageFns<ApplyLabRequest> = {
     }
     if (message.dryRun !== false) {
       writer.uint32(24).bool(message.dryRun);
+    }
+    if (message.ttlMs !== undefined) {
+      writer.uint32(32).uint64(message.ttlMs);
     }
     return writer;
   },
@@ -4673,6 +4800,14 @@ export const ApplyLabRequest: MessageFns<ApplyLabRequest> = {
             message.dryRun = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ttlMs = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4698,6 +4833,11 @@ export const ApplyLabRequest: MessageFns<ApplyLabRequest> = {
         : isSet(object.dry_run)
         ? globalThis.Boolean(object.dry_run)
         : false,
+      ttlMs: isSet(object.ttlMs)
+        ? globalThis.Number(object.ttlMs)
+        : isSet(object.ttl_ms)
+        ? globalThis.Number(object.ttl_ms)
+        : undefined,
     };
   },
 
@@ -4712,6 +4852,9 @@ export const ApplyLabRequest: MessageFns<ApplyLabRequest> = {
     if (message.dryRun !== false) {
       obj.dryRun = message.dryRun;
     }
+    if (message.ttlMs !== undefined) {
+      obj.ttlMs = Math.round(message.ttlMs);
+    }
     return obj;
   },
 
@@ -4723,6 +4866,7 @@ export const ApplyLabRequest: MessageFns<ApplyLabRequest> = {
     message.specYaml = object.specYaml ?? "";
     message.wait = object.wait ?? false;
     message.dryRun = object.dryRun ?? false;
+    message.ttlMs = object.ttlMs ?? undefined;
     return message;
   },
 };
@@ -6342,6 +6486,34 @@ export const ControlServiceService = {
     responseSerialize: (value: Env): Buffer => Buffer.from(Env.encode(value).finish()),
     responseDeserialize: (value: Buffer): Env => Env.decode(value),
   },
+  extendEnv: {
+    path: "/protoctl.v1.ControlService/ExtendEnv" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExtendEnvRequest): Buffer => Buffer.from(ExtendEnvRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExtendEnvRequest => ExtendEnvRequest.decode(value),
+    responseSerialize: (value: Env): Buffer => Buffer.from(Env.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Env => Env.decode(value),
+  },
+  /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
+  copyToEnv: {
+    path: "/protoctl.v1.ControlService/CopyToEnv" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+    responseSerialize: (value: CopyResult): Buffer => Buffer.from(CopyResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyResult => CopyResult.decode(value),
+  },
+  copyFromEnv: {
+    path: "/protoctl.v1.ControlService/CopyFromEnv" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: CopyFromRequest): Buffer => Buffer.from(CopyFromRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CopyFromRequest => CopyFromRequest.decode(value),
+    responseSerialize: (value: CopyChunk): Buffer => Buffer.from(CopyChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CopyChunk => CopyChunk.decode(value),
+  },
   execEnv: {
     path: "/protoctl.v1.ControlService/ExecEnv" as const,
     requestStream: true as const,
@@ -6496,6 +6668,10 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   deleteEnv: handleUnaryCall<ControlDeleteEnvRequest, ControlDeleteEnvResponse>;
   snapshotEnv: handleUnaryCall<ControlSnapshotEnvRequest, BaseVersion>;
   rollEnv: handleUnaryCall<RollEnvRequest, Env>;
+  extendEnv: handleUnaryCall<ExtendEnvRequest, Env>;
+  /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
+  copyToEnv: handleClientStreamingCall<CopyChunk, CopyResult>;
+  copyFromEnv: handleServerStreamingCall<CopyFromRequest, CopyChunk>;
   execEnv: handleBidiStreamingCall<ExecInput, ExecOutput>;
   envLogs: handleServerStreamingCall<LogsRequest, LogLine>;
   watchEnvs: handleServerStreamingCall<ControlWatchEnvsRequest, EnvEvent>;
@@ -6866,6 +7042,39 @@ export interface ControlServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Env) => void,
   ): ClientUnaryCall;
+  extendEnv(request: ExtendEnvRequest, callback: (error: ServiceError | null, response: Env) => void): ClientUnaryCall;
+  extendEnv(
+    request: ExtendEnvRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Env) => void,
+  ): ClientUnaryCall;
+  extendEnv(
+    request: ExtendEnvRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Env) => void,
+  ): ClientUnaryCall;
+  /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
+  copyToEnv(callback: (error: ServiceError | null, response: CopyResult) => void): ClientWritableStream<CopyChunk>;
+  copyToEnv(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyToEnv(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyToEnv(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CopyResult) => void,
+  ): ClientWritableStream<CopyChunk>;
+  copyFromEnv(request: CopyFromRequest, options?: Partial<CallOptions>): ClientReadableStream<CopyChunk>;
+  copyFromEnv(
+    request: CopyFromRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<CopyChunk>;
   execEnv(): ClientDuplexStream<ExecInput, ExecOutput>;
   execEnv(options: Partial<CallOptions>): ClientDuplexStream<ExecInput, ExecOutput>;
   execEnv(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ExecInput, ExecOutput>;

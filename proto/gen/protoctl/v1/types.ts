@@ -365,6 +365,51 @@ export function restartPolicyToJSON(object: RestartPolicy): string {
   }
 }
 
+export enum CopyEntryType {
+  COPY_ENTRY_TYPE_UNSPECIFIED = 0,
+  COPY_ENTRY_TYPE_FILE = 1,
+  COPY_ENTRY_TYPE_DIR = 2,
+  COPY_ENTRY_TYPE_SYMLINK = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function copyEntryTypeFromJSON(object: any): CopyEntryType {
+  switch (object) {
+    case 0:
+    case "COPY_ENTRY_TYPE_UNSPECIFIED":
+      return CopyEntryType.COPY_ENTRY_TYPE_UNSPECIFIED;
+    case 1:
+    case "COPY_ENTRY_TYPE_FILE":
+      return CopyEntryType.COPY_ENTRY_TYPE_FILE;
+    case 2:
+    case "COPY_ENTRY_TYPE_DIR":
+      return CopyEntryType.COPY_ENTRY_TYPE_DIR;
+    case 3:
+    case "COPY_ENTRY_TYPE_SYMLINK":
+      return CopyEntryType.COPY_ENTRY_TYPE_SYMLINK;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return CopyEntryType.UNRECOGNIZED;
+  }
+}
+
+export function copyEntryTypeToJSON(object: CopyEntryType): string {
+  switch (object) {
+    case CopyEntryType.COPY_ENTRY_TYPE_UNSPECIFIED:
+      return "COPY_ENTRY_TYPE_UNSPECIFIED";
+    case CopyEntryType.COPY_ENTRY_TYPE_FILE:
+      return "COPY_ENTRY_TYPE_FILE";
+    case CopyEntryType.COPY_ENTRY_TYPE_DIR:
+      return "COPY_ENTRY_TYPE_DIR";
+    case CopyEntryType.COPY_ENTRY_TYPE_SYMLINK:
+      return "COPY_ENTRY_TYPE_SYMLINK";
+    case CopyEntryType.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export enum LabPhase {
   LAB_PHASE_UNSPECIFIED = 0,
   LAB_PHASE_PENDING = 1,
@@ -771,6 +816,8 @@ export interface EnvSpec {
    * run this way too while overlayfs cannot be idmapped).
    */
   privileged: boolean;
+  /** Wall-clock time (ms since the epoch) at which the leader deletes the env; 0: never. */
+  expiresMs?: number | undefined;
 }
 
 export interface EnvSpec_EnvEntry {
@@ -802,11 +849,57 @@ export interface EnvStatus {
   addresses: string[];
   /** bumped on each (re)creation */
   generation: number;
+  /** Envs with a disk limit: bytes written (simple-quota accounting) and the cap, read live by GetEnv. */
+  diskUsedBytes?: number | undefined;
+  diskLimitBytes?: number | undefined;
 }
 
 export interface Env {
   spec: EnvSpec | undefined;
   status: EnvStatus | undefined;
+}
+
+export interface CopyEntry {
+  path: string;
+  type: CopyEntryType;
+  /** permission bits (07777) */
+  mode: number;
+  /** as seen inside the env (its user namespace) */
+  uid: number;
+  gid: number;
+  mtimeMs: number;
+  /** files: the data bytes that follow */
+  size: number;
+  /** symlinks: kept as written, never followed */
+  linkTarget: string;
+}
+
+export interface CopyHeader {
+  env: string;
+  /** in: the destination inside the env; out: unused (see CopyFromRequest) */
+  path: string;
+  /** file bytes to come, for progress */
+  totalBytes: number;
+  totalEntries: number;
+}
+
+export interface CopyChunk {
+  part:
+    | { $case: "header"; header: CopyHeader }
+    | { $case: "entry"; entry: CopyEntry }
+    | { $case: "data"; data: Buffer }
+    | undefined;
+}
+
+export interface CopyFromRequest {
+  env: string;
+  /** the source inside the env */
+  path: string;
+}
+
+export interface CopyResult {
+  entries: number;
+  bytes: number;
 }
 
 export interface ExecStart {
@@ -4548,6 +4641,7 @@ function createBaseEnvSpec(): EnvSpec {
     start: false,
     hostname: "",
     privileged: false,
+    expiresMs: undefined,
   };
 }
 
@@ -4600,6 +4694,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     }
     if (message.privileged !== false) {
       writer.uint32(128).bool(message.privileged);
+    }
+    if (message.expiresMs !== undefined) {
+      writer.uint32(136).int64(message.expiresMs);
     }
     return writer;
   },
@@ -4751,6 +4848,14 @@ export const EnvSpec: MessageFns<EnvSpec> = {
             message.privileged = reader.bool();
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.expiresMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4820,6 +4925,11 @@ export const EnvSpec: MessageFns<EnvSpec> = {
       start: isSet(object.start) ? globalThis.Boolean(object.start) : false,
       hostname: isSet(object.hostname) ? globalThis.String(object.hostname) : "",
       privileged: isSet(object.privileged) ? globalThis.Boolean(object.privileged) : false,
+      expiresMs: isSet(object.expiresMs)
+        ? globalThis.Number(object.expiresMs)
+        : isSet(object.expires_ms)
+        ? globalThis.Number(object.expires_ms)
+        : undefined,
     };
   },
 
@@ -4885,6 +4995,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     if (message.privileged !== false) {
       obj.privileged = message.privileged;
     }
+    if (message.expiresMs !== undefined) {
+      obj.expiresMs = Math.round(message.expiresMs);
+    }
     return obj;
   },
 
@@ -4929,6 +5042,7 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     message.start = object.start ?? false;
     message.hostname = object.hostname ?? "";
     message.privileged = object.privileged ?? false;
+    message.expiresMs = object.expiresMs ?? undefined;
     return message;
   },
 };
@@ -5200,6 +5314,8 @@ function createBaseEnvStatus(): EnvStatus {
     leaderPid: 0,
     addresses: [],
     generation: 0,
+    diskUsedBytes: undefined,
+    diskLimitBytes: undefined,
   };
 }
 
@@ -5234,6 +5350,12 @@ export const EnvStatus: MessageFns<EnvStatus> = {
     }
     if (message.generation !== 0) {
       writer.uint32(80).uint32(message.generation);
+    }
+    if (message.diskUsedBytes !== undefined) {
+      writer.uint32(88).uint64(message.diskUsedBytes);
+    }
+    if (message.diskLimitBytes !== undefined) {
+      writer.uint32(96).uint64(message.diskLimitBytes);
     }
     return writer;
   },
@@ -5331,6 +5453,22 @@ export const EnvStatus: MessageFns<EnvStatus> = {
             message.generation = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.diskUsedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.diskLimitBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5375,6 +5513,16 @@ export const EnvStatus: MessageFns<EnvStatus> = {
         ? object.addresses.map((e: any) => globalThis.String(e))
         : [],
       generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
+      diskUsedBytes: isSet(object.diskUsedBytes)
+        ? globalThis.Number(object.diskUsedBytes)
+        : isSet(object.disk_used_bytes)
+        ? globalThis.Number(object.disk_used_bytes)
+        : undefined,
+      diskLimitBytes: isSet(object.diskLimitBytes)
+        ? globalThis.Number(object.diskLimitBytes)
+        : isSet(object.disk_limit_bytes)
+        ? globalThis.Number(object.disk_limit_bytes)
+        : undefined,
     };
   },
 
@@ -5410,6 +5558,12 @@ export const EnvStatus: MessageFns<EnvStatus> = {
     if (message.generation !== 0) {
       obj.generation = Math.round(message.generation);
     }
+    if (message.diskUsedBytes !== undefined) {
+      obj.diskUsedBytes = Math.round(message.diskUsedBytes);
+    }
+    if (message.diskLimitBytes !== undefined) {
+      obj.diskLimitBytes = Math.round(message.diskLimitBytes);
+    }
     return obj;
   },
 
@@ -5428,6 +5582,8 @@ export const EnvStatus: MessageFns<EnvStatus> = {
     message.leaderPid = object.leaderPid ?? 0;
     message.addresses = object.addresses?.map((e) => e) || [];
     message.generation = object.generation ?? 0;
+    message.diskUsedBytes = object.diskUsedBytes ?? undefined;
+    message.diskLimitBytes = object.diskLimitBytes ?? undefined;
     return message;
   },
 };
@@ -5515,6 +5671,612 @@ export const Env: MessageFns<Env> = {
     message.status = (object.status !== undefined && object.status !== null)
       ? EnvStatus.fromPartial(object.status)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseCopyEntry(): CopyEntry {
+  return { path: "", type: 0, mode: 0, uid: 0, gid: 0, mtimeMs: 0, size: 0, linkTarget: "" };
+}
+
+export const CopyEntry: MessageFns<CopyEntry> = {
+  encode(message: CopyEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.type !== 0) {
+      writer.uint32(16).int32(message.type);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(24).uint32(message.mode);
+    }
+    if (message.uid !== 0) {
+      writer.uint32(32).uint32(message.uid);
+    }
+    if (message.gid !== 0) {
+      writer.uint32(40).uint32(message.gid);
+    }
+    if (message.mtimeMs !== 0) {
+      writer.uint32(48).int64(message.mtimeMs);
+    }
+    if (message.size !== 0) {
+      writer.uint32(56).uint64(message.size);
+    }
+    if (message.linkTarget !== "") {
+      writer.uint32(66).string(message.linkTarget);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.type = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.uid = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.gid = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.mtimeMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.size = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.linkTarget = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyEntry {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      type: isSet(object.type) ? copyEntryTypeFromJSON(object.type) : 0,
+      mode: isSet(object.mode) ? globalThis.Number(object.mode) : 0,
+      uid: isSet(object.uid) ? globalThis.Number(object.uid) : 0,
+      gid: isSet(object.gid) ? globalThis.Number(object.gid) : 0,
+      mtimeMs: isSet(object.mtimeMs)
+        ? globalThis.Number(object.mtimeMs)
+        : isSet(object.mtime_ms)
+        ? globalThis.Number(object.mtime_ms)
+        : 0,
+      size: isSet(object.size) ? globalThis.Number(object.size) : 0,
+      linkTarget: isSet(object.linkTarget)
+        ? globalThis.String(object.linkTarget)
+        : isSet(object.link_target)
+        ? globalThis.String(object.link_target)
+        : "",
+    };
+  },
+
+  toJSON(message: CopyEntry): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.type !== 0) {
+      obj.type = copyEntryTypeToJSON(message.type);
+    }
+    if (message.mode !== 0) {
+      obj.mode = Math.round(message.mode);
+    }
+    if (message.uid !== 0) {
+      obj.uid = Math.round(message.uid);
+    }
+    if (message.gid !== 0) {
+      obj.gid = Math.round(message.gid);
+    }
+    if (message.mtimeMs !== 0) {
+      obj.mtimeMs = Math.round(message.mtimeMs);
+    }
+    if (message.size !== 0) {
+      obj.size = Math.round(message.size);
+    }
+    if (message.linkTarget !== "") {
+      obj.linkTarget = message.linkTarget;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyEntry>, I>>(base?: I): CopyEntry {
+    return CopyEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyEntry>, I>>(object: I): CopyEntry {
+    const message = createBaseCopyEntry();
+    message.path = object.path ?? "";
+    message.type = object.type ?? 0;
+    message.mode = object.mode ?? 0;
+    message.uid = object.uid ?? 0;
+    message.gid = object.gid ?? 0;
+    message.mtimeMs = object.mtimeMs ?? 0;
+    message.size = object.size ?? 0;
+    message.linkTarget = object.linkTarget ?? "";
+    return message;
+  },
+};
+
+function createBaseCopyHeader(): CopyHeader {
+  return { env: "", path: "", totalBytes: 0, totalEntries: 0 };
+}
+
+export const CopyHeader: MessageFns<CopyHeader> = {
+  encode(message: CopyHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.env !== "") {
+      writer.uint32(10).string(message.env);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(24).uint64(message.totalBytes);
+    }
+    if (message.totalEntries !== 0) {
+      writer.uint32(32).uint64(message.totalEntries);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.env = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.totalEntries = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyHeader {
+    return {
+      env: isSet(object.env) ? globalThis.String(object.env) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+      totalEntries: isSet(object.totalEntries)
+        ? globalThis.Number(object.totalEntries)
+        : isSet(object.total_entries)
+        ? globalThis.Number(object.total_entries)
+        : 0,
+    };
+  },
+
+  toJSON(message: CopyHeader): unknown {
+    const obj: any = {};
+    if (message.env !== "") {
+      obj.env = message.env;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    if (message.totalEntries !== 0) {
+      obj.totalEntries = Math.round(message.totalEntries);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyHeader>, I>>(base?: I): CopyHeader {
+    return CopyHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyHeader>, I>>(object: I): CopyHeader {
+    const message = createBaseCopyHeader();
+    message.env = object.env ?? "";
+    message.path = object.path ?? "";
+    message.totalBytes = object.totalBytes ?? 0;
+    message.totalEntries = object.totalEntries ?? 0;
+    return message;
+  },
+};
+
+function createBaseCopyChunk(): CopyChunk {
+  return { part: undefined };
+}
+
+export const CopyChunk: MessageFns<CopyChunk> = {
+  encode(message: CopyChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.part?.$case) {
+      case "header":
+        CopyHeader.encode(message.part.header, writer.uint32(10).fork()).join();
+        break;
+      case "entry":
+        CopyEntry.encode(message.part.entry, writer.uint32(18).fork()).join();
+        break;
+      case "data":
+        writer.uint32(26).bytes(message.part.data);
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.part = { $case: "header", header: CopyHeader.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.part = { $case: "entry", entry: CopyEntry.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.part = { $case: "data", data: Buffer.from(reader.bytes()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyChunk {
+    return {
+      part: isSet(object.header)
+        ? { $case: "header", header: CopyHeader.fromJSON(object.header) }
+        : isSet(object.entry)
+        ? { $case: "entry", entry: CopyEntry.fromJSON(object.entry) }
+        : isSet(object.data)
+        ? { $case: "data", data: Buffer.from(bytesFromBase64(object.data)) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: CopyChunk): unknown {
+    const obj: any = {};
+    if (message.part?.$case === "header") {
+      obj.header = CopyHeader.toJSON(message.part.header);
+    } else if (message.part?.$case === "entry") {
+      obj.entry = CopyEntry.toJSON(message.part.entry);
+    } else if (message.part?.$case === "data") {
+      obj.data = base64FromBytes(message.part.data);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyChunk>, I>>(base?: I): CopyChunk {
+    return CopyChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyChunk>, I>>(object: I): CopyChunk {
+    const message = createBaseCopyChunk();
+    switch (object.part?.$case) {
+      case "header": {
+        if (object.part?.header !== undefined && object.part?.header !== null) {
+          message.part = { $case: "header", header: CopyHeader.fromPartial(object.part.header) };
+        }
+        break;
+      }
+      case "entry": {
+        if (object.part?.entry !== undefined && object.part?.entry !== null) {
+          message.part = { $case: "entry", entry: CopyEntry.fromPartial(object.part.entry) };
+        }
+        break;
+      }
+      case "data": {
+        if (object.part?.data !== undefined && object.part?.data !== null) {
+          message.part = { $case: "data", data: object.part.data };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCopyFromRequest(): CopyFromRequest {
+  return { env: "", path: "" };
+}
+
+export const CopyFromRequest: MessageFns<CopyFromRequest> = {
+  encode(message: CopyFromRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.env !== "") {
+      writer.uint32(10).string(message.env);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyFromRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyFromRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.env = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyFromRequest {
+    return {
+      env: isSet(object.env) ? globalThis.String(object.env) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+    };
+  },
+
+  toJSON(message: CopyFromRequest): unknown {
+    const obj: any = {};
+    if (message.env !== "") {
+      obj.env = message.env;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyFromRequest>, I>>(base?: I): CopyFromRequest {
+    return CopyFromRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyFromRequest>, I>>(object: I): CopyFromRequest {
+    const message = createBaseCopyFromRequest();
+    message.env = object.env ?? "";
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseCopyResult(): CopyResult {
+  return { entries: 0, bytes: 0 };
+}
+
+export const CopyResult: MessageFns<CopyResult> = {
+  encode(message: CopyResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.entries !== 0) {
+      writer.uint32(8).uint64(message.entries);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).uint64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CopyResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCopyResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.entries = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CopyResult {
+    return {
+      entries: isSet(object.entries) ? globalThis.Number(object.entries) : 0,
+      bytes: isSet(object.bytes) ? globalThis.Number(object.bytes) : 0,
+    };
+  },
+
+  toJSON(message: CopyResult): unknown {
+    const obj: any = {};
+    if (message.entries !== 0) {
+      obj.entries = Math.round(message.entries);
+    }
+    if (message.bytes !== 0) {
+      obj.bytes = Math.round(message.bytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CopyResult>, I>>(base?: I): CopyResult {
+    return CopyResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CopyResult>, I>>(object: I): CopyResult {
+    const message = createBaseCopyResult();
+    message.entries = object.entries ?? 0;
+    message.bytes = object.bytes ?? 0;
     return message;
   },
 };

@@ -27,7 +27,7 @@
 import { randomBytes } from "node:crypto";
 import { constants as C, type Stats } from "node:fs";
 import { type FileHandle, mkdir, open, readlink, rename, unlink } from "node:fs/promises";
-import { failedPrecondition, invalidArgument, ProtoctlError } from "../../../common/errors.js";
+import { failedPrecondition, invalidArgument, ProtoctlError } from "./errors.js";
 
 /** Linux's O_PATH (not in fs.constants): an fd that only names an inode, to resolve relative to. */
 const O_PATH = 0o10000000;
@@ -63,7 +63,7 @@ export function rootRelativeParts(rel: string): string[] {
 export async function openDirInRoot(
   root: string,
   rel: string,
-  opts: { create?: boolean } = {},
+  opts: { create?: boolean; refuseEscape?: boolean } = {},
 ): Promise<HeldDir> {
   const parts = rootRelativeParts(rel);
   // The root itself is the agent's own path (pool layout), so it may be followed.
@@ -79,6 +79,13 @@ export async function openDirInRoot(
       if (name === "" || name === ".") continue;
       if (name === "..") {
         // only from a symlink's target: up one held directory, never above the root
+        if (stack.length === 1 && opts.refuseEscape) {
+          // `env cp` says so rather than clamping: the user meant a path outside the env
+          throw failedPrecondition(`${show(rel)} leads out of the root through a symlink: refused`, {
+            reason: "PATH_ESCAPES_ROOT",
+            metadata: { path: rel },
+          });
+        }
         if (stack.length > 1) await stack.pop()!.close();
         walked.pop();
         continue;

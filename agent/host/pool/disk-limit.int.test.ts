@@ -1,0 +1,100 @@
+/**
+ * Disk limits on a real pool: an env created with a 64 MiB limit gets
+ * "Disk quota exceeded" from inside when it writes past it, while its
+ * neighbour (no limit) writes on; the usage and limit are read back from the
+ * qgroup. Create times with and without a limit are printed (figures, not
+ * assertions: the machine is shared).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type Env, EnvSpec } from "../../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
+import {
+  type AgentClient,
+  agentClient,
+  execOverGrpc,
+  importDirBase,
+  startLoopbackAgent,
+  stopLoopbackAgent,
+  unary,
+} from "../../../test/support/agent/agent-client.js";
+import type { RunningAgent } from "../../main.js";
+import { subvolumeUsage } from "./disk-limit.js";
+
+const NODE = `dl${process.pid}`;
+const MiB = 2 ** 20;
+let stateDir: string;
+let rootfs: string;
+let agent: RunningAgent;
+let client: AgentClient;
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), "protoctl-disk-it-"));
+  rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
+  await makeBusyboxRootfs(rootfs);
+  agent = await startLoopbackAgent({ name: NODE, stateDir, poolMiB: 512 });
+  client = agentClient(agent.address);
+  await importDirBase(client, "busybox", rootfs);
+});
+
+afterAll(async () => {
+  client?.close();
+  await stopLoopbackAgent(agent);
+  for (const d of [stateDir, rootfs]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+const create = async (name: string, diskBytes: number) => {
+  const t0 = performance.now();
+  const env = await unary<object, Env>(client, "createEnv", {
+    spec: EnvSpec.fromPartial({
+      name,
+      base: { name: "busybox", version: 0 },
+      start: true,
+      resources: { memoryBytes: 0, cpus: 0, pids: 0, diskBytes },
+    }),
+    generation: 1,
+  });
+  return { env, ms: performance.now() - t0 };
+};
+
+const fill = (env: string, mib: number) =>
+  execOverGrpc(client, {
+    env,
+    command: [
+      "/bin/sh",
+      "-c",
+      `dd if=/dev/zero of=/root/fill bs=1048576 count=${mib} 2>&1; sync; stat -c %s /root/fill`,
+    ],
+  });
+
+it("--disk 64M: EDQUOT inside at the limit, the neighbour writes on, usage readable", async () => {
+  const plain = await create("plain", 0);
+  const capped = await create("capped", 64 * MiB);
+  const capped2 = await create("capped-2", 64 * MiB);
+  try {
+    console.log(
+      `create: no limit ${plain.ms.toFixed(0)} ms, first limited (enables quotas) ${capped.ms.toFixed(0)} ms, next limited ${capped2.ms.toFixed(0)} ms`,
+    );
+    const full = await fill("capped", 100);
+    expect(full.stdout).toMatch(/Disk quota exceeded|No space left/);
+    const size = Number(full.stdout.trim().split("\n").pop());
+    expect(size).toBeGreaterThan(32 * MiB);
+    expect(size).toBeLessThanOrEqual(64 * MiB);
+    const free = await fill("plain", 100);
+    expect(free.stdout).not.toMatch(/quota|No space/);
+    expect(Number(free.stdout.trim().split("\n").pop())).toBe(100 * MiB);
+    // the other limited env is unharmed by its neighbour's full quota
+    const other = await fill("capped-2", 10);
+    expect(Number(other.stdout.trim().split("\n").pop())).toBe(10 * MiB);
+    const root = agent.ctx.envs.rootDirOf("capped");
+    const u = await subvolumeUsage(root, root);
+    expect(u?.maxReferenced).toBe(64 * MiB);
+    expect(u!.referenced).toBeGreaterThan(32 * MiB);
+    expect(u!.referenced).toBeLessThanOrEqual(64 * MiB);
+  } finally {
+    for (const n of ["plain", "capped", "capped-2"])
+      await unary(client, "deleteEnv", { name: n }).catch(() => undefined);
+  }
+}, 120_000);

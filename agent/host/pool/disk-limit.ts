@@ -1,0 +1,69 @@
+/**
+ * Per-env disk limits with btrfs simple quotas (kernel ≥ 6.7). Simple quotas
+ * account each extent to the subvolume that wrote it, so a fresh snapshot of
+ * a base starts near zero and only what the env writes counts; unlike full
+ * qgroups they do no backref walks, so snapshots stay cheap (bench/env-create
+ * measures both). A limit on the env's subvolume qgroup makes writes beyond
+ * it fail inside the env (EDQUOT, "Disk quota exceeded") while the pool and
+ * other envs keep their space.
+ *
+ * btrfs-progs before 6.7 cannot enable simple quotas (`quota enable
+ * --simple`), so they are enabled with the ioctl itself (BTRFS_IOC_QUOTA_CTL,
+ * cmd BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA), through python3's fcntl: Node
+ * has no ioctl. The limit is set with `btrfs qgroup limit` (any version).
+ * Quotas are enabled on a pool only when the first limited env is made.
+ */
+import { failedPrecondition } from "../../../common/errors.js";
+import { run } from "../../../common/exec.js";
+import { poolCmd } from "./btrfs.js";
+import { parseQgroupShow, type QgroupUsage } from "./parsers.js";
+
+/** _IOWR(0x94, 40, struct btrfs_ioctl_quota_ctl_args) */
+const BTRFS_IOC_QUOTA_CTL = 0xc0109428;
+const ENABLE_SIMPLE_QUOTA = 4;
+const ENABLE_SCRIPT = [
+  "import fcntl, os, struct, sys",
+  "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)",
+  `fcntl.ioctl(fd, ${BTRFS_IOC_QUOTA_CTL}, struct.pack("QQ", ${ENABLE_SIMPLE_QUOTA}, 0))`,
+].join("\n");
+
+const enabled = new Set<string>();
+
+/** Whether `btrfs qgroup show` works on the filesystem at `mountpoint` (quotas on). */
+async function quotasOn(mountpoint: string): Promise<boolean> {
+  const r = await run("btrfs", ["qgroup", "show", mountpoint], { allowFailure: true });
+  return r.exitCode === 0;
+}
+
+/** Enables simple quotas on the filesystem of `mountpoint` once; an error says what the host lacks. */
+export async function ensureSimpleQuotas(mountpoint: string): Promise<void> {
+  if (enabled.has(mountpoint)) return;
+  if (!(await quotasOn(mountpoint))) {
+    const r = await run("python3", ["-c", ENABLE_SCRIPT, mountpoint], { allowFailure: true });
+    if (r.exitCode !== 0) {
+      throw failedPrecondition(
+        `cannot enable btrfs simple quotas on the pool: ${r.stderr.trim().split("\n").pop()}`,
+        {
+          reason: "DISK_LIMIT_UNSUPPORTED",
+          hint: "disk limits need Linux ≥ 6.7 (btrfs simple quotas) and python3 on the node; create the env without --disk",
+        },
+      );
+    }
+  }
+  enabled.add(mountpoint);
+}
+
+/** Caps what subvolume `path` may reference (its own extents, under simple quotas). */
+export async function limitSubvolume(mountpoint: string, path: string, bytes: number): Promise<void> {
+  await ensureSimpleQuotas(mountpoint);
+  await poolCmd("btrfs", ["qgroup", "limit", String(bytes), path], `limit ${path} to ${bytes} bytes`);
+}
+
+/** Usage and limit of subvolume `path` (undefined when quotas are off or it has no qgroup). */
+export async function subvolumeUsage(mountpoint: string, path: string): Promise<QgroupUsage | undefined> {
+  const id = await run("btrfs", ["inspect-internal", "rootid", path], { allowFailure: true });
+  if (id.exitCode !== 0) return undefined;
+  const r = await run("btrfs", ["qgroup", "show", "-re", "--raw", mountpoint], { allowFailure: true });
+  if (r.exitCode !== 0) return undefined;
+  return parseQgroupShow(r.stdout).get(`0/${id.stdout.trim()}`);
+}

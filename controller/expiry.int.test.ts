@@ -1,0 +1,126 @@
+/**
+ * Expiry across failover: two controller processes on one etcd, fake
+ * agents. An env created with a 5 s ttl is deleted by whichever replica
+ * leads when the time comes, after a SIGKILL of the leader that recorded
+ * it; the deletion emits `env.expired`. A second env extended meanwhile
+ * outlives the first (extend moves the desired state, not a timer).
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
+import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
+import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import { type FakeAgent, sealFakeBases } from "../test/harness/fake-agent.js";
+import {
+  call,
+  client,
+  eventually,
+  joinAgents,
+  REUSABLE,
+  testEnvSpec,
+  uniquePrefix,
+} from "../test/support/controller/cluster.js";
+import { type ControllerProcess, spawnController } from "../test/support/controller/process.js";
+import { ClusterStore } from "./store/store.js";
+
+let etcd: TestEtcd;
+beforeAll(async () => {
+  etcd = await startEtcd();
+});
+afterAll(async () => {
+  await etcd?.stop();
+});
+
+const ELECTION_TTL_S = 2;
+
+it("an env with ttl 5s is deleted after expiry across a leader kill, with an event; extend postpones it", async () => {
+  const prefix = uniquePrefix();
+  const cfg = (id: string) => ({
+    id,
+    listen: "127.0.0.1:0",
+    insecure: true,
+    etcd: { endpoints: [etcd.endpoint], prefix },
+    membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 500 },
+    reconcile: {
+      electionTtlSeconds: ELECTION_TTL_S,
+      lostGraceSeconds: 30,
+      backoffBaseMs: 50,
+      backoffMaxMs: 1000,
+    },
+  });
+  const procs: ControllerProcess[] = [];
+  let agents: FakeAgent[] = [];
+  const clients = new Map<string, ControlServiceClient>();
+  try {
+    procs.push(await spawnController(cfg("ttl-a")), await spawnController(cfg("ttl-b")));
+    for (const p of procs) clients.set(p.id, client(p.address));
+    const anyClient = clients.get("ttl-a")!;
+    const leaderId = await eventually(
+      async () => (await call(anyClient, "getVersion", {})).leader || undefined,
+    );
+    const leader = procs.find((p) => p.id === leaderId)!;
+    const survivor = procs.find((p) => p.id !== leaderId)!;
+    const lc = clients.get(leader.id)!;
+    const sc = clients.get(survivor.id)!;
+    const { token } = await call(anyClient, "createJoinToken", { ttlSeconds: 120, labels: {}, ...REUSABLE });
+    const specs = [{ name: "n1" }];
+    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, specs);
+    agents = await joinAgents(
+      procs.map((p) => p.address),
+      token,
+      specs,
+    );
+    await eventually(async () => (await call(sc, "listNodes", {})).nodes.some((n) => n.state === 1));
+
+    // recorded by the leader; a bad ttl changes nothing
+    await expect(
+      call(lc, "createEnv", { spec: testEnvSpec("bad-ttl"), wait: false, ttlMs: 100 * 365 * 86_400_000 }),
+    ).rejects.toThrow(/ttl/);
+    const created = await call(lc, "createEnv", { spec: testEnvSpec("short"), wait: true, ttlMs: 5000 });
+    const kept = await call(lc, "createEnv", { spec: testEnvSpec("kept"), wait: true, ttlMs: 5000 });
+    const plain = await call(lc, "createEnv", { spec: testEnvSpec("plain"), wait: true });
+    expect(created.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);
+    expect(plain.spec?.expiresMs ?? 0).toBe(0);
+    const expiresMs = created.spec!.expiresMs!;
+    expect(expiresMs).toBeGreaterThan(Date.now());
+    expect(expiresMs).toBeLessThanOrEqual(Date.now() + 5000);
+    expect(await call(lc, "getEnv", { name: "bad-ttl" }).catch((e: Error) => e.message)).toMatch(/not found/);
+    const extended = await call(lc, "extendEnv", { name: "kept", byMs: 60_000 });
+    expect(extended.spec!.expiresMs!).toBeGreaterThanOrEqual(kept.spec!.expiresMs! + 60_000);
+    await expect(call(lc, "extendEnv", { name: "plain", byMs: 1000 })).rejects.toThrow(/no ttl/);
+
+    await leader.kill();
+    const goneAt = await eventually(
+      async () => {
+        const names = (await call(sc, "listEnvs", { node: "", group: "" })).envs.map((e) => e.spec?.name);
+        return names.includes("short") ? undefined : Date.now();
+      },
+      30_000,
+      50,
+    );
+    const late = goneAt - expiresMs;
+    console.log(`env gone ${late} ms after its expiry (leader killed; election ttl ${ELECTION_TTL_S} s)`);
+    expect(goneAt).toBeGreaterThanOrEqual(expiresMs);
+    // gone within the lease period after expiry (plus time to stop the env on its agent and poll)
+    expect(late).toBeLessThan(ELECTION_TTL_S * 1000 + 5000);
+    expect(agents[0]!.envs.has("short")).toBe(false);
+    const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
+    try {
+      const evs = (await store.events.list()).events;
+      expect(evs.some((e) => e.kind === "env.expired" && e.subject === "env/short")).toBe(true);
+      expect(await store.envSpecs.get("kept")).toBeDefined();
+      expect(await store.envSpecs.get("plain")).toBeDefined();
+    } finally {
+      await store.close();
+    }
+    const names = (await call(sc, "listEnvs", { node: "", group: "" })).envs.map((e) => e.spec?.name).sort();
+    expect(names).toEqual(["kept", "plain"]);
+  } finally {
+    for (const c of clients.values()) c.close();
+    for (const a of agents) await a.stop();
+    for (const p of procs) await p.stop();
+    const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
+    await store.purge();
+    expect(await store.kv.count(prefix)).toBe(0);
+    await store.close();
+  }
+});
