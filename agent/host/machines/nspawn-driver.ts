@@ -57,6 +57,7 @@ import { machineName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
 import { findLeader, isAlive, procStat } from "./proc.js";
 import { SeccompCopies } from "./seccomp-copies.js";
+import { SCOPES_KEY, scopeRunArgv } from "./systemd-scopes.js";
 import { chownToContainerRoot } from "./userns.js";
 import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
 
@@ -115,7 +116,8 @@ export class NspawnMachineDriver implements MachineDriver {
     }
     this.networks = opts.networks ?? new NetworkDriver(opts.netns);
     this.log = opts.logger.child({ driver: "machines" });
-    this.useSlots = opts.execSlots ?? slotsSupported();
+    // a slot joins the env's cgroup before nspawn starts; a systemd scope exists only once it does
+    this.useSlots = opts.execSlots ?? (slotsSupported() && this.hierarchies[SCOPES_KEY] === undefined);
   }
 
   private addSlot(name: string, procsFiles: string[]): void {
@@ -228,7 +230,8 @@ export class NspawnMachineDriver implements MachineDriver {
    */
   private nspawnEnv(): Record<string, string> {
     const env = baseEnv();
-    return this.hierarchies[V2_KEY] !== undefined ? { ...env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } : env;
+    const v2 = this.hierarchies[V2_KEY] !== undefined || this.hierarchies[SCOPES_KEY] !== undefined;
+    return v2 ? { ...env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } : env;
   }
 
   /** Addresses configured on the env's interface at start. */
@@ -331,7 +334,9 @@ export class NspawnMachineDriver implements MachineDriver {
       // the slot's cgroup join and the wrapper's share one RCU grace period (see exec-slot.ts)
       this.addSlot(spec.name, procsFiles);
       const inNetns = this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`] : [];
+      const inScope = cgroups.scope !== undefined ? scopeRunArgv(this.opts.node, spec.name, spec.limits) : [];
       const argv = wrapInCgroups(procsFiles, [
+        ...inScope,
         ...inNetns,
         "systemd-nspawn",
         ...nspawnArgs({ spec, machine, links }),
