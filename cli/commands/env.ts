@@ -26,7 +26,13 @@ import {
 
 /** `none|host|private|bridge:NAME` → NetworkSpec (ports added separately). */
 export function parseNetwork(raw: string): NetworkSpec {
-  const spec: NetworkSpec = { mode: NetworkMode.NETWORK_MODE_NONE, attachments: [], ports: [], hosts: {} };
+  const spec: NetworkSpec = {
+    mode: NetworkMode.NETWORK_MODE_NONE,
+    attachments: [],
+    ports: [],
+    hosts: {},
+    nat: false,
+  };
   if (raw === "none") return spec;
   if (raw === "host") return { ...spec, mode: NetworkMode.NETWORK_MODE_HOST };
   if (raw === "private") return { ...spec, mode: NetworkMode.NETWORK_MODE_PRIVATE };
@@ -70,6 +76,7 @@ export interface CreateOpts {
   cpus?: string;
   pids?: string;
   network?: string;
+  nat?: boolean;
   port: string[];
   env: string[];
   hostname?: string;
@@ -100,6 +107,15 @@ export function envSpecFromFlags(n: string, o: CreateOpts): EnvSpec {
   }
   const network = parseNetwork(o.network ?? "none");
   network.ports = o.port.map(parsePort);
+  if (o.nat) {
+    if (network.mode !== NetworkMode.NETWORK_MODE_PRIVATE) {
+      throw invalidArgument("--nat needs --network private", {
+        reason: "INVALID_FLAG",
+        hint: "add --network private (a bridge network reaches out through its bridge)",
+      });
+    }
+    network.nat = true;
+  }
   return {
     name: n,
     base,
@@ -141,6 +157,7 @@ export function command(_name: string): Command {
       .option("--cpus <n>", "CPU limit, e.g. 1 or 0.5")
       .option("--pids <n>", "process count limit")
       .option("--network <mode>", "none | host | private | bridge:NAME", "none")
+      .option("--nat", "private network: reach the outside through the node (NAT); off by default")
       .option(
         "--port <host:container>",
         "forward a host port (repeatable, needs a private/bridge network)",

@@ -28,6 +28,7 @@ import type {
   MachineSpec,
   MachineState,
 } from "../interfaces.js";
+import { Nat } from "../networks/nat.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import { PortProxies } from "../networks/port-proxy.js";
 import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
@@ -94,6 +95,7 @@ export class NspawnMachineDriver implements MachineDriver {
   private readonly records = new Map<string, MachineRecord>();
   private readonly hierarchies: Record<string, string>;
   private readonly networks: NetworkDriver;
+  private readonly nat: Nat;
   private readonly log: Logger;
   /** At most one ready exec slot per running env. */
   private readonly slots = new Map<string, ExecSlot>();
@@ -115,6 +117,7 @@ export class NspawnMachineDriver implements MachineDriver {
       throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
     }
     this.networks = opts.networks ?? new NetworkDriver(opts.netns);
+    this.nat = new Nat(opts.netns);
     this.log = opts.logger.child({ driver: "machines" });
     // a slot joins the env's cgroup before nspawn starts; a systemd scope exists only once it does
     this.useSlots = opts.execSlots ?? (slotsSupported() && this.hierarchies[SCOPES_KEY] === undefined);
@@ -192,7 +195,15 @@ export class NspawnMachineDriver implements MachineDriver {
   }
 
   /** Host ends of the env's veths, if the kernel did not drop them with the env's namespace. */
+  private natTarget(rec: MachineRecord) {
+    const address = rec.addresses?.[0];
+    if (!rec.network.nat || !rec.vethHost || !address) return undefined;
+    return { node: this.opts.node, env: rec.name, hostIf: rec.vethHost, address };
+  }
+
   private async removeLinks(rec: MachineRecord): Promise<void> {
+    const nat = this.natTarget(rec);
+    if (nat) await this.nat.disable(nat).catch(() => undefined);
     const hosts = rec.vethHosts ?? (rec.vethHost ? [rec.vethHost] : []);
     for (const h of hosts) await this.networks.removeLink(h).catch(() => undefined);
   }
@@ -386,6 +397,11 @@ export class NspawnMachineDriver implements MachineDriver {
         addresses.push(...r.addresses);
       }
       if (links.length > 0) rec.addresses = addresses;
+      const nat = this.natTarget(rec);
+      if (nat) {
+        this.store.save(rec); // recorded before the rules exist, so a crash's cleanup finds them
+        await this.nat.enable(nat);
+      }
       for (const a of picked) this.reserved.delete(a);
       await this.openProxies(rec);
       this.store.save(rec);

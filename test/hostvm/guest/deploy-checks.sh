@@ -64,19 +64,19 @@ systemctl daemon-reload
 check units:etcd+controller "systemctl enable --now protoctl-etcd protoctl-controller" \
   systemctl enable --now protoctl-etcd protoctl-controller
 check units:admin "the controller wrote admin.json; context import --use" \
-  sh -c 'for i in $(seq 180); do [ -s /var/lib/protoctl/controller/admin.json ] && break; sleep 1; done; protoctl context import /var/lib/protoctl/controller/admin.json --name vm --use'
+  sh -c 'for i in $(seq 1200); do [ -s /var/lib/protoctl/controller/admin.json ] && break; sleep 1; done; protoctl context import /var/lib/protoctl/controller/admin.json --name vm --use'
 
 tok=$(protoctl node token --ttl 30m 2>"$R/token.err" | grep -oE 'protoctl1\.[A-Za-z0-9._-]+' | head -n1)
 install -m 0600 /dev/null /etc/protoctl/agent.env
 echo "PROTOCTL_AGENT_JOIN_TOKEN=$tok" >/etc/protoctl/agent.env
 systemctl enable --now protoctl-agent
-if waitfor 300 node_ready n1; then result PASS units:agent-joined "n1 Ready: $(protoctl node ls 2>&1 | awk '$1 == "n1"' | tr -s ' ')"; else
+if waitfor 1200 node_ready n1; then result PASS units:agent-joined "n1 Ready: $(protoctl node ls 2>&1 | awk '$1 == "n1"' | tr -s ' ')"; else
   result FAIL units:agent-joined "n1 not Ready: $(protoctl node ls 2>&1 | tr '\n\t' '  ')"
 fi
 check units:tls "the joined agent holds a node certificate" test -s /var/lib/protoctl/agent/tls/node.crt -o -n "$(ls /var/lib/protoctl/agent/tls 2>/dev/null)"
 
-check units:base "base build busybox --busybox (on n1)" timeout 600 protoctl base build busybox --busybox
-check units:env "env create u1 --node n1" timeout 600 protoctl env create u1 --base busybox --node n1
+check units:base "base build busybox --busybox (on n1)" timeout 1800 protoctl base build busybox --busybox
+check units:env "env create u1 --node n1" timeout 1800 protoctl env create u1 --base busybox --node n1
 scope=/sys/fs/cgroup/protoctl.slice/protoctl_n1_u1.scope
 leader_before=$(cat "$scope/payload/cgroup.procs" 2>/dev/null | head -n1)
 agent_before=$(systemctl show -p MainPID --value protoctl-agent)
@@ -91,7 +91,7 @@ check units:restart "systemctl restart protoctl-agent: exit $restart_rc, $(syste
   test "$restart_rc" = 0 -a "$agent_before" != "$agent_after" -a "$(systemctl is-active protoctl-agent)" = active
 check units:env-survives "env u1's first process $leader_before before the restart, ${leader_after:-none} after" \
   test -n "$leader_before" -a "$leader_before" = "$leader_after"
-waitfor 120 node_ready n1
+waitfor 1200 node_ready n1
 out=$(timeout 300 protoctl env exec u1 -- echo after-restart 2>&1)
 check units:exec-after-restart "got: $out" test "$out" = after-restart
 check units:adopted "the new agent adopted it: $(unit_log protoctl-agent | grep -c 'adopted running machine') 'adopted running machine' lines" \
@@ -116,23 +116,23 @@ install -m 0600 /dev/null /etc/protoctl/agent2.env
 echo "PROTOCTL_AGENT_JOIN_TOKEN=$tok2" >/etc/protoctl/agent2.env
 systemd-run --unit=protoctl-agent2 -p Delegate=yes -p KillMode=process -p EnvironmentFile=/etc/protoctl/agent2.env \
   /usr/local/bin/protoctl agent --config /etc/protoctl/agent2.yaml
-if waitfor 300 node_ready n2; then result PASS nbd:agent2-joined "n2 Ready"; else
+if waitfor 1200 node_ready n2; then result PASS nbd:agent2-joined "n2 Ready"; else
   result FAIL nbd:agent2-joined "n2 not Ready: $(protoctl node ls 2>&1 | tr '\n\t' '  ')"
 fi
 check nbd:env-create "env create k1 --node n2 (the scheduler attaches busybox there first)" \
-  timeout 600 protoctl env create k1 --base busybox --node n2
+  timeout 1800 protoctl env create k1 --base busybox --node n2
 attached=$(unit_log protoctl-agent2 | grep '"msg":"attached"' | head -n1)
 echo "n2 attach log: $attached"
 check nbd:kernel-attach "n2's attach: $(echo "$attached" | grep -oE '"transport":"[a-z]+"')" \
   test -n "$(echo "$attached" | grep -F '"transport":"kernel"')"
 out=$(timeout 300 protoctl env exec k1 -- cat /etc/hostname 2>&1)
 check nbd:env-exec "k1 on the attached seed: $out" test "$out" = k1
-check nbd:hydrated "n2 logged the hydration" waitfor 300 sh -c "journalctl -u protoctl-agent2 -o cat --no-pager | grep -q '\"msg\":\"hydrated\"'"
+check nbd:hydrated "n2 logged the hydration" waitfor 1200 sh -c "journalctl -u protoctl-agent2 -o cat --no-pager | grep -q '\"msg\":\"hydrated\"'"
 check nbd:detached "no /dev/nbd* connected after hydration: $(grep -l . /sys/block/nbd*/pid 2>/dev/null | wc -l) pid files" \
   waitfor 60 sh -c "! { for f in /sys/block/nbd*/size; do [ \"\$(cat \$f)\" != 0 ] && exit 0; done; exit 1; }"
 out=$(timeout 300 protoctl env exec k1 -- cat /etc/hostname 2>&1)
 check nbd:env-after "k1 after the NBD device went: $out" test "$out" = k1
 
 save_logs
-check units:env-rm "env rm u1 k1" timeout 600 protoctl env rm u1 k1
+check units:env-rm "env rm u1 k1" timeout 1800 protoctl env rm u1 k1
 systemctl stop protoctl-agent2 protoctl-agent protoctl-controller protoctl-etcd

@@ -556,6 +556,8 @@ export interface NetworkSpec {
   ports: PortForward[];
   /** extra /etc/hosts entries: name -> address */
   hosts: { [key: string]: string };
+  /** private envs: outbound traffic leaves through the node (MASQUERADE); opt-in */
+  nat: boolean;
 }
 
 export interface NetworkSpec_HostsEntry {
@@ -1849,7 +1851,7 @@ export const NetworkAttachment: MessageFns<NetworkAttachment> = {
 };
 
 function createBaseNetworkSpec(): NetworkSpec {
-  return { mode: 0, attachments: [], ports: [], hosts: {} };
+  return { mode: 0, attachments: [], ports: [], hosts: {}, nat: false };
 }
 
 export const NetworkSpec: MessageFns<NetworkSpec> = {
@@ -1866,6 +1868,9 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
     globalThis.Object.entries(message.hosts).forEach(([key, value]: [string, string]) => {
       NetworkSpec_HostsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
     });
+    if (message.nat !== false) {
+      writer.uint32(40).bool(message.nat);
+    }
     return writer;
   },
 
@@ -1917,6 +1922,14 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
             }
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nat = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1950,6 +1963,7 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
           {},
         )
         : {},
+      nat: isSet(object.nat) ? globalThis.Boolean(object.nat) : false,
     };
   },
 
@@ -1973,6 +1987,9 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
         });
       }
     }
+    if (message.nat !== false) {
+      obj.nat = message.nat;
+    }
     return obj;
   },
 
@@ -1993,6 +2010,7 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
       },
       {},
     );
+    message.nat = object.nat ?? false;
     return message;
   },
 };
