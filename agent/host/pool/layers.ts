@@ -16,7 +16,7 @@ import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
 import type { BaseVersionMeta, LayerBuildMeta, ProgressFn } from "../interfaces.js";
-import { runAnsible } from "./ansible.js";
+import { PYTHON_BOOTSTRAP_HINT, runAnsible, usesRawTasks } from "./ansible.js";
 import { type BaseStore, sha256 } from "./bases.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly } from "./btrfs.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
@@ -267,14 +267,12 @@ export class LayerStore {
           },
         );
       } else {
-        if (!(await hasPython3(merged))) {
+        // without python3, only a playbook that bootstraps it with `raw` can run (ansible.ts)
+        const playbook = Buffer.from(recipe.main, "base64").toString("utf8");
+        if (!usesRawTasks(playbook) && !(await hasPython3(merged))) {
           throw failedPrecondition(
             `base ${base.base}@${base.version} has no python3; Ansible layers need it`,
-            {
-              reason: "BASE_NO_PYTHON",
-              subject: `layer/${recipe.name}`,
-              hint: "build the base with python3 (e.g. debootstrap --include=python3) or use a shell recipe",
-            },
+            { reason: "BASE_NO_PYTHON", subject: `layer/${recipe.name}`, hint: PYTHON_BOOTSTRAP_HINT },
           );
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });
