@@ -61,7 +61,7 @@ const args = [
   ...["-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none"],
   ...["-serial", `file:${join(results, "console.log")}`],
   ...["-kernel", join(imageDir, "vmlinux"), "-initrd", join(imageDir, "initrd")],
-  ...["-append", "console=ttyS0 quiet mitigations=off panic=-1 systemd.show_status=0"],
+  ...["-append", "console=ttyS0 quiet mitigations=off panic=-1 systemd.show_status=0 no_timer_check"],
   ...["-drive", `file=${overlay},if=virtio,format=qcow2,cache=unsafe`],
   ...["-virtfs", `local,path=${repo},mount_tag=project,security_model=none,readonly=on`],
   ...["-virtfs", `local,path=${results},mount_tag=results,security_model=passthrough`],
