@@ -176,6 +176,7 @@ export function command(_name: string): Command {
       .option("--no-wait", "return once recorded, do not wait for it to run"),
     "protoctl env create demo --base busybox",
     "protoctl env create web --base debian@3 --layer tools --memory 512M --cpus 1 --network private --port 8080:80",
+    "protoctl env create fetcher --base debian --network private --nat",
   ).action(async (n: string, opts: CreateOpts, self: Command) => {
     const spec = envSpecFromFlags(n, opts);
     const api = await getApi(self);
