@@ -3,7 +3,7 @@
 # kernel modules they use. Idempotent; used by .ci/run and deploy/install.sh.
 set -euo pipefail
 PKGS=(etcd-server etcd-client btrfs-progs systemd-container qemu-utils nbdkit libnbd-bin fuse3
-      busybox-static debootstrap iproute2 util-linux mount kmod procps psmisc tmux zstd xz-utils
+      busybox-static debootstrap nbd-client iproute2 util-linux mount kmod procps psmisc tmux zstd xz-utils
       python3 ansible-core bridge-utils iptables ca-certificates openssl)
 # `--list`: the list above, one a line (test/hostvm builds its Debian image from it).
 if [[ ${1:-} == --list ]]; then printf '%s\n' "${PKGS[@]}"; exit 0; fi

@@ -31,6 +31,8 @@ export interface CgroupHost {
   base?: string;
   /** Limit controllers the agent can use for envs. */
   available: LimitController[];
+  /** v2 under systemd: envs in systemd scopes (systemdScopesUsable). */
+  scopes?: boolean;
 }
 
 /** Parses /proc/<pid>/cgroup into controller → path (v1 "name=systemd" → "systemd", v2 → "unified"). */
@@ -126,6 +128,19 @@ export function missingControllers(
   return need.filter((c) => !available.includes(c));
 }
 
+/**
+ * True where a v2 agent puts each env in a systemd scope of its own
+ * (agent/host/machines/systemd-scopes.ts says why): systemd is PID 1 (it made
+ * /run/systemd/system) and systemd-run exists. PROTOCTL_SYSTEMD_SCOPES=0 opts out.
+ */
+export function systemdScopesUsable(root = "/"): boolean {
+  if (process.env.PROTOCTL_SYSTEMD_SCOPES === "0") return false;
+  return (
+    existsSync(join(root, "run/systemd/system")) &&
+    ["usr/bin/systemd-run", "bin/systemd-run"].some((p) => existsSync(join(root, p)))
+  );
+}
+
 /** One line for doctor and logs: the mode and where envs' cgroups go. */
 export function describeCgroupHost(h: CgroupHost): string {
   const ctrls = h.available.length ? h.available.join(" ") : "no limit controllers";
@@ -133,6 +148,8 @@ export function describeCgroupHost(h: CgroupHost): string {
     case "hybrid":
       return `hybrid (cgroup v1 limits): ${ctrls}`;
     case "v2":
+      if (h.scopes)
+        return `cgroup v2 unified, systemd PID 1: each env in a scope protoctl.slice/protoctl_<node>_<env>.scope, ${ctrls}`;
       return `cgroup v2 unified: envs below ${h.base === "/" ? "" : h.base}/protoctl, ${ctrls}`;
     default:
       return "no usable cgroup hierarchy";

@@ -12,7 +12,13 @@
 import { randomBytes } from "node:crypto";
 import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describeCgroupHost, detectCgroupMode, LIMIT_CONTROLLERS, LIMIT_FLAGS } from "./cgroup-mode.js";
+import {
+  describeCgroupHost,
+  detectCgroupMode,
+  LIMIT_CONTROLLERS,
+  LIMIT_FLAGS,
+  systemdScopesUsable,
+} from "./cgroup-mode.js";
 import { run, succeeds } from "./exec.js";
 import { findExecutable } from "./tools.js";
 
@@ -280,10 +286,15 @@ async function checkDevice(name: string, path: string, fix: string, root: string
 
 async function checkNbdAttach(root: string, env: NodeJS.ProcessEnv): Promise<HostCheck> {
   const base = { name: "nbd-attach", group: "kernel" as const, required: true };
-  if (await exists(join(root, "dev/nbd0")))
-    return { ...base, ok: true, detail: "kernel nbd devices (/dev/nbd0)", fix: "" };
+  const kernel = await exists(join(root, "dev/nbd0"));
+  const client = await findExecutable("nbd-client", env.PATH);
+  if (kernel && client)
+    return { ...base, ok: true, detail: "kernel nbd devices (/dev/nbd0) with nbd-client", fix: "" };
   const nbdfuse = await findExecutable("nbdfuse", env.PATH);
-  if (nbdfuse) return { ...base, ok: true, detail: "no /dev/nbd*: nbdfuse will be used", fix: "" };
+  if (nbdfuse) {
+    const why = kernel ? "/dev/nbd0 but no nbd-client" : "no /dev/nbd*";
+    return { ...base, ok: true, detail: `${why}: nbdfuse will be used`, fix: "" };
+  }
   return {
     ...base,
     ok: false,
@@ -363,6 +374,7 @@ async function checkPrivileges(root: string): Promise<HostCheck[]> {
  */
 function checkCgroups(root: string): HostCheck {
   const host = detectCgroupMode(root);
+  if (host.mode === "v2" && systemdScopesUsable(root)) host.scopes = true;
   const missing = LIMIT_CONTROLLERS.filter((c) => !host.available.includes(c));
   const ok = missing.length === 0;
   return {

@@ -145,6 +145,7 @@ describe("AgentService envs", () => {
           ],
           ports: [],
           hosts: { db: "10.214.3.9" },
+          nat: false,
         },
       }),
     );

@@ -174,6 +174,7 @@ describe("EnvService create", () => {
           attachments: [{ mode: 0, bridge: "", address: "10.7.0.2/24", gateway: "", interfaceName: "" }],
           ports: [{ protocol: "tcp", hostPort: 18080, containerPort: 80 }],
           hosts: { db: "10.7.0.3" },
+          nat: false,
         },
       }),
     );

@@ -115,6 +115,11 @@ export function machineNetwork(spec: EnvSpec): MachineNetwork {
     out.gateway = links[0].gateway;
   }
   if (links.length > 1 || links[0]?.ifname) out.links = links;
+  if (n?.nat) {
+    if (mode !== "private" || links.length > 1)
+      bad("NAT needs a private network (one link)", "NAT_NEEDS_PRIVATE");
+    out.nat = true;
+  }
   const ports = n?.ports ?? [];
   if (ports.length > 0 && mode !== "private" && mode !== "bridge") {
     bad("port forwards need a private or bridge network", "PORTS_NEED_NETWORK");

@@ -303,7 +303,10 @@ export class PropagationService {
       progress?.({ step: "attaching" });
       await mountSproutTmpfs(this.sproutDir, this.o.sproutTmpfsBytes);
       state = await this.attachments.attach(this.attachOptions(req.base, req.version, req.uri, req.seed));
-      this.o.log.info({ ref, source: req.sourceNode, timing: roundMs(state.attachTiming) }, "attached");
+      this.o.log.info(
+        { ref, source: req.sourceNode, transport: state.transport, timing: roundMs(state.attachTiming) },
+        "attached",
+      );
       const meta: BaseVersionMeta = req.meta ?? {
         base: req.base,
         version: req.version,

@@ -28,7 +28,13 @@ import { addSandboxCommands } from "./env-sandbox.js";
 
 /** `none|host|private|bridge:NAME` → NetworkSpec (ports added separately). */
 export function parseNetwork(raw: string): NetworkSpec {
-  const spec: NetworkSpec = { mode: NetworkMode.NETWORK_MODE_NONE, attachments: [], ports: [], hosts: {} };
+  const spec: NetworkSpec = {
+    mode: NetworkMode.NETWORK_MODE_NONE,
+    attachments: [],
+    ports: [],
+    hosts: {},
+    nat: false,
+  };
   if (raw === "none") return spec;
   if (raw === "host") return { ...spec, mode: NetworkMode.NETWORK_MODE_HOST };
   if (raw === "private") return { ...spec, mode: NetworkMode.NETWORK_MODE_PRIVATE };
@@ -72,6 +78,7 @@ export interface CreateOpts {
   cpus?: string;
   pids?: string;
   network?: string;
+  nat?: boolean;
   port: string[];
   env: string[];
   hostname?: string;
@@ -104,6 +111,15 @@ export function envSpecFromFlags(n: string, o: CreateOpts): EnvSpec {
   }
   const network = parseNetwork(o.network ?? "none");
   network.ports = o.port.map(parsePort);
+  if (o.nat) {
+    if (network.mode !== NetworkMode.NETWORK_MODE_PRIVATE) {
+      throw invalidArgument("--nat needs --network private", {
+        reason: "INVALID_FLAG",
+        hint: "add --network private (a bridge network reaches out through its bridge)",
+      });
+    }
+    network.nat = true;
+  }
   return {
     name: n,
     base,
@@ -151,6 +167,7 @@ export function command(_name: string): Command {
       .option("--pids <n>", "process count limit")
       .option("--disk <size>", "cap what the env may write, e.g. 2G (btrfs simple quotas)")
       .option("--network <mode>", "none | host | private | bridge:NAME", "none")
+      .option("--nat", "private network: reach the outside through the node (NAT); off by default")
       .option(
         "--port <host:container>",
         "forward a host port (repeatable, needs a private/bridge network)",
@@ -170,6 +187,7 @@ export function command(_name: string): Command {
       .option("--no-wait", "return once recorded, do not wait for it to run"),
     "protoctl env create demo --base busybox",
     "protoctl env create web --base debian@3 --layer tools --memory 512M --cpus 1 --network private --port 8080:80",
+    "protoctl env create fetcher --base debian --network private --nat",
   ).action(async (n: string, opts: CreateOpts, self: Command) => {
     const spec = envSpecFromFlags(n, opts);
     const api = await getApi(self);

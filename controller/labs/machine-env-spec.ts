@@ -132,6 +132,7 @@ export function machineEnvSpec(
         containerPort: p.containerPort,
       })),
       hosts, // owned by the spec: hostsResolver builds a fresh table per machine
+      nat: false,
     },
     env: { ...m.env },
     files,

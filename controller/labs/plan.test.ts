@@ -115,6 +115,7 @@ describe("planLab", () => {
       attachments: [],
       ports: [],
       hosts: {},
+      nat: false,
     });
     expect(solo.base).toEqual({ name: "debian", version: 0 });
   });

@@ -15,12 +15,16 @@
  * Pure cgroup v2 (one unified hierarchy): the set has only `unified`, the
  * env's dir below the agent's base, with `v2Base` set; cgroup-v2.ts makes the
  * tree and the limits. Everything else here (joins, kill, removal) is shared.
+ *
+ * Pure v2 with systemd as PID 1: one transient scope per env
+ * (systemd-scopes.ts); `dirs.unified` is the scope's dir and `scope` its unit.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { detectCgroupMode, parseControllers, parseProcCgroup } from "../../../common/cgroup-mode.js";
 import type { MachineLimits } from "../interfaces.js";
 import { prepareV2Tree, v2LimitWrites, v2MemoryStats } from "./cgroup-v2.js";
+import { listScopeEnvs, SCOPE_SLICE, SCOPES_KEY, scopeUnit, systemdScopesUsable } from "./systemd-scopes.js";
 
 export { parseProcCgroup };
 
@@ -33,6 +37,8 @@ export interface CgroupSet {
   dirs: Record<string, string>;
   /** Pure cgroup v2: the agent's base dir; `dirs.unified` is the env's dir below it. */
   v2Base?: string;
+  /** systemd scope mode: the env's scope unit (systemd makes and removes its dir). */
+  scope?: string;
 }
 
 /** Key of the agent's base dir in the hierarchies of a pure v2 host. */
@@ -43,7 +49,10 @@ export function detectHierarchies(
   selfCgroup = readFileSync("/proc/self/cgroup", "utf8"),
 ): Record<string, string> {
   const host = detectCgroupMode("/", selfCgroup);
-  if (host.mode === "v2") return { [V2_KEY]: join(CGROUP_ROOT, host.base!) };
+  if (host.mode === "v2") {
+    if (systemdScopesUsable()) return { [SCOPES_KEY]: join(CGROUP_ROOT, SCOPE_SLICE) };
+    return { [V2_KEY]: join(CGROUP_ROOT, host.base!) };
+  }
   const own = parseProcCgroup(selfCgroup);
   const out: Record<string, string> = {};
   for (const c of [...LIMIT_CONTROLLERS, "systemd", "unified"]) {
@@ -55,7 +64,8 @@ export function detectHierarchies(
 
 /** The limit controllers envs can use with these hierarchies (v2: what the base dir offers its children). */
 export function limitControllers(hierarchies: Record<string, string>): string[] {
-  const v2 = hierarchies[V2_KEY];
+  // scopes: systemd enables what a scope's properties need, from what the root offers
+  const v2 = hierarchies[SCOPES_KEY] !== undefined ? CGROUP_ROOT : hierarchies[V2_KEY];
   if (v2 === undefined) return LIMIT_CONTROLLERS.filter((c) => hierarchies[c] !== undefined);
   let offered: string[] = [];
   try {
@@ -80,6 +90,9 @@ export function envCgroupSet(
   limits?: MachineLimits,
 ): CgroupSet {
   const dirs: Record<string, string> = {};
+  const slice = hierarchies[SCOPES_KEY];
+  if (slice !== undefined)
+    return { dirs: { unified: join(slice, scopeUnit(node, env)) }, scope: scopeUnit(node, env) };
   const v2 = hierarchies[V2_KEY];
   if (v2 !== undefined) return { dirs: { unified: join(v2, "protoctl", node, env) }, v2Base: v2 };
   for (const [c, base] of Object.entries(hierarchies)) {
@@ -106,6 +119,7 @@ export function limitWrites(limits: MachineLimits, hasMemsw: boolean): Array<[st
 
 /** Creates the env's cgroups and writes its limits. */
 export function createCgroups(set: CgroupSet, limits: MachineLimits): void {
+  if (set.scope !== undefined) return; // systemd-run makes the scope, limits included
   if (set.v2Base !== undefined) {
     const dir = set.dirs.unified!;
     prepareV2Tree(set.v2Base, dir, resolve(CGROUP_ROOT));
@@ -131,6 +145,7 @@ export function createCgroups(set: CgroupSet, limits: MachineLimits): void {
 
 /** cgroup.procs files nspawn's wrapper joins before exec'ing nspawn. */
 export function startProcsFiles(set: CgroupSet): string[] {
+  if (set.scope !== undefined) return []; // systemd-run moves itself into the scope
   return Object.values(set.dirs).map((d) => join(d, "cgroup.procs"));
 }
 
@@ -224,7 +239,9 @@ export function removeCgroups(set: CgroupSet): string[] {
         if ((err as NodeJS.ErrnoException).code !== "ENOENT") left.push(dir);
       }
     }
-    // `<node>` and `protoctl` go too once empty (another env or agent may still use them).
+    // `<node>` and `protoctl` go too once empty (another env or agent may still use them);
+    // a scope's parent is systemd's slice.
+    if (set.scope !== undefined) continue;
     for (const dir of [dirname(d), dirname(dirname(d))]) {
       try {
         rmdirSync(dir);
@@ -271,7 +288,7 @@ function subdirsDeepestFirst(dir: string): string[] {
 
 /** Memory usage and OOM kills of the env, when the memory controller is there. */
 export function memoryStats(set: CgroupSet): { usageBytes: number; oomKills: number } | undefined {
-  if (set.v2Base !== undefined) return v2MemoryStats(set.dirs.unified!);
+  if (set.v2Base !== undefined || set.scope !== undefined) return v2MemoryStats(set.dirs.unified!);
   const d = set.dirs.memory;
   if (!d) return undefined;
   try {
@@ -286,6 +303,8 @@ export function memoryStats(set: CgroupSet): { usageBytes: number; oomKills: num
 
 /** Env names that have a cgroup dir of this node in any hierarchy. */
 export function listEnvCgroups(hierarchies: Record<string, string>, node: string): string[] {
+  const slice = hierarchies[SCOPES_KEY];
+  if (slice !== undefined) return listScopeEnvs(slice, node);
   const names = new Set<string>();
   for (const base of Object.values(hierarchies)) {
     try {

@@ -37,6 +37,8 @@ export interface MachineNetwork {
   gateway?: string;
   ports?: Array<{ protocol: "tcp" | "udp"; hostPort: number; containerPort: number }>;
   hosts?: Record<string, string>;
+  /** private only: outbound traffic leaves through the node (networks/nat.ts). */
+  nat?: boolean;
 }
 
 export interface MachineSpec {

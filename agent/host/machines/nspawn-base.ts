@@ -12,6 +12,7 @@ import { failedPrecondition, internal, invalidArgument } from "../../../common/e
 import { validateName } from "../../../common/names.js";
 import type { MachineLimits, MachineState } from "../interfaces.js";
 import type { HostNetworks } from "../networks/host-networks.js";
+import { Nat } from "../networks/nat.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import { PortProxies } from "../networks/port-proxy.js";
 import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
@@ -32,6 +33,7 @@ import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
 import { findLeader, isAlive } from "./proc.js";
 import { SeccompCopies } from "./seccomp-copies.js";
+import { SCOPES_KEY } from "./systemd-scopes.js";
 
 export interface NspawnDriverOptions {
   /** This agent's node name: part of machine names and cgroup paths. */
@@ -66,6 +68,7 @@ export abstract class NspawnMachineBase {
   protected readonly records = new Map<string, MachineRecord>();
   protected readonly hierarchies: Record<string, string>;
   protected readonly networks: HostNetworks;
+  protected readonly nat: Nat;
   protected readonly log: Logger;
   /** At most one ready exec slot per running env. */
   protected readonly slots = new Map<string, ExecSlot>();
@@ -87,8 +90,10 @@ export abstract class NspawnMachineBase {
       throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
     }
     this.networks = opts.networks ?? new NetworkDriver(opts.netns);
+    this.nat = new Nat(opts.netns);
     this.log = opts.logger.child({ driver: "machines" });
-    this.useSlots = opts.execSlots ?? slotsSupported();
+    // a slot joins the env's cgroup before nspawn starts; a systemd scope exists only once it does
+    this.useSlots = opts.execSlots ?? (slotsSupported() && this.hierarchies[SCOPES_KEY] === undefined);
   }
 
   protected addSlot(name: string, procsFiles: string[]): void {
@@ -163,7 +168,16 @@ export abstract class NspawnMachineBase {
   }
 
   /** Host ends of the env's veths, if the kernel did not drop them with the env's namespace. */
+  /** The NAT rules' subject when the env asked for NAT and has its address (networks/nat.ts). */
+  protected natTarget(rec: MachineRecord) {
+    const address = rec.addresses?.[0];
+    if (!rec.network.nat || !rec.vethHost || !address) return undefined;
+    return { node: this.opts.node, env: rec.name, hostIf: rec.vethHost, address };
+  }
+
   protected async removeLinks(rec: MachineRecord): Promise<void> {
+    const nat = this.natTarget(rec);
+    if (nat) await this.nat.disable(nat).catch(() => undefined);
     const hosts = rec.vethHosts ?? (rec.vethHost ? [rec.vethHost] : []);
     for (const h of hosts) await this.networks.removeLink(h).catch(() => undefined);
   }
@@ -201,7 +215,8 @@ export abstract class NspawnMachineBase {
    */
   protected nspawnEnv(): Record<string, string> {
     const env = baseEnv();
-    return this.hierarchies[V2_KEY] !== undefined ? { ...env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } : env;
+    const v2 = this.hierarchies[V2_KEY] !== undefined || this.hierarchies[SCOPES_KEY] !== undefined;
+    return v2 ? { ...env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: "1" } : env;
   }
 
   /** Addresses configured on the env's interface at start. */

@@ -45,6 +45,7 @@ import { machineName } from "./naming.js";
 import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
 import { ENV_KEY, NspawnMachineBase } from "./nspawn-base.js";
 import { findLeader, procStat } from "./proc.js";
+import { scopeRunArgv } from "./systemd-scopes.js";
 import { chownToContainerRoot } from "./userns.js";
 import { checkUserName, findUser, numericUser, parsePasswd } from "./users.js";
 
@@ -116,7 +117,9 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       // the slot's cgroup join and the wrapper's share one RCU grace period (see exec-slot.ts)
       this.addSlot(spec.name, procsFiles);
       const inNetns = this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`] : [];
+      const inScope = cgroups.scope !== undefined ? scopeRunArgv(this.opts.node, spec.name, spec.limits) : [];
       const argv = wrapInCgroups(procsFiles, [
+        ...inScope,
         ...inNetns,
         "systemd-nspawn",
         ...nspawnArgs({ spec, machine, links }),
@@ -166,6 +169,11 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
         addresses.push(...r.addresses);
       }
       if (links.length > 0) rec.addresses = addresses;
+      const nat = this.natTarget(rec);
+      if (nat) {
+        this.store.save(rec); // recorded before the rules exist, so a crash's cleanup finds them
+        await this.nat.enable(nat);
+      }
       for (const a of picked) this.reserved.delete(a);
       await this.openProxies(rec);
       this.store.save(rec);

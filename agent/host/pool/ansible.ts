@@ -76,6 +76,21 @@ class Connection(ConnectionBase):
         self._connected = False
 `;
 
+/**
+ * True when the playbook has a `raw` task (pure): Ansible's own way to
+ * bootstrap a host without python3 (`raw` runs a command through the
+ * connection, no module, no interpreter), so such a playbook runs on a base
+ * without python3; facts are gathered only when a play asks
+ * (ANSIBLE_GATHERING=explicit below), and that play must come after the bootstrap.
+ */
+export function usesRawTasks(playbook: string): boolean {
+  return /^\s*(-\s+)?(ansible\.builtin\.)?raw\s*:/m.test(playbook);
+}
+
+/** The fix named in the error for an Ansible layer on a base without python3. */
+export const PYTHON_BOOTSTRAP_HINT =
+  "build the base with python3 (`base build --debootstrap bookworm --include python3`), or start the playbook with Ansible's bootstrap: a play with `gather_facts: false` and the task `raw: apt-get update && apt-get install -y python3`";
+
 export async function runAnsible(
   root: string,
   stageName: string,

@@ -167,6 +167,23 @@ describe("layers", () => {
       .catch((e) => e);
     expect(err).toMatchObject({ code: Code.FAILED_PRECONDITION, reason: "BASE_NO_PYTHON" });
     expect(err.message).toBe("base bb@1 has no python3; Ansible layers need it");
+    expect(err.hint).toContain("raw: apt-get update && apt-get install -y python3");
+    expect(await tmpLeftovers()).toEqual([]);
+  });
+
+  it("runs an Ansible playbook that bootstraps with raw tasks on a base without python3", async () => {
+    const play =
+      "- hosts: all\n  gather_facts: false\n  tasks:\n    - raw: echo bootstrapped > /etc/raw-marker\n";
+    const m = await pool.buildLayer(
+      { name: "rawboot", kind: "ansible", main: enc(play), files: [], parents: [] },
+      "bb",
+      1,
+    );
+    expect(m).toMatchObject({ layer: "rawboot", base: "bb@1", kind: "ansible" });
+    const env = await pool.prepareEnvRoot("rawenv", "bb", 1, ["rawboot"]);
+    expect(await readFile(join(env.rootDir, "etc/raw-marker"), "utf8")).toBe("bootstrapped\n");
+    await pool.removeEnvRoot("rawenv");
+    await pool.deleteLayer("rawboot", "bb@1");
     expect(await tmpLeftovers()).toEqual([]);
   });
 

@@ -18,7 +18,7 @@ import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
 import { lstatInRoot, writeFileInRoot } from "../../../common/root-path.js";
 import type { BaseVersionMeta, LayerBuildMeta, ProgressFn } from "../interfaces.js";
-import { runAnsible } from "./ansible.js";
+import { PYTHON_BOOTSTRAP_HINT, runAnsible, usesRawTasks } from "./ansible.js";
 import { type BaseStore, sha256 } from "./bases.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly } from "./btrfs.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
@@ -268,11 +268,13 @@ export class LayerStore {
           },
         );
       } else {
-        if (!(await hasPython3(merged))) {
+        // without python3, only a playbook that bootstraps it with `raw` can run (ansible.ts)
+        const playbook = Buffer.from(recipe.main, "base64").toString("utf8");
+        if (!usesRawTasks(playbook) && !(await hasPython3(merged))) {
           throw failedPrecondition(`base ${baseRefOf(base)} has no python3; Ansible layers need it`, {
             reason: "BASE_NO_PYTHON",
             subject: `layer/${recipe.name}`,
-            hint: "build the base with python3 (e.g. debootstrap --include=python3) or use a shell recipe",
+            hint: PYTHON_BOOTSTRAP_HINT,
           });
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });

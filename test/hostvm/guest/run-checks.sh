@@ -45,6 +45,13 @@ protoctl doctor -o json >"$R/doctor.json" 2>/dev/null
 cg=$(node -e 'const c=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"));const a=Array.isArray(c)?c:(c.checks??[]);const r=a.find(x=>x.name==="cgroups");console.log(r?`${r.ok} ${r.detail}`:"missing")' "$R/doctor.json" 2>&1)
 check doctor:cgroups "$cg" test "${cg%% *}" = true
 
+if [ "$(cat "$R/only" 2>/dev/null)" = deploy ]; then
+  source /project/test/hostvm/guest/deploy-checks.sh
+  result INFO time "$(since) s of checks; uptime $(cut -d' ' -f1 /proc/uptime) s"
+  echo done >"$R/finished"
+  exit 0
+fi
+
 # -- the README's main job
 if timeout 900 protoctl up --timeout 900s >"$R/up.txt" 2>&1; then result PASS up "$(since) s since start"; else
   result FAIL up "$(tail -n 5 "$R/up.txt" | tr '\n\t' '  ')"
@@ -57,19 +64,18 @@ out=$(timeout 300 protoctl env exec hello -- echo "hello from protoctl" 2>&1)
 check env:exec "got: $out" test "$out" = "hello from protoctl"
 
 node_name=$(hostname)
-agent_cg=$(awk -F'::' '/^0::/{print $2}' /proc/self/cgroup)
-# the agent moved the unit's processes (ours too) into <unit>/protoctl-agent
-base=/sys/fs/cgroup${agent_cg%/protoctl-agent}
-envcg() { echo "$base/protoctl/$node_name/$1"; }
+# systemd is PID 1 here: each env is a scope protoctl.slice/protoctl_<node>_<env>.scope (systemd-scopes.ts)
+envcg() { echo "/sys/fs/cgroup/protoctl.slice/protoctl_${node_name}_$1.scope"; }
 d=$(envcg hello)
 check cg:env-dir "$d has nspawn's payload and supervisor" test -d "$d/payload" -a -d "$d/supervisor"
+check cg:scope "systemctl: $(systemctl is-active "protoctl_${node_name}_hello.scope" 2>&1)" systemctl is-active -q "protoctl_${node_name}_hello.scope"
 # the exec'd process as the host sees it: inside the env's payload cgroup
 protoctl env exec hello -- sleep 5 &
 sleep 2
 found=""
 for p in $(pgrep -x sleep); do
   c=$(awk -F'::' '/^0::/{print $2}' "/proc/$p/cgroup" 2>/dev/null)
-  case $c in */protoctl/"$node_name"/hello/payload*) found="$c" ;; esac
+  case $c in */protoctl_"$node_name"_hello.scope/payload*) found="$c" ;; esac
 done
 wait
 check cg:exec-joins "an exec'd sleep's cgroup, seen from the host: ${found:-none}" test -n "$found"
@@ -103,7 +109,7 @@ busy_ratio() { # env dir: the share of one CPU the env's cgroup used while a loo
   # the CLI takes a while to start on a slow VM: measure only once the loop runs in the env
   for i in $(seq 600); do
     for p in $(pgrep -x sh); do
-      grep -q "^0::.*/protoctl/$node_name/$env/" "/proc/$p/cgroup" 2>/dev/null &&
+      grep -q "^0::.*/protoctl_${node_name}_$env\.scope/" "/proc/$p/cgroup" 2>/dev/null &&
         grep -qF 'do :; done' "/proc/$p/cmdline" 2>/dev/null && loop=$p # not the env's init loop
     done
     [ -n "$loop" ] && break
@@ -132,7 +138,10 @@ check limits:cpu "busy loop: the --cpus 0.5 env used ${lim_pm}/1000 of a CPU ove
 # -- teardown: the envs' cgroups go with them
 check env:delete "env delete hello lim" timeout 600 protoctl env delete hello lim
 sleep 1
-check cg:removed "no env cgroup left under $base/protoctl" test ! -e "$(envcg hello)" -a ! -e "$(envcg lim)"
+check cg:removed "no env scope left in protoctl.slice" test ! -e "$(envcg hello)" -a ! -e "$(envcg lim)"
 check down "protoctl down" timeout 600 protoctl down
+
+# -- deploy/systemd's units with a joined node, an agent restart, and the kernel NBD attach
+source /project/test/hostvm/guest/deploy-checks.sh
 result INFO time "$(since) s of checks; uptime $(cut -d' ' -f1 /proc/uptime) s"
 echo done >"$R/finished"

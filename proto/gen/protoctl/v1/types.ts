@@ -601,6 +601,8 @@ export interface NetworkSpec {
   ports: PortForward[];
   /** extra /etc/hosts entries: name -> address */
   hosts: { [key: string]: string };
+  /** private envs: outbound traffic leaves through the node (MASQUERADE); opt-in */
+  nat: boolean;
 }
 
 export interface NetworkSpec_HostsEntry {
@@ -1942,7 +1944,7 @@ export const NetworkAttachment: MessageFns<NetworkAttachment> = {
 };
 
 function createBaseNetworkSpec(): NetworkSpec {
-  return { mode: 0, attachments: [], ports: [], hosts: {} };
+  return { mode: 0, attachments: [], ports: [], hosts: {}, nat: false };
 }
 
 export const NetworkSpec: MessageFns<NetworkSpec> = {
@@ -1959,6 +1961,9 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
     globalThis.Object.entries(message.hosts).forEach(([key, value]: [string, string]) => {
       NetworkSpec_HostsEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
     });
+    if (message.nat !== false) {
+      writer.uint32(40).bool(message.nat);
+    }
     return writer;
   },
 
@@ -2010,6 +2015,14 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
             }
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nat = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2043,6 +2056,7 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
           {},
         )
         : {},
+      nat: isSet(object.nat) ? globalThis.Boolean(object.nat) : false,
     };
   },
 
@@ -2066,6 +2080,9 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
         });
       }
     }
+    if (message.nat !== false) {
+      obj.nat = message.nat;
+    }
     return obj;
   },
 
@@ -2086,6 +2103,7 @@ export const NetworkSpec: MessageFns<NetworkSpec> = {
       },
       {},
     );
+    message.nat = object.nat ?? false;
     return message;
   },
 };
