@@ -100,11 +100,17 @@ describe("EnvService create", () => {
     await expectCode(envs.create(spec("a", { hostname: "other" })), Code.ALREADY_EXISTS, "NAME_IN_USE");
   });
 
-  it("refuses a second create of a name while the first is still running", async () => {
-    const [first, second] = await Promise.allSettled([envs.create(spec("race")), envs.create(spec("race"))]);
-    expect(first.status).toBe("fulfilled");
-    expect(second.status).toBe("rejected");
-    expect((second as PromiseRejectedResult).reason.code).toBe(Code.ALREADY_EXISTS);
+  it("joins a second identical create while the first runs, and refuses a different spec under the name", async () => {
+    // A new leader may repeat the placement its dead predecessor sent: the same env, made once.
+    const [first, second] = await Promise.all([envs.create(spec("race")), envs.create(spec("race"))]);
+    expect(second).toEqual(first);
+    expect(machines.faults.callsOf("start")).toHaveLength(1);
+    const [, other] = await Promise.allSettled([
+      envs.create(spec("race2")),
+      envs.create(spec("race2", { start: false })),
+    ]);
+    expect(other.status).toBe("rejected");
+    expect((other as PromiseRejectedResult).reason.code).toBe(Code.ALREADY_EXISTS);
   });
 
   it("creates without starting when the spec says so", async () => {

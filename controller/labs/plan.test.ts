@@ -299,7 +299,10 @@ describe("planLab", () => {
 });
 
 describe("planLab at scale", () => {
-  it("parses and plans a 1000-machine lab (1.6M hosts entries), then re-plans it, in seconds", () => {
+  // No time is asserted here (issue 19: timings belong in benches); the test holds the result.
+  it("parses and plans a 1000-machine lab (1.6M hosts entries), then re-plans it as a no-op", {
+    timeout: 120_000,
+  }, () => {
     const text = `name: big\nnetworks:\n  a: 10.0.0.0/20\n  b: 10.1.0.0/20\n  c: 10.2.0.0/20\nmachines:\n  m-{1..400}: { base: deb, networks: [a, b] }\n  n-{1..400}: { base: deb, networks: [b, c] }\n  o-{1..200}: { base: deb, networks: [a, c] }\n`;
     const t0 = performance.now();
     const first = planLab(spec(text), undefined);
@@ -309,9 +312,6 @@ describe("planLab at scale", () => {
     console.log(`plan 1000 machines: first ${(t1 - t0).toFixed(0)} ms, again ${(t2 - t1).toFixed(0)} ms`);
     expect(first.machines.create).toHaveLength(1000);
     expect(again.noop).toBe(true);
-    // Generous bounds: the test machine is shared; measured about 1.1 s each on 2 cores.
-    expect(t1 - t0).toBeLessThan(6000);
-    expect(t2 - t1).toBeLessThan(6000);
     expect(JSON.stringify(again.state).length).toBeLessThan(300_000); // fits an etcd value
   });
 });
