@@ -125,6 +125,7 @@ export class Propagator {
     const picker = new SourcePicker(k);
     const { todo, attached, local } = splitTargets(holds, targets, version, req.waitLocal);
     for (const t of local) send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_LOCAL, { fraction: 1 }));
+    await this.markLocal(base, version, local);
     for (const t of attached) send(progress(t, AttachmentPhase.ATTACHMENT_PHASE_ATTACHED));
     // Sources of the seed: the node whose image the seed record names, and nodes hydrated from
     // that very image (a republished seed is another image: older copies cannot serve it).
@@ -326,5 +327,25 @@ export class Propagator {
         message: "delta",
       }),
     );
+  }
+
+  /**
+   * Targets that hydrated on their own (the agent goes on copying while no leader runs): the
+   * pass finds them local by inventory, and their attachment records say so too, so nothing
+   * reads them as still attached (export garbage, `base describe`).
+   */
+  private async markLocal(base: string, version: number, nodes: string[]): Promise<void> {
+    if (nodes.length === 0) return;
+    const want = new Set(nodes);
+    for (const { value: a } of await this.ctx.store.listAttachments()) {
+      if (a.base !== base || a.version !== version || !want.has(a.node)) continue;
+      if (a.phase === AttachmentPhase.ATTACHMENT_PHASE_LOCAL) continue;
+      await this.ctx.store.putAttachment({
+        ...a,
+        phase: AttachmentPhase.ATTACHMENT_PHASE_LOCAL,
+        hydratedFraction: 1,
+        message: "",
+      });
+    }
   }
 }

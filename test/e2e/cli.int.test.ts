@@ -255,7 +255,7 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
   it("ls in every output format (JSON and YAML parse back)", async () => {
     const table = await cli(["env", "ls"]);
     expect(table.code).toBe(0);
-    expect(table.stdout).toMatch(/^NAME\s+STATUS\s+BASE\s+NODE\s+AGE\n/);
+    expect(table.stdout).toMatch(/^NAME\s+STATUS\s+BASE\s+NODE\s+AGE\s+TTL\n/);
     expect(table.stdout).toMatch(new RegExp(`^e2e-one\\s+Running\\s+busybox@1\\s+${node}\\s`, "m"));
     const wide = await cli(["env", "ls", "-o", "wide"]);
     expect(wide.stdout.split("\n")[0]).toContain("NETWORK");

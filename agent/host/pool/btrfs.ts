@@ -4,6 +4,7 @@
  * callers never look at tool output themselves.
  */
 import { lstat } from "node:fs/promises";
+import { dirname } from "node:path";
 import { ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
 import { type DuEntry, parseFilesystemDu } from "./parsers.js";
@@ -37,7 +38,29 @@ export function asPoolError(err: unknown, what: string): ProtoctlError {
 }
 
 export async function createSubvolume(path: string): Promise<void> {
-  await poolCmd("btrfs", ["-q", "subvolume", "create", path], "create subvolume");
+  await retryOnceReclaimed(dirname(path), () =>
+    poolCmd("btrfs", ["-q", "subvolume", "create", path], "create subvolume"),
+  );
+}
+
+/**
+ * btrfs frees a deleted subvolume's extents in a background cleaner: right after an env or a
+ * failed build is removed, a create can see ENOSPC for space that is already ours. On a full
+ * pool, wait for the cleaner and a commit (`subvolume sync`, `filesystem sync`), then try once more.
+ */
+export async function retryOnceReclaimed<T>(dir: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (
+      ProtoctlError.from(err).reason !== "POOL_FULL" &&
+      !/pool is full/.test(String((err as Error).message))
+    )
+      throw err;
+    await run("btrfs", ["subvolume", "sync", dir]).catch(() => undefined);
+    await run("btrfs", ["filesystem", "sync", dir]).catch(() => undefined);
+    return await step();
+  }
 }
 
 export async function snapshotSubvolume(
@@ -48,7 +71,7 @@ export async function snapshotSubvolume(
   const args = ["-q", "subvolume", "snapshot"];
   if (opts.readonly) args.push("-r");
   args.push(src, dst);
-  await poolCmd("btrfs", args, "snapshot subvolume");
+  await retryOnceReclaimed(dirname(dst), () => poolCmd("btrfs", args, "snapshot subvolume"));
 }
 
 /** Deletes a subvolume; missing is fine (idempotent). */

@@ -16,9 +16,15 @@ import type { KeyedLock } from "../../../common/keyed-lock.js";
 import type { Logger } from "../../../common/logger.js";
 import { validateName } from "../../../common/names.js";
 import { Revert } from "../../../common/revert.js";
-import type { EnvRoot } from "../interfaces.js";
+import type { BaseVersionMeta, EnvRoot } from "../interfaces.js";
 import type { BaseStore } from "./bases.js";
-import { asPoolError, createSubvolume, deleteSubvolume, snapshotSubvolume } from "./btrfs.js";
+import {
+  asPoolError,
+  createSubvolume,
+  deleteSubvolume,
+  retryOnceReclaimed,
+  snapshotSubvolume,
+} from "./btrfs.js";
 import { limitSubvolume } from "./disk-limit.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
@@ -68,59 +74,73 @@ export class EnvRootStore {
     const uppers = layers.length ? await this.resolveLayers(meta.base, meta.version, layers) : [];
     const lowers = uppers.map((u) => relative(this.layout.mountpoint, u));
     return this.locks.run(`env/${name}`, () =>
-      Revert.run(async (r) => {
-        if (await exists(final)) throw inUse(name);
-        const rec: EnvRecord = {
-          name,
-          base: meta.base,
-          version: meta.version,
-          layers,
-          lowers,
-          createdMs: Date.now(),
-        };
-        const dir = join(this.layout.env, tmpName());
-        await mkdir(dir);
-        r.add(() => removeObjectDir(dir));
-        const ext = this.bases.externals.get(meta.base, meta.version);
-        if (lowers.length === 0 && ext) {
-          // Snapshots cannot cross filesystems: the root lives in the sprout, the record here.
-          await mkdir(ext.envArea, { recursive: true });
-          const extRoot = join(ext.envArea, name);
-          if (await exists(extRoot)) await deleteSubvolume(extRoot);
-          await snapshotSubvolume(baseRoot, extRoot);
-          r.add(() => deleteSubvolume(extRoot));
-          rec.rootDir = extRoot;
-          if (opts.diskBytes) await limitSubvolume(ext.envArea, extRoot, opts.diskBytes);
-        } else if (lowers.length === 0) {
-          await snapshotSubvolume(baseRoot, join(dir, "root"));
-          if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, join(dir, "root"), opts.diskBytes);
-        } else {
-          const vol = join(dir, "vol");
-          await createSubvolume(vol);
-          // a layered env writes into its upper dir, inside this subvolume
-          if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, vol, opts.diskBytes);
-          await Promise.all([mkdir(join(vol, "upper")), mkdir(join(vol, "work")), mkdir(join(dir, "root"))]);
-        }
-        await writeJsonAtomic(join(dir, "meta.json"), rec);
-        try {
-          await rename(dir, final);
-        } catch (err) {
-          if (
-            (err as NodeJS.ErrnoException).code === "ENOTEMPTY" ||
-            (err as NodeJS.ErrnoException).code === "EEXIST"
-          ) {
-            throw inUse(name);
-          }
-          throw err;
-        }
-        r.add(() => removeObjectDir(final));
-        if (lowers.length > 0) await this.mount(rec, baseRoot);
-        this.log.debug({ env: name, base: baseRefOf(meta), layers }, "env root prepared");
-        return this.toEnvRoot(rec);
-      }).catch((err) => {
-        throw err instanceof ProtoctlError ? err : asPoolError(err, `prepare env ${name}`);
-      }),
+      retryOnceReclaimed(this.layout.mountpoint, () =>
+        this.prepareOnce(name, meta, baseRoot, final, layers, lowers, opts),
+      ),
     );
+  }
+
+  private prepareOnce(
+    name: string,
+    meta: BaseVersionMeta,
+    baseRoot: string,
+    final: string,
+    layers: string[],
+    lowers: string[],
+    opts: { diskBytes?: number },
+  ): Promise<EnvRoot> {
+    return Revert.run(async (r) => {
+      if (await exists(final)) throw inUse(name);
+      const rec: EnvRecord = {
+        name,
+        base: meta.base,
+        version: meta.version,
+        layers,
+        lowers,
+        createdMs: Date.now(),
+      };
+      const dir = join(this.layout.env, tmpName());
+      await mkdir(dir);
+      r.add(() => removeObjectDir(dir));
+      const ext = this.bases.externals.get(meta.base, meta.version);
+      if (lowers.length === 0 && ext) {
+        // Snapshots cannot cross filesystems: the root lives in the sprout, the record here.
+        await mkdir(ext.envArea, { recursive: true });
+        const extRoot = join(ext.envArea, name);
+        if (await exists(extRoot)) await deleteSubvolume(extRoot);
+        await snapshotSubvolume(baseRoot, extRoot);
+        r.add(() => deleteSubvolume(extRoot));
+        rec.rootDir = extRoot;
+        if (opts.diskBytes) await limitSubvolume(ext.envArea, extRoot, opts.diskBytes);
+      } else if (lowers.length === 0) {
+        await snapshotSubvolume(baseRoot, join(dir, "root"));
+        if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, join(dir, "root"), opts.diskBytes);
+      } else {
+        const vol = join(dir, "vol");
+        await createSubvolume(vol);
+        // a layered env writes into its upper dir, inside this subvolume
+        if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, vol, opts.diskBytes);
+        await Promise.all([mkdir(join(vol, "upper")), mkdir(join(vol, "work")), mkdir(join(dir, "root"))]);
+      }
+      await writeJsonAtomic(join(dir, "meta.json"), rec);
+      try {
+        await rename(dir, final);
+      } catch (err) {
+        if (
+          (err as NodeJS.ErrnoException).code === "ENOTEMPTY" ||
+          (err as NodeJS.ErrnoException).code === "EEXIST"
+        ) {
+          throw inUse(name);
+        }
+        throw err;
+      }
+      r.add(() => removeObjectDir(final));
+      if (lowers.length > 0) await this.mount(rec, baseRoot);
+      this.log.debug({ env: name, base: baseRefOf(meta), layers }, "env root prepared");
+      return this.toEnvRoot(rec);
+    }).catch((err) => {
+      throw err instanceof ProtoctlError ? err : asPoolError(err, `prepare env ${name}`);
+    });
   }
 
   /** The env root, re-mounting its overlay when a restart (or reboot of a file pool) lost it. */
