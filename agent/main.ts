@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import type { ServerCredentials, ServerInterceptor } from "@grpc/grpc-js";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import type { Logger } from "pino";
 import { failedPrecondition, ProtoctlError } from "../common/errors.js";
 import { createLogger } from "../common/logger.js";
@@ -260,62 +260,69 @@ function flagsOf(o: Record<string, unknown>): Record<string, unknown> {
 }
 
 export function agentCommand(): Command {
-  return new Command("agent")
-    .description("run the node agent: pool, environments and AgentService over gRPC")
-    .option("--config <file>", "YAML configuration file")
-    .option("--name <name>", "node name (default: the host name)")
-    .option("--listen <addr>", "AgentService address host:port or unix:///path (default 127.0.0.1:7444)")
-    .option("--advertise <addr>", "address the controller should dial (default: --listen)")
-    .option("--controller <addr>", "controller address(es) to join, comma separated")
-    .option("--join-token <token>", "join token from `protoctl node token`")
-    .option("--state-dir <dir>", "state directory (default /var/lib/protoctl/agent)")
-    .option("--pool-kind <kind>", "tmpfs | file | mount (default tmpfs)")
-    .option("--pool-size <size>", "pool size for tmpfs/file pools, e.g. 4G (default 4G)")
-    .option("--pool-path <path>", "image file (file pools) or existing btrfs mount (mount pools)")
-    .option("--labels <k=v,...>", "node labels")
-    .option("--private-range <cidr>", "addresses for private envs that name none (default 10.213.0.0/16)")
-    .option(
-      "--insecure",
-      "serve and join in plaintext without authentication (development only; logged as a warning)",
-    )
-    .option("--log-level <level>", "log level (default info)")
-    .option(
-      "--metrics-listen <host:port>",
-      "serve Prometheus metrics here (plain HTTP on loopback unless --metrics-tls)",
-    )
-    .option("--metrics-tls", "serve metrics over HTTPS; scrapers need a certificate from the cluster CA")
-    .addCommand(teardownCommand())
-    .action(async (o: Record<string, unknown>) => {
-      noOptimizingCompiler();
-      const config = loadAgentConfig({ file: o.config as string | undefined, flags: flagsOf(o) });
-      const logger = createLogger({
-        name: "agent",
-        level: config.log.level || undefined,
-        format: config.log.format || undefined,
-      });
-      if (!launchedWithAgentFlags()) {
-        logger.info(
-          { flags: AGENT_NODE_FLAGS.join(" ") },
-          "node runs without the agent's heap flags: RSS will be higher (set NODE_OPTIONS)",
-        );
-      }
-      let agent: RunningAgent;
-      try {
-        agent = await startAgent(config, logger);
-      } catch (err) {
-        const e = ProtoctlError.from(err);
-        logger.error({ err: e, reason: e.reason, hint: e.hint }, "agent failed to start");
-        process.exitCode = 1;
-        return;
-      }
-      await new Promise<void>((resolve) => {
-        const bye = () => resolve();
-        process.once("SIGINT", bye);
-        process.once("SIGTERM", bye);
-      });
-      logger.info("stopping (machines keep running)");
-      await agent.stop();
-      logger.flush?.();
-      process.exit(0);
-    });
+  return (
+    new Command("agent")
+      .description("run the node agent: pool, environments and AgentService over gRPC")
+      .option("--config <file>", "YAML configuration file")
+      .option("--name <name>", "node name (default: the host name)")
+      .option("--listen <addr>", "AgentService address host:port or unix:///path (default 127.0.0.1:7444)")
+      .option("--advertise <addr>", "address the controller should dial (default: --listen)")
+      .option("--controller <addr>", "controller address(es) to join, comma separated")
+      // the systemd unit reads it from an EnvironmentFile (mode 0600), so it is not in argv or agent.yaml
+      .addOption(
+        new Option("--join-token <token>", "join token from `protoctl node token`").env(
+          "PROTOCTL_AGENT_JOIN_TOKEN",
+        ),
+      )
+      .option("--state-dir <dir>", "state directory (default /var/lib/protoctl/agent)")
+      .option("--pool-kind <kind>", "tmpfs | file | mount (default tmpfs)")
+      .option("--pool-size <size>", "pool size for tmpfs/file pools, e.g. 4G (default 4G)")
+      .option("--pool-path <path>", "image file (file pools) or existing btrfs mount (mount pools)")
+      .option("--labels <k=v,...>", "node labels")
+      .option("--private-range <cidr>", "addresses for private envs that name none (default 10.213.0.0/16)")
+      .option(
+        "--insecure",
+        "serve and join in plaintext without authentication (development only; logged as a warning)",
+      )
+      .option("--log-level <level>", "log level (default info)")
+      .option(
+        "--metrics-listen <host:port>",
+        "serve Prometheus metrics here (plain HTTP on loopback unless --metrics-tls)",
+      )
+      .option("--metrics-tls", "serve metrics over HTTPS; scrapers need a certificate from the cluster CA")
+      .addCommand(teardownCommand())
+      .action(async (o: Record<string, unknown>) => {
+        noOptimizingCompiler();
+        const config = loadAgentConfig({ file: o.config as string | undefined, flags: flagsOf(o) });
+        const logger = createLogger({
+          name: "agent",
+          level: config.log.level || undefined,
+          format: config.log.format || undefined,
+        });
+        if (!launchedWithAgentFlags()) {
+          logger.info(
+            { flags: AGENT_NODE_FLAGS.join(" ") },
+            "node runs without the agent's heap flags: RSS will be higher (set NODE_OPTIONS)",
+          );
+        }
+        let agent: RunningAgent;
+        try {
+          agent = await startAgent(config, logger);
+        } catch (err) {
+          const e = ProtoctlError.from(err);
+          logger.error({ err: e, reason: e.reason, hint: e.hint }, "agent failed to start");
+          process.exitCode = 1;
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          const bye = () => resolve();
+          process.once("SIGINT", bye);
+          process.once("SIGTERM", bye);
+        });
+        logger.info("stopping (machines keep running)");
+        await agent.stop();
+        logger.flush?.();
+        process.exit(0);
+      })
+  );
 }
