@@ -14,65 +14,11 @@ import {
 import type { ControllerContext } from "../context.js";
 import { labView, type MachineStatus } from "../labs/index.js";
 import { listNodes } from "../server/node-api.js";
+import type { ConsoleEnv, ConsoleLab, ConsolePush, ConsoleState } from "./view-types.js";
+
+export type { ConsoleState } from "./view-types.js";
 
 const lower = (s: string | undefined, prefix: string) => (s ?? "unknown").replace(prefix, "").toLowerCase();
-
-export interface ConsoleNode {
-  name: string;
-  state: string;
-  cordoned: boolean;
-  draining: boolean;
-  address: string;
-  poolSizeBytes: number;
-  poolFreeBytes: number;
-  envs: number;
-  bases: string[];
-  attached: number;
-  hydrating: number;
-  lastSeenMs: number;
-}
-
-export interface ConsoleEnv {
-  name: string;
-  phase: string;
-  node: string;
-  base: string;
-  layers: string[];
-  group: string;
-  message: string;
-  createdMs: number;
-  addresses: string[];
-}
-
-export interface ConsolePush {
-  base: string;
-  version: number;
-  nodes: Array<{ node: string; phase: string; percent: number; source: string; message: string }>;
-}
-
-export interface ConsoleLab {
-  name: string;
-  phase: string;
-  networks: Array<{ name: string; subnet: string; nodes: string[] }>;
-  machines: Array<{
-    name: string;
-    env: string;
-    node: string;
-    phase: string;
-    addresses: Record<string, string>;
-  }>;
-}
-
-export interface ConsoleState {
-  cluster: string;
-  controller: string;
-  leader: string;
-  timeMs: number;
-  nodes: ConsoleNode[];
-  envs: ConsoleEnv[];
-  pushes: ConsolePush[];
-  labs: ConsoleLab[];
-}
 
 export async function consoleState(ctx: ControllerContext, cluster: string): Promise<ConsoleState> {
   const s = ctx.store;

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { baseRefOf, formatBaseRef } from "../../common/base-ref.js";
+import { baseRefOf } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";

@@ -3,9 +3,10 @@
  * sent to a server log), then follows /api/live (server-sent events) and
  * redraws. Read-only.
  */
+
+import type { ClusterEvent, ConsoleEnv, ConsoleState } from "../view-types.js";
 import { bar, bytes, h, phase, replace } from "./dom.js";
 import { topology } from "./topology.js";
-import type { ClusterEvent, ConsoleEnv, ConsoleState } from "./types.js";
 
 let state: ConsoleState | undefined;
 const events: ClusterEvent[] = [];

@@ -3,8 +3,9 @@
  * the node they run on, a line for each machine–network membership labelled
  * with the address. A machine is clickable (opens its env).
  */
+
+import type { ConsoleLab } from "../view-types.js";
 import { s } from "./dom.js";
-import type { ConsoleLab } from "./types.js";
 
 const NET_W = 150;
 const BOX_W = 150;

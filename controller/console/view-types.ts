@@ -1,4 +1,4 @@
-/** The JSON the controller sends (controller/console/view-model.ts), as the browser sees it. */
+/** The JSON the controller sends (view-model.ts) and the browser reads (ui/): one shape for both. */
 export interface ConsoleNode {
   name: string;
   state: string;
