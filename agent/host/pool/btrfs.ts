@@ -4,7 +4,6 @@
  * callers never look at tool output themselves.
  */
 import { lstat } from "node:fs/promises";
-import { dirname } from "node:path";
 import { ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
 import { type DuEntry, parseFilesystemDu } from "./parsers.js";
@@ -38,9 +37,7 @@ export function asPoolError(err: unknown, what: string): ProtoctlError {
 }
 
 export async function createSubvolume(path: string): Promise<void> {
-  await retryOnceReclaimed(dirname(path), () =>
-    poolCmd("btrfs", ["-q", "subvolume", "create", path], "create subvolume"),
-  );
+  await poolCmd("btrfs", ["-q", "subvolume", "create", path], "create subvolume");
 }
 
 /**
@@ -52,11 +49,7 @@ export async function retryOnceReclaimed<T>(dir: string, step: () => Promise<T>)
   try {
     return await step();
   } catch (err) {
-    if (
-      ProtoctlError.from(err).reason !== "POOL_FULL" &&
-      !/pool is full/.test(String((err as Error).message))
-    )
-      throw err;
+    if (ProtoctlError.from(err).reason !== "POOL_FULL") throw err;
     await run("btrfs", ["subvolume", "sync", dir]).catch(() => undefined);
     await run("btrfs", ["filesystem", "sync", dir]).catch(() => undefined);
     return await step();
@@ -71,7 +64,7 @@ export async function snapshotSubvolume(
   const args = ["-q", "subvolume", "snapshot"];
   if (opts.readonly) args.push("-r");
   args.push(src, dst);
-  await retryOnceReclaimed(dirname(dst), () => poolCmd("btrfs", args, "snapshot subvolume"));
+  await poolCmd("btrfs", args, "snapshot subvolume");
 }
 
 /** Deletes a subvolume; missing is fine (idempotent). */
