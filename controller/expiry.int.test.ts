@@ -6,20 +6,10 @@
  * outlives the first (extend moves the desired state, not a timer).
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import { type FakeAgent, sealFakeBases } from "../test/harness/fake-agent.js";
-import {
-  call,
-  client,
-  eventually,
-  joinAgents,
-  REUSABLE,
-  testEnvSpec,
-  uniquePrefix,
-} from "../test/support/controller/cluster.js";
-import { type ControllerProcess, spawnController } from "../test/support/controller/process.js";
+import { call, eventually, testEnvSpec } from "../test/support/controller/cluster.js";
+import { startHaPair } from "../test/support/controller/ha-pair.js";
 import { ClusterStore } from "./store/store.js";
 
 let etcd: TestEtcd;
@@ -33,44 +23,15 @@ afterAll(async () => {
 const ELECTION_TTL_S = 2;
 
 it("an env with ttl 5s is deleted after expiry across a leader kill, with an event; extend postpones it", async () => {
-  const prefix = uniquePrefix();
-  const cfg = (id: string) => ({
-    id,
-    listen: "127.0.0.1:0",
-    insecure: true,
-    etcd: { endpoints: [etcd.endpoint], prefix },
-    membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 500 },
-    reconcile: {
-      electionTtlSeconds: ELECTION_TTL_S,
-      lostGraceSeconds: 30,
-      backoffBaseMs: 50,
-      backoffMaxMs: 1000,
-    },
+  const ha = await startHaPair(etcd, {
+    ids: ["ttl-a", "ttl-b"],
+    nodes: ["n1"],
+    electionTtlSeconds: ELECTION_TTL_S,
   });
-  const procs: ControllerProcess[] = [];
-  let agents: FakeAgent[] = [];
-  const clients = new Map<string, ControlServiceClient>();
+  const { leader, survivor, agents, prefix } = ha;
+  const lc = ha.client(leader);
+  const sc = ha.client(survivor);
   try {
-    procs.push(await spawnController(cfg("ttl-a")), await spawnController(cfg("ttl-b")));
-    for (const p of procs) clients.set(p.id, client(p.address));
-    const anyClient = clients.get("ttl-a")!;
-    const leaderId = await eventually(
-      async () => (await call(anyClient, "getVersion", {})).leader || undefined,
-    );
-    const leader = procs.find((p) => p.id === leaderId)!;
-    const survivor = procs.find((p) => p.id !== leaderId)!;
-    const lc = clients.get(leader.id)!;
-    const sc = clients.get(survivor.id)!;
-    const { token } = await call(anyClient, "createJoinToken", { ttlSeconds: 120, labels: {}, ...REUSABLE });
-    const specs = [{ name: "n1" }];
-    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, specs);
-    agents = await joinAgents(
-      procs.map((p) => p.address),
-      token,
-      specs,
-    );
-    await eventually(async () => (await call(sc, "listNodes", {})).nodes.some((n) => n.state === 1));
-
     // recorded by the leader; a bad ttl changes nothing
     await expect(
       call(lc, "createEnv", { spec: testEnvSpec("bad-ttl"), wait: false, ttlMs: 100 * 365 * 86_400_000 }),
@@ -115,12 +76,6 @@ it("an env with ttl 5s is deleted after expiry across a leader kill, with an eve
     const names = (await call(sc, "listEnvs", { node: "", group: "" })).envs.map((e) => e.spec?.name).sort();
     expect(names).toEqual(["kept", "plain"]);
   } finally {
-    for (const c of clients.values()) c.close();
-    for (const a of agents) await a.stop();
-    for (const p of procs) await p.stop();
-    const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
-    await store.purge();
-    expect(await store.kv.count(prefix)).toBe(0);
-    await store.close();
+    expect(await ha.stop()).toBe(0);
   }
 });

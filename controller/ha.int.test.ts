@@ -6,21 +6,10 @@
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../common/errors.js";
-import type { ControlServiceClient } from "../proto/gen/protoctl/v1/control.js";
 import { EnvPhase } from "../proto/gen/protoctl/v1/types.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
-import { type FakeAgent, sealFakeBases } from "../test/harness/fake-agent.js";
-import {
-  call,
-  client,
-  eventually,
-  joinAgents,
-  REUSABLE,
-  testEnvSpec,
-  uniquePrefix,
-} from "../test/support/controller/cluster.js";
-import { type ControllerProcess, spawnController } from "../test/support/controller/process.js";
-import { ClusterStore } from "./store/store.js";
+import { call, eventually, testEnvSpec } from "../test/support/controller/cluster.js";
+import { startHaPair } from "../test/support/controller/ha-pair.js";
 
 let etcd: TestEtcd;
 beforeAll(async () => {
@@ -31,40 +20,10 @@ afterAll(async () => {
 });
 
 it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every env Running exactly once", async () => {
-  const prefix = uniquePrefix();
-  const cfg = (id: string) => ({
-    id,
-    listen: "127.0.0.1:0",
-    insecure: true,
-    etcd: { endpoints: [etcd.endpoint], prefix },
-    membership: { leaseTtlSeconds: 3, heartbeatIntervalMs: 500 },
-    reconcile: { electionTtlSeconds: 2, lostGraceSeconds: 30, backoffBaseMs: 50, backoffMaxMs: 1000 },
-  });
-  const procs: ControllerProcess[] = [];
-  let agents: FakeAgent[] = [];
-  const clients = new Map<string, ControlServiceClient>();
+  const ha = await startHaPair(etcd, { ids: ["ctl-a", "ctl-b"], nodes: ["n1", "n2", "n3"] });
+  const { leader, survivor, agents } = ha;
+  const sc = ha.client(survivor);
   try {
-    procs.push(await spawnController(cfg("ctl-a")), await spawnController(cfg("ctl-b")));
-    for (const p of procs) clients.set(p.id, client(p.address));
-    const anyClient = clients.get("ctl-a")!;
-    const leaderId = await eventually(
-      async () => (await call(anyClient, "getVersion", {})).leader || undefined,
-    );
-    const leader = procs.find((p) => p.id === leaderId)!;
-    const survivor = procs.find((p) => p.id !== leaderId)!;
-    const { token } = await call(anyClient, "createJoinToken", { ttlSeconds: 120, labels: {}, ...REUSABLE });
-    const specs = [{ name: "n1" }, { name: "n2" }, { name: "n3" }];
-    await sealFakeBases({ endpoint: etcd.endpoint, prefix }, specs);
-    agents = await joinAgents(
-      procs.map((p) => p.address),
-      token,
-      specs,
-    );
-    const sc = clients.get(survivor.id)!;
-    await eventually(
-      async () => (await call(sc, "listNodes", {})).nodes.filter((n) => n.state === 1).length === 3,
-    );
-
     // a burst of creates, alternating replicas; a create on the dead replica is retried on the other
     const N = 300;
     let killedAt = 0;
@@ -73,7 +32,7 @@ it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every 
       for (let attempt = 0; attempt < 20; attempt++) {
         const p = order[attempt % 2]!;
         try {
-          await call(clients.get(p.id)!, "createEnv", { spec: testEnvSpec(`env-${i}`), wait: false }, 5000);
+          await call(ha.client(p), "createEnv", { spec: testEnvSpec(`env-${i}`), wait: false }, 5000);
           return;
         } catch (err) {
           const pe = ProtoctlError.from(err);
@@ -130,12 +89,6 @@ it("SIGKILL of the leader during a burst of creates: takeover within 5 s, every 
       `leader ${leader.id} killed; ${survivor.id} led after ${takeoverMs} ms; ${N} envs Running exactly once`,
     );
   } finally {
-    for (const c of clients.values()) c.close();
-    for (const a of agents) await a.stop();
-    for (const p of procs) await p.stop();
-    const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
-    await store.purge();
-    expect(await store.kv.count(prefix)).toBe(0);
-    await store.close();
+    expect(await ha.stop()).toBe(0);
   }
 });
