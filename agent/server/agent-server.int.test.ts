@@ -3,21 +3,17 @@
  * env lifecycle, exec streams and TTY, logs, limits, networks, bad input.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../common/errors.js";
 import { iterateStream } from "../../common/grpc.js";
 import { type Env, EnvPhase, EnvSpec, type LogLine, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
-import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import {
   type AgentClient,
-  agentClient,
+  type BusyboxAgent,
   execOverGrpc,
-  importDirBase,
-  startLoopbackAgent,
-  stopLoopbackAgent,
+  startBusyboxAgent,
   unary,
 } from "../../test/support/agent/agent-client.js";
 import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
@@ -27,8 +23,7 @@ import { NetworkDriver } from "../host/networks/network-driver.js";
 import type { RunningAgent } from "../main.js";
 
 const NODE = `it${process.pid}`;
-let stateDir: string;
-let rootfs: string;
+let bed: BusyboxAgent;
 let agent: RunningAgent;
 let client: AgentClient;
 
@@ -40,19 +35,12 @@ const create = (s: EnvSpec) => unary<object, Env>(client, "createEnv", { spec: s
 const del = (name: string) => unary(client, "deleteEnv", { name });
 
 beforeAll(async () => {
-  stateDir = await mkdtemp(join(tmpdir(), "protoctl-agent-it-"));
-  rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
-  await makeBusyboxRootfs(rootfs);
-  agent = await startLoopbackAgent({ name: NODE, stateDir, poolMiB: 512 });
-  client = agentClient(agent.address);
-  await importDirBase(client, "busybox", rootfs);
+  bed = await startBusyboxAgent({ name: NODE, poolMiB: 512 });
+  ({ agent, client } = bed);
 });
 
 afterAll(async () => {
-  client?.close();
-  await stopLoopbackAgent(agent);
-  await rm(stateDir, { recursive: true, force: true });
-  await rm(rootfs, { recursive: true, force: true });
+  await bed?.close();
 });
 
 describe("AgentService envs", () => {

@@ -14,39 +14,28 @@ import { Code, ProtoctlError } from "../../common/errors.js";
 import { fromServiceError } from "../../common/grpc.js";
 import { applyCopyStream, readTree, TreeWriter } from "../../common/tree-copy.js";
 import { type CopyChunk, type CopyResult, type Env, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
-import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import {
   type AgentClient,
-  agentClient,
+  type BusyboxAgent,
   execOverGrpc,
-  importDirBase,
-  startLoopbackAgent,
-  stopLoopbackAgent,
+  startBusyboxAgent,
   unary,
 } from "../../test/support/agent/agent-client.js";
-import type { RunningAgent } from "../main.js";
 
 const NODE = `cp${process.pid}`;
-let stateDir: string;
-let rootfs: string;
+let bed: BusyboxAgent;
 let local: string;
-let agent: RunningAgent;
 let client: AgentClient;
 
 beforeAll(async () => {
-  stateDir = await mkdtemp(join(tmpdir(), "protoctl-cp-it-"));
-  rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
   local = await mkdtemp(join(tmpdir(), "protoctl-cp-local-"));
-  await makeBusyboxRootfs(rootfs);
-  agent = await startLoopbackAgent({ name: NODE, stateDir, poolMiB: 256 });
-  client = agentClient(agent.address);
-  await importDirBase(client, "busybox", rootfs);
+  bed = await startBusyboxAgent({ name: NODE, poolMiB: 256 });
+  client = bed.client;
 });
 
 afterAll(async () => {
-  client?.close();
-  await stopLoopbackAgent(agent);
-  for (const d of [stateDir, rootfs, local]) if (d) await rm(d, { recursive: true, force: true });
+  await bed?.close();
+  if (local) await rm(local, { recursive: true, force: true });
 });
 
 function copyIn(env: string, localPath: string, dest: string): Promise<CopyResult> {

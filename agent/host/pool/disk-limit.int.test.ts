@@ -1,23 +1,10 @@
-/**
- * Disk limits on a real pool: an env created with a 64 MiB limit gets
- * "Disk quota exceeded" from inside when it writes past it, while its
- * neighbour (no limit) writes on; the usage and limit are read back from the
- * qgroup. Create times with and without a limit are printed (figures, not
- * assertions: the machine is shared).
- */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { type Env, EnvSpec } from "../../../proto/gen/protoctl/v1/types.js";
-import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
 import {
   type AgentClient,
-  agentClient,
+  type BusyboxAgent,
   execOverGrpc,
-  importDirBase,
-  startLoopbackAgent,
-  stopLoopbackAgent,
+  startBusyboxAgent,
   unary,
 } from "../../../test/support/agent/agent-client.js";
 import type { RunningAgent } from "../../main.js";
@@ -25,24 +12,17 @@ import { subvolumeUsage } from "./disk-limit.js";
 
 const NODE = `dl${process.pid}`;
 const MiB = 2 ** 20;
-let stateDir: string;
-let rootfs: string;
+let bed: BusyboxAgent;
 let agent: RunningAgent;
 let client: AgentClient;
 
 beforeAll(async () => {
-  stateDir = await mkdtemp(join(tmpdir(), "protoctl-disk-it-"));
-  rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
-  await makeBusyboxRootfs(rootfs);
-  agent = await startLoopbackAgent({ name: NODE, stateDir, poolMiB: 512 });
-  client = agentClient(agent.address);
-  await importDirBase(client, "busybox", rootfs);
+  bed = await startBusyboxAgent({ name: NODE, poolMiB: 512 });
+  ({ agent, client } = bed);
 });
 
 afterAll(async () => {
-  client?.close();
-  await stopLoopbackAgent(agent);
-  for (const d of [stateDir, rootfs]) if (d) await rm(d, { recursive: true, force: true });
+  await bed?.close();
 });
 
 const create = async (name: string, diskBytes: number) => {

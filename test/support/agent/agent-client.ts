@@ -4,6 +4,8 @@
  * run as a separate process (to SIGKILL it).
  */
 import { mkdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { type AgentConfig, agentDefaults } from "../../../agent/config.js";
@@ -11,6 +13,7 @@ import { type RunningAgent, startAgent } from "../../../agent/main.js";
 import { callUnary, fromServiceError } from "../../../common/grpc.js";
 import { silentLogger } from "../../../common/logger.js";
 import { AgentServiceClient } from "../../../proto/gen/protoctl/v1/agent.js";
+import { makeBusyboxRootfs } from "../../fixtures/rootfs.js";
 import type {
   BaseVersion,
   ExecInput,
@@ -145,4 +148,35 @@ export async function stopLoopbackAgent(agent: RunningAgent | undefined): Promis
   for (const name of agent.ctx.envs.names()) await agent.ctx.envs.delete(name).catch(() => undefined);
   await agent.stop();
   await (agent.ctx.pool as unknown as { destroy(): Promise<void> }).destroy();
+}
+
+/** A loopback agent with a busybox base imported: what the agent service tests start from. */
+export interface BusyboxAgent {
+  agent: RunningAgent;
+  client: AgentClient;
+  stateDir: string;
+  /** Deletes the envs, stops the agent, destroys its pool and removes the scratch dirs. */
+  close(): Promise<void>;
+}
+
+export async function startBusyboxAgent(o: { name: string; poolMiB: number }): Promise<BusyboxAgent> {
+  const stateDir = await mkdtemp(join(tmpdir(), "protoctl-agent-it-"));
+  const rootfs = await mkdtemp(join(tmpdir(), "protoctl-rootfs-"));
+  let agent: RunningAgent | undefined;
+  let client: AgentClient | undefined;
+  const close = async () => {
+    client?.close();
+    await stopLoopbackAgent(agent);
+    for (const d of [stateDir, rootfs]) await rm(d, { recursive: true, force: true });
+  };
+  try {
+    await makeBusyboxRootfs(rootfs);
+    agent = await startLoopbackAgent({ name: o.name, stateDir, poolMiB: o.poolMiB });
+    client = agentClient(agent.address);
+    await importDirBase(client, "busybox", rootfs);
+    return { agent, client, stateDir, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
