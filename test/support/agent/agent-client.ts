@@ -13,7 +13,6 @@ import { type RunningAgent, startAgent } from "../../../agent/main.js";
 import { callUnary, fromServiceError } from "../../../common/grpc.js";
 import { silentLogger } from "../../../common/logger.js";
 import { AgentServiceClient } from "../../../proto/gen/protoctl/v1/agent.js";
-import { makeBusyboxRootfs } from "../../fixtures/rootfs.js";
 import type {
   BaseVersion,
   ExecInput,
@@ -21,6 +20,7 @@ import type {
   ExecStart,
   OperationEvent,
 } from "../../../proto/gen/protoctl/v1/types.js";
+import { makeBusyboxRootfs } from "../../fixtures/rootfs.js";
 
 export type AgentClient = InstanceType<typeof AgentServiceClient>;
 
