@@ -4,27 +4,20 @@
  * read from each running agent when scraped (several agents share a process
  * in tests, so state gauges carry the node). Listed in docs/metrics.md.
  */
+
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { LATENCY_BUCKETS, PUSH_BUCKETS } from "../../common/metrics/buckets.js";
+import { grpcServerMetrics } from "../../common/metrics/grpc-interceptor.js";
 
 export const agentRegistry = new Registry();
 collectDefaultMetrics({ register: agentRegistry, prefix: "protoctl_agent_process_" });
 const registers = [agentRegistry];
 
-export const grpcHandled = new Counter({
-  name: "protoctl_agent_grpc_server_handled_total",
-  help: "AgentService calls finished, by method and gRPC status code.",
-  labelNames: ["service", "method", "code"] as const,
-  registers,
-});
-
-export const grpcSeconds = new Histogram({
-  name: "protoctl_agent_grpc_server_handling_seconds",
-  help: "AgentService call duration, from the request to its status.",
-  labelNames: ["service", "method"] as const,
-  buckets: LATENCY_BUCKETS,
-  registers,
-});
+export const { handled: grpcHandled, seconds: grpcSeconds } = grpcServerMetrics(
+  "agent",
+  "AgentService",
+  agentRegistry,
+);
 
 export const envOperationSeconds = new Histogram({
   name: "protoctl_agent_env_operation_seconds",

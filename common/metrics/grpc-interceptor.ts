@@ -4,7 +4,8 @@
  * put it first in their interceptor chain, so refused calls count too.
  */
 import { ResponderBuilder, ServerInterceptingCall, type ServerInterceptor, status } from "@grpc/grpc-js";
-import type { Counter, Histogram } from "prom-client";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { LATENCY_BUCKETS } from "./buckets.js";
 
 export interface GrpcMetrics {
   /** labels: service, method, code */
@@ -13,6 +14,29 @@ export interface GrpcMetrics {
   seconds: Histogram<"service" | "method">;
   /** Called with every finished call (for per-operation histograms). */
   onDone?: (method: string, code: number, seconds: number) => void;
+}
+
+/**
+ * The call counter and duration histogram of one daemon's gRPC server:
+ * `protoctl_<daemon>_grpc_server_handled_total` and `..._handling_seconds`.
+ */
+export function grpcServerMetrics(daemon: string, service: string, registry: Registry) {
+  const registers = [registry];
+  return {
+    handled: new Counter({
+      name: `protoctl_${daemon}_grpc_server_handled_total`,
+      help: `${service} calls finished, by method and gRPC status code.`,
+      labelNames: ["service", "method", "code"] as const,
+      registers,
+    }),
+    seconds: new Histogram({
+      name: `protoctl_${daemon}_grpc_server_handling_seconds`,
+      help: `${service} call duration, from the request to its status.`,
+      labelNames: ["service", "method"] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+  };
 }
 
 const CODE_NAMES: Record<number, string> = Object.fromEntries(

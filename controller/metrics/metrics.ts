@@ -5,27 +5,20 @@
  * each running replica when scraped (`addStateSource`). Names follow the
  * Prometheus conventions; the list is in docs/metrics.md.
  */
+
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { FAST_BUCKETS, LATENCY_BUCKETS } from "../../common/metrics/buckets.js";
+import { grpcServerMetrics } from "../../common/metrics/grpc-interceptor.js";
 
 export const controllerRegistry = new Registry();
 collectDefaultMetrics({ register: controllerRegistry, prefix: "protoctl_controller_process_" });
 const registers = [controllerRegistry];
 
-export const grpcHandled = new Counter({
-  name: "protoctl_controller_grpc_server_handled_total",
-  help: "ControlService calls finished, by method and gRPC status code.",
-  labelNames: ["service", "method", "code"] as const,
-  registers,
-});
-
-export const grpcSeconds = new Histogram({
-  name: "protoctl_controller_grpc_server_handling_seconds",
-  help: "ControlService call duration, from the request to its status.",
-  labelNames: ["service", "method"] as const,
-  buckets: LATENCY_BUCKETS,
-  registers,
-});
+export const { handled: grpcHandled, seconds: grpcSeconds } = grpcServerMetrics(
+  "controller",
+  "ControlService",
+  controllerRegistry,
+);
 
 export const envOperationSeconds = new Histogram({
   name: "protoctl_controller_env_operation_seconds",
