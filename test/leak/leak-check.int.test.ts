@@ -49,6 +49,28 @@ describe("leak check on the live system", () => {
     expect(diffSnapshots(before, await takeSnapshot(), runId)).toEqual([]);
   });
 
+  it("reports a loop device orphaned on a pool tmpfs that was unmounted under it", async () => {
+    const runId = process.env[RUN_MARKER_ENV] ?? "test";
+    const dir = await mkdtemp(join(tmpdir(), "protoctl-leaktest-"));
+    undo.push(() => rm(dir, { recursive: true, force: true }));
+    const before = await takeSnapshot();
+    await run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir]);
+    await run("truncate", ["-s", "1M", join(dir, "pool.img")]);
+    const loop = await output("losetup", ["--find", "--show", join(dir, "pool.img")]);
+    undo.push(() => run("losetup", ["-d", loop]));
+    // what a killed run's cleanup did: the tmpfs lazily unmounted, the loop device still bound
+    await run("umount", ["-l", dir]);
+    const leaks = diffSnapshots(before, await takeSnapshot(), runId).map((l) => `${l.kind} ${l.what}`);
+    expect(leaks).toContain(`loop ${loop} /pool.img`);
+    // seen again by a later run that started with it already there
+    const later = await takeSnapshot();
+    expect(diffSnapshots(later, later, runId).map((l) => `${l.kind} ${l.what}`)).toEqual([
+      `loop ${loop} /pool.img (orphaned before this run too: its tmpfs is gone; losetup -d it)`,
+    ]);
+    await run("losetup", ["-d", loop]);
+    undo.pop();
+  });
+
   it("reports a leaked etcd process and a protoctl cgroup", async () => {
     // The globalSetup's run marker reaches the test workers, and so every process they spawn.
     const runId = process.env[RUN_MARKER_ENV];

@@ -188,6 +188,18 @@ describe("diffSnapshots", () => {
     ]);
   });
 
+  it("reports a loop device orphaned on an unmounted pool tmpfs, even one that was there before", () => {
+    const before = snap({ loops: ["/dev/loop1 /pool.img", "/dev/loop0 /x"] });
+    const after = snap({ loops: ["/dev/loop1 /pool.img", "/dev/loop0 /x", "/dev/loop2 /pool.img"] });
+    expect(diffSnapshots(before, after, "r")).toEqual([
+      { kind: "loop", what: "/dev/loop2 /pool.img" },
+      {
+        kind: "loop",
+        what: "/dev/loop1 /pool.img (orphaned before this run too: its tmpfs is gone; losetup -d it)",
+      },
+    ]);
+  });
+
   it("reports nothing when nothing changed", () => {
     const s = snap({ mounts: ["/ ext4 /dev/vda"], loops: ["/dev/loop0 /x"], netns: ["a"], links: ["lo"] });
     expect(diffSnapshots(s, s, "run1")).toEqual([]);

@@ -205,6 +205,15 @@ export function multisetAdded(before: readonly string[], after: readonly string[
   return added;
 }
 
+/**
+ * Loop devices still bound to a protoctl pool image whose tmpfs is unmounted everywhere: the
+ * kernel then names the file from its own filesystem's root ("/pool.img"). Nothing can use or
+ * find such a device again, so it is a leak whenever it is seen, even if it was there before.
+ */
+export function orphanedLoops(loops: readonly string[]): string[] {
+  return loops.filter((l) => /^\/dev\/loop\d+ \/pool\.img$/.test(l));
+}
+
 /** What is in `after` and was not in `before`, attributing processes to run `runId`. */
 export function diffSnapshots(before: Snapshot, after: Snapshot, runId: string): Leak[] {
   const leaks: Leak[] = [];
@@ -212,7 +221,14 @@ export function diffSnapshots(before: Snapshot, after: Snapshot, runId: string):
     for (const what of items) leaks.push({ kind, what });
   };
   push("mount", multisetAdded(before.mounts, after.mounts));
-  push("loop", multisetAdded(before.loops, after.loops));
+  const addedLoops = multisetAdded(before.loops, after.loops);
+  push("loop", addedLoops);
+  push(
+    "loop",
+    orphanedLoops(after.loops)
+      .filter((l) => !addedLoops.includes(l))
+      .map((l) => `${l} (orphaned before this run too: its tmpfs is gone; losetup -d it)`),
+  );
   push("netns", multisetAdded(before.netns, after.netns));
   push("link", multisetAdded(before.links, after.links));
   const known = new Set(before.processes.map((p) => p.key));

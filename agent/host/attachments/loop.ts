@@ -80,6 +80,18 @@ export async function detachLoop(dev: string): Promise<void> {
   await run("losetup", ["--detach", dev], { allowFailure: true });
 }
 
+/**
+ * Ties a mounted loop device's life to its mount: detaching a busy device only sets the kernel's
+ * autoclear flag, so the device goes by itself when its last mount goes, whichever way that
+ * happens (umount, a lazy umount finishing, a mount namespace dying). Nothing can leave it
+ * bound to an image on a filesystem that is already gone. Resolves to whether the flag is set.
+ */
+export async function detachWithLastMount(dev: string): Promise<boolean> {
+  await run("losetup", ["--detach", dev], { allowFailure: true });
+  const flag = await readFile(`/sys/block/${basename(dev)}/loop/autoclear`, "utf8").catch(() => "");
+  return flag.trim() === "1";
+}
+
 /** The backing file of /dev/loopN, or undefined when the device is not bound. */
 export async function loopBackingFile(dev: string): Promise<string | undefined> {
   try {

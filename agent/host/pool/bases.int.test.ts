@@ -6,11 +6,12 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { silentLogger } from "../../../common/logger.js";
 import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
+import { loopBackingFile } from "../attachments/loop.js";
 import { createSubvolume } from "./btrfs.js";
 import { findMount, mountOverlay, mountsUnder } from "./mounts.js";
 import { type BtrfsPool, openPool } from "./pool.js";
@@ -233,8 +234,13 @@ describe("pool kinds and limits", () => {
       await p.prepareEnvRoot("stays", "persist", 1, []);
       await p.close();
       const loop = p.storage.loopDevice!;
+      expect(await loopBackingFile(loop)).toBe(p.storage.image);
       await run("umount", [p.mountpoint]);
-      await run("losetup", ["-d", loop]);
+      // the loop device went with the mount (autoclear): a reboot leaves nothing bound either
+      await vi.waitFor(async () => expect(await loopBackingFile(loop)).not.toBe(p.storage.image), {
+        timeout: 10_000,
+        interval: 100,
+      });
       expect(await findMount(p.mountpoint)).toBeUndefined();
       p = await openPool(cfg, log);
       expect((await p.listBaseVersions()).map((m) => `${m.base}@${m.version}`)).toEqual(["persist@1"]);

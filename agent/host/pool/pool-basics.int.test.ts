@@ -5,10 +5,12 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code } from "../../../common/errors.js";
+import { run } from "../../../common/exec.js";
 import { silentLogger } from "../../../common/logger.js";
 import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
+import { loopBackingFile } from "../attachments/loop.js";
 import { findMount } from "./mounts.js";
 import { type BtrfsPool, openPool } from "./pool.js";
 
@@ -103,5 +105,24 @@ describe("btrfs pool", () => {
     expect((await pool.openEnvRoot("keep"))?.version).toBe(2);
     expect(await pool.cleanOrphans(new Set(["keep"]))).toEqual([]);
     await pool.removeEnvRoot("keep");
+  });
+
+  it("leaves no loop device behind when its mounts go without a teardown (a killed run's lazy unmounts)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "protoctl-pool-orphan-"));
+    try {
+      const p = await openPool({ kind: "tmpfs", stateDir: dir, sizeBytes: 256 * 1024 * 1024 }, log);
+      const loop = p.storage.loopDevice!;
+      expect(await loopBackingFile(loop)).toBe(p.storage.image);
+      expect(await readFile(`/sys/block/${loop.slice(5)}/loop/autoclear`, "utf8")).toBe("1\n");
+      await run("umount", ["-l", p.mountpoint]);
+      await run("umount", ["-l", join(dir, "pool/tmpfs")]);
+      // the device is not left bound to an image on a filesystem that is gone ("/pool.img")
+      await vi.waitFor(async () => expect(await loopBackingFile(loop)).not.toBe("/pool.img"), {
+        timeout: 10_000,
+        interval: 100,
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -10,11 +10,12 @@
  */
 import { mkdir, rm, statfs } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { failedPrecondition, invalidArgument } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
 import type { Logger } from "../../../common/logger.js";
 import { Revert } from "../../../common/revert.js";
-import { attachLoop } from "../attachments/loop.js";
+import { attachLoop, detachWithLastMount } from "../attachments/loop.js";
 import type { PoolConfig } from "../interfaces.js";
 import { asPoolError } from "./btrfs.js";
 import { exists } from "./files.js";
@@ -77,6 +78,8 @@ export async function attachStorage(cfg: PoolConfig, log: Logger): Promise<PoolS
   }
   if ((await findMount(s.mountpoint))?.fstype === "btrfs") {
     const loop = s.image ? parseLosetupAssociations(await output("losetup", ["-j", s.image]))[0] : undefined;
+    // a pool mounted by an older agent may not have its loop tied to the mount yet
+    if (loop) await detachWithLastMount(loop.device);
     log.info({ mountpoint: s.mountpoint }, "pool already mounted, reusing it");
     return { ...s, loopDevice: loop?.device };
   }
@@ -107,6 +110,9 @@ export async function attachStorage(cfg: PoolConfig, log: Logger): Promise<PoolS
     const loopDevice = await loopDeviceFor(image, r);
     await run("mount", ["-t", "btrfs", "-o", "noatime", loopDevice, s.mountpoint]);
     r.add(() => run("umount", ["-l", s.mountpoint]));
+    if (!(await detachWithLastMount(loopDevice))) {
+      log.warn({ loopDevice }, "the pool's loop device is not set to go with its mount (autoclear)");
+    }
     log.info({ mountpoint: s.mountpoint, loopDevice, kind: s.kind }, "pool mounted");
     return { ...s, loopDevice };
   });
@@ -124,9 +130,11 @@ export async function destroyStorage(s: PoolStorage): Promise<void> {
     const r = await run("umount", [s.mountpoint], { allowFailure: true });
     if (r.exitCode !== 0) await run("umount", ["-l", s.mountpoint], { allowFailure: true });
   }
-  for (const a of parseLosetupAssociations(await output("losetup", ["-j", s.image!]))) {
-    await run("losetup", ["-d", a.device], { allowFailure: true });
-  }
+  // The pool's loop device goes with its mount (autoclear, attachStorage); the kernel lets it go
+  // a moment after the unmount. Only one still bound then (a pool from an older agent) is detached.
+  const bound = async () => parseLosetupAssociations(await output("losetup", ["-j", s.image!]));
+  for (let i = 0; i < 50 && (await bound()).length > 0; i++) await sleep(100);
+  for (const a of await bound()) await run("losetup", ["-d", a.device], { allowFailure: true });
   if (await findMount(s.mountpoint)) return; // still busy: keep the files rather than delete below a mount
   if (s.kind === "tmpfs") {
     if (await findMount(s.tmpfs!)) await run("umount", ["-l", s.tmpfs!], { allowFailure: true });
