@@ -4,7 +4,6 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   BINARIES,
-  findExecutable,
   parseCapEff,
   parseMemAvailable,
   parseProcFilesystems,
@@ -13,6 +12,7 @@ import {
   runHostChecks,
   toCapabilities,
 } from "./host-checks.js";
+import { findExecutable } from "./tools.js";
 
 // Captured on Debian 12.
 const VERSIONS: Array<[string, string, RegExp | undefined, string]> = [

@@ -22,9 +22,6 @@ import {
 import { run, succeeds } from "./exec.js";
 import { findExecutable } from "./tools.js";
 
-/** Kept here too: doctor's callers and tests look tools up through this module. */
-export { findExecutable };
-
 export type CheckGroup = "kernel" | "binary" | "privilege" | "resource" | "security";
 
 export interface HostCheck {

@@ -2,7 +2,8 @@ import { mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BINARIES, findExecutable, type HostCheck, runHostChecks } from "../../common/host-checks.js";
+import { BINARIES, type HostCheck, runHostChecks } from "../../common/host-checks.js";
+import { findExecutable } from "../../common/tools.js";
 import { runDoctor } from "./doctor.js";
 
 async function doctor(opts: Parameters<typeof runDoctor>[0]): Promise<{ code: number; out: string }> {
