@@ -16,6 +16,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ExitCode } from "../../cli/exit-codes.js";
+import { loopsUnder } from "../../common/state-cleanup.js";
 import { Env } from "../../proto/gen/protoctl/v1/types.js";
 import { freePort } from "../fixtures/etcd.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
@@ -87,10 +88,7 @@ function leftovers(): string[] {
 }
 
 async function loopsUnderState(): Promise<string[]> {
-  const r = await execa("losetup", ["-J", "-l"], { reject: false });
-  if (!String(r.stdout).trim()) return [];
-  const doc = JSON.parse(String(r.stdout)) as { loopdevices: Array<{ name: string; "back-file"?: string }> };
-  return doc.loopdevices.filter((d) => (d["back-file"] ?? "").startsWith(stateDir)).map((d) => d.name);
+  return loopsUnder(stateDir, String((await execa("losetup", ["-J", "-l"], { reject: false })).stdout));
 }
 
 // ---- tmux (a real pseudo-terminal) ----

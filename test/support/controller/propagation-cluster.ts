@@ -16,7 +16,7 @@ import { openPool } from "../../../agent/host/pool/pool.js";
 import { ProtoctlError } from "../../../common/errors.js";
 import { output, run } from "../../../common/exec.js";
 import { silentLogger } from "../../../common/logger.js";
-import { processesNaming, terminate } from "../../../common/state-cleanup.js";
+import { loopsUnder as loopsUnderPath, processesNaming, terminate } from "../../../common/state-cleanup.js";
 import { clientCredentials, readCredentialFile } from "../../../common/tls.js";
 import type {
   ControlServiceClient,
@@ -305,14 +305,9 @@ export async function startPropagationCluster(opts: {
 
 /** Loop devices whose backing file is below one of `prefixes` (pools excluded). */
 export async function loopsUnder(prefixes: string[]): Promise<string[]> {
-  const loops = JSON.parse((await output("losetup", ["-J"])) || '{"loopdevices":[]}') as {
-    loopdevices: Array<{ name: string; "back-file": string | null }>;
-  };
-  return loops.loopdevices
-    .filter((l) =>
-      prefixes.some((p) => (l["back-file"] ?? "").startsWith(p) && !l["back-file"]!.startsWith(`${p}pool/`)),
-    )
-    .map((l) => l.name);
+  const json = await output("losetup", ["-J"]);
+  const pools = new Set(prefixes.flatMap((p) => loopsUnderPath(`${p}pool`, json)));
+  return prefixes.flatMap((p) => loopsUnderPath(p.replace(/\/$/, ""), json)).filter((n) => !pools.has(n));
 }
 
 /** Unmounts every mount strictly below `dir`, deepest first (env overlays, a dead agent's leftovers). */
