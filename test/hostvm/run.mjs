@@ -121,3 +121,5 @@ if (!finished || failed > 0 || passed === 0 || status !== "ok") {
     console.log(`--- tail of ${log}\n${readFileSync(log, "utf8").split("\n").slice(-40).join("\n")}`);
   process.exit(1);
 }
+// A passing run's results are not needed again; a failing one's stay for a look (path printed above).
+if (!process.env.HOSTVM_RESULTS) rmSync(results, { recursive: true, force: true });
