@@ -34,6 +34,7 @@ export class ExpiryReconciler {
   private armedFor = 0;
   private stopped = false;
   private sweeping: Promise<void> | undefined;
+  private armPending = false;
   private readonly now: () => number;
 
   constructor(private readonly d: ExpiryDeps) {
@@ -42,8 +43,21 @@ export class ExpiryReconciler {
 
   /** Subscribes to changes; call before the informers start, then `arm()` once they are synced. */
   start(): void {
-    this.d.specs.onChange(() => this.arm());
-    this.d.labs.onChange(() => this.arm());
+    this.d.specs.onChange(() => this.armSoon());
+    this.d.labs.onChange(() => this.armSoon());
+  }
+
+  /**
+   * A burst of changes (a thousand creates) re-arms once: `arm()` looks at every env, so one
+   * look per change would cost the burst time quadratic in its size.
+   */
+  private armSoon(): void {
+    if (this.armPending) return;
+    this.armPending = true;
+    setImmediate(() => {
+      this.armPending = false;
+      this.arm();
+    });
   }
 
   /** The earliest pending expiry (ms since the epoch), 0 when none. */
