@@ -1,5 +1,5 @@
 import { chmod, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -128,7 +128,7 @@ describe("on a fake host (no privileges needed)", () => {
     expect(by.get("fs:overlay")).toMatchObject({ ok: true });
     expect(by.get("loop-control")).toMatchObject({ ok: true });
     expect(by.get("fuse")).toMatchObject({ ok: false, fix: expect.stringContaining("fuse") });
-    expect(by.get("nbd-attach")).toMatchObject({ ok: true, detail: expect.stringContaining("nbdfuse") });
+    expect(by.get("nbd-attach")).toMatchObject({ ok: true, detail: "no /dev/nbd*: nbdfuse will be used" });
     expect(by.get("capabilities")).toMatchObject({
       ok: false,
       detail: expect.stringContaining("CAP_SYS_ADMIN"),
@@ -139,5 +139,27 @@ describe("on a fake host (no privileges needed)", () => {
     });
     expect(requiredOk(checks)).toBe(false);
     for (const c of checks) if (!c.ok) expect(c.fix).not.toBe("");
+  });
+
+  it("points at modprobe when the kernel ships nbd.ko unloaded", async () => {
+    const modDir = join(root, "lib/modules", release(), "kernel/drivers/block");
+    await mkdir(modDir, { recursive: true });
+    await writeFile(join(modDir, "nbd.ko.xz"), "");
+    try {
+      const checks = await runHostChecks({
+        root,
+        env: { ...process.env, PATH: bin },
+        modprobe: false,
+        probeVxlan: false,
+        minPoolMemoryBytes: 1024 ** 3,
+      });
+      const nbd = checks.find((c) => c.name === "nbd-attach");
+      expect(nbd).toMatchObject({
+        ok: true,
+        detail: "no /dev/nbd*: nbdfuse will be used (`modprobe nbd` for the kernel client)",
+      });
+    } finally {
+      await rm(join(root, "lib"), { recursive: true, force: true });
+    }
   });
 });

@@ -10,7 +10,8 @@
  * action fixes it.
  */
 import { randomBytes } from "node:crypto";
-import { access, readFile } from "node:fs/promises";
+import { access, readdir, readFile } from "node:fs/promises";
+import { release } from "node:os";
 import { join } from "node:path";
 import {
   describeCgroupHost,
@@ -281,6 +282,13 @@ async function checkDevice(name: string, path: string, fix: string, root: string
   };
 }
 
+/** Whether this kernel's module tree holds nbd.ko (plain or compressed). */
+async function nbdModuleShipped(root: string): Promise<boolean> {
+  const dir = join(root, "lib/modules", release(), "kernel/drivers/block");
+  const names = await readdir(dir).catch(() => [] as string[]);
+  return names.some((n) => n === "nbd.ko" || n.startsWith("nbd.ko."));
+}
+
 async function checkNbdAttach(root: string, env: NodeJS.ProcessEnv): Promise<HostCheck> {
   const base = { name: "nbd-attach", group: "kernel" as const, required: true };
   const kernel = await exists(join(root, "dev/nbd0"));
@@ -290,7 +298,10 @@ async function checkNbdAttach(root: string, env: NodeJS.ProcessEnv): Promise<Hos
   const nbdfuse = await findExecutable("nbdfuse", env.PATH);
   if (nbdfuse) {
     const why = kernel ? "/dev/nbd0 but no nbd-client" : "no /dev/nbd*";
-    return { ...base, ok: true, detail: `${why}: nbdfuse will be used`, fix: "" };
+    // A stock Debian host ships nbd.ko unloaded: the kernel client is one modprobe away
+    // (the agent's systemd unit loads it).
+    const hint = !kernel && (await nbdModuleShipped(root)) ? " (`modprobe nbd` for the kernel client)" : "";
+    return { ...base, ok: true, detail: `${why}: nbdfuse will be used${hint}`, fix: "" };
   }
   return {
     ...base,

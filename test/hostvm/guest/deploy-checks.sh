@@ -75,6 +75,7 @@ if waitfor 1200 node_ready n1; then result PASS units:agent-joined "n1 Ready: $(
 fi
 check units:tls "the joined agent holds a node certificate" test -s /var/lib/protoctl/agent/tls/node.crt -o -n "$(ls /var/lib/protoctl/agent/tls 2>/dev/null)"
 
+check units:nbd-loaded "the agent unit's ExecStartPre loaded nbd: $(ls /dev/nbd* 2>/dev/null | wc -l) devices" test -b /dev/nbd0
 check units:base "base build busybox --busybox (on n1)" timeout 1800 protoctl base build busybox --busybox
 check units:env "env create u1 --node n1" timeout 1800 protoctl env create u1 --base busybox --node n1
 scope=/sys/fs/cgroup/protoctl.slice/protoctl_n1_u1.scope
