@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     runs,
     warmup: `${WARMUP} execs before the timed runs, not counted`,
     transport: "mTLS to the controller of a real `protoctl up`",
+    cli: cluster.cliPath,
     exec_p50_ms: round(p50),
     exec_p90_ms: round(pct(exec, 90)),
     node_p50_ms: round(median(nodeBase)),

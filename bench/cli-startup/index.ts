@@ -52,6 +52,7 @@ async function main(): Promise<void> {
     runs,
     warmup: "one run of each command before the timed runs, not counted",
     transport: "mTLS to the controller of a real `protoctl up`",
+    cli: cluster.cliPath,
     version_p50_ms: round(p50),
     version_p90_ms: round(pct(version, 90)),
     client_only_p50_ms: round(median(client)),

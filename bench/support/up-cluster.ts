@@ -54,7 +54,7 @@ export async function mustRun(cmd: string, args: string[], env?: NodeJS.ProcessE
 }
 
 export interface UpCluster {
-  /** dist/cli/main.js. */
+  /** dist/cli/main.js (or PROTOCTL_BENCH_CLI). */
   cliPath: string;
   /** Environment every CLI run gets (its own config dir, plain output). */
   env: NodeJS.ProcessEnv;
@@ -79,7 +79,9 @@ export function repoRoot(): string {
 }
 
 export async function upCluster(opts: { poolSize?: string } = {}): Promise<UpCluster> {
-  const cliPath = join(repoRoot(), "dist/cli/main.js");
+  // PROTOCTL_BENCH_CLI: another build's dist/cli/main.js, for a before/after comparison with the
+  // same bench (the JSON names it).
+  const cliPath = process.env.PROTOCTL_BENCH_CLI || join(repoRoot(), "dist/cli/main.js");
   if (!existsSync(cliPath)) throw new Error(`${cliPath} is missing: run npm run build`);
   const work = await mkdtemp(join(tmpdir(), "protoctl-bench-up-"));
   const stateDir = join(work, "state");
