@@ -8,7 +8,7 @@
  * are coerced to the type of the default.
  */
 import { readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { createRequire } from "node:module";
 import { invalidArgument } from "./errors.js";
 
 export type ConfigValue = string | number | boolean | string[] | ConfigObject;
@@ -24,6 +24,15 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
   /** Flat map of dotted key paths ("pool.sizeBytes") to values from flags. */
   flags?: Record<string, unknown>;
+}
+
+/**
+ * The YAML parser, loaded only when a config file is read: the agent and the
+ * controller usually run on flags alone, and `yaml` costs a few MB of RSS.
+ */
+function parseYaml(text: string): unknown {
+  const yaml = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+  return yaml.parse(text);
 }
 
 export function loadConfig<T extends ConfigObject>(defaults: T, opts: LoadOptions = {}): T {

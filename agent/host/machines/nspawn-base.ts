@@ -61,6 +61,11 @@ export interface NspawnDriverOptions {
 
 export const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** After an exec ends, its reply (exit code) goes out before the next slot's fork (refillSlot). */
+const REFILL_AFTER_EXIT_MS = 10;
+/** A long exec gets its env's next slot after this long anyway. */
+const REFILL_MAX_WAIT_MS = 250;
+
 export abstract class NspawnMachineBase {
   protected readonly store: RecordStore;
   /** Each running env's copy of its PID 1 seccomp filters (seccomp-copies.ts). */
@@ -78,6 +83,8 @@ export abstract class NspawnMachineBase {
   protected readonly useSlots: boolean;
   /** Envs whose cgroups and slot `prewarm` made for a start still to come. */
   protected readonly prewarmed = new Set<string>();
+  /** Pending slot refills (refillSlot), cancelled when the env's slot is dropped. */
+  private readonly refills = new Map<string, NodeJS.Timeout>();
 
   constructor(protected readonly opts: NspawnDriverOptions) {
     validateName("node", opts.node);
@@ -105,6 +112,28 @@ export abstract class NspawnMachineBase {
     this.slots.set(name, slot);
   }
 
+  /**
+   * A new slot for the env's next exec, made once the exec that used the last
+   * one has ended (its output flushed: REFILL_AFTER_EXIT_MS) or after
+   * REFILL_MAX_WAIT_MS for a long one. Spawning is a synchronous fork of the
+   * whole agent (tens of ms under load) that blocks the event loop: done
+   * inline, it delayed that exec's start and exit on every first exec.
+   */
+  protected refillSlot(name: string, procsFiles: string[], exit: Promise<unknown>): void {
+    if (!this.useSlots || this.refills.has(name)) return;
+    const refill = () => {
+      if (this.refills.get(name) !== timer) return;
+      this.refills.delete(name);
+      clearTimeout(timer);
+      if (this.records.get(name)?.running) this.addSlot(name, procsFiles);
+    };
+    const timer = setTimeout(refill, REFILL_MAX_WAIT_MS);
+    timer.unref();
+    this.refills.set(name, timer);
+    const later = () => setTimeout(refill, REFILL_AFTER_EXIT_MS).unref();
+    void exit.then(later, later);
+  }
+
   protected takeSlot(name: string): ExecSlot | undefined {
     const slot = this.slots.get(name);
     this.slots.delete(name);
@@ -112,6 +141,9 @@ export abstract class NspawnMachineBase {
   }
 
   protected dropSlot(name: string): void {
+    const refill = this.refills.get(name);
+    if (refill) clearTimeout(refill);
+    this.refills.delete(name);
     this.takeSlot(name)?.discard();
   }
 

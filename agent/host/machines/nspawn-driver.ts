@@ -53,9 +53,11 @@ export type { NspawnDriverOptions } from "./nspawn-base.js";
 
 export class NspawnMachineDriver extends NspawnMachineBase implements MachineDriver {
   /**
-   * Makes the env's cgroups and spawns its first exec slot while the caller
-   * still prepares the root: the slot's cgroup join (an RCU grace period, see
-   * exec-slot.ts) then overlaps the btrfs snapshot instead of the start.
+   * Makes the env's cgroups while the caller still prepares the root. The
+   * first exec slot is not spawned here but in `start`, once nspawn is: a
+   * spawn blocks the event loop until the child has exec'd (tens of ms on a
+   * loaded host), which here delayed the snapshot, and there overlaps
+   * nspawn's own start-up, which the agent only waits for.
    */
   prewarm(name: string, limits: MachineLimits): void {
     validateName("env", name);
@@ -66,7 +68,6 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     this.dropSlot(name);
     this.clearStale(name);
     createCgroups(cgroups, limits);
-    this.addSlot(name, startProcsFiles(cgroups));
     this.prewarmed.add(name);
   }
 
@@ -114,8 +115,6 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     try {
       createCgroups(cgroups, spec.limits);
       const procsFiles = startProcsFiles(cgroups);
-      // the slot's cgroup join and the wrapper's share one RCU grace period (see exec-slot.ts)
-      this.addSlot(spec.name, procsFiles);
       const inNetns = this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`] : [];
       const inScope = cgroups.scope !== undefined ? scopeRunArgv(this.opts.node, spec.name, spec.limits) : [];
       const argv = wrapInCgroups(procsFiles, [
@@ -138,6 +137,9 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       }
       child.on("error", () => undefined);
       child.unref();
+      // spawned while nspawn starts (waited for below, not on the start's path); its cgroup
+      // join and the wrapper's, a moment apart, share one RCU grace period (see exec-slot.ts)
+      this.addSlot(spec.name, procsFiles);
       const pid = child.pid;
       if (pid === undefined) throw internal("systemd-nspawn did not start");
       rec.nspawnPid = pid;
@@ -281,8 +283,8 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       },
       req.tty ? undefined : this.takeSlot(req.name),
     );
-    // the next exec finds a slot that has joined already
-    if (!req.tty) this.addSlot(req.name, procsFiles);
+    // the next exec finds a slot that has joined already (made off this exec's path)
+    if (!req.tty) this.refillSlot(req.name, procsFiles, session.exit);
     return session;
   }
 
