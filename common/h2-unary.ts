@@ -15,7 +15,7 @@
  * `protoctl-error-bin` (base64). Failures become the same ProtoctlError the
  * grpc-js path gives (common/errors.ts fromGrpcError).
  */
-import type { ClientHttp2Session, IncomingHttpHeaders } from "node:http2";
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
 import { Code, ERROR_DETAIL_KEY, fromGrpcError, type ProtoctlError } from "./errors.js";
 
 export interface H2Options {
@@ -229,6 +229,27 @@ export class H2Unary {
       });
       stream.end(frame(request));
     });
+  }
+
+  /**
+   * Opens a streaming call to `path` on the shared session; h2-duplex.ts
+   * frames its messages and reads its status. No deadline: streams (exec)
+   * last as long as the user's command.
+   */
+  async request(path: string): Promise<ClientHttp2Stream> {
+    const session = await this.open();
+    return session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      "user-agent": this.opts.userAgent ?? "protoctl-cli",
+    });
+  }
+
+  /** Why the session failed, when it did (a stream that closed without a status says so). */
+  get lastError(): string | undefined {
+    return this.sessionError?.message;
   }
 
   close(): void {
