@@ -25,8 +25,14 @@ export interface H2Options {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
-  /** Name to verify in the server certificate (and send as SNI). */
+  /** Name to verify in the server certificate (and send as SNI, unless sendServerName is false). */
   serverName?: string;
+  /**
+   * Send serverName as SNI (default true). Node tests an SNI name with net.isIP, whose IPv6
+   * regular expression is compiled on first use: a cost the CLI's start-up cannot afford. A
+   * client that skips it must check the name itself (checkServerIdentity gets the dialled host).
+   */
+  sendServerName?: boolean;
   /** Sent as user-agent. */
   userAgent?: string;
   /** Deadline of a call that gives none (ms); default DEFAULT_UNARY_DEADLINE_MS. */
@@ -125,7 +131,7 @@ export class H2Unary {
     const url = `${o.insecure ? "http" : "https"}://${o.address}`;
     const session = http2.connect(url, {
       ...(o.insecure ? {} : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
-      ...(o.serverName && !o.insecure ? { servername: o.serverName } : {}),
+      ...(o.serverName && !o.insecure && o.sendServerName !== false ? { servername: o.serverName } : {}),
       ...(o.checkServerIdentity && !o.insecure ? { checkServerIdentity: o.checkServerIdentity } : {}),
     });
     this.sessionError = undefined;

@@ -11,7 +11,7 @@ import { H2Duplex, type StreamDefinition } from "../../common/h2-duplex.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
-import { checkControllerCert } from "./server-role.js";
+import { controllerCertCheck } from "./server-role.js";
 
 export interface CallOpts {
   /** Milliseconds; unset = no deadline (long work). */
@@ -51,7 +51,10 @@ export class Api {
       address,
       insecure: !!ctx.insecure,
       serverName: ctx.serverName,
-      checkServerIdentity: checkControllerCert,
+      // the name is checked by controllerCertCheck, not sent as SNI (h2-unary.ts sendServerName):
+      // our controller serves one certificate whatever the SNI
+      sendServerName: false,
+      checkServerIdentity: controllerCertCheck(ctx.serverName),
       ...creds,
     });
   }
