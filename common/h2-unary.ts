@@ -15,7 +15,7 @@
  * `protoctl-error-bin` (base64). Failures become the same ProtoctlError the
  * grpc-js path gives (common/errors.ts fromGrpcError).
  */
-import type { ClientHttp2Session, IncomingHttpHeaders } from "node:http2";
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
 import { Code, ERROR_DETAIL_KEY, fromGrpcError, type ProtoctlError } from "./errors.js";
 
 export interface H2Options {
@@ -25,8 +25,14 @@ export interface H2Options {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
-  /** Name to verify in the server certificate (and send as SNI). */
+  /** Name to verify in the server certificate (and send as SNI, unless sendServerName is false). */
   serverName?: string;
+  /**
+   * Send serverName as SNI (default true). Node tests an SNI name with net.isIP, whose IPv6
+   * regular expression is compiled on first use: a cost the CLI's start-up cannot afford. A
+   * client that skips it must check the name itself (checkServerIdentity gets the dialled host).
+   */
+  sendServerName?: boolean;
   /** Sent as user-agent. */
   userAgent?: string;
   /** Deadline of a call that gives none (ms); default DEFAULT_UNARY_DEADLINE_MS. */
@@ -125,7 +131,7 @@ export class H2Unary {
     const url = `${o.insecure ? "http" : "https"}://${o.address}`;
     const session = http2.connect(url, {
       ...(o.insecure ? {} : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
-      ...(o.serverName && !o.insecure ? { servername: o.serverName } : {}),
+      ...(o.serverName && !o.insecure && o.sendServerName !== false ? { servername: o.serverName } : {}),
       ...(o.checkServerIdentity && !o.insecure ? { checkServerIdentity: o.checkServerIdentity } : {}),
     });
     this.sessionError = undefined;
@@ -229,6 +235,27 @@ export class H2Unary {
       });
       stream.end(frame(request));
     });
+  }
+
+  /**
+   * Opens a streaming call to `path` on the shared session; h2-duplex.ts
+   * frames its messages and reads its status. No deadline: streams (exec)
+   * last as long as the user's command.
+   */
+  async request(path: string): Promise<ClientHttp2Stream> {
+    const session = await this.open();
+    return session.request({
+      ":method": "POST",
+      ":path": path,
+      "content-type": "application/grpc",
+      te: "trailers",
+      "user-agent": this.opts.userAgent ?? "protoctl-cli",
+    });
+  }
+
+  /** Why the session failed, when it did (a stream that closed without a status says so). */
+  get lastError(): string | undefined {
+    return this.sessionError?.message;
   }
 
   close(): void {

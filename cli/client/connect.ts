@@ -7,10 +7,11 @@
 import { readFileSync } from "node:fs";
 import type { CallOptions, ClientDuplexStream, ClientReadableStream } from "@grpc/grpc-js";
 import { Code, fromGrpcError, invalidArgument, ProtoctlError, unavailable } from "../../common/errors.js";
+import { H2Duplex, type StreamDefinition } from "../../common/h2-duplex.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
-import { checkControllerCert } from "./server-role.js";
+import { controllerCertCheck } from "./server-role.js";
 
 export interface CallOpts {
   /** Milliseconds; unset = no deadline (long work). */
@@ -50,7 +51,10 @@ export class Api {
       address,
       insecure: !!ctx.insecure,
       serverName: ctx.serverName,
-      checkServerIdentity: checkControllerCert,
+      // the name is checked by controllerCertCheck, not sent as SNI (h2-unary.ts sendServerName):
+      // our controller serves one certificate whatever the SNI
+      sendServerName: false,
+      checkServerIdentity: controllerCertCheck(ctx.serverName),
       ...creds,
     });
   }
@@ -70,6 +74,16 @@ export class Api {
     } catch (err) {
       throw this.explain(err);
     }
+  }
+
+  /**
+   * A bidi stream on the unary transport's HTTP/2 session, without loading
+   * grpc-js (common/h2-duplex.ts): `env exec`'s path.
+   */
+  async duplexH2<I, O>(def: StreamDefinition<I, O>): Promise<H2Duplex<I, O>> {
+    markFirstRpc();
+    const h2 = await this.h2.request(def.path);
+    return new H2Duplex(h2, def, { describeClose: () => this.h2.lastError });
   }
 
   /** The grpc-js client, created on first use (streams only). */

@@ -8,7 +8,7 @@ import { credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ResolvedContext } from "../config/contexts.js";
 import type { Credentials } from "./connect.js";
-import { checkControllerCert } from "./server-role.js";
+import { controllerCertCheck } from "./server-role.js";
 
 export function grpcClient(address: string, ctx: ResolvedContext, c: Credentials): ControlServiceClient {
   const Client = makeGenericClientConstructor(
@@ -20,7 +20,7 @@ export function grpcClient(address: string, ctx: ResolvedContext, c: Credentials
   const creds = ctx.insecure
     ? credentials.createInsecure()
     : credentials.createSsl(c.ca ?? null, c.key ?? null, c.cert ?? null, {
-        checkServerIdentity: checkControllerCert,
+        checkServerIdentity: controllerCertCheck(ctx.serverName),
       });
   return new Client(address, creds, {
     "grpc.max_receive_message_length": 64 * 1024 * 1024,

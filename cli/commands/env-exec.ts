@@ -10,8 +10,8 @@
  * delivers the signal to the process inside; SIGWINCH (stdout's 'resize')
  * becomes a resize message. The terminal is restored however the call ends.
  */
-import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { internal, invalidArgument } from "../../common/errors.js";
+import { ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import type { ExecInput, ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
 import type { Api } from "../client/connect.js";
 
@@ -58,7 +58,8 @@ export async function execInEnv(api: Api, o: ExecOptions): Promise<number> {
     });
   }
   const size = terminalSize();
-  const call: ClientDuplexStream<ExecInput, ExecOutput> = await api.duplex((c, opts) => c.execEnv(opts));
+  // over the unary transport's HTTP/2 session: no grpc-js to load (common/h2-duplex.ts)
+  const call = await api.duplexH2<ExecInput, ExecOutput>(ControlServiceService.execEnv);
   const cleanups: Array<() => void> = [];
   const send = (input: ExecInput["input"]) => {
     if (!call.writable) return true;

@@ -28,7 +28,10 @@ let work: string;
 let stateDir: string;
 let configHome: string;
 let rootfs: string;
-let ports: { etcd: number; peer: number; controller: number; agent: number };
+let ports: Record<
+  "etcd" | "peer" | "controller" | "agent" | "console" | "controllerMetrics" | "agentMetrics",
+  number
+>;
 const node = `e2e-${randomBytes(3).toString("hex")}`;
 const tmuxSocket = `protoctl-e2e-${randomBytes(3).toString("hex")}`;
 
@@ -72,6 +75,13 @@ const upArgs = () => [
   String(ports.controller),
   "--agent-port",
   String(ports.agent),
+  // the console and metrics endpoints too: their defaults may be taken by another `protoctl up`
+  "--console-port",
+  String(ports.console),
+  "--controller-metrics-port",
+  String(ports.controllerMetrics),
+  "--agent-metrics-port",
+  String(ports.agentMetrics),
   "--node-name",
   node,
   "--pool-size",
@@ -120,6 +130,9 @@ beforeAll(async () => {
     peer: await freePort(),
     controller: await freePort(),
     agent: await freePort(),
+    console: await freePort(),
+    controllerMetrics: await freePort(),
+    agentMetrics: await freePort(),
   };
 }, 300_000);
 
