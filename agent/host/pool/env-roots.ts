@@ -9,7 +9,7 @@
  * as the lowest layer directly instead of through another snapshot.
  */
 import { mkdir, rename } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { baseRefOf } from "../../../common/base-ref.js";
 import { alreadyExists, notFound, ProtoctlError } from "../../../common/errors.js";
 import type { KeyedLock } from "../../../common/keyed-lock.js";
@@ -25,7 +25,7 @@ import {
   retryOnceReclaimed,
   snapshotSubvolume,
 } from "./btrfs.js";
-import { limitSubvolume } from "./disk-limit.js";
+import { limitSubvolume, releaseQgroups, subvolumeIdOf } from "./disk-limit.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
 import { findMount, mountOverlay, unmount } from "./mounts.js";
@@ -166,11 +166,19 @@ export class EnvRootStore {
       if (!(await exists(dir))) return;
       await unmount(join(dir, "root"));
       const rec = await this.record(name);
+      // ids first: after the delete nothing names the subvolumes whose qgroups must go
+      const ownIds = await subvolumeIds([join(dir, "root"), join(dir, "vol")]);
+      const extIds = rec?.rootDir ? await subvolumeIds([rec.rootDir]) : [];
       if (rec?.rootDir) await deleteSubvolume(rec.rootDir);
       // Renamed first so a crash mid-delete leaves a temp name, not a half env.
       const doomed = join(this.layout.env, tmpName());
       await rename(dir, doomed);
       await removeObjectDir(doomed);
+      const held = [
+        ...(await releaseQgroups(this.layout.mountpoint, ownIds)),
+        ...(rec?.rootDir ? await releaseQgroups(dirname(rec.rootDir), extIds) : []),
+      ];
+      if (held.length) this.log.info({ env: name, qgroups: held }, "qgroups kept: a snapshot shares their extents");
     });
   }
 
@@ -229,6 +237,11 @@ export class EnvRootStore {
       layers: rec.layers,
     };
   }
+}
+
+async function subvolumeIds(paths: string[]): Promise<number[]> {
+  const ids = await Promise.all(paths.map((p) => subvolumeIdOf(p)));
+  return ids.filter((id): id is number => id !== undefined);
 }
 
 function inUse(name: string): ProtoctlError {
