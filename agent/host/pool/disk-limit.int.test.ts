@@ -1,5 +1,6 @@
 import { dirname } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { run } from "../../../common/exec.js";
 import { type Env, EnvSpec } from "../../../proto/gen/protoctl/v1/types.js";
 import {
   type AgentClient,
@@ -9,7 +10,6 @@ import {
   unary,
 } from "../../../test/support/agent/agent-client.js";
 import type { RunningAgent } from "../../main.js";
-import { run } from "../../../common/exec.js";
 import { subvolumeIdOf, subvolumeUsage } from "./disk-limit.js";
 
 const NODE = `dl${process.pid}`;

@@ -178,7 +178,8 @@ export class EnvRootStore {
         ...(await releaseQgroups(this.layout.mountpoint, ownIds)),
         ...(rec?.rootDir ? await releaseQgroups(dirname(rec.rootDir), extIds) : []),
       ];
-      if (held.length) this.log.info({ env: name, qgroups: held }, "qgroups kept: a snapshot shares their extents");
+      if (held.length)
+        this.log.info({ env: name, qgroups: held }, "qgroups kept: a snapshot shares their extents");
     });
   }
 
