@@ -14,6 +14,7 @@ import { copyHandlers } from "./copy-handlers.js";
 import { envHandlers } from "./env-handlers.js";
 import { execHandlers } from "./exec-handlers.js";
 import { infoHandlers } from "./info-handlers.js";
+import { moveHandlers } from "./move-handlers.js";
 import { networkHandlers } from "./network-handlers.js";
 import { type PropagationHandlers, unimplementedPropagation } from "./propagation-handlers.js";
 
@@ -41,6 +42,7 @@ export function agentServiceImpl(
     ...envHandlers(ctx),
     ...execHandlers(ctx),
     ...copyHandlers(ctx),
+    ...moveHandlers(ctx),
     ...networkHandlers(ctx),
     ...unimplementedPropagation(),
     ...(opts.propagation ?? {}),

@@ -206,6 +206,8 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
               version: meta.version,
               parentVersion: pv,
               meta: baseVersionMsg(meta, node),
+              env: "",
+              envPart: "",
             },
           },
         });

@@ -278,6 +278,9 @@ async function main(): Promise<void> {
     const p50 = pct(agentFirst, 0.5);
     const rawP50 = pct(rawFirst, 0.5);
     const diskRatio = disk.disk_limited_p50_ms / p50;
+    console.log(
+      `disk limit: with --disk p50 ${disk.disk_limited_p50_ms} ms, without (quotas on) p50 ${disk.disk_unlimited_quotas_on_p50_ms} ms, without (quotas off, above) p50 ${round(p50)} ms; enabling quotas ${disk.disk_enable_quotas_ms} ms once`,
+    );
     const ratio = p50 / rawP50;
     const result = {
       bench: "env-create",

@@ -336,6 +336,24 @@ export function command(_name: string): Command {
 
   examples(
     cmd
+      .command("move")
+      .argument("<name>")
+      .description(
+        "move an environment to another node: it is stopped, its filesystem is sent there (btrfs send, only its changes when the node holds its base version), and it starts there again if it was meant to run (no live migration)",
+      )
+      .requiredOption("--to <node>", "target node")
+      .option("--live", "live migration (not supported: refused)"),
+    "protoctl env move demo --to node-2",
+  ).action(async (n: string, opts: { to: string; live?: boolean }, self: Command) => {
+    name("env", n);
+    name("node", opts.to);
+    const api = await getApi(self);
+    const env = await api.unary("moveEnv", { name: n, to: opts.to, live: !!opts.live });
+    say(`env/${n} moved to ${env.status?.node ?? opts.to} (${envPhase(env)})`);
+  });
+
+  examples(
+    cmd
       .command("roll")
       .argument("<name>")
       .description("recreate an environment on a newer version of its base")

@@ -28,9 +28,17 @@ export interface BaseDeleteSpec {
   version: number;
 }
 
+/** `env move`: env-move-pass.ts. */
+export interface EnvMoveSpec {
+  env: string;
+  from: string;
+  to: string;
+}
+
 export type OperationSpec =
   | { kind: "push"; push: PushSpec }
-  | { kind: "base-delete"; baseDelete: BaseDeleteSpec };
+  | { kind: "base-delete"; baseDelete: BaseDeleteSpec }
+  | { kind: "env-move"; envMove: EnvMoveSpec };
 
 export type OperationPhase = "pending" | "running" | "succeeded" | "failed";
 

@@ -37,6 +37,7 @@ const HOLDING = new Set([
   EnvPhase.ENV_PHASE_STOPPED,
   EnvPhase.ENV_PHASE_FAILED,
   EnvPhase.ENV_PHASE_DELETING,
+  EnvPhase.ENV_PHASE_MOVING,
 ]);
 
 export class ClusterCache {

@@ -28,6 +28,7 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { placementTimer } from "../metrics/instrument.js";
+import { requestMove } from "../operations/env-move-pass.js";
 import { schedule } from "../scheduler/schedule.js";
 import type { Strategy } from "../scheduler/view.js";
 import type { EventInput } from "../store/events.js";
@@ -104,6 +105,7 @@ export class EnvReconciler {
         return this.place(name, spec, stV);
       case EnvPhase.ENV_PHASE_FAILED:
       case EnvPhase.ENV_PHASE_LOST:
+      case EnvPhase.ENV_PHASE_MOVING: // an env-move operation owns it (operations/env-move-pass.ts)
         this.pending.delete(name);
         return;
       default:
@@ -195,6 +197,8 @@ export class EnvReconciler {
     }
     const nodeRec = this.cache.nodes.get(node)?.value;
     if (nodeRec?.draining && spec.restart === RestartPolicy.RESTART_POLICY_ALWAYS) {
+      // its filesystem goes along (env move) when another node can take it; else recreated empty
+      if (await this.moveAway(name, spec, st)) return;
       await this.agentCall(node, AgentServiceService.deleteEnv, { name }).catch(ignoreNotFound);
       return this.lose(name, spec, stV, `node ${node} is draining`);
     }
@@ -287,6 +291,26 @@ export class EnvReconciler {
       events.push({ kind, subject: `env/${name}`, message: `${EnvPhase[next.phase]} on ${node}`, node });
     }
     await this.writeStatus(name, stV, next, events);
+  }
+
+  /** Asks for an env move off a draining node to where the scheduler would place the env; false: nowhere. */
+  private async moveAway(name: string, spec: EnvSpec, st: EnvStatus): Promise<boolean> {
+    const base = spec.base?.name ?? "";
+    const plan = schedule(this.cache.view(), {
+      env: name,
+      base,
+      version: st.baseVersion,
+      memoryBytes: spec.resources?.memoryBytes ?? 0,
+      diskBytes: spec.resources?.diskBytes ?? 0,
+      nodeSelector: spec.nodeSelector,
+      group: spec.group || undefined,
+      strategy: this.ctx.config.scheduler.strategy as Strategy,
+      avoid: { [st.node]: "node is draining" },
+    });
+    if (!plan.node || plan.node === st.node) return false;
+    if (!(await requestMove(this.ctx.store, name, st.node, plan.node, true))) return false;
+    this.ctx.log.info({ env: name, from: st.node, to: plan.node }, "draining: env moves with its filesystem");
+    return true;
   }
 
   /** The env's node is gone: Lost, or back to Pending for a new placement when restart=ALWAYS. */

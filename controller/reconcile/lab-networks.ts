@@ -60,6 +60,7 @@ const PLACED = new Set([
   EnvPhase.ENV_PHASE_STOPPED,
   EnvPhase.ENV_PHASE_FAILED,
   EnvPhase.ENV_PHASE_DELETING,
+  EnvPhase.ENV_PHASE_MOVING,
 ]);
 
 /** A streak of failed EnsureNetwork calls on one node for one network. */

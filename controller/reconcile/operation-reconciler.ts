@@ -9,6 +9,7 @@
 import { ProtoctlError } from "../../common/errors.js";
 import type { ControllerContext } from "../context.js";
 import { baseDeletePass, encodeDeleted } from "../operations/base-delete-pass.js";
+import { envMovePass } from "../operations/env-move-pass.js";
 import { toStoredError } from "../operations/follow.js";
 import { PUSH_RETRY_WINDOW_MS, pushPass } from "../operations/push-pass.js";
 import { ensureLocal } from "../operations/push-requests.js";
@@ -69,6 +70,15 @@ export class OperationReconciler {
       return;
     }
     try {
+      if (spec.kind === "env-move") {
+        await envMovePass(this.ctx, spec.envMove, this.fence);
+        w.update((s) => {
+          s.phase = "succeeded";
+          s.finishedMs = Date.now();
+        });
+        await w.flush();
+        return;
+      }
       const deleted = await baseDeletePass(this.ctx, this.propagator.seeds, spec.baseDelete);
       w.update((s) => {
         s.phase = "succeeded";

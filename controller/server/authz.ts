@@ -62,6 +62,7 @@ export const CONTROL_AUTHZ: Readonly<Record<string, MethodRule>> = {
   // a snapshot becomes a new base version: bases are admin's
   SnapshotEnv: write("admin"),
   RollEnv: write("operator"),
+  MoveEnv: write("operator"),
   ExtendEnv: write("operator"),
   // copying in writes like exec; copying out reads what exec could
   CopyToEnv: write("operator"),

@@ -40,6 +40,7 @@ import type { ControllerContext } from "../context.js";
 import { newStatus } from "../reconcile/env-reconciler.js";
 import { keptOutput } from "../reconcile/failure-output.js";
 import { codecs } from "../store/store.js";
+import { envMoveApi } from "./env-move-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, pipeFrom, serverStream, unary } from "./handlers.js";
 import { sealResult } from "./seal.js";
@@ -79,6 +80,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   };
 
   return {
+    ...envMoveApi(ctx, getEnv),
     createEnv: unary(async (req: CreateEnvRequest, call) => {
       const spec = withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000);
       const status = newStatus();

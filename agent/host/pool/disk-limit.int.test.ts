@@ -1,4 +1,6 @@
+import { dirname } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { run } from "../../../common/exec.js";
 import { type Env, EnvSpec } from "../../../proto/gen/protoctl/v1/types.js";
 import {
   type AgentClient,
@@ -8,7 +10,7 @@ import {
   unary,
 } from "../../../test/support/agent/agent-client.js";
 import type { RunningAgent } from "../../main.js";
-import { subvolumeUsage } from "./disk-limit.js";
+import { subvolumeIdOf, subvolumeUsage } from "./disk-limit.js";
 
 const NODE = `dl${process.pid}`;
 const MiB = 2 ** 20;
@@ -76,5 +78,24 @@ it("--disk 64M: EDQUOT inside at the limit, the neighbour writes on, usage reada
   } finally {
     for (const n of ["plain", "capped", "capped-2"])
       await unary(client, "deleteEnv", { name: n }).catch(() => undefined);
+  }
+}, 120_000);
+
+it("env delete drops the env's qgroup (no stale qgroup, with its limit, per deleted env)", async () => {
+  await create("gone", 32 * MiB);
+  let deleted = false;
+  try {
+    await fill("gone", 8);
+    const root = agent.ctx.envs.rootDirOf("gone");
+    const id = await subvolumeIdOf(root);
+    expect(id).toBeGreaterThan(255);
+    const qgroups = async () =>
+      (await run("btrfs", ["qgroup", "show", "-re", "--raw", dirname(dirname(root))])).stdout;
+    expect(await qgroups()).toMatch(new RegExp(`^0/${id}\\s`, "m"));
+    await unary(client, "deleteEnv", { name: "gone" });
+    deleted = true;
+    expect(await qgroups()).not.toMatch(new RegExp(`^0/${id}\\s`, "m"));
+  } finally {
+    if (!deleted) await unary(client, "deleteEnv", { name: "gone" }).catch(() => undefined);
   }
 }, 120_000);

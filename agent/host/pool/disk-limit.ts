@@ -15,7 +15,7 @@
  */
 import { failedPrecondition } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
-import { poolCmd } from "./btrfs.js";
+import { isSubvolume, poolCmd } from "./btrfs.js";
 import { parseQgroupShow, type QgroupUsage } from "./parsers.js";
 
 /** _IOWR(0x94, 40, struct btrfs_ioctl_quota_ctl_args) */
@@ -66,4 +66,32 @@ export async function subvolumeUsage(mountpoint: string, path: string): Promise<
   const r = await run("btrfs", ["qgroup", "show", "-re", "--raw", mountpoint], { allowFailure: true });
   if (r.exitCode !== 0) return undefined;
   return parseQgroupShow(r.stdout).get(`0/${id.stdout.trim()}`);
+}
+
+/** The subvolume id of `path` when it is a subvolume's root (a plain dir answers undefined). */
+export async function subvolumeIdOf(path: string): Promise<number | undefined> {
+  if (!(await isSubvolume(path))) return undefined;
+  const r = await run("btrfs", ["inspect-internal", "rootid", path], { allowFailure: true });
+  return r.exitCode === 0 ? Number(r.stdout.trim()) : undefined;
+}
+
+/**
+ * Drops the qgroups of subvolumes `ids`, already deleted from the filesystem
+ * at `mountpoint`, so a pool with disk limits does not collect one stale
+ * qgroup (with its limit) per env ever deleted. It waits for the cleaner to
+ * drop them first (a qgroup with usage cannot go). Kernels from 6.10 remove
+ * an emptied qgroup themselves (then destroy answers ENOENT: done); a
+ * qgroup whose extents a snapshot still shares (an env kept as a base) keeps
+ * its usage under simple quotas and stays until that snapshot goes (EBUSY).
+ * Answers the qgroups left in place; nothing runs when quotas are off.
+ */
+export async function releaseQgroups(mountpoint: string, ids: number[]): Promise<string[]> {
+  if (ids.length === 0 || !(await quotasOn(mountpoint))) return [];
+  await run("btrfs", ["subvolume", "sync", mountpoint, ...ids.map(String)], { allowFailure: true });
+  const held: string[] = [];
+  for (const id of ids) {
+    const r = await run("btrfs", ["qgroup", "destroy", `0/${id}`, mountpoint], { allowFailure: true });
+    if (r.exitCode !== 0 && !/No such file/i.test(r.stderr)) held.push(`0/${id}`);
+  }
+  return held;
 }

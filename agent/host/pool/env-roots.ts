@@ -9,7 +9,7 @@
  * as the lowest layer directly instead of through another snapshot.
  */
 import { mkdir, rename } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { baseRefOf } from "../../../common/base-ref.js";
 import { alreadyExists, notFound, ProtoctlError } from "../../../common/errors.js";
 import type { KeyedLock } from "../../../common/keyed-lock.js";
@@ -25,7 +25,7 @@ import {
   retryOnceReclaimed,
   snapshotSubvolume,
 } from "./btrfs.js";
-import { limitSubvolume } from "./disk-limit.js";
+import { limitSubvolume, releaseQgroups, subvolumeIdOf } from "./disk-limit.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
 import { findMount, mountOverlay, unmount } from "./mounts.js";
@@ -45,6 +45,8 @@ export interface EnvRecord {
    * snapshot inside that version's sprout filesystem. Absent = `@env/NAME/root`.
    */
   rootDir?: string;
+  /** Received from another node (env move, env-transfer.ts), waiting for CreateEnv to adopt it. */
+  received?: boolean;
 }
 
 /** Resolves (building when needed) the upper dirs of a layer stack on base@N, top first. */
@@ -70,9 +72,11 @@ export class EnvRootStore {
     for (const l of layers) validateName("layer", l);
     const { meta, root: baseRoot } = await this.bases.rootOf(base, version);
     const final = this.layout.envDir(name);
-    if (await exists(final)) throw inUse(name);
+    const moved = await this.record(name);
+    if (moved && !moved.received) throw inUse(name);
     const uppers = layers.length ? await this.resolveLayers(meta.base, meta.version, layers) : [];
     const lowers = uppers.map((u) => relative(this.layout.mountpoint, u));
+    if (moved) return this.adopt(moved, meta, baseRoot, layers, lowers, opts);
     return this.locks.run(`env/${name}`, () =>
       retryOnceReclaimed(this.layout.mountpoint, () =>
         this.prepareOnce(name, meta, baseRoot, final, layers, lowers, opts),
@@ -143,6 +147,41 @@ export class EnvRootStore {
     });
   }
 
+  /**
+   * Takes a root received from another node (env move) as env `rec.name`'s:
+   * the same base version and shape (plain root or layered vol) as the spec
+   * asks, its disk limit set here; the record loses its `received` mark last.
+   */
+  private adopt(
+    rec: EnvRecord,
+    meta: BaseVersionMeta,
+    baseRoot: string,
+    layers: string[],
+    lowers: string[],
+    opts: { diskBytes?: number },
+  ): Promise<EnvRoot> {
+    return this.locks.run(`env/${rec.name}`, async () => {
+      const dir = this.layout.envDir(rec.name);
+      const layered = await exists(join(dir, "vol"));
+      if (rec.base !== meta.base || rec.version !== meta.version || layered !== lowers.length > 0) {
+        throw inUse(rec.name);
+      }
+      const own = layered ? join(dir, "vol") : join(dir, "root");
+      if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, own, opts.diskBytes);
+      const next: EnvRecord = { ...rec, layers, lowers, createdMs: Date.now() };
+      delete next.received;
+      if (layered) await this.mount(next, baseRoot);
+      await writeJsonAtomic(join(dir, "meta.json"), next);
+      this.log.info({ env: rec.name, base: baseRefOf(meta), layers }, "moved env root adopted");
+      return this.toEnvRoot(next);
+    });
+  }
+
+  /** Where env `rec`'s root is (in the pool, or in an attached version's sprout). */
+  rootOf(rec: EnvRecord): string {
+    return rec.rootDir ?? this.rootDir(rec.name);
+  }
+
   /** The env root, re-mounting its overlay when a restart (or reboot of a file pool) lost it. */
   async open(name: string): Promise<EnvRoot | undefined> {
     validateName("env", name);
@@ -166,11 +205,20 @@ export class EnvRootStore {
       if (!(await exists(dir))) return;
       await unmount(join(dir, "root"));
       const rec = await this.record(name);
+      // ids first: after the delete nothing names the subvolumes whose qgroups must go
+      const ownIds = await subvolumeIds([join(dir, "root"), join(dir, "vol")]);
+      const extIds = rec?.rootDir ? await subvolumeIds([rec.rootDir]) : [];
       if (rec?.rootDir) await deleteSubvolume(rec.rootDir);
       // Renamed first so a crash mid-delete leaves a temp name, not a half env.
       const doomed = join(this.layout.env, tmpName());
       await rename(dir, doomed);
       await removeObjectDir(doomed);
+      const held = [
+        ...(await releaseQgroups(this.layout.mountpoint, ownIds)),
+        ...(rec?.rootDir ? await releaseQgroups(dirname(rec.rootDir), extIds) : []),
+      ];
+      if (held.length)
+        this.log.info({ env: name, qgroups: held }, "qgroups kept: a snapshot shares their extents");
     });
   }
 
@@ -229,6 +277,11 @@ export class EnvRootStore {
       layers: rec.layers,
     };
   }
+}
+
+async function subvolumeIds(paths: string[]): Promise<number[]> {
+  const ids = await Promise.all(paths.map((p) => subvolumeIdOf(p)));
+  return ids.filter((id): id is number => id !== undefined);
 }
 
 function inUse(name: string): ProtoctlError {

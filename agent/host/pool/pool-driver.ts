@@ -4,6 +4,9 @@
  * contract in memory (test/contracts/pool-contract.ts holds both to it).
  */
 
+import type { Readable } from "node:stream";
+import type { EnvReceiveHeader, EnvSend } from "./env-transfer.js";
+
 /** Progress callback for long work (build, import, update). */
 export type ProgressFn = (p: { step: string; fraction?: number; message?: string; log?: string }) => void;
 
@@ -130,6 +133,10 @@ export interface PoolDriver {
   listEnvRoots(): Promise<EnvRoot[]>;
   /** Seals the env's current root (merged view) as base `asBase` version N+1. */
   snapshotEnvAsBase(name: string, asBase: string): Promise<BaseVersionMeta>;
+  /** Env move (env-transfer.ts): a stopped env's writable part as a btrfs send stream. */
+  sendEnvRoot?(name: string, withParent: boolean): Promise<EnvSend>;
+  /** Env move: receives an env part into @env/NAME, adopted by the next prepareEnvRoot. */
+  receiveEnvRoot?(h: EnvReceiveHeader, stream: Readable): Promise<void>;
   /** Startup inventory: removes half-made objects (no record, stray mounts). */
   cleanOrphans(knownEnvs: Set<string>): Promise<string[]>;
   /** Releases in-process state; the pool stays mounted (running envs outlive the agent). */

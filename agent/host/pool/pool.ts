@@ -8,6 +8,7 @@
 
 import { statfs } from "node:fs/promises";
 import { join, relative } from "node:path";
+import type { Readable } from "node:stream";
 import { baseRefOf, formatBaseRef } from "../../../common/base-ref.js";
 import { failedPrecondition } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
@@ -27,6 +28,7 @@ import type {
 import { type BaseBuildSpec, type BaseSource, BaseStore, sha256 } from "./bases.js";
 import { asPoolError, createSubvolume, deleteSubvolume, diskUsage, isSubvolume } from "./btrfs.js";
 import { EnvRootStore } from "./env-roots.js";
+import { type EnvReceiveHeader, type EnvSend, EnvTransfer } from "./env-transfer.js";
 import type { ExternalBase, ExternalState } from "./external-bases.js";
 import { exists, listDir, removeObjectDir } from "./files.js";
 import { type LayerSpec, LayerStore } from "./layers.js";
@@ -56,6 +58,7 @@ export class BtrfsPool implements PoolDriver {
   private readonly bases: BaseStore;
   private readonly layers: LayerStore;
   private readonly envs: EnvRootStore;
+  private readonly transfer: EnvTransfer;
 
   constructor(
     readonly storage: PoolStorage,
@@ -68,6 +71,7 @@ export class BtrfsPool implements PoolDriver {
     this.envs = new EnvRootStore(this.layout, this.bases, this.locks, log, (b, v, l) =>
       this.layers.resolveStack(b, v, l),
     );
+    this.transfer = new EnvTransfer(this.layout, this.bases, this.envs, this.locks);
   }
 
   /** Creates the layout subvolumes that are missing. */
@@ -224,6 +228,14 @@ export class BtrfsPool implements PoolDriver {
 
   listEnvRoots(): Promise<EnvRoot[]> {
     return this.envs.list();
+  }
+
+  sendEnvRoot(name: string, withParent: boolean): Promise<EnvSend> {
+    return this.transfer.send(name, withParent);
+  }
+
+  receiveEnvRoot(h: EnvReceiveHeader, stream: Readable): Promise<void> {
+    return this.transfer.receive(h, stream);
   }
 
   /**

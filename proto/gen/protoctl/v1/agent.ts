@@ -278,7 +278,21 @@ export interface DeltaHeader {
   base: string;
   version: number;
   parentVersion: number;
-  meta: BaseVersion | undefined;
+  meta:
+    | BaseVersion
+    | undefined;
+  /** SendEnv: the env, and which of its subvolumes ("root" or "vol") follows */
+  env: string;
+  envPart: string;
+}
+
+export interface SendEnvRequest {
+  name: string;
+  /** send -p base@N (the target holds it), else a full stream */
+  withParent: boolean;
+}
+
+export interface ReceiveEnvResponse {
 }
 
 export interface DeleteSeedRequest {
@@ -3581,7 +3595,7 @@ export const DeltaChunk: MessageFns<DeltaChunk> = {
 };
 
 function createBaseDeltaHeader(): DeltaHeader {
-  return { base: "", version: 0, parentVersion: 0, meta: undefined };
+  return { base: "", version: 0, parentVersion: 0, meta: undefined, env: "", envPart: "" };
 }
 
 export const DeltaHeader: MessageFns<DeltaHeader> = {
@@ -3597,6 +3611,12 @@ export const DeltaHeader: MessageFns<DeltaHeader> = {
     }
     if (message.meta !== undefined) {
       BaseVersion.encode(message.meta, writer.uint32(34).fork()).join();
+    }
+    if (message.env !== "") {
+      writer.uint32(42).string(message.env);
+    }
+    if (message.envPart !== "") {
+      writer.uint32(50).string(message.envPart);
     }
     return writer;
   },
@@ -3646,6 +3666,22 @@ export const DeltaHeader: MessageFns<DeltaHeader> = {
             message.meta = BaseVersion.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.env = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.envPart = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3668,6 +3704,12 @@ export const DeltaHeader: MessageFns<DeltaHeader> = {
         ? globalThis.Number(object.parent_version)
         : 0,
       meta: isSet(object.meta) ? BaseVersion.fromJSON(object.meta) : undefined,
+      env: isSet(object.env) ? globalThis.String(object.env) : "",
+      envPart: isSet(object.envPart)
+        ? globalThis.String(object.envPart)
+        : isSet(object.env_part)
+        ? globalThis.String(object.env_part)
+        : "",
     };
   },
 
@@ -3685,6 +3727,12 @@ export const DeltaHeader: MessageFns<DeltaHeader> = {
     if (message.meta !== undefined) {
       obj.meta = BaseVersion.toJSON(message.meta);
     }
+    if (message.env !== "") {
+      obj.env = message.env;
+    }
+    if (message.envPart !== "") {
+      obj.envPart = message.envPart;
+    }
     return obj;
   },
 
@@ -3699,6 +3747,149 @@ export const DeltaHeader: MessageFns<DeltaHeader> = {
     message.meta = (object.meta !== undefined && object.meta !== null)
       ? BaseVersion.fromPartial(object.meta)
       : undefined;
+    message.env = object.env ?? "";
+    message.envPart = object.envPart ?? "";
+    return message;
+  },
+};
+
+function createBaseSendEnvRequest(): SendEnvRequest {
+  return { name: "", withParent: false };
+}
+
+export const SendEnvRequest: MessageFns<SendEnvRequest> = {
+  encode(message: SendEnvRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.withParent !== false) {
+      writer.uint32(16).bool(message.withParent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendEnvRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendEnvRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.withParent = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendEnvRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      withParent: isSet(object.withParent)
+        ? globalThis.Boolean(object.withParent)
+        : isSet(object.with_parent)
+        ? globalThis.Boolean(object.with_parent)
+        : false,
+    };
+  },
+
+  toJSON(message: SendEnvRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.withParent !== false) {
+      obj.withParent = message.withParent;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendEnvRequest>, I>>(base?: I): SendEnvRequest {
+    return SendEnvRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendEnvRequest>, I>>(object: I): SendEnvRequest {
+    const message = createBaseSendEnvRequest();
+    message.name = object.name ?? "";
+    message.withParent = object.withParent ?? false;
+    return message;
+  },
+};
+
+function createBaseReceiveEnvResponse(): ReceiveEnvResponse {
+  return {};
+}
+
+export const ReceiveEnvResponse: MessageFns<ReceiveEnvResponse> = {
+  encode(_: ReceiveEnvResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReceiveEnvResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReceiveEnvResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReceiveEnvResponse {
+    return {};
+  },
+
+  toJSON(_: ReceiveEnvResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReceiveEnvResponse>, I>>(base?: I): ReceiveEnvResponse {
+    return ReceiveEnvResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReceiveEnvResponse>, I>>(_: I): ReceiveEnvResponse {
+    const message = createBaseReceiveEnvResponse();
     return message;
   },
 };
@@ -4123,6 +4314,25 @@ export const AgentServiceService = {
     responseSerialize: (value: BaseVersion): Buffer => Buffer.from(BaseVersion.encode(value).finish()),
     responseDeserialize: (value: Buffer): BaseVersion => BaseVersion.decode(value),
   },
+  /** env move: a stopped env's writable part (root, or a layered env's vol) as a btrfs stream */
+  sendEnv: {
+    path: "/protoctl.v1.AgentService/SendEnv" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: SendEnvRequest): Buffer => Buffer.from(SendEnvRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendEnvRequest => SendEnvRequest.decode(value),
+    responseSerialize: (value: DeltaChunk): Buffer => Buffer.from(DeltaChunk.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeltaChunk => DeltaChunk.decode(value),
+  },
+  receiveEnv: {
+    path: "/protoctl.v1.AgentService/ReceiveEnv" as const,
+    requestStream: true as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeltaChunk): Buffer => Buffer.from(DeltaChunk.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeltaChunk => DeltaChunk.decode(value),
+    responseSerialize: (value: ReceiveEnvResponse): Buffer => Buffer.from(ReceiveEnvResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReceiveEnvResponse => ReceiveEnvResponse.decode(value),
+  },
   /** Deletes a published seed image (garbage collection); stops its export. */
   deleteSeed: {
     path: "/protoctl.v1.AgentService/DeleteSeed" as const,
@@ -4174,6 +4384,9 @@ export interface AgentServiceServer extends UntypedServiceImplementation {
   detach: handleUnaryCall<DetachRequest, DetachResponse>;
   sendDelta: handleServerStreamingCall<SendDeltaRequest, DeltaChunk>;
   receiveDelta: handleClientStreamingCall<DeltaChunk, BaseVersion>;
+  /** env move: a stopped env's writable part (root, or a layered env's vol) as a btrfs stream */
+  sendEnv: handleServerStreamingCall<SendEnvRequest, DeltaChunk>;
+  receiveEnv: handleClientStreamingCall<DeltaChunk, ReceiveEnvResponse>;
   /** Deletes a published seed image (garbage collection); stops its export. */
   deleteSeed: handleUnaryCall<DeleteSeedRequest, DeleteSeedResponse>;
 }
@@ -4537,6 +4750,29 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: BaseVersion) => void,
+  ): ClientWritableStream<DeltaChunk>;
+  /** env move: a stopped env's writable part (root, or a layered env's vol) as a btrfs stream */
+  sendEnv(request: SendEnvRequest, options?: Partial<CallOptions>): ClientReadableStream<DeltaChunk>;
+  sendEnv(
+    request: SendEnvRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<DeltaChunk>;
+  receiveEnv(
+    callback: (error: ServiceError | null, response: ReceiveEnvResponse) => void,
+  ): ClientWritableStream<DeltaChunk>;
+  receiveEnv(
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReceiveEnvResponse) => void,
+  ): ClientWritableStream<DeltaChunk>;
+  receiveEnv(
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReceiveEnvResponse) => void,
+  ): ClientWritableStream<DeltaChunk>;
+  receiveEnv(
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReceiveEnvResponse) => void,
   ): ClientWritableStream<DeltaChunk>;
   /** Deletes a published seed image (garbage collection); stops its export. */
   deleteSeed(

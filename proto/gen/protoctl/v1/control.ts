@@ -449,6 +449,14 @@ export interface RemoveUserRequest {
 export interface RemoveUserResponse {
 }
 
+export interface MoveEnvRequest {
+  name: string;
+  /** target node */
+  to: string;
+  /** not supported: refused */
+  live: boolean;
+}
+
 function createBaseGetVersionRequest(): GetVersionRequest {
   return {};
 }
@@ -6197,6 +6205,107 @@ export const RemoveUserResponse: MessageFns<RemoveUserResponse> = {
   },
 };
 
+function createBaseMoveEnvRequest(): MoveEnvRequest {
+  return { name: "", to: "", live: false };
+}
+
+export const MoveEnvRequest: MessageFns<MoveEnvRequest> = {
+  encode(message: MoveEnvRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.to !== "") {
+      writer.uint32(18).string(message.to);
+    }
+    if (message.live !== false) {
+      writer.uint32(24).bool(message.live);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MoveEnvRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoveEnvRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.live = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MoveEnvRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      to: isSet(object.to) ? globalThis.String(object.to) : "",
+      live: isSet(object.live) ? globalThis.Boolean(object.live) : false,
+    };
+  },
+
+  toJSON(message: MoveEnvRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.to !== "") {
+      obj.to = message.to;
+    }
+    if (message.live !== false) {
+      obj.live = message.live;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MoveEnvRequest>, I>>(base?: I): MoveEnvRequest {
+    return MoveEnvRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MoveEnvRequest>, I>>(object: I): MoveEnvRequest {
+    const message = createBaseMoveEnvRequest();
+    message.name = object.name ?? "";
+    message.to = object.to ?? "";
+    message.live = object.live ?? false;
+    return message;
+  },
+};
+
 export type ControlServiceService = typeof ControlServiceService;
 export const ControlServiceService = {
   getVersion: {
@@ -6486,6 +6595,15 @@ export const ControlServiceService = {
     responseSerialize: (value: Env): Buffer => Buffer.from(Env.encode(value).finish()),
     responseDeserialize: (value: Buffer): Env => Env.decode(value),
   },
+  moveEnv: {
+    path: "/protoctl.v1.ControlService/MoveEnv" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MoveEnvRequest): Buffer => Buffer.from(MoveEnvRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MoveEnvRequest => MoveEnvRequest.decode(value),
+    responseSerialize: (value: Env): Buffer => Buffer.from(Env.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Env => Env.decode(value),
+  },
   extendEnv: {
     path: "/protoctl.v1.ControlService/ExtendEnv" as const,
     requestStream: false as const,
@@ -6668,6 +6786,7 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   deleteEnv: handleUnaryCall<ControlDeleteEnvRequest, ControlDeleteEnvResponse>;
   snapshotEnv: handleUnaryCall<ControlSnapshotEnvRequest, BaseVersion>;
   rollEnv: handleUnaryCall<RollEnvRequest, Env>;
+  moveEnv: handleUnaryCall<MoveEnvRequest, Env>;
   extendEnv: handleUnaryCall<ExtendEnvRequest, Env>;
   /** env cp: a CopyHeader, then entries and their data (proxied to the env's agent) */
   copyToEnv: handleClientStreamingCall<CopyChunk, CopyResult>;
@@ -7038,6 +7157,18 @@ export interface ControlServiceClient extends Client {
   ): ClientUnaryCall;
   rollEnv(
     request: RollEnvRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Env) => void,
+  ): ClientUnaryCall;
+  moveEnv(request: MoveEnvRequest, callback: (error: ServiceError | null, response: Env) => void): ClientUnaryCall;
+  moveEnv(
+    request: MoveEnvRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Env) => void,
+  ): ClientUnaryCall;
+  moveEnv(
+    request: MoveEnvRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Env) => void,

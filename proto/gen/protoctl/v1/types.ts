@@ -259,6 +259,8 @@ export enum EnvPhase {
   /** ENV_PHASE_LOST - its node went away */
   ENV_PHASE_LOST = 7,
   ENV_PHASE_DELETING = 8,
+  /** ENV_PHASE_MOVING - an env-move operation carries it to another node */
+  ENV_PHASE_MOVING = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -291,6 +293,9 @@ export function envPhaseFromJSON(object: any): EnvPhase {
     case 8:
     case "ENV_PHASE_DELETING":
       return EnvPhase.ENV_PHASE_DELETING;
+    case 9:
+    case "ENV_PHASE_MOVING":
+      return EnvPhase.ENV_PHASE_MOVING;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -318,6 +323,8 @@ export function envPhaseToJSON(object: EnvPhase): string {
       return "ENV_PHASE_LOST";
     case EnvPhase.ENV_PHASE_DELETING:
       return "ENV_PHASE_DELETING";
+    case EnvPhase.ENV_PHASE_MOVING:
+      return "ENV_PHASE_MOVING";
     case EnvPhase.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
