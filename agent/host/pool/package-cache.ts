@@ -135,25 +135,34 @@ export class PackageCache {
     }
   }
 
-  /** Removes the oldest archives until the cache fits its limit (lists are small and always kept). */
   private async prune(): Promise<void> {
     const { bytes } = await this.stats();
     if (bytes <= this.maxBytes) return;
-    const archives = (await regularFiles(join(this.dir, "archives"))).sort((a, b) => a.mtimeMs - b.mtimeMs);
-    let over = bytes - this.maxBytes;
-    const removed: string[] = [];
-    for (const a of archives) {
-      if (over <= 0) break;
-      await rm(a.path, { force: true });
-      over -= a.size;
-      removed.push(a.name);
-    }
+    const removed = await pruneOldest(join(this.dir, "archives"), bytes - this.maxBytes);
     this.log.info({ removed: removed.length, maxBytes: this.maxBytes }, "package cache pruned");
   }
 }
 
-const isArchive = (name: string) => name.endsWith(".deb");
-const isListFile = (name: string) => name !== "lock" && !name.startsWith(".");
+/**
+ * Removes the oldest archives of `dir` (by mtime: when they came into the
+ * cache) until `over` bytes are gone; returns their names. Lists are small
+ * and always kept, so only archives are pruned.
+ */
+export async function pruneOldest(dir: string, over: number): Promise<string[]> {
+  const archives = (await regularFiles(dir)).filter((f) => isArchive(f.name));
+  archives.sort((a, b) => a.mtimeMs - b.mtimeMs || a.name.localeCompare(b.name));
+  const removed: string[] = [];
+  for (const a of archives) {
+    if (over <= 0) break;
+    await rm(a.path, { force: true });
+    over -= a.size;
+    removed.push(a.name);
+  }
+  return removed;
+}
+
+export const isArchive = (name: string) => name.endsWith(".deb");
+export const isListFile = (name: string) => name !== "lock" && !name.startsWith(".");
 
 interface FileEntry {
   name: string;
@@ -179,7 +188,7 @@ async function regularFiles(dir: string): Promise<FileEntry[]> {
  * a reflink copy (a full copy where the filesystem cannot) under a temp name,
  * renamed into place, times kept, so apt's If-Modified-Since still works.
  */
-async function mergeNewer(from: string, to: string, want: (name: string) => boolean): Promise<void> {
+export async function mergeNewer(from: string, to: string, want: (name: string) => boolean): Promise<void> {
   for (const f of await regularFiles(from)) {
     if (!want(f.name)) continue;
     const have = await stat(join(to, f.name)).catch(() => undefined);
