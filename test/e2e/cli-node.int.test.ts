@@ -2,7 +2,7 @@
  * `protoctl node …` end to end: the built CLI against a real `protoctl up`
  * (test/e2e/cli-cluster.ts). ls (table, JSON, -q), describe (JSON with the
  * node's capabilities, the package cache among them), cordon (a new env is
- * refused or left pending, the running ones stay) and uncordon, a join token,
+ * left pending, the running ones stay) and uncordon (the pending env runs), a join token,
  * and the exit codes for an unknown node.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -60,18 +60,29 @@ describe.sequential("protoctl node", () => {
       expect((await c.cli(["node", "ls"])).stdout).toMatch(
         new RegExp(`^${c.node}\\s+Ready,SchedulingDisabled\\s`, "m"),
       );
-      const refused = await c.cli(["env", "create", "nd-2", "--base", "bb"]);
-      expect(refused.code).not.toBe(0);
-      expect(`${refused.stdout}${refused.stderr}`).toMatch(/cordon/i);
+      // recorded, but no node takes it while the only one is cordoned
+      const pending = await c.cli(["env", "create", "nd-2", "--base", "bb", "--no-wait"]);
+      expect(pending.code).toBe(0);
+      const d = await c.cli(["env", "describe", "nd-2", "-o", "json"]);
+      const env = JSON.parse(d.stdout) as { status: { phase: string; reasons?: Array<{ reason: string }> } };
+      expect(env.status.phase).toBe("ENV_PHASE_PENDING");
+      expect(JSON.stringify(env.status.reasons ?? [])).toMatch(/cordon/i);
       expect((await c.cli(["env", "exec", "nd-1", "--", "echo", "still here"])).stdout).toBe("still here\n");
       const uncordon = await c.cli(["node", "uncordon", c.node]);
       expect(uncordon).toMatchObject({ code: 0, stdout: `node/${c.node} uncordoned\n` });
-      await c.cli(["env", "rm", "nd-2"]);
-      const again = await c.cli(["env", "create", "nd-2", "--base", "bb"]);
-      expect(again.code).toBe(0);
+      // the pending env is placed once the node takes envs again
+      const deadline = Date.now() + 60_000;
+      let ls = "";
+      while (Date.now() < deadline) {
+        ls = (await c.cli(["env", "ls"])).stdout;
+        if (/^nd-2\s+Running\s/m.test(ls)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      expect(ls).toMatch(/^nd-2\s+Running\s/m);
       expect((await c.cli(["env", "rm", "nd-2"])).code).toBe(0);
     } finally {
       await c.cli(["node", "uncordon", c.node]);
+      await c.cli(["env", "rm", "nd-2"]);
       expect((await c.cli(["env", "rm", "nd-1"])).code).toBe(0);
     }
   }, 180_000);
