@@ -28,6 +28,7 @@ const QUICK: Record<string, string[]> = {
   "env-create": ["--runs", "2", "--concurrent", "2", "--rounds", "1", "--hold", "1"],
   faults: ["--envs", "6", "--cases", "leader-kill"],
   "lab-up": ["--runs", "1", "--machines", "2"],
+  "layer-rebuild": ["--quick"],
   "pool-latency": ["--runs", "3"],
   propagate: ["--runs", "1", "--small", "8", "--large", "16"],
   "propagate-fleet": ["--nodes", "2", "--small", "8", "--large", "16", "--no-fanout"],

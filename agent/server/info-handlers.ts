@@ -16,10 +16,11 @@ const POOL_KINDS = {
 
 /** This node's identity, capacity and bases (GetInfo, and the heartbeat inventory). */
 export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
-  const [cap, bases, problem] = await Promise.all([
+  const [cap, bases, problem, cache] = await Promise.all([
     ctx.pool.capacity(),
     ctx.pool.listBaseVersions(),
     machinesProblem(),
+    ctx.pool.packageCache?.stats(),
   ]);
   return {
     node: ctx.node,
@@ -28,6 +29,7 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
       { name: "nspawn", ok: true, detail: "--register=no --keep-unit" },
       ...(ctx.transport ? [transportCapability(ctx.transport)] : []),
       { name: MACHINES_CAPABILITY, ok: !problem, detail: problem ?? "" },
+      ...(cache ? [packageCacheCapability(cache)] : []),
     ],
     capacity: {
       poolSizeBytes: cap.sizeBytes,
@@ -49,6 +51,16 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
     labels: ctx.labels,
     attachments: (ctx.propagation?.listAttachments() ?? []).map((a) => attachmentMsg(a, ctx.node)),
     exports: (ctx.propagation?.listExports() ?? []).map((e) => exportMsg(e, ctx.node)),
+  };
+}
+
+/** The package cache as `node describe` shows it (capabilities are the node's free-form facts). */
+export function packageCacheCapability(c: { bytes: number; files: number; maxBytes: number }) {
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return {
+    name: "package-cache",
+    ok: true,
+    detail: `apt: ${mib(c.bytes)} in ${c.files} files, limit ${mib(c.maxBytes)}`,
   };
 }
 

@@ -5,21 +5,17 @@
  * powers off on stop (SIGRTMIN+3 via nspawn's --kill-signal) within the
  * timeout, and leaves nothing once deleted.
  *
- * The rootfs comes from debootstrap (1-2 minutes) and is cached in
- * /var/cache/protoctl-test/debootstrap-<suite>-systemd/ (a directory tree,
- * complete once `.complete` exists), so reruns take seconds. The cache is
- * deliberate, not a leak: it is read-only input, outside every pool, and
- * `rm -rf /var/cache/protoctl-test` removes it.
+ * The rootfs comes from debootstrap once and is cached (test/fixtures/debian-rootfs.ts).
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { run } from "../../common/exec.js";
 import { iterateStream } from "../../common/grpc.js";
 import { silentLogger } from "../../common/logger.js";
 import { type Env, EnvPhase, EnvSpec, type LogLine } from "../../proto/gen/protoctl/v1/types.js";
+import { cachedDebianRootfs } from "../../test/fixtures/debian-rootfs.js";
 import {
   type AgentClient,
   agentClient,
@@ -30,38 +26,15 @@ import {
 import { agentDefaults } from "../config.js";
 import { detectHierarchies, envCgroupSet } from "../host/machines/cgroups.js";
 import { isAlive } from "../host/machines/proc.js";
-import { defaultMirror } from "../host/pool/bases.js";
 import { type RunningAgent, startAgent } from "../main.js";
 
-const SUITE = "bookworm";
-const CACHE = `/var/cache/protoctl-test/debootstrap-${SUITE}-systemd`;
 const NODE = `boot${process.pid}`;
 let stateDir: string;
 let agent: RunningAgent;
 let client: AgentClient;
 
-/** The cached rootfs, built once (minbase + systemd, systemd-sysv, dbus). */
-async function cachedRootfs(): Promise<string> {
-  const root = join(CACHE, "rootfs");
-  if (existsSync(join(CACHE, ".complete"))) return root;
-  await mkdir(CACHE, { recursive: true });
-  const staging = join(CACHE, `staging-${process.pid}`);
-  await rm(staging, { recursive: true, force: true });
-  await run(
-    "debootstrap",
-    ["--variant=minbase", "--include=systemd,systemd-sysv,dbus", SUITE, staging, await defaultMirror()],
-    { timeoutMs: 900_000 },
-  );
-  // no machine-id: systemd makes one at each boot (a fresh env is a fresh machine)
-  await writeFile(join(staging, "etc/machine-id"), "");
-  await rm(root, { recursive: true, force: true });
-  await rename(staging, root);
-  await writeFile(join(CACHE, ".complete"), `${new Date().toISOString()}\n`);
-  return root;
-}
-
 beforeAll(async () => {
-  const rootfs = await cachedRootfs();
+  const rootfs = await cachedDebianRootfs();
   stateDir = await mkdtemp(join(tmpdir(), "protoctl-boot-it-"));
   const cfg = agentDefaults();
   // plaintext on loopback for the test client: explicit, as the agent requires

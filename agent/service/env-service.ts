@@ -132,7 +132,9 @@ export class EnvService {
     if (m.running) phase = EnvPhase.ENV_PHASE_RUNNING;
     else if (rec.phase === "running") phase = EnvPhase.ENV_PHASE_STOPPED;
     const net = machineNetwork(rec.spec);
-    const addresses = (net.links ?? [net]).flatMap((l) => (l.address ? [l.address.split("/")[0]!] : []));
+    const asked = (net.links ?? [net]).flatMap((l) => (l.address ? [l.address.split("/")[0]!] : []));
+    // a private env that named no address got one from the node's range at start: report that one
+    const addresses = asked.length > 0 || !m.running ? asked : (m.addresses ?? []);
     return {
       spec: rec.spec,
       status: {

@@ -6,7 +6,7 @@
  * and built lazily by agents when an env needs them (or eagerly on request).
  */
 import { createHash } from "node:crypto";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
 import { baseRefOf } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
@@ -420,7 +420,28 @@ export function layerApi(ctx: ControllerContext) {
           subject: `layer/${req.name}`,
         });
       }
+      await dropLayerBuilds(ctx, req.name);
       return {};
     }),
   };
+}
+
+/**
+ * The builds of a deleted layer on the Ready nodes (builds happen lazily on any node, so each
+ * is asked): best effort, the record is gone already; a node that misses it keeps an unused copy.
+ */
+async function dropLayerBuilds(ctx: ControllerContext, name: string): Promise<void> {
+  const nodes = (await listNodes(ctx)).filter((n) => n.state === NodeState.NODE_STATE_READY);
+  await Promise.all(
+    nodes.map(async (n) => {
+      const client = await agentFor(ctx, n.name);
+      await new Promise<void>((resolve) =>
+        client.deleteLayer({ name, base: "" }, new Metadata(), { deadline: Date.now() + 30_000 }, (err) => {
+          if (err && fromServiceError(err).code !== Code.NOT_FOUND)
+            ctx.log.warn({ node: n.name, layer: name, err: err.message }, "layer builds not removed");
+          resolve();
+        }),
+      );
+    }),
+  );
 }

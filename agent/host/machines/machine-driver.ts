@@ -63,6 +63,8 @@ export interface MachineState {
   nspawnPid?: number;
   startedMs?: number;
   exitCode?: number;
+  /** The env's IPv4 addresses (no prefix) as of its last start, those the driver picked included. */
+  addresses?: string[];
 }
 
 export interface ExecRequest {

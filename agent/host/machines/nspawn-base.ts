@@ -159,6 +159,7 @@ export abstract class NspawnMachineBase {
       nspawnPid: rec.running ? rec.nspawnPid : undefined,
       startedMs: rec.startedMs,
       exitCode: rec.exitCode,
+      addresses: rec.addresses?.map((a) => a.split("/")[0]!),
     };
   }
 

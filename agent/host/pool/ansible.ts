@@ -21,6 +21,9 @@ import subprocess
 
 from ansible.plugins.connection import ConnectionBase
 
+# the agent's bind mounts for every task (the node's package cache), one "HOST:CONTAINER" a line
+BINDS = ["--bind=" + b for b in os.environ.get("PROTOCTL_NSPAWN_BINDS", "").splitlines() if b]
+
 DOCUMENTATION = """
 name: protoctl_nspawn
 short_description: Run tasks in a directory tree with systemd-nspawn --pipe
@@ -47,7 +50,7 @@ class Connection(ConnectionBase):
         name = "pa-" + os.urandom(5).hex()
         cmd = ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "--pipe", "--machine=" + name,
                "-D", self.root, "--resolv-conf=bind-host", "--timezone=off", "--link-journal=no",
-               "--setenv=DEBIAN_FRONTEND=noninteractive", "--"] + argv
+               "--setenv=DEBIAN_FRONTEND=noninteractive"] + BINDS + ["--"] + argv
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = p.communicate(stdin or b"")
         return p.returncode, out, err
@@ -95,7 +98,12 @@ export async function runAnsible(
   root: string,
   stageName: string,
   playbook: string,
-  opts: { progress?: ProgressFn; signal?: AbortSignal },
+  opts: {
+    /** Bind mounts for every task's nspawn run (paths the agent made, never user input). */
+    binds?: Array<{ host: string; container: string }>;
+    progress?: ProgressFn;
+    signal?: AbortSignal;
+  },
 ): Promise<{ exitCode: number; output: string; noSpace: boolean }> {
   const scratch = await mkdtemp(join(tmpdir(), "protoctl-ansible-"));
   try {
@@ -126,6 +134,7 @@ export async function runAnsible(
           ANSIBLE_RETRY_FILES_ENABLED: "False",
           ANSIBLE_HOST_KEY_CHECKING: "False",
           ANSIBLE_GATHERING: "explicit",
+          PROTOCTL_NSPAWN_BINDS: (opts.binds ?? []).map((b) => `${b.host}:${b.container}`).join("\n"),
         },
         signal: opts.signal,
         onLines: (log) => opts.progress?.({ step: "ansible", log }),

@@ -31,6 +31,7 @@ import { ExternalBases } from "./external-bases.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, parseBaseDirName, tmpName } from "./layout.js";
 import { runInRoot } from "./nspawn.js";
+import type { PackageCache } from "./package-cache.js";
 import { parseAptMirror, tarCompressionFlag } from "./parsers.js";
 
 export type BaseSource = { dir: string } | { tar: string };
@@ -61,6 +62,7 @@ export class BaseStore {
     private readonly layout: PoolLayout,
     private readonly locks: KeyedLock,
     private readonly log: Logger,
+    private readonly packageCache?: PackageCache,
   ) {}
 
   async list(name?: string): Promise<BaseVersionMeta[]> {
@@ -223,14 +225,17 @@ export class BaseStore {
           argv = ["/bin/sh", scriptPath, ...command];
         }
         progress?.({ step: "update", message: argv.join(" ") });
+        // the node's package cache (archives only: the new version keeps its own lists)
+        const cache = await this.packageCache?.checkout(s.root, { lists: false, idmap: true });
         const r = await runInRoot(s.root, argv, {
           network: opts.network,
           userns: true,
           env: { DEBIAN_FRONTEND: "noninteractive" },
+          binds: cache?.binds,
           step: "update",
           progress,
           signal,
-        });
+        }).finally(() => cache?.release());
         if (scriptPath) await removeFileInRoot(s.root, scriptPath).catch(() => undefined);
         if (r.exitCode !== 0) {
           if (r.noSpace) throw asPoolError(Object.assign(new Error(r.output), { code: "ENOSPC" }), "update");

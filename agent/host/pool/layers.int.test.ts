@@ -43,7 +43,7 @@ async function walk(dir: string, prefix = ""): Promise<string[]> {
 
 async function tmpLeftovers(): Promise<string[]> {
   const out: string[] = [];
-  for (const area of ["@base", "@overlay", "@env", "@workdir"]) {
+  for (const area of ["@base", "@overlay", "@env", "@workdir", "@cache"]) {
     for (const e of await readdir(join(pool.mountpoint, area)))
       if (e.startsWith(".tmp-")) out.push(`${area}/${e}`);
   }

@@ -25,6 +25,7 @@ import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./f
 import { type PoolLayout, parseLayerBuildDirName, TMP_PREFIX, tmpName } from "./layout.js";
 import { mountOverlay, unmount } from "./mounts.js";
 import { runInRoot, withoutNspawnTraces } from "./nspawn.js";
+import type { PackageCache } from "./package-cache.js";
 
 export interface LayerSpec {
   name: string;
@@ -51,6 +52,7 @@ export class LayerStore {
     private readonly bases: BaseStore,
     private readonly locks: KeyedLock,
     private readonly log: Logger,
+    private readonly packageCache?: PackageCache,
   ) {}
 
   async build(
@@ -253,6 +255,10 @@ export class LayerStore {
       const mainName = recipe.kind === "shell" ? "recipe.sh" : "playbook.yml";
       await writeFileInRoot(stage, mainName, Buffer.from(recipe.main, "base64"), 0o644);
 
+      // the node's package cache: this build's own copy, merged back once the recipe ran
+      const cache = await this.packageCache?.checkout(merged);
+      if (cache) r.add(() => cache.release());
+      const binds = cache?.binds ?? [];
       let result: { exitCode: number; output: string; noSpace: boolean };
       if (recipe.kind === "shell") {
         progress?.({ step: "recipe", message: "running the shell recipe" });
@@ -262,6 +268,7 @@ export class LayerStore {
           {
             network: true,
             env: { DEBIAN_FRONTEND: "noninteractive" },
+            binds,
             step: "recipe",
             progress,
             signal,
@@ -279,10 +286,11 @@ export class LayerStore {
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });
         result = await withoutNspawnTraces(merged, () =>
-          runAnsible(merged, stageName, mainName, { progress, signal }),
+          runAnsible(merged, stageName, mainName, { binds, progress, signal }),
         );
       }
       await rm(stage, { recursive: true, force: true });
+      await cache?.release();
       if (result.exitCode !== 0) {
         if (result.noSpace)
           throw asPoolError(Object.assign(new Error(result.output), { code: "ENOSPC" }), what);

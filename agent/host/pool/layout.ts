@@ -13,6 +13,7 @@
  *                                   layered env: the overlayfs mount point
  *   @env/NAME/vol/{upper,work}      layered env: writable subvolume holding the overlay's top
  *   @workdir/.tmp-*                 merged mount points of layer builds, scratch space
+ *   @cache/apt/{archives,lists}     the node's package cache (package-cache.ts); @cache/.tmp-*: builds' copies
  *
  * Every object is built under a `.tmp-*` name in its parent and renamed into
  * place in one step when complete, so a crash leaves only `.tmp-*` names,
@@ -25,7 +26,7 @@ import { join } from "node:path";
 import { formatBaseRef } from "../../../common/base-ref.js";
 
 export const TMP_PREFIX = ".tmp-";
-export const SUBDIRS = ["@init", "@base", "@overlay", "@env", "@workdir"] as const;
+export const SUBDIRS = ["@init", "@base", "@overlay", "@env", "@workdir", "@cache"] as const;
 
 export function tmpName(): string {
   return `${TMP_PREFIX}${randomBytes(6).toString("hex")}`;
@@ -37,6 +38,7 @@ export class PoolLayout {
   readonly overlay: string;
   readonly env: string;
   readonly workdir: string;
+  readonly cache: string;
 
   constructor(readonly mountpoint: string) {
     this.init = join(mountpoint, "@init");
@@ -44,6 +46,7 @@ export class PoolLayout {
     this.overlay = join(mountpoint, "@overlay");
     this.env = join(mountpoint, "@env");
     this.workdir = join(mountpoint, "@workdir");
+    this.cache = join(mountpoint, "@cache");
   }
 
   baseVersionDir(name: string, version: number): string {

@@ -33,7 +33,7 @@ export async function runInRoot(
      */
     userns?: boolean;
     env?: Record<string, string>;
-    binds?: Array<{ host: string; container: string; readonly?: boolean }>;
+    binds?: Array<{ host: string; container: string; readonly?: boolean; idmap?: boolean }>;
     stdin?: Uint8Array;
     step?: string;
     progress?: ProgressFn;
@@ -56,7 +56,7 @@ export async function runInRoot(
   if (!opts.network) args.push("--private-network");
   for (const [k, v] of Object.entries(opts.env ?? {})) args.push(`--setenv=${k}=${v}`);
   for (const b of opts.binds ?? [])
-    args.push(`${b.readonly ? "--bind-ro" : "--bind"}=${b.host}:${b.container}`);
+    args.push(`${b.readonly ? "--bind-ro" : "--bind"}=${b.host}:${b.container}${b.idmap ? ":idmap" : ""}`);
   args.push("--", ...command);
   // nspawn starts inside: withoutNspawnTraces must look for resolv.conf before nspawn can make it
   return withoutNspawnTraces(root, () =>

@@ -32,7 +32,7 @@ afterAll(async () => {
 
 describe("btrfs pool", () => {
   it("creates the layout subvolumes on a tmpfs-backed loop device", async () => {
-    for (const d of ["@init", "@base", "@overlay", "@env", "@workdir"]) {
+    for (const d of ["@init", "@base", "@overlay", "@env", "@workdir", "@cache"]) {
       expect((await stat(join(pool.mountpoint, d))).ino).toBe(256);
     }
     expect((await findMount(pool.mountpoint))?.fstype).toBe("btrfs");

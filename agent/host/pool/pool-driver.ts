@@ -143,4 +143,6 @@ export interface PoolDriver {
   close(): Promise<void>;
   /** Unmounts and deletes the pool's storage for good (tests, `protoctl down`). */
   destroy?(): Promise<void>;
+  /** The node's package cache for layer builds and base updates (package-cache.ts), when it has one. */
+  readonly packageCache?: { stats(): Promise<{ bytes: number; files: number; maxBytes: number }> };
 }

@@ -34,6 +34,7 @@ import { exists, listDir, removeObjectDir } from "./files.js";
 import { type LayerSpec, LayerStore } from "./layers.js";
 import { PoolLayout, SUBDIRS, TMP_PREFIX } from "./layout.js";
 import { mountsUnder, unmount } from "./mounts.js";
+import { PackageCache } from "./package-cache.js";
 import { parseFilesystemUsage } from "./parsers.js";
 import { attachStorage, destroyStorage, type PoolStorage } from "./storage.js";
 
@@ -59,6 +60,7 @@ export class BtrfsPool implements PoolDriver {
   private readonly layers: LayerStore;
   private readonly envs: EnvRootStore;
   private readonly transfer: EnvTransfer;
+  readonly packageCache: PackageCache;
 
   constructor(
     readonly storage: PoolStorage,
@@ -66,8 +68,9 @@ export class BtrfsPool implements PoolDriver {
   ) {
     this.mountpoint = storage.mountpoint;
     this.layout = new PoolLayout(storage.mountpoint);
-    this.bases = new BaseStore(this.layout, this.locks, log);
-    this.layers = new LayerStore(this.layout, this.bases, this.locks, log);
+    this.packageCache = new PackageCache(this.layout.cache, this.locks, log);
+    this.bases = new BaseStore(this.layout, this.locks, log, this.packageCache);
+    this.layers = new LayerStore(this.layout, this.bases, this.locks, log, this.packageCache);
     this.envs = new EnvRootStore(this.layout, this.bases, this.locks, log, (b, v, l) =>
       this.layers.resolveStack(b, v, l),
     );
@@ -283,7 +286,13 @@ export class BtrfsPool implements PoolDriver {
       await unmount(m.mountpoint);
       removed.push(`mount:${rel}`);
     }
-    for (const area of [this.layout.base, this.layout.overlay, this.layout.env, this.layout.workdir]) {
+    for (const area of [
+      this.layout.base,
+      this.layout.overlay,
+      this.layout.env,
+      this.layout.workdir,
+      this.layout.cache,
+    ]) {
       for (const entry of await listDir(area)) {
         if (!entry.startsWith(TMP_PREFIX) && !entry.includes(".tmp-")) continue;
         await removeObjectDir(join(area, entry));
