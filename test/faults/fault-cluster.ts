@@ -239,7 +239,7 @@ export async function startFaultCluster(opts: FaultClusterOptions = {}): Promise
     }
     for (const node of nodes) startAgent(node);
     await eventually(async () => (await readyNodes(c())) === n, 90_000, 200);
-    for (const node of nodes) await importBaseFromDir(c(), node, "busybox", rootfs);
+    await Promise.all(nodes.map((node) => importBaseFromDir(c(), node, "busybox", rootfs)));
     await eventually(
       async () => (await call(c(), "getBase", { name: "busybox" })).versions[0]?.nodes.length === n,
       30_000,
