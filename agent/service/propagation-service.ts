@@ -337,9 +337,27 @@ export class PropagationService {
     this.sourceNodes.set(ref, req.sourceNode);
     progress?.({ step: "attached", fraction: 0 });
     if (req.hydrate && state.phase !== "local") {
-      await this.hydrate(ref, progress);
+      await this.hydrate(ref, progress).catch(async (err: unknown) => {
+        await this.dropWhenFull(req.base, req.version, err);
+        throw err;
+      });
     }
     return this.info(ref);
+  }
+
+  /**
+   * No room to hydrate (RESOURCE_EXHAUSTED): the attachment would stay on NBD, holding a sprout
+   * and its source's export, for a version the node cannot hold; it goes unless envs read it.
+   */
+  private async dropWhenFull(base: string, version: number, err: unknown): Promise<void> {
+    if (ProtoctlError.from(err).code !== Code.RESOURCE_EXHAUSTED) return;
+    const ref = refOf(base, version);
+    const users = await this.o.pool.usersOf(base, version).catch(() => ["?"]);
+    if (users.length > 0) return this.o.log.warn({ ref, users }, "no room to hydrate; kept for its envs");
+    await this.detach(base, version).catch((e: unknown) =>
+      this.o.log.warn({ ref, err: (e as Error).message }, "no room to hydrate; detach failed"),
+    );
+    this.o.log.info({ ref }, "no room to hydrate: detached");
   }
 
   private async hydrate(ref: string, progress?: ProgressFn): Promise<void> {

@@ -222,11 +222,14 @@ export async function etcdQuorum(cl: FaultCluster, n = BURST): Promise<CaseResul
  * (ALWAYS), and after healing no env runs twice.
  */
 export async function partition(cl: FaultCluster, graceSeconds: number, n = BURST): Promise<CaseResult> {
-  // a short lost grace on every controller for this case
-  for (let i = 0; i < cl.controllerIds.length; i++) {
-    await cl.killController(i);
-    await cl.startController(i, { lostGraceSeconds: graceSeconds });
-  }
+  // a short lost grace on every controller for this case (restarted side by side: nothing is in
+  // flight between cases, and each finds the CA in etcd)
+  await Promise.all(
+    cl.controllerIds.map(async (_, i) => {
+      await cl.killController(i);
+      await cl.startController(i, { lostGraceSeconds: graceSeconds });
+    }),
+  );
   const envs = names("pt", n);
   const always = (n: string) => Number(n.split("-")[1]) % 2 === 0;
   const node = cl.nodes[cl.nodes.length - 1]!;

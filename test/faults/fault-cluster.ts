@@ -16,9 +16,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { run } from "../../common/exec.js";
 import { clientCredentials, readCredentialFile } from "../../common/tls.js";
 import type { ControlServiceClient } from "../../proto/gen/protoctl/v1/control.js";
 import { NodeState } from "../../proto/gen/protoctl/v1/types.js";
@@ -37,6 +38,8 @@ export interface FaultClusterOptions {
   agents?: number;
   poolSize?: string;
   lostGraceSeconds?: number;
+  /** Agents (by index) whose state directory is a tmpfs of this many MiB: a node with a small disk. */
+  stateDirMiB?: Record<number, number>;
 }
 
 export interface FaultCluster {
@@ -172,6 +175,7 @@ export async function startFaultCluster(opts: FaultClusterOptions = {}): Promise
   };
   const controllerAddrs = () =>
     Array.from({ length: CONTROLLERS }, (_, i) => `${h0.address}:${BASE_CTL_PORT + 2 * i}`).join(",");
+  const smallDirs: string[] = [];
   const startAgent = (node: string): void => {
     const i = nodes.indexOf(node);
     if (i < 0) throw new Error(`no node ${node}`);
@@ -213,6 +217,7 @@ export async function startFaultCluster(opts: FaultClusterOptions = {}): Promise
       await stopLeftMachines(node, d);
       await cleanAgentDir(d, loops);
     }
+    for (const d of smallDirs) await run("umount", [d], { allowFailure: true });
     await hosts.cleanup();
     await rm(dir, { recursive: true, force: true });
     await rm(rootfs, { recursive: true, force: true });
@@ -226,9 +231,15 @@ export async function startFaultCluster(opts: FaultClusterOptions = {}): Promise
     await startController(0);
     await Promise.all([1, 2].map((i) => startController(i)));
     token = (await call(c(), "createJoinToken", { ttlSeconds: 3600, labels: {}, ...REUSABLE })).token;
+    for (const [i, mib] of Object.entries(opts.stateDirMiB ?? {})) {
+      const stateDir = join(dir, `agent-${nodes[Number(i)]}`);
+      await mkdir(stateDir, { recursive: true, mode: 0o700 });
+      await run("mount", ["-t", "tmpfs", "-o", `size=${mib}m,mode=0700`, "tmpfs", stateDir]);
+      smallDirs.push(stateDir);
+    }
     for (const node of nodes) startAgent(node);
     await eventually(async () => (await readyNodes(c())) === n, 90_000, 200);
-    for (const node of nodes) await importBaseFromDir(c(), node, "busybox", rootfs);
+    await Promise.all(nodes.map((node) => importBaseFromDir(c(), node, "busybox", rootfs)));
     await eventually(
       async () => (await call(c(), "getBase", { name: "busybox" })).versions[0]?.nodes.length === n,
       30_000,

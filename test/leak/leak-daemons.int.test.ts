@@ -2,6 +2,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { vethHostName } from "../../agent/host/machines/naming.js";
 import { run } from "../../common/exec.js";
 import { freePort } from "../fixtures/etcd.js";
 import { nestedVitestRun } from "./nested-run.js";
@@ -86,8 +87,8 @@ describe("the leak check sees everything a test run starts", () => {
     }
     // The env's cgroups sit below the agent's own, several levels down: protoctl/<node>/<env>.
     expect(report).toMatch(/cgroup\s+\/sys\/fs\/cgroup\/\S+\/protoctl\/leakn\/lk1(\s|\/)/);
-    // A veth's host side in the root namespace, the FUSE mount, the pool's loop device.
-    expect(report).toMatch(/link\s+\S+/);
+    // The env's veth (host side, by its name), the FUSE mount, the pool's loop device.
+    expect(report).toContain(`link    ${vethHostName("leakn", "lk1")}`);
     expect(report).toContain(`mount   ${fuse} fuse`);
     expect(report).toMatch(/loop\s+\/dev\/loop\d+ \S*pool/);
   });

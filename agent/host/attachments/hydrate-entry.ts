@@ -14,7 +14,13 @@ import { copiesInPieces, copyAndHash, requireRoom } from "./hydrate.js";
 import { type LoopSwitch, prepareLoopSwitch } from "./loop.js";
 import type { AttachmentState, HydrateOptions } from "./types.js";
 
-export async function hydrateEntry(e: Entry, key: string, opts: HydrateOptions): Promise<AttachmentState> {
+/** `promised`: room in the state dir promised to other attachments' images, not written yet. */
+export async function hydrateEntry(
+  e: Entry,
+  key: string,
+  opts: HydrateOptions,
+  promised = 0,
+): Promise<AttachmentState> {
   if (e.state.phase === "local") return { ...e.state };
   if (!e.nbd) throw failedPrecondition(`${key} has no source to hydrate from`, { reason: "NO_SOURCE" });
   const size = e.state.sizeBytes;
@@ -23,7 +29,7 @@ export async function hydrateEntry(e: Entry, key: string, opts: HydrateOptions):
   let sw: Promise<LoopSwitch> | undefined;
   try {
     const algo = checksumAlgo(e.opts.seed.checksum);
-    await requireRoom(e.dir, size, `the hydrated image of ${key}`);
+    await requireRoom(e.dir, size, `the hydrated image of ${key}`, promised);
     e.state.phase = "hydrating";
     e.state.message = "";
     e.state.hydratedBytes = 0;

@@ -1,5 +1,14 @@
+import { tmpdir } from "node:os";
 import { describe, expect, it } from "vitest";
-import { hashFrontier, NBDCOPY_WORK_BYTES, nbdcopyArgs, parseProgress } from "./hydrate.js";
+import { Code, ProtoctlError } from "../../../common/errors.js";
+import {
+  freeBytes,
+  hashFrontier,
+  NBDCOPY_WORK_BYTES,
+  nbdcopyArgs,
+  parseProgress,
+  requireRoom,
+} from "./hydrate.js";
 import { validateKey } from "./seed-attachments.js";
 
 describe("hydration helpers", () => {
@@ -30,5 +39,17 @@ describe("hydration helpers", () => {
   it("validates attachment keys", () => {
     expect(() => validateKey("debian@3")).not.toThrow();
     expect(() => validateKey("../x")).toThrow();
+  });
+  it("counts room promised to other hydrations as taken, and says the pool is full", async () => {
+    const free = await freeBytes(tmpdir());
+    await requireRoom(tmpdir(), 1024, "x");
+    const err = await requireRoom(tmpdir(), 1024, "the hydrated image of b@1", free + 2 ** 30).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ProtoctlError);
+    expect(err).toMatchObject({ code: Code.RESOURCE_EXHAUSTED, reason: "NO_ROOM" });
+    expect((err as ProtoctlError).message).toMatch(
+      /^the pool is full: no room for the hydrated image of b@1 \(needs 1 MiB, \d+ MiB free in .*, \d+ MiB of it promised to versions still hydrating\)$/,
+    );
   });
 });

@@ -107,16 +107,27 @@ export async function freeBytes(path: string): Promise<number> {
   return s.bavail * s.bsize;
 }
 
-/** Throws RESOURCE_EXHAUSTED unless `need` bytes are free where `path` lives. */
-export async function requireRoom(path: string, need: number, what: string): Promise<void> {
+const MiB = 1024 * 1024;
+
+/**
+ * Throws RESOURCE_EXHAUSTED unless `need` bytes are free where `path` lives,
+ * beyond `promised` bytes already promised to other work there (hydrations
+ * not written yet: their files are sparse until the copy lands).
+ */
+export async function requireRoom(path: string, need: number, what: string, promised = 0): Promise<void> {
   const free = await freeBytes(path);
-  if (free < need) {
-    throw resourceExhausted(`no room for ${what}: needs ${need} bytes, ${free} free in ${path}`, {
-      reason: "NO_ROOM",
-      subject: path,
-      hint: "free space in the agent's state directory or grow it",
-      metadata: { needBytes: String(need), freeBytes: String(free) },
-    });
+  if (free - promised < need) {
+    const mib = (n: number) => `${Math.ceil(n / MiB)} MiB`;
+    const others = promised > 0 ? `, ${mib(promised)} of it promised to versions still hydrating` : "";
+    throw resourceExhausted(
+      `the pool is full: no room for ${what} (needs ${mib(need)}, ${mib(free)} free in ${path}${others})`,
+      {
+        reason: "NO_ROOM",
+        subject: path,
+        hint: "free space in the agent's state directory or grow it",
+        metadata: { needBytes: String(need), freeBytes: String(free), promisedBytes: String(promised) },
+      },
+    );
   }
 }
 
@@ -223,7 +234,7 @@ function copyFailure(o: CopyOptions, kind: string, detail: string, output?: unkn
     case "cancelled":
       return new ProtoctlError(Code.CANCELLED, "hydration cancelled", { reason: "CANCELLED", cause });
     case "no-room":
-      return resourceExhausted(`no room for the hydrated image ${o.dest}`, {
+      return resourceExhausted(`the pool is full: no room for the hydrated image ${o.dest}`, {
         reason: "NO_ROOM",
         subject: o.dest,
         output: out,

@@ -53,6 +53,22 @@ export { validateKey } from "./attachment-entry.js";
 export class SeedAttachments implements AttachmentDriver {
   private readonly entries = new Map<string, Entry>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per key: room promised in a state dir to its hydrated image, until the image is written. */
+  private readonly promised = new Map<string, { dir: string; bytes: number }>();
+
+  /**
+   * Room promised in `dir` to other attachments' hydrated images and not written yet. A copy is
+   * sparse and takes its room as it lands, so without this, versions attached at once on a node
+   * with room for one each passed the room checks, and one ran out in the middle of its copy.
+   */
+  private promisedBesides(key: string, dir: string): number {
+    let n = 0;
+    for (const [k, p] of this.promised) {
+      if (k === key || p.dir !== dir) continue;
+      n += Math.max(0, p.bytes - (this.entries.get(k)?.state.hydratedBytes ?? 0));
+    }
+    return n;
+  }
 
   /** Runs `fn` after every earlier operation on `key`. */
   private serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -112,16 +128,26 @@ export class SeedAttachments implements AttachmentDriver {
       ...(o.netns ? ["nsenter"] : []),
     ]);
     await mkdir(o.stateDir, { recursive: true });
-    // Checked before anything exists, so a full target has nothing to undo.
-    if (o.sproutDir) {
-      await requireRoom(o.sproutDir, SPROUT_START_BYTES, `the sprout device of ${o.key}`);
-      if (o.reserveBytes) await requireRoom(o.stateDir, o.reserveBytes, `the hydrated image of ${o.key}`);
-    } else {
-      await requireRoom(
-        o.stateDir,
-        o.reserveBytes ?? o.sproutBytes,
-        `the sprout device${o.reserveBytes ? " and the hydrated image" : ""} of ${o.key}`,
-      );
+    // Counted and promised in one step (no await between): attaches running at once see each other.
+    const promised = this.promisedBesides(o.key, o.stateDir);
+    this.promised.set(o.key, { dir: o.stateDir, bytes: o.seed.sizeBytes });
+    try {
+      // Checked before anything exists, so a full target has nothing to undo.
+      if (o.sproutDir) {
+        await requireRoom(o.sproutDir, SPROUT_START_BYTES, `the sprout device of ${o.key}`);
+        if (o.reserveBytes)
+          await requireRoom(o.stateDir, o.reserveBytes, `the hydrated image of ${o.key}`, promised);
+      } else {
+        await requireRoom(
+          o.stateDir,
+          o.reserveBytes ?? o.sproutBytes,
+          `the sprout device${o.reserveBytes ? " and the hydrated image" : ""} of ${o.key}`,
+          promised,
+        );
+      }
+    } catch (err) {
+      this.promised.delete(o.key);
+      throw err;
     }
 
     const dir = join(o.stateDir, o.key);
@@ -132,6 +158,7 @@ export class SeedAttachments implements AttachmentDriver {
       await mkdir(dir);
       r.add(() => rm(dir, { recursive: true, force: true }));
     } catch (err) {
+      this.promised.delete(o.key);
       if ((err as NodeJS.ErrnoException).code === "EEXIST") {
         throw failedPrecondition(`${dir} exists: a previous attachment of ${o.key} was not cleaned`, {
           reason: "STALE_ATTACHMENT",
@@ -240,6 +267,7 @@ export class SeedAttachments implements AttachmentDriver {
       this.entries.set(o.key, entry);
       return { ...entry.state };
     } catch (err) {
+      this.promised.delete(o.key);
       await r.fail();
       throw toError(err, `attaching ${o.key} from ${o.uri} failed`, `attachment/${o.key}`);
     }
@@ -260,8 +288,11 @@ export class SeedAttachments implements AttachmentDriver {
     return p;
   }
 
-  private hydrateLocked(key: string, opts: HydrateOptions): Promise<AttachmentState> {
-    return hydrateEntry(this.mustGet(key), key, opts);
+  private async hydrateLocked(key: string, opts: HydrateOptions): Promise<AttachmentState> {
+    const e = this.mustGet(key);
+    const s = await hydrateEntry(e, key, opts, this.promisedBesides(key, e.opts.stateDir));
+    if (s.phase === "local") this.promised.delete(key);
+    return s;
   }
 
   switchSource(key: string, uri: string): Promise<AttachmentState> {
@@ -358,6 +389,7 @@ export class SeedAttachments implements AttachmentDriver {
           message: "",
         },
       };
+      if (!local) this.promised.set(o.key, { dir: o.stateDir, bytes: s.sizeBytes });
       if (o.tls && !local) await makeTlsDir(join(dir, "tls-client"), o.tls, "client").catch(() => undefined);
       this.entries.set(o.key, entry);
       return { ...entry.state };
@@ -395,6 +427,7 @@ export class SeedAttachments implements AttachmentDriver {
     await rm(sproutFileOf(e.opts, e.dir), { force: true });
     if (!e.ownMountpoint) await rmdir(s.mountpoint).catch(() => undefined);
     this.entries.delete(key);
+    this.promised.delete(key);
   }
 
   /**
