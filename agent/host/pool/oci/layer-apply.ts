@@ -77,9 +77,10 @@ export class LayerApplier {
           entry.resume(); // drain what the handler did not read (skipped entries)
         }
       }
-    } finally {
+    } catch (err) {
       tar.unpipe(ex);
       tar.destroy();
+      throw err;
     }
   }
 
@@ -209,7 +210,10 @@ export class LayerApplier {
     const st = await lstat(path).catch(() => undefined);
     if (!st || st.isDirectory()) {
       await dir.close();
-      throw badEntry(h.name, `hard link target ${JSON.stringify(h.linkname)} is ${st ? "a directory" : "missing"}`);
+      throw badEntry(
+        h.name,
+        `hard link target ${JSON.stringify(h.linkname)} is ${st ? "a directory" : "missing"}`,
+      );
     }
     return { ...dir, path };
   }
