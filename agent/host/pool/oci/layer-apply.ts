@@ -26,7 +26,7 @@ import { constants as C } from "node:fs";
 import { lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { extract, type Header } from "tar-stream";
-import { invalidArgument, ProtoctlError } from "../../../../common/errors.js";
+import { Code, invalidArgument, ProtoctlError } from "../../../../common/errors.js";
 import { type HeldDir, openDirInRoot } from "../../../../common/root-path.js";
 
 const WH = ".wh.";
@@ -246,15 +246,23 @@ async function clearLower(dirPath: string, rel: string, written: Set<string>): P
   }
 }
 
-/** Errors met while applying an entry name it; the archive's content is at fault for path refusals. */
+/**
+ * Errors met while applying an entry name it. Path refusals (root-path.ts says
+ * FAILED_PRECONDITION: a root's content at fault) are INVALID_ARGUMENT here:
+ * the archive, the caller's input, holds that content.
+ */
 function inEntry(err: unknown, name: string): unknown {
   if (err instanceof ProtoctlError) {
     if (err.metadata.entry) return err;
-    return new ProtoctlError(err.code, `image layer entry ${JSON.stringify(name)}: ${err.message}`, {
-      reason: err.reason,
-      hint: err.hint,
-      metadata: { ...err.metadata, entry: name },
-    });
+    return new ProtoctlError(
+      Code.INVALID_ARGUMENT,
+      `image layer entry ${JSON.stringify(name)}: ${err.message}`,
+      {
+        reason: err.reason,
+        hint: err.hint,
+        metadata: { ...err.metadata, entry: name },
+      },
+    );
   }
   return err;
 }
