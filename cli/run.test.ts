@@ -91,7 +91,7 @@ describe("argument checks (exit 2, nothing sent)", () => {
     [["env", "create", "ok"], /required option '--base/],
     [["env", "ls", "--bogus"], /unknown option '--bogus'/],
     [["env", "frobnicate"], /unknown command 'frobnicate'/],
-    [["base", "import", "x"], /needs --dir or --tar/],
+    [["base", "import", "x"], /needs --dir, --tar or --oci-archive/],
     [["base", "import", "x", "--dir", "/a", "--tar", "/b"], /cannot be used with/],
     [["node", "token", "--ttl", "soon"], /invalid duration/],
   ])("%j", async (args, message) => {

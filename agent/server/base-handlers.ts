@@ -9,6 +9,7 @@ import { unaryHandler } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
 import type { AgentServiceServer, ImportBaseRequest } from "../../proto/gen/protoctl/v1/agent.js";
 import { type Base, type OperationEvent, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
+import type { BaseSource } from "../host/pool/bases.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg, layerBuildMsg, layersMsg } from "./convert.js";
 import { failStream, operationStream } from "./streams.js";
@@ -145,9 +146,15 @@ async function importBase(
   if (!src) throw invalidArgument("ImportBase needs a source", { reason: "SOURCE_REQUIRED" });
   let upload: string | undefined;
   try {
-    let source: { dir: string } | { tar: string };
+    let source: BaseSource;
+    const oci = header.format === "oci-archive";
+    if (header.format && !oci) {
+      throw invalidArgument(`unknown import format ${JSON.stringify(header.format)}`, {
+        reason: "BAD_FORMAT",
+      });
+    }
     if (src.$case === "upload") {
-      const ext = UPLOAD_EXT[header.compression];
+      const ext = oci ? ".oci.tar" : UPLOAD_EXT[header.compression];
       if (!ext) throw invalidArgument(`unknown compression ${JSON.stringify(header.compression)}`);
       const dir = join(stateDir, "uploads");
       await mkdir(dir, { recursive: true });
@@ -173,8 +180,11 @@ async function importBase(
         if (!out.write(m.value.part.chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
       }
       await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
-      source = { tar: upload };
+      source = oci ? { ociArchive: upload } : { tar: upload };
+    } else if (src.$case === "ociArchive") {
+      source = { ociArchive: src.ociArchive };
     } else {
+      if (oci) throw invalidArgument("an OCI archive is imported from a file", { reason: "BAD_FORMAT" });
       source = src.$case === "dir" ? { dir: src.dir } : { tar: src.tar };
     }
     await new Promise<void>((resolve) => {

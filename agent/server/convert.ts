@@ -37,6 +37,7 @@ export function baseVersionMsg(
     users,
     parent: m.parent ?? "",
     ...unsealed(checksum),
+    ...(m.image ? { image: m.image } : {}),
   };
 }
 

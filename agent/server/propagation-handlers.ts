@@ -250,6 +250,7 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
           recipeDigest: m.recipeDigest,
           sizeBytes: Number(m.sizeBytes),
           ...(m.parent ? { parent: m.parent } : {}),
+          ...(m.image ? { image: m.image } : {}),
         };
         const have = await ctx.pool.getBaseVersion(base, header.version).catch(() => undefined);
         if (have) return baseVersionMsg(have, node);

@@ -5,6 +5,7 @@
  */
 import { isIP } from "node:net";
 import { posix } from "node:path";
+import { checkEnvCommand } from "../../common/env-command.js";
 import { invalidArgument } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
 import { runsPrivileged } from "../../common/privilege.js";
@@ -45,6 +46,7 @@ export function validateEnvSpec(spec: EnvSpec): EnvSpec {
     if (f.content.length > MAX_FILE_BYTES) bad(`file ${f.path} is larger than 16 MiB`);
   }
   for (const c of spec.startup) if (c.includes("\0")) bad("startup command holds a NUL byte");
+  if (spec.command) checkEnvCommand(spec.command);
   machineNetwork(spec);
   return spec;
 }
@@ -159,8 +161,18 @@ export function machineSpec(spec: EnvSpec, rootDir: string): MachineSpec {
     privileged: runsPrivileged(spec),
     limits: machineLimits(spec),
     network: machineNetwork(spec),
-    env: { ...spec.env },
+    // the command's environment (an image's Env) under the spec's own, which wins
+    env: { ...(spec.boot ? {} : spec.command?.env), ...spec.env },
     hostname: spec.hostname || spec.name,
+    ...(!spec.boot && spec.command?.argv.length
+      ? {
+          command: {
+            argv: [...spec.command.argv],
+            workdir: spec.command.workdir || undefined,
+            user: spec.command.user || undefined,
+          },
+        }
+      : {}),
   };
 }
 

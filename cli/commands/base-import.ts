@@ -25,6 +25,8 @@ export interface ImportArgs {
   name: string;
   dir?: string;
   tar?: string;
+  /** An OCI image archive (flattened by the agent; its config gives env defaults). */
+  ociArchive?: string;
   node?: string;
   /** true/false from --upload/--no-upload; undefined = decide from the context. */
   upload?: boolean;
@@ -77,16 +79,21 @@ async function checkLocal(path: string, kind: "dir" | "tar"): Promise<string> {
 export async function importBase(api: Api, ctx: ResolvedContext, args: ImportArgs): Promise<BaseVersion> {
   const upload = shouldUpload(ctx, args.upload);
   const kind = args.dir ? "dir" : "tar";
-  const path = await checkLocal((args.dir ?? args.tar)!, kind);
+  const oci = !args.dir && !args.tar && !!args.ociArchive;
+  const path = await checkLocal((args.dir ?? args.tar ?? args.ociArchive)!, kind);
   const header = {
     name: args.name,
     node: args.node ?? "",
-    compression: kind === "tar" ? compressionOf(path) : "",
+    // an OCI archive's layers say their own compression
+    compression: kind === "tar" && !oci ? compressionOf(path) : "",
+    ...(oci ? { format: "oci-archive" } : {}),
     source: upload
       ? { source: { $case: "upload" as const, upload: true } }
       : kind === "dir"
         ? { source: { $case: "dir" as const, dir: path } }
-        : { source: { $case: "tar" as const, tar: path } },
+        : oci
+          ? { source: { $case: "ociArchive" as const, ociArchive: path } }
+          : { source: { $case: "tar" as const, tar: path } },
   };
   const title = `Importing base ${args.name} from ${path}${upload ? " (upload)" : ""}`;
   return withProgress(title, async (sink) => {

@@ -26,9 +26,20 @@ export function command(_name: string): Command {
     cmd
       .command("import")
       .argument("<name>", "base name")
-      .description("import a root filesystem from a directory or a tar archive as a new version")
-      .addOption(new Option("--dir <dir>", "root filesystem directory").conflicts("tar"))
-      .addOption(new Option("--tar <file>", "tar archive (plain, .gz, .zst, .xz)").conflicts("dir"))
+      .description(
+        "import a root filesystem (a directory, a tar archive, or an OCI image archive) as a new version",
+      )
+      .addOption(new Option("--dir <dir>", "root filesystem directory").conflicts(["tar", "ociArchive"]))
+      .addOption(
+        new Option("--tar <file>", "tar archive (plain, .gz, .zst, .xz)").conflicts(["dir", "ociArchive"]),
+      )
+      .addOption(
+        new Option(
+          "--oci-archive <file>",
+          "OCI image archive (`skopeo copy … oci-archive:`, `podman save --format oci-archive`, `docker save`): " +
+            "its layers flattened; its Entrypoint/Cmd, Env, WorkingDir and User become the defaults of envs made from it",
+        ).conflicts(["dir", "tar"]),
+      )
       .option("--node <node>", "import on this node (default: the scheduler's choice)")
       .option(
         "--upload",
@@ -37,16 +48,17 @@ export function command(_name: string): Command {
       .option("--no-upload", "pass the path even to a remote controller (the path must exist on that host)"),
     "protoctl base import busybox --dir ./rootfs",
     "protoctl base import debian --tar debian.tar.zst --upload",
+    "skopeo copy docker://docker.io/library/alpine:3 oci-archive:alpine.tar && protoctl base import alpine --oci-archive alpine.tar",
   ).action(
     async (
       n: string,
-      opts: { dir?: string; tar?: string; node?: string; upload?: boolean },
+      opts: { dir?: string; tar?: string; ociArchive?: string; node?: string; upload?: boolean },
       self: Command,
     ) => {
       name("base", n);
       if (opts.node) name("node", opts.node);
-      if (!opts.dir && !opts.tar) {
-        throw invalidArgument("base import needs --dir or --tar", {
+      if (!opts.dir && !opts.tar && !opts.ociArchive) {
+        throw invalidArgument("base import needs --dir, --tar or --oci-archive", {
           reason: "INVALID_FLAG",
           hint: "e.g. `protoctl base import busybox --dir ./rootfs`",
         });
@@ -58,6 +70,7 @@ export function command(_name: string): Command {
         name: n,
         dir: opts.dir,
         tar: opts.tar,
+        ociArchive: opts.ociArchive,
         node: opts.node,
         upload: opts.upload,
       });

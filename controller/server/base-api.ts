@@ -195,7 +195,10 @@ export function baseApi(ctx: ControllerContext) {
         if (m.part?.$case === "header") {
           const h = m.part.header;
           upstream!.write({
-            part: { $case: "header", header: { name: h.name, source: h.source, compression: h.compression } },
+            part: {
+              $case: "header",
+              header: { name: h.name, source: h.source, compression: h.compression, format: h.format },
+            },
           });
         } else if (
           m.part?.$case === "chunk" &&

@@ -5,6 +5,7 @@
  * the env's agent as streams.
  */
 import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
+import { checkEnvCommand } from "../../common/env-command.js";
 import {
   alreadyExists,
   Code,
@@ -43,6 +44,7 @@ import { codecs } from "../store/store.js";
 import { envMoveApi } from "./env-move-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, pipeFrom, serverStream, unary } from "./handlers.js";
+import { withImageDefaults } from "./image-defaults.js";
 import { sealResult } from "./seal.js";
 
 const WAIT_MS = 10 * 60_000;
@@ -82,7 +84,10 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   return {
     ...envMoveApi(ctx, getEnv),
     createEnv: unary(async (req: CreateEnvRequest, call) => {
-      const spec = withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000);
+      const spec = await withImageDefaults(
+        ctx,
+        withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000),
+      );
       const status = newStatus();
       if (!(await store.createEnv(spec, status))) {
         throw alreadyExists(`env ${spec.name} already exists (or is still being deleted)`, {
@@ -392,6 +397,7 @@ export function checkSpec(spec: EnvSpec | undefined): EnvSpec {
   for (const l of spec.layers) validateName("layer", l);
   if (spec.node) validateName("node", spec.node);
   if (spec.group) validateName("lab", spec.group);
+  if (spec.command) checkEnvCommand(spec.command);
   return spec;
 }
 

@@ -52,6 +52,8 @@ export interface MachineSpec {
   network: MachineNetwork;
   env: Record<string, string>;
   hostname?: string;
+  /** Command mode only: a command the init starts (an OCI image's Entrypoint + Cmd), output to the log. */
+  command?: { argv: string[]; workdir?: string; user?: string };
 }
 
 export interface MachineState {

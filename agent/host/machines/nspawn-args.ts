@@ -13,6 +13,15 @@ import { CONTAINER_IFACE } from "./naming.js";
 export const COMMAND_MODE_INIT = 'trap "exit 0" TERM INT HUP; while :; do sleep 86400 & wait; done';
 
 /**
+ * Command mode with a command (an OCI image's default): the init above
+ * starts it first (its argv follows as "$@"), says how it ended in the log,
+ * then idles, so the env stays up for exec and cp after it. Fixed text.
+ */
+export const COMMAND_MODE_INIT_WITH_COMMAND =
+  'trap "exit 0" TERM INT HUP; "$@" </dev/null & wait $!; echo "protoctl: the env command exited with status $?"; ' +
+  "while :; do sleep 86400 & wait; done";
+
+/**
  * The wrapper every machine and exec starts through: it writes its own pid
  * into each cgroup.procs file given before `--`, then execs the rest, so the
  * process is inside the env's cgroups before it can fork. Fixed text; the
@@ -74,7 +83,12 @@ export function nspawnArgs({ spec, machine, vethHost, links }: NspawnArgsInput):
       a.push("--private-network");
   }
   for (const p of net.ports ?? []) a.push(`--port=${p.protocol}:${p.hostPort}:${p.containerPort}`);
+  const cmd = spec.boot ? undefined : spec.command;
+  if (cmd?.workdir) a.push(`--chdir=${cmd.workdir}`);
+  if (cmd?.user) a.push(`--user=${cmd.user}`);
   if (spec.boot) a.push("--boot");
+  else if (cmd?.argv.length)
+    a.push("--", "/bin/sh", "-c", COMMAND_MODE_INIT_WITH_COMMAND, "protoctl-init", ...cmd.argv);
   else a.push("--", "/bin/sh", "-c", COMMAND_MODE_INIT);
   return a;
 }

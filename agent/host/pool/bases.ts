@@ -25,16 +25,18 @@ import { runWithProgress } from "../../../common/progress-run.js";
 import { Revert } from "../../../common/revert.js";
 import { removeFileInRoot, writeFileInRoot } from "../../../common/root-path.js";
 import { requireTools } from "../../../common/tools.js";
+import type { ImageConfig } from "../../../proto/gen/protoctl/v1/types.js";
 import type { BaseVersionMeta, ProgressFn } from "../interfaces.js";
 import { asPoolError, createSubvolume, diskUsage, setReadonly, snapshotSubvolume } from "./btrfs.js";
 import { ExternalBases } from "./external-bases.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, parseBaseDirName, tmpName } from "./layout.js";
 import { runInRoot } from "./nspawn.js";
+import { importOciArchive } from "./oci/oci-archive.js";
 import type { PackageCache } from "./package-cache.js";
 import { parseAptMirror, tarCompressionFlag } from "./parsers.js";
 
-export type BaseSource = { dir: string } | { tar: string };
+export type BaseSource = { dir: string } | { tar: string } | { ociArchive: string };
 export type BaseBuildSpec =
   | { debootstrap: { suite: string; variant?: string; packages?: string[]; mirror?: string } }
   | { script: Uint8Array };
@@ -130,6 +132,17 @@ export class BaseStore {
           },
         );
         return { source: `dir:${source.dir}`, recipeDigest: sha256("dir", source.dir) };
+      });
+    }
+    if ("ociArchive" in source) {
+      const archive = source.ociArchive;
+      await readHead(archive); // NOT_FOUND before any work
+      return this.stage(name, progress, async (s) => {
+        const work = join(s.dir, "oci");
+        await mkdir(work);
+        const { image, digest } = await importOciArchive(archive, s.root, work, progress, signal);
+        await rm(work, { recursive: true, force: true });
+        return { source: `oci:${archive}`, recipeDigest: digest.replace(/^sha256:/, ""), image };
       });
     }
     const head = await readHead(source.tar);
@@ -267,7 +280,9 @@ export class BaseStore {
   async stage(
     name: string,
     progress: ProgressFn | undefined,
-    fill: (s: Staging) => Promise<{ source: string; recipeDigest: string; parent?: string }>,
+    fill: (
+      s: Staging,
+    ) => Promise<{ source: string; recipeDigest: string; parent?: string; image?: ImageConfig }>,
     snapshotOf?: string,
   ): Promise<BaseVersionMeta> {
     validateName("base", name);
@@ -297,7 +312,7 @@ export class BaseStore {
   private seal(
     name: string,
     dir: string,
-    m: { source: string; recipeDigest: string; parent?: string; sizeBytes: number },
+    m: { source: string; recipeDigest: string; parent?: string; sizeBytes: number; image?: ImageConfig },
   ): Promise<BaseVersionMeta> {
     return this.locks.run(`base/${name}`, async () => {
       const last =
@@ -312,6 +327,7 @@ export class BaseStore {
         recipeDigest: m.recipeDigest,
         sizeBytes: m.sizeBytes,
         ...(m.parent ? { parent: m.parent } : {}),
+        ...(m.image ? { image: m.image } : {}),
       };
       await writeJsonAtomic(join(dir, "meta.json"), meta);
       await rename(dir, this.layout.baseVersionDir(name, version));

@@ -3,6 +3,7 @@
  * as the agent's services see it; test/fakes/fake-pool.ts keeps the same
  * contract in memory (test/contracts/pool-contract.ts holds both to it).
  */
+import type { ImageConfig } from "../../../proto/gen/protoctl/v1/types.js";
 
 import type { Readable } from "node:stream";
 import type { EnvReceiveHeader, EnvSend } from "./env-transfer.js";
@@ -36,6 +37,8 @@ export interface BaseVersionMeta {
   recipeDigest: string;
   sizeBytes: number;
   parent?: string;
+  /** Imported from an OCI image: its config's run defaults. */
+  image?: ImageConfig;
 }
 
 export interface LayerBuildMeta {
@@ -77,7 +80,7 @@ export interface PoolDriver {
   getBaseVersion(name: string, version: number): Promise<BaseVersionMeta>;
   importBase(
     name: string,
-    source: { dir: string } | { tar: string },
+    source: { dir: string } | { tar: string } | { ociArchive: string },
     progress?: ProgressFn,
     signal?: AbortSignal,
   ): Promise<BaseVersionMeta>;

@@ -111,6 +111,8 @@ export interface ImportBaseHeader {
     | undefined;
   /** for uploads: "", "gzip", "zstd", "xz" */
   compression: string;
+  /** for uploads: "" (a root filesystem tar) or "oci-archive" */
+  format?: string | undefined;
 }
 
 export interface BuildBaseRequest {
@@ -968,7 +970,7 @@ export const ImportBaseRequest: MessageFns<ImportBaseRequest> = {
 };
 
 function createBaseImportBaseHeader(): ImportBaseHeader {
-  return { name: "", source: undefined, compression: "" };
+  return { name: "", source: undefined, compression: "", format: undefined };
 }
 
 export const ImportBaseHeader: MessageFns<ImportBaseHeader> = {
@@ -981,6 +983,9 @@ export const ImportBaseHeader: MessageFns<ImportBaseHeader> = {
     }
     if (message.compression !== "") {
       writer.uint32(26).string(message.compression);
+    }
+    if (message.format !== undefined) {
+      writer.uint32(242).string(message.format);
     }
     return writer;
   },
@@ -1022,6 +1027,14 @@ export const ImportBaseHeader: MessageFns<ImportBaseHeader> = {
             message.compression = reader.string();
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1039,6 +1052,7 @@ export const ImportBaseHeader: MessageFns<ImportBaseHeader> = {
       name: isSet(object.name) ? globalThis.String(object.name) : "",
       source: isSet(object.source) ? ImportSource.fromJSON(object.source) : undefined,
       compression: isSet(object.compression) ? globalThis.String(object.compression) : "",
+      format: isSet(object.format) ? globalThis.String(object.format) : undefined,
     };
   },
 
@@ -1053,6 +1067,9 @@ export const ImportBaseHeader: MessageFns<ImportBaseHeader> = {
     if (message.compression !== "") {
       obj.compression = message.compression;
     }
+    if (message.format !== undefined) {
+      obj.format = message.format;
+    }
     return obj;
   },
 
@@ -1066,6 +1083,7 @@ export const ImportBaseHeader: MessageFns<ImportBaseHeader> = {
       ? ImportSource.fromPartial(object.source)
       : undefined;
     message.compression = object.compression ?? "";
+    message.format = object.format ?? undefined;
     return message;
   },
 };

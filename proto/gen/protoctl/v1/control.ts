@@ -188,6 +188,8 @@ export interface ControlImportBaseHeader {
   compression: string;
   /** where to import; default: scheduler's choice */
   node: string;
+  /** for uploads: "" (a root filesystem tar) or "oci-archive" */
+  format?: string | undefined;
 }
 
 export interface ControlBuildBaseRequest {
@@ -2159,7 +2161,7 @@ export const ControlImportBaseRequest: MessageFns<ControlImportBaseRequest> = {
 };
 
 function createBaseControlImportBaseHeader(): ControlImportBaseHeader {
-  return { name: "", source: undefined, compression: "", node: "" };
+  return { name: "", source: undefined, compression: "", node: "", format: undefined };
 }
 
 export const ControlImportBaseHeader: MessageFns<ControlImportBaseHeader> = {
@@ -2175,6 +2177,9 @@ export const ControlImportBaseHeader: MessageFns<ControlImportBaseHeader> = {
     }
     if (message.node !== "") {
       writer.uint32(34).string(message.node);
+    }
+    if (message.format !== undefined) {
+      writer.uint32(242).string(message.format);
     }
     return writer;
   },
@@ -2224,6 +2229,14 @@ export const ControlImportBaseHeader: MessageFns<ControlImportBaseHeader> = {
             message.node = reader.string();
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.format = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2242,6 +2255,7 @@ export const ControlImportBaseHeader: MessageFns<ControlImportBaseHeader> = {
       source: isSet(object.source) ? ImportSource.fromJSON(object.source) : undefined,
       compression: isSet(object.compression) ? globalThis.String(object.compression) : "",
       node: isSet(object.node) ? globalThis.String(object.node) : "",
+      format: isSet(object.format) ? globalThis.String(object.format) : undefined,
     };
   },
 
@@ -2259,6 +2273,9 @@ export const ControlImportBaseHeader: MessageFns<ControlImportBaseHeader> = {
     if (message.node !== "") {
       obj.node = message.node;
     }
+    if (message.format !== undefined) {
+      obj.format = message.format;
+    }
     return obj;
   },
 
@@ -2273,6 +2290,7 @@ export const ControlImportBaseHeader: MessageFns<ControlImportBaseHeader> = {
       : undefined;
     message.compression = object.compression ?? "";
     message.node = object.node ?? "";
+    message.format = object.format ?? undefined;
     return message;
   },
 };

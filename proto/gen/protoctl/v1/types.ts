@@ -710,6 +710,22 @@ export interface BaseVersion {
   foreign: boolean;
   /** controller view: nodes reporting it without a matching seal */
   foreignNodes: string[];
+  /** Imported from an OCI image: its config's run defaults (sealed with the version). */
+  image?: ImageConfig | undefined;
+}
+
+/** The run defaults of an OCI image config (Env, WorkingDir, User, Entrypoint, Cmd). */
+export interface ImageConfig {
+  env: { [key: string]: string };
+  workingDir: string;
+  user: string;
+  entrypoint: string[];
+  cmd: string[];
+}
+
+export interface ImageConfig_EnvEntry {
+  key: string;
+  value: string;
 }
 
 export interface Base {
@@ -735,6 +751,9 @@ export interface ImportSource {
     | //
     /** tar bytes follow in ImportBaseRequest.chunk */
     { $case: "upload"; upload: boolean }
+    | //
+    /** an OCI archive (OCI layout or docker save) on the agent's host */
+    { $case: "ociArchive"; ociArchive: string }
     | undefined;
 }
 
@@ -826,7 +845,14 @@ export interface EnvSpec {
    */
   privileged: boolean;
   /** Wall-clock time (ms since the epoch) at which the leader deletes the env; 0: never. */
-  expiresMs?: number | undefined;
+  expiresMs?:
+    | number
+    | undefined;
+  /**
+   * Command mode (not boot): a command the env's init starts, its output in the env's log; filled
+   * from the base version's image config (ImageConfig) when the env is created without one.
+   */
+  command?: EnvCommand | undefined;
 }
 
 export interface EnvSpec_EnvEntry {
@@ -835,6 +861,21 @@ export interface EnvSpec_EnvEntry {
 }
 
 export interface EnvSpec_NodeSelectorEntry {
+  key: string;
+  value: string;
+}
+
+export interface EnvCommand {
+  argv: string[];
+  /** its working directory (absolute); "" = / */
+  workdir: string;
+  /** its user: a name from the env's /etc/passwd or a numeric uid; "" = root */
+  user: string;
+  /** its environment, under EnvSpec.env (which wins) */
+  env: { [key: string]: string };
+}
+
+export interface EnvCommand_EnvEntry {
   key: string;
   value: string;
 }
@@ -3186,6 +3227,7 @@ function createBaseBaseVersion(): BaseVersion {
     holders: [],
     foreign: false,
     foreignNodes: [],
+    image: undefined,
   };
 }
 
@@ -3238,6 +3280,9 @@ export const BaseVersion: MessageFns<BaseVersion> = {
     }
     for (const v of message.foreignNodes) {
       writer.uint32(130).string(v!);
+    }
+    if (message.image !== undefined) {
+      ImageConfig.encode(message.image, writer.uint32(242).fork()).join();
     }
     return writer;
   },
@@ -3383,6 +3428,14 @@ export const BaseVersion: MessageFns<BaseVersion> = {
             message.foreignNodes.push(reader.string());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.image = ImageConfig.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3437,6 +3490,7 @@ export const BaseVersion: MessageFns<BaseVersion> = {
         : globalThis.Array.isArray(object?.foreign_nodes)
         ? object.foreign_nodes.map((e: any) => globalThis.String(e))
         : [],
+      image: isSet(object.image) ? ImageConfig.fromJSON(object.image) : undefined,
     };
   },
 
@@ -3490,6 +3544,9 @@ export const BaseVersion: MessageFns<BaseVersion> = {
     if (message.foreignNodes?.length) {
       obj.foreignNodes = message.foreignNodes;
     }
+    if (message.image !== undefined) {
+      obj.image = ImageConfig.toJSON(message.image);
+    }
     return obj;
   },
 
@@ -3514,6 +3571,263 @@ export const BaseVersion: MessageFns<BaseVersion> = {
     message.holders = object.holders?.map((e) => e) || [];
     message.foreign = object.foreign ?? false;
     message.foreignNodes = object.foreignNodes?.map((e) => e) || [];
+    message.image = (object.image !== undefined && object.image !== null)
+      ? ImageConfig.fromPartial(object.image)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseImageConfig(): ImageConfig {
+  return { env: {}, workingDir: "", user: "", entrypoint: [], cmd: [] };
+}
+
+export const ImageConfig: MessageFns<ImageConfig> = {
+  encode(message: ImageConfig, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      ImageConfig_EnvEntry.encode({ key: key as any, value }, writer.uint32(10).fork()).join();
+    });
+    if (message.workingDir !== "") {
+      writer.uint32(18).string(message.workingDir);
+    }
+    if (message.user !== "") {
+      writer.uint32(26).string(message.user);
+    }
+    for (const v of message.entrypoint) {
+      writer.uint32(34).string(v!);
+    }
+    for (const v of message.cmd) {
+      writer.uint32(42).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageConfig {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            const entry1 = ImageConfig_EnvEntry.decode(reader, reader.uint32());
+            if (entry1.value !== undefined) {
+              message.env[entry1.key] = entry1.value;
+            }
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workingDir = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.entrypoint.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.cmd.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageConfig {
+    return {
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      workingDir: isSet(object.workingDir)
+        ? globalThis.String(object.workingDir)
+        : isSet(object.working_dir)
+        ? globalThis.String(object.working_dir)
+        : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      entrypoint: globalThis.Array.isArray(object?.entrypoint)
+        ? object.entrypoint.map((e: any) => globalThis.String(e))
+        : [],
+      cmd: globalThis.Array.isArray(object?.cmd) ? object.cmd.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ImageConfig): unknown {
+    const obj: any = {};
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
+    if (message.workingDir !== "") {
+      obj.workingDir = message.workingDir;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.entrypoint?.length) {
+      obj.entrypoint = message.entrypoint;
+    }
+    if (message.cmd?.length) {
+      obj.cmd = message.cmd;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageConfig>, I>>(base?: I): ImageConfig {
+    return ImageConfig.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageConfig>, I>>(object: I): ImageConfig {
+    const message = createBaseImageConfig();
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.workingDir = object.workingDir ?? "";
+    message.user = object.user ?? "";
+    message.entrypoint = object.entrypoint?.map((e) => e) || [];
+    message.cmd = object.cmd?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseImageConfig_EnvEntry(): ImageConfig_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const ImageConfig_EnvEntry: MessageFns<ImageConfig_EnvEntry> = {
+  encode(message: ImageConfig_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ImageConfig_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseImageConfig_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ImageConfig_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ImageConfig_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ImageConfig_EnvEntry>, I>>(base?: I): ImageConfig_EnvEntry {
+    return ImageConfig_EnvEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ImageConfig_EnvEntry>, I>>(object: I): ImageConfig_EnvEntry {
+    const message = createBaseImageConfig_EnvEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -3722,6 +4036,9 @@ export const ImportSource: MessageFns<ImportSource> = {
       case "upload":
         writer.uint32(24).bool(message.source.upload);
         break;
+      case "ociArchive":
+        writer.uint32(34).string(message.source.ociArchive);
+        break;
     }
     return writer;
   },
@@ -3763,6 +4080,14 @@ export const ImportSource: MessageFns<ImportSource> = {
             message.source = { $case: "upload", upload: reader.bool() };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.source = { $case: "ociArchive", ociArchive: reader.string() };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3783,6 +4108,10 @@ export const ImportSource: MessageFns<ImportSource> = {
         ? { $case: "tar", tar: globalThis.String(object.tar) }
         : isSet(object.upload)
         ? { $case: "upload", upload: globalThis.Boolean(object.upload) }
+        : isSet(object.ociArchive)
+        ? { $case: "ociArchive", ociArchive: globalThis.String(object.ociArchive) }
+        : isSet(object.oci_archive)
+        ? { $case: "ociArchive", ociArchive: globalThis.String(object.oci_archive) }
         : undefined,
     };
   },
@@ -3795,6 +4124,8 @@ export const ImportSource: MessageFns<ImportSource> = {
       obj.tar = message.source.tar;
     } else if (message.source?.$case === "upload") {
       obj.upload = message.source.upload;
+    } else if (message.source?.$case === "ociArchive") {
+      obj.ociArchive = message.source.ociArchive;
     }
     return obj;
   },
@@ -3820,6 +4151,12 @@ export const ImportSource: MessageFns<ImportSource> = {
       case "upload": {
         if (object.source?.upload !== undefined && object.source?.upload !== null) {
           message.source = { $case: "upload", upload: object.source.upload };
+        }
+        break;
+      }
+      case "ociArchive": {
+        if (object.source?.ociArchive !== undefined && object.source?.ociArchive !== null) {
+          message.source = { $case: "ociArchive", ociArchive: object.source.ociArchive };
         }
         break;
       }
@@ -4667,6 +5004,7 @@ function createBaseEnvSpec(): EnvSpec {
     hostname: "",
     privileged: false,
     expiresMs: undefined,
+    command: undefined,
   };
 }
 
@@ -4722,6 +5060,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     }
     if (message.expiresMs !== undefined) {
       writer.uint32(136).int64(message.expiresMs);
+    }
+    if (message.command !== undefined) {
+      EnvCommand.encode(message.command, writer.uint32(242).fork()).join();
     }
     return writer;
   },
@@ -4881,6 +5222,14 @@ export const EnvSpec: MessageFns<EnvSpec> = {
             message.expiresMs = longToNumber(reader.int64());
             continue;
           }
+          case 30: {
+            if (tag !== 242) {
+              break;
+            }
+
+            message.command = EnvCommand.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4955,6 +5304,7 @@ export const EnvSpec: MessageFns<EnvSpec> = {
         : isSet(object.expires_ms)
         ? globalThis.Number(object.expires_ms)
         : undefined,
+      command: isSet(object.command) ? EnvCommand.fromJSON(object.command) : undefined,
     };
   },
 
@@ -5023,6 +5373,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     if (message.expiresMs !== undefined) {
       obj.expiresMs = Math.round(message.expiresMs);
     }
+    if (message.command !== undefined) {
+      obj.command = EnvCommand.toJSON(message.command);
+    }
     return obj;
   },
 
@@ -5068,6 +5421,9 @@ export const EnvSpec: MessageFns<EnvSpec> = {
     message.hostname = object.hostname ?? "";
     message.privileged = object.privileged ?? false;
     message.expiresMs = object.expiresMs ?? undefined;
+    message.command = (object.command !== undefined && object.command !== null)
+      ? EnvCommand.fromPartial(object.command)
+      : undefined;
     return message;
   },
 };
@@ -5236,6 +5592,238 @@ export const EnvSpec_NodeSelectorEntry: MessageFns<EnvSpec_NodeSelectorEntry> = 
   },
   fromPartial<I extends Exact<DeepPartial<EnvSpec_NodeSelectorEntry>, I>>(object: I): EnvSpec_NodeSelectorEntry {
     const message = createBaseEnvSpec_NodeSelectorEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseEnvCommand(): EnvCommand {
+  return { argv: [], workdir: "", user: "", env: {} };
+}
+
+export const EnvCommand: MessageFns<EnvCommand> = {
+  encode(message: EnvCommand, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.argv) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.workdir !== "") {
+      writer.uint32(18).string(message.workdir);
+    }
+    if (message.user !== "") {
+      writer.uint32(26).string(message.user);
+    }
+    globalThis.Object.entries(message.env).forEach(([key, value]: [string, string]) => {
+      EnvCommand_EnvEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnvCommand {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnvCommand();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.argv.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workdir = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.user = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = EnvCommand_EnvEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.env[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnvCommand {
+    return {
+      argv: globalThis.Array.isArray(object?.argv) ? object.argv.map((e: any) => globalThis.String(e)) : [],
+      workdir: isSet(object.workdir) ? globalThis.String(object.workdir) : "",
+      user: isSet(object.user) ? globalThis.String(object.user) : "",
+      env: isObject(object.env)
+        ? (globalThis.Object.entries(object.env) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: EnvCommand): unknown {
+    const obj: any = {};
+    if (message.argv?.length) {
+      obj.argv = message.argv;
+    }
+    if (message.workdir !== "") {
+      obj.workdir = message.workdir;
+    }
+    if (message.user !== "") {
+      obj.user = message.user;
+    }
+    if (message.env) {
+      const entries = globalThis.Object.entries(message.env) as [string, string][];
+      if (entries.length > 0) {
+        obj.env = {};
+        entries.forEach(([k, v]) => {
+          obj.env[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnvCommand>, I>>(base?: I): EnvCommand {
+    return EnvCommand.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnvCommand>, I>>(object: I): EnvCommand {
+    const message = createBaseEnvCommand();
+    message.argv = object.argv?.map((e) => e) || [];
+    message.workdir = object.workdir ?? "";
+    message.user = object.user ?? "";
+    message.env = (globalThis.Object.entries(object.env ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseEnvCommand_EnvEntry(): EnvCommand_EnvEntry {
+  return { key: "", value: "" };
+}
+
+export const EnvCommand_EnvEntry: MessageFns<EnvCommand_EnvEntry> = {
+  encode(message: EnvCommand_EnvEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnvCommand_EnvEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnvCommand_EnvEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnvCommand_EnvEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: EnvCommand_EnvEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnvCommand_EnvEntry>, I>>(base?: I): EnvCommand_EnvEntry {
+    return EnvCommand_EnvEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnvCommand_EnvEntry>, I>>(object: I): EnvCommand_EnvEntry {
+    const message = createBaseEnvCommand_EnvEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
     return message;
