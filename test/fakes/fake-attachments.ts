@@ -4,17 +4,19 @@
  * for the sprout's mount, a hydrate "copies" by comparing the source's
  * checksum with the seed's. It refuses what SeedAttachments refuses
  * (test/contracts/attachment-contract.ts holds both to the same behaviour).
+ * Two instances sharing their records act as one host across an agent restart.
  */
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { validateKey } from "../../agent/host/attachments/attachment-entry.js";
 import { requireRoom } from "../../agent/host/attachments/hydrate.js";
 import type {
-  AttachmentDriver,
+  AgentAttachments,
   AttachmentState,
   AttachOptions,
   HydrateOptions,
 } from "../../agent/host/attachments/types.js";
+import type { TlsFiles } from "../../agent/host/exports/types.js";
 import {
   alreadyExists,
   Code,
@@ -38,11 +40,39 @@ interface Entry {
   dir: string;
 }
 
-export class FakeAttachments implements AttachmentDriver {
+export class FakeAttachments implements AgentAttachments {
   /** URI → what answers there; a URI not here is a dead source. */
-  readonly sources = new Map<string, FakeSource>();
+  readonly sources: Map<string, FakeSource>;
+  /** Mounted attachments of this "host" (what an agent restart finds). */
+  private readonly host: Map<string, Entry>;
   private readonly entries = new Map<string, Entry>();
-  private nextLoop = 0;
+  tls?: TlsFiles;
+  warmed = false;
+
+  /** `shared`: the instance of a previous agent process on the same host. */
+  constructor(shared?: FakeAttachments) {
+    this.sources = shared ? shared.sources : new Map();
+    this.host = shared ? shared.host : new Map();
+  }
+
+  setTls(tls: TlsFiles | undefined): void {
+    this.tls = tls ?? this.tls;
+  }
+
+  warm(): void {
+    this.warmed = true;
+  }
+
+  async adopt(o: AttachOptions, s: AttachmentState): Promise<AttachmentState | undefined> {
+    validateKey(o.key);
+    const e = this.host.get(o.key);
+    if (!e || e.state.mountpoint !== s.mountpoint) {
+      await rm(join(o.stateDir, o.key), { recursive: true, force: true });
+      return undefined;
+    }
+    this.entries.set(o.key, e);
+    return { ...e.state };
+  }
 
   get(key: string): AttachmentState | undefined {
     const e = this.entries.get(key);
@@ -75,12 +105,22 @@ export class FakeAttachments implements AttachmentDriver {
       });
     }
     const dir = join(o.stateDir, o.key);
+    await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw err;
+      throw failedPrecondition(`${dir} exists: a previous attachment of ${o.key} was not cleaned`, {
+        reason: "STALE_ATTACHMENT",
+        subject: dir,
+      });
+    });
     const mountpoint = o.mountpoint ?? join(dir, "mnt");
     const subvolumePath = join(mountpoint, o.seed.subvolume);
     for (const [rel, text] of Object.entries(src.files)) {
       await mkdir(dirname(join(subvolumePath, rel)), { recursive: true });
       await writeFile(join(subvolumePath, rel), text);
     }
+    // files standing for the loop devices, so an export can serve the seed one
+    await writeFile(join(dir, "seed-loop"), "fake seed loop\n");
+    await writeFile(join(dir, "sprout-loop"), "fake sprout loop\n");
     const state: AttachmentState = {
       key: o.key,
       phase: "attached",
@@ -88,14 +128,16 @@ export class FakeAttachments implements AttachmentDriver {
       transport: "nbdfuse",
       mountpoint,
       subvolumePath,
-      seedLoop: `/dev/fake-loop${this.nextLoop++}`,
-      sproutLoop: `/dev/fake-loop${this.nextLoop++}`,
+      seedLoop: join(dir, "seed-loop"),
+      sproutLoop: join(dir, "sprout-loop"),
       seedBacking: join(dir, "nbd-0", "image"),
       hydratedBytes: 0,
       sizeBytes: o.seed.sizeBytes,
       message: "",
     };
-    this.entries.set(o.key, { opts: { ...o }, state, dir });
+    const entry = { opts: { ...o }, state, dir };
+    this.entries.set(o.key, entry);
+    this.host.set(o.key, entry);
     return { ...state };
   }
 
@@ -147,6 +189,7 @@ export class FakeAttachments implements AttachmentDriver {
     await rm(e.dir, { recursive: true, force: true });
     if (e.opts.mountpoint) await rm(e.opts.mountpoint, { recursive: true, force: true });
     this.entries.delete(key);
+    this.host.delete(key);
   }
 
   private mustGet(key: string): Entry {
