@@ -61,10 +61,16 @@ export function fromServiceError(err: unknown): ProtoctlError {
 type Callback<Res> = (err: ServerErrorResponse | null, res?: Res) => void;
 
 /** Wraps an async unary handler. */
-export function unaryHandler<Req, Res>(
-  fn: (req: Req, call: { metadata: Metadata; getPeer(): string }) => Promise<Res>,
-) {
-  return (call: { request: Req; metadata: Metadata; getPeer(): string }, callback: Callback<Res>): void => {
+/** What a unary handler sees of its call (grpc-js's ServerUnaryCall has all of it). */
+export interface UnaryCallLike {
+  metadata: Metadata;
+  getPeer(): string;
+  /** "cancelled": the client went away (a handler that waits stops waiting). */
+  on(e: "cancelled", f: () => void): unknown;
+}
+
+export function unaryHandler<Req, Res>(fn: (req: Req, call: UnaryCallLike) => Promise<Res>) {
+  return (call: UnaryCallLike & { request: Req }, callback: Callback<Res>): void => {
     fn(call.request, call).then(
       (res) => callback(null, res),
       (err) => callback(toServiceError(err)),

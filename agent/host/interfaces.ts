@@ -5,9 +5,15 @@
  * test/fakes/ held to the same contract suite (test/contracts/):
  *   host/pool/pool-driver.ts          — PoolDriver (btrfs pool, bases, layers, env roots)
  *   host/machines/machine-driver.ts   — MachineDriver (systemd-nspawn machines, cgroups, exec)
+ *   host/machines/cgroup-driver.ts    — CgroupDriver (env cgroups and their limits)
  *   host/networks/host-networks.ts    — HostNetworks (veths, bridges, VXLAN)
+ *   host/exports/types.ts             — ExportDriver (seed images, NBD servers)
+ *   host/attachments/types.ts         — AttachmentDriver (remote seeds over NBD, hydration)
  * This file re-exports them for the callers that import one place.
  */
+export type { AttachmentDriver, AttachmentState, AttachOptions } from "./attachments/types.js";
+export type { ExportDriver } from "./exports/types.js";
+export type { CgroupDriver, CgroupSet } from "./machines/cgroup-driver.js";
 export type {
   ExecRequest,
   ExecSession,

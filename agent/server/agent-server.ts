@@ -8,6 +8,8 @@ import { Server, ServerCredentials, type ServerInterceptor } from "@grpc/grpc-js
 import { unavailable } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, GRPC_SERVER_LIMITS } from "../../common/grpc.js";
 import { type AgentServiceServer, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
+import { BaseService } from "../service/base-service.js";
+import { NetworkService } from "../service/network-service.js";
 import { baseHandlers } from "./base-handlers.js";
 import type { AgentContext } from "./context.js";
 import { copyHandlers } from "./copy-handlers.js";
@@ -36,14 +38,20 @@ export function agentServiceImpl(
   opts: Omit<AgentServerOptions, "listen" | "credentials">,
 ): AgentServiceServer {
   const { ctx } = opts;
+  const bases = new BaseService({
+    pool: ctx.pool,
+    stateDir: opts.stateDir,
+    maxUploadBytes: opts.maxUploadBytes,
+    heldState: (b, v) => ctx.propagation?.heldState(b, v) ?? "local",
+  });
   return {
     ...infoHandlers(ctx),
-    ...baseHandlers(ctx, opts.stateDir, opts.maxUploadBytes),
+    ...baseHandlers(bases, ctx.node),
     ...envHandlers(ctx),
     ...execHandlers(ctx),
     ...copyHandlers(ctx),
     ...moveHandlers(ctx),
-    ...networkHandlers(ctx),
+    ...networkHandlers(new NetworkService(ctx.networks)),
     ...unimplementedPropagation(),
     ...(opts.propagation ?? {}),
   };

@@ -1,16 +1,15 @@
-/** AgentService: bases and layers, delegated to the pool; long work streams OperationEvents. */
-import { randomBytes } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+/** AgentService: bases and layers, wire ↔ BaseService; long work streams OperationEvents. */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
-import { invalidArgument, resourceExhausted } from "../../common/errors.js";
+import { invalidArgument } from "../../common/errors.js";
 import { unaryHandler } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
-import type { AgentServiceServer, ImportBaseRequest } from "../../proto/gen/protoctl/v1/agent.js";
-import { type Base, type OperationEvent, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
-import type { BaseSource } from "../host/pool/bases.js";
-import type { AgentContext } from "./context.js";
+import type {
+  AgentServiceServer,
+  BuildBaseRequest,
+  ImportBaseRequest,
+} from "../../proto/gen/protoctl/v1/agent.js";
+import { type OperationEvent, RecipeKind } from "../../proto/gen/protoctl/v1/types.js";
+import type { BaseService, BaseSource, BuildSpec } from "../service/base-service.js";
 import { baseVersionMsg, layerBuildMsg, layersMsg } from "./convert.js";
 import { failStream, operationStream } from "./streams.js";
 
@@ -26,52 +25,23 @@ type Handlers = Pick<
   | "deleteLayer"
 >;
 
-const UPLOAD_EXT: Record<string, string> = { "": ".tar", gzip: ".tar.gz", zstd: ".tar.zst", xz: ".tar.xz" };
-
-export function baseHandlers(ctx: AgentContext, stateDir: string, maxUploadBytes = 0): Handlers {
-  const { pool, node } = ctx;
+export function baseHandlers(bases: BaseService, node: string): Handlers {
   return {
-    listBases: unaryHandler(async (req) => {
-      const versions = await pool.listBaseVersions(req.name || undefined);
-      const by = new Map<string, Base>();
-      for (const v of versions) {
-        let b = by.get(v.base);
-        if (!b) {
-          b = { name: v.base, versions: [], latest: 0 };
-          by.set(v.base, b);
-        }
-        b.versions.push(
-          baseVersionMsg(v, node, [], ctx.propagation?.heldState(v.base, v.version) ?? "local"),
-        );
-        b.latest = Math.max(b.latest, v.version);
-      }
-      return { bases: [...by.values()].sort((a, b) => a.name.localeCompare(b.name)) };
-    }),
+    listBases: unaryHandler(async (req) => ({
+      bases: (await bases.list(req.name || undefined)).map((g) => ({
+        name: g.name,
+        latest: g.latest,
+        versions: g.versions.map((v) => baseVersionMsg(v.meta, node, [], v.held)),
+      })),
+    })),
 
     importBase: (call: ServerDuplexStream<ImportBaseRequest, OperationEvent>) => {
-      importBase(ctx, stateDir, call, maxUploadBytes).catch((err) => failStream(call, err));
+      importBase(bases, node, call).catch((err) => failStream(call, err));
     },
 
     buildBase: (call) => {
       operationStream(call, async (progress, signal) => {
-        const name = validateName("base", call.request.name);
-        const b = call.request.spec?.builder;
-        if (!b)
-          throw invalidArgument("build needs a debootstrap spec or a script", {
-            reason: "BUILD_SPEC_REQUIRED",
-          });
-        const spec =
-          b.$case === "debootstrap"
-            ? {
-                debootstrap: {
-                  suite: b.debootstrap.suite,
-                  variant: b.debootstrap.variant || undefined,
-                  packages: b.debootstrap.packages,
-                  mirror: b.debootstrap.mirror || undefined,
-                },
-              }
-            : { script: b.script };
-        const meta = await pool.buildBase(name, spec, progress, signal);
+        const meta = await bases.build(call.request.name, buildSpec(call.request), progress, signal);
         return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, node) } };
       });
     },
@@ -79,63 +49,67 @@ export function baseHandlers(ctx: AgentContext, stateDir: string, maxUploadBytes
     updateBase: (call) => {
       operationStream(call, async (progress, signal) => {
         const r = call.request;
-        const name = validateName("base", r.name);
-        const meta = await pool.updateBase(
-          name,
-          r.command,
-          { network: r.network, script: r.script.length ? r.script : undefined },
-          progress,
-          signal,
-        );
+        const opts = { network: r.network, script: r.script.length ? r.script : undefined };
+        const meta = await bases.update(r.name, r.command, opts, progress, signal);
         return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, node) } };
       });
     },
 
     deleteBaseVersion: unaryHandler(async (req) => {
-      const name = validateName("base", req.ref?.name);
-      const deleted = await pool.deleteBaseVersion(name, req.ref?.version ?? 0);
+      const deleted = await bases.deleteVersion(req.ref?.name, req.ref?.version ?? 0);
       return { deleted: deleted.map((m) => baseVersionMsg(m, node)) };
     }),
 
     buildLayer: (call) => {
       operationStream(call, async (progress, signal) => {
         const l = call.request.layer;
-        const name = validateName("layer", l?.name);
-        const baseName = validateName("base", call.request.base?.name);
         const recipe = l?.recipe;
+        const name = validateName("layer", l?.name);
+        validateName("base", call.request.base?.name);
         if (!recipe) throw invalidArgument("a layer needs a recipe", { reason: "RECIPE_REQUIRED" });
-        const meta = await pool.buildLayer(
-          {
-            name,
-            kind: recipe.kind === RecipeKind.RECIPE_KIND_ANSIBLE ? "ansible" : "shell",
-            main: recipe.main,
-            files: recipe.files.map((f) => ({ path: f.path, content: f.content, mode: f.mode })),
-            parents: l.parents,
-          },
-          baseName,
-          call.request.base?.version ?? 0,
-          progress,
-          signal,
-        );
+        const spec = {
+          name,
+          kind: recipe.kind === RecipeKind.RECIPE_KIND_ANSIBLE ? ("ansible" as const) : ("shell" as const),
+          main: recipe.main,
+          files: recipe.files.map((f) => ({ path: f.path, content: f.content, mode: f.mode })),
+          parents: l.parents,
+        };
+        const base = call.request.base;
+        const meta = await bases.buildLayer(spec, base?.name, base?.version ?? 0, progress, signal);
         return { result: { $case: "layerBuild", layerBuild: layerBuildMsg(meta, node) } };
       });
     },
 
-    listLayers: unaryHandler(async () => ({ layers: layersMsg(await pool.listLayerBuilds(), node) })),
+    listLayers: unaryHandler(async () => ({ layers: layersMsg(await bases.listLayers(), node) })),
 
     deleteLayer: unaryHandler(async (req) => {
-      await pool.deleteLayer(validateName("layer", req.name), req.base || undefined);
+      await bases.deleteLayer(req.name, req.base || undefined);
       return {};
     }),
   };
 }
 
-/** First message: the header; for uploads, tar bytes follow and land in a temp file first. */
+function buildSpec(req: BuildBaseRequest): BuildSpec | undefined {
+  validateName("base", req.name);
+  const b = req.spec?.builder;
+  if (!b) return undefined;
+  if (b.$case !== "debootstrap") return { script: b.script };
+  const d = b.debootstrap;
+  return {
+    debootstrap: {
+      suite: d.suite,
+      variant: d.variant || undefined,
+      packages: d.packages,
+      mirror: d.mirror || undefined,
+    },
+  };
+}
+
+/** First message: the header; for uploads, tar bytes follow (BaseService bounds and stores them). */
 async function importBase(
-  ctx: AgentContext,
-  stateDir: string,
+  bases: BaseService,
+  node: string,
   call: ServerDuplexStream<ImportBaseRequest, OperationEvent>,
-  maxUploadBytes: number,
 ): Promise<void> {
   const it = call[Symbol.asyncIterator]() as AsyncIterator<ImportBaseRequest>;
   const first = await it.next();
@@ -154,32 +128,7 @@ async function importBase(
       });
     }
     if (src.$case === "upload") {
-      const ext = oci ? ".oci.tar" : UPLOAD_EXT[header.compression];
-      if (!ext) throw invalidArgument(`unknown compression ${JSON.stringify(header.compression)}`);
-      const dir = join(stateDir, "uploads");
-      await mkdir(dir, { recursive: true });
-      upload = join(dir, `${name}-${randomBytes(6).toString("hex")}${ext}`);
-      const out = createWriteStream(upload, { mode: 0o600 });
-      // the temp file sits on the agent's state disk, not in the pool: bound it (a tar larger
-      // than the pool cannot be imported anyway)
-      const limit = maxUploadBytes > 0 ? maxUploadBytes : await poolBytes(ctx);
-      let received = 0;
-      for (;;) {
-        const m = await it.next();
-        if (m.done) break;
-        if (m.value.part?.$case !== "chunk") continue;
-        received += m.value.part.chunk.length;
-        if (received > limit) {
-          out.destroy();
-          throw resourceExhausted(`the upload of base ${name} is larger than ${limit} bytes`, {
-            reason: "UPLOAD_TOO_LARGE",
-            subject: `base/${name}`,
-            metadata: { limitBytes: String(limit) },
-          });
-        }
-        if (!out.write(m.value.part.chunk)) await new Promise<void>((r) => out.once("drain", () => r()));
-      }
-      await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
+      upload = await bases.receiveUpload(name, header.compression, chunks(it), oci);
       source = oci ? { ociArchive: upload } : { tar: upload };
     } else if (src.$case === "ociArchive") {
       source = { ociArchive: src.ociArchive };
@@ -190,19 +139,23 @@ async function importBase(
     await new Promise<void>((resolve) => {
       operationStream(call, async (progress, signal) => {
         try {
-          const meta = await ctx.pool.importBase(name, source, progress, signal);
-          return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, ctx.node) } };
+          const meta = await bases.import(name, source, progress, signal);
+          return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, node) } };
         } finally {
           resolve();
         }
       });
     });
   } finally {
-    if (upload) await rm(upload, { force: true });
+    await bases.discardUpload(upload);
   }
 }
 
-/** The pool's total size: the default bound on one upload. */
-async function poolBytes(ctx: AgentContext): Promise<number> {
-  return (await ctx.pool.capacity()).sizeBytes;
+/** The upload's chunks, the rest of the request stream. */
+async function* chunks(it: AsyncIterator<ImportBaseRequest>): AsyncIterable<Uint8Array> {
+  for (;;) {
+    const m = await it.next();
+    if (m.done) return;
+    if (m.value.part?.$case === "chunk") yield m.value.part.chunk;
+  }
 }

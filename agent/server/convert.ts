@@ -7,10 +7,10 @@ import {
   RecipeKind,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { BaseVersionMeta, LayerBuildMeta } from "../host/interfaces.js";
+import type { HeldState } from "../service/base-service.js";
 import { unsealed } from "../service/seal-fields.js";
 
-/** How a version is held: a local subvolume, or attached over NBD / hydrated (propagation). */
-export type HeldState = "local" | "attached" | "hydrated";
+export type { HeldState };
 
 const HELD: Record<HeldState, BaseVersionState> = {
   local: BaseVersionState.BASE_VERSION_STATE_LOCAL,

@@ -1,14 +1,14 @@
-/** AgentService: lab networks (bridge + VXLAN) on this node. */
+/** AgentService: lab networks (bridge + VXLAN) on this node, wire ↔ NetworkService. */
 import { unaryHandler } from "../../common/grpc.js";
 import type { AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
-import type { AgentContext } from "./context.js";
+import type { NetworkService } from "../service/network-service.js";
 
 export function networkHandlers(
-  ctx: AgentContext,
+  networks: NetworkService,
 ): Pick<AgentServiceServer, "ensureNetwork" | "deleteNetwork"> {
   return {
     ensureNetwork: unaryHandler((req) =>
-      ctx.networks.ensureNetwork({
+      networks.ensure({
         bridge: req.name,
         vni: req.vni,
         local: req.localAddress || undefined,
@@ -18,7 +18,7 @@ export function networkHandlers(
       }),
     ),
     deleteNetwork: unaryHandler(async (req) => {
-      await ctx.networks.deleteNetwork(req.name);
+      await networks.delete(req.name);
       return {};
     }),
   };

@@ -23,10 +23,10 @@ import { run } from "../../common/exec.js";
 import { validateName } from "../../common/names.js";
 import { requireRoom } from "../host/attachments/hydrate.js";
 import { SeedAttachments } from "../host/attachments/seed-attachments.js";
-import type { AttachmentState, AttachOptions } from "../host/attachments/types.js";
+import type { AgentAttachments, AttachmentState, AttachOptions } from "../host/attachments/types.js";
 import { serveImage } from "../host/exports/nbd-server.js";
 import { publishSeedImage } from "../host/exports/seed-image.js";
-import type { NbdExport, TlsFiles } from "../host/exports/types.js";
+import type { ExportDriver, NbdExport, TlsFiles } from "../host/exports/types.js";
 import type { BaseVersionMeta, ProgressFn } from "../host/interfaces.js";
 import { findMount } from "../host/pool/mounts.js";
 import { receiveVersion } from "./delta-receive.js";
@@ -37,6 +37,7 @@ import {
   type AttachRequestInfo,
   attachOptionsFor,
   type ExportInfo,
+  localAttachmentState,
   type PropagationOptions,
   roundMs,
   type SeedRecord,
@@ -46,7 +47,8 @@ import { mountSproutTmpfs } from "./sprout-tmpfs.js";
 const refOf = formatBaseRef;
 
 export class PropagationService {
-  readonly attachments = new SeedAttachments();
+  readonly attachments: AgentAttachments;
+  private readonly exportDriver: ExportDriver;
   private readonly seeds = new Map<string, SeedRecord>();
   private readonly publishing = new Map<string, Promise<SeedRecord>>();
   private readonly exports = new Map<string, { exp: NbdExport; info: ExportInfo }>();
@@ -55,7 +57,10 @@ export class PropagationService {
   /** Called when what the node holds changes (heartbeat refresh). */
   onChange: () => void = () => undefined;
 
-  constructor(private readonly o: PropagationOptions) {}
+  constructor(private readonly o: PropagationOptions) {
+    this.attachments = o.attachments ?? new SeedAttachments();
+    this.exportDriver = o.exports ?? { publish: publishSeedImage, serve: serveImage };
+  }
 
   private get seedDir() {
     return join(this.o.dir, "seeds");
@@ -167,7 +172,7 @@ export class PropagationService {
     await mkdir(this.seedDir, { recursive: true });
     const image = join(this.seedDir, `${ref}.img`);
     await rm(image, { force: true });
-    const seed = await publishSeedImage(root, image, {
+    const seed = await this.exportDriver.publish(root, image, {
       signal,
       progress: (p) => progress?.({ step: `publish ${p.step}`, fraction: p.fraction }),
     });
@@ -244,7 +249,7 @@ export class PropagationService {
         hint: "publish the seed first (PublishSeed)",
       });
     }
-    const exp = await serveImage({
+    const exp = await this.exportDriver.serve({
       image,
       exportName: ref,
       bindAddress: this.o.bindAddress,
@@ -417,20 +422,7 @@ export class PropagationService {
       version,
       sourceNode: "",
       checksum: "",
-      state: {
-        key: refOf(base, version),
-        phase: "local",
-        uri: "",
-        transport: "local",
-        mountpoint: "",
-        subvolumePath: (await this.o.pool.baseRoot(base, version)).root,
-        seedLoop: "",
-        sproutLoop: "",
-        seedBacking: "",
-        hydratedBytes: 0,
-        sizeBytes: 0,
-        message: "",
-      },
+      state: localAttachmentState(refOf(base, version), (await this.o.pool.baseRoot(base, version)).root),
     };
   }
 

@@ -4,8 +4,8 @@
  * attachment's options follow from them.
  */
 import type { Logger } from "pino";
-import type { AttachmentState, AttachOptions } from "../host/attachments/types.js";
-import type { SeedImage, TlsFiles } from "../host/exports/types.js";
+import type { AgentAttachments, AttachmentState, AttachOptions } from "../host/attachments/types.js";
+import type { ExportDriver, SeedImage, TlsFiles } from "../host/exports/types.js";
 import type { BaseVersionMeta } from "../host/interfaces.js";
 import type { BtrfsPool } from "../host/pool/pool.js";
 
@@ -45,6 +45,9 @@ export interface PropagationOptions {
   /** NBD connections per attachment and hydration. */
   connections?: number;
   log: Logger;
+  /** Host drivers; default the real ones (SeedAttachments, seed images and nbdkit). */
+  attachments?: AgentAttachments;
+  exports?: ExportDriver;
 }
 
 export interface SeedRecord extends SeedImage {
@@ -110,6 +113,24 @@ export function attachOptionsFor(
     reserveBytes: seed.sizeBytes + 64 * MiB,
     connections: o.connections ?? 4,
     tls: o.tls,
+  };
+}
+
+/** GetAttachment's answer for a version that is a local subvolume here. */
+export function localAttachmentState(key: string, subvolumePath: string): AttachmentState {
+  return {
+    key,
+    phase: "local",
+    uri: "",
+    transport: "local",
+    mountpoint: "",
+    subvolumePath,
+    seedLoop: "",
+    sproutLoop: "",
+    seedBacking: "",
+    hydratedBytes: 0,
+    sizeBytes: 0,
+    message: "",
   };
 }
 

@@ -100,7 +100,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       const want = spec.start
         ? SETTLED
         : new Set([...SETTLED, EnvPhase.ENV_PHASE_CREATED, EnvPhase.ENV_PHASE_STOPPED]);
-      const st = await waitFor(spec.name, (s) => !s || want.has(s.phase), call as never);
+      const st = await waitFor(spec.name, (s) => !s || want.has(s.phase), call);
       if (st?.phase === EnvPhase.ENV_PHASE_LOST) {
         throw new ProtoctlError(Code.UNAVAILABLE, `env ${spec.name} was lost: ${st.message}`, {
           reason: "ENV_LOST",
@@ -142,18 +142,14 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
 
     startEnv: unary(async (req: EnvNameRequest, call) => {
       await setRunning(req.name, true);
-      if (req.wait) await waitFor(req.name, (s) => !s || SETTLED.has(s.phase), call as never);
+      if (req.wait) await waitFor(req.name, (s) => !s || SETTLED.has(s.phase), call);
       return getEnv(req.name);
     }),
 
     stopEnv: unary(async (req: ControlStopEnvRequest, call) => {
       await setRunning(req.name, false);
       if (req.wait) {
-        await waitFor(
-          req.name,
-          (s) => !s || s.phase !== EnvPhase.ENV_PHASE_RUNNING || !s.node,
-          call as never,
-        );
+        await waitFor(req.name, (s) => !s || s.phase !== EnvPhase.ENV_PHASE_RUNNING || !s.node, call);
       }
       return getEnv(req.name);
     }),
@@ -171,7 +167,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       } else if (!(await store.envStatus.get(req.name))) {
         throw envNotFound(req.name);
       }
-      if (req.wait) await waiter.wait(req.name, (s) => !s, WAIT_MS, cancelled(call as never));
+      if (req.wait) await waiter.wait(req.name, (s) => !s, WAIT_MS, cancelled(call));
       return {};
     }),
 
@@ -183,11 +179,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
         throw failedPrecondition(`base ${base} has no recorded version`, { reason: "BASE_NOT_FOUND" });
       await store.envSpecs.modify(req.name, (s) => ({ ...s, base: { name: base, version } }));
       if (req.wait) {
-        await waitFor(
-          req.name,
-          (s) => !s || (s.baseVersion === version && SETTLED.has(s.phase)),
-          call as never,
-        );
+        await waitFor(req.name, (s) => !s || (s.baseVersion === version && SETTLED.has(s.phase)), call);
       }
       return getEnv(req.name);
     }),

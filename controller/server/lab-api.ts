@@ -128,7 +128,7 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
         if (it.value.group === req.name) envs.add(it.value.name);
       await Promise.all([...envs].map((e) => deleteSpec(ctx, e)));
       if (req.wait) {
-        const stop = cancelled(call as never);
+        const stop = cancelled(call);
         const deadline = Date.now() + WAIT_MS;
         for (;;) {
           if (!(await store.labStates.get(req.name))) break;
@@ -254,12 +254,13 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
     const stop = cancelled(call);
     // 1. machines that go (deleted, or replaced: recreated below under the same name)
     const going = [...plan.machines.delete, ...plan.machines.replace];
+    const deleting = new Set(plan.machines.delete.map((m) => m.name));
     await Promise.all(
       going.map(async (m) => {
         if (await deleteSpec(ctx, m.envName)) {
           await waiter.wait(m.envName, (s) => !s, WAIT_MS, stop);
         }
-        if (plan.machines.delete.includes(m as never)) progress(m.name, "delete", "deleted");
+        if (deleting.has(m.name)) progress(m.name, "delete", "deleted");
       }),
     );
     // 2. machines that come (new and replaced)

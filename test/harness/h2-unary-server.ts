@@ -24,7 +24,12 @@ interface MethodDefinition {
 }
 
 type UnaryHandler = (
-  call: { request: unknown; metadata: Metadata; getPeer(): string },
+  call: {
+    request: unknown;
+    metadata: Metadata;
+    getPeer(): string;
+    on(e: "cancelled", f: () => void): unknown;
+  },
   cb: (err: { code?: number; details?: string; metadata?: Metadata } | null, res?: unknown) => void,
 ) => void;
 
@@ -69,22 +74,25 @@ export async function serveUnary(
         trailersOnly(stream, Code.INTERNAL, `bad request: ${(err as Error).message}`);
         return;
       }
-      route.handler({ request, metadata: new Metadata(), getPeer: () => "" }, (err, res) => {
-        if (stream.destroyed) return;
-        if (err) {
-          const detail = err.metadata?.get(ERROR_DETAIL_KEY)[0];
-          trailersOnly(
-            stream,
-            err.code ?? Code.UNKNOWN,
-            err.details ?? "error",
-            detail as Buffer | undefined,
-          );
-          return;
-        }
-        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-        stream.end(frame(route.def.responseSerialize(res)));
-      });
+      route.handler(
+        { request, metadata: new Metadata(), getPeer: () => "", on: () => undefined },
+        (err, res) => {
+          if (stream.destroyed) return;
+          if (err) {
+            const detail = err.metadata?.get(ERROR_DETAIL_KEY)[0];
+            trailersOnly(
+              stream,
+              err.code ?? Code.UNKNOWN,
+              err.details ?? "error",
+              detail as Buffer | undefined,
+            );
+            return;
+          }
+          stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+          stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+          stream.end(frame(route.def.responseSerialize(res)));
+        },
+      );
     });
   });
   await new Promise<void>((resolve, reject) => {

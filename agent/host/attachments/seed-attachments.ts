@@ -46,11 +46,11 @@ import { hydrateEntry } from "./hydrate-entry.js";
 import { attachLoop, detachLoop, forgetBtrfsDevice, loopBackingFile, prepareLoopSwitch } from "./loop.js";
 import { connectNbd, detectTransport, isMountpoint } from "./nbd-transport.js";
 import { prepareSprout } from "./sprout.js";
-import type { AttachmentDriver, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
+import type { AgentAttachments, AttachmentState, AttachOptions, HydrateOptions } from "./types.js";
 
 export { validateKey } from "./attachment-entry.js";
 
-export class SeedAttachments implements AttachmentDriver {
+export class SeedAttachments implements AgentAttachments {
   private readonly entries = new Map<string, Entry>();
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Per key: room promised in a state dir to its hydrated image, until the image is written. */

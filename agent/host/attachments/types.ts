@@ -115,3 +115,16 @@ export interface AttachmentDriver {
   get(key: string): AttachmentState | undefined;
   list(): AttachmentState[];
 }
+
+/**
+ * What the agent's propagation service holds: the driver, plus taking back
+ * attachments a previous agent process left mounted (SeedAttachments.adopt).
+ */
+export interface AgentAttachments extends AttachmentDriver {
+  /** The attachment as it survived a restart, or undefined once what is left of it is removed. */
+  adopt(o: AttachOptions, s: AttachmentState): Promise<AttachmentState | undefined>;
+  /** The node's client TLS files, once known (adopted attachments use them). */
+  setTls(tls: TlsFiles | undefined): void;
+  /** Starts what hydrations need ahead of the first one. */
+  warm(): void;
+}

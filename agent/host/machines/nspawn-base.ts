@@ -16,18 +16,11 @@ import { Nat } from "../networks/nat.js";
 import { NetworkDriver } from "../networks/network-driver.js";
 import { PortProxies } from "../networks/port-proxy.js";
 import { DEFAULT_PRIVATE_RANGE } from "../networks/private-range.js";
-import {
-  type CgroupSet,
-  detectHierarchies,
-  envCgroupSet,
-  killCgroups,
-  limitControllers,
-  removeCgroups,
-  removeCgroupsSettled,
-  V2_KEY,
-} from "./cgroups.js";
+import type { CgroupDriver } from "./cgroup-driver.js";
+import { type CgroupSet, detectHierarchies, V2_KEY } from "./cgroups.js";
 import { baseEnv } from "./exec-session.js";
 import { ExecSlot, slotsSupported } from "./exec-slot.js";
+import { HostCgroups } from "./host-cgroups.js";
 import { assignPrivateAddresses, type PlannedLink } from "./links.js";
 import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
@@ -44,6 +37,8 @@ export interface NspawnDriverOptions {
   networks?: HostNetworks;
   /** Controller → base cgroup dir; detected from /proc/self/cgroup by default. */
   hierarchies?: Record<string, string>;
+  /** The env cgroups' driver; default HostCgroups over `hierarchies`. */
+  cgroups?: CgroupDriver;
   /** How long a start may take before it is abandoned. */
   startTimeoutMs?: number;
   /** Pre-joined exec slots (exec-slot.ts); default: when /bin/bash exists. */
@@ -72,6 +67,7 @@ export abstract class NspawnMachineBase {
   protected readonly filters: SeccompCopies;
   protected readonly records = new Map<string, MachineRecord>();
   protected readonly hierarchies: Record<string, string>;
+  protected readonly cgroups: CgroupDriver;
   protected readonly networks: HostNetworks;
   protected readonly nat: Nat;
   protected readonly log: Logger;
@@ -93,6 +89,7 @@ export abstract class NspawnMachineBase {
     this.store = new RecordStore(dir);
     this.filters = new SeccompCopies(dir);
     this.hierarchies = opts.hierarchies ?? detectHierarchies();
+    this.cgroups = opts.cgroups ?? new HostCgroups(this.hierarchies);
     if (opts.netns !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(opts.netns)) {
       throw invalidArgument(`bad network namespace name ${JSON.stringify(opts.netns)}`);
     }
@@ -196,7 +193,7 @@ export abstract class NspawnMachineBase {
 
   /** Removes an env's cgroups once its processes are gone; says so in the log when some stay. */
   protected async removeCgroupsOf(env: string, set: CgroupSet): Promise<void> {
-    const left = await removeCgroupsSettled(set);
+    const left = await this.cgroups.removeSettled(set);
     if (left.length > 0) this.log.warn({ env, left }, "cgroups still busy; left in place");
   }
 
@@ -267,7 +264,7 @@ export abstract class NspawnMachineBase {
    * never a silent no-op (an env that was asked for 64M must not get all).
    */
   protected checkLimits(name: string, limits: MachineLimits): void {
-    const missing = missingControllers(limits, limitControllers(this.hierarchies));
+    const missing = missingControllers(limits, this.cgroups.controllers());
     if (missing.length === 0) return;
     const flags = missing.map((c: LimitController) => `${LIMIT_FLAGS[c]} (${c} controller)`).join(", ");
     throw failedPrecondition(
@@ -282,9 +279,9 @@ export abstract class NspawnMachineBase {
 
   /** Cgroups of an earlier life of this env (a crash, another limit set), in every hierarchy. */
   protected clearStale(name: string): void {
-    const all = envCgroupSet(this.hierarchies, this.opts.node, name);
-    killCgroups(all);
-    removeCgroups(all);
+    const all = this.cgroups.envSet(this.opts.node, name);
+    this.cgroups.kill(all);
+    this.cgroups.remove(all);
   }
 
   protected async waitLeader(rec: MachineRecord): Promise<number> {

@@ -26,16 +26,7 @@ import type {
   MachineSpec,
   MachineState,
 } from "../interfaces.js";
-import {
-  type CgroupSet,
-  createCgroups,
-  envCgroupSet,
-  execProcsFiles,
-  killCgroups,
-  killPayload,
-  listEnvCgroups,
-  startProcsFiles,
-} from "./cgroups.js";
+import type { CgroupSet } from "./cgroups.js";
 import { requireEnterHelper } from "./enter-helper.js";
 import { DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { planLinks } from "./links.js";
@@ -64,10 +55,10 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     this.checkLimits(name, limits);
     const existing = this.records.get(name);
     if (existing && this.refresh(existing).running) return;
-    const cgroups = envCgroupSet(this.hierarchies, this.opts.node, name, limits);
+    const cgroups = this.cgroups.envSet(this.opts.node, name, limits);
     this.dropSlot(name);
     this.clearStale(name);
-    createCgroups(cgroups, limits);
+    this.cgroups.create(cgroups, limits);
     this.prewarmed.add(name);
   }
 
@@ -90,7 +81,7 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     const picked = await this.addressUnaddressed(spec.name, links, existing?.addresses);
     const vethHosts = links.map((l) => l.hostIf);
     const vethHost = vethHosts[0];
-    const cgroups: CgroupSet = envCgroupSet(this.hierarchies, this.opts.node, spec.name, spec.limits);
+    const cgroups: CgroupSet = this.cgroups.envSet(this.opts.node, spec.name, spec.limits);
     const rec: MachineRecord = {
       name: spec.name,
       machine,
@@ -113,8 +104,8 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     this.filters.drop(spec.name);
 
     try {
-      createCgroups(cgroups, spec.limits);
-      const procsFiles = startProcsFiles(cgroups);
+      this.cgroups.create(cgroups, spec.limits);
+      const procsFiles = this.cgroups.startProcsFiles(cgroups);
       const inNetns = this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`] : [];
       const inScope = cgroups.scope !== undefined ? scopeRunArgv(this.opts.node, spec.name, spec.limits) : [];
       const argv = wrapInCgroups(procsFiles, [
@@ -187,7 +178,7 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       this.dropSlot(spec.name);
       this.filters.drop(spec.name);
       await this.proxies.close(spec.name);
-      killCgroups(cgroups);
+      this.cgroups.kill(cgroups);
       if (rec.nspawnPid) await this.waitGone(rec, 5000);
       await this.removeCgroupsOf(spec.name, cgroups);
       await this.removeLinks(rec);
@@ -214,9 +205,9 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
         await this.waitGone(rec, opts.timeoutMs);
       }
       // the container first, so nspawn exits by itself and undoes its setup (--port rules)
-      if (this.alive(rec) && killPayload(rec.cgroups)) await this.waitGone(rec, 2000);
+      if (this.alive(rec) && this.cgroups.killPayload(rec.cgroups)) await this.waitGone(rec, 2000);
       if (this.alive(rec)) {
-        killCgroups(rec.cgroups);
+        this.cgroups.kill(rec.cgroups);
         if (!(await this.waitGone(rec, 10_000))) {
           throw internal(`machine ${name} did not die after SIGKILL`, { subject: `env/${name}` });
         }
@@ -265,7 +256,7 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     if (!workdir.startsWith("/") || workdir.includes("\0"))
       throw invalidArgument("workdir must be an absolute path");
     for (const w of req.command) if (w.includes("\0")) throw invalidArgument("command words cannot hold NUL");
-    const procsFiles = execProcsFiles(rec.cgroups);
+    const procsFiles = this.cgroups.execProcsFiles(rec.cgroups);
     const helper = requireEnterHelper();
     const session = await startExec(
       {
@@ -362,9 +353,9 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       out.push(this.toState(rec));
     }
     // cgroups of a start the previous agent never recorded (killed in between): end and remove them
-    for (const name of listEnvCgroups(this.hierarchies, this.opts.node)) {
+    for (const name of this.cgroups.listEnvs(this.opts.node)) {
       if (this.records.has(name)) continue;
-      await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));
+      await this.removeCgroupsOf(name, this.cgroups.envSet(this.opts.node, name));
       this.log.info({ env: name }, "removed cgroups of an unrecorded machine");
     }
     return out;
@@ -375,7 +366,7 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
     this.filters.drop(name);
     await this.proxies.close(name);
     if (this.prewarmed.delete(name) && !this.records.has(name)) {
-      await this.removeCgroupsOf(name, envCgroupSet(this.hierarchies, this.opts.node, name));
+      await this.removeCgroupsOf(name, this.cgroups.envSet(this.opts.node, name));
     }
     const rec = this.records.get(name);
     if (rec) {
