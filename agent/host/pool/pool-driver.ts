@@ -3,9 +3,9 @@
  * as the agent's services see it; test/fakes/fake-pool.ts keeps the same
  * contract in memory (test/contracts/pool-contract.ts holds both to it).
  */
-import type { ImageConfig } from "../../../proto/gen/protoctl/v1/types.js";
 
 import type { Readable } from "node:stream";
+import type { ImageConfig } from "../../../proto/gen/protoctl/v1/types.js";
 import type { EnvReceiveHeader, EnvSend } from "./env-transfer.js";
 
 /** Progress callback for long work (build, import, update). */
