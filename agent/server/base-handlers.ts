@@ -71,6 +71,7 @@ export function baseHandlers(ctx: AgentContext, stateDir: string, maxUploadBytes
               }
             : { script: b.script };
         const meta = await pool.buildBase(name, spec, progress, signal);
+        ctx.propagation?.sealed(meta);
         return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, node) } };
       });
     },
@@ -86,12 +87,15 @@ export function baseHandlers(ctx: AgentContext, stateDir: string, maxUploadBytes
           progress,
           signal,
         );
+        ctx.propagation?.sealed(meta);
         return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, node) } };
       });
     },
 
     deleteBaseVersion: unaryHandler(async (req) => {
       const name = validateName("base", req.ref?.name);
+      // A publish begun at seal reads the subvolume (btrfs send): it stops first.
+      await ctx.propagation?.beforeDelete(name, req.ref?.version ?? 0);
       const deleted = await pool.deleteBaseVersion(name, req.ref?.version ?? 0);
       return { deleted: deleted.map((m) => baseVersionMsg(m, node)) };
     }),
@@ -181,6 +185,7 @@ async function importBase(
       operationStream(call, async (progress, signal) => {
         try {
           const meta = await ctx.pool.importBase(name, source, progress, signal);
+          ctx.propagation?.sealed(meta);
           return { result: { $case: "baseVersion", baseVersion: baseVersionMsg(meta, ctx.node) } };
         } finally {
           resolve();
