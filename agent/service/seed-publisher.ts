@@ -79,8 +79,16 @@ export class SeedPublisher {
     if (p) progress?.({ step: p.atSeal ? "publish: finishing the image begun at seal" : "publish: joining" });
     else p = this.start(meta, false, progress, signal);
     p.claimed = true;
-    const rec = await p.done;
-    return { rec: await this.claim(ref, rec), atSeal: p.atSeal };
+    const joined = p;
+    const rec = await p.done.catch((err) => {
+      // A publish begun at seal that failed on its own (not stopped): this call makes the image.
+      if (!joined.atSeal || joined.abort.signal.aborted) throw err;
+      this.o.log.warn({ ref, err: (err as Error).message }, "publish at seal failed; publishing again");
+      const again = this.records.get(ref);
+      if (again) return again;
+      return (this.running.get(ref) ?? this.start(meta, false, progress, signal)).done;
+    });
+    return { rec: await this.claim(ref, rec), atSeal: p.atSeal && rec.atSeal === true };
   }
 
   /** A version was made here: publish it in the background; unclaimed older images of the base go. */
