@@ -43,6 +43,8 @@ export function agentServiceImpl(
     stateDir: opts.stateDir,
     maxUploadBytes: opts.maxUploadBytes,
     heldState: (b, v) => ctx.propagation?.heldState(b, v) ?? "local",
+    sealed: (meta) => ctx.propagation?.sealed(meta),
+    beforeDelete: async (b, v) => ctx.propagation?.beforeDelete(b, v),
   });
   return {
     ...infoHandlers(ctx),

@@ -118,6 +118,7 @@ export function seedMsg(s: SeedRecord): SeedImage {
     checksum: s.checksum,
     node: s.node,
     createdMs: s.createdMs,
+    publishedAtSeal: !!s.atSeal,
   };
 }
 
@@ -135,8 +136,8 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
     publishSeed: (call) => {
       operationStream(call, async (progress, signal) => {
         const { base, version } = ref(call.request.ref);
-        const seed = await svc.publish(base, version, progress, signal);
-        return { result: { $case: "seed", seed: seedMsg(seed) } };
+        const { rec, atSeal } = await svc.publish(base, version, progress, signal);
+        return { result: { $case: "seed", seed: { ...seedMsg(rec), publishedAtSeal: atSeal } } };
       });
     },
     serveExport: unaryHandler(async (req) => {

@@ -32,6 +32,10 @@ export interface BaseServiceOptions {
   maxUploadBytes?: number;
   /** How each version is held (propagation); "local" when absent. */
   heldState?: (base: string, version: number) => HeldState;
+  /** A version was made here (build, import, update): its seed image is published in the background. */
+  sealed?: (meta: BaseVersionMeta) => void;
+  /** Before a version is deleted: a publish begun at seal reads its subvolume and stops first. */
+  beforeDelete?: (base: string, version: number) => Promise<void>;
 }
 
 const UPLOAD_EXT: Record<string, string> = { "": ".tar", gzip: ".tar.gz", zstd: ".tar.zst", xz: ".tar.xz" };
@@ -59,7 +63,12 @@ export class BaseService {
     if (!spec) {
       throw invalidArgument("build needs a debootstrap spec or a script", { reason: "BUILD_SPEC_REQUIRED" });
     }
-    return this.o.pool.buildBase(n, spec, progress, signal);
+    return this.madeHere(await this.o.pool.buildBase(n, spec, progress, signal));
+  }
+
+  private madeHere(meta: BaseVersionMeta): BaseVersionMeta {
+    this.o.sealed?.(meta);
+    return meta;
   }
 
   async update(
@@ -69,24 +78,27 @@ export class BaseService {
     progress?: ProgressFn,
     signal?: AbortSignal,
   ) {
-    return this.o.pool.updateBase(validateName("base", name), command, opts, progress, signal);
+    return this.madeHere(
+      await this.o.pool.updateBase(validateName("base", name), command, opts, progress, signal),
+    );
   }
 
   async deleteVersion(name: string | undefined, version: number): Promise<BaseVersionMeta[]> {
-    return this.o.pool.deleteBaseVersion(validateName("base", name), version);
+    const n = validateName("base", name);
+    await this.o.beforeDelete?.(n, version);
+    return this.o.pool.deleteBaseVersion(n, version);
   }
 
   /** Imports from a directory or tar on this node, or from a received upload. */
   async import(name: string, source: BaseSource, progress?: ProgressFn, signal?: AbortSignal) {
-    return this.o.pool.importBase(validateName("base", name), source, progress, signal);
+    return this.madeHere(await this.o.pool.importBase(validateName("base", name), source, progress, signal));
   }
 
   /**
-   * Writes uploaded tar bytes to a temp file on the agent's state disk (not
-   * the pool), refusing more than the bound; the caller removes it with
-   * `discardUpload` once the import is done.
+   * Writes uploaded tar bytes (or, with `oci`, an OCI archive) to a temp file
+   * on the agent's state disk (not the pool), refusing more than the bound;
+   * the caller removes it with `discardUpload` once the import is done.
    */
-  /** Stores an uploaded tar (or, with `oci`, an OCI archive) in the state dir; resolves its path. */
   async receiveUpload(
     name: string,
     compression: string,

@@ -129,12 +129,12 @@ describe("PropagationService (fakes)", () => {
     await pool.importBase("ct", { dir: "/nowhere" });
     const svc = make();
     const [s1, s2] = await Promise.all([svc.publish("ct", 1), svc.publish("ct", 1)]);
-    expect(s1).toBe(s2);
-    expect(s1).toMatchObject({ base: "ct", version: 1, node: "n1" });
+    expect(s1.rec).toBe(s2.rec);
+    expect(s1).toMatchObject({ atSeal: false, rec: { base: "ct", version: 1, node: "n1" } });
     expect(existsSync(join(dir, "seeds", "ct@1.json"))).toBe(true);
     expect([...exports.serving]).toEqual([]);
     await svc.serve("ct", 1);
-    expect([...exports.serving].map((e) => e.image)).toEqual([s1.path]);
+    expect([...exports.serving].map((e) => e.image)).toEqual([s1.rec.path]);
     await svc.deleteSeed("ct", 1);
     expect(svc.seed("ct", 1)).toBeUndefined();
     expect([...exports.serving]).toEqual([]);

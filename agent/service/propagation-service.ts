@@ -15,7 +15,7 @@
  * Exports die with the agent (setpriv --pdeathsig): no orphan server keeps an
  * image open that no one tracks; the controller re-serves and re-attaches.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { formatBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, invalidArgument, notFound, ProtoctlError } from "../../common/errors.js";
@@ -42,6 +42,7 @@ import {
   roundMs,
   type SeedRecord,
 } from "./propagation-types.js";
+import { type Published, SeedPublisher } from "./seed-publisher.js";
 import { mountSproutTmpfs } from "./sprout-tmpfs.js";
 
 const refOf = formatBaseRef;
@@ -49,8 +50,7 @@ const refOf = formatBaseRef;
 export class PropagationService {
   readonly attachments: AgentAttachments;
   private readonly exportDriver: ExportDriver;
-  private readonly seeds = new Map<string, SeedRecord>();
-  private readonly publishing = new Map<string, Promise<SeedRecord>>();
+  readonly seeds: SeedPublisher;
   private readonly exports = new Map<string, { exp: NbdExport; info: ExportInfo }>();
   private readonly records = new Map<string, AttachmentRecord>();
   private readonly sourceNodes = new Map<string, string>();
@@ -60,6 +60,14 @@ export class PropagationService {
   constructor(private readonly o: PropagationOptions) {
     this.attachments = o.attachments ?? new SeedAttachments();
     this.exportDriver = o.exports ?? { publish: publishSeedImage, serve: serveImage };
+    this.seeds = new SeedPublisher({
+      node: o.node,
+      dir: join(o.dir, "seeds"),
+      pool: o.pool,
+      log: o.log,
+      atSeal: o.publishAtSeal,
+      publishImage: this.exportDriver.publish,
+    });
   }
 
   private get seedDir() {
@@ -75,10 +83,8 @@ export class PropagationService {
   /** Loads seed records; adopts or cleans attachments left by a previous agent process. */
   async restore(): Promise<void> {
     this.attachments.warm();
-    await mkdir(this.seedDir, { recursive: true });
+    await this.seeds.restore();
     await mkdir(this.attDir, { recursive: true });
-    for (const { rec } of await readRecords<SeedRecord>(this.seedDir))
-      this.seeds.set(refOf(rec.base, rec.version), rec);
     for (const { file: f, rec } of await readRecords<AttachmentRecord>(this.attDir)) {
       const ref = refOf(rec.base, rec.version);
       const got = await this.attachments
@@ -145,47 +151,30 @@ export class PropagationService {
 
   // ---------------------------------------------------------------- seeds
 
-  /** The sealed seed image of base@N (version 0 = latest), made once and recorded. */
-  async publish(base: string, version: number, progress?: ProgressFn, signal?: AbortSignal) {
+  /**
+   * The sealed seed image of base@N (version 0 = latest) for a PublishSeed
+   * call: recorded, the rest of the one begun at seal, or made now.
+   */
+  async publish(
+    base: string,
+    version: number,
+    progress?: ProgressFn,
+    signal?: AbortSignal,
+  ): Promise<Published> {
     validateName("base", base);
     const meta = await this.o.pool.getBaseVersion(base, version);
-    const ref = refOf(meta.base, meta.version);
-    const have = this.seeds.get(ref);
-    if (have) return have;
-    let p = this.publishing.get(ref);
-    if (!p) {
-      p = this.publishOnce(meta, progress, signal).finally(() => this.publishing.delete(ref));
-      this.publishing.set(ref, p);
-    }
-    return p;
+    return this.seeds.publish(meta, progress, signal);
   }
 
-  private async publishOnce(meta: BaseVersionMeta, progress?: ProgressFn, signal?: AbortSignal) {
-    const ref = refOf(meta.base, meta.version);
-    if (this.o.pool.externalState(meta.base, meta.version)) {
-      throw failedPrecondition(`${ref} is attached here, not local: publish it on its origin`, {
-        reason: "NOT_LOCAL",
-        subject: `base/${ref}`,
-      });
-    }
-    const { root } = await this.o.pool.baseRoot(meta.base, meta.version);
-    await mkdir(this.seedDir, { recursive: true });
-    const image = join(this.seedDir, `${ref}.img`);
-    await rm(image, { force: true });
-    const seed = await this.exportDriver.publish(root, image, {
-      signal,
-      progress: (p) => progress?.({ step: `publish ${p.step}`, fraction: p.fraction }),
-    });
-    const rec: SeedRecord = {
-      ...seed,
-      base: meta.base,
-      version: meta.version,
-      createdMs: Date.now(),
-      node: this.o.node,
-    };
-    await writeFile(join(this.seedDir, `${ref}.json`), `${JSON.stringify(rec)}\n`);
-    this.seeds.set(ref, rec);
-    return rec;
+  /** Before base@N (0: the latest) is deleted here: its publish begun at seal stops, its image goes. */
+  async beforeDelete(base: string, version: number): Promise<void> {
+    const meta = await this.o.pool.getBaseVersion(base, version).catch(() => undefined);
+    if (meta) await this.seeds.beforeDelete(meta.base, meta.version);
+  }
+
+  /** base@N was just made here (build, import, update): its publish starts in the background. */
+  sealed(meta: BaseVersionMeta): void {
+    if (!this.o.pool.externalState(meta.base, meta.version)) this.seeds.sealed(meta);
   }
 
   /**
@@ -218,9 +207,7 @@ export class PropagationService {
     const ref = refOf(base, version);
     const e = this.exports.get(ref);
     if (e?.exp.image.startsWith(this.seedDir)) await this.stopExport(base, version);
-    this.seeds.delete(ref);
-    await rm(join(this.seedDir, `${ref}.img`), { force: true });
-    await rm(join(this.seedDir, `${ref}.json`), { force: true });
+    await this.seeds.delete(base, version);
   }
 
   // ---------------------------------------------------------------- exports
@@ -488,6 +475,7 @@ export class PropagationService {
 
   /** Stops exports (they die with us anyway); attachments stay mounted for running envs. */
   async close(): Promise<void> {
+    await this.seeds.close();
     for (const e of this.exports.values()) await e.exp.stop().catch(() => undefined);
     this.exports.clear();
   }

@@ -44,6 +44,8 @@ export interface PropagationOptions {
   sproutTmpfsBytes?: number;
   /** NBD connections per attachment and hydration. */
   connections?: number;
+  /** Publish each version made here in the background at once (default true; seed-publisher.ts). */
+  publishAtSeal?: boolean;
   log: Logger;
   /** Host drivers; default the real ones (SeedAttachments, seed images and nbdkit). */
   attachments?: AgentAttachments;
@@ -55,6 +57,10 @@ export interface SeedRecord extends SeedImage {
   version: number;
   createdMs: number;
   node: string;
+  /** Begun when the version was made here, not at a push's request (seed-publisher.ts). */
+  atSeal?: boolean;
+  /** A PublishSeed call has returned it: the controller may have bound the seal to it. */
+  claimed?: boolean;
 }
 
 export interface AttachmentRecord {

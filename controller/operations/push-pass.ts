@@ -59,6 +59,8 @@ export async function pushPass(
         }
         const { node: n, phase, fraction, sourceNode, message } = p;
         w.line({ node: n, phase, fraction, sourceNode, message });
+        // A line about the whole push (its seed) names no target.
+        if (!n) return;
         w.update((s) => {
           s.progressMs = Date.now();
           const ns = node(s, n);
@@ -74,6 +76,11 @@ export async function pushPass(
           w.update((s) => {
             const ns = node(s, n);
             if (!ns.error) ns.usable = true;
+          }),
+        seed: (wait) =>
+          w.update((s) => {
+            s.seed = wait;
+            s.progressMs = Date.now();
           }),
         failed: (n, err) =>
           w.update((s) => {

@@ -77,6 +77,12 @@ export interface OperationStatus {
   lines: ProgressLine[];
   nodes: Record<string, PushNodeStatus>;
   error?: StoredError;
+  /**
+   * A push: how it got its seed image, and how long its critical path waited
+   * for it (propagation/run.ts SeedWait; "at-seal": the rest of the origin's
+   * publish begun when the version was sealed).
+   */
+  seed?: { node: string; how: "recorded" | "at-seal" | "published"; waitMs: number };
   /** What a finished operation returns (base-delete: the deleted versions, as JSON). */
   result?: unknown;
   /** Controller that last moved it, and how many passes ran (a pass per leader, or per retry). */

@@ -39,12 +39,12 @@ import {
   resolveTargets,
   splitTargets,
 } from "./plan.js";
-import { type PushHooks, type PushRun, type PushSink, progress } from "./run.js";
+import { type PushHooks, type PushRun, type PushSink, progress, reportSeedWait } from "./run.js";
 import { SeedTransport } from "./seed-transport.js";
 import { SeedKeeper } from "./seeds.js";
 import { SourcePicker } from "./sources.js";
 
-export type { PushHooks, PushSink } from "./run.js";
+export type { PushHooks, PushSink, SeedWait } from "./run.js";
 
 /** Key of a target's run in `inflight`: "base@N/node". */
 const inflightKey = (ref: string, node: string) => `${ref}/${node}`;
@@ -136,12 +136,14 @@ export class Propagator {
           if (h === sd.node || holds.get(h)!.imageSum.get(version) === sd.checksum) picker.addHolder(h);
         }
       };
+      const t0 = performance.now();
       seed = await this.seeds.seed(base, version, origin, false);
       addSources(seed);
       if (!holders.some((h) => picker.usable(h, ""))) {
         seed = await this.seeds.seed(base, version, origin, true);
         addSources(seed);
       }
+      reportSeedWait(send, hooks, seed, recorded, seal.checksum, performance.now() - t0);
     }
     const ctx: PushRun = {
       base,

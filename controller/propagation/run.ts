@@ -6,7 +6,7 @@ import type { ClientReadableStream } from "@grpc/grpc-js";
 import type { ProtoctlError } from "../../common/errors.js";
 import { fromServiceError } from "../../common/grpc.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
-import type { AttachmentPhase, SeedImage } from "../../proto/gen/protoctl/v1/types.js";
+import { AttachmentPhase, type SeedImage } from "../../proto/gen/protoctl/v1/types.js";
 import type { Holdings } from "./plan.js";
 import type { SourcePicker } from "./sources.js";
 
@@ -16,6 +16,19 @@ export type PushSink = (p: PushProgress) => void;
 export interface PushHooks {
   usable?(node: string): void;
   failed?(node: string, err: ProtoctlError): void;
+  /** How the push got its seed image, and how long it waited for it. */
+  seed?(wait: SeedWait): void;
+}
+
+/**
+ * How a push got its seed (issue 20 item 5), in its record: already recorded,
+ * the rest of the publish the origin began at seal, or published for this
+ * push; `waitMs` is what the push spent on it (its critical path).
+ */
+export interface SeedWait {
+  node: string;
+  how: "recorded" | "at-seal" | "published";
+  waitMs: number;
 }
 
 export interface PushRun {
@@ -54,4 +67,35 @@ export function collect<T>(stream: ClientReadableStream<T>, on: (m: T) => void):
     stream.on("error", (e) => reject(fromServiceError(e)));
     stream.on("end", () => resolve());
   });
+}
+
+/** Reports how the push got `seed` (SeedWait): a progress line without a node, and the hook. */
+export function reportSeedWait(
+  send: PushSink,
+  hooks: PushHooks,
+  seed: SeedImage,
+  recorded: SeedImage | undefined,
+  sealSum: string,
+  ms: number,
+): void {
+  const fromRecord = !!recorded && recorded.node === seed.node && recorded.checksum === seed.checksum;
+  const how: SeedWait["how"] =
+    fromRecord && (!sealSum || recorded.checksum === sealSum)
+      ? "recorded"
+      : seed.publishedAtSeal
+        ? "at-seal"
+        : "published";
+  const wait: SeedWait = { node: seed.node, how, waitMs: Math.round(ms) };
+  const what = {
+    recorded: "seed image already published",
+    "at-seal": "seed image published at seal",
+    published: "seed image published for this push",
+  }[how];
+  send(
+    progress("", AttachmentPhase.ATTACHMENT_PHASE_UNSPECIFIED, {
+      sourceNode: seed.node,
+      message: `${what} on ${seed.node || "(hydrated nodes)"}; waited ${wait.waitMs} ms`,
+    }),
+  );
+  hooks.seed?.(wait);
 }

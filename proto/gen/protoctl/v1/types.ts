@@ -1046,6 +1046,8 @@ export interface SeedImage {
   /** origin */
   node: string;
   createdMs: number;
+  /** the origin began this image when the version was sealed, not at a push's request */
+  publishedAtSeal: boolean;
 }
 
 export interface Export {
@@ -8285,7 +8287,7 @@ export const Lab: MessageFns<Lab> = {
 };
 
 function createBaseSeedImage(): SeedImage {
-  return { base: "", version: 0, sizeBytes: 0, checksum: "", node: "", createdMs: 0 };
+  return { base: "", version: 0, sizeBytes: 0, checksum: "", node: "", createdMs: 0, publishedAtSeal: false };
 }
 
 export const SeedImage: MessageFns<SeedImage> = {
@@ -8307,6 +8309,9 @@ export const SeedImage: MessageFns<SeedImage> = {
     }
     if (message.createdMs !== 0) {
       writer.uint32(48).int64(message.createdMs);
+    }
+    if (message.publishedAtSeal !== false) {
+      writer.uint32(56).bool(message.publishedAtSeal);
     }
     return writer;
   },
@@ -8372,6 +8377,14 @@ export const SeedImage: MessageFns<SeedImage> = {
             message.createdMs = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.publishedAtSeal = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -8400,6 +8413,11 @@ export const SeedImage: MessageFns<SeedImage> = {
         : isSet(object.created_ms)
         ? globalThis.Number(object.created_ms)
         : 0,
+      publishedAtSeal: isSet(object.publishedAtSeal)
+        ? globalThis.Boolean(object.publishedAtSeal)
+        : isSet(object.published_at_seal)
+        ? globalThis.Boolean(object.published_at_seal)
+        : false,
     };
   },
 
@@ -8423,6 +8441,9 @@ export const SeedImage: MessageFns<SeedImage> = {
     if (message.createdMs !== 0) {
       obj.createdMs = Math.round(message.createdMs);
     }
+    if (message.publishedAtSeal !== false) {
+      obj.publishedAtSeal = message.publishedAtSeal;
+    }
     return obj;
   },
 
@@ -8437,6 +8458,7 @@ export const SeedImage: MessageFns<SeedImage> = {
     message.checksum = object.checksum ?? "";
     message.node = object.node ?? "";
     message.createdMs = object.createdMs ?? 0;
+    message.publishedAtSeal = object.publishedAtSeal ?? false;
     return message;
   },
 };
