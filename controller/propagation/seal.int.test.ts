@@ -94,7 +94,10 @@ it("build then layer add in one go: the version and its holder are on record whe
     version: 1,
     origin: "a1",
   });
-  // no wait: the very next calls see demo@1 held by a1
+  // no wait: the very next calls see demo@1 held by a1, in the node's inventory too (the
+  // scheduler places from it: an env created now need not wait for a1's next heartbeat)
+  const node = await call(cl.c, "getNode", { name: "a1" });
+  expect(node.baseVersions).toContain("demo@1");
   const [base, layer] = await Promise.all([
     call(cl.c, "getBase", { name: "demo" }),
     streamed(
