@@ -167,6 +167,7 @@ describe("PropagationService (fakes)", () => {
     expect(await records()).toEqual(["ct@1.json"]);
 
     // the same host after an agent restart: a new service, a new pool, the mounts still there
+    await pool.destroy(); // its temp dir; the next stands for the same host
     pool = new FakePropagationPool();
     const again = make(new FakeAttachments(att));
     await again.restore();
@@ -175,6 +176,7 @@ describe("PropagationService (fakes)", () => {
 
     // and with the mount gone (a reboot): the record goes
     await att.detach("ct@1");
+    await pool.destroy(); // its temp dir; the next stands for the same host
     pool = new FakePropagationPool();
     const third = make(new FakeAttachments(att));
     await third.restore();
