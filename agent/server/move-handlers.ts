@@ -16,7 +16,7 @@ import type {
 } from "../../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { AgentContext } from "./context.js";
-import { failStream } from "./streams.js";
+import { failStream, writeDeltaData } from "./streams.js";
 
 const CHUNK = 1 << 20;
 
@@ -56,23 +56,7 @@ export function moveHandlers(ctx: AgentContext): Handlers {
             },
           },
         });
-        let pending: Buffer[] = [];
-        let size = 0;
-        const flush = async () => {
-          if (size === 0) return;
-          const data = Buffer.concat(pending, size);
-          pending = [];
-          size = 0;
-          if (!call.write({ part: { $case: "data", data } })) {
-            await new Promise<void>((r) => call.once("drain", () => r()));
-          }
-        };
-        for await (const chunk of s.stream) {
-          pending.push(chunk as Buffer);
-          size += (chunk as Buffer).length;
-          if (size >= CHUNK) await flush();
-        }
-        await flush();
+        await writeDeltaData(call, s.stream, CHUNK);
         await s.done;
         call.end();
       })().catch((err) => failStream(call, err));

@@ -29,7 +29,7 @@ import type { PropagationService } from "../service/propagation-service.js";
 import type { AttachmentInfo, ExportInfo, SeedRecord } from "../service/propagation-types.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg } from "./convert.js";
-import { failStream, operationStream } from "./streams.js";
+import { failStream, operationStream, writeDeltaData } from "./streams.js";
 
 export type PropagationHandlers = Pick<
   AgentServiceServer,
@@ -212,23 +212,7 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
             },
           },
         });
-        let pending: Buffer[] = [];
-        let size = 0;
-        const flush = async () => {
-          if (size === 0) return;
-          const data = Buffer.concat(pending, size);
-          pending = [];
-          size = 0;
-          if (!call.write({ part: { $case: "data", data } })) {
-            await new Promise<void>((r) => call.once("drain", () => r()));
-          }
-        };
-        for await (const chunk of sender.stream) {
-          pending.push(chunk as Buffer);
-          size += (chunk as Buffer).length;
-          if (size >= DELTA_CHUNK) await flush();
-        }
-        await flush();
+        await writeDeltaData(call, sender.stream, DELTA_CHUNK);
         await sender.done;
         call.end();
       })().catch((err) => failStream(call, err));

@@ -17,6 +17,7 @@
  * puts the env back to Stopped there (the env loop starts it again if its
  * spec says so); TO's half-received copy is replaced by the next receive.
  */
+
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ClientReadableStream as Up } from "@grpc/grpc-js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
@@ -27,6 +28,7 @@ import type {
   ReceiveEnvResponse,
 } from "../../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase, type EnvStatus } from "../../proto/gen/protoctl/v1/types.js";
+import { pipeChunks } from "../agents/relay.js";
 import type { ControllerContext } from "../context.js";
 import type { Condition } from "../store/kv.js";
 import { type ClusterStore, codecs } from "../store/store.js";
@@ -163,17 +165,7 @@ function relay(up: Up<DeltaChunk>, dst: AgentServiceClient): Promise<void> {
       end(): void;
       cancel(): void;
     };
-    up.on("data", (c: DeltaChunk) => {
-      if (!down.write(c)) {
-        up.pause();
-        down.once("drain", () => up.resume());
-      }
-    });
-    up.on("end", () => down.end());
-    up.on("error", (e) => {
-      down.cancel();
-      reject(fromServiceError(e as never));
-    });
+    pipeChunks(up, down, (e) => reject(fromServiceError(e as never)));
   });
 }
 

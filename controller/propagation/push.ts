@@ -22,12 +22,13 @@
  * failed). Exports and attachments are recorded in etcd; when every target
  * is local the exports stop and the seed image is garbage-collected.
  */
+
 import { ProtoctlError } from "../../common/errors.js";
 import { fromServiceError } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
-import type { DeltaChunk } from "../../proto/gen/protoctl/v1/agent.js";
 import type { PushBaseRequest } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, type BaseVersion, type SeedImage } from "../../proto/gen/protoctl/v1/types.js";
+import { pipeChunks } from "../agents/relay.js";
 import type { ControllerContext } from "../context.js";
 import { latestVersion, readHoldings, sealOf } from "./holdings.js";
 import {
@@ -307,17 +308,7 @@ export class Propagator {
     const up = src.sendDelta({ ref: { name: r.base, version: r.version }, parentVersion });
     const result = new Promise<BaseVersion>((resolve, reject) => {
       const down = dst.receiveDelta((err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
-      up.on("data", (c: DeltaChunk) => {
-        if (!down.write(c)) {
-          up.pause();
-          down.once("drain", () => up.resume());
-        }
-      });
-      up.on("end", () => down.end());
-      up.on("error", (e) => {
-        down.cancel();
-        reject(fromServiceError(e));
-      });
+      pipeChunks(up, down, (e) => reject(fromServiceError(e as never)));
     });
     await result;
     // The delta came from the origin's pool through this controller: the target holds the sealed version.
