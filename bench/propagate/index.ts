@@ -333,7 +333,7 @@ async function main(): Promise<void> {
   const runs = arg("runs", 5);
   const caDir = await mkdtemp(join(tmpdir(), "protoctl-bench-ca-"));
   const att = new SeedAttachments();
-  // As an agent does at start-up: the copy's worker threads are started before any push.
+  // As an agent does when an attach begins: the copy's worker threads start before the hydration.
   att.warm();
   const prepared: Prepared[] = [];
   let small: SizeResult;
