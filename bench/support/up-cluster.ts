@@ -117,13 +117,18 @@ export async function upCluster(opts: { poolSize?: string } = {}): Promise<UpClu
       "--agent-port",
       String(await freePort()),
       // up also serves the console and both metrics endpoints: their default ports would collide
-      // with a developer's `protoctl up` (or another bench) on the same machine
-      "--console-port",
-      String(await freePort()),
-      "--controller-metrics-port",
-      String(await freePort()),
-      "--agent-metrics-port",
-      String(await freePort()),
+      // with a developer's `protoctl up` (or another bench) on the same machine. An older build
+      // (PROTOCTL_BENCH_CLI) may have neither.
+      ...((await cli(["up", "--help"])).stdout.includes("--console-port")
+        ? [
+            "--console-port",
+            String(await freePort()),
+            "--controller-metrics-port",
+            String(await freePort()),
+            "--agent-metrics-port",
+            String(await freePort()),
+          ]
+        : []),
       "--node-name",
       node,
       "--pool-size",
