@@ -13,6 +13,7 @@
  * has no ioctl. The limit is set with `btrfs qgroup limit` (any version).
  * Quotas are enabled on a pool only when the first limited env is made.
  */
+import { release } from "node:os";
 import { failedPrecondition } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
 import { isSubvolume, poolCmd } from "./btrfs.js";
@@ -83,10 +84,13 @@ export async function subvolumeIdOf(path: string): Promise<number | undefined> {
  * an emptied qgroup themselves (then destroy answers ENOENT: done); a
  * qgroup whose extents a snapshot still shares (an env kept as a base) keeps
  * its usage under simple quotas and stays until that snapshot goes (EBUSY).
- * Answers the qgroups left in place; nothing runs when quotas are off.
+ * Answers the qgroups left in place; nothing runs when quotas are off or the
+ * kernel drops emptied qgroups itself.
  */
 export async function releaseQgroups(mountpoint: string, ids: number[]): Promise<string[]> {
-  if (ids.length === 0 || !(await quotasOn(mountpoint))) return [];
+  // From 6.10 the kernel drops them itself: waiting here for the cleaner (up to a commit
+  // interval, 30 s) would make every `env rm` on a pool with disk limits that slow.
+  if (ids.length === 0 || kernelDropsEmptyQgroups() || !(await quotasOn(mountpoint))) return [];
   await run("btrfs", ["subvolume", "sync", mountpoint, ...ids.map(String)], { allowFailure: true });
   const held: string[] = [];
   for (const id of ids) {
@@ -94,4 +98,12 @@ export async function releaseQgroups(mountpoint: string, ids: number[]): Promise
     if (r.exitCode !== 0 && !/No such file/i.test(r.stderr)) held.push(`0/${id}`);
   }
   return held;
+}
+
+/** Whether this kernel (6.10 and later) removes a deleted subvolume's emptied qgroup itself. */
+export function kernelDropsEmptyQgroups(rel = release()): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(rel);
+  if (!m) return false;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 6 || (major === 6 && minor >= 10);
 }
