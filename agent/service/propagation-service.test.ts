@@ -65,9 +65,11 @@ describe("PropagationService (fakes)", () => {
   it("attaches, registers the version with the pool, records it, then hydrates", async () => {
     const svc = make();
     await svc.restore();
-    expect(att.warmed).toBe(true);
+    // the copy workers start with the first attach, not with the agent
+    expect(att.warmed).toBe(false);
     const steps: string[] = [];
     const a = await svc.attach(req(GOOD, false), (p) => steps.push(p.step));
+    expect(att.warmed).toBe(true);
     expect(a).toMatchObject({ base: "ct", version: 1, sourceNode: "origin", checksum: seed.checksum });
     expect(a.state.phase).toBe("attached");
     expect(pool.externalState("ct", 1)).toBe("attached");
