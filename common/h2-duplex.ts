@@ -14,8 +14,8 @@
  */
 import type { ClientHttp2Stream } from "node:http2";
 import { Duplex } from "node:stream";
-import { Code, fromGrpcError, type ProtoctlError } from "./errors.js";
-import { frame, statusFromHeaders } from "./h2-unary.js";
+import { Code } from "./errors.js";
+import { frame, statusError, statusFromHeaders } from "./h2-unary.js";
 
 /** What a grpc-js service definition gives for a streaming method. */
 export interface StreamDefinition<Req, Res> {
@@ -26,10 +26,6 @@ export interface StreamDefinition<Req, Res> {
 
 /** Largest response message accepted by default (bytes). */
 export const MAX_STREAM_MESSAGE_BYTES = 16 * 2 ** 20;
-
-function statusError(code: number, details: string, md: Record<string, Buffer[]> = {}): ProtoctlError {
-  return fromGrpcError({ code, details, metadata: { get: (k: string) => md[k] ?? [] } });
-}
 
 /**
  * Splits length-prefixed messages out of a byte stream: `push` bytes in, get

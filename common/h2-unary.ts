@@ -66,7 +66,8 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-function statusError(code: number, details: string, md: Record<string, Buffer[]> = {}): ProtoctlError {
+/** A gRPC status (code, message, trailers) as the ProtoctlError grpc-js would give. */
+export function statusError(code: number, details: string, md: Record<string, Buffer[]> = {}): ProtoctlError {
   return fromGrpcError({ code, details, metadata: { get: (k: string) => md[k] ?? [] } });
 }
 
