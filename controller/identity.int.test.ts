@@ -135,6 +135,19 @@ describe("join tokens", () => {
     await expect(joinAs(anon, token, "uses-3")).rejects.toMatchObject({ reason: "TOKEN_USED" });
   });
 
+  it("a multi-use token admits a fleet joining at once, through both replicas, and no more", async () => {
+    const n = 40;
+    const { token } = await call(admin, "createJoinToken", { ...TOKEN, uses: n });
+    const anonB = open(ctls[1]!.address, { caPem });
+    const joins = Array.from({ length: n }, (_, i) => joinAs(i % 2 ? anonB : anon, token, `fleet-${i}`));
+    const results = await Promise.allSettled(joins);
+    const lost = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+    expect(lost.map((r) => String(r.reason))).toEqual([]);
+    await expect(joinAs(anon, token, "fleet-extra")).rejects.toMatchObject({ reason: "TOKEN_USED" });
+    const names = (await call(admin, "listNodes", {})).nodes.map((x) => x.name);
+    expect(names.filter((x) => x.startsWith("fleet-"))).toHaveLength(n);
+  }, 60_000);
+
   it("an expired token is refused", async () => {
     const { token } = await call(admin, "createJoinToken", { ...TOKEN, ttlSeconds: 1 });
     await new Promise((r) => setTimeout(r, 1500));

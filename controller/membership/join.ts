@@ -16,8 +16,13 @@
  * The node record, the token's spent use and the node's certificate serial
  * are written in one etcd transaction conditioned on the revisions read, so
  * two joins racing for one single-use token or one name cannot both win.
+ * Joins sharing a token on one replica take turns (a fleet booting with one
+ * multi-use token would otherwise lose most of its transactions to each
+ * other and give up); across replicas a lost transaction is retried after a
+ * random pause.
  */
 import { alreadyExists, Code, invalidArgument, ProtoctlError } from "../../common/errors.js";
+import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
 import { certSerial, peerIdentity, signCsr } from "../../common/tls.js";
 import type { JoinNodeRequest, JoinNodeResponse } from "../../proto/gen/protoctl/v1/control.js";
@@ -34,7 +39,19 @@ const RENEW_BEFORE_MS = 30 * 86_400_000;
 
 type CallWithAuth = Parameters<typeof peerIdentity>[0];
 
+const ATTEMPTS = 20;
+const joinTurns = new KeyedLock();
+
 export async function joinNode(
+  ctx: ControllerContext,
+  req: JoinNodeRequest,
+  call?: CallWithAuth,
+): Promise<JoinNodeResponse> {
+  const turn = req.token ? `token:${req.token}` : `node:${req.name}`;
+  return joinTurns.run(turn, () => joinOnce(ctx, req, call));
+}
+
+async function joinOnce(
   ctx: ControllerContext,
   req: JoinNodeRequest,
   call?: CallWithAuth,
@@ -48,7 +65,9 @@ export async function joinNode(
   }
   const peer = ctx.tls && call ? peerIdentity(call, ctx.tls.ca.certPem) : undefined;
   const s = ctx.store;
-  for (let attempt = 0; attempt < 8; attempt++) {
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    // another replica won the last transaction: a random pause, growing, so that racers spread out
+    if (attempt > 0) await new Promise((r) => setTimeout(r, Math.random() * 20 * Math.min(attempt, 10)));
     const [cur, ident, revoked] = await Promise.all([
       s.nodes.get(name),
       s.kv.get(s.keys.nodeIdentity(name), identityCodecs.node),
