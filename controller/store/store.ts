@@ -25,7 +25,6 @@ import {
   SeedImage,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { LabState } from "../labs/lab-state.js";
-import type { LabRollout } from "../labs/rollout.js";
 import { instrumentEtcdKv } from "../metrics/instrument.js";
 import type { OperationRecord } from "../operations/record.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
@@ -75,7 +74,7 @@ export interface LabRecord {
   /** The leader deletes the whole lab at this time (ms since the epoch); absent: never. */
   expiresMs?: number;
   /** What the last `lab up` asked for that is not done yet, and per-machine /etc/hosts status (lab-rollout.ts). */
-  rollout?: LabRollout;
+  rollout?: import("../labs/rollout.js").LabRollout;
 }
 
 const layerCodec: Codec<LayerRecord> = {
