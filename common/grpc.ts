@@ -78,7 +78,7 @@ export function unaryHandler<Req, Res>(fn: (req: Req, call: UnaryCallLike) => Pr
   };
 }
 
-type UnaryMethod<Req, Res> = (
+export type UnaryMethod<Req, Res> = (
   req: Req,
   metadata: Metadata,
   options: Partial<CallOptions>,

@@ -2,7 +2,6 @@
 import { invalidArgument } from "../../common/errors.js";
 import { unaryHandler } from "../../common/grpc.js";
 import type { AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
-import { subvolumeUsage } from "../host/pool/disk-limit.js";
 import type { AgentContext } from "./context.js";
 import { failStream } from "./streams.js";
 
@@ -36,8 +35,7 @@ export function envHandlers(ctx: AgentContext): Handlers {
       const env = await envs.get(req.name);
       // live usage only here (not on every status event): two btrfs commands
       if (env.spec?.resources?.diskBytes && env.status) {
-        const root = envs.rootDirOf(req.name);
-        const u = await subvolumeUsage(root, root).catch(() => undefined);
+        const u = await envs.diskUsage(req.name);
         if (u) {
           env.status.diskUsedBytes = u.referenced;
           env.status.diskLimitBytes = u.maxReferenced;

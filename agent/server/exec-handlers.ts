@@ -9,7 +9,6 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { invalidArgument } from "../../common/errors.js";
 import type { AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
 import type { ExecInput, ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
-import { drainAfterExit } from "../host/machines/exec-session.js";
 import type { AgentContext } from "./context.js";
 import { failStream } from "./streams.js";
 
@@ -75,7 +74,7 @@ async function runExec(ctx: AgentContext, call: ServerDuplexStream<ExecInput, Ex
     if (!done && !start.tty) session.stdin.end();
   });
   call.resume();
-  const code = await drainAfterExit(session);
+  const code = await ctx.envs.exitOf(session);
   done = true;
   call.write({ output: { $case: "exitCode", exitCode: code } });
   call.end();

@@ -3,7 +3,6 @@ import { cpus, freemem, totalmem } from "node:os";
 import { unaryHandler } from "../../common/grpc.js";
 import type { AgentInfo, AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
 import { PoolKind } from "../../proto/gen/protoctl/v1/types.js";
-import { MACHINES_CAPABILITY, machinesProblem } from "../host/machines/host-check.js";
 import type { AgentContext } from "./context.js";
 import { baseVersionMsg } from "./convert.js";
 import { attachmentMsg, exportMsg } from "./propagation-handlers.js";
@@ -16,10 +15,10 @@ const POOL_KINDS = {
 
 /** This node's identity, capacity and bases (GetInfo, and the heartbeat inventory). */
 export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
-  const [cap, bases, problem, cache] = await Promise.all([
+  const [cap, bases, machines, cache] = await Promise.all([
     ctx.pool.capacity(),
     ctx.pool.listBaseVersions(),
-    machinesProblem(),
+    ctx.envs.machinesCheck(),
     ctx.pool.packageCache?.stats(),
   ]);
   return {
@@ -28,7 +27,7 @@ export async function agentInfo(ctx: AgentContext): Promise<AgentInfo> {
     capabilities: [
       { name: "nspawn", ok: true, detail: "--register=no --keep-unit" },
       ...(ctx.transport ? [transportCapability(ctx.transport)] : []),
-      { name: MACHINES_CAPABILITY, ok: !problem, detail: problem ?? "" },
+      { name: machines.name, ok: !machines.problem, detail: machines.problem ?? "" },
       ...(cache ? [packageCacheCapability(cache)] : []),
     ],
     capacity: {

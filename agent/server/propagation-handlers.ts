@@ -23,8 +23,8 @@ import {
   type SeedImage,
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { AttachmentState } from "../host/attachments/types.js";
-import { receiveSubvolume, sendSubvolume } from "../host/deltas/btrfs-stream.js";
 import type { BaseVersionMeta } from "../host/interfaces.js";
+import { receiveVersionStream, sendVersion } from "../service/delta-stream.js";
 import type { PropagationService } from "../service/propagation-service.js";
 import type { AttachmentInfo, ExportInfo, SeedRecord } from "../service/propagation-types.js";
 import type { AgentContext } from "./context.js";
@@ -191,13 +191,9 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
     sendDelta: (call: ServerWritableStream<SendDeltaRequest, DeltaChunk>) => {
       (async () => {
         const { base, version } = ref(call.request.ref);
-        const { meta, root } = await ctx.pool.getBaseVersion(base, version).then(async (m) => ({
-          meta: m,
-          root: (await svc.rootOf(m.base, m.version)).root,
-        }));
+        const meta = await ctx.pool.getBaseVersion(base, version);
         const pv = call.request.parentVersion;
-        const parent = pv ? (await svc.rootOf(base, pv)).root : undefined;
-        const sender = sendSubvolume({ subvolume: root, parent });
+        const sender = await sendVersion(svc, meta.base, meta.version, pv);
         call.on("cancelled", () => sender.cancel());
         call.write({
           part: {
@@ -248,14 +244,7 @@ export function propagationHandlers(ctx: AgentContext, svc: PropagationService):
             }
           })(),
         );
-        const got = await svc.receive(
-          meta,
-          (dir) =>
-            receiveSubvolume({ dir, stream }).then((r) => {
-              if (r.name !== "root") throw invalidArgument(`delta carries subvolume ${r.name}, not root`);
-            }),
-          header.parentVersion,
-        );
+        const got = await receiveVersionStream(svc, meta, stream, header.parentVersion);
         svc.onChange();
         return baseVersionMsg(got, node);
       })().then(

@@ -25,6 +25,9 @@ import {
 } from "../../proto/gen/protoctl/v1/types.js";
 import type { ExecSession, MachineDriver, PoolDriver } from "../host/interfaces.js";
 import { drainAfterExit } from "../host/machines/exec-session.js";
+import { MACHINES_CAPABILITY, machinesProblem } from "../host/machines/host-check.js";
+import { subvolumeUsage } from "../host/pool/disk-limit.js";
+import type { QgroupUsage } from "../host/pool/parsers.js";
 import {
   filePath,
   hostsFile,
@@ -360,6 +363,22 @@ export class EnvService {
   watch(fn: (env: Env) => void): () => void {
     this.events.on("env", fn);
     return () => this.events.off("env", fn);
+  }
+
+  /** An exec session's exit code, once its output has drained (the exec stream ends after it). */
+  exitOf(session: ExecSession): Promise<number> {
+    return drainAfterExit(session);
+  }
+
+  /** Live disk usage of an env's root (two btrfs commands); undefined when unknown. */
+  async diskUsage(name: string): Promise<QgroupUsage | undefined> {
+    const root = this.rootDirOf(name);
+    return subvolumeUsage(root, root).catch(() => undefined);
+  }
+
+  /** Whether machines can run here: the capability's name and the problem (undefined: none). */
+  async machinesCheck(): Promise<{ name: string; problem: string | undefined }> {
+    return { name: MACHINES_CAPABILITY, problem: await machinesProblem() };
   }
 
   async exec(start: ExecStart): Promise<ExecSession> {

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import type { ControlServiceClient, PushProgress } from "../../proto/gen/protoctl/v1/control.js";
+import type { ControlServiceClient, LabProgress, PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase, EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import {
@@ -201,3 +201,104 @@ machines:
   expect(hosts.stdout).toMatch(/\bm-2\b/);
   expect(hosts.stdout).toMatch(/\bm-3\b/);
 }, 180_000);
+
+const newPeerEnv = (m: string) => `kl-${m}`;
+
+/** The lab record's rollout as etcd holds it. */
+async function labRollout(): Promise<{ create: string[]; replace: string[]; remove: string[] } | undefined> {
+  const rec = (await cl.etcd("lab-state/")).find((r) => (r.state as { name: string }).name === "kl");
+  return rec?.rollout as { create: string[]; replace: string[]; remove: string[] } | undefined;
+}
+
+/**
+ * Applies a changed `kl` through a follower and SIGKILLs the leader once
+ * `killWhen` holds for the record's rollout; the lab must end converged:
+ * every machine running, each kept machine's /etc/hosts naming `newPeer`.
+ */
+async function applyKillingLeader(
+  spec: string,
+  machines: string[],
+  kept: string[],
+  newPeer: string,
+  killOn: "record" | "hosts",
+) {
+  const { leader, follower } = await leaderAndFollower();
+  const before = new Map(
+    (await call(follower, "listEnvs", { node: "", group: "kl" })).envs.map((e) => [
+      e.spec!.name,
+      e.status!.leaderPid,
+    ]),
+  );
+  const stream = follower.applyLab(
+    { specYaml: spec, wait: true, dryRun: false },
+    { deadline: new Date(Date.now() + 150_000) },
+  );
+  let killed: Promise<void> | undefined;
+  const kill = async () => {
+    const r = await labRollout();
+    const left = r ? r.create.length + r.replace.length + r.remove.length : -1;
+    console.log(`killing the leader (${killOn}) with ${left} env(s) of the rollout left`);
+    await cl.killController(leader);
+  };
+  // the first /etc/hosts line: kept machines rewritten, the replacement waiting for its old env to go
+  stream.on("data", (p: LabProgress) => {
+    if (killOn === "hosts" && p.action === "hosts") killed ??= kill();
+  });
+  const done = streamed(stream);
+  if (killOn === "record") {
+    await eventually(async () => (await labRollout())?.create.includes(newPeerEnv(newPeer)), 60_000, 10);
+    killed = kill();
+  }
+  await done;
+  expect(killed, "the leader was killed during lab up").toBeDefined();
+  await killed;
+  const envs = (await call(follower, "listEnvs", { node: "", group: "kl" })).envs;
+  expect(envs.map((e) => e.spec?.name).sort()).toEqual(machines.map((m) => `kl-${m}`).sort());
+  expect(envs.every((e) => e.status?.phase === EnvPhase.ENV_PHASE_RUNNING)).toBe(true);
+  const r = await labRollout();
+  expect([r?.create, r?.replace, r?.remove]).toEqual([[], [], []]);
+  for (const m of kept) {
+    // kept as it was (same machine), its /etc/hosts rewritten in place by whichever leader came next
+    const now = envs.find((e) => e.spec?.name === `kl-${m}`);
+    expect(now?.status?.leaderPid, m).toBe(before.get(`kl-${m}`));
+    const hosts = await eventually(async () => {
+      const out = (await execIn(follower, `kl-${m}`, ["cat", "/etc/hosts"])).stdout;
+      return new RegExp(`\\b${newPeer}\\b`).test(out) ? out : undefined;
+    }, 30_000);
+    expect(hosts).toMatch(new RegExp(`\\b${newPeer}\\b`));
+  }
+  await eventually(async () => {
+    const x = cl.controllers.find((c) => c.id === leader)!;
+    return call(x.c, "getVersion", {}, 1000).then(
+      () => true,
+      () => false,
+    );
+  }, 90_000);
+}
+
+it("a changed lab converges when the leader dies right after its record is written", async () => {
+  // m-3 changed (replaced), m-4 new: m-1 and m-2 are kept and learn of m-4
+  const spec = `name: kl
+networks:
+  red: 10.78.1.0/24
+machines:
+  m-{1..2}: { base: kb, networks: [red] }
+  m-3: { base: kb, networks: [red], env: { V: "2" } }
+  m-4: { base: kb, networks: [red] }
+`;
+  await applyKillingLeader(spec, ["m-1", "m-2", "m-3", "m-4"], ["m-1", "m-2"], "m-4", "record");
+}, 240_000);
+
+it("a changed lab converges when the leader dies while it creates and rewrites /etc/hosts", async () => {
+  // m-2 changed (replaced), m-5 new: m-1, m-3 and m-4 are kept and learn of m-5
+  const spec = `name: kl
+networks:
+  red: 10.78.1.0/24
+machines:
+  m-1: { base: kb, networks: [red] }
+  m-2: { base: kb, networks: [red], env: { V: "3" } }
+  m-3: { base: kb, networks: [red], env: { V: "2" } }
+  m-{4..5}: { base: kb, networks: [red] }
+`;
+  await applyKillingLeader(spec, ["m-1", "m-2", "m-3", "m-4", "m-5"], ["m-1", "m-3", "m-4"], "m-5", "hosts");
+}, 240_000);

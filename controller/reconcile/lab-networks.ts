@@ -33,10 +33,10 @@
  */
 import { isIP } from "node:net";
 import { Code, ProtoctlError } from "../../common/errors.js";
-import { callUnary } from "../../common/grpc.js";
 import { KeyedLock } from "../../common/keyed-lock.js";
 import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase, type EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
+import { agentCall } from "../agents/call.js";
 import type { LabNetworkState } from "../labs/lab-state.js";
 import type { Informer } from "../store/informer.js";
 import type { Condition } from "../store/kv.js";
@@ -193,7 +193,7 @@ export class LabNetworks {
         if (this.applied.get(k) === key) continue;
         calls.push(
           this.call(node, (c) =>
-            callUnary(
+            agentCall(
               c.ensureNetwork.bind(c),
               {
                 name: ref.net.bridge,
@@ -203,7 +203,7 @@ export class LabNetworks {
                 gateway: "",
                 mtu: 0,
               },
-              { deadlineMs: this.timeoutMs },
+              this.timeoutMs,
             ),
           ).then(
             () => {
@@ -313,11 +313,11 @@ export class LabNetworks {
       this.applied.delete(k);
       return;
     }
-    await this.call(node, (c) =>
-      callUnary(c.deleteNetwork.bind(c), { name: bridge }, { deadlineMs: this.timeoutMs }),
-    ).catch((err) => {
-      if (ProtoctlError.from(err).code !== Code.NOT_FOUND) throw err;
-    });
+    await this.call(node, (c) => agentCall(c.deleteNetwork.bind(c), { name: bridge }, this.timeoutMs)).catch(
+      (err) => {
+        if (ProtoctlError.from(err).code !== Code.NOT_FOUND) throw err;
+      },
+    );
     this.stats.delete++;
     this.applied.delete(k);
     this.failures.delete(k);

@@ -17,6 +17,7 @@ import { ClusterCache } from "./cluster-cache.js";
 import { EnvReconciler } from "./env-reconciler.js";
 import { ExpiryReconciler } from "./expiry.js";
 import { LabNetworks } from "./lab-networks.js";
+import { LabRollouts } from "./lab-rollout.js";
 import { LayerForwarder } from "./layer-forwarder.js";
 import { NodeReconciler } from "./node-reconciler.js";
 import { OperationReconciler } from "./operation-reconciler.js";
@@ -30,6 +31,8 @@ export class ReconcileManager {
   readonly nodes: NodeReconciler;
   readonly labQueue: WorkQueue;
   readonly labs: LabNetworks;
+  readonly rolloutQueue: WorkQueue;
+  readonly rollouts: LabRollouts;
   readonly layers: LayerForwarder;
   readonly opQueue: WorkQueue;
   readonly operations: OperationReconciler;
@@ -64,6 +67,8 @@ export class ReconcileManager {
     this.labQueue = new WorkQueue({ backoff, concurrency: 4 });
     this.labInformer = new Informer(ctx.store.labStates);
     this.labs = new LabNetworks(ctx.store, this.cache, this.labInformer, agent, fence);
+    this.rolloutQueue = new WorkQueue({ backoff, concurrency: 4 });
+    this.rollouts = new LabRollouts(ctx.store, this.cache, this.labInformer, agent, fence);
     this.layers = new LayerForwarder(ctx.store, (node) => {
       const c = agent(node);
       if (!c) throw new Error(`node ${node} has no address`);
@@ -101,9 +106,19 @@ export class ReconcileManager {
     // lab networks follow placements: a machine placed, moved or gone changes its networks' nodes
     c.status.onChange((name, cur, prev) => {
       if (cur && prev && cur.value.node === prev.value.node && cur.value.phase === prev.value.phase) return;
-      for (const lab of this.labs.labsOfEnv(name)) this.labQueue.add(lab);
+      for (const lab of this.labs.labsOfEnv(name)) {
+        this.labQueue.add(lab);
+        this.rolloutQueue.add(lab);
+      }
     });
-    this.labInformer.onChange((name) => this.labQueue.add(name));
+    // a spec gone (its status may stay a while) can free a rollout's next step too
+    c.specs.onChange((name, cur) => {
+      if (!cur) for (const lab of this.labs.labsOfEnv(name)) this.rolloutQueue.add(lab);
+    });
+    this.labInformer.onChange((name) => {
+      this.labQueue.add(name);
+      this.rolloutQueue.add(name);
+    });
     this.opInformer.onChange((id, cur) => {
       if (cur) this.opQueue.add(id);
     });
@@ -115,6 +130,7 @@ export class ReconcileManager {
     await this.labInformer.start();
     await this.opInformer.start();
     for (const id of this.opInformer.names()) this.opQueue.add(id);
+    for (const lab of this.labInformer.names()) this.rolloutQueue.add(lab);
     this.expiry.arm();
     for (const name of c.nodes.names()) this.nodeQueue.add(name);
     for (const name of new Set([...c.specs.names(), ...c.status.names()])) this.envQueue.add(name);
@@ -139,6 +155,13 @@ export class ReconcileManager {
         (key, err, retry) => {
           reconcileFailed("lab", retry);
           log.warn({ lab: key, err: (err as Error).message, retryInMs: retry }, "lab reconcile failed");
+        },
+      ),
+      this.rolloutQueue.run(
+        (k) => this.rollouts.reconcile(k),
+        (key, err, retry) => {
+          reconcileFailed("lab", retry);
+          log.warn({ lab: key, err: (err as Error).message, retryInMs: retry }, "lab rollout failed");
         },
       ),
     ]);
@@ -169,6 +192,7 @@ export class ReconcileManager {
     this.envQueue.shutdown();
     this.nodeQueue.shutdown();
     this.labQueue.shutdown();
+    this.rolloutQueue.shutdown();
     this.opQueue.shutdown();
     await this.expiry.stop();
     await this.labInformer.stop();

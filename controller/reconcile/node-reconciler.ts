@@ -5,8 +5,9 @@
  * period), and sweeps orphans from a returning node: envs the agent still
  * runs that the store has placed elsewhere, marked Lost or deleted meanwhile.
  */
-import { callUnary } from "../../common/grpc.js";
+
 import { EnvPhase } from "../../proto/gen/protoctl/v1/types.js";
+import { agentCall } from "../agents/call.js";
 import type { ControllerContext } from "../context.js";
 import type { ClusterCache } from "./cluster-cache.js";
 import type { EnvReconciler } from "./env-reconciler.js";
@@ -89,7 +90,7 @@ export class NodeReconciler {
     const client = this.ctx.agents.get(node, address);
     let envs: import("../../proto/gen/protoctl/v1/types.js").Env[];
     try {
-      envs = (await callUnary(client.listEnvs.bind(client), {}, { deadlineMs: 15_000 })).envs;
+      envs = (await agentCall(client.listEnvs.bind(client), {}, 15_000)).envs;
     } catch (err) {
       this.ctx.log.warn(
         { node, err: (err as Error).message },
@@ -105,7 +106,7 @@ export class NodeReconciler {
       // is fenced off like one placed elsewhere (it must not run unseen, nor twice after a new create).
       if (st && st.node === node && st.phase !== EnvPhase.ENV_PHASE_LOST) continue;
       this.ctx.log.info({ node, env: name }, "deleting orphan env (placed elsewhere, lost or deleted)");
-      await callUnary(client.deleteEnv.bind(client), { name }, { deadlineMs: 60_000 }).catch((err) =>
+      await agentCall(client.deleteEnv.bind(client), { name }, 60_000).catch((err) =>
         this.ctx.log.warn({ node, env: name, err: (err as Error).message }, "orphan delete failed"),
       );
     }

@@ -6,7 +6,7 @@
  * and built lazily by agents when an env needs them (or eagerly on request).
  */
 import { createHash } from "node:crypto";
-import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { baseRefOf } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
@@ -32,6 +32,7 @@ import {
   type OperationEvent,
   Recipe,
 } from "../../proto/gen/protoctl/v1/types.js";
+import { agentCall, agentFor } from "../agents/call.js";
 import type { ControllerContext } from "../context.js";
 import { decodeDeleted } from "../operations/base-delete-pass.js";
 import { followOperation, fromStoredError } from "../operations/follow.js";
@@ -40,7 +41,6 @@ import { newOperationId, newRecord } from "../operations/record.js";
 import { latestVersion, readHoldings, sealOf } from "../propagation/holdings.js";
 import { resolveTargets } from "../propagation/plan.js";
 import { recordLayerBuild } from "../store/layer-builds.js";
-import { agentFor } from "./env-api.js";
 import { pipeFrom, serverStream, unary } from "./handlers.js";
 import { listNodes } from "./node-api.js";
 import { sealResult } from "./seal.js";
@@ -438,13 +438,11 @@ async function dropLayerBuilds(ctx: ControllerContext, name: string): Promise<vo
   await Promise.all(
     nodes.map(async (n) => {
       const client = await agentFor(ctx, n.name);
-      await new Promise<void>((resolve) =>
-        client.deleteLayer({ name, base: "" }, new Metadata(), { deadline: Date.now() + 30_000 }, (err) => {
-          if (err && fromServiceError(err).code !== Code.NOT_FOUND)
-            ctx.log.warn({ node: n.name, layer: name, err: err.message }, "layer builds not removed");
-          resolve();
-        }),
-      );
+      await agentCall(client.deleteLayer.bind(client), { name, base: "" }).catch((err: unknown) => {
+        const pe = ProtoctlError.from(err);
+        if (pe.code !== Code.NOT_FOUND)
+          ctx.log.warn({ node: n.name, layer: name, err: pe.message }, "layer builds not removed");
+      });
     }),
   );
 }

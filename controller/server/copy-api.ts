@@ -9,8 +9,8 @@ import { failedPrecondition, invalidArgument, notFound } from "../../common/erro
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
 import { validateName } from "../../common/names.js";
 import type { CopyChunk, CopyFromRequest, CopyResult } from "../../proto/gen/protoctl/v1/types.js";
+import { agentFor } from "../agents/call.js";
 import type { ControllerContext } from "../context.js";
-import { agentFor } from "./env-api.js";
 
 export function copyApi(ctx: ControllerContext) {
   const nodeOf = async (env: string): Promise<string> => {

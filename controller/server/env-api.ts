@@ -4,7 +4,7 @@
  * `wait=true` waits on the shared status watch. Exec and logs are proxied to
  * the env's agent as streams.
  */
-import { Metadata, type ServerDuplexStream } from "@grpc/grpc-js";
+import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { checkEnvCommand } from "../../common/env-command.js";
 import {
   alreadyExists,
@@ -37,6 +37,7 @@ import {
   type LogLine,
   type LogsRequest,
 } from "../../proto/gen/protoctl/v1/types.js";
+import { agentCall, agentFor } from "../agents/call.js";
 import type { ControllerContext } from "../context.js";
 import { newStatus } from "../reconcile/env-reconciler.js";
 import { keptOutput } from "../reconcile/failure-output.js";
@@ -218,12 +219,11 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       if (!node)
         throw failedPrecondition(`env ${req.name} is not placed on a node`, { reason: "ENV_NOT_PLACED" });
       const client = await agentFor(ctx, node);
-      const res = await new Promise<{
-        baseVersion?: import("../../proto/gen/protoctl/v1/types.js").BaseVersion;
-      }>((resolve, reject) =>
-        client.snapshotEnv({ name: req.name, asBase: req.asBase }, (err, r) =>
-          err ? reject(fromServiceError(err)) : resolve(r),
-        ),
+      // a snapshot copies the env's filesystem: no quick deadline
+      const res = await agentCall(
+        client.snapshotEnv.bind(client),
+        { name: req.name, asBase: req.asBase },
+        60 * 60_000,
       );
       if (!res.baseVersion) throw new ProtoctlError(Code.INTERNAL, "agent returned no base version");
       return sealResult(ctx, node, "base.snapshot", res.baseVersion);
@@ -355,10 +355,6 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
 }
 
 /** The client of a node's agent (controller/agents/clients.ts). */
-export function agentFor(ctx: ControllerContext, node: string) {
-  return ctx.agents.forNode(ctx.store, node);
-}
-
 function envNotFound(name: string): ProtoctlError {
   return notFound(`env ${name} not found`, {
     reason: "ENV_NOT_FOUND",
@@ -417,9 +413,5 @@ export function withExpiry(spec: EnvSpec, ttlMs: number, defaultTtlMs: number, n
 
 async function agentGetEnv(ctx: ControllerContext, node: string, name: string): Promise<Env> {
   const client = await agentFor(ctx, node);
-  return new Promise<Env>((resolve, reject) =>
-    client.getEnv({ name }, new Metadata(), { deadline: Date.now() + 3000 }, (err, r) =>
-      err ? reject(fromServiceError(err)) : resolve(r),
-    ),
-  );
+  return agentCall(client.getEnv.bind(client), { name }, 3000);
 }

@@ -2,12 +2,10 @@
  * Lab RPCs. ApplyLab plans the spec against the stored lab (controller/labs,
  * pure), records the new state (addresses, VNIs, bridge names) in
  * `lab-state/<lab>` first, so the leader knows the lab's networks before any
- * of its machines is placed, then writes the difference as env specs:
- * deleted and replaced machines go first (a freed address may be handed to a
- * new machine), then new ones. The leader's loops place the envs (group =
- * lab: anti-affinity), make the networks on their nodes and create them;
- * this handler waits for them and rewrites /etc/hosts of kept machines whose
- * peers changed. DeleteLab marks the lab as deleting and deletes its envs;
+ * of its machines is placed, with the rollout (labs/rollout.ts) in the same
+ * write: which envs go, which come, which /etc/hosts are due. The leader's
+ * lab loop (reconcile/lab-rollout.ts) carries it out whoever took the call;
+ * this handler only follows it (lab-follow.ts). DeleteLab marks the lab as deleting and deletes its envs;
  * the leader removes the networks once they are gone, then the record.
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
@@ -22,17 +20,10 @@ import type {
   LabGraphRequest,
   LabProgress,
 } from "../../proto/gen/protoctl/v1/control.js";
-import {
-  EnvPhase,
-  type EnvSpec,
-  type EnvStatus,
-  type Lab,
-  LabPhase,
-} from "../../proto/gen/protoctl/v1/types.js";
+import { EnvPhase, type EnvStatus, type Lab, LabPhase } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import {
   clusterNetworkIds,
-  hostsFileText,
   type LabPlan,
   labGraph,
   labView,
@@ -40,18 +31,15 @@ import {
   type MachineStatus,
   planLab,
 } from "../labs/index.js";
+import { mergeRollout } from "../labs/rollout.js";
 import type { LabSpec } from "../labs/spec-types.js";
-import { newStatus } from "../reconcile/env-reconciler.js";
+import { deleteEnvSpec } from "../reconcile/lab-rollout.js";
 import { codecs, type LabRecord } from "../store/store.js";
-import { agentFor } from "./env-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, serverStream, unary } from "./handlers.js";
-import { runWithStdin } from "./lab-exec.js";
+import { followRollout } from "./lab-follow.js";
 
 const WAIT_MS = 10 * 60_000;
-const SETTLED = new Set([EnvPhase.ENV_PHASE_RUNNING, EnvPhase.ENV_PHASE_FAILED, EnvPhase.ENV_PHASE_LOST]);
-/** A fixed command: /etc/hosts content arrives on stdin, never in an argument. */
-const WRITE_HOSTS = ["/bin/sh", "-c", "cat > /etc/hosts.protoctl && mv -f /etc/hosts.protoctl /etc/hosts"];
 
 export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   const store = ctx.store;
@@ -126,7 +114,7 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       const envs = new Set(Object.values(rec.value.state.machines).map((m) => m.envName));
       for (const it of (await store.envSpecs.list()).items)
         if (it.value.group === req.name) envs.add(it.value.name);
-      await Promise.all([...envs].map((e) => deleteSpec(ctx, e)));
+      await Promise.all([...envs].map((e) => deleteEnvSpec(store, e)));
       if (req.wait) {
         const stop = cancelled(call);
         const deadline = Date.now() + WAIT_MS;
@@ -233,6 +221,8 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       });
       return;
     }
+    await checkNames(spec.name, plan);
+    record.rollout = mergeRollout(cur?.value.state, cur?.value.rollout, plan);
     const key = store.keys.labState(spec.name);
     const w = await store.kv.commit({
       conditions: [{ key, modRevision: cur?.modRevision ?? 0 }],
@@ -250,69 +240,17 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
         reason: "LAB_CONFLICT",
       });
     }
-
-    const stop = cancelled(call);
-    // 1. machines that go (deleted, or replaced: recreated below under the same name)
-    const going = [...plan.machines.delete, ...plan.machines.replace];
-    const deleting = new Set(plan.machines.delete.map((m) => m.name));
-    await Promise.all(
-      going.map(async (m) => {
-        if (await deleteSpec(ctx, m.envName)) {
-          await waiter.wait(m.envName, (s) => !s, WAIT_MS, stop);
-        }
-        if (deleting.has(m.name)) progress(m.name, "delete", "deleted");
-      }),
-    );
-    // 2. machines that come (new and replaced)
-    const coming = [...plan.machines.create, ...plan.machines.replace];
-    await Promise.all(coming.map((m) => createEnv(m.envSpec)));
-    // 3. kept machines whose peers changed: /etc/hosts rewritten in place
-    const hostsFailed: string[] = [];
-    const hosts = Promise.all(
-      plan.hostsUpdates.map(async (u) => {
-        const e = envs.get(u.envName)?.status;
-        try {
-          if (!e?.node || e.phase !== EnvPhase.ENV_PHASE_RUNNING) throw new Error("not running");
-          const text = hostsFileText(u.name, u.hosts);
-          const code = await runWithStdin(
-            await agentFor(ctx, e.node),
-            u.envName,
-            WRITE_HOSTS,
-            Buffer.from(text),
-          );
-          if (code !== 0) throw new Error(`exit ${code}`);
-          progress(u.name, "hosts", "/etc/hosts updated");
-        } catch (err) {
-          hostsFailed.push(u.name);
-          progress(u.name, "hosts", `cannot update /etc/hosts: ${(err as Error).message}`);
-        }
-      }),
-    );
-    const failed: string[] = [];
-    if (req.wait) {
-      await Promise.all(
-        coming.map(async (m) => {
-          const st = await waiter.wait(m.envName, (s) => !s || SETTLED.has(s.phase), WAIT_MS, stop);
-          const phase = st?.phase ?? EnvPhase.ENV_PHASE_UNSPECIFIED;
-          if (phase !== EnvPhase.ENV_PHASE_RUNNING) failed.push(`${m.name}: ${st?.message || "gone"}`);
-          progress(
-            m.name,
-            plan.machines.replace.includes(m) ? "replace" : "create",
-            st?.node ? `on ${st.node}` : "",
-            phase,
-          );
-        }),
-      );
-    }
-    await hosts;
-    if (hostsFailed.length > 0) {
-      // the next `lab up` tries again: a cleared digest never matches
-      await store.labStates.update(spec.name, (r) => {
-        if (!r) return undefined;
-        for (const m of hostsFailed) if (r.state.machines[m]) r.state.machines[m]!.hostsDigest = "";
-        return r;
-      });
-    }
+    // the leader's lab loop does the rest (reconcile/lab-rollout.ts); this call only follows it
+    const failed = await followRollout({
+      store,
+      waiter,
+      lab: spec.name,
+      plan,
+      wait: req.wait,
+      stop: cancelled(call),
+      progress,
+      timeoutMs: WAIT_MS,
+    });
     const final = await store.labStates.get(spec.name);
     send({
       machine: "",
@@ -333,17 +271,16 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
     }
   }
 
-  async function createEnv(spec: EnvSpec): Promise<void> {
-    if (!(await store.createEnv(spec, newStatus()))) {
-      throw new ProtoctlError(
-        Code.ALREADY_EXISTS,
-        `env ${spec.name} exists outside the lab (or is being deleted)`,
-        {
-          reason: "NAME_IN_USE",
-          subject: `env/${spec.name}`,
-          hint: `delete it with \`protoctl env rm ${spec.name}\` or rename the machine`,
-        },
-      );
+  /** A new machine's env name taken outside the lab: refused before anything is written. */
+  async function checkNames(lab: string, plan: LabPlan): Promise<void> {
+    for (const m of [...plan.machines.create, ...plan.machines.replace]) {
+      const other = await store.envSpecs.get(m.envName);
+      if (!other || other.value.group === lab) continue;
+      throw new ProtoctlError(Code.ALREADY_EXISTS, `env ${m.envName} exists outside the lab`, {
+        reason: "NAME_IN_USE",
+        subject: `env/${m.envName}`,
+        hint: `delete it with \`protoctl env rm ${m.envName}\` or rename the machine`,
+      });
     }
   }
 
@@ -378,20 +315,6 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       }
     }
   }
-}
-
-/** Deletes an env's spec (asks for its deletion); false when it had none. */
-async function deleteSpec(ctx: ControllerContext, env: string): Promise<boolean> {
-  for (let i = 0; i < 5; i++) {
-    const spec = await ctx.store.envSpecs.get(env);
-    if (!spec) return (await ctx.store.envStatus.get(env)) !== undefined;
-    const r = await ctx.store.batcher.commit({
-      conditions: [{ key: spec.key, modRevision: spec.modRevision }],
-      writes: [{ op: "delete", key: spec.key }],
-    });
-    if (r.succeeded) return true;
-  }
-  throw new ProtoctlError(Code.ABORTED, `env ${env} keeps changing; try again`);
 }
 
 function reportPlan(plan: LabPlan, progress: (m: string, action: string, message?: string) => void): void {

@@ -73,6 +73,8 @@ export interface LabRecord {
   message?: string;
   /** The leader deletes the whole lab at this time (ms since the epoch); absent: never. */
   expiresMs?: number;
+  /** What the last `lab up` asked for that is not done yet, and per-machine /etc/hosts status (lab-rollout.ts). */
+  rollout?: import("../labs/rollout.js").LabRollout;
 }
 
 const layerCodec: Codec<LayerRecord> = {

@@ -1,5 +1,5 @@
 /**
- * Runs one fixed command in an env through its agent, feeding `stdin` and
+ * Runs one fixed command in an env through its agent (the lab loop), feeding `stdin` and
  * returning the exit code (output is discarded). Used to rewrite /etc/hosts
  * of kept lab machines: the content travels on stdin, so no user data ever
  * becomes part of a command line.
