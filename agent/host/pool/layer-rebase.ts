@@ -8,6 +8,7 @@
  * or refused, looked up with root-path.ts (never outside the upper, the last
  * component never followed).
  */
+import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { basename } from "node:path";
 import { run } from "../../../common/exec.js";
@@ -87,6 +88,7 @@ export async function describeUpper(upper: string, changes: BaseChange[]): Promi
 }
 
 // Node has no getxattr: python3 (already needed by Ansible) reads them, paths as argv, not followed.
+// The system's python3 when there is one: a version manager's shim in PATH costs ~2 s a start (measured).
 const XATTR_PROBE = `import os, sys
 root = sys.argv[1]
 for i, rel in enumerate(sys.argv[2:]):
@@ -99,7 +101,8 @@ for i, rel in enumerate(sys.argv[2:]):
 /** The directories (upper-relative, verified directories) overlayfs marked opaque or redirected. */
 async function overlayMarkedDirs(upper: string, dirs: string[]): Promise<string[]> {
   if (dirs.length === 0) return [];
-  const r = await run("python3", ["-c", XATTR_PROBE, upper, ...dirs]);
+  const python = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+  const r = await run(python, ["-c", XATTR_PROBE, upper, ...dirs]);
   return r.stdout
     .split("\n")
     .filter((l) => /^[0-9]+$/.test(l))

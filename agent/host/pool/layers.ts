@@ -343,7 +343,8 @@ export class LayerStore {
       } else {
         // without python3, only a playbook that bootstraps it with `raw` can run (ansible.ts)
         const playbook = Buffer.from(recipe.main, "base64").toString("utf8");
-        if (!usesRawTasks(playbook) && !(await hasPython3(merged))) {
+        const python = await python3Of(merged);
+        if (!usesRawTasks(playbook) && !python) {
           throw failedPrecondition(`base ${baseRefOf(base)} has no python3; Ansible layers need it`, {
             reason: "BASE_NO_PYTHON",
             subject: `layer/${recipe.name}`,
@@ -352,7 +353,8 @@ export class LayerStore {
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });
         result = await withoutNspawnTraces(merged, () =>
-          runAnsible(merged, stageName, mainName, { binds, progress, signal }),
+          // a path checked in the tree is no input to Ansible's parser: plain "/usr/bin/python3"-like text
+          runAnsible(merged, stageName, mainName, { binds, progress, signal, interpreter: python }),
         );
       }
       await rm(stage, { recursive: true, force: true });
@@ -402,9 +404,10 @@ function safeRelativePath(p: string): string {
   return n;
 }
 
-async function hasPython3(root: string): Promise<boolean> {
+/** The tree's python3 (absolute path inside it), or undefined. */
+async function python3Of(root: string): Promise<string | undefined> {
   for (const p of ["usr/bin/python3", "bin/python3", "usr/local/bin/python3"]) {
-    if (await lstatInRoot(root, p).catch(() => undefined)) return true;
+    if (await lstatInRoot(root, p).catch(() => undefined)) return `/${p}`;
   }
-  return false;
+  return undefined;
 }
