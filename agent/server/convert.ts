@@ -42,7 +42,14 @@ export function baseVersionMsg(
 }
 
 export function layerBuildMsg(m: LayerBuildMeta, node: string): LayerBuild {
-  return { base: m.base, digest: m.digest, sizeBytes: m.sizeBytes, builtMs: m.builtMs, node };
+  return {
+    base: m.base,
+    digest: m.digest,
+    sizeBytes: m.sizeBytes,
+    builtMs: m.builtMs,
+    node,
+    from: m.from ?? "",
+  };
 }
 
 /** Groups layer builds into one Layer per name. */

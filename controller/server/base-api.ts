@@ -367,7 +367,7 @@ export function layerApi(ctx: ControllerContext) {
         subject: `layer/${spec.name}`,
         message: `digest ${digest.slice(0, 12)}`,
       });
-      let last: LayerBuild = { base: "", digest, sizeBytes: 0, builtMs: 0, node: "" };
+      let last: LayerBuild = { base: "", digest, sizeBytes: 0, builtMs: 0, node: "", from: "" };
       for (const ref of req.buildOn) {
         const node = await pickNode(ctx, "", ref.name);
         const client = await agentFor(ctx, node);

@@ -3,9 +3,22 @@
  * nspawn over an overlayfs whose lowers are the base version and the parent
  * layers' uppers, so the upper is exactly the recipe's diff. A build is keyed
  * by (base@N, recipe digest incl. the parents' digests) and cached; a new base
- * version gets its own build (diffs are never carried across versions: that
- * is the partial-upgrade fix). Builds are staged under `@overlay/.tmp-*` and
+ * version gets its own build, whose recipe always runs on that version (the
+ * partial-upgrade fix). Builds are staged under `@overlay/.tmp-*` and
  * renamed into place; a failed recipe leaves nothing and returns its output.
+ *
+ * Rebase (issue 17 item 6): an Ansible layer without parents, built before
+ * on an earlier version base@N of the same base (same digest), starts on
+ * base@M from a snapshot of that build's upper instead of an empty one when
+ * layer-rebase.ts proves the base's changes N->M do not meet the upper
+ * (rebase-rule.ts); the playbook then runs again on it (idempotent by
+ * Ansible's contract: tasks report ok, and tasks reading base files see
+ * base@M). The saving is the install itself (dpkg, downloads), which the
+ * package cache alone cannot skip. A conflict, no earlier build, a shell
+ * recipe (not idempotent in general), parents (their uppers on base@M may
+ * differ from base@N's, which the base diff does not cover), an external
+ * base, or a playbook failing on the rebased tree (retried from scratch)
+ * build from scratch. The build's meta says which: `from`.
  */
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm } from "node:fs/promises";
@@ -20,8 +33,9 @@ import { lstatInRoot, writeFileInRoot } from "../../../common/root-path.js";
 import type { BaseVersionMeta, LayerBuildMeta, ProgressFn } from "../interfaces.js";
 import { PYTHON_BOOTSTRAP_HINT, runAnsible, usesRawTasks } from "./ansible.js";
 import { type BaseStore, sha256 } from "./bases.js";
-import { asPoolError, createSubvolume, diskUsage, setReadonly } from "./btrfs.js";
+import { asPoolError, createSubvolume, diskUsage, setReadonly, snapshotSubvolume } from "./btrfs.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
+import { decideRebase } from "./layer-rebase.js";
 import { type PoolLayout, parseLayerBuildDirName, TMP_PREFIX, tmpName } from "./layout.js";
 import { mountOverlay, unmount } from "./mounts.js";
 import { runInRoot, withoutNspawnTraces } from "./nspawn.js";
@@ -214,8 +228,55 @@ export class LayerStore {
     return this.locks.run(`layer/${dir}`, async () => {
       const again = await readJson<LayerBuildMeta>(join(dir, "meta.json"));
       if (again) return again;
-      return this.runBuild(recipe, base, lowers, dir, progress, signal);
+      const from = await this.rebaseSource(recipe, base, progress);
+      if (!from) return this.runBuild(recipe, base, lowers, dir, progress, signal);
+      try {
+        return await this.runBuild(recipe, base, lowers, dir, progress, signal, from);
+      } catch (err) {
+        if (!(err instanceof ProtoctlError) || err.reason !== "RECIPE_FAILED") throw err;
+        progress?.({
+          step: "prepare",
+          message: "the playbook failed on the rebased tree; building from scratch",
+        });
+        return this.runBuild(recipe, base, lowers, dir, progress, signal);
+      }
     });
+  }
+
+  /** The earlier build this one may start from (see the header), or undefined: from scratch. */
+  private async rebaseSource(
+    recipe: StoredRecipe,
+    base: BaseVersionMeta,
+    progress?: ProgressFn,
+  ): Promise<{ vol: string; ref: string } | undefined> {
+    if (recipe.kind !== "ansible" || recipe.parents.length > 0) return undefined;
+    if (this.bases.externals.get(base.base, base.version)) return undefined;
+    const earlier = (await this.listBuilds())
+      .filter((b) => b.layer === recipe.name && b.digest === recipe.digest)
+      .map((b) => ({ b, ref: parseBaseRef(b.base) }))
+      .filter(({ ref }) => ref.base === base.base && ref.version < base.version)
+      .filter(({ ref }) => !this.bases.externals.get(ref.base, ref.version))
+      .sort((x, y) => y.ref.version - x.ref.version);
+    for (const { b, ref } of earlier) {
+      const oldBaseRoot = this.layout.baseVersionRoot(ref.base, ref.version);
+      if (!(await exists(oldBaseRoot))) continue; // that version was deleted: try an older one
+      const vol = join(this.buildDirOf(b), "vol");
+      const decision = await decideRebase({
+        oldBaseRoot,
+        newBaseRoot: this.layout.baseVersionRoot(base.base, base.version),
+        oldUpper: join(vol, "upper"),
+        scratch: join(this.layout.workdir, tmpName()),
+      }).catch((err: unknown) => ({ rebase: false as const, why: (err as Error).message }));
+      if (decision.rebase) {
+        progress?.({ step: "prepare", message: `rebasing the build on ${b.base}` });
+        this.log.info({ layer: recipe.name, from: b.base, to: baseRefOf(base) }, "layer rebase");
+        return { vol, ref: b.base };
+      }
+      progress?.({ step: "prepare", message: `no rebase from ${b.base}: ${decision.why}` });
+      this.log.info({ layer: recipe.name, from: b.base, why: decision.why }, "layer built from scratch");
+      return undefined;
+    }
+    return undefined;
   }
 
   private runBuild(
@@ -225,6 +286,7 @@ export class LayerStore {
     finalDir: string,
     progress?: ProgressFn,
     signal?: AbortSignal,
+    from?: { vol: string; ref: string },
   ): Promise<LayerBuildMeta> {
     const what = `layer ${recipe.name} on ${baseRefOf(base)}`;
     return Revert.run(async (r) => {
@@ -233,8 +295,12 @@ export class LayerStore {
       await mkdir(tmp);
       r.add(() => removeObjectDir(tmp));
       const vol = join(tmp, "vol");
-      await createSubvolume(vol);
-      await mkdir(join(vol, "upper"));
+      // a rebase starts from a writable snapshot of the earlier build (shares its extents)
+      if (from) await snapshotSubvolume(from.vol, vol);
+      else {
+        await createSubvolume(vol);
+        await mkdir(join(vol, "upper"));
+      }
       await mkdir(join(vol, "work"));
       const merged = join(this.layout.workdir, tmpName());
       await mkdir(merged);
@@ -277,7 +343,8 @@ export class LayerStore {
       } else {
         // without python3, only a playbook that bootstraps it with `raw` can run (ansible.ts)
         const playbook = Buffer.from(recipe.main, "base64").toString("utf8");
-        if (!usesRawTasks(playbook) && !(await hasPython3(merged))) {
+        const python = await python3Of(merged);
+        if (!usesRawTasks(playbook) && !python) {
           throw failedPrecondition(`base ${baseRefOf(base)} has no python3; Ansible layers need it`, {
             reason: "BASE_NO_PYTHON",
             subject: `layer/${recipe.name}`,
@@ -286,7 +353,8 @@ export class LayerStore {
         }
         progress?.({ step: "recipe", message: "running the Ansible playbook" });
         result = await withoutNspawnTraces(merged, () =>
-          runAnsible(merged, stageName, mainName, { binds, progress, signal }),
+          // a path checked in the tree is no input to Ansible's parser: plain "/usr/bin/python3"-like text
+          runAnsible(merged, stageName, mainName, { binds, progress, signal, interpreter: python }),
         );
       }
       await rm(stage, { recursive: true, force: true });
@@ -314,6 +382,7 @@ export class LayerStore {
         kind: recipe.kind,
         builtMs: Date.now(),
         sizeBytes: du?.totalBytes ?? 0,
+        from: from ? `rebased from ${from.ref}` : "scratch",
       };
       await writeJsonAtomic(join(tmp, "meta.json"), meta);
       await mkdir(dirname(finalDir), { recursive: true });
@@ -335,9 +404,10 @@ function safeRelativePath(p: string): string {
   return n;
 }
 
-async function hasPython3(root: string): Promise<boolean> {
+/** The tree's python3 (absolute path inside it), or undefined. */
+async function python3Of(root: string): Promise<string | undefined> {
   for (const p of ["usr/bin/python3", "bin/python3", "usr/local/bin/python3"]) {
-    if (await lstatInRoot(root, p).catch(() => undefined)) return true;
+    if (await lstatInRoot(root, p).catch(() => undefined)) return `/${p}`;
   }
-  return false;
+  return undefined;
 }

@@ -51,6 +51,8 @@ export interface LayerBuildMeta {
   kind: "shell" | "ansible";
   builtMs: number;
   sizeBytes: number;
+  /** How it was built: "scratch" or "rebased from BASE@N" (layers.ts); absent on older builds. */
+  from?: string;
 }
 
 /** Where an env's root lives once prepared. */

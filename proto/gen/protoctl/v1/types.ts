@@ -802,6 +802,8 @@ export interface LayerBuild {
   sizeBytes: number;
   builtMs: number;
   node: string;
+  /** how the agent built it: "scratch" or "rebased from NAME@N"; empty: not recorded */
+  from: string;
 }
 
 export interface Layer {
@@ -4694,7 +4696,7 @@ export const LayerSpec: MessageFns<LayerSpec> = {
 };
 
 function createBaseLayerBuild(): LayerBuild {
-  return { base: "", digest: "", sizeBytes: 0, builtMs: 0, node: "" };
+  return { base: "", digest: "", sizeBytes: 0, builtMs: 0, node: "", from: "" };
 }
 
 export const LayerBuild: MessageFns<LayerBuild> = {
@@ -4713,6 +4715,9 @@ export const LayerBuild: MessageFns<LayerBuild> = {
     }
     if (message.node !== "") {
       writer.uint32(42).string(message.node);
+    }
+    if (message.from !== "") {
+      writer.uint32(50).string(message.from);
     }
     return writer;
   },
@@ -4770,6 +4775,14 @@ export const LayerBuild: MessageFns<LayerBuild> = {
             message.node = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4797,6 +4810,7 @@ export const LayerBuild: MessageFns<LayerBuild> = {
         ? globalThis.Number(object.built_ms)
         : 0,
       node: isSet(object.node) ? globalThis.String(object.node) : "",
+      from: isSet(object.from) ? globalThis.String(object.from) : "",
     };
   },
 
@@ -4817,6 +4831,9 @@ export const LayerBuild: MessageFns<LayerBuild> = {
     if (message.node !== "") {
       obj.node = message.node;
     }
+    if (message.from !== "") {
+      obj.from = message.from;
+    }
     return obj;
   },
 
@@ -4830,6 +4847,7 @@ export const LayerBuild: MessageFns<LayerBuild> = {
     message.sizeBytes = object.sizeBytes ?? 0;
     message.builtMs = object.builtMs ?? 0;
     message.node = object.node ?? "";
+    message.from = object.from ?? "";
     return message;
   },
 };
