@@ -12,7 +12,7 @@ import { controllerCertCheck } from "../client/server-role.js";
 import type { FastContext } from "./context.js";
 
 /** common/errors.ts ERROR_DETAIL_KEY */
-const DETAIL_KEY = "protoctl-error-bin";
+export const FAST_DETAIL_KEY = "protoctl-error-bin";
 const UNKNOWN = 2;
 const INTERNAL = 13;
 const UNAVAILABLE = 14;
@@ -35,9 +35,9 @@ export class FastCallError extends Error {
 function statusOf(h: IncomingHttpHeaders): Failure {
   const raw = Number(h["grpc-status"] ?? UNKNOWN);
   const md: Record<string, Buffer[]> = {};
-  const detail = h[DETAIL_KEY];
+  const detail = h[FAST_DETAIL_KEY];
   if (detail)
-    md[DETAIL_KEY] = (Array.isArray(detail) ? detail : [detail]).map((v) => Buffer.from(v, "base64"));
+    md[FAST_DETAIL_KEY] = (Array.isArray(detail) ? detail : [detail]).map((v) => Buffer.from(v, "base64"));
   const msg = h["grpc-message"];
   const s = Array.isArray(msg) ? msg.join(",") : (msg ?? "");
   let message = s;
