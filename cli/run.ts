@@ -7,11 +7,16 @@ import { ExitCode, reportFor } from "./exit-codes.js";
 import { buildProgram } from "./program.js";
 
 function cliVersion(): string {
-  for (const rel of ["../../package.json", "../package.json"]) {
+  // dist/cli/run.js, dist/cli/chunks/*.js (bundled), cli/run.ts
+  for (const rel of ["../../package.json", "../../../package.json", "../package.json"]) {
     try {
-      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { version: string }).version;
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as {
+        name?: string;
+        version: string;
+      };
+      if (pkg.name === "protoctl") return pkg.version;
     } catch {
-      // try the next layout (dist/cli/main.js vs cli/main.ts)
+      // try the next layout
     }
   }
   return "0.0.0";

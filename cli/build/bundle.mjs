@@ -35,7 +35,9 @@ try {
 
 const started = Date.now();
 const bundle = await rolldown({
-  input: entry,
+  // main.js is the small entry with the fast path (cli/main.ts); full.js the commander CLI it
+  // falls back to, an entry of its own at the same depth so its relative paths resolve alike.
+  input: { main: entry, full: join(root, "dist/cli/full.js") },
   platform: "node",
   logLevel: "warn",
   // Native or worker-based packages must stay files on disk; etcd3 loads its .proto files by __dirname.
@@ -52,8 +54,8 @@ await rm(join(root, "dist/cli/chunks"), { recursive: true, force: true });
 await bundle.write({
   dir: join(root, "dist/cli"),
   format: "esm",
-  entryFileNames: "main.js",
+  entryFileNames: "[name].js",
   chunkFileNames: "chunks/[name]-[hash].js",
 });
 await bundle.close();
-process.stderr.write(`bundle: dist/cli/main.js + chunks in ${Date.now() - started} ms\n`);
+process.stderr.write(`bundle: dist/cli/main.js, full.js + chunks in ${Date.now() - started} ms\n`);

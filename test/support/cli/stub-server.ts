@@ -15,7 +15,10 @@ export interface Stub {
   stop(): Promise<void>;
 }
 
-export async function startStub(impl: Record<string, unknown>): Promise<Stub> {
+export async function startStub(
+  impl: Record<string, unknown>,
+  credentials: ServerCredentials = ServerCredentials.createInsecure(),
+): Promise<Stub> {
   const server = new Server();
   const calls: string[] = [];
   const full: Record<string, unknown> = {};
@@ -38,9 +41,7 @@ export async function startStub(impl: Record<string, unknown>): Promise<Stub> {
   }
   server.addService(ControlServiceService, full as never);
   const port = await new Promise<number>((res, rej) =>
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) =>
-      err ? rej(err) : res(p),
-    ),
+    server.bindAsync("127.0.0.1:0", credentials, (err, p) => (err ? rej(err) : res(p))),
   );
   return {
     address: `127.0.0.1:${port}`,
