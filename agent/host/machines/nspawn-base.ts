@@ -26,6 +26,7 @@ import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
 import { findLeader, isAlive } from "./proc.js";
 import { SeccompCopies } from "./seccomp-copies.js";
+import { sharedSpawner } from "./spawner.js";
 import { SCOPES_KEY } from "./systemd-scopes.js";
 
 export interface NspawnDriverOptions {
@@ -98,6 +99,7 @@ export abstract class NspawnMachineBase {
     this.log = opts.logger.child({ driver: "machines" });
     // a slot joins the env's cgroup before nspawn starts; a systemd scope exists only once it does
     this.useSlots = opts.execSlots ?? (slotsSupported() && this.hierarchies[SCOPES_KEY] === undefined);
+    sharedSpawner(); // its one fork of the agent happens now, not on the first create's path
   }
 
   protected addSlot(name: string, procsFiles: string[]): void {
