@@ -13,6 +13,7 @@ import { constants } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnDirect } from "../../../common/exec.js";
+import { baseEnv } from "./exec-session.js";
 import {
   encodeSnapshot,
   encodeStart,
@@ -59,8 +60,8 @@ export class Spawner {
   private dead: Error | undefined;
 
   constructor(path: string) {
-    // its environment is irrelevant: every start names the child's whole environment
-    this.child = spawnDirect(path, [], { stdio: ["pipe", "pipe", "inherit"], env: {} });
+    // every start names the child's whole environment; this one only carries the test marker
+    this.child = spawnDirect(path, [], { stdio: ["pipe", "pipe", "inherit"], env: baseEnv() });
     this.child.on("error", (e) => this.fail(e));
     this.child.on("exit", (code, sig) => this.fail(new Error(`protoctl-spawner exited (${sig ?? code})`)));
     this.child.stdin!.on("error", (e) => this.fail(e));
