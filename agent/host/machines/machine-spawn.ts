@@ -17,6 +17,18 @@ export interface SpawnedMachine {
   pid: number;
   /** Called once with the exit code (undefined when killed by a signal). */
   onExit(cb: (code: number | undefined) => void): void;
+  /**
+   * The container leader's pid as nspawn announced it (sd_notify through the
+   * spawner), before the leader has exec'd its payload; pending forever when
+   * it never comes (the caller scans /proc then).
+   */
+  leader?: Promise<number>;
+}
+
+/** nspawn's NOTIFY_SOCKET beside the console log; unset when the path is too long for a socket. */
+function notifyPath(logFile: string): string | undefined {
+  const p = `${logFile.replace(/\.log$/, "")}.notify`;
+  return Buffer.byteLength(p) < 100 ? p : undefined;
 }
 
 export async function spawnMachine(
@@ -30,12 +42,24 @@ export async function spawnMachine(
     let code: number | undefined;
     let exited = false;
     let listener: ((c: number | undefined) => void) | undefined;
+    let onLeader: (pid: number) => void = () => undefined;
+    const leader = new Promise<number>((resolve) => {
+      onLeader = resolve;
+    });
+    const notifySocket = notifyPath(logFile);
+    const withNotify = notifySocket ? { ...env, NOTIFY_SOCKET: notifySocket } : env;
     const pid = await spawner
-      .start({ procsFiles, logFile, env, argv: command }, (e) => {
-        exited = true;
-        code = e.code ?? undefined;
-        listener?.(code);
-      })
+      .start(
+        { procsFiles, logFile, env: withNotify, argv: command, notifySocket },
+        {
+          onExit: (e) => {
+            exited = true;
+            code = e.code ?? undefined;
+            listener?.(code);
+          },
+          onLeader,
+        },
+      )
       .catch((err: unknown) => {
         if (err instanceof SpawnerError)
           throw internal(`cannot start ${command[0]} (${err.message})`, { reason: "MACHINE_START_FAILED" });
@@ -43,6 +67,7 @@ export async function spawnMachine(
       });
     return {
       pid,
+      leader: notifySocket ? leader : undefined,
       onExit(cb) {
         if (exited) cb(code);
         else listener = cb;

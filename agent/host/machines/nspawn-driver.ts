@@ -124,7 +124,7 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       started.onExit((code) => {
         if (rec.nspawnPid === pid) rec.exitCode = code;
       });
-      rec.leaderPid = await this.waitLeader(rec);
+      rec.leaderPid = await this.waitLeader(rec, started.leader);
       // container root owns its console log, as PID 1 does its open fd: `echo > /proc/1/fd/1` works
       if (!spec.privileged) chownToContainerRoot(rec.logFile, rec.leaderPid);
       if (spec.boot) await this.waitSystemdBus(rec);

@@ -30,6 +30,11 @@ describe("spawner requests", () => {
     ]);
   });
 
+  it("put the notify socket first when asked for one", () => {
+    const b = encodeStart(2, { procsFiles: [], logFile: "/l", env: {}, argv: ["x"], notifySocket: "/s/n" });
+    expect(words(b)).toEqual(["2", "start", "o/l", "n/s/n", "ax"]);
+  });
+
   it("refuse NUL bytes, bad env names, empty commands and oversize frames", () => {
     const base = { procsFiles: [], logFile: "/l", env: {}, argv: ["true"] };
     expect(() => encodeStart(1, { ...base, argv: ["a\0b"] })).toThrow(/NUL/);
@@ -57,6 +62,7 @@ describe("spawner replies", () => {
     expect(parseReply("6 ok")).toEqual({ kind: "ok", id: 6 });
     expect(parseReply("7 err cgroup 2")).toEqual({ kind: "err", id: 7, stage: "cgroup", errno: 2 });
     expect(parseReply("x 99 0 -1")).toEqual({ kind: "exit", pid: 99, code: 0, signal: null });
+    expect(parseReply("l 99 123")).toEqual({ kind: "leader", pid: 99, leader: 123 });
     expect(parseReply("x 99 -1 9")).toEqual({ kind: "exit", pid: 99, code: null, signal: 9 });
   });
 

@@ -14,6 +14,8 @@ export interface StartRequest {
   /** The child's whole environment (its PATH finds argv[0]). */
   env: Readonly<Record<string, string>>;
   argv: readonly string[];
+  /** A socket path for the child's sd_notify (the caller puts NOTIFY_SOCKET in env). */
+  notifySocket?: string;
 }
 
 export interface SnapshotRequest {
@@ -27,6 +29,7 @@ export interface SnapshotRequest {
 export type Reply =
   | { kind: "ok"; id: number; pid?: number }
   | { kind: "err"; id: number; stage: string; errno: number }
+  | { kind: "leader"; pid: number; leader: number }
   | { kind: "exit"; pid: number; code: number | null; signal: number | null };
 
 /** Largest request the helper reads (it exits on a bigger one). */
@@ -46,6 +49,7 @@ export function encodeStart(id: number, r: StartRequest): Buffer {
   if (r.argv.length === 0 || r.argv[0] === "") throw new Error("start needs a command");
   if (r.logFile === "") throw new Error("start needs a log file");
   const words = [String(id), "start", `o${r.logFile}`];
+  if (r.notifySocket) words.push(`n${r.notifySocket}`);
   for (const p of r.procsFiles) {
     if (p === "") throw new Error("empty cgroup.procs path");
     words.push(`c${p}`);
@@ -83,6 +87,8 @@ export function parseReply(line: string): Reply | undefined {
       signal: signal < 0 ? null : signal,
     };
   }
+  if (f[0] === "l" && f.length === 3 && f.slice(1).every((x) => /^\d+$/.test(x!)))
+    return { kind: "leader", pid: Number(f[1]), leader: Number(f[2]) };
   if (!f[0] || !/^\d+$/.test(f[0])) return undefined;
   const id = Number(f[0]);
   if (f[1] === "ok" && f.length === 2) return { kind: "ok", id };

@@ -51,11 +51,17 @@ function errnoName(n: number): string {
 
 type Exit = { code: number | null; signal: number | null };
 
+export interface StartEvents {
+  onExit?(e: Exit): void;
+  /** nspawn named its container leader (StartRequest.notifySocket); may never come. */
+  onLeader?(leader: number): void;
+}
+
 export class Spawner {
   private readonly child: ChildProcess;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
-  private readonly exits = new Map<number, (e: Exit) => void>();
+  private readonly events = new Map<number, StartEvents>();
   private buffered = "";
   private dead: Error | undefined;
 
@@ -85,11 +91,11 @@ export class Spawner {
   }
 
   /** Starts argv (a new session, in the cgroups given); resolves with its pid once it has exec'd. */
-  async start(r: StartRequest, onExit?: (e: Exit) => void): Promise<number> {
+  async start(r: StartRequest, events: StartEvents = {}): Promise<number> {
     const reply = await this.request((id) => encodeStart(id, r));
     if (reply.kind !== "ok" || reply.pid === undefined) throw new Error("protoctl-spawner: bad start reply");
-    // an exit is reported only after its start's reply (the helper reaps after replying)
-    if (onExit) this.exits.set(reply.pid, onExit);
+    // its events come only after its start's reply (the helper watches and reaps after replying)
+    this.events.set(reply.pid, events);
     return reply.pid;
   }
 
@@ -123,9 +129,13 @@ export class Spawner {
       const r = parseReply(line);
       if (!r) continue;
       if (r.kind === "exit") {
-        const cb = this.exits.get(r.pid);
-        this.exits.delete(r.pid);
-        cb?.({ code: r.code, signal: r.signal });
+        const ev = this.events.get(r.pid);
+        this.events.delete(r.pid);
+        ev?.onExit?.({ code: r.code, signal: r.signal });
+        continue;
+      }
+      if (r.kind === "leader") {
+        this.events.get(r.pid)?.onLeader?.(r.leader);
         continue;
       }
       const p = this.pending.get(r.id);
@@ -139,7 +149,7 @@ export class Spawner {
     this.dead ??= e;
     for (const p of this.pending.values()) p.reject(this.dead);
     this.pending.clear();
-    this.exits.clear();
+    this.events.clear();
     if (shared === this) shared = undefined;
   }
 }

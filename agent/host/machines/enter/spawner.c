@@ -14,17 +14,23 @@
  * argv arrays, never shell text.
  *
  * Request: u32 little-endian payload length, then NUL-terminated words:
- *   ID start [c<cgroup.procs>]... o<log file> [e<K=V>]... a<argv0> [a<arg>]...
+ *   ID start [c<cgroup.procs>]... o<log file> [n<notify socket>] [e<K=V>]... a<argv0> [a<arg>]...
  *       forks; the child starts a new session (the machine outlives this
  *       helper and the agent, as before), writes its pid into each
  *       cgroup.procs file (so it is in the env's cgroups before nspawn runs),
  *       stdin /dev/null, stdout+stderr appended to the log file, execs argv0
  *       (found on PATH of the env given) with exactly the e words as environment.
+ *       With n: a datagram socket bound there (0600) for the child's sd_notify
+ *       (the caller sets NOTIFY_SOCKET): when the child itself (SCM_CREDENTIALS)
+ *       sends X_NSPAWN_LEADER_PID, the helper says so, and the agent stops
+ *       scanning /proc for the leader every millisecond (2 cores: that scan
+ *       competed with nspawn's own start).
  *   ID snap s<source subvolume> d<destination parent dir> n<name> [r]
  *       BTRFS_IOC_SNAP_CREATE_V2, what `btrfs subvolume snapshot [-r]` does.
  * Replies, one line each:
  *   ID ok [PID]          the child has exec'd (start) / the snapshot exists
  *   ID err STAGE ERRNO   nothing runs / no snapshot; STAGE names the step that failed
+ *   l PID LEADER         started child PID named its container leader (n above)
  *   x PID CODE SIGNAL    a started child exited (reaped here; -1 for the one not set)
  * It exits when stdin closes (the agent is gone); started children stay.
  */
@@ -41,13 +47,79 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_FRAME (1u << 20)
 #define MAX_WORDS 4096
+#define MAX_WATCH 64
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Notify sockets of starts whose leader is not known yet: nspawn sends X_NSPAWN_LEADER_PID there. */
+static struct watch {
+  int fd;
+  pid_t pid;
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} watches[MAX_WATCH];
+static int nwatch;
+
+static void unwatch(int i) {
+  close(watches[i].fd);
+  unlink(watches[i].path);
+  watches[i] = watches[--nwatch];
+}
+
+/* A datagram socket at `path` that only root may write to; -1 when it cannot be made (no hint then). */
+static int notify_socket(const char *path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (nwatch >= MAX_WATCH || strlen(path) >= sizeof a.sun_path) return -1;
+  strcpy(a.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  unlink(path);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || chmod(path, 0600) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0) {
+    close(fd);
+    unlink(path);
+    return -1;
+  }
+  return fd;
+}
+
+/* Reads one message; replies `l PID LEADER` when nspawn itself (kernel-checked sender) names its leader. */
+static void on_notify(int i) {
+  char buf[4096];
+  union {
+    struct cmsghdr h;
+    char b[CMSG_SPACE(sizeof(struct ucred))];
+  } c;
+  struct iovec v = {.iov_base = buf, .iov_len = sizeof buf - 1};
+  struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1, .msg_control = &c, .msg_controllen = sizeof c};
+  ssize_t n = recvmsg(watches[i].fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) return;
+  buf[n] = 0;
+  struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+  if (!h || h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_CREDENTIALS) return;
+  struct ucred cr;
+  memcpy(&cr, CMSG_DATA(h), sizeof cr);
+  if (cr.pid != watches[i].pid) return;
+  static const char key[] = "X_NSPAWN_LEADER_PID=";
+  for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+    if (strncmp(line, key, sizeof key - 1) != 0) continue;
+    long leader = strtol(line + sizeof key - 1, NULL, 10);
+    if (leader > 0) {
+      reply("l %d %ld\n", (int)watches[i].pid, leader);
+      unwatch(i);
+    }
+    return;
+  }
+}
+
 static void reply(const char *fmt, ...) {
   char buf[256];
   va_list ap;
@@ -113,10 +185,11 @@ fail:;
 static void do_start(const char *id, char **w, int n) {
   char *procs[MAX_WORDS], *env[MAX_WORDS + 1], *argv[MAX_WORDS + 1];
   int np = 0, ne = 0, na = 0;
-  const char *log = NULL;
+  const char *log = NULL, *notify = NULL;
   for (int i = 0; i < n; i++) {
     char *v = w[i] + 1;
     switch (w[i][0]) {
+    case 'n': notify = v; break;
     case 'c': procs[np++] = v; break;
     case 'e': env[ne++] = v; break;
     case 'a': argv[na++] = v; break;
@@ -136,11 +209,16 @@ static void do_start(const char *id, char **w, int n) {
     reply("%s err pipe %d\n", id, errno);
     return;
   }
+  int nfd = notify ? notify_socket(notify) : -1;
   pid_t pid = fork();
   if (pid < 0) {
     reply("%s err fork %d\n", id, errno);
     close(p[0]);
     close(p[1]);
+    if (nfd >= 0) {
+      close(nfd);
+      unlink(notify);
+    }
     return;
   }
   if (pid == 0) {
@@ -151,6 +229,15 @@ static void do_start(const char *id, char **w, int n) {
   int msg[2];
   int r = read_full(p[0], msg, sizeof msg);
   close(p[0]);
+  if (nfd >= 0 && r == 0) {
+    close(nfd);
+    unlink(notify);
+  } else if (nfd >= 0) {
+    watches[nwatch].fd = nfd;
+    watches[nwatch].pid = pid;
+    strcpy(watches[nwatch].path, notify);
+    nwatch++;
+  }
   if (r == 0) {
     static const char *stages[] = {"?", "setsid", "cgroup", "stdio", "exec"};
     int s = msg[0] >= 1 && msg[0] <= 4 ? msg[0] : 0;
@@ -233,6 +320,8 @@ static void reap(void) {
   int st;
   pid_t pid;
   while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    for (int i = 0; i < nwatch; i++)
+      if (watches[i].pid == pid) unwatch(i--);
     if (WIFEXITED(st)) reply("x %d %d -1\n", (int)pid, WEXITSTATUS(st));
     else if (WIFSIGNALED(st)) reply("x %d -1 %d\n", (int)pid, WTERMSIG(st));
   }
@@ -249,11 +338,16 @@ int main(void) {
   char *buf = malloc(MAX_FRAME);
   if (!buf) return 125;
   for (;;) {
-    struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-    if (poll(fds, 2, -1) < 0) {
+    struct pollfd fds[2 + MAX_WATCH] = {{.fd = 0, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+    int nw = nwatch;
+    for (int i = 0; i < nw; i++) fds[2 + i] = (struct pollfd){.fd = watches[i].fd, .events = POLLIN};
+    if (poll(fds, 2 + nw, -1) < 0) {
       if (errno == EINTR) continue;
       return 125;
     }
+    /* from the last: unwatch moves the last watch into the freed place */
+    for (int i = nw - 1; i >= 0; i--)
+      if (fds[2 + i].revents & POLLIN) on_notify(i);
     if (fds[1].revents & POLLIN) {
       struct signalfd_siginfo si;
       while (read(sfd, &si, sizeof si) == sizeof si) {
