@@ -2,7 +2,8 @@
  * MachineDriver over systemd-nspawn, without a system bus
  * (`--register=no --keep-unit`), with cgroups the agent makes and limits.
  *
- * Start: make the env's cgroups, spawn `sh <join-cgroups> … -- systemd-nspawn …`
+ * Start: make the env's cgroups, start `systemd-nspawn …` in them (machine-spawn.ts:
+ * through protoctl-spawner, else `sh <join-cgroups> … --`)
  * detached (own session, stdio to the console log file, no pipes to us), so a
  * SIGKILLed agent leaves machines running; nothing of that process is kept
  * but its pid. Ready = the leader (PID 1 inside) has exec'd its payload, seen
