@@ -8,6 +8,10 @@
  * spawn even from a bare node here, more under load, twice per create (btrfs,
  * then `sh <join-cgroups> -- systemd-nspawn`, one more exec). This process is
  * small: its fork costs ~0.1 ms and the agent only writes a request.
+ * Measured with bench/env-create/ab.ts (previous build against this one,
+ * interleaved, 20 rounds, 2 cores loaded by others): create-to-first-exec
+ * ratio to raw nspawn 1.17 -> 1.02 and 1.39 -> 0.92; agent CPU per cycle
+ * 119 -> 108 and 137 -> 120 ms.
  *
  * Only the agent can use it: requests come on stdin, a pipe the agent made
  * (no socket anyone else could reach). Replies go to stdout. Requests carry
