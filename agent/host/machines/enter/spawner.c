@@ -10,8 +10,8 @@
  * small: its fork costs ~0.1 ms and the agent only writes a request.
  * Measured with bench/env-create/ab.ts (previous build against this one,
  * interleaved, 20 rounds, 2 cores loaded by others): create-to-first-exec
- * ratio to raw nspawn 1.17 -> 1.02 and 1.39 -> 0.92; agent CPU per cycle
- * 119 -> 108 and 137 -> 120 ms.
+ * ratio to raw nspawn 1.17 -> 1.02, 1.39 -> 0.92 and 1.35 -> 1.16; agent CPU
+ * per cycle 119 -> 108, 137 -> 120 and 111 -> 102 ms.
  *
  * Only the agent can use it: requests come on stdin, a pipe the agent made
  * (no socket anyone else could reach). Replies go to stdout. Requests carry
