@@ -24,8 +24,9 @@ import { HostCgroups } from "./host-cgroups.js";
 import { assignPrivateAddresses, type PlannedLink } from "./links.js";
 import { followFile } from "./log-follow.js";
 import { type MachineRecord, RecordStore } from "./machine-record.js";
-import { findLeader, isAlive } from "./proc.js";
+import { findLeader, hasExecd, isAlive } from "./proc.js";
 import { SeccompCopies } from "./seccomp-copies.js";
+import { sharedSpawner } from "./spawner.js";
 import { SCOPES_KEY } from "./systemd-scopes.js";
 
 export interface NspawnDriverOptions {
@@ -98,6 +99,7 @@ export abstract class NspawnMachineBase {
     this.log = opts.logger.child({ driver: "machines" });
     // a slot joins the env's cgroup before nspawn starts; a systemd scope exists only once it does
     this.useSlots = opts.execSlots ?? (slotsSupported() && this.hierarchies[SCOPES_KEY] === undefined);
+    sharedSpawner(); // its one fork of the agent happens now, not on the first create's path
   }
 
   protected addSlot(name: string, procsFiles: string[]): void {
@@ -284,10 +286,28 @@ export abstract class NspawnMachineBase {
     this.cgroups.remove(all);
   }
 
-  protected async waitLeader(rec: MachineRecord): Promise<number> {
+  /**
+   * The leader once it runs its payload. With `hint` (nspawn's own word on
+   * its leader, machine-spawn.ts) only that process's exe is checked each
+   * millisecond once it came, and /proc is scanned every 10 ms until then
+   * (in case it never comes): the full scan each millisecond competed with
+   * nspawn's own start on 2 cores.
+   */
+  protected async waitLeader(rec: MachineRecord, hint?: Promise<number>): Promise<number> {
     const deadline = Date.now() + (this.opts.startTimeoutMs ?? 60_000);
+    let hinted: number | undefined;
+    void hint?.then((p) => {
+      hinted = p;
+    });
     for (let i = 0; ; i++) {
-      const leader = findLeader(rec.nspawnPid!);
+      const leader =
+        hinted !== undefined
+          ? hasExecd(hinted, rec.nspawnPid!)
+            ? hinted
+            : undefined
+          : !hint || i % 10 === 0
+            ? findLeader(rec.nspawnPid!)
+            : undefined;
       if (leader) return leader;
       if (!this.alive(rec)) {
         throw failedPrecondition(`machine ${rec.name} exited during start`, {
@@ -300,7 +320,8 @@ export abstract class NspawnMachineBase {
       if (Date.now() > deadline)
         throw internal(`machine ${rec.name} did not start in time`, { output: await this.tail(rec, 20) });
       // poll fast at first: nspawn reaches exec in a few tens of ms
-      await new Promise((r) => setTimeout(r, i < 100 ? 1 : 20));
+      const pause = new Promise((r) => setTimeout(r, i < 100 || hinted !== undefined ? 1 : 20));
+      await (hint && hinted === undefined ? Promise.race([pause, hint]) : pause);
     }
   }
 

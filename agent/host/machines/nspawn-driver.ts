@@ -2,7 +2,8 @@
  * MachineDriver over systemd-nspawn, without a system bus
  * (`--register=no --keep-unit`), with cgroups the agent makes and limits.
  *
- * Start: make the env's cgroups, spawn `sh <join-cgroups> … -- systemd-nspawn …`
+ * Start: make the env's cgroups, start `systemd-nspawn …` in them (machine-spawn.ts:
+ * through protoctl-spawner, else `sh <join-cgroups> … --`)
  * detached (own session, stdio to the console log file, no pipes to us), so a
  * SIGKILLed agent leaves machines running; nothing of that process is kept
  * but its pid. Ready = the leader (PID 1 inside) has exec'd its payload, seen
@@ -13,9 +14,8 @@
  * the command-mode init, SIGRTMIN+3 for systemd), then cgroup.kill after the
  * timeout; the cgroups go once empty.
  */
-import { closeSync, openSync } from "node:fs";
 import { failedPrecondition, internal, invalidArgument, notFound } from "../../../common/errors.js";
-import { run, spawnDirect } from "../../../common/exec.js";
+import { run } from "../../../common/exec.js";
 import { validateName } from "../../../common/names.js";
 import { openDirInRoot } from "../../../common/root-path.js";
 import type {
@@ -32,8 +32,9 @@ import { DEFAULT_PATH, drainAfterExit, startExec } from "./exec-session.js";
 import { planLinks } from "./links.js";
 import { followFile } from "./log-follow.js";
 import type { MachineRecord } from "./machine-record.js";
+import { spawnMachine } from "./machine-spawn.js";
 import { machineName } from "./naming.js";
-import { nspawnArgs, wrapInCgroups } from "./nspawn-args.js";
+import { nspawnArgs } from "./nspawn-args.js";
 import { ENV_KEY, NspawnMachineBase } from "./nspawn-base.js";
 import { findLeader, procStat } from "./proc.js";
 import { scopeRunArgv } from "./systemd-scopes.js";
@@ -108,42 +109,23 @@ export class NspawnMachineDriver extends NspawnMachineBase implements MachineDri
       const procsFiles = this.cgroups.startProcsFiles(cgroups);
       const inNetns = this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`] : [];
       const inScope = cgroups.scope !== undefined ? scopeRunArgv(this.opts.node, spec.name, spec.limits) : [];
-      const argv = wrapInCgroups(procsFiles, [
-        ...inScope,
-        ...inNetns,
-        "systemd-nspawn",
-        ...nspawnArgs({ spec, machine, links }),
-      ]);
-      const fd = openSync(rec.logFile, "a", 0o600);
-      let child: ReturnType<typeof spawnDirect>;
-      try {
-        // the log file's fd itself, not a pipe through us: the machine must outlive the agent
-        child = spawnDirect("/bin/sh", argv, {
-          detached: true,
-          stdio: ["ignore", fd, fd],
-          env: this.nspawnEnv(),
-        });
-      } finally {
-        closeSync(fd);
-      }
-      child.on("error", () => undefined);
-      child.unref();
+      const command = [...inScope, ...inNetns, "systemd-nspawn", ...nspawnArgs({ spec, machine, links })];
+      const started = await spawnMachine(rec.logFile, procsFiles, command, this.nspawnEnv());
       // spawned while nspawn starts (waited for below, not on the start's path); its cgroup
       // join and the wrapper's, a moment apart, share one RCU grace period (see exec-slot.ts)
       this.addSlot(spec.name, procsFiles);
-      const pid = child.pid;
-      if (pid === undefined) throw internal("systemd-nspawn did not start");
+      const pid = started.pid;
       rec.nspawnPid = pid;
       rec.nspawnStart = procStat(pid)?.startTime;
       rec.startedMs = Date.now();
       rec.running = true;
       this.records.set(spec.name, rec);
       this.store.save(rec);
-      // only the exit code is kept; the ChildProcess itself goes once it exits
-      child.once("exit", (code) => {
-        if (rec.nspawnPid === pid) rec.exitCode = code ?? undefined;
+      // only the exit code is kept
+      started.onExit((code) => {
+        if (rec.nspawnPid === pid) rec.exitCode = code;
       });
-      rec.leaderPid = await this.waitLeader(rec);
+      rec.leaderPid = await this.waitLeader(rec, started.leader);
       // container root owns its console log, as PID 1 does its open fd: `echo > /proc/1/fd/1` works
       if (!spec.privileged) chownToContainerRoot(rec.logFile, rec.leaderPid);
       if (spec.boot) await this.waitSystemdBus(rec);

@@ -79,6 +79,13 @@ export function findLeader(nspawnPid: number): number | undefined {
   return undefined;
 }
 
+/** True when `pid` no longer runs nspawn's executable (the leader has exec'd its payload). */
+export function hasExecd(pid: number, nspawnPid: number): boolean {
+  const exe = link(`/proc/${pid}/exe`);
+  const nspawnExe = link(`/proc/${nspawnPid}/exe`);
+  return exe !== undefined && nspawnExe !== undefined && exe !== nspawnExe;
+}
+
 export function cmdline(pid: number): string[] {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);

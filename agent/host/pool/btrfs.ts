@@ -4,8 +4,10 @@
  * callers never look at tool output themselves.
  */
 import { lstat } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import { ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
+import { SpawnerError, sharedSpawner } from "../machines/spawner.js";
 import { type DuEntry, parseFilesystemDu } from "./parsers.js";
 
 /** Runs a pool command; ENOSPC becomes RESOURCE_EXHAUSTED, other failures INTERNAL with the output. */
@@ -64,6 +66,25 @@ export async function snapshotSubvolume(
   const args = ["-q", "subvolume", "snapshot"];
   if (opts.readonly) args.push("-r");
   args.push(src, dst);
+  // the same ioctl as btrfs-progs, from the spawner: no fork of the agent on the create path
+  const spawner = sharedSpawner();
+  if (spawner) {
+    const req = { source: src, parent: dirname(dst), name: basename(dst), readonly: !!opts.readonly };
+    await spawner.snapshot(req).catch((err: unknown) => {
+      if (!(err instanceof SpawnerError)) throw err;
+      const e = new CommandError(
+        "btrfs",
+        args,
+        1,
+        `ERROR: cannot snapshot: ${err.message}`,
+        "",
+        undefined,
+        false,
+      );
+      throw asPoolError(e, "snapshot subvolume");
+    });
+    return;
+  }
   await poolCmd("btrfs", args, "snapshot subvolume");
 }
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * Compiles protoctl-enter (enter.c) with the system C compiler. `npm run build`
- * puts it beside the compiled driver (dist/agent/host/machines/enter/); the
- * integration tests' global setup builds it beside the sources when missing or
- * older than enter.c. Usage: build.mjs [OUT]. Plain JavaScript: runs before or
+ * Compiles protoctl-enter (enter.c) and protoctl-spawner (spawner.c) with the
+ * system C compiler. `npm run build` puts them beside the compiled driver (dist/agent/host/machines/enter/); the
+ * integration tests' global setup builds them beside the sources when missing or
+ * older than their source. Usage: build.mjs [OUT]. Plain JavaScript: runs before or
  * without tsc.
  */
 import { execFileSync } from "node:child_process";
@@ -14,17 +14,23 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const src = join(here, "enter.c");
 
-/** Builds OUT from enter.c unless OUT is newer; returns OUT. */
-export function buildEnter(out) {
+/** Compiles C source `from` into `out` unless `out` is newer. */
+function compile(from, out) {
   try {
-    if (statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
+    if (statSync(out).mtimeMs >= statSync(from).mtimeMs) return;
   } catch {
     // not built yet
   }
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.tmp-${process.pid}`;
-  execFileSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", tmp, src], { stdio: "inherit" });
+  execFileSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-o", tmp, from], { stdio: "inherit" });
   execFileSync("mv", ["-f", tmp, out]);
+}
+
+/** Builds OUT from enter.c, and protoctl-spawner (spawner.c) beside it; returns OUT. */
+export function buildEnter(out) {
+  compile(src, out);
+  compile(join(here, "spawner.c"), join(dirname(out), "protoctl-spawner"));
   return out;
 }
 
