@@ -306,3 +306,23 @@ describe("every command documents itself", () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe("options", () => {
+  it("no command's option has the name of a root option (the root's would win, even after the command)", async () => {
+    const { buildProgram } = await import("./program.js");
+    const root = await buildProgram([], "0", true);
+    const rootFlags = new Set(root.options.flatMap((o) => [o.long, o.short]).filter(Boolean));
+    const clashes: string[] = [];
+    const walk = (cmd: import("commander").Command, path: string[]) => {
+      for (const sub of cmd.commands) {
+        const p = [...path, sub.name()];
+        for (const o of sub.options)
+          for (const f of [o.long, o.short]) if (f && rootFlags.has(f)) clashes.push(`${p.join(" ")} ${f}`);
+        walk(sub, p);
+      }
+    };
+    walk(root, []);
+    expect(rootFlags.has("--version")).toBe(true);
+    expect(clashes).toEqual([]);
+  });
+});
