@@ -62,10 +62,10 @@ async function copyIn(api: Api, local: string, env: string, path: string): Promi
     // answer with its error; it must not be an unhandled rejection (that crashes the CLI with a
     // stack), nor may a write wait for "drain" on a finished call.
     let finished = false;
-    const settled = reply.then(
-      () => void (finished = true),
-      () => void (finished = true),
-    );
+    const finish = () => {
+      finished = true;
+    };
+    const settled = reply.then(finish, finish);
     const write = async (c: CopyChunk) => {
       if (call.write(c)) return;
       await new Promise<void>((r) => {
