@@ -94,6 +94,9 @@ describe("argument checks (exit 2, nothing sent)", () => {
     [["base", "import", "x"], /needs --dir, --tar or --oci-archive/],
     [["base", "import", "x", "--dir", "/a", "--tar", "/b"], /cannot be used with/],
     [["node", "token", "--ttl", "soon"], /invalid duration/],
+    [["env", "roll", "x", "--base-version", "latest"], /invalid --base-version/],
+    [["events", "--since", "yesterday"], /invalid --since "yesterday"/],
+    [["events", "-o", "xml"], /Allowed choices are text, json/],
   ])("%j", async (args, message) => {
     const before = stub.calls.length;
     const r = await runCli(args, at());
