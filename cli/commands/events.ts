@@ -13,7 +13,11 @@ export function command(_name: string): Command {
   const cmd = new Command("events")
     .description("stream cluster events until interrupted")
     .option("--kind <prefix>", "only kinds starting with this, e.g. env. (repeatable)", collect, [])
-    .option("--since <revision>", "replay from this etcd revision", "0")
+    .option(
+      "--since <revision>",
+      "replay the events after this etcd revision (the last `revision` seen with -o json: resume without repeats)",
+      "0",
+    )
     .addOption(
       new Option("-o, --output <format>", "text or json (one JSON object per line)")
         .choices(["text", "json"])
