@@ -206,5 +206,9 @@ describe.sequential("protoctl base", () => {
     const all = await c.cli(["base", "rm", "bb"]);
     expect(all.code, all.stderr).toBe(0);
     expect((await c.cli(["base", "ls", "-q"])).stdout).toBe("");
+    // every version leaves the pool, not only the latest
+    const gone = Date.now() + 30_000;
+    while ((await held()).length && Date.now() < gone) await new Promise((r) => setTimeout(r, 250));
+    expect(await held()).toEqual([]);
   }, 120_000);
 });
