@@ -94,6 +94,9 @@ describe("argument checks (exit 2, nothing sent)", () => {
     [["base", "import", "x"], /needs --dir, --tar or --oci-archive/],
     [["base", "import", "x", "--dir", "/a", "--tar", "/b"], /cannot be used with/],
     [["node", "token", "--ttl", "soon"], /invalid duration/],
+    [["env", "roll", "x", "--base-version", "latest"], /invalid --base-version/],
+    [["events", "--since", "yesterday"], /invalid --since "yesterday"/],
+    [["events", "-o", "xml"], /Allowed choices are text, json/],
   ])("%j", async (args, message) => {
     const before = stub.calls.length;
     const r = await runCli(args, at());
@@ -304,5 +307,25 @@ describe("every command documents itself", () => {
     };
     walk(root, []);
     expect(missing).toEqual([]);
+  });
+});
+
+describe("options", () => {
+  it("no command's option has the name of a root option (the root's would win, even after the command)", async () => {
+    const { buildProgram } = await import("./program.js");
+    const root = await buildProgram([], "0", true);
+    const rootFlags = new Set(root.options.flatMap((o) => [o.long, o.short]).filter(Boolean));
+    const clashes: string[] = [];
+    const walk = (cmd: import("commander").Command, path: string[]) => {
+      for (const sub of cmd.commands) {
+        const p = [...path, sub.name()];
+        for (const o of sub.options)
+          for (const f of [o.long, o.short]) if (f && rootFlags.has(f)) clashes.push(`${p.join(" ")} ${f}`);
+        walk(sub, p);
+      }
+    };
+    walk(root, []);
+    expect(rootFlags.has("--version")).toBe(true);
+    expect(clashes).toEqual([]);
   });
 });

@@ -58,8 +58,24 @@ async function copyIn(api: Api, local: string, env: string, path: string): Promi
         ok(client.copyToEnv(options, (err, r) => (err ? rej(api.explain(err)) : res(r))));
       });
     });
+    // The server may refuse (bad path, unknown env) while we still send: stop sending then and
+    // answer with its error; it must not be an unhandled rejection (that crashes the CLI with a
+    // stack), nor may a write wait for "drain" on a finished call.
+    let finished = false;
+    const finish = () => {
+      finished = true;
+    };
+    const settled = reply.then(finish, finish);
     const write = async (c: CopyChunk) => {
-      if (!call.write(c)) await new Promise((r) => call.once("drain", r));
+      if (call.write(c)) return;
+      await new Promise<void>((r) => {
+        const go = () => {
+          call.off("drain", go);
+          r();
+        };
+        call.once("drain", go);
+        void settled.then(go);
+      });
     };
     try {
       await write({
@@ -69,6 +85,7 @@ async function copyIn(api: Api, local: string, env: string, path: string): Promi
         },
       });
       for await (const p of readTree("/", local)) {
+        if (finished) break;
         await write({ part: p });
         if (p.$case === "data") tick(p.data.length);
       }

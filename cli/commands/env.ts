@@ -357,14 +357,16 @@ export function command(_name: string): Command {
       .command("roll")
       .argument("<name>")
       .description("recreate an environment on a newer version of its base")
-      .option("--version <n>", "base version (default: latest)", "0")
+      // not --version: the root's --version is recognised after subcommands too and would win
+      .option("--base-version <n>", "base version (default: latest)", "0")
       .option("--no-wait", "do not wait until running"),
     "protoctl env roll demo",
-  ).action(async (n: string, opts: { version: string; wait: boolean }, self: Command) => {
+    "protoctl env roll demo --base-version 3",
+  ).action(async (n: string, opts: { baseVersion: string; wait: boolean }, self: Command) => {
     name("env", n);
-    const version = Number(opts.version);
+    const version = Number(opts.baseVersion);
     if (!Number.isInteger(version) || version < 0) {
-      throw invalidArgument(`invalid --version ${JSON.stringify(opts.version)}`, {
+      throw invalidArgument(`invalid --base-version ${JSON.stringify(opts.baseVersion)}`, {
         reason: "INVALID_FLAG",
         hint: "a version number",
       });

@@ -69,8 +69,10 @@ export function command(_name: string): Command {
         api.stream((c, o) => c.drainNode({ name: n }, o)),
         sink,
       );
-      return { value: undefined, done: `node/${n} drained` };
+      return { value: undefined, done: `Draining node ${n}: done` };
     });
+    // the result on stdout, as cordon, rm and base push print theirs (progress stays on stderr)
+    say(`node/${n} drained`);
   });
 
   examples(

@@ -178,6 +178,14 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       const version = req.version || (await store.bases.get(base))?.value.latest || 0;
       if (!version)
         throw failedPrecondition(`base ${base} has no recorded version`, { reason: "BASE_NOT_FOUND" });
+      // checked before the spec changes: a roll to a missing version would replace a running
+      // env with one that can never be placed
+      if (!(await store.getBaseVersion(base, version)))
+        throw notFound(`base ${base}@${version} not found`, {
+          reason: "BASE_VERSION_NOT_FOUND",
+          subject: `base/${base}@${version}`,
+          hint: `see \`protoctl base describe ${base}\``,
+        });
       await store.envSpecs.modify(req.name, (s) => ({ ...s, base: { name: base, version } }));
       if (req.wait) {
         await waitFor(req.name, (s) => !s || (s.baseVersion === version && SETTLED.has(s.phase)), call);

@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { execa } from "execa";
+import { execa, type ResultPromise } from "execa";
 import { loopsUnder } from "../../common/state-cleanup.js";
 import { freePort } from "../fixtures/etcd.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
@@ -32,7 +32,19 @@ export interface CliCluster {
   stateDir: string;
   /** A busybox rootfs directory, for `base import --dir`. */
   rootfs: string;
+  /** The controller's loopback address (for a second agent to join). */
+  controller: string;
   cli(args: string[], opts?: { input?: string; timeoutMs?: number }): Promise<CliResult>;
+  /** A long-running CLI command (e.g. `events`, `env logs -f`); the caller ends it. */
+  spawnCli(args: string[]): ResultPromise<{ stdin: "ignore"; reject: false; stripFinalNewline: false }>;
+  /**
+   * A second node: `protoctl agent` joined with a `node token`, its own state dir,
+   * tmpfs pool and ports; Ready on return. Stopped and torn down by `close()` unless
+   * the test did it (see `stopAgent`).
+   */
+  joinAgent(name: string): Promise<void>;
+  /** SIGTERM a joined agent (its node then goes NotReady) and tear its state down from the host. */
+  stopAgent(name: string): Promise<void>;
   /** The pool's mount point: the btrfs mount under the state dir. */
   poolMount(): string;
   /** `protoctl down`, then mounts and loop devices still under the state dir (should be none). */
@@ -51,14 +63,15 @@ export async function startCliCluster(tag: string): Promise<CliCluster> {
   const stateDir = join(work, "state");
   const configHome = join(work, "config");
   const node = `e2e-${tag}-${randomBytes(3).toString("hex")}`;
+  const cliEnv = {
+    XDG_CONFIG_HOME: configHome,
+    PROTOCTL_PLAIN: "1",
+    PROTOCTL_CONTEXT: undefined,
+    PROTOCTL_CONTROLLER: undefined,
+  };
   const cli = async (args: string[], opts: { input?: string; timeoutMs?: number } = {}) => {
     const r = await execa(process.execPath, [CLI, ...args], {
-      env: {
-        XDG_CONFIG_HOME: configHome,
-        PROTOCTL_PLAIN: "1",
-        PROTOCTL_CONTEXT: undefined,
-        PROTOCTL_CONTROLLER: undefined,
-      },
+      env: cliEnv,
       extendEnv: true,
       input: opts.input,
       stdin: opts.input === undefined ? "ignore" : "pipe",
@@ -78,7 +91,76 @@ export async function startCliCluster(tag: string): Promise<CliCluster> {
     for (const l of loopsUnder(stateDir, losetup)) out.push(`loop ${l}`);
     return out;
   };
+  const spawnCli = (args: string[]) =>
+    execa(process.execPath, [CLI, ...args], {
+      env: cliEnv,
+      extendEnv: true,
+      stdin: "ignore",
+      reject: false,
+      stripFinalNewline: false,
+    });
+  const ports: number[] = [];
+  const agents = new Map<string, { proc: ResultPromise; dir: string }>();
+  const stopAgent = async (name: string) => {
+    const a = agents.get(name);
+    if (!a) return;
+    agents.delete(name);
+    a.proc.kill("SIGTERM");
+    await a.proc.catch(() => undefined);
+    const td = await cli(["agent", "teardown", "--state-dir", a.dir, "--name", name, "--force"], {
+      timeoutMs: 120_000,
+    });
+    if (td.code !== 0) throw new Error(`agent teardown ${name} exited ${td.code}: ${td.stderr}`);
+  };
+  const joinAgent = async (name: string) => {
+    const tok = await cli(["node", "token", "--node", name, "--ttl", "10m", "-o", "json"]);
+    if (tok.code !== 0) throw new Error(`node token exited ${tok.code}: ${tok.stderr}`);
+    const { token } = JSON.parse(tok.stdout) as { token: string };
+    const dir = join(work, `agent-${name}`);
+    const [listen, metrics] = [await freePort(), await freePort()];
+    const proc = execa(
+      process.execPath,
+      [
+        CLI,
+        "agent",
+        "--name",
+        name,
+        "--listen",
+        `127.0.0.1:${listen}`,
+        "--metrics-listen",
+        `127.0.0.1:${metrics}`,
+        "--controller",
+        `127.0.0.1:${ports[2]}`,
+        "--state-dir",
+        dir,
+        "--pool-size",
+        "512M",
+      ],
+      // the token by environment, as the docs advise: argv is world-readable in /proc
+      {
+        env: { PROTOCTL_AGENT_JOIN_TOKEN: token },
+        extendEnv: true,
+        stdin: "ignore",
+        reject: false,
+        all: true,
+      },
+    );
+    agents.set(name, { proc, dir });
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const ls = await cli(["node", "ls", "-o", "json"]);
+      const nodes = ls.code === 0 ? (JSON.parse(ls.stdout) as Array<{ name: string; state: string }>) : [];
+      if (nodes.some((n) => n.name === name && n.state === "NODE_STATE_READY")) return;
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        await stopAgent(name);
+        const out = await proc;
+        throw new Error(`agent ${name} did not become Ready: ${String(out.all).slice(-2000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
   const close = async () => {
+    for (const name of [...agents.keys()]) await stopAgent(name).catch(() => undefined);
     if (existsSync(stateDir)) await cli(["down", "--state-dir", stateDir], { timeoutMs: 180_000 });
     const left = await leftovers();
     await rm(work, { recursive: true, force: true });
@@ -86,7 +168,8 @@ export async function startCliCluster(tag: string): Promise<CliCluster> {
   };
   try {
     const rootfs = await makeBusyboxRootfs(join(work, "rootfs"));
-    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    // the console and metrics ports too: their defaults may be taken by another `protoctl up`
+    for (let i = 0; i < 7; i++) ports.push(await freePort());
     const up = await cli(
       [
         "up",
@@ -100,6 +183,12 @@ export async function startCliCluster(tag: string): Promise<CliCluster> {
         String(ports[2]),
         "--agent-port",
         String(ports[3]),
+        "--console-port",
+        String(ports[4]),
+        "--controller-metrics-port",
+        String(ports[5]),
+        "--agent-metrics-port",
+        String(ports[6]),
         "--node-name",
         node,
         "--pool-size",
@@ -113,7 +202,11 @@ export async function startCliCluster(tag: string): Promise<CliCluster> {
       work,
       stateDir,
       rootfs,
+      controller: `127.0.0.1:${ports[2]}`,
       cli,
+      spawnCli,
+      joinAgent,
+      stopAgent,
       poolMount: () => {
         for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
           const f = line.split(" ");

@@ -121,6 +121,20 @@ describe("bases", () => {
     await expect(pool.deleteBaseVersion("upd", 3)).rejects.toMatchObject({ code: Code.NOT_FOUND });
   });
 
+  it("version 0 deletes every version of the base, and none while one is in use", async () => {
+    await pool.importBase("whole", { dir: rootfs });
+    await pool.updateBase("whole", ["true"], { network: false });
+    await pool.updateBase("whole", ["true"], { network: false });
+    await pool.prepareEnvRoot("user-b", "whole", 1, []);
+    const err = await pool.deleteBaseVersion("whole", 0).catch((e) => e);
+    expect(err).toMatchObject({ code: Code.FAILED_PRECONDITION, reason: "BASE_IN_USE" });
+    expect((await pool.listBaseVersions("whole")).map((m) => m.version)).toEqual([1, 2, 3]);
+    await pool.removeEnvRoot("user-b");
+    expect(await pool.deleteBaseVersion("whole", 0)).toEqual([]);
+    expect(await pool.listBaseVersions("whole")).toEqual([]);
+    await expect(pool.deleteBaseVersion("whole", 0)).rejects.toMatchObject({ code: Code.NOT_FOUND });
+  });
+
   it("builds a base with a builder script", async () => {
     const script = Buffer.from(
       `#!/bin/sh\nset -e\ncp -a ${rootfs}/. "$1"/\necho scripted > "$1"/etc/origin\n`,

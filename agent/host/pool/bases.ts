@@ -374,20 +374,19 @@ export class BaseStore {
     version: number,
     usersOf: (name: string, version: number) => Promise<string[]>,
   ): Promise<BaseVersionMeta[]> {
+    if (version === 0) {
+      // the whole base (`base rm NAME`): every version, and none while any is in use;
+      // `get(name, 0)` alone is the latest, which left the older versions on disk
+      const all = await this.list(name);
+      if (all.length === 0) await this.get(name, 0);
+      for (const m of all) await this.refuseInUse(m, usersOf);
+      let left = all;
+      for (const m of [...all].reverse()) left = await this.deleteVersion(name, m.version, usersOf);
+      return left;
+    }
     const meta = await this.get(name, version);
     return this.locks.run(`base/${name}`, async () => {
-      const users = await usersOf(meta.base, meta.version);
-      if (users.length > 0) {
-        throw failedPrecondition(
-          `base ${formatBaseRef(name, meta.version)} is in use by ${users.join(", ")}`,
-          {
-            reason: "BASE_IN_USE",
-            subject: `base/${formatBaseRef(name, meta.version)}`,
-            hint: "delete those envs and layer builds first",
-            metadata: { users: users.join(",") },
-          },
-        );
-      }
+      await this.refuseInUse(meta, usersOf);
       const ext = this.externals.get(meta.base, meta.version);
       if (ext) {
         await ext.release?.();
@@ -399,6 +398,22 @@ export class BaseStore {
       await removeObjectDir(doomed);
       return this.list(name);
     });
+  }
+
+  private async refuseInUse(
+    meta: BaseVersionMeta,
+    usersOf: (name: string, version: number) => Promise<string[]>,
+  ): Promise<void> {
+    const { base: name } = meta;
+    const users = await usersOf(meta.base, meta.version);
+    if (users.length > 0) {
+      throw failedPrecondition(`base ${formatBaseRef(name, meta.version)} is in use by ${users.join(", ")}`, {
+        reason: "BASE_IN_USE",
+        subject: `base/${formatBaseRef(name, meta.version)}`,
+        hint: "delete those envs and layer builds first",
+        metadata: { users: users.join(",") },
+      });
+    }
   }
 
   private async runBuilder(cmd: string, args: string[], progress?: ProgressFn, signal?: AbortSignal) {
