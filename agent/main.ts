@@ -3,6 +3,7 @@
  * predecessor left half-made, serves AgentService, and (with --controller)
  * joins the cluster. `startAgent` is the same thing in-process, for tests.
  */
+
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -22,6 +23,7 @@ import type { AgentContext } from "./server/context.js";
 import { agentInfo } from "./server/info-handlers.js";
 import { propagationHandlers } from "./server/propagation-handlers.js";
 import { EnvService } from "./service/env-service.js";
+import { ForegroundActivity } from "./service/foreground.js";
 import { PropagationService } from "./service/propagation-service.js";
 import { teardownCommand } from "./teardown.js";
 
@@ -60,7 +62,10 @@ export async function startAgent(
   );
   const pool: PoolDriver = btrfsPool;
   // Propagation first: attached base versions must be registered before envs on them are re-adopted.
+  // env creates go first; the publish at seal waits for a quiet moment
+  const activity = new ForegroundActivity();
   const propagation = new PropagationService({
+    activity,
     node: config.name,
     dir: join(config.stateDir, "propagation"),
     pool: btrfsPool,
@@ -78,7 +83,14 @@ export async function startAgent(
     networks,
     privateRange: config.network.privateRange,
   });
-  const envs = new EnvService({ node: config.name, stateDir: config.stateDir, pool, machines, logger: log });
+  const envs = new EnvService({
+    node: config.name,
+    stateDir: config.stateDir,
+    pool,
+    machines,
+    logger: log,
+    activity,
+  });
   await envs.init();
   const ctx: AgentContext = {
     node: config.name,

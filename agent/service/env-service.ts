@@ -8,6 +8,7 @@
  * startup inventory (`init`) stops machines without a record and lets the
  * pool remove roots without one.
  */
+
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { baseRefOf } from "../../common/base-ref.js";
@@ -37,6 +38,7 @@ import {
   validateEnvSpec,
 } from "./env-spec-check.js";
 import { type EnvRecord, EnvStore } from "./env-store.js";
+import type { ForegroundActivity } from "./foreground.js";
 import { unsealed } from "./seal-fields.js";
 
 export interface EnvServiceOptions {
@@ -47,6 +49,8 @@ export interface EnvServiceOptions {
   logger: Logger;
   /** Graceful stop period used by delete. */
   deleteStopTimeoutMs?: number;
+  /** Creates count as foreground work here (background publishes wait for a quiet moment). */
+  activity?: ForegroundActivity;
 }
 
 const PHASES: Record<EnvRecord["phase"], EnvPhase> = {
@@ -178,7 +182,10 @@ export class EnvService {
       if (inFlight.spec !== json) throw inUse(name);
       return inFlight.done;
     }
-    const done = this.locks.run(name, () => this.doCreate(spec, generation));
+    const act = this.opts.activity;
+    const done = this.locks.run(name, () =>
+      act ? act.run(() => this.doCreate(spec, generation)) : this.doCreate(spec, generation),
+    );
     this.creating.set(name, { spec: json, done });
     try {
       return await done;

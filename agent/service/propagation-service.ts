@@ -67,6 +67,7 @@ export class PropagationService {
       log: o.log,
       atSeal: o.publishAtSeal,
       publishImage: this.exportDriver.publish,
+      activity: o.activity,
     });
   }
 

@@ -3,11 +3,13 @@
  * options, the pool it needs, its seed and attachment records, and how an
  * attachment's options follow from them.
  */
+
 import type { Logger } from "pino";
 import type { AgentAttachments, AttachmentState, AttachOptions } from "../host/attachments/types.js";
 import type { ExportDriver, SeedImage, TlsFiles } from "../host/exports/types.js";
 import type { BaseVersionMeta } from "../host/interfaces.js";
 import type { BtrfsPool } from "../host/pool/pool.js";
+import type { ForegroundActivity } from "./foreground.js";
 
 const MiB = 1024 * 1024;
 
@@ -46,6 +48,8 @@ export interface PropagationOptions {
   connections?: number;
   /** Publish each version made here in the background at once (default true; seed-publisher.ts). */
   publishAtSeal?: boolean;
+  /** Env creates, which a publish at seal lets go first (seed-publisher.ts). */
+  activity?: ForegroundActivity;
   log: Logger;
   /** Host drivers; default the real ones (SeedAttachments, seed images and nbdkit). */
   attachments?: AgentAttachments;

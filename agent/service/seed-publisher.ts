@@ -11,6 +11,12 @@
  * its version is deleted (an unfinished publish is aborted first: its send
  * must not hold the subvolume) or when a newer version of the base is sealed
  * here; a claimed one stays under the controller's garbage collection.
+ *
+ * With a ForegroundActivity, the publish at seal waits for a quiet moment:
+ * quietMs after the seal and after the last env create ends (at most
+ * maxDeferMs after the seal), because it competes with the creates for disk
+ * and CPU (foreground.ts says by how much). A push for a version still
+ * waiting starts its publish at once.
  */
 import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -21,6 +27,7 @@ import { run } from "../../common/exec.js";
 import { publishSeedImage } from "../host/exports/seed-image.js";
 import type { BaseVersionMeta, ProgressFn } from "../host/interfaces.js";
 import { findMount } from "../host/pool/mounts.js";
+import type { ForegroundActivity } from "./foreground.js";
 import { readRecords, writeRecord } from "./propagation-records.js";
 import type { PropagationPool, SeedRecord } from "./propagation-types.js";
 
@@ -43,6 +50,18 @@ export interface SeedPublisherOptions {
   atSeal?: boolean;
   /** Makes the image (the export driver's publish; a fake in unit tests). */
   publishImage?: typeof publishSeedImage;
+  /** Foreground work (env creates) the publish at seal gives way to. */
+  activity?: ForegroundActivity;
+  /** Quiet time after the seal and after the last create before a publish at seal begins (1500). */
+  quietMs?: number;
+  /** Longest a publish at seal waits for a quiet moment (60 s). */
+  maxDeferMs?: number;
+}
+
+interface Deferred {
+  meta: BaseVersionMeta;
+  sinceMs: number;
+  timer?: NodeJS.Timeout;
 }
 
 /** What a PublishSeed caller gets: the record, and whether the image was begun at seal. */
@@ -54,8 +73,14 @@ export interface Published {
 export class SeedPublisher {
   private readonly records = new Map<string, SeedRecord>();
   private readonly running = new Map<string, Publishing>();
+  private readonly deferred = new Map<string, Deferred>();
+  private readonly unwatch?: () => void;
 
-  constructor(private readonly o: SeedPublisherOptions) {}
+  constructor(private readonly o: SeedPublisherOptions) {
+    this.unwatch = o.activity?.onEnd(() => {
+      for (const ref of [...this.deferred.keys()]) this.schedule(ref);
+    });
+  }
 
   /** Loads the records; what a killed publish left (its mount, its temporary image) goes. */
   async restore(): Promise<void> {
@@ -77,6 +102,12 @@ export class SeedPublisher {
     const ref = formatBaseRef(meta.base, meta.version);
     const have = this.records.get(ref);
     if (have) return { rec: await this.claim(ref, have), atSeal: !!have.atSeal };
+    const waiting = this.deferred.get(ref);
+    if (waiting) {
+      // a push does not wait for the quiet moment: it starts the publish now, as its own
+      clearTimeout(waiting.timer);
+      this.deferred.delete(ref);
+    }
     let p = this.running.get(ref);
     if (p) progress?.({ step: p.atSeal ? "publish: finishing the image begun at seal" : "publish: joining" });
     else p = this.start(meta, false, progress, signal);
@@ -97,7 +128,37 @@ export class SeedPublisher {
   sealed(meta: BaseVersionMeta): void {
     if (this.o.atSeal === false) return;
     const ref = formatBaseRef(meta.base, meta.version);
-    if (this.records.has(ref) || this.running.has(ref)) return;
+    if (this.records.has(ref) || this.running.has(ref) || this.deferred.has(ref)) return;
+    void this.dropUnclaimed(meta.base, (v) => v < meta.version);
+    if (!this.o.activity) {
+      this.beginAtSeal(meta);
+      return;
+    }
+    this.deferred.set(ref, { meta, sinceMs: Date.now() });
+    this.schedule(ref);
+  }
+
+  /** Begins base@N's deferred publish once quiet (or at its deadline), else re-arms its timer. */
+  private schedule(ref: string): void {
+    const d = this.deferred.get(ref);
+    if (!d || !this.o.activity) return;
+    clearTimeout(d.timer);
+    const now = Date.now();
+    const quietMs = this.o.quietMs ?? 1500;
+    const untilDeadline = Math.max(0, d.sinceMs + (this.o.maxDeferMs ?? 60_000) - now);
+    const untilQuiet = Math.max(this.o.activity.untilQuiet(quietMs, now), d.sinceMs + quietMs - now);
+    const wait = Math.min(untilQuiet, untilDeadline);
+    if (wait <= 0) {
+      this.deferred.delete(ref);
+      this.beginAtSeal(d.meta);
+      return;
+    }
+    d.timer = setTimeout(() => this.schedule(ref), wait);
+    d.timer.unref();
+  }
+
+  private beginAtSeal(meta: BaseVersionMeta): void {
+    const ref = formatBaseRef(meta.base, meta.version);
     const t0 = performance.now();
     this.start(meta, true).done.then(
       (rec) =>
@@ -107,7 +168,6 @@ export class SeedPublisher {
         ),
       (err) => this.o.log.info({ ref, err: (err as Error).message }, "publish at seal stopped"),
     );
-    void this.dropUnclaimed(meta.base, (v) => v < meta.version);
   }
 
   /**
@@ -128,6 +188,9 @@ export class SeedPublisher {
 
   /** Stops every publish under way and waits for each to clean up after itself. */
   async close(): Promise<void> {
+    this.unwatch?.();
+    for (const d of this.deferred.values()) clearTimeout(d.timer);
+    this.deferred.clear();
     const all = [...this.running.values()];
     for (const p of all) p.abort.abort();
     await Promise.allSettled(all.map((p) => p.done));
@@ -139,6 +202,12 @@ export class SeedPublisher {
   }
 
   private async dropUnclaimed(base: string, which: (version: number) => boolean): Promise<void> {
+    for (const [ref, d] of [...this.deferred]) {
+      if (d.meta.base === base && which(d.meta.version)) {
+        clearTimeout(d.timer);
+        this.deferred.delete(ref);
+      }
+    }
     const stopping = [...this.running.values()].filter(
       (p) => p.base === base && which(p.version) && p.atSeal && !p.claimed,
     );

@@ -63,8 +63,14 @@ afterAll(async () => {
   await rm(rootfs, { recursive: true, force: true });
 }, 120_000);
 
-it("a push right after the import takes the seed begun at seal, and its record says how long it waited", async () => {
+it("a push while the seal's publish runs joins it, and its record says how long it waited", async () => {
   const v = await newVersion("version 1");
+  // the publish at seal begins once the node is quiet (no env create for a moment): under way now
+  await eventually(
+    async () => (await seedFiles(v)).some((f) => f.endsWith(".tmp") || f === `demo@${v}.json`),
+    30_000,
+    20,
+  );
   const lines: PushProgress[] = [];
   await cl.push({ ref: { name: "demo", version: v }, nodes: ["a2"], waitLocal: true }, (p) => lines.push(p));
   const rec = await pushRecord(v);
