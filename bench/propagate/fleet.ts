@@ -146,10 +146,13 @@ async function main() {
   const large = arg("large", 2048);
   const rootfs = await mkdtemp(join(tmpdir(), "protoctl-bench-fleet-"));
   await makeBusyboxRootfs(rootfs);
-  // a1 origin, a2.. targets
+  // a1 origin, a2.. targets; a cluster that fails to start must not leave the rootfs behind
   const cl = await startPropagationCluster({
     agents: nodes + 1,
     poolSize: `${Math.ceil((large * 1.6) / 1024) + 1}G`,
+  }).catch(async (err) => {
+    await rm(rootfs, { recursive: true, force: true });
+    throw err;
   });
   const targets = Array.from({ length: nodes }, (_, i) => `a${i + 2}`);
   const out: Record<string, unknown> = {
