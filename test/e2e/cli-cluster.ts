@@ -51,8 +51,11 @@ export interface CliCluster {
   close(): Promise<string[]>;
 }
 
-/** Builds dist (unless skipped), then `protoctl up` with a 1G tmpfs pool; the node is Ready on return. */
-export async function startCliCluster(tag: string): Promise<CliCluster> {
+/**
+ * Builds dist (unless skipped), then `protoctl up` with a 1G tmpfs pool; the node is Ready on return.
+ * With `base`, the busybox rootfs is imported under that name first.
+ */
+export async function startCliCluster(tag: string, opts: { base?: string } = {}): Promise<CliCluster> {
   if (process.env.PROTOCTL_E2E_SKIP_BUILD !== "1") {
     // tsc emits even when other work in progress has type errors; the bundle step is the CLI's own.
     await execa("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: ROOT, reject: false });
@@ -197,6 +200,10 @@ export async function startCliCluster(tag: string): Promise<CliCluster> {
       { timeoutMs: 180_000 },
     );
     if (up.code !== 0) throw new Error(`protoctl up exited ${up.code}: ${up.stderr}${up.stdout}`);
+    if (opts.base) {
+      const imp = await cli(["base", "import", opts.base, "--dir", rootfs]);
+      if (imp.code !== 0) throw new Error(`base import: ${imp.stderr}`);
+    }
     return {
       node,
       work,

@@ -19,9 +19,7 @@ import { type CliCluster, startCliCluster } from "./cli-cluster.js";
 let c: CliCluster;
 
 beforeAll(async () => {
-  c = await startCliCluster("env");
-  const imp = await c.cli(["base", "import", "bb", "--dir", c.rootfs]);
-  if (imp.code !== 0) throw new Error(`base import: ${imp.stderr}`);
+  c = await startCliCluster("env", { base: "bb" });
 }, 400_000);
 
 afterAll(async () => {

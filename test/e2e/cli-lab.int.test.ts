@@ -83,10 +83,8 @@ async function hostLinks(): Promise<string[]> {
 let vnis: number[] = [];
 
 beforeAll(async () => {
-  c = await startCliCluster("lab");
+  c = await startCliCluster("lab", { base: "bb" });
   file = join(c.work, "lab.yaml");
-  const imp = await c.cli(["base", "import", "bb", "--dir", c.rootfs]);
-  if (imp.code !== 0) throw new Error(`base import: ${imp.stderr}`);
 }, 400_000);
 
 afterAll(async () => {

@@ -5,18 +5,15 @@
  * touches a file the layer wrote builds from scratch, shell layers are never
  * rebased, and nothing is left behind.
  */
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../../../common/exec.js";
-import { silentLogger } from "../../../common/logger.js";
-import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
+import { type BusyboxPool, busyboxPool } from "../../../test/fixtures/busybox-pool.js";
 import type { LayerSpec } from "./layers.js";
 import { mountsUnder } from "./mounts.js";
-import { type BtrfsPool, openPool } from "./pool.js";
+import type { BtrfsPool } from "./pool.js";
 
-let stateDir: string;
 let pool: BtrfsPool;
 
 // `runs` grows by one line per run of the playbook: two lines prove it ran again on the old upper
@@ -52,16 +49,15 @@ async function subvolumes(): Promise<string[]> {
     .sort();
 }
 
+let fixture: BusyboxPool | undefined;
+
 beforeAll(async () => {
-  stateDir = await mkdtemp(join(tmpdir(), "protoctl-rebase-"));
-  const rootfs = await makeBusyboxRootfs(join(stateDir, "rootfs"));
-  pool = await openPool({ kind: "tmpfs", stateDir, sizeBytes: 384 * 1024 * 1024 }, silentLogger());
-  await pool.importBase("bb", { dir: rootfs });
+  fixture = await busyboxPool("protoctl-rebase-");
+  ({ pool } = fixture);
 });
 
 afterAll(async () => {
-  await pool?.destroy();
-  await rm(stateDir, { recursive: true, force: true });
+  await fixture?.cleanup();
 });
 
 describe("layer rebase", () => {

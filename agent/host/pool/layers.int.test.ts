@@ -3,13 +3,12 @@
  * exactly the recipe's diff, builds are cached per (base@N, digest), parents
  * stack, a new base version gets a new build, a failed recipe records nothing.
  */
-import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { lstat, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "../../../common/errors.js";
 import { silentLogger } from "../../../common/logger.js";
-import { makeBusyboxRootfs } from "../../../test/fixtures/rootfs.js";
+import { type BusyboxPool, busyboxPool } from "../../../test/fixtures/busybox-pool.js";
 import type { LayerSpec } from "./layers.js";
 import { findMount, mountsUnder } from "./mounts.js";
 import { type BtrfsPool, openPool } from "./pool.js";
@@ -50,16 +49,15 @@ async function tmpLeftovers(): Promise<string[]> {
   return out;
 }
 
+let fixture: BusyboxPool | undefined;
+
 beforeAll(async () => {
-  stateDir = await mkdtemp(join(tmpdir(), "protoctl-layers-"));
-  const rootfs = await makeBusyboxRootfs(join(stateDir, "rootfs"));
-  pool = await openPool({ kind: "tmpfs", stateDir, sizeBytes: 384 * 1024 * 1024 }, silentLogger());
-  await pool.importBase("bb", { dir: rootfs });
+  fixture = await busyboxPool("protoctl-layers-");
+  ({ pool, stateDir } = fixture);
 });
 
 afterAll(async () => {
-  await pool?.destroy();
-  await rm(stateDir, { recursive: true, force: true });
+  await fixture?.cleanup();
 });
 
 describe("layers", () => {
