@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { silentLogger } from "../../common/logger.js";
-import { type Env, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
+import { type Env, EnvPhase, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
 import {
   type AgentClient,
@@ -159,5 +159,22 @@ it("SIGKILL mid-create: finished envs survive and run, half-made ones leave noth
     expect(stray).toEqual([]);
   }
   expect(envDirs.filter((d) => !d.startsWith(".")).sort()).toEqual([...have].sort());
+  client.close();
+});
+
+it("SIGTERM (what systemctl restart sends): a running env survives, is adopted and runs execs", async () => {
+  await stopChild("SIGKILL"); // the previous test's agent: one agent per state dir
+  let client = await startChild();
+  const before = await unary<object, Env>(client, "createEnv", { spec: spec("graceful"), generation: 1 });
+  await stopChild("SIGTERM");
+  client.close();
+  client = await startChild();
+  const env = (await unary<object, { envs: Env[] }>(client, "listEnvs", {})).envs.find(
+    (e) => e.spec!.name === "graceful",
+  );
+  expect(env?.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);
+  expect(env?.status?.leaderPid).toBe(before.status!.leaderPid);
+  expect((await execOverGrpc(client, { env: "graceful", command: ["hostname"] })).stdout).toBe("graceful\n");
+  await unary(client, "deleteEnv", { name: "graceful" });
   client.close();
 });

@@ -48,6 +48,11 @@ tls:
   caStore: disk
 log:
   format: json
+# Under TCG emulation the node runs 10-30x slower than on hardware: the agent restart below (stop,
+# Node's start, pool, adoption, join) took about 30 s here, the default grace before a NotReady
+# node's envs are Lost (about 2 s on hardware). The grace scales with the machine.
+reconcile:
+  lostGraceSeconds: 180
 YAML
 cat >/etc/protoctl/agent.yaml <<'YAML'
 name: n1

@@ -17,7 +17,8 @@ mkdir -p /run/protoctl-bin
 printf '#!/bin/sh\nexec node /project/dist/cli/main.js "$@"\n' >/run/protoctl-bin/protoctl
 chmod +x /run/protoctl-bin/protoctl
 export PATH=/run/protoctl-bin:$PATH
-result() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$R/checks.tsv"; echo "== $1 $2: $3"; }
+# a detail of several lines (a command's error and its hint) stays one row
+result() { printf '%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\n\t' '  ')" >>"$R/checks.tsv"; echo "== $1 $2: $3"; }
 check() { # check NAME DETAIL CMD...: PASS when CMD succeeds
   local name=$1 detail=$2
   shift 2
