@@ -19,9 +19,9 @@
  */
 import { readFileSync } from "node:fs";
 import { chmod, mkdir, rename, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname } from "node:path";
 import { invalidArgument, notFound } from "../../common/errors.js";
+import { configPath } from "./config-path.js";
 import { type MiniMap, parseMiniYaml, stringifyMiniYaml } from "./mini-yaml.js";
 
 /** Default controller address when nothing is configured (what `protoctl up` listens on). */
@@ -58,11 +58,7 @@ export interface ResolvedContext extends ContextEntry {
 
 type Env = Record<string, string | undefined>;
 
-export function configPath(env: Env = process.env): string {
-  if (env.PROTOCTL_CONFIG) return env.PROTOCTL_CONFIG;
-  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config");
-  return join(base, "protoctl", "config.yaml");
-}
+export { configPath };
 
 const FIELD_KEYS: Array<[keyof ContextEntry, string]> = [
   ["controller", "controller"],

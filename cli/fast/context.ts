@@ -8,8 +8,7 @@
  * that both readings agree).
  */
 import { readFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
+import { configPath } from "../config/config-path.js";
 import { type MiniMap, parseMiniYaml } from "../config/mini-yaml.js";
 
 export interface FastContext {
@@ -21,12 +20,6 @@ export interface FastContext {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
-}
-
-function configPath(env: NodeJS.ProcessEnv): string {
-  if (env.PROTOCTL_CONFIG) return env.PROTOCTL_CONFIG;
-  const base = env.XDG_CONFIG_HOME || join(env.HOME || homedir(), ".config");
-  return join(base, "protoctl", "config.yaml");
 }
 
 const str = (v: unknown): string | undefined => (v == null ? undefined : String(v));
