@@ -4,7 +4,9 @@
  * a status plus an `ErrorDetail` in the `protoctl-error-bin` trailer, and the
  * client turns it back into the same class. Nothing matches on message text.
  */
+
 import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
+import { ERROR_DETAIL_KEY } from "./grpc-wire.js";
 
 /** gRPC status codes (numeric values fixed by the gRPC spec). */
 export enum Code {
@@ -27,7 +29,7 @@ export enum Code {
   UNAUTHENTICATED = 16,
 }
 
-export const ERROR_DETAIL_KEY = "protoctl-error-bin";
+export { ERROR_DETAIL_KEY };
 
 export interface ErrorFields {
   /** Stable machine-readable reason, e.g. "BASE_NOT_FOUND". */

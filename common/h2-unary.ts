@@ -15,8 +15,9 @@
  * `protoctl-error-bin` (base64). Failures become the same ProtoctlError the
  * grpc-js path gives (common/errors.ts fromGrpcError).
  */
-import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
-import { Code, ERROR_DETAIL_KEY, fromGrpcError, type ProtoctlError } from "./errors.js";
+import type { ClientHttp2Session, ClientHttp2Stream } from "node:http2";
+import { Code, fromGrpcError, type ProtoctlError } from "./errors.js";
+import { frame, statusFromHeaders } from "./grpc-wire.js";
 
 export interface H2Options {
   /** host:port */
@@ -71,42 +72,7 @@ export function statusError(code: number, details: string, md: Record<string, Bu
   return fromGrpcError({ code, details, metadata: { get: (k: string) => md[k] ?? [] } });
 }
 
-/** grpc-message is percent-encoded. */
-function decodeMessage(raw: string | string[] | undefined): string {
-  const s = Array.isArray(raw) ? raw.join(",") : (raw ?? "");
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-
-/** The status of a finished call from its trailers (or trailers-only headers). */
-export function statusFromHeaders(h: IncomingHttpHeaders): {
-  code: number;
-  message: string;
-  md: Record<string, Buffer[]>;
-} {
-  const code = Number(h["grpc-status"] ?? Code.UNKNOWN);
-  const md: Record<string, Buffer[]> = {};
-  const detail = h[ERROR_DETAIL_KEY];
-  if (detail)
-    md[ERROR_DETAIL_KEY] = (Array.isArray(detail) ? detail : [detail]).map((v) => Buffer.from(v, "base64"));
-  return {
-    code: Number.isInteger(code) ? code : Code.UNKNOWN,
-    message: decodeMessage(h["grpc-message"]),
-    md,
-  };
-}
-
-/** Frames one message: flag 0 (not compressed), 4-byte length, bytes. */
-export function frame(msg: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + msg.length);
-  out.writeUInt8(0, 0);
-  out.writeUInt32BE(msg.length, 1);
-  out.set(msg, 5);
-  return out;
-}
+export { frame, statusFromHeaders };
 
 /** Extracts the single message of a unary response body. */
 export function unframe(body: Buffer): Buffer {

@@ -7,12 +7,11 @@
  * in a Failure that report.ts turns into the full CLI's error (loaded only
  * then).
  */
-import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders } from "node:http2";
+import type { ClientHttp2Session, ClientHttp2Stream } from "node:http2";
+import { frame, statusFromHeaders } from "../../common/grpc-wire.js";
 import { controllerCertCheck } from "../client/server-role.js";
 import type { FastContext } from "./context.js";
 
-/** common/errors.ts ERROR_DETAIL_KEY */
-export const FAST_DETAIL_KEY = "protoctl-error-bin";
 const UNKNOWN = 2;
 const INTERNAL = 13;
 const UNAVAILABLE = 14;
@@ -30,31 +29,6 @@ export class FastCallError extends Error {
   constructor(readonly failure: Failure) {
     super(failure.message);
   }
-}
-
-function statusOf(h: IncomingHttpHeaders): Failure {
-  const raw = Number(h["grpc-status"] ?? UNKNOWN);
-  const md: Record<string, Buffer[]> = {};
-  const detail = h[FAST_DETAIL_KEY];
-  if (detail)
-    md[FAST_DETAIL_KEY] = (Array.isArray(detail) ? detail : [detail]).map((v) => Buffer.from(v, "base64"));
-  const msg = h["grpc-message"];
-  const s = Array.isArray(msg) ? msg.join(",") : (msg ?? "");
-  let message = s;
-  try {
-    message = decodeURIComponent(s);
-  } catch {
-    // kept as sent
-  }
-  return { code: Number.isInteger(raw) ? raw : UNKNOWN, message, md };
-}
-
-function frame(msg: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + msg.length);
-  out.writeUInt8(0, 0);
-  out.writeUInt32BE(msg.length, 1);
-  out.set(msg, 5);
-  return out;
 }
 
 export class FastConnection {
@@ -127,12 +101,12 @@ export class FastConnection {
         );
       }
       stream.on("response", (h) => {
-        if (h["grpc-status"] !== undefined) status = statusOf(h);
+        if (h["grpc-status"] !== undefined) status = statusFromHeaders(h);
         else if (Number(h[":status"]) !== 200)
           status = { code: UNKNOWN, message: `HTTP status ${h[":status"]}`, md: {} };
       });
       stream.on("trailers", (h) => {
-        status = statusOf(h);
+        status = statusFromHeaders(h);
       });
       stream.on("data", (chunk: Buffer) => {
         buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;

@@ -1,8 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { ERROR_DETAIL_KEY } from "../../common/errors.js";
 import { VersionInfo } from "../../proto/gen/protoctl/v1/control.js";
 import { ExecInput, ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
-import { FAST_DETAIL_KEY } from "./call.js";
 import {
   decodeExecOutput,
   decodeVersionInfo,
@@ -87,9 +85,5 @@ describe("hand-encoded messages match the generated code", () => {
       leader: "",
       cluster: "",
     });
-  });
-
-  it("call.ts reads the error detail under common/errors.ts's key", () => {
-    expect(FAST_DETAIL_KEY).toBe(ERROR_DETAIL_KEY);
   });
 });
