@@ -108,7 +108,8 @@ const rows = tsv
   .split("\n")
   .filter((l) => l)
   .map((l) => l.split("\t"));
-for (const [verdict, name = "", detail = ""] of rows) console.log(`${verdict.padEnd(5)} ${name.padEnd(22)} ${detail}`);
+for (const [verdict, name = "", detail = ""] of rows)
+  console.log(`${verdict.padEnd(5)} ${name.padEnd(22)} ${detail}`);
 const failed = rows.filter((r) => r[0] === "FAIL").length;
 const passed = rows.filter((r) => r[0] === "PASS").length;
 const finished = existsSync(join(results, "finished"));
