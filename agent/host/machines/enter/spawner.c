@@ -67,6 +67,7 @@ static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static struct watch {
   int fd;
   pid_t pid;
+  int announced; /* the leader was reported; the socket stays until the child exits (nspawn's later READY=1 must find it) */
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 } watches[MAX_WATCH];
 static int nwatch;
@@ -111,14 +112,14 @@ static void on_notify(int i) {
   if (!h || h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_CREDENTIALS) return;
   struct ucred cr;
   memcpy(&cr, CMSG_DATA(h), sizeof cr);
-  if (cr.pid != watches[i].pid) return;
+  if (cr.pid != watches[i].pid || watches[i].announced) return;
   static const char key[] = "X_NSPAWN_LEADER_PID=";
   for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
     if (strncmp(line, key, sizeof key - 1) != 0) continue;
     long leader = strtol(line + sizeof key - 1, NULL, 10);
     if (leader > 0) {
       reply("l %d %ld\n", (int)watches[i].pid, leader);
-      unwatch(i);
+      watches[i].announced = 1;
     }
     return;
   }
@@ -239,6 +240,7 @@ static void do_start(const char *id, char **w, int n) {
   } else if (nfd >= 0) {
     watches[nwatch].fd = nfd;
     watches[nwatch].pid = pid;
+    watches[nwatch].announced = 0;
     strcpy(watches[nwatch].path, notify);
     nwatch++;
   }
