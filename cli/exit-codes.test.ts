@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Code, notFound, ProtoctlError } from "../common/errors.js";
+import { Code, failedPrecondition, notFound, ProtoctlError } from "../common/errors.js";
 import { EXIT_CODES_HELP, ExitCode, ExitRequest, exitCodeForGrpc, reportFor } from "./exit-codes.js";
 
 describe("exit codes", () => {
@@ -38,6 +38,13 @@ describe("exit codes", () => {
     const r = reportFor(new ProtoctlError(Code.INTERNAL, "recipe failed", { output: "a\nb\n" }));
     expect(r.exitCode).toBe(1);
     expect(r.lines).toEqual(["error: recipe failed", "output (last lines):", "  a", "  b"]);
+  });
+
+  it("a recipe or base update that failed on a node exits 1, other preconditions 5", () => {
+    for (const reason of ["RECIPE_FAILED", "UPDATE_FAILED"]) {
+      expect(reportFor(failedPrecondition("recipe of x failed (exit 3)", { reason })).exitCode).toBe(1);
+    }
+    expect(reportFor(failedPrecondition("node cordoned", { reason: "NODE_CORDONED" })).exitCode).toBe(5);
   });
 
   it("shows the stack only in debug mode", () => {

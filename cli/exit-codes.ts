@@ -119,7 +119,19 @@ export function reportFor(err: unknown, debug = false): Report {
     lines.push(`code: ${Code[pe.code]} reason: ${pe.reason}`);
     if (stack) lines.push(stack);
   }
-  return { exitCode: exitCodeForGrpc(pe.code), lines };
+  return { exitCode: exitCodeFor(pe), lines };
+}
+
+/**
+ * A command that ran on a node and failed (a recipe, a base update) travels as
+ * FAILED_PRECONDITION (nothing was recorded), but for the user it is the
+ * documented status 1: "a command failed on a node".
+ */
+const COMMAND_FAILED = new Set(["RECIPE_FAILED", "UPDATE_FAILED"]);
+
+function exitCodeFor(pe: ProtoctlError): ExitCodeValue {
+  if (pe.reason && COMMAND_FAILED.has(pe.reason)) return ExitCode.FAILURE;
+  return exitCodeForGrpc(pe.code);
 }
 
 /**

@@ -4,7 +4,7 @@
  * attachment records, as heartbeats lag a push by up to an interval), the
  * seal, and the latest version. The planner (plan.ts) decides on these.
  */
-import { failedPrecondition } from "../../common/errors.js";
+import { failedPrecondition, notFound } from "../../common/errors.js";
 import {
   AttachmentPhase,
   type BaseVersion,
@@ -54,6 +54,16 @@ export async function readHoldings(ctx: ControllerContext, base: string): Promis
 export async function sealOf(ctx: ControllerContext, base: string, version: number): Promise<BaseVersion> {
   const seal = (await ctx.store.getBaseVersion(base, version))?.value;
   if (!seal) {
+    const reported = (await ctx.store.inventory.list()).items.some((i) =>
+      i.value.foreignBases.some((f) => f.base === base && f.version === version),
+    );
+    if (!reported) {
+      throw notFound(`no base named ${base}@${version}`, {
+        reason: "BASE_NOT_FOUND",
+        subject: `base/${base}@${version}`,
+        hint: "see `protoctl base ls`",
+      });
+    }
     throw failedPrecondition(`${base}@${version} has no recorded seal: nodes' reports of it are foreign`, {
       reason: "NOT_SEALED",
       subject: `base/${base}@${version}`,
@@ -66,9 +76,10 @@ export async function sealOf(ctx: ControllerContext, base: string, version: numb
 export async function latestVersion(ctx: ControllerContext, base: string): Promise<number> {
   const v = (await ctx.store.listBaseVersions(base)).at(-1)?.value.version;
   if (!v) {
-    throw failedPrecondition(`base ${base} has no version`, {
+    throw notFound(`no base named ${base}`, {
       reason: "BASE_NOT_FOUND",
       subject: `base/${base}`,
+      hint: "see `protoctl base ls`",
     });
   }
   return v;

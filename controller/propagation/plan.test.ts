@@ -71,6 +71,12 @@ describe("resolveTargets", () => {
     });
     expect(codeOf(() => resolveTargets(h, ["A/../x"], {}))?.code).toBe(Code.INVALID_ARGUMENT);
   });
+  it("a node the cluster does not know is NOT_FOUND, not unreachable", () => {
+    expect(codeOf(() => resolveTargets(h, ["a", "nope"], {}))).toEqual({
+      code: Code.NOT_FOUND,
+      reason: "NODE_NOT_FOUND",
+    });
+  });
   it("selects Ready nodes by label, all Ready nodes without one", () => {
     expect(resolveTargets(h, [], { zone: "x" })).toEqual(["a"]);
     expect(resolveTargets(h, [], {})).toEqual(["a", "b"]);

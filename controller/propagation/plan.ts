@@ -5,7 +5,7 @@
  * still needs, the transport per target (seed or delta), and the one error a
  * push ends with. The executor (push.ts) carries the plan out.
  */
-import { Code, failedPrecondition, ProtoctlError, unavailable } from "../../common/errors.js";
+import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
 import { type BaseVersion, BaseVersionState } from "../../proto/gen/protoctl/v1/types.js";
 
@@ -28,6 +28,14 @@ export type Holdings = Map<string, NodeHold>;
 export function resolveTargets(holds: Holdings, nodes: string[], selector: Record<string, string>): string[] {
   if (nodes.length > 0) {
     for (const n of nodes) validateName("node", n);
+    const unknown = nodes.filter((n) => !holds.has(n));
+    if (unknown.length) {
+      throw notFound(`no node named ${unknown.join(", ")}`, {
+        reason: "NODE_NOT_FOUND",
+        subject: `node/${unknown[0]}`,
+        hint: "see `protoctl node ls`",
+      });
+    }
     const missing = nodes.filter((n) => !holds.get(n)?.ready);
     if (missing.length) {
       throw unavailable(`node(s) not Ready: ${missing.join(", ")}`, {

@@ -47,9 +47,17 @@ import { sealResult } from "./seal.js";
 
 /** Picks the node for base work: the one asked for, else a ready node holding `holding`, else the one with most free pool. */
 async function pickNode(ctx: ControllerContext, asked: string, holding?: string): Promise<string> {
-  const nodes = (await listNodes(ctx)).filter((n) => n.state === NodeState.NODE_STATE_READY);
+  const all = await listNodes(ctx);
+  const nodes = all.filter((n) => n.state === NodeState.NODE_STATE_READY);
   if (asked) {
     validateName("node", asked);
+    if (!all.some((n) => n.name === asked)) {
+      throw notFound(`no node named ${asked}`, {
+        reason: "NODE_NOT_FOUND",
+        subject: `node/${asked}`,
+        hint: "see `protoctl node ls`",
+      });
+    }
     if (!nodes.some((n) => n.name === asked)) {
       throw unavailable(`node ${asked} is not Ready`, { reason: "NODE_NOT_READY", subject: `node/${asked}` });
     }
@@ -59,6 +67,13 @@ async function pickNode(ctx: ControllerContext, asked: string, holding?: string)
     (n) => !n.cordoned && (!holding || n.baseVersions.some((b) => b.startsWith(`${holding}@`))),
   );
   if (usable.length === 0) {
+    if (holding && (await ctx.store.listBaseVersions(holding)).length === 0) {
+      throw notFound(`no base named ${holding}`, {
+        reason: "BASE_NOT_FOUND",
+        subject: `base/${holding}`,
+        hint: "see `protoctl base ls`",
+      });
+    }
     throw failedPrecondition(holding ? `no ready node holds base ${holding}` : "no ready node", {
       reason: "NO_NODE",
       hint: "see `protoctl node ls`",

@@ -73,13 +73,14 @@ describe.sequential("protoctl base", () => {
 
   it("a failing update, an unknown base or bad flags make no version", async () => {
     const failed = await c.cli(["base", "update", "bb", "--command", "echo cannot >&2; exit 4"]);
-    // the agent reports a failed command as a failed precondition (as for layer recipes)
-    expect(failed.code).toBe(ExitCode.PRECONDITION);
+    // a command that failed on a node: status 1, as `protoctl --help` documents
+    expect(failed.code).toBe(ExitCode.FAILURE);
     expect(failed.stderr).toMatch(/cannot/);
-    // (the controller answers "base has no version" as a precondition, as push does)
-    expect((await c.cli(["base", "update", "no-such-base", "--command", "true"])).code).toBe(
-      ExitCode.PRECONDITION,
-    );
+    const unknown = await c.cli(["base", "update", "no-such-base", "--command", "true"]);
+    expect(unknown.code).toBe(ExitCode.NOT_FOUND);
+    expect(unknown.stderr).toMatch(/^error: no base named no-such-base\nhint: /);
+    const node = await c.cli(["base", "update", "bb", "--node", "no-such-node", "--command", "true"]);
+    expect(node.code).toBe(ExitCode.NOT_FOUND);
     expect((await c.cli(["base", "update", "bb"])).code).toBe(ExitCode.USAGE);
     expect((await c.cli(["base", "update", "bb", "--script", join(c.work, "missing.sh")])).code).toBe(
       ExitCode.USAGE,
@@ -119,12 +120,14 @@ describe.sequential("protoctl base", () => {
 
   it("push sends a version to a second node; an env placed there runs on it", async () => {
     await c.joinAgent(n2);
-    // a version or base nobody has (the controller answers "no recorded seal" / "no version")
+    // a version, base or node nobody has: not found (3), with the name in the message
     const bad = await c.cli(["base", "push", "bb@9", "--to", n2]);
-    expect(bad.code).toBe(ExitCode.PRECONDITION);
-    expect(bad.stderr).toMatch(/bb@9/);
-    expect((await c.cli(["base", "push", "no-such-base", "--to", n2])).code).toBe(ExitCode.PRECONDITION);
-    expect((await c.cli(["base", "push", "bb@4", "--to", "no-such-node"])).code).toBe(ExitCode.UNAVAILABLE);
+    expect(bad.code).toBe(ExitCode.NOT_FOUND);
+    expect(bad.stderr).toMatch(/^error: no base named bb@9\nhint: /);
+    expect((await c.cli(["base", "push", "no-such-base", "--to", n2])).code).toBe(ExitCode.NOT_FOUND);
+    const node = await c.cli(["base", "push", "bb@4", "--to", "no-such-node"]);
+    expect(node.code).toBe(ExitCode.NOT_FOUND);
+    expect(node.stderr).toMatch(/no node named no-such-node/);
 
     const push = await c.cli(["base", "push", "bb@4", "--to", n2, "--wait-local"]);
     expect(push.code, push.stderr).toBe(0);

@@ -92,7 +92,7 @@ describe.sequential("protoctl layer", () => {
     const bad = join(c.work, "bad.sh");
     await writeFile(bad, "echo about to fail >&2\nexit 3\n");
     const failed = await c.cli(["layer", "add", "broken", "--script", bad, "--build-on", "bb"]);
-    expect(failed.code).not.toBe(0);
+    expect(failed.code).toBe(ExitCode.FAILURE);
     expect(failed.stderr).toMatch(/about to fail/);
     expect(failed.stderr).toMatch(/exit 3/);
     const missing = await c.cli(["layer", "add", "nofile", "--script", join(c.work, "nope.sh")]);
