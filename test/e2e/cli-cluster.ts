@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { loopsUnder } from "../../common/state-cleanup.js";
-import { freePort } from "../fixtures/etcd.js";
+import { freePort, freePorts } from "../fixtures/etcd.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -120,7 +120,7 @@ export async function startCliCluster(tag: string, opts: { base?: string } = {})
     if (tok.code !== 0) throw new Error(`node token exited ${tok.code}: ${tok.stderr}`);
     const { token } = JSON.parse(tok.stdout) as { token: string };
     const dir = join(work, `agent-${name}`);
-    const [listen, metrics] = [await freePort(), await freePort()];
+    const [listen, metrics] = await freePorts(2);
     const proc = execa(
       process.execPath,
       [
@@ -172,7 +172,7 @@ export async function startCliCluster(tag: string, opts: { base?: string } = {})
   try {
     const rootfs = await makeBusyboxRootfs(join(work, "rootfs"));
     // the console and metrics ports too: their defaults may be taken by another `protoctl up`
-    for (let i = 0; i < 7; i++) ports.push(await freePort());
+    ports.push(...(await freePorts(7)));
     const up = await cli(
       [
         "up",

@@ -8,17 +8,17 @@
  * Set PROTOCTL_E2E_SKIP_BUILD=1 to reuse an existing dist/.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { ExitCode } from "../../cli/exit-codes.js";
 import { loopsUnder } from "../../common/state-cleanup.js";
 import { Env } from "../../proto/gen/protoctl/v1/types.js";
-import { freePort } from "../fixtures/etcd.js";
+import { freePorts } from "../fixtures/etcd.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -125,15 +125,16 @@ beforeAll(async () => {
   stateDir = join(work, "state");
   configHome = join(work, "config");
   rootfs = await makeBusyboxRootfs(join(work, "rootfs"));
-  ports = {
-    etcd: await freePort(),
-    peer: await freePort(),
-    controller: await freePort(),
-    agent: await freePort(),
-    console: await freePort(),
-    controllerMetrics: await freePort(),
-    agentMetrics: await freePort(),
-  };
+  const [etcd, peer, controller, agent, console, controllerMetrics, agentMetrics] = (await freePorts(7)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  ports = { etcd, peer, controller, agent, console, controllerMetrics, agentMetrics };
 }, 300_000);
 
 afterAll(async () => {
@@ -143,9 +144,34 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 }, 180_000);
 
+/**
+ * Why `up` failed, with the tails of its logs: every later test that needs the
+ * cluster fails with this text rather than with "cannot reach the controller".
+ */
+let upFailure: string | undefined;
+const UP_TEST = "up starts etcd, controller and agent and waits until the node is Ready";
+const WITHOUT_CLUSTER = new Set([
+  UP_TEST,
+  "down on a stopped cluster says so and exits 0",
+  "commands against the stopped cluster say the controller is unreachable (exit 6)",
+]);
+
+function logTails(): string {
+  const dir = join(stateDir, "logs");
+  if (!existsSync(dir)) return "(no logs)";
+  return readdirSync(dir)
+    .map((f) => `--- ${f}\n${readFileSync(join(dir, f), "utf8").trimEnd().split("\n").slice(-15).join("\n")}`)
+    .join("\n");
+}
+
+beforeEach(({ task }) => {
+  if (upFailure && !WITHOUT_CLUSTER.has(task.name)) throw new Error(`protoctl up failed: ${upFailure}`);
+});
+
 describe.sequential("protoctl CLI on a real one-machine cluster", () => {
-  it("up starts etcd, controller and agent and waits until the node is Ready", async () => {
+  it(UP_TEST, async () => {
     const r = await cli(upArgs(), { timeoutMs: 180_000 });
+    if (r.code !== 0 || r.stderr) upFailure = `exit ${r.code}\n${r.stderr}\n${logTails()}`;
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`node ${node} Ready`);

@@ -24,7 +24,7 @@ import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../fixtures/etcd.js";
+import { freePort, freePorts } from "../fixtures/etcd.js";
 import { etcdAsController, listeners, type Ports, probe } from "./control-plane-support.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -58,13 +58,9 @@ async function cli(args: string[], timeoutMs = 120_000): Promise<Result> {
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-async function freePorts(): Promise<Ports> {
-  return {
-    etcd: await freePort(),
-    peer: await freePort(),
-    controller: await freePort(),
-    agent: await freePort(),
-  };
+async function clusterPorts(): Promise<Ports> {
+  const [etcd, peer, controller, agent] = (await freePorts(4)) as [number, number, number, number];
+  return { etcd, peer, controller, agent };
 }
 
 const upArgs = (stateDir: string, p: Ports, node: string) => [
@@ -119,7 +115,7 @@ describe.sequential("protoctl up: a closed control plane", () => {
 
   it("up listens on loopback only, etcd over TLS with client certificates", async () => {
     stateDir = join(work, "fresh");
-    ports = await freePorts();
+    ports = await clusterPorts();
     const r = await cli(upArgs(stateDir, ports, node), 180_000);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -320,7 +316,7 @@ describe.sequential("migration of a state dir made by the old up", () => {
 
   it("the old settings: plaintext etcd, the CA key in etcd", async () => {
     stateDir = join(work, "old");
-    ports = await freePorts();
+    ports = await clusterPorts();
     await mkdir(join(stateDir, "logs"), { recursive: true, mode: 0o755 });
     await chmod(stateDir, 0o755);
     const client = `http://127.0.0.1:${ports.etcd}`;
