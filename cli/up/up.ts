@@ -8,7 +8,6 @@
  */
 
 import { existsSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { hostname } from "node:os";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../common/agent-launch.js";
 import { failedPrecondition, internal, ProtoctlError, unavailable } from "../../common/errors.js";
@@ -19,6 +18,7 @@ import type { ContextEntry, ResolvedContext } from "../config/contexts.js";
 import { bytes } from "../output/format.js";
 import { controllerEtcdArgs, ensureEtcdPki, etcdHealthy, etcdPki, etcdTlsArgs } from "./etcd-pki.js";
 import { migrateLegacyState, needsMigration } from "./migrate.js";
+import { checkPorts } from "./ports.js";
 import {
   type ChildrenFile,
   type ChildSpec,
@@ -85,14 +85,6 @@ export function defaultNodeName(host = hostname()): string {
     .replace(/^-+/, "")
     .slice(0, 63);
   return isValidName(n) ? n : "local";
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once("error", () => resolve(false));
-    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
-  });
 }
 
 function logTail(paths: StatePaths, name: string, lines = 20): string {
@@ -303,23 +295,7 @@ export async function up(o: UpOptions): Promise<void> {
       hint: "apt-get install etcd-server (or see `protoctl doctor`)",
     });
   }
-  const ports: Array<[string, number, string]> = [
-    ["etcd client", o.etcdPort, "--etcd-port"],
-    ["etcd peer", o.etcdPeerPort, "--etcd-peer-port"],
-    ["controller", o.controllerPort, "--controller-port"],
-    ["agent", o.agentPort, "--agent-port"],
-    ["controller metrics", o.controllerMetricsPort, "--controller-metrics-port"],
-    ["agent metrics", o.agentMetricsPort, "--agent-metrics-port"],
-    ...(o.insecure ? [] : [["console", o.consolePort, "--console-port"] as [string, number, string]]),
-  ];
-  for (const [what, port, flag] of ports) {
-    if (!(await portFree(port))) {
-      throw failedPrecondition(`port ${port} (${what}) on 127.0.0.1 is already in use`, {
-        reason: "PORT_IN_USE",
-        hint: `stop what listens there, or choose another port with ${flag}`,
-      });
-    }
-  }
+  await checkPorts(o);
   o.nodeName ??= defaultNodeName();
   o.poolSize ??= defaultPoolSize();
 
