@@ -78,7 +78,7 @@ describe.sequential("protoctl base", () => {
     expect(failed.stderr).toMatch(/cannot/);
     const unknown = await c.cli(["base", "update", "no-such-base", "--command", "true"]);
     expect(unknown.code).toBe(ExitCode.NOT_FOUND);
-    expect(unknown.stderr).toMatch(/^error: no base named no-such-base\nhint: /);
+    expect(unknown.stderr).toMatch(/^error: no base named no-such-base\nhint: /m);
     const node = await c.cli(["base", "update", "bb", "--node", "no-such-node", "--command", "true"]);
     expect(node.code).toBe(ExitCode.NOT_FOUND);
     expect((await c.cli(["base", "update", "bb"])).code).toBe(ExitCode.USAGE);
@@ -123,7 +123,7 @@ describe.sequential("protoctl base", () => {
     // a version, base or node nobody has: not found (3), with the name in the message
     const bad = await c.cli(["base", "push", "bb@9", "--to", n2]);
     expect(bad.code).toBe(ExitCode.NOT_FOUND);
-    expect(bad.stderr).toMatch(/^error: no base named bb@9\nhint: /);
+    expect(bad.stderr).toMatch(/^error: no base named bb@9\nhint: /m);
     expect((await c.cli(["base", "push", "no-such-base", "--to", n2])).code).toBe(ExitCode.NOT_FOUND);
     const node = await c.cli(["base", "push", "bb@4", "--to", "no-such-node"]);
     expect(node.code).toBe(ExitCode.NOT_FOUND);
