@@ -18,7 +18,7 @@
  * already proven the peer holds the certificate's private key.
  */
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
@@ -421,9 +421,21 @@ export interface CredentialFile {
   serverName?: string;
 }
 
+/**
+ * Written whole or not at all (a temporary file renamed over): a reader
+ * polling for it (`protoctl up`) or a writer killed half-way never leaves a
+ * truncated credential that the next start would take as issued.
+ */
 export async function writeCredentialFile(path: string, c: CredentialFile): Promise<void> {
-  await writeFile(path, `${JSON.stringify(c, null, 2)}\n`, { mode: 0o600 });
-  await chmod(path, 0o600);
+  const tmp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    await writeFile(tmp, `${JSON.stringify(c, null, 2)}\n`, { mode: 0o600, flag: "wx" });
+    await chmod(tmp, 0o600);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 export async function readCredentialFile(path: string): Promise<CredentialFile> {
