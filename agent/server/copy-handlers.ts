@@ -9,8 +9,8 @@ import { toServiceError } from "../../common/grpc.js";
 import { applyCopyStream, measureTree, readTree, TreeWriter } from "../../common/tree-copy.js";
 import type { AgentServiceServer } from "../../proto/gen/protoctl/v1/agent.js";
 import type { CopyChunk, CopyFromRequest, CopyResult } from "../../proto/gen/protoctl/v1/types.js";
+import { type CopyRoot, copyRootOf } from "../service/copy-root.js";
 import type { AgentContext } from "./context.js";
-import { type CopyRoot, copyRootOf } from "./copy-root.js";
 import { failStream } from "./streams.js";
 
 export function copyHandlers(ctx: AgentContext): Pick<AgentServiceServer, "copyIn" | "copyOut"> {
@@ -34,7 +34,7 @@ async function receive(
   let where: CopyRoot | undefined;
   try {
     return await applyCopyStream(call, async (env, path) => {
-      where = await copyRootOf(ctx, env, { write: true });
+      where = await copyRootOf(ctx.envs, env, { write: true });
       return new TreeWriter(where.root, path, true, where.access);
     });
   } finally {
@@ -46,7 +46,7 @@ async function send(
   ctx: AgentContext,
   call: ServerWritableStream<CopyFromRequest, CopyChunk>,
 ): Promise<void> {
-  const where = await copyRootOf(ctx, call.request.env, { write: false });
+  const where = await copyRootOf(ctx.envs, call.request.env, { write: false });
   try {
     await sendFrom(where, call);
   } finally {

@@ -82,9 +82,11 @@ export async function snapshotSubvolume(
       readonly: !!opts.readonly,
       limitBytes: opts.limitBytes || undefined,
     };
-    await spawner.snapshot(req).catch((err: unknown) => {
+    await spawner.snapshot(req).catch(async (err: unknown) => {
       if (!(err instanceof SpawnerError)) throw err;
       const limit = err.stage.startsWith("limit");
+      // the helper could not destroy the snapshot it made for the limit: try once more here
+      if (err.stage === "limit-undo") await deleteSubvolume(dst).catch(() => undefined);
       const e = new CommandError(
         "btrfs",
         limit && limitArgs ? limitArgs : args,

@@ -1,7 +1,7 @@
 /*
  * protoctl-cpin: makes the new directory entries of an `env cp` into a
  * running env as the env's root user (fsuid/fsgid), for the agent
- * (common/tree-copy.ts, agent/server/copy-root.ts).
+ * (common/tree-copy.ts, agent/service/copy-root.ts).
  *
  * Why: through /proc/LEADER/root the agent sees the env's own mounts (a tmpfs
  * the env mounted on /tmp), but the kernel refuses to create an inode for a

@@ -12,7 +12,7 @@ import { type FileHandle, open, readFile } from "node:fs/promises";
 import { IdMap } from "../../common/id-map.js";
 import type { RootAccess } from "../../common/root-access.js";
 import { CpinCreator } from "../host/machines/cpin.js";
-import type { AgentContext } from "./context.js";
+import type { EnvService } from "./env-service.js";
 
 /** Linux's O_PATH (not in fs.constants). */
 const O_PATH = 0o10000000;
@@ -25,19 +25,15 @@ export interface CopyRoot {
   close(): Promise<void>;
 }
 
-async function leaderOf(ctx: AgentContext, env: string): Promise<number> {
-  return (await ctx.envs.get(env)).status?.leaderPid ?? 0;
+async function leaderOf(envs: EnvService, env: string): Promise<number> {
+  return (await envs.get(env)).status?.leaderPid ?? 0;
 }
 
 /** The root of env `env` for a copy; `write`: a copy in (a creator is started when ids are mapped). */
-export async function copyRootOf(
-  ctx: AgentContext,
-  env: string,
-  opts: { write: boolean },
-): Promise<CopyRoot> {
-  const disk = ctx.envs.rootDirOf(env);
+export async function copyRootOf(envs: EnvService, env: string, opts: { write: boolean }): Promise<CopyRoot> {
+  const disk = envs.rootDirOf(env);
   const onDisk: CopyRoot = { root: disk, close: async () => undefined };
-  const leader = await leaderOf(ctx, env);
+  const leader = await leaderOf(envs, env);
   if (!leader) return onDisk;
   let fh: FileHandle | undefined;
   try {
@@ -47,7 +43,7 @@ export async function copyRootOf(
       readFile(`/proc/${leader}/gid_map`, "utf8"),
     ]);
     // still this env's leader after the open: the held root is the env's, whatever the pid becomes
-    if ((await leaderOf(ctx, env)) !== leader) throw new Error("the env's leader changed");
+    if ((await leaderOf(envs, env)) !== leader) throw new Error("the env's leader changed");
     const ids = { uids: IdMap.parse(uidMap), gids: IdMap.parse(gidMap) };
     let creator: CpinCreator | undefined;
     if (opts.write && !(ids.uids.identity && ids.gids.identity)) {
@@ -68,7 +64,7 @@ export async function copyRootOf(
   } catch (err) {
     await fh?.close().catch(() => undefined);
     // it stopped meanwhile: its root on disk is the env's whole filesystem again
-    if ((await leaderOf(ctx, env).catch(() => 0)) === 0) return onDisk;
+    if ((await leaderOf(envs, env).catch(() => 0)) === 0) return onDisk;
     throw err;
   }
 }
