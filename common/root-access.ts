@@ -26,6 +26,8 @@ export interface EntryCreator {
   file(dir: HeldDir, name: string): Promise<void>;
   dir(dir: HeldDir, name: string): Promise<void>;
   symlink(target: string, dir: HeldDir, name: string): Promise<void>;
+  /** Renames temporary entry `tmp` over `name` in the same directory. */
+  rename(dir: HeldDir, tmp: string, name: string): Promise<void>;
 }
 
 /** A running env's root: id maps, and who creates entries (none: the caller may). */

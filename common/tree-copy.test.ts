@@ -6,6 +6,7 @@ import {
   open,
   readFile,
   readlink,
+  rename,
   rm,
   stat,
   symlink,
@@ -156,6 +157,10 @@ it("through a running env's root: owners mapped both ways, entries made by the c
       made.push(`l ${t}`);
       await symlink(t, `${d.path}/${n}`);
     },
+    rename: async (d, tmp, n) => {
+      made.push(`r ${n}`);
+      await rename(`${d.path}/${tmp}`, `${d.path}/${n}`);
+    },
   };
   await mkdir(join(src, "t/sub"), { recursive: true });
   await writeFile(join(src, "t/sub/f"), "data");
@@ -163,7 +168,7 @@ it("through a running env's root: owners mapped both ways, entries made by the c
   await symlink("sub/f", join(src, "t/l"));
   const access = { ids, creator };
   await applyCopyStream(stream(src, "t"), () => new TreeWriter(dst, "/", true, access));
-  expect(made).toEqual(["d t", "l sub/f", "d sub", "f tmp"]);
+  expect(made).toEqual(["d t", "l sub/f", "r l", "d sub", "f tmp", "r f"]);
   const st = await stat(join(dst, "t/sub/f"));
   expect([st.uid, st.gid]).toEqual([201000, 301001]);
   expect((await stat(join(dst, "t"))).uid).toBe(200000);

@@ -268,7 +268,7 @@ export class TreeWriter {
           if (this.chownAll) await lchown(`${dir.path}/${tmp}`, ...this.owner(e));
           const t = new Date(e.mtimeMs);
           await lutimes(`${dir.path}/${tmp}`, t, t).catch(() => undefined);
-          await rename(`${dir.path}/${tmp}`, `${dir.path}/${name}`);
+          await this.moveIntoPlace(dir, tmp, name);
         } catch (err) {
           await unlink(`${dir.path}/${tmp}`).catch(() => undefined);
           throw err;
@@ -349,12 +349,18 @@ export class TreeWriter {
       const t = new Date(c.e.mtimeMs);
       await c.fh.utimes(t, t);
       await c.fh.close();
-      await rename(`${c.dir.path}/${c.tmp}`, `${c.dir.path}/${c.name}`);
+      await this.moveIntoPlace(c.dir, c.tmp, c.name);
     } catch (err) {
       await c.fh.close().catch(() => undefined);
       await unlink(`${c.dir.path}/${c.tmp}`).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Renames `tmp` over `name` in `dir` (the creator's ids in a running env: a new name is a create). */
+  private moveIntoPlace(dir: HeldDir, tmp: string, name: string): Promise<void> {
+    if (this.access?.creator) return this.access.creator.rename(dir, tmp, name);
+    return rename(`${dir.path}/${tmp}`, `${dir.path}/${name}`);
   }
 
   /** The held parent directory of an entry; the last one is kept, entries come parent first. */

@@ -1,9 +1,9 @@
 /**
  * The agent's side of protoctl-cpin (enter/cpin.c): one helper per `env cp`
  * into a running env, running with the env root's host ids as fsuid/fsgid,
- * that makes the new files, directories and links the copy writes (the
- * host's root may not create an inode on the env's idmapped root or on a
- * tmpfs the env mounted: EOVERFLOW). Requests go one at a time over its
+ * that makes the new files, directories and links the copy writes and
+ * renames them into place (the host's root may not create a name on the
+ * env's idmapped root or on a tmpfs the env mounted: EOVERFLOW). Requests go one at a time over its
  * stdin, each answered by a line with 0 or an errno.
  */
 import type { ChildProcess } from "node:child_process";
@@ -70,6 +70,10 @@ export class CpinCreator implements EntryCreator {
 
   symlink(target: string, dir: HeldDir, name: string): Promise<void> {
     return this.request(["l", dir.pathForChild, name, target], `symlink ${name}`);
+  }
+
+  rename(dir: HeldDir, tmp: string, name: string): Promise<void> {
+    return this.request(["r", dir.pathForChild, tmp, name], `rename ${tmp} to ${name}`);
   }
 
   /** Ends the helper (it exits at EOF) and waits for it. */

@@ -18,10 +18,14 @@
  *   f  an empty regular file, mode 0600 (O_CREAT|O_EXCL|O_NOFOLLOW)
  *   d  a directory, mode 0700
  *   l  a symlink NAME -> TARGET
+ *   r  rename NAME (one of the copy's temporary names, .protoctl-cp-*) to
+ *      TARGET in the same directory, replacing what is there (the kernel
+ *      checks the mover's ids for a new name as for a create)
  * DIR must be /proc/PPID/fd/N: a directory the agent holds open (resolved by
- * the agent inside the env's root, never by this helper); NAME one path
- * component, not . or ..; every op is exclusive (an existing NAME: EEXIST).
- * Nothing else: it cannot open, write, remove or rename. Exits at EOF.
+ * the agent inside the env's root, never by this helper); NAME (and r's
+ * TARGET) one path component, not . or ..; f, d and l are exclusive (an
+ * existing NAME: EEXIST). Nothing else: it cannot open, write or remove.
+ * Exits at EOF.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -83,6 +87,10 @@ static int apply(const char *op, const char *dir, const char *name, const char *
   } else if (strcmp(op, "l") == 0) {
     if (!target || !*target || strlen(target) >= 4096) e = EINVAL;
     else if (symlinkat(target, d, name) < 0) e = errno;
+  } else if (strcmp(op, "r") == 0) {
+    static const char tmp[] = ".protoctl-cp-";
+    if (!target || !name_ok(target) || strncmp(name, tmp, sizeof tmp - 1) != 0) e = EINVAL;
+    else if (renameat(d, name, d, target) < 0) e = errno;
   } else {
     e = EINVAL;
   }
@@ -116,8 +124,9 @@ int main(int argc, char **argv) {
     if (!op) return 0;
     char *dir = word(&buf, &cap);
     char *name = dir ? word(&buf, &cap) : NULL;
-    char *target = name && strcmp(op, "l") == 0 ? word(&buf, &cap) : NULL;
-    if (!name || (strcmp(op, "l") == 0 && !target)) return 2;
+    int two = strcmp(op, "l") == 0 || strcmp(op, "r") == 0;
+    char *target = name && two ? word(&buf, &cap) : NULL;
+    if (!name || (two && !target)) return 2;
     printf("%d\n", apply(op, dir, name, target));
     fflush(stdout);
     free(op);
