@@ -1,9 +1,24 @@
-import { lstat, mkdir, mkdtemp, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  open,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { type CopyChunk, CopyEntryType } from "../proto/gen/protoctl/v1/types.js";
 import { ProtoctlError } from "./errors.js";
+import { IdMap } from "./id-map.js";
+import { assertDataFs, type EntryCreator } from "./root-access.js";
 import { applyCopyStream, measureTree, readTree, TreeWriter } from "./tree-copy.js";
 
 let src: string;
@@ -123,4 +138,59 @@ it("refuses entries with '..' and a stream without its header, leaving no tempor
   await expect(
     applyCopyStream(stream(src, "f", false), () => new TreeWriter(dst, "/", asRoot)),
   ).rejects.toThrow(/header/);
+});
+
+it("through a running env's root: owners mapped both ways, entries made by the creator, unmapped owners refused", async () => {
+  // what /proc/LEADER/uid_map says for an nspawn --private-users=pick env
+  const ids = { uids: IdMap.parse("0 200000 65536\n"), gids: IdMap.parse("0 300000 65536\n") };
+  const made: string[] = [];
+  const creator: EntryCreator = {
+    file: async (d, n) => {
+      made.push(`f ${n.startsWith(".protoctl-cp-") ? "tmp" : n}`);
+      await (await open(`${d.path}/${n}`, "wx", 0o600)).close();
+    },
+    dir: async (d, n) => {
+      made.push(`d ${n}`);
+      await mkdir(`${d.path}/${n}`, 0o700);
+    },
+    symlink: async (t, d, n) => {
+      made.push(`l ${t}`);
+      await symlink(t, `${d.path}/${n}`);
+    },
+    rename: async (d, tmp, n) => {
+      made.push(`r ${n}`);
+      await rename(`${d.path}/${tmp}`, `${d.path}/${n}`);
+    },
+  };
+  await mkdir(join(src, "t/sub"), { recursive: true });
+  await writeFile(join(src, "t/sub/f"), "data");
+  await chown(join(src, "t/sub/f"), 1000, 1001);
+  await symlink("sub/f", join(src, "t/l"));
+  const access = { ids, creator };
+  await applyCopyStream(stream(src, "t"), () => new TreeWriter(dst, "/", true, access));
+  expect(made).toEqual(["d t", "l sub/f", "r l", "d sub", "f tmp", "r f"]);
+  const st = await stat(join(dst, "t/sub/f"));
+  expect([st.uid, st.gid]).toEqual([201000, 301001]);
+  expect((await stat(join(dst, "t"))).uid).toBe(200000);
+  // read back through the same maps: the in-env owners again; a host id outside them is the overflow id
+  await writeFile(join(dst, "t/stray"), "s");
+  const owners = new Map<string, number>();
+  for await (const p of readTree(dst, "t", ids))
+    if (p.$case === "entry") owners.set(p.entry.path, p.entry.uid);
+  expect(owners.get("t/sub/f")).toBe(1000);
+  expect(owners.get("t")).toBe(0);
+  expect(owners.get("t/stray")).toBe(65534);
+  // an owner the env's namespace cannot hold
+  await writeFile(join(src, "far"), "x");
+  await chown(join(src, "far"), 70000, 0);
+  const far = await applyCopyStream(stream(src, "far"), () => new TreeWriter(dst, "/", true, access)).catch(
+    (e: unknown) => e,
+  );
+  expect((far as ProtoctlError).reason).toBe("COPY_UNMAPPED_OWNER");
+  await expect(lstat(join(dst, "far"))).rejects.toThrow(/ENOENT/);
+});
+
+it("refuses kernel filesystems in a running env's root (proc), reads data filesystems", async () => {
+  await expect(assertDataFs("/proc/self", "/proc/self")).rejects.toMatchObject({ reason: "PATH_REFUSED" });
+  await expect(assertDataFs(src, "/src")).resolves.toBeUndefined();
 });

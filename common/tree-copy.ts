@@ -20,6 +20,10 @@
  * Ownership: an unprivileged env's root is idmapped by nspawn at run time
  * (`--private-users-ownership=map`), so the ids on disk are the ids inside the
  * env: copying them as they are maps them through the env's user namespace.
+ * A running env is copied through /proc/LEADER/root instead (its own mounts,
+ * a tmpfs on /tmp, are seen there), where ids are the host's: `RootAccess`
+ * maps them through the leader's uid/gid maps, and its `creator` makes new
+ * entries as the env's root (the host's root may not create an inode there).
  */
 import { randomBytes } from "node:crypto";
 import { constants as C, type Stats } from "node:fs";
@@ -46,6 +50,8 @@ import {
   type CopyResult,
 } from "../proto/gen/protoctl/v1/types.js";
 import { failedPrecondition, invalidArgument, ProtoctlError } from "./errors.js";
+import { OVERFLOW_ID } from "./id-map.js";
+import { assertDataFs, type RootAccess, type RootIds } from "./root-access.js";
 import { type HeldDir, openDirInRoot, rootRelativeParts } from "./root-path.js";
 
 /** One part of a copy stream (CopyChunk.part without the header). */
@@ -62,9 +68,9 @@ export interface TreeTotals {
  * Counts what `readTree` will send (entries and file bytes), for a progress
  * total. Best effort: a tree that changes meanwhile just ends early or late.
  */
-export async function measureTree(root: string, rel: string): Promise<TreeTotals> {
+export async function measureTree(root: string, rel: string, ids?: RootIds): Promise<TreeTotals> {
   const t = { entries: 0, bytes: 0 };
-  for await (const p of walk(root, rel, false)) {
+  for await (const p of walk(root, rel, false, ids)) {
     if (p.$case === "entry") {
       t.entries++;
       t.bytes += p.entry.size;
@@ -74,17 +80,23 @@ export async function measureTree(root: string, rel: string): Promise<TreeTotals
 }
 
 /** The entries and bytes of `rel` inside `root` (the top entry named after rel's last component). */
-export function readTree(root: string, rel: string): AsyncGenerator<CopyPart> {
-  return walk(root, rel, true);
+export function readTree(root: string, rel: string, ids?: RootIds): AsyncGenerator<CopyPart> {
+  return walk(root, rel, true, ids);
 }
 
-async function* walk(root: string, rel: string, withData: boolean): AsyncGenerator<CopyPart> {
+async function* walk(
+  root: string,
+  rel: string,
+  withData: boolean,
+  ids: RootIds | undefined,
+): AsyncGenerator<CopyPart> {
   const parts = rootRelativeParts(rel);
   const name = parts.pop();
   if (!name)
     throw invalidArgument("copy a path below the root, not the root itself", { reason: "COPY_ROOT" });
   const parent = await openDirInRoot(root, parts.join("/"), { refuseEscape: true });
   try {
+    if (ids) await assertDataFs(parent.path, `/${parts.join("/")}`);
     const st = await lstat(`${parent.path}/${name}`).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT")
         throw failedPrecondition(`${rel} does not exist`, {
@@ -93,7 +105,7 @@ async function* walk(root: string, rel: string, withData: boolean): AsyncGenerat
         });
       throw err;
     });
-    yield* visit(parent.path, name, name, st, withData);
+    yield* visit(parent.path, name, name, st, withData, ids);
   } finally {
     await parent.close();
   }
@@ -105,12 +117,13 @@ async function* visit(
   out: string,
   st: Stats,
   withData: boolean,
+  ids: RootIds | undefined,
 ): AsyncGenerator<CopyPart> {
   const base = {
     path: out,
     mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
+    uid: ids ? (ids.uids.fromHost(st.uid) ?? OVERFLOW_ID) : st.uid,
+    gid: ids ? (ids.gids.fromHost(st.gid) ?? OVERFLOW_ID) : st.gid,
     mtimeMs: Math.floor(st.mtimeMs),
   };
   const at = `${dir}/${name}`;
@@ -122,6 +135,8 @@ async function* visit(
   if (st.isFile()) {
     const fh = await open(at, C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK);
     try {
+      // a bind-mounted file (say the env's own /proc/kcore) is on its own filesystem
+      if (ids) await assertDataFs(`/proc/self/fd/${fh.fd}`, out);
       const fst = await fh.stat();
       if (!fst.isFile()) return; // swapped meanwhile
       yield entry({ ...base, type: CopyEntryType.COPY_ENTRY_TYPE_FILE, size: fst.size, linkTarget: "" });
@@ -141,11 +156,12 @@ async function* visit(
   const fh = await open(at, C.O_RDONLY | C.O_DIRECTORY | C.O_NOFOLLOW);
   try {
     const held = `/proc/self/fd/${fh.fd}`;
+    if (ids) await assertDataFs(held, out);
     yield entry({ ...base, type: CopyEntryType.COPY_ENTRY_TYPE_DIR, size: 0, linkTarget: "" });
     const names = (await readdir(held)).sort();
     for (const child of names) {
       const cst = await lstat(`${held}/${child}`).catch(() => undefined);
-      if (cst) yield* visit(held, child, `${out}/${child}`, cst, withData);
+      if (cst) yield* visit(held, child, `${out}/${child}`, cst, withData, ids);
     }
   } finally {
     await fh.close();
@@ -182,7 +198,22 @@ export class TreeWriter {
     private readonly dest: string,
     /** Set owners (false for a client not running as root: files become its own). */
     private readonly chownAll = true,
+    /** A running env's root (/proc/LEADER/root): ids mapped, entries made by `creator`. */
+    private readonly access?: RootAccess,
   ) {}
+
+  /** The owner to set for entry `e`: its in-env ids, as seen through this root. */
+  private owner(e: CopyEntry): [number, number] {
+    if (!this.access) return [e.uid, e.gid];
+    const uid = this.access.ids.uids.toHost(e.uid);
+    const gid = this.access.ids.gids.toHost(e.gid);
+    if (uid === undefined || gid === undefined)
+      throw invalidArgument(`${e.path}: owner ${e.uid}:${e.gid} has no mapping in the env's user namespace`, {
+        reason: "COPY_UNMAPPED_OWNER",
+        metadata: { path: e.path },
+      });
+    return [uid, gid];
+  }
 
   async begin(): Promise<void> {
     const parts = rootRelativeParts(this.dest);
@@ -213,7 +244,10 @@ export class TreeWriter {
     this.totals.entries++;
     switch (e.type) {
       case CopyEntryType.COPY_ENTRY_TYPE_DIR: {
-        await mkdir(`${dir.path}/${name}`, { mode: 0o700 }).catch(async (err: NodeJS.ErrnoException) => {
+        const made = this.access?.creator
+          ? this.access.creator.dir(dir, name)
+          : mkdir(`${dir.path}/${name}`, { mode: 0o700 });
+        await made.catch(async (err: NodeJS.ErrnoException) => {
           if (err.code !== "EEXIST") throw err;
           const st = await lstat(`${dir.path}/${name}`);
           if (!st.isDirectory())
@@ -228,12 +262,13 @@ export class TreeWriter {
         if (e.linkTarget.includes("\0") || e.linkTarget === "")
           throw invalidArgument("bad symlink target", { reason: "COPY_BAD_ENTRY" });
         const tmp = tmpName();
-        await symlink(e.linkTarget, `${dir.path}/${tmp}`);
+        if (this.access?.creator) await this.access.creator.symlink(e.linkTarget, dir, tmp);
+        else await symlink(e.linkTarget, `${dir.path}/${tmp}`);
         try {
-          if (this.chownAll) await lchown(`${dir.path}/${tmp}`, e.uid, e.gid);
+          if (this.chownAll) await lchown(`${dir.path}/${tmp}`, ...this.owner(e));
           const t = new Date(e.mtimeMs);
           await lutimes(`${dir.path}/${tmp}`, t, t).catch(() => undefined);
-          await rename(`${dir.path}/${tmp}`, `${dir.path}/${name}`);
+          await this.moveIntoPlace(dir, tmp, name);
         } catch (err) {
           await unlink(`${dir.path}/${tmp}`).catch(() => undefined);
           throw err;
@@ -242,13 +277,30 @@ export class TreeWriter {
       }
       case CopyEntryType.COPY_ENTRY_TYPE_FILE: {
         const tmp = tmpName();
-        const fh = await open(`${dir.path}/${tmp}`, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        const fh = await this.createFile(dir, tmp);
         this.current = { fh, dir, tmp, name, e };
         return;
       }
       default:
         throw invalidArgument(`copy entry ${e.path} has an unknown type`, { reason: "COPY_BAD_ENTRY" });
     }
+  }
+
+  /** A new, empty file `tmp` in `dir`, open for writing; never an existing one, never through a link. */
+  private async createFile(dir: HeldDir, tmp: string): Promise<FileHandle> {
+    const at = `${dir.path}/${tmp}`;
+    if (!this.access?.creator) return open(at, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+    await this.access.creator.file(dir, tmp);
+    // the env runs meanwhile: whatever now has that name must still be a regular file (no link, no fifo)
+    const fh = await open(at, C.O_WRONLY | C.O_NOFOLLOW | C.O_NONBLOCK).catch(async (err: unknown) => {
+      await unlink(at).catch(() => undefined);
+      throw err;
+    });
+    if (!(await fh.stat()).isFile()) {
+      await fh.close();
+      throw failedPrecondition(`${tmp} was replaced while it was written`, { reason: "PATH_REFUSED" });
+    }
+    return fh;
   }
 
   async data(b: Uint8Array): Promise<void> {
@@ -264,7 +316,8 @@ export class TreeWriter {
     for (const { parts, e } of [...this.dirs].reverse()) {
       const d = await openDirInRoot(this.root, [...this.baseParts, ...parts].join("/"));
       try {
-        if (this.chownAll) await chown(d.path, e.uid, e.gid);
+        if (this.access) await assertDataFs(d.path, `/${[...this.baseParts, ...parts].join("/")}`);
+        if (this.chownAll) await chown(d.path, ...this.owner(e));
         await chmod(d.path, e.mode & 0o7777);
         const t = new Date(e.mtimeMs);
         await utimes(d.path, t, t);
@@ -291,17 +344,23 @@ export class TreeWriter {
     if (!c) return;
     this.current = undefined;
     try {
-      if (this.chownAll) await c.fh.chown(c.e.uid, c.e.gid);
+      if (this.chownAll) await c.fh.chown(...this.owner(c.e));
       await c.fh.chmod(c.e.mode & 0o7777);
       const t = new Date(c.e.mtimeMs);
       await c.fh.utimes(t, t);
       await c.fh.close();
-      await rename(`${c.dir.path}/${c.tmp}`, `${c.dir.path}/${c.name}`);
+      await this.moveIntoPlace(c.dir, c.tmp, c.name);
     } catch (err) {
       await c.fh.close().catch(() => undefined);
       await unlink(`${c.dir.path}/${c.tmp}`).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Renames `tmp` over `name` in `dir` (the creator's ids in a running env: a new name is a create). */
+  private moveIntoPlace(dir: HeldDir, tmp: string, name: string): Promise<void> {
+    if (this.access?.creator) return this.access.creator.rename(dir, tmp, name);
+    return rename(`${dir.path}/${tmp}`, `${dir.path}/${name}`);
   }
 
   /** The held parent directory of an entry; the last one is kept, entries come parent first. */
@@ -312,6 +371,11 @@ export class TreeWriter {
     const dir = await openDirInRoot(this.root, [...this.baseParts, ...parts].join("/"), {
       refuseEscape: true,
     });
+    if (this.access)
+      await assertDataFs(dir.path, `/${[...this.baseParts, ...parts].join("/")}`).catch(async (err) => {
+        await dir.close();
+        throw err;
+      });
     this.cached = { key, dir };
     return dir;
   }
@@ -329,7 +393,7 @@ function tmpName(): string {
 /** Applies a copy stream to a TreeWriter: header first, then entries and data; aborts on any error. */
 export async function applyCopyStream(
   chunks: AsyncIterable<CopyChunk>,
-  writerFor: (env: string, path: string) => TreeWriter,
+  writerFor: (env: string, path: string) => TreeWriter | Promise<TreeWriter>,
 ): Promise<CopyResult> {
   let writer: TreeWriter | undefined;
   try {
@@ -338,7 +402,7 @@ export async function applyCopyStream(
       if (!writer) {
         if (p?.$case !== "header")
           throw invalidArgument("a copy starts with its header", { reason: "COPY_NO_HEADER" });
-        writer = writerFor(p.header.env, p.header.path);
+        writer = await writerFor(p.header.env, p.header.path);
         await writer.begin();
       } else if (p?.$case === "entry") await writer.entry(p.entry);
       else if (p?.$case === "data") await writer.data(p.data);

@@ -5,7 +5,7 @@
  * the root are refused both ways, and a refused copy changes nothing.
  */
 
-import { chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Metadata } from "@grpc/grpc-js";
@@ -128,6 +128,56 @@ it("copies in and out of a running and a stopped env, owners mapped, escapes ref
     await copyIn(env, marker, "/root/after-stop");
     await copyOut(env, "/root/after-stop", join(local, "back"));
     expect(await readFile(join(local, "back"), "utf8")).toBe("m");
+  } finally {
+    await unary(client, "deleteEnv", { name: env });
+  }
+}, 120_000);
+
+it("a running env's own tmpfs: cp in and out see its content, not the disk under it; escapes and kernel files refused", async () => {
+  const env = "cptmpfs";
+  await unary<object, Env>(client, "createEnv", {
+    spec: EnvSpec.fromPartial({ name: env, base: { name: "busybox", version: 0 }, start: true }),
+    generation: 1,
+  });
+  try {
+    await sh(
+      env,
+      "mkdir -p /mnt/t && mount -t tmpfs -o size=8m tmpfs /mnt/t && echo in-tmpfs > /mnt/t/inside",
+    );
+    await sh(env, "chown 1000:1000 /mnt/t/inside");
+    // in: a file and a directory with a nested file and a link
+    const tree = join(local, "tree");
+    await mkdir(join(tree, "d"), { recursive: true });
+    await writeFile(join(tree, "d/f"), "nested");
+    await chown(join(tree, "d/f"), 1234, 2345);
+    await symlink("d/f", join(tree, "l"));
+    const marker = join(local, "tmpfs-marker");
+    await writeFile(marker, "m");
+    await copyIn(env, marker, "/mnt/t/x");
+    await copyIn(env, tree, "/mnt/t/");
+    expect(await sh(env, "cat /mnt/t/x /mnt/t/tree/d/f /mnt/t/tree/l")).toBe("mnestednested");
+    expect(await sh(env, "stat -c '%u %g' /mnt/t/tree/d/f")).toBe("1234 2345");
+    expect(await sh(env, "stat -c '%u %g' /mnt/t/x /mnt/t/tree")).toBe("0 0\n0 0");
+    // the disk under the mount got nothing
+    const disk = bed.agent.ctx.envs.rootDirOf(env);
+    await expect(stat(join(disk, "mnt/t/x"))).rejects.toThrow(/ENOENT/);
+    await expect(stat(join(disk, "mnt/t/tree"))).rejects.toThrow(/ENOENT/);
+
+    // out: the tmpfs's file, its in-env owner
+    await copyOut(env, "/mnt/t/inside", join(local, "inside"));
+    expect(await readFile(join(local, "inside"), "utf8")).toBe("in-tmpfs\n");
+    expect((await stat(join(local, "inside"))).uid).toBe(1000);
+
+    // a link on the tmpfs climbing out of the root: refused both ways, nothing written
+    await sh(env, "ln -s ../../../../../../../../tmp /mnt/t/esc");
+    const out = await copyOut(env, "/mnt/t/esc/x", local).catch((e: unknown) => ProtoctlError.from(e));
+    expect((out as ProtoctlError).reason).toBe("PATH_ESCAPES_ROOT");
+    const inn = await copyIn(env, marker, "/mnt/t/esc/").catch((e: unknown) => ProtoctlError.from(e));
+    expect((inn as ProtoctlError).reason).toBe("PATH_ESCAPES_ROOT");
+    await expect(stat("/tmp/tmpfs-marker")).rejects.toThrow(/ENOENT/);
+    // the env's own procfs is the kernel's, not the env's files: the host's root reads nothing there
+    const proc = await copyOut(env, "/proc/version", local).catch((e: unknown) => ProtoctlError.from(e));
+    expect((proc as ProtoctlError).reason).toBe("PATH_REFUSED");
   } finally {
     await unary(client, "deleteEnv", { name: env });
   }

@@ -12,9 +12,13 @@
  * p50s, each build's ratio to raw, the agent's own CPU per cycle (user +
  * system from /proc, less load-sensitive than wall time) and its RSS.
  *
+ * With `--disk SIZE` (e.g. 64M) both builds create every env with that disk
+ * limit (the pools get simple quotas at the first one, in a warm-up round);
+ * raw stays unlimited, so the ratio is limited create against raw.
+ *
  * Usage: npm run build && npm run build:bench, copy dist and dist-bench of the
  * other build somewhere (say /tmp/old), then
- *   node dist-bench/bench/env-create/ab.js --baseline /tmp/old/dist-bench [--runs 30]
+ *   node dist-bench/bench/env-create/ab.js --baseline /tmp/old/dist-bench [--runs 30] [--disk 64M]
  * Root only. Last stdout line is the JSON result. Not part of `npm run bench`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -26,6 +30,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../agent/config.js";
 import { openPool } from "../../agent/host/pool/index.js";
+import { parseSize } from "../../common/config.js";
 import { run } from "../../common/exec.js";
 import { silentLogger } from "../../common/logger.js";
 import { EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
@@ -39,10 +44,16 @@ import {
 } from "../../test/support/agent/agent-client.js";
 
 const { values } = parseArgs({
-  options: { baseline: { type: "string" }, runs: { type: "string", default: "30" } },
+  options: {
+    baseline: { type: "string" },
+    runs: { type: "string", default: "30" },
+    disk: { type: "string" },
+  },
 });
 if (!values.baseline) throw new Error("--baseline DIR (the other build's dist-bench) is required");
 const RUNS = Number(values.runs);
+const DISK_BYTES = values.disk === undefined ? 0 : parseSize(values.disk);
+if (DISK_BYTES === undefined) throw new Error(`--disk ${values.disk}: a size such as 64M`);
 
 interface Side {
   label: string;
@@ -81,6 +92,7 @@ const spec = (name: string) =>
     base: { name: "busybox", version: 0 },
     start: true,
     network: { mode: NetworkMode.NETWORK_MODE_HOST },
+    resources: { memoryBytes: 0, cpus: 0, pids: 0, diskBytes: DISK_BYTES },
   });
 
 async function startSide(label: string, distBench: string, rootfs: string): Promise<Side> {
@@ -173,6 +185,7 @@ async function main(): Promise<void> {
       bench: "env-create-ab",
       runs: RUNS,
       warmup_rounds_excluded: 2,
+      disk_bytes: DISK_BYTES,
       raw_p50_ms: r1(rawP50),
       raw_reference:
         "btrfs snapshot + systemd-nspawn --private-users=pick --private-users-ownership=map /bin/true",

@@ -22,7 +22,7 @@
  *    round; a failed create is reported with its gRPC code, never a crash;
  *  - agent RSS: fresh (base imported), after the runs, and with `--hold` running envs.
  * Target: agent p50 (create-to-first-exec) ≤ 1.25 × raw p50; RSS ≤ 80 MB;
- * with a disk limit (disk-limit.ts) ≤ 1.25 × the same without one.
+ * with a disk limit (disk-limit.ts) ≤ 1.25 × the same without one and ≤ 1.25 × raw.
  *
  * Usage: npm run bench -- env-create [--runs N] [--concurrent N] [--rounds N] [--hold N]
  *    or: npm run build && npm run build:bench && node dist-bench/bench/env-create/index.js [same flags]
@@ -272,14 +272,23 @@ async function main(): Promise<void> {
       `rss: ${round(rssFresh)} MB fresh, ${round(rssAfterRuns)} MB after the runs, ${round(rss)} MB with ${listed} running envs`,
     );
     for (let i = 0; i < hold; i++) await unary(c, "deleteEnv", { name: `hold-${i}` });
+    // btrfs's cleaner drops those subvolumes in the background: measured here it made every cycle of
+    // the disk section (raw included) ~50 ms slower; wait for it so that section measures quotas
+    await run("btrfs", ["subvolume", "sync", poolPath]);
 
     // disk limits (sandbox): last, as it turns quotas on for the pool
-    const disk = await diskLimitSection(c, Math.min(runs, 20), (xs) => pct(xs, 0.5));
+    const disk = await diskLimitSection(
+      c,
+      Math.min(runs, 20),
+      (xs) => pct(xs, 0.5),
+      async (i) => (await rawCycle(1000 + i)).firstExec,
+    );
     const p50 = pct(agentFirst, 0.5);
     const rawP50 = pct(rawFirst, 0.5);
     const diskRatio = disk.disk_limited_p50_ms / p50;
+    const diskRawRatio = disk.disk_limited_p50_ms / disk.disk_raw_p50_ms;
     console.log(
-      `disk limit: with --disk p50 ${disk.disk_limited_p50_ms} ms, without (quotas on) p50 ${disk.disk_unlimited_quotas_on_p50_ms} ms, without (quotas off, above) p50 ${round(p50)} ms; enabling quotas ${disk.disk_enable_quotas_ms} ms once`,
+      `disk limit: with --disk p50 ${disk.disk_limited_p50_ms} ms, without (quotas on) p50 ${disk.disk_unlimited_quotas_on_p50_ms} ms, without (quotas off, above) p50 ${round(p50)} ms, raw (interleaved) p50 ${disk.disk_raw_p50_ms} ms; enabling quotas ${disk.disk_enable_quotas_ms} ms once`,
     );
     const ratio = p50 / rawP50;
     const result = {
@@ -312,8 +321,10 @@ async function main(): Promise<void> {
       enter_overhead_target_ms: TARGET_ENTER_OVERHEAD_MS,
       ...disk,
       disk_limit_ratio: Math.round(diskRatio * 100) / 100,
+      disk_raw_ratio: Math.round(diskRawRatio * 100) / 100,
       ok:
         diskRatio <= TARGET_RATIO &&
+        diskRawRatio <= TARGET_RATIO &&
         ratio <= TARGET_RATIO &&
         rss <= TARGET_RSS_MB &&
         failures.length === 0 &&

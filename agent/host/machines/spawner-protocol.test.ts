@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { encodeSnapshot, encodeStart, MAX_FRAME, parseReply } from "./spawner-protocol.js";
+import {
+  encodeSimpleQuotas,
+  encodeSnapshot,
+  encodeStart,
+  MAX_FRAME,
+  parseReply,
+} from "./spawner-protocol.js";
 
 function words(buf: Buffer): string[] {
   const len = buf.readUInt32LE(0);
@@ -53,6 +59,25 @@ describe("spawner requests", () => {
     );
     for (const name of ["a/b", "..", ".", ""])
       expect(() => encodeSnapshot(1, { source: "/s", parent: "/d", name, readonly: false })).toThrow();
+  });
+
+  it("carry a disk limit as whole bytes; zero, negative, fractional and unsafe limits are refused", () => {
+    const r = { source: "/s", parent: "/d", name: "root", readonly: false };
+    expect(words(encodeSnapshot(5, { ...r, limitBytes: 64 * 2 ** 20 }))).toEqual([
+      "5",
+      "snap",
+      "s/s",
+      "d/d",
+      "nroot",
+      "q67108864",
+    ]);
+    for (const limitBytes of [0, -1, 1.5, Number.NaN, 2 ** 60])
+      expect(() => encodeSnapshot(1, { ...r, limitBytes })).toThrow(/disk limit/);
+  });
+
+  it("encode simple quotas for one directory", () => {
+    expect(words(encodeSimpleQuotas(9, "/pool"))).toEqual(["9", "squota", "p/pool"]);
+    expect(() => encodeSimpleQuotas(9, "")).toThrow();
   });
 });
 

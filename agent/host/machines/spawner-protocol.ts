@@ -24,6 +24,11 @@ export interface SnapshotRequest {
   parent: string;
   name: string;
   readonly: boolean;
+  /**
+   * Then cap the new subvolume's qgroup at this many bytes (max referenced);
+   * the helper destroys the snapshot again when that fails. Quotas must be on.
+   */
+  limitBytes?: number;
 }
 
 export type Reply =
@@ -69,7 +74,18 @@ export function encodeSnapshot(id: number, r: SnapshotRequest): Buffer {
   if (r.source === "" || r.parent === "") throw new Error("snapshot needs a source and a parent");
   const words = [String(id), "snap", `s${r.source}`, `d${r.parent}`, `n${r.name}`];
   if (r.readonly) words.push("r");
+  if (r.limitBytes !== undefined) {
+    if (!Number.isSafeInteger(r.limitBytes) || r.limitBytes <= 0)
+      throw new Error(`bad disk limit ${r.limitBytes}: a positive whole number of bytes`);
+    words.push(`q${r.limitBytes}`);
+  }
   return frame(words);
+}
+
+/** Turns btrfs simple quotas on for the filesystem holding directory `dir` (no-op when on). */
+export function encodeSimpleQuotas(id: number, dir: string): Buffer {
+  if (dir === "") throw new Error("simple quotas need a directory");
+  return frame([String(id), "squota", `p${dir}`]);
 }
 
 const INT = /^-?\d+$/;

@@ -1,7 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { output, run } from "../../../common/exec.js";
+import { makeTestPool } from "../../../test/fixtures/pool.js";
+import { parseQgroupShow } from "../pool/parsers.js";
 import { Spawner, SpawnerError, spawnerPath } from "./spawner.js";
 
 const dir = mkdtempSync(join(tmpdir(), "protoctl-spawner-"));
@@ -64,5 +69,90 @@ describe("protoctl-spawner", () => {
       .catch((err: unknown) => err);
     expect(e).toBeInstanceOf(SpawnerError);
     expect((e as SpawnerError).stage).toBe("ioctl");
+  });
+
+  it("snapshots with a disk limit in one request; a limit that cannot be set leaves no snapshot", async () => {
+    const pool = await makeTestPool({ sizeMiB: 256, prefix: "protoctl-spawner-pool-" });
+    try {
+      const mp = pool.mountpoint;
+      await run("btrfs", ["-q", "subvolume", "create", join(mp, "base")]);
+      const MiB = 2 ** 20;
+      const snap = (name: string) =>
+        spawner.snapshot({
+          source: join(mp, "base"),
+          parent: mp,
+          name,
+          readonly: false,
+          limitBytes: 8 * MiB,
+        });
+      // quotas are off: the limit fails, and the snapshot made for it is gone again
+      const e = await snap("early").catch((err: unknown) => err);
+      expect(e).toBeInstanceOf(SpawnerError);
+      expect((e as SpawnerError).stage).toBe("limit");
+      expect(existsSync(join(mp, "early"))).toBe(false);
+
+      await spawner.enableSimpleQuotas(mp);
+      await spawner.enableSimpleQuotas(mp); // on already: a no-op
+      await snap("env");
+      const id = (await output("btrfs", ["inspect-internal", "rootid", join(mp, "env")])).trim();
+      const show = parseQgroupShow(await output("btrfs", ["qgroup", "show", "-re", "--raw", mp]));
+      expect(show.get(`0/${id}`)?.maxReferenced).toBe(8 * MiB);
+      // the kernel enforces it: writing 16 MiB stops with EDQUOT at the limit
+      const f = await open(join(mp, "env", "fill"), "w");
+      const chunk = Buffer.alloc(MiB, 1);
+      let written = 0;
+      const err = await (async () => {
+        for (let i = 0; i < 16; i++) {
+          await f.write(chunk);
+          await f.sync();
+          written += MiB;
+        }
+      })().catch((x: unknown) => x);
+      await f.close().catch(() => undefined);
+      // libuv has no name for it ("Unknown system error -122"): the number is the kernel's
+      expect((err as NodeJS.ErrnoException | undefined)?.errno).toBe(-constants.errno.EDQUOT);
+      expect(written).toBeLessThanOrEqual(8 * MiB);
+    } finally {
+      await pool.cleanup();
+    }
+  }, 60_000);
+
+  it("refuses malformed snapshot limits and quota requests in C, touching nothing", async () => {
+    // raw frames, past the TypeScript encoder's own checks
+    const child = spawn(spawnerPath(), [], { stdio: ["pipe", "pipe", "inherit"] });
+    const lines: string[] = [];
+    let buffered = "";
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (d: string) => {
+      buffered += d;
+      for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
+        lines.push(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+    const send = (words: string[]) => {
+      const body = Buffer.from(words.map((w) => `${w}\0`).join(""));
+      const head = Buffer.alloc(4);
+      head.writeUInt32LE(body.length);
+      child.stdin.write(Buffer.concat([head, body]));
+    };
+    const snap = ["s/", `d${dir}`];
+    send(["1", "snap", ...snap, "nx", "q0"]);
+    send(["2", "snap", ...snap, "nx", "q-5"]);
+    send(["3", "snap", ...snap, "nx", "q12M"]);
+    send(["4", "snap", ...snap, "nx", "q99999999999999999999"]);
+    send(["5", "snap", ...snap, "n.."]);
+    send(["6", "squota"]);
+    send(["7", "squota", "p/", "p/tmp"]);
+    send(["8", "squota", "x/"]);
+    send(["9", "limit", "p/"]);
+    try {
+      for (let i = 0; i < 100 && lines.length < 9; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(lines).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9"].map((id) => `${id} err parse 22`));
+      expect(existsSync(join(dir, "x"))).toBe(false);
+    } finally {
+      child.stdin.end();
+      await new Promise((r) => child.once("exit", r));
+    }
   });
 });

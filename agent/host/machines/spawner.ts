@@ -1,10 +1,10 @@
 /**
  * The agent's side of protoctl-spawner (enter/spawner.c): one long-lived
- * helper per agent process that forks machines and snapshots env roots, so
- * the agent's own (large) process is not forked on the create path. Started
- * once, its stdin/stdout pipes are the only way to reach it. When the binary
- * is missing (sources not built), `sharedSpawner()` is undefined and callers
- * keep their direct paths.
+ * helper per agent process that forks machines and snapshots env roots (with
+ * their disk limits), so the agent's own (large) process is not forked on the
+ * create path. Started once, its stdin/stdout pipes are the only way to reach
+ * it. When the binary is missing (sources not built), `sharedSpawner()` is
+ * undefined and callers keep their direct paths.
  */
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { spawnDirect } from "../../../common/exec.js";
 import { baseEnv } from "./exec-session.js";
 import {
+  encodeSimpleQuotas,
   encodeSnapshot,
   encodeStart,
   parseReply,
@@ -99,8 +100,14 @@ export class Spawner {
     return reply.pid;
   }
 
+  /** A btrfs snapshot, with its disk limit when `limitBytes` is given (one round trip). */
   async snapshot(r: SnapshotRequest): Promise<void> {
     await this.request((id) => encodeSnapshot(id, r));
+  }
+
+  /** Turns btrfs simple quotas on for the filesystem of `dir` (kernel ≥ 6.7); a no-op when on. */
+  async enableSimpleQuotas(dir: string): Promise<void> {
+    await this.request((id) => encodeSimpleQuotas(id, dir));
   }
 
   stop(): void {

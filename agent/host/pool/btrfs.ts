@@ -58,34 +58,56 @@ export async function retryOnceReclaimed<T>(dir: string, step: () => Promise<T>)
   }
 }
 
+/**
+ * `btrfs subvolume snapshot [-r] src dst`. With `limitBytes`, the new
+ * subvolume's qgroup is then capped (quotas must be on: disk-limit.ts), and a
+ * snapshot whose limit cannot be set is deleted again.
+ */
 export async function snapshotSubvolume(
   src: string,
   dst: string,
-  opts: { readonly?: boolean } = {},
+  opts: { readonly?: boolean; limitBytes?: number } = {},
 ): Promise<void> {
   const args = ["-q", "subvolume", "snapshot"];
   if (opts.readonly) args.push("-r");
   args.push(src, dst);
-  // the same ioctl as btrfs-progs, from the spawner: no fork of the agent on the create path
+  const limitArgs = opts.limitBytes ? ["qgroup", "limit", String(opts.limitBytes), dst] : undefined;
+  // the same ioctls as btrfs-progs, from the spawner: no fork of the agent on the create path
   const spawner = sharedSpawner();
   if (spawner) {
-    const req = { source: src, parent: dirname(dst), name: basename(dst), readonly: !!opts.readonly };
-    await spawner.snapshot(req).catch((err: unknown) => {
+    const req = {
+      source: src,
+      parent: dirname(dst),
+      name: basename(dst),
+      readonly: !!opts.readonly,
+      limitBytes: opts.limitBytes || undefined,
+    };
+    await spawner.snapshot(req).catch(async (err: unknown) => {
       if (!(err instanceof SpawnerError)) throw err;
+      const limit = err.stage.startsWith("limit");
+      // the helper could not destroy the snapshot it made for the limit: try once more here
+      if (err.stage === "limit-undo") await deleteSubvolume(dst).catch(() => undefined);
       const e = new CommandError(
         "btrfs",
-        args,
+        limit && limitArgs ? limitArgs : args,
         1,
-        `ERROR: cannot snapshot: ${err.message}`,
+        `ERROR: cannot ${limit ? "limit" : "snapshot"}: ${err.message}`,
         "",
         undefined,
         false,
       );
-      throw asPoolError(e, "snapshot subvolume");
+      throw asPoolError(e, limit ? `limit ${dst} to ${opts.limitBytes} bytes` : "snapshot subvolume");
     });
     return;
   }
   await poolCmd("btrfs", args, "snapshot subvolume");
+  if (!limitArgs) return;
+  try {
+    await poolCmd("btrfs", limitArgs, `limit ${dst} to ${opts.limitBytes} bytes`);
+  } catch (err) {
+    await deleteSubvolume(dst).catch(() => undefined);
+    throw err;
+  }
 }
 
 /** Deletes a subvolume; missing is fine (idempotent). */

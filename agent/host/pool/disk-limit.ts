@@ -9,14 +9,19 @@
  *
  * btrfs-progs before 6.7 cannot enable simple quotas (`quota enable
  * --simple`), so they are enabled with the ioctl itself (BTRFS_IOC_QUOTA_CTL,
- * cmd BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA), through python3's fcntl: Node
- * has no ioctl. The limit is set with `btrfs qgroup limit` (any version).
- * Quotas are enabled on a pool only when the first limited env is made.
+ * cmd BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA): Node has no ioctl, so the agent's
+ * protoctl-spawner does it, or python3's fcntl where the spawner is missing
+ * or refuses. A plain env's limit is set by the spawner in the same request
+ * as its snapshot (BTRFS_IOC_QGROUP_LIMIT on the new subvolume's fd: no
+ * process spawned on the create path, bench/env-create measures it); other
+ * subvolumes, and hosts without the spawner, use `btrfs qgroup limit` (any
+ * version). Quotas are enabled on a pool only when the first limited env is made.
  */
 import { release } from "node:os";
 import { failedPrecondition } from "../../../common/errors.js";
 import { run } from "../../../common/exec.js";
-import { isSubvolume, poolCmd } from "./btrfs.js";
+import { SpawnerError, sharedSpawner } from "../machines/spawner.js";
+import { isSubvolume, poolCmd, snapshotSubvolume } from "./btrfs.js";
 import { parseQgroupShow, type QgroupUsage } from "./parsers.js";
 
 /** _IOWR(0x94, 40, struct btrfs_ioctl_quota_ctl_args) */
@@ -39,6 +44,17 @@ async function quotasOn(mountpoint: string): Promise<boolean> {
 /** Enables simple quotas on the filesystem of `mountpoint` once; an error says what the host lacks. */
 export async function ensureSimpleQuotas(mountpoint: string): Promise<void> {
   if (enabled.has(mountpoint)) return;
+  const spawner = sharedSpawner();
+  if (spawner) {
+    try {
+      await spawner.enableSimpleQuotas(mountpoint);
+      enabled.add(mountpoint);
+      return;
+    } catch (err) {
+      // e.g. a kernel before 6.7 with full qgroups already on: the path below tells
+      if (!(err instanceof SpawnerError)) throw err;
+    }
+  }
   if (!(await quotasOn(mountpoint))) {
     const r = await run("python3", ["-c", ENABLE_SCRIPT, mountpoint], { allowFailure: true });
     if (r.exitCode !== 0) {
@@ -58,6 +74,17 @@ export async function ensureSimpleQuotas(mountpoint: string): Promise<void> {
 export async function limitSubvolume(mountpoint: string, path: string, bytes: number): Promise<void> {
   await ensureSimpleQuotas(mountpoint);
   await poolCmd("btrfs", ["qgroup", "limit", String(bytes), path], `limit ${path} to ${bytes} bytes`);
+}
+
+/** Snapshots `src` as `dst` capped at `bytes` (one spawner request); no snapshot stays when the cap fails. */
+export async function snapshotLimited(
+  mountpoint: string,
+  src: string,
+  dst: string,
+  bytes: number,
+): Promise<void> {
+  await ensureSimpleQuotas(mountpoint);
+  await snapshotSubvolume(src, dst, { limitBytes: bytes });
 }
 
 /** Usage and limit of subvolume `path` (undefined when quotas are off or it has no qgroup). */

@@ -25,7 +25,13 @@ import {
   retryOnceReclaimed,
   snapshotSubvolume,
 } from "./btrfs.js";
-import { limitSubvolume, releaseQgroups, subvolumeIdOf } from "./disk-limit.js";
+import {
+  kernelDropsEmptyQgroups,
+  limitSubvolume,
+  releaseQgroups,
+  snapshotLimited,
+  subvolumeIdOf,
+} from "./disk-limit.js";
 import { exists, listDir, readJson, removeObjectDir, writeJsonAtomic } from "./files.js";
 import { type PoolLayout, TMP_PREFIX, tmpName } from "./layout.js";
 import { findMount, mountOverlay, unmount } from "./mounts.js";
@@ -112,13 +118,14 @@ export class EnvRootStore {
         await mkdir(ext.envArea, { recursive: true });
         const extRoot = join(ext.envArea, name);
         if (await exists(extRoot)) await deleteSubvolume(extRoot);
-        await snapshotSubvolume(baseRoot, extRoot);
+        if (opts.diskBytes) await snapshotLimited(ext.envArea, baseRoot, extRoot, opts.diskBytes);
+        else await snapshotSubvolume(baseRoot, extRoot);
         r.add(() => deleteSubvolume(extRoot));
         rec.rootDir = extRoot;
-        if (opts.diskBytes) await limitSubvolume(ext.envArea, extRoot, opts.diskBytes);
       } else if (lowers.length === 0) {
-        await snapshotSubvolume(baseRoot, join(dir, "root"));
-        if (opts.diskBytes) await limitSubvolume(this.layout.mountpoint, join(dir, "root"), opts.diskBytes);
+        const root = join(dir, "root");
+        if (opts.diskBytes) await snapshotLimited(this.layout.mountpoint, baseRoot, root, opts.diskBytes);
+        else await snapshotSubvolume(baseRoot, root);
       } else {
         const vol = join(dir, "vol");
         await createSubvolume(vol);
@@ -206,8 +213,10 @@ export class EnvRootStore {
       await unmount(join(dir, "root"));
       const rec = await this.record(name);
       // ids first: after the delete nothing names the subvolumes whose qgroups must go
-      const ownIds = await subvolumeIds([join(dir, "root"), join(dir, "vol")]);
-      const extIds = rec?.rootDir ? await subvolumeIds([rec.rootDir]) : [];
+      // (not needed where the kernel drops emptied qgroups itself: two processes saved per rm)
+      const drops = kernelDropsEmptyQgroups();
+      const ownIds = drops ? [] : await subvolumeIds([join(dir, "root"), join(dir, "vol")]);
+      const extIds = rec?.rootDir && !drops ? await subvolumeIds([rec.rootDir]) : [];
       if (rec?.rootDir) await deleteSubvolume(rec.rootDir);
       // Renamed first so a crash mid-delete leaves a temp name, not a half env.
       const doomed = join(this.layout.env, tmpName());

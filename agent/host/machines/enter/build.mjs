@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * Compiles protoctl-enter (enter.c) and protoctl-spawner (spawner.c) with the
+ * Compiles protoctl-enter (enter.c), protoctl-spawner (spawner.c) and
+ * protoctl-cpin (cpin.c) with the
  * system C compiler. `npm run build` puts them beside the compiled driver (dist/agent/host/machines/enter/); the
  * integration tests' global setup builds them beside the sources when missing or
  * older than their source. Usage: build.mjs [OUT]. Plain JavaScript: runs before or
@@ -27,10 +28,11 @@ function compile(from, out) {
   execFileSync("mv", ["-f", tmp, out]);
 }
 
-/** Builds OUT from enter.c, and protoctl-spawner (spawner.c) beside it; returns OUT. */
+/** Builds OUT from enter.c, and protoctl-spawner (spawner.c) and protoctl-cpin (cpin.c) beside it; returns OUT. */
 export function buildEnter(out) {
   compile(src, out);
   compile(join(here, "spawner.c"), join(dirname(out), "protoctl-spawner"));
+  compile(join(here, "cpin.c"), join(dirname(out), "protoctl-cpin"));
   return out;
 }
 

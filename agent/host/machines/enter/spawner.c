@@ -29,8 +29,16 @@
  *       sends X_NSPAWN_LEADER_PID, the helper says so, and the agent stops
  *       scanning /proc for the leader every millisecond (2 cores: that scan
  *       competed with nspawn's own start).
- *   ID snap s<source subvolume> d<destination parent dir> n<name> [r]
+ *   ID snap s<source subvolume> d<destination parent dir> n<name> [r] [q<bytes>]
  *       BTRFS_IOC_SNAP_CREATE_V2, what `btrfs subvolume snapshot [-r]` does.
+ *       With q: then BTRFS_IOC_QGROUP_LIMIT on the new subvolume's own qgroup
+ *       (max referenced, what `btrfs qgroup limit BYTES PATH` sets), the env's
+ *       disk limit (pool/disk-limit.ts); when that fails the new snapshot is
+ *       destroyed again, so a failed request leaves nothing. Saves the agent
+ *       a `btrfs` process per limited create (~10-20 ms here).
+ *   ID squota p<directory>
+ *       BTRFS_IOC_QUOTA_CTL ENABLE_SIMPLE_QUOTA on that directory's btrfs
+ *       (a no-op when quotas are on already): only that, never a disable.
  * Replies, one line each:
  *   ID ok [PID]          the child has exec'd (start) / the snapshot exists
  *   ID err STAGE ERRNO   nothing runs / no snapshot; STAGE names the step that failed
@@ -60,6 +68,10 @@
 #define MAX_FRAME (1u << 20)
 #define MAX_WORDS 4096
 #define MAX_WATCH 64
+/* uapi headers before 6.7 lack it (kernel ≥ 6.7 knows it) */
+#ifndef BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA
+#define BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA 4
+#endif
 
 static void reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -254,9 +266,49 @@ static void do_start(const char *id, char **w, int n) {
   reply("%s ok %d\n", id, (int)pid);
 }
 
+/* A subvolume name the snapshot may create: one path component, not . or .., within btrfs's limit. */
+static int subvol_name_ok(const char *name) {
+  size_t n = strlen(name);
+  return n > 0 && n <= BTRFS_SUBVOL_NAME_MAX && !strchr(name, '/') && strcmp(name, ".") != 0 &&
+         strcmp(name, "..") != 0;
+}
+
+/* A byte count: 1 to 19 decimal digits, not zero (no sign, no suffix, no overflow). */
+static int parse_bytes(const char *v, uint64_t *out) {
+  size_t n = strlen(v);
+  if (n == 0 || n > 19 || strspn(v, "0123456789") != n) return -1;
+  uint64_t x = 0;
+  for (size_t i = 0; i < n; i++) x = x * 10 + (uint64_t)(v[i] - '0');
+  if (x == 0) return -1;
+  *out = x;
+  return 0;
+}
+
+/* Caps subvolume `name` in dir fd `d` (a snapshot just made there); 0 or an errno. */
+static int limit_new_subvolume(int d, const char *name, uint64_t bytes) {
+  /* O_NOFOLLOW and the inode check: only the root of a subvolume, never what a link points at */
+  int v = openat(d, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (v < 0) return errno;
+  struct stat st;
+  int e = 0;
+  if (fstat(v, &st) < 0) e = errno;
+  else if (st.st_ino != 256) e = EINVAL; /* a subvolume's root directory is always inode 256 */
+  if (!e) {
+    struct btrfs_ioctl_qgroup_limit_args la;
+    memset(&la, 0, sizeof la);
+    la.qgroupid = 0; /* the qgroup of the subvolume the fd is on */
+    la.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    la.lim.max_rfer = bytes;
+    if (ioctl(v, BTRFS_IOC_QGROUP_LIMIT, &la) < 0) e = errno;
+  }
+  close(v);
+  return e;
+}
+
 static void do_snap(const char *id, char **w, int n) {
   const char *src = NULL, *dst = NULL, *name = NULL;
-  int ro = 0;
+  int ro = 0, limited = 0;
+  uint64_t limit = 0;
   for (int i = 0; i < n; i++) {
     char *v = w[i] + 1;
     switch (w[i][0]) {
@@ -264,10 +316,17 @@ static void do_snap(const char *id, char **w, int n) {
     case 'd': dst = v; break;
     case 'n': name = v; break;
     case 'r': ro = 1; break;
+    case 'q':
+      if (parse_bytes(v, &limit) < 0) {
+        reply("%s err parse %d\n", id, EINVAL);
+        return;
+      }
+      limited = 1;
+      break;
     default: reply("%s err parse %d\n", id, EINVAL); return;
     }
   }
-  if (!src || !dst || !name || !*name || strchr(name, '/') || strlen(name) > BTRFS_SUBVOL_NAME_MAX) {
+  if (!src || !dst || !name || !subvol_name_ok(name)) {
     reply("%s err parse %d\n", id, EINVAL);
     return;
   }
@@ -290,7 +349,46 @@ static void do_snap(const char *id, char **w, int n) {
   int r = ioctl(d, BTRFS_IOC_SNAP_CREATE_V2, &args);
   int e = errno;
   close(s);
+  if (r < 0) {
+    close(d);
+    reply("%s err ioctl %d\n", id, e);
+    return;
+  }
+  if (limited && (e = limit_new_subvolume(d, name, limit)) != 0) {
+    /* undo: bad input or a pool without quotas changes nothing */
+    struct btrfs_ioctl_vol_args del;
+    memset(&del, 0, sizeof del);
+    memcpy(del.name, name, strlen(name));
+    if (ioctl(d, BTRFS_IOC_SNAP_DESTROY, &del) < 0) {
+      int de = errno;
+      close(d);
+      reply("%s err limit-undo %d\n", id, de);
+      return;
+    }
+    close(d);
+    reply("%s err limit %d\n", id, e);
+    return;
+  }
   close(d);
+  reply("%s ok\n", id);
+}
+
+static void do_squota(const char *id, char **w, int n) {
+  if (n != 1 || w[0][0] != 'p') {
+    reply("%s err parse %d\n", id, EINVAL);
+    return;
+  }
+  int fd = open(w[0] + 1, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    reply("%s err open %d\n", id, errno);
+    return;
+  }
+  struct btrfs_ioctl_quota_ctl_args qa;
+  memset(&qa, 0, sizeof qa);
+  qa.cmd = BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA;
+  int r = ioctl(fd, BTRFS_IOC_QUOTA_CTL, &qa);
+  int e = errno;
+  close(fd);
   if (r < 0) reply("%s err ioctl %d\n", id, e);
   else reply("%s ok\n", id);
 }
@@ -319,6 +417,7 @@ static void handle(char *buf, uint32_t len) {
   }
   if (strcmp(w[1], "start") == 0) do_start(w[0], w + 2, n - 2);
   else if (strcmp(w[1], "snap") == 0) do_snap(w[0], w + 2, n - 2);
+  else if (strcmp(w[1], "squota") == 0) do_squota(w[0], w + 2, n - 2);
   else reply("%s err parse %d\n", w[0], EINVAL);
 }
 
