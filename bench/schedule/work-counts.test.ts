@@ -38,7 +38,12 @@ describe("bench schedule work counts", () => {
     expect(perEach({ a: 10, b: 1 }, { a: 40, b: 1, c: 5 }, 10)).toEqual({ a: 3, b: 0, c: 0.5 });
     const calls = agentCalls([
       { calls: new Map([["createEnv", 2]]) },
-      { calls: new Map([["createEnv", 1], ["startEnv", 4]]) },
+      {
+        calls: new Map([
+          ["createEnv", 1],
+          ["startEnv", 4],
+        ]),
+      },
     ]);
     expect(calls).toEqual({ createEnv: 3, startEnv: 4 });
   });

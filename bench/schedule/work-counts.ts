@@ -19,7 +19,11 @@ export function parseCounters(text: string): Map<string, number> {
 }
 
 /** The value of `name{…}` summed over the samples whose labels include every `match` pair. */
-export function sumOf(samples: Map<string, number>, name: string, match: Record<string, string> = {}): number {
+export function sumOf(
+  samples: Map<string, number>,
+  name: string,
+  match: Record<string, string> = {},
+): number {
   const wanted = Object.entries(match).map(([k, v]) => `${k}="${v}"`);
   let total = 0;
   for (const [key, v] of samples) {
