@@ -8,7 +8,7 @@
 import { Event } from "../../proto/gen/protoctl/v1/types.js";
 import { protoJson } from "./codec.js";
 import type { Keys } from "./keys.js";
-import type { Kv, WatchEvent, Write } from "./kv.js";
+import type { Kv, TxnResult, TxnSpec, WatchEvent, Write } from "./kv.js";
 
 export type EventInput = Omit<Event, "timeMs" | "revision" | "attributes" | "node"> & Partial<Event>;
 
@@ -24,6 +24,11 @@ export class EventLog {
     private readonly keys: Keys,
     private readonly writer: string,
     private readonly ttlSeconds: number,
+    /**
+     * How a lone event is committed (default: a txn of its own). The store passes its txn
+     * batcher: an audit event per API call would otherwise be one etcd txn per call.
+     */
+    private readonly commit: (t: TxnSpec) => Promise<TxnResult> = (t) => kv.commit(t),
   ) {}
 
   private lease(now: number): Promise<string> {
@@ -48,7 +53,7 @@ export class EventLog {
   /** Records an event; resolves false when it could not be written. */
   async emit(e: EventInput): Promise<boolean> {
     try {
-      await this.kv.commit({ conditions: [], writes: [await this.write(e)] });
+      await this.commit({ conditions: [], writes: [await this.write(e)] });
       return true;
     } catch {
       return false;
