@@ -291,13 +291,7 @@ export class ClusterStore {
     this.keys = new Keys(opts.prefix);
     this.kv = new Kv(this.client);
     this.batcher = new TxnBatcher(this.kv);
-    this.events = new EventLog(
-      this.kv,
-      this.keys,
-      opts.writer ?? "controller",
-      opts.eventTtlSeconds ?? 3600,
-      (t) => this.batcher.commit(t),
-    );
+    this.events = new EventLog(this.batcher, this.keys, opts.writer ?? "controller", opts.eventTtlSeconds);
     const k = this.keys;
     const c = <T>(folder: Folder, codec: Codec<T>, kind: ObjectKind, keyOf: (n: string) => string) =>
       new Collection<T>(this.kv, k, folder, codec, kind, keyOf);
