@@ -14,7 +14,8 @@
  *
  * Every env counts: placements/s is all `--envs` from the first create to
  * the last Running (no warm-up excluded). Reports API latency p50/p99 and
- * controller RSS once 1,000 envs are Running and at the end. Final line:
+ * controller RSS once 1,000 envs are Running and at the end, and the work per
+ * env as etcd and the agents count it (work-counts.ts). Final line:
  *   {"bench":"schedule",...,"target":2000,"ok":true|false}
  *
  * Usage: npm run bench -- schedule [--nodes 100] [--envs 10000] [--insecure]
@@ -44,6 +45,7 @@ import { freePort, startEtcd } from "../../test/fixtures/etcd.js";
 import { type FakeAgent, sealFake, startFakeAgent } from "../../test/harness/fake-agent.js";
 import { REUSABLE, testEnvSpec, uniquePrefix } from "../../test/support/controller/cluster.js";
 import { spawnController } from "../../test/support/controller/process.js";
+import { agentCalls, perEach, scrapeEtcd } from "./work-counts.js";
 
 const { values } = parseArgs({
   options: {
@@ -225,6 +227,8 @@ async function main(): Promise<void> {
       rssMid = await ctl.rssBytes();
       log(`${RSS_AT} envs Running; controller RSS ${(rssMid / 2 ** 20).toFixed(1)} MiB`);
     });
+    const etcd0 = await scrapeEtcd(etcd.endpoint);
+    const calls0 = agentCalls(agents);
     const cpu0 = { ctl: cpuMs(ctl.pid), etcd: cpuMs(etcd.process.pid!), bench: cpuMs(process.pid) };
     const t1 = performance.now();
     const ticker = process.env.PROTOCTL_BENCH_VERBOSE
@@ -248,6 +252,8 @@ async function main(): Promise<void> {
       etcd: (cpuMs(etcd.process.pid!) - cpu0.etcd) / ENVS,
       bench: (cpuMs(process.pid) - cpu0.bench) / ENVS,
     };
+    const etcdPerEnv = perEach(etcd0, await scrapeEtcd(etcd.endpoint), ENVS);
+    const callsPerEnv = perEach(calls0, agentCalls(agents), ENVS);
     await cancel();
 
     const rate = ENVS / ((t2 - t1) / 1000);
@@ -271,6 +277,10 @@ async function main(): Promise<void> {
       cpu_ms_per_env_controller: Number(cpu.ctl.toFixed(3)),
       cpu_ms_per_env_etcd: Number(cpu.etcd.toFixed(3)),
       cpu_ms_per_env_bench_agents_and_client: Number(cpu.bench.toFixed(3)),
+      // counted by etcd and the fake agents, so any controller build is counted the same way; the
+      // window includes the agents' heartbeats and this bench's own status watch (one event per put)
+      per_env_etcd: etcdPerEnv,
+      per_env_agent_calls: callsPerEnv,
       load_average_1m: Number(loadavg()[0]!.toFixed(2)),
       nodes_used: placedOn,
       envs_per_node_min: Math.min(...perNode),

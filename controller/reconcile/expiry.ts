@@ -5,7 +5,9 @@
  * expiry survives failover and is late by at most the takeover time.
  *
  * One timer for the earliest expiry, re-armed on every spec or lab change;
- * a sweep deletes everything due. Deletes are conditioned on the object's mod
+ * a sweep deletes everything due. Envs with an expiry are indexed as their
+ * specs change, so a re-arm looks at those, not at every env (a burst of
+ * creates without a TTL then costs nothing here). Deletes are conditioned on the object's mod
  * revision (an `env extend` in between wins) and on the leader fence, and
  * carry their event in the same transaction.
  */
@@ -36,6 +38,8 @@ export class ExpiryReconciler {
   private sweeping: Promise<void> | undefined;
   private armPending = false;
   private readonly now: () => number;
+  /** env → its spec's expiresMs, for the envs that have one; undefined until the first arm. */
+  private envDue: Map<string, number> | undefined;
 
   constructor(private readonly d: ExpiryDeps) {
     this.now = d.now ?? Date.now;
@@ -43,7 +47,14 @@ export class ExpiryReconciler {
 
   /** Subscribes to changes; call before the informers start, then `arm()` once they are synced. */
   start(): void {
-    this.d.specs.onChange(() => this.armSoon());
+    this.d.specs.onChange((name, cur) => {
+      const at = cur?.value.expiresMs ?? 0;
+      const had = this.envDue?.has(name) ?? false;
+      if (at > 0) this.envDue?.set(name, at);
+      else this.envDue?.delete(name);
+      // an env that neither has nor had an expiry cannot move the timer
+      if (at > 0 || had || !this.envDue) this.armSoon();
+    });
     this.d.labs.onChange(() => this.armSoon());
   }
 
@@ -66,9 +77,21 @@ export class ExpiryReconciler {
     const take = (t: number | undefined) => {
       if (t && t > 0 && (next === 0 || t < next)) next = t;
     };
-    for (const s of this.d.specs.list()) take(s.value.expiresMs);
+    for (const t of this.due().values()) take(t);
     for (const l of this.d.labs.list()) if (!l.value.deleting) take(l.value.expiresMs);
     return next;
+  }
+
+  /** The env index, built from the informer on first use (it emits no change for its initial list). */
+  private due(): Map<string, number> {
+    if (!this.envDue) {
+      this.envDue = new Map();
+      for (const name of this.d.specs.names()) {
+        const at = this.d.specs.get(name)?.value.expiresMs ?? 0;
+        if (at > 0) this.envDue.set(name, at);
+      }
+    }
+    return this.envDue;
   }
 
   /** (Re)arms the timer for the earliest expiry. */
@@ -103,9 +126,10 @@ export class ExpiryReconciler {
       if (lab.value.deleting || !at || at > now) continue;
       await this.expireLab(lab).catch((err: Error) => failures.push(err));
     }
-    for (const spec of this.d.specs.list()) {
-      const at = spec.value.expiresMs;
-      if (!at || at > now) continue;
+    for (const [name, due] of [...this.due()]) {
+      const spec = this.d.specs.get(name);
+      const at = spec?.value.expiresMs;
+      if (!spec || !at || at > now || due > now) continue;
       await this.expireEnv(spec, at).catch((err: Error) => failures.push(err));
     }
     if (failures.length > 0) throw failures[0];

@@ -45,7 +45,7 @@ import { codecs } from "../store/store.js";
 import { envMoveApi } from "./env-move-api.js";
 import type { EnvStatusWaiter } from "./env-watch.js";
 import { cancelled, pipeFrom, serverStream, unary } from "./handlers.js";
-import { withImageDefaults } from "./image-defaults.js";
+import { ImageDefaults } from "./image-defaults.js";
 import { sealResult } from "./seal.js";
 
 const WAIT_MS = 10 * 60_000;
@@ -53,6 +53,9 @@ const SETTLED = new Set([EnvPhase.ENV_PHASE_RUNNING, EnvPhase.ENV_PHASE_FAILED, 
 
 export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   const store = ctx.store;
+  const imageDefaults = new ImageDefaults(store);
+  const nameTaken = async (name: string) =>
+    (await Promise.all([store.envSpecs.get(name), store.envStatus.get(name)])).some((v) => v !== undefined);
 
   const getEnv = async (name: string): Promise<Env> => {
     validateName("env", name);
@@ -85,17 +88,31 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
   return {
     ...envMoveApi(ctx, getEnv),
     createEnv: unary(async (req: CreateEnvRequest, call) => {
-      const spec = await withImageDefaults(
-        ctx,
-        withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000),
-      );
+      const asked = withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000);
       const status = newStatus();
-      if (!(await store.createEnv(spec, status))) {
-        throw alreadyExists(`env ${spec.name} already exists (or is still being deleted)`, {
-          reason: "NAME_IN_USE",
-          subject: `env/${spec.name}`,
-          hint: `pick another name or \`protoctl env rm ${spec.name}\` first`,
-        });
+      let spec = asked;
+      for (let attempt = 0; ; attempt++) {
+        const d = await imageDefaults.apply(asked, attempt > 0);
+        spec = d.spec;
+        if (await store.createEnv(spec, status, d.guards)) break;
+        // the name is taken, or the base changed since its image defaults were read: read it again
+        const taken = d.guards.length === 0 || (await nameTaken(spec.name));
+        if (taken) {
+          throw alreadyExists(`env ${spec.name} already exists (or is still being deleted)`, {
+            reason: "NAME_IN_USE",
+            subject: `env/${spec.name}`,
+            hint: `pick another name or \`protoctl env rm ${spec.name}\` first`,
+          });
+        }
+        if (attempt === 2) {
+          throw new ProtoctlError(
+            Code.ABORTED,
+            `base ${spec.base?.name} kept changing while env ${spec.name} was created`,
+            {
+              reason: "CONFLICT",
+            },
+          );
+        }
       }
       if (!req.wait) return { spec, status };
       const want = spec.start

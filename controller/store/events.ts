@@ -8,7 +8,7 @@
 import { Event } from "../../proto/gen/protoctl/v1/types.js";
 import { protoJson } from "./codec.js";
 import type { Keys } from "./keys.js";
-import type { Kv, WatchEvent, Write } from "./kv.js";
+import type { Kv, TxnBatcher, WatchEvent, Write } from "./kv.js";
 
 export type EventInput = Omit<Event, "timeMs" | "revision" | "attributes" | "node"> & Partial<Event>;
 
@@ -19,12 +19,20 @@ export class EventLog {
   private bucket = -1;
   private leaseId: Promise<string> | undefined;
 
+  private readonly kv: Kv;
+
+  /**
+   * @param batcher commits a lone event (every API call's audit record) in a batch with other
+   *   writes: a txn of its own per call was one etcd txn per env create.
+   */
   constructor(
-    private readonly kv: Kv,
+    private readonly batcher: TxnBatcher,
     private readonly keys: Keys,
     private readonly writer: string,
-    private readonly ttlSeconds: number,
-  ) {}
+    private readonly ttlSeconds = 3600,
+  ) {
+    this.kv = batcher.kv;
+  }
 
   private lease(now: number): Promise<string> {
     const bucketMs = Math.max(1000, Math.floor((this.ttlSeconds * 1000) / 6));
@@ -48,7 +56,7 @@ export class EventLog {
   /** Records an event; resolves false when it could not be written. */
   async emit(e: EventInput): Promise<boolean> {
     try {
-      await this.kv.commit({ conditions: [], writes: [await this.write(e)] });
+      await this.batcher.commit({ conditions: [], writes: [await this.write(e)] });
       return true;
     } catch {
       return false;

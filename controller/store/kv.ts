@@ -212,7 +212,7 @@ export class TxnBatcher {
    *   throughput under load at little latency cost.
    */
   constructor(
-    private readonly kv: Kv,
+    readonly kv: Kv,
     private readonly maxConcurrent = 2,
     private readonly lingerMs = 2,
     private readonly fullBatch = 64,

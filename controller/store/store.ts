@@ -30,7 +30,7 @@ import type { OperationRecord } from "../operations/record.js";
 import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
-import { Kv, TxnBatcher, type Versioned, type WatchEvent, type Write } from "./kv.js";
+import { type Condition, Kv, TxnBatcher, type Versioned, type WatchEvent, type Write } from "./kv.js";
 
 /** A join token as stored: only its hash is the key. */
 export interface TokenRecord {
@@ -291,7 +291,7 @@ export class ClusterStore {
     this.keys = new Keys(opts.prefix);
     this.kv = new Kv(this.client);
     this.batcher = new TxnBatcher(this.kv);
-    this.events = new EventLog(this.kv, this.keys, opts.writer ?? "controller", opts.eventTtlSeconds ?? 3600);
+    this.events = new EventLog(this.batcher, this.keys, opts.writer ?? "controller", opts.eventTtlSeconds);
     const k = this.keys;
     const c = <T>(folder: Folder, codec: Codec<T>, kind: ObjectKind, keyOf: (n: string) => string) =>
       new Collection<T>(this.kv, k, folder, codec, kind, keyOf);
@@ -389,16 +389,13 @@ export class ClusterStore {
   /**
    * Records a new env (its spec and first status together) if the name is
    * free: no spec and no status left by an env still being deleted. Batched
-   * with other writes of the same tick. Resolves false when the name is taken.
+   * with other writes of the same tick. Resolves false when the name is taken (or a guard failed).
    */
-  async createEnv(spec: EnvSpec, status: EnvStatus): Promise<boolean> {
+  async createEnv(spec: EnvSpec, status: EnvStatus, guards: Condition[] = []): Promise<boolean> {
     const specKey = this.keys.envSpec(spec.name);
     const statusKey = this.keys.envStatus(spec.name);
     const r = await this.batcher.commit({
-      conditions: [
-        { key: specKey, modRevision: 0 },
-        { key: statusKey, modRevision: 0 },
-      ],
+      conditions: [{ key: specKey, modRevision: 0 }, { key: statusKey, modRevision: 0 }, ...guards],
       writes: [
         { op: "put", key: specKey, value: codecs.envSpec.encode(spec) },
         { op: "put", key: statusKey, value: codecs.envStatus.encode(status) },
