@@ -11,6 +11,7 @@ import type { ResultPromise } from "execa";
 import { publishSeedImage } from "../../../agent/host/exports/seed-image.js";
 import type { SeedImage } from "../../../agent/host/exports/types.js";
 import { output, run, spawnProcess } from "../../../common/exec.js";
+import { freePort } from "../../fixtures/etcd.js";
 import { makeTestPool, type TestPool } from "../../fixtures/pool.js";
 import { makeBaseSubvolume, treeDigest } from "./exports.js";
 
@@ -57,32 +58,39 @@ export interface TestNbdkit {
 }
 
 /**
- * A read-only nbdkit on 127.0.0.1 (a random port) running `args` (filters,
- * plugin, parameters), answering by the time this returns.
+ * A read-only nbdkit on 127.0.0.1 (a free port) running `args` (filters,
+ * plugin, parameters), answering by the time this returns. A port taken
+ * between the pick and nbdkit's bind (an outgoing connection can get it) makes
+ * nbdkit exit: then it is tried again on another port; never answering is an
+ * error, not a source that refuses every connection.
  */
 export async function startTestNbdkit(args: string[]): Promise<TestNbdkit> {
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
-  const child = spawnProcess("nbdkit", ["-f", "-r", "-i", "127.0.0.1", "-p", String(port), ...args], {
-    stdin: "ignore",
-    stdout: "ignore",
-    stderr: "ignore",
-    reject: false,
-  });
-  const uri = `nbd://127.0.0.1:${port}/`;
-  for (let i = 0; i < 200; i++) {
-    const r = await run("nbdinfo", ["--size", uri], { allowFailure: true });
-    if (r.exitCode === 0) break;
-    await new Promise((res) => setTimeout(res, 25));
-  }
-  return {
-    uri,
-    port,
-    child,
-    kill: async () => {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const child = spawnProcess("nbdkit", ["-f", "-r", "-i", "127.0.0.1", "-p", String(port), ...args], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+      reject: false,
+    });
+    let exited = false;
+    void child.then(() => {
+      exited = true;
+    });
+    const uri = `nbd://127.0.0.1:${port}/`;
+    const kill = async () => {
       child.kill("SIGKILL");
       await child;
-    },
-  };
+    };
+    for (let i = 0; i < 400 && !exited; i++) {
+      const r = await run("nbdinfo", ["--size", uri], { allowFailure: true });
+      if (r.exitCode === 0) return { uri, port, child, kill };
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    const why = exited ? `exited: ${String((await child).stderr).trim()}` : "did not answer in 10 s";
+    await kill();
+    if (attempt >= 5) throw new Error(`nbdkit ${args.join(" ")} on port ${port} ${why}`);
+  }
 }
 
 /**
