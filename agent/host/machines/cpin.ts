@@ -8,12 +8,12 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
-import { constants } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnDirect } from "../../../common/exec.js";
 import type { EntryCreator } from "../../../common/root-access.js";
 import type { HeldDir } from "../../../common/root-path.js";
+import { errnoName } from "./spawner.js";
 
 export function cpinPath(): string {
   if (process.env.PROTOCTL_ENTER) return join(dirname(process.env.PROTOCTL_ENTER), "protoctl-cpin");
@@ -21,7 +21,7 @@ export function cpinPath(): string {
 }
 
 function errnoError(n: number, what: string): NodeJS.ErrnoException {
-  const code = Object.entries(constants.errno).find(([, v]) => v === n)?.[0] ?? `errno ${n}`;
+  const code = errnoName(n);
   return Object.assign(new Error(`${what}: ${code}`), { code, errno: n });
 }
 

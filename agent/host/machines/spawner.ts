@@ -45,7 +45,8 @@ export class SpawnerError extends Error {
   }
 }
 
-function errnoName(n: number): string {
+/** The errno's name (EDQUOT, …), or `errno N` when Node has none. */
+export function errnoName(n: number): string {
   for (const [k, v] of Object.entries(constants.errno)) if (v === n) return k;
   return `errno ${n}`;
 }
