@@ -133,9 +133,15 @@ async function pushKillingLeader(v: number, killAt: (p: PushProgress | "record")
   stream.on("data", (p: PushProgress) => {
     if (!p.done && killAt(p)) kill();
   });
+  // passes the killed leader had recorded: a leader killed right after the record is written may
+  // not have begun its pass (then the next leader's pass is the first)
+  let passesAtKill = 1;
   if (killAt("record")) {
     await eventually(async () => !!(await pushRecord("kb", v)), 30_000, 20);
     kill();
+    await killed;
+    const r = await pushRecord("kb", v);
+    passesAtKill = r?.status.controller === leader ? r.status.passes : 0;
   }
   await streamed(stream);
   expect(killed, "the leader was killed during the push").toBeDefined();
@@ -145,7 +151,7 @@ async function pushKillingLeader(v: number, killAt: (p: PushProgress | "record")
   expect(rec?.status.phase).toBe("succeeded");
   // finished by a later leader, by a pass like any other (no resume path exists)
   expect(rec?.status.controller).not.toBe(leader);
-  expect(rec?.status.passes).toBeGreaterThanOrEqual(2);
+  expect(rec?.status.passes).toBeGreaterThanOrEqual(passesAtKill + 1);
   // the killed replica comes back as a follower for the next case
   await eventually(async () => {
     const r = cl.controllers.find((x) => x.id === leader)!;
