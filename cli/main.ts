@@ -4,8 +4,9 @@
  * and controllers (`protoctl controller`).
  *
  * Start-up is what users wait for (bench/cli-startup, bench/cli-exec), so
- * this entry loads almost nothing: `protoctl version` and
- * `protoctl env exec NAME -- CMD` (no flags) are served by cli/fast/ with
+ * this entry loads almost nothing: `protoctl version`,
+ * `protoctl env exec NAME -- CMD`, `env create NAME --base B` and
+ * `env rm NAME` (no other flags) are served by cli/fast/ with
  * Node's own modules and hand-encoded messages; everything else, and any
  * case the fast path does not know (another flag, no usable context),
  * loads the full commander CLI (cli/full.ts). Both give the same output,

@@ -14,6 +14,23 @@ describe("the argv shapes the fast entry serves", () => {
     });
   });
 
+  it("serves `env create NAME --base REF` and `env rm NAME`", () => {
+    expect(fastPlan(["env", "create", "e1", "--base", "busybox"], {})).toEqual({
+      kind: "create",
+      env: "e1",
+      base: "busybox",
+      version: 0,
+    });
+    expect(fastPlan(["env", "create", "e1", "--base=deb@12"], {})).toEqual({
+      kind: "create",
+      env: "e1",
+      base: "deb",
+      version: 12,
+    });
+    expect(fastPlan(["env", "rm", "e1"], {})).toEqual({ kind: "rm", env: "e1" });
+    expect(fastPlan(["env", "delete", "e1"], {})).toEqual({ kind: "rm", env: "e1" });
+  });
+
   it("leaves everything else to the full CLI", () => {
     for (const args of [
       ["version", "--client"],
@@ -27,6 +44,22 @@ describe("the argv shapes the fast entry serves", () => {
       ["env", "exec", "Bad_Name", "--", "true"],
       ["env", "exec", "--help"],
       ["env", "ls"],
+      ["env", "create", "e1"],
+      ["env", "create", "e1", "--base"],
+      ["env", "create", "--base", "b", "e1"],
+      ["env", "create", "e1", "--base", "b", "--node", "n1"],
+      ["env", "create", "e1", "--base", "b", "--no-wait"],
+      ["env", "create", "e1", "--base", "b@0"],
+      ["env", "create", "e1", "--base", "b@01"],
+      ["env", "create", "e1", "--base", "b@"],
+      ["env", "create", "e1", "--base", "B"],
+      ["env", "create", "e1", "--base", "b@1@2"],
+      ["env", "create", "E1", "--base", "b"],
+      ["env", "create", "e1", "--base=", "b"],
+      ["env", "rm", "e1", "e2"],
+      ["env", "rm", "--no-wait", "e1"],
+      ["env", "rm", "Bad"],
+      ["env", "rm"],
       [],
     ]) {
       expect(fastPlan(args, {}), args.join(" ")).toBeUndefined();

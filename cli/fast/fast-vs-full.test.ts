@@ -3,7 +3,8 @@
  * CA, as `protoctl up` sets it up): same stdout, stderr and exit status for
  * version and env exec, on success and on each failure (unreachable
  * controller, unknown env, a server whose certificate is not a controller's,
- * a client certificate the server refuses).
+ * a client certificate the server refuses), and env create / env rm (the
+ * same request bytes reach the server).
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,7 +13,7 @@ import { Metadata, status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ERROR_DETAIL_KEY } from "../../common/errors.js";
 import { createCa, issue, serverCredentials } from "../../common/tls.js";
-import { ErrorDetail } from "../../proto/gen/protoctl/v1/types.js";
+import { Env, EnvPhase, ErrorDetail } from "../../proto/gen/protoctl/v1/types.js";
 import { freePort } from "../../test/fixtures/etcd.js";
 import { type CliResult, runCli, type Stub, startStub } from "../../test/support/cli/stub-server.js";
 import { toYaml } from "../config/contexts.js";
@@ -29,7 +30,46 @@ interface ExecCall {
   emit(ev: "error", e: unknown): void;
 }
 
+type Unary = (call: { request: unknown }, cb: (e: unknown, r?: unknown) => void) => void;
+
+/** The requests createEnv and deleteEnv got, as the generated code decodes them. */
+const requests: unknown[] = [];
+
+function failure(code: status, details: string, reason: string, hint: string) {
+  const md = new Metadata();
+  md.set(
+    ERROR_DETAIL_KEY,
+    Buffer.from(ErrorDetail.encode(ErrorDetail.fromPartial({ reason, hint })).finish()),
+  );
+  return { code, details, metadata: md };
+}
+
+const createEnv: Unary = (call, cb) => {
+  const req = call.request as { spec: { name: string; base: { name: string; version: number } } };
+  requests.push(req);
+  if (req.spec.name === "taken") {
+    cb(failure(status.ALREADY_EXISTS, "env taken already exists", "NAME_IN_USE", "pick another name"));
+    return;
+  }
+  const phase = req.spec.base.name === "slow" ? EnvPhase.ENV_PHASE_PENDING : EnvPhase.ENV_PHASE_RUNNING;
+  const node = phase === EnvPhase.ENV_PHASE_PENDING ? "" : "n1";
+  cb(
+    null,
+    Env.fromPartial({ spec: req.spec, status: { phase, node, baseVersion: req.spec.base.version || 5 } }),
+  );
+};
+
+const deleteEnv: Unary = (call, cb) => {
+  const req = call.request as { name: string };
+  requests.push(req);
+  if (req.name !== "demo")
+    cb(failure(status.NOT_FOUND, `env ${req.name} not found`, "ENV_NOT_FOUND", "see `protoctl env ls`"));
+  else cb(null, {});
+};
+
 const impl = {
+  createEnv,
+  deleteEnv,
   getVersion: (_c: unknown, cb: (e: null, r: unknown) => void) =>
     cb(null, { version: "9.8.7", controller: "c1", leader: "", cluster: "k", consoleUrl: "" }),
   execEnv: (call: ExecCall) => {
@@ -163,8 +203,48 @@ describe("the fast path and the full CLI agree", () => {
     expect(r).toEqual({ code: 7, stdout: "ran sh -c x y\n", stderr: "to stderr\n" });
   });
 
+  it("env create and env rm: the same request, output and exit status", async () => {
+    requests.length = 0;
+    expect(await both(["env", "create", "e1", "--base", "busybox"], "good")).toEqual({
+      code: 0,
+      stdout: "env/e1 created from busybox@5 on node n1 (Running)\n",
+      stderr: "",
+    });
+    expect(requests[0]).toEqual(requests[1]);
+    expect((await both(["env", "create", "e2", "--base=deb@3"], "plain")).stdout).toBe(
+      "env/e2 created from deb@3 on node n1 (Running)\n",
+    );
+    expect((await both(["env", "create", "e3", "--base", "slow"], "good")).stdout).toBe(
+      "env/e3 created from slow@5 (Pending)\n",
+    );
+    const taken = await both(["env", "create", "taken", "--base", "busybox"], "good");
+    expect(taken).toEqual({
+      code: 4,
+      stdout: "",
+      stderr: "error: env taken already exists\nhint: pick another name\n",
+    });
+    expect(await both(["env", "rm", "demo"], "good")).toEqual({
+      code: 0,
+      stdout: "env/demo deleted\n",
+      stderr: "",
+    });
+    const gone = await both(["env", "delete", "nope"], "good");
+    expect(gone).toEqual({
+      code: 3,
+      stdout: "",
+      stderr: "error: env nope not found\nhint: see `protoctl env ls`\n",
+    });
+    expect(requests.length).toBe(12);
+    for (let i = 0; i < requests.length; i += 2) expect(requests[i], `request ${i}`).toEqual(requests[i + 1]);
+  });
+
   it("unreachable controller: exit 6 with the standard sentence", async () => {
-    for (const args of [["version"], ["env", "exec", "demo", "--", "true"]]) {
+    for (const args of [
+      ["version"],
+      ["env", "exec", "demo", "--", "true"],
+      ["env", "create", "e1", "--base", "b"],
+      ["env", "rm", "e1"],
+    ]) {
       const r = await both(args, "down");
       expect(r.code).toBe(6);
       expect(r.stderr).toMatch(/cannot reach the controller at 127\.0\.0\.1:\d+; is it running\?\nhint: /);

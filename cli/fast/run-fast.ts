@@ -1,7 +1,7 @@
 /**
  * Runs a fast-path command (argv.ts) with the same output and exit status as
  * the full CLI (cli/commands/version.ts, cli/commands/env-exec.ts without -i
- * or -t). Returns undefined when the full CLI must run instead; that is
+ * or -t, `env create` and `env rm` of cli/commands/env.ts). Returns undefined when the full CLI must run instead; that is
  * decided before anything is sent, so nothing runs twice.
  */
 import type { FastPlan } from "./argv.js";
@@ -9,11 +9,15 @@ import { FastCallError, FastConnection } from "./call.js";
 import { fastContext } from "./context.js";
 import type { FastFailure } from "./report.js";
 import {
+  decodeEnvSummary,
   decodeExecOutput,
   decodeVersionInfo,
+  encodeCreateEnv,
+  encodeDeleteEnv,
   encodeExecStart,
   encodeSignal,
   encodeStdinEof,
+  envPhaseLabel,
   type VersionInfoMsg,
 } from "./wire.js";
 
@@ -28,9 +32,16 @@ export async function runFast(
   if (!ctx) return undefined;
   const conn = new FastConnection(ctx);
   try {
-    return plan.kind === "version"
-      ? await version(conn, plan.json, clientVersion)
-      : await exec(conn, plan.env, plan.command);
+    switch (plan.kind) {
+      case "version":
+        return await version(conn, plan.json, clientVersion);
+      case "exec":
+        return await exec(conn, plan.env, plan.command);
+      case "create":
+        return await create(conn, plan.env, plan.base, plan.version);
+      case "rm":
+        return await remove(conn, plan.env);
+    }
   } catch (err) {
     if (!(err instanceof FastCallError) && !("noExitStatus" in (err as object))) throw err;
     const failure: FastFailure =
@@ -131,4 +142,34 @@ async function exec(conn: FastConnection, envName: string, command: string[]): P
     throw Object.assign(new Error("no exit status"), { noExitStatus: true });
   }
   return exitCode;
+}
+
+/** One request, one response message (no deadline: both wait for the env). */
+async function unary(conn: FastConnection, method: string, req: Buffer): Promise<Buffer> {
+  let res: Buffer | undefined;
+  traceFirstRpc();
+  const { stream, done } = await conn.call(`${SERVICE}/${method}`, {
+    onMessage: (m) => {
+      res = Buffer.from(m);
+    },
+  });
+  FastConnection.write(stream, req);
+  stream.end();
+  await done;
+  if (!res) throw new FastCallError({ code: 13, message: "the controller sent an empty response", md: {} });
+  return res;
+}
+
+async function create(conn: FastConnection, env: string, base: string, version: number): Promise<number> {
+  const s = decodeEnvSummary(await unary(conn, "CreateEnv", encodeCreateEnv(env, base, version)));
+  const where = s.node ? ` on node ${s.node}` : "";
+  const v = s.baseVersion ? `${base}@${s.baseVersion}` : base;
+  process.stdout.write(`env/${env} created from ${v}${where} (${envPhaseLabel(s.phase)})\n`);
+  return 0;
+}
+
+async function remove(conn: FastConnection, env: string): Promise<number> {
+  await unary(conn, "DeleteEnv", encodeDeleteEnv(env));
+  process.stdout.write(`env/${env} deleted\n`);
+  return 0;
 }

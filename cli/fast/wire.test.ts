@@ -1,12 +1,22 @@
 import { describe, expect, it } from "vitest";
-import { VersionInfo } from "../../proto/gen/protoctl/v1/control.js";
-import { ExecInput, ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
 import {
+  ControlDeleteEnvRequest,
+  CreateEnvRequest,
+  VersionInfo,
+} from "../../proto/gen/protoctl/v1/control.js";
+import { Env, EnvPhase, ExecInput, ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
+import { envSpecFromFlags } from "../commands/env.js";
+import { envPhase } from "../output/columns.js";
+import {
+  decodeEnvSummary,
   decodeExecOutput,
   decodeVersionInfo,
+  encodeCreateEnv,
+  encodeDeleteEnv,
   encodeExecStart,
   encodeSignal,
   encodeStdinEof,
+  envPhaseLabel,
 } from "./wire.js";
 
 describe("hand-encoded messages match the generated code", () => {
@@ -85,5 +95,73 @@ describe("hand-encoded messages match the generated code", () => {
       leader: "",
       cluster: "",
     });
+  });
+
+  it("CreateEnvRequest: the full CLI's bytes for `env create NAME --base BASE[@N]`", () => {
+    for (const [name, base, version] of [
+      ["demo", "busybox", 0],
+      ["e-1", "deb", 3],
+      ["x".repeat(63), "b".repeat(63), 999_999_999],
+    ] as const) {
+      const ref = version ? `${base}@${version}` : base;
+      const spec = envSpecFromFlags(name, {
+        base: ref,
+        layer: [],
+        selector: [],
+        port: [],
+        env: [],
+        start: true,
+        wait: true,
+        network: "none",
+      });
+      const full = CreateEnvRequest.encode({ spec, wait: true, ttlMs: undefined }).finish();
+      expect(encodeCreateEnv(name, base, version).toString("hex"), ref).toBe(
+        Buffer.from(full).toString("hex"),
+      );
+    }
+  });
+
+  it("ControlDeleteEnvRequest", () => {
+    expect(encodeDeleteEnv("demo")).toEqual(
+      Buffer.from(ControlDeleteEnvRequest.encode({ name: "demo", wait: true }).finish()),
+    );
+  });
+
+  it("Env: the status fields `env create` prints, whatever else it holds", () => {
+    const spec = envSpecFromFlags("demo", {
+      base: "busybox",
+      layer: [],
+      selector: [],
+      port: [],
+      env: ["A=b"],
+      start: true,
+      wait: true,
+      network: "private",
+      memory: "64M",
+    });
+    const env = Env.fromPartial({
+      spec,
+      status: {
+        phase: EnvPhase.ENV_PHASE_RUNNING,
+        node: "n1",
+        baseVersion: 4_000_000_000,
+        leaderPid: 77,
+        addresses: ["10.0.0.2"],
+        message: "m",
+        diskUsedBytes: 5,
+      },
+    });
+    expect(decodeEnvSummary(Buffer.from(Env.encode(env).finish()))).toEqual({
+      phase: 4,
+      node: "n1",
+      baseVersion: 4_000_000_000,
+    });
+    expect(decodeEnvSummary(Buffer.alloc(0))).toEqual({ phase: 0, node: "", baseVersion: 0 });
+  });
+
+  it("phase labels as the full CLI prints them, unknown ones as '-'", () => {
+    for (let p = -1; p <= 12; p++) {
+      expect(envPhaseLabel(p), String(p)).toBe(envPhase(Env.fromPartial({ status: { phase: p } })));
+    }
   });
 });

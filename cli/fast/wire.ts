@@ -1,7 +1,8 @@
 /**
  * The few protobuf messages the fast entry sends and reads, encoded by hand:
- * ExecInput (start without options, stdin_eof, signal), ExecOutput and
- * VersionInfo. The generated code (proto/gen) would pull @bufbuild/protobuf
+ * ExecInput (start without options, stdin_eof, signal), ExecOutput,
+ * VersionInfo, CreateEnvRequest (a name and a base only), the Env it returns
+ * (the status fields the CLI prints) and ControlDeleteEnvRequest. The generated code (proto/gen) would pull @bufbuild/protobuf
  * and every message of types.proto into the start-up; wire.test.ts checks
  * these bytes against it both ways. Unknown fields are skipped, as protobuf
  * readers must.
@@ -41,6 +42,36 @@ export function encodeStdinEof(): Buffer {
 /** ExecInput{signal} */
 export function encodeSignal(signal: string): Buffer {
   return lenField(5, utf8.encode(signal));
+}
+
+function varintField(field: number, n: number): Buffer {
+  return Buffer.from([...varint(field << 3), ...varint(n)]);
+}
+
+/**
+ * CreateEnvRequest{spec, wait: true} for `env create NAME --base BASE[@N]`:
+ * the EnvSpec cli/commands/env.ts envSpecFromFlags builds with no other flag
+ * (empty resources, network none, restart never, start).
+ */
+export function encodeCreateEnv(env: string, base: string, version: number): Buffer {
+  const ref = Buffer.concat([
+    lenField(1, utf8.encode(base)),
+    ...(version > 0 ? [varintField(2, version)] : []),
+  ]);
+  const spec = Buffer.concat([
+    lenField(1, utf8.encode(env)),
+    lenField(2, ref),
+    lenField(5, new Uint8Array(0)), // resources: none
+    lenField(6, varintField(1, 1)), // network: NETWORK_MODE_NONE
+    varintField(13, 1), // RESTART_POLICY_NEVER
+    varintField(14, 1), // start
+  ]);
+  return Buffer.concat([lenField(1, spec), varintField(2, 1)]);
+}
+
+/** ControlDeleteEnvRequest{name, wait: true} */
+export function encodeDeleteEnv(env: string): Buffer {
+  return Buffer.concat([lenField(1, utf8.encode(env)), varintField(2, 1)]);
 }
 
 class Reader {
@@ -119,4 +150,51 @@ export function decodeVersionInfo(buf: Buffer): VersionInfoMsg {
     else r.skip(tag & 7);
   }
   return out;
+}
+
+/** What `env create` prints of the Env it gets back. */
+export interface EnvSummary {
+  phase: number;
+  node: string;
+  baseVersion: number;
+}
+
+/** Env{status: EnvStatus{phase, node, base_version}}, the rest skipped. */
+export function decodeEnvSummary(buf: Buffer): EnvSummary {
+  const out: EnvSummary = { phase: 0, node: "", baseVersion: 0 };
+  const r = new Reader(buf);
+  while (!r.done) {
+    const tag = Number(r.varint());
+    if (tag >>> 3 !== 2 || (tag & 7) !== 2) {
+      r.skip(tag & 7);
+      continue;
+    }
+    const s = new Reader(r.bytes());
+    while (!s.done) {
+      const t = Number(s.varint());
+      const field = t >>> 3;
+      if (field === 1 && (t & 7) === 0) out.phase = Number(BigInt.asIntN(32, s.varint()));
+      else if (field === 2 && (t & 7) === 2) out.node = s.bytes().toString("utf8");
+      else if (field === 7 && (t & 7) === 0) out.baseVersion = Number(BigInt.asUintN(32, s.varint()));
+      else s.skip(t & 7);
+    }
+  }
+  return out;
+}
+
+/** cli/output/columns.ts envPhase for an EnvPhase number: `Running`, `-` for none or unknown. */
+const ENV_PHASES = [
+  "-",
+  "Pending",
+  "Scheduled",
+  "Created",
+  "Running",
+  "Stopped",
+  "Failed",
+  "Lost",
+  "Deleting",
+  "Moving",
+];
+export function envPhaseLabel(phase: number): string {
+  return ENV_PHASES[phase] ?? "-";
 }
