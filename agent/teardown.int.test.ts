@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { run } from "../common/exec.js";
 import { loopsUnder, mountsUnder, nodeCgroups, processesNaming } from "../common/state-cleanup.js";
 import { EnvSpec, NetworkMode } from "../proto/gen/protoctl/v1/types.js";
-import { freePort } from "../test/fixtures/etcd.js";
+import { freePort } from "../test/fixtures/ports.js";
 import { makeBusyboxRootfs } from "../test/fixtures/rootfs.js";
 import { agentClient, execOverGrpc, importDirBase, unary } from "../test/support/agent/agent-client.js";
 import { vethHostName } from "./host/machines/naming.js";

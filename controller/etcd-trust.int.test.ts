@@ -12,7 +12,8 @@ import { ensureEtcdPki, etcdHealthy, etcdPki, etcdTlsArgs } from "../cli/up/etcd
 import { StatePaths } from "../cli/up/state.js";
 import { ProtoctlError } from "../common/errors.js";
 import { silentLogger } from "../common/logger.js";
-import { freePort, startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import { freePort } from "../test/fixtures/ports.js";
 import { controllerConfig } from "./config.js";
 import { checkControlPlaneTrust, etcdAcceptsAnonymous, etcdTransport } from "./etcd-trust.js";
 

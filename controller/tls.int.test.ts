@@ -23,7 +23,8 @@ import {
 } from "../common/tls.js";
 import { AgentServiceClient } from "../proto/gen/protoctl/v1/agent.js";
 import { EnvPhase, NodeState } from "../proto/gen/protoctl/v1/types.js";
-import { freePort, startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import { freePort } from "../test/fixtures/ports.js";
 import { type FakeAgent, sealFakeBases, startFakeAgent } from "../test/harness/fake-agent.js";
 import {
   call,

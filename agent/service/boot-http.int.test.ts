@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { output, run } from "../../common/exec.js";
 import { type Env, EnvPhase, EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
 import { cachedDebianRootfs } from "../../test/fixtures/debian-rootfs.js";
-import { freePort } from "../../test/fixtures/etcd.js";
+import { freePort } from "../../test/fixtures/ports.js";
 import { BUSYBOX } from "../../test/fixtures/rootfs.js";
 import {
   type AgentClient,

@@ -41,7 +41,8 @@ import {
 import { ClusterStore, codecs } from "../../controller/store/store.js";
 import { ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import { EnvPhase, type EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
-import { freePort, startEtcd } from "../../test/fixtures/etcd.js";
+import { startEtcd } from "../../test/fixtures/etcd.js";
+import { freePort } from "../../test/fixtures/ports.js";
 import { type FakeAgent, sealFake, startFakeAgent } from "../../test/harness/fake-agent.js";
 import { REUSABLE, testEnvSpec, uniquePrefix } from "../../test/support/controller/cluster.js";
 import { spawnController } from "../../test/support/controller/process.js";

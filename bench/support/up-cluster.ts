@@ -15,7 +15,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePorts } from "../../test/fixtures/etcd.js";
+import { freePorts } from "../../test/fixtures/ports.js";
 
 export interface Timed {
   code: number;

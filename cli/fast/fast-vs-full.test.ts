@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ERROR_DETAIL_KEY } from "../../common/errors.js";
 import { createCa, issue, serverCredentials } from "../../common/tls.js";
 import { Env, EnvPhase, ErrorDetail } from "../../proto/gen/protoctl/v1/types.js";
-import { freePort } from "../../test/fixtures/etcd.js";
+import { freePort } from "../../test/fixtures/ports.js";
 import { type CliResult, runCli, type Stub, startStub } from "../../test/support/cli/stub-server.js";
 import { toYaml } from "../config/contexts.js";
 import { fastPlan } from "./argv.js";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ProtoctlError } from "../../common/errors.js";
-import { freePort } from "../../test/fixtures/etcd.js";
+import { freePort } from "../../test/fixtures/ports.js";
 import { ClusterStore } from "./store.js";
 
 let dir: string;

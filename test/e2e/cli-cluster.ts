@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { loopsUnder } from "../../common/state-cleanup.js";
-import { freePorts } from "../fixtures/etcd.js";
+import { freePorts } from "../fixtures/ports.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");

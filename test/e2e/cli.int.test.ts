@@ -18,7 +18,7 @@ import { parse as parseYaml } from "yaml";
 import { ExitCode } from "../../cli/exit-codes.js";
 import { loopsUnder } from "../../common/state-cleanup.js";
 import { Env } from "../../proto/gen/protoctl/v1/types.js";
-import { freePorts } from "../fixtures/etcd.js";
+import { freePorts } from "../fixtures/ports.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");

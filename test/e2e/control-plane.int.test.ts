@@ -24,7 +24,7 @@ import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, freePorts } from "../fixtures/etcd.js";
+import { freePort, freePorts } from "../fixtures/ports.js";
 import { etcdAsController, listeners, type Ports, probe } from "./control-plane-support.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");

@@ -19,7 +19,7 @@ import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../fixtures/etcd.js";
+import { freePort } from "../fixtures/ports.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "dist/cli/main.js");

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { output, run } from "../../common/exec.js";
-import { freePort } from "../fixtures/etcd.js";
+import { freePort } from "../fixtures/ports.js";
 import { takeSnapshot } from "./collect.js";
 import { nestedVitestRun } from "./nested-run.js";
 import { diffSnapshots, RUN_MARKER_ENV } from "./snapshot.js";

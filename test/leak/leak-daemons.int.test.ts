@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { vethHostName } from "../../agent/host/machines/naming.js";
 import { run } from "../../common/exec.js";
-import { freePort } from "../fixtures/etcd.js";
+import { freePort } from "../fixtures/ports.js";
 import { nestedVitestRun } from "./nested-run.js";
 
 const REPO = resolve(import.meta.dirname, "../..");

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { run } from "../../common/exec.js";
-import { freePort } from "../fixtures/etcd.js";
+import { freePort } from "../fixtures/ports.js";
 import { nestedVitestRun } from "./nested-run.js";
 
 const REPO = resolve(import.meta.dirname, "../..");

@@ -11,8 +11,8 @@ import type { ResultPromise } from "execa";
 import { publishSeedImage } from "../../../agent/host/exports/seed-image.js";
 import type { SeedImage } from "../../../agent/host/exports/types.js";
 import { output, run, spawnProcess } from "../../../common/exec.js";
-import { freePort } from "../../fixtures/etcd.js";
 import { makeTestPool, type TestPool } from "../../fixtures/pool.js";
+import { freePort } from "../../fixtures/ports.js";
 import { makeBaseSubvolume, treeDigest } from "./exports.js";
 
 export interface Origin {
