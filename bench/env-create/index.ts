@@ -22,7 +22,8 @@
  *    round; a failed create is reported with its gRPC code, never a crash;
  *  - agent RSS: fresh (base imported), after the runs, and with `--hold` running envs.
  * Target: agent p50 (create-to-first-exec) ≤ 1.25 × raw p50; RSS ≤ 80 MB;
- * with a disk limit (disk-limit.ts) ≤ 1.25 × the same without one and ≤ 1.25 × raw.
+ * with a disk limit (disk-limit.ts) ≤ 1.25 × the same without one and ≤ 1.25 × raw,
+ * both interleaved in that section.
  *
  * Usage: npm run bench -- env-create [--runs N] [--concurrent N] [--rounds N] [--hold N]
  *    or: npm run build && npm run build:bench && node dist-bench/bench/env-create/index.js [same flags]
@@ -285,7 +286,8 @@ async function main(): Promise<void> {
     );
     const p50 = pct(agentFirst, 0.5);
     const rawP50 = pct(rawFirst, 0.5);
-    const diskRatio = disk.disk_limited_p50_ms / p50;
+    // the limit's own cost: limited against unlimited (quotas on), interleaved in one section
+    const diskRatio = disk.disk_limited_p50_ms / disk.disk_unlimited_quotas_on_p50_ms;
     const diskRawRatio = disk.disk_limited_p50_ms / disk.disk_raw_p50_ms;
     console.log(
       `disk limit: with --disk p50 ${disk.disk_limited_p50_ms} ms, without (quotas on) p50 ${disk.disk_unlimited_quotas_on_p50_ms} ms, without (quotas off, above) p50 ${round(p50)} ms, raw (interleaved) p50 ${disk.disk_raw_p50_ms} ms; enabling quotas ${disk.disk_enable_quotas_ms} ms once`,
@@ -322,6 +324,10 @@ async function main(): Promise<void> {
       ...disk,
       disk_limit_ratio: Math.round(diskRatio * 100) / 100,
       disk_raw_ratio: Math.round(diskRawRatio * 100) / 100,
+      // informational: the limited p50 against the main section's, minutes apart (not in ok)
+      disk_vs_main_ratio: Math.round((disk.disk_limited_p50_ms / p50) * 100) / 100,
+      disk_method:
+        "disk_limit_ratio = limited / unlimited with quotas on, disk_raw_ratio = limited / raw; all three interleaved in the disk section (it used to divide by the main section p50, measured minutes earlier)",
       ok:
         diskRatio <= TARGET_RATIO &&
         diskRawRatio <= TARGET_RATIO &&
