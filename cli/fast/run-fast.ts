@@ -1,8 +1,9 @@
 /**
  * Runs a fast-path command (argv.ts) with the same output and exit status as
  * the full CLI (cli/commands/version.ts, cli/commands/env-exec.ts without -i
- * or -t, `env create` and `env rm` of cli/commands/env.ts). Returns undefined when the full CLI must run instead; that is
- * decided before anything is sent, so nothing runs twice.
+ * or -t, `env create` and `env rm` of cli/commands/env.ts). Returns
+ * undefined when the full CLI must run instead; that is decided before
+ * anything is sent, so nothing runs twice.
  */
 import type { FastPlan } from "./argv.js";
 import { FastCallError, FastConnection } from "./call.js";
