@@ -65,11 +65,11 @@ describe("PropagationService (fakes)", () => {
   it("attaches, registers the version with the pool, records it, then hydrates", async () => {
     const svc = make();
     await svc.restore();
-    // the copy workers start with the first attach, not with the agent
+    // the copy workers start with the first hydration: neither with the agent nor with the attach
     expect(att.warmed).toBe(false);
     const steps: string[] = [];
     const a = await svc.attach(req(GOOD, false), (p) => steps.push(p.step));
-    expect(att.warmed).toBe(true);
+    expect(att.warmed).toBe(false);
     expect(a).toMatchObject({ base: "ct", version: 1, sourceNode: "origin", checksum: seed.checksum });
     expect(a.state.phase).toBe("attached");
     expect(pool.externalState("ct", 1)).toBe("attached");
@@ -79,6 +79,7 @@ describe("PropagationService (fakes)", () => {
     expect(svc.heldChecksum("ct", 1)).toBe(seed.checksum);
 
     const h = await svc.attach(req(GOOD, true), (p) => steps.push(p.step));
+    expect(att.warmed).toBe(true);
     expect(h.state.phase).toBe("local");
     expect(pool.externalState("ct", 1)).toBe("hydrated");
     expect(steps).toEqual(["attaching", "attached", "attached", "hydrating", "hydrating", "local"]);

@@ -293,9 +293,6 @@ export class PropagationService {
     let state = this.attachments.get(ref);
     if (!state) {
       progress?.({ step: "attaching" });
-      // The copy workers start now, beside the attach, and are ready when the hydration begins;
-      // started at agent boot they held ~23 MB for every agent that never receives a push.
-      this.attachments.warm();
       await mountSproutTmpfs(this.sproutDir, this.o.sproutTmpfsBytes);
       state = await this.attachments.attach(this.attachOptions(req.base, req.version, req.uri, req.seed));
       this.o.log.info(
@@ -356,6 +353,10 @@ export class PropagationService {
   }
 
   private async hydrate(ref: string, progress?: ProgressFn): Promise<void> {
+    // The copy workers start with the hydration, not beside the attach: a push's targets attach
+    // at once, and six agents starting theirs on a 2-core box took the CPU the attaches (what
+    // "usable" waits for) needed. Not at boot either: ~23 MB for every agent that gets no push.
+    this.attachments.warm();
     let lastPct = -1;
     const done = await this.attachments.hydrate(ref, {
       progress: (done, total) => {

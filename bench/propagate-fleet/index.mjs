@@ -6,9 +6,16 @@
  * controller, issue 6) with the TypeScript hooks: its controller and agents
  * are started from the sources by test/support/controller/propagation-cluster.ts, as
  * in the integration tests. Root; about three minutes with the defaults.
+ * The agents' C helpers (protoctl-enter, -spawner, -cpin) are built beside
+ * the sources first when missing or stale, as the integration tests' setup
+ * does: without them every exec fails (ENTER_HELPER_MISSING).
  * Last stdout line: {"bench":"propagate-fleet", ..., "ok": true|false}.
  */
 import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { buildEnter } from "../../agent/host/machines/enter/build.mjs";
+
+buildEnter(fileURLToPath(new URL("../../agent/host/machines/enter/protoctl-enter", import.meta.url)));
 
 const child = spawn(
   process.execPath,

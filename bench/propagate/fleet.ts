@@ -15,7 +15,14 @@
  *  - fleet hydration: first ATTACHED → every target LOCAL, for k=2, for one
  *    node, and for the star (k=100), small base, seed published at seal.
  *
- * Run (root): npm run bench -- propagate-fleet [--nodes 6] [--small 256] [--large 2048] [--no-fanout]
+ * `--warm-node` times the push as the bench did before issue 20 item 5 (at
+ * 5895d11), to compare builds across that change: one more agent, a2, takes
+ * an untimed push of each version first (waitLocal: it waits for the seed),
+ * then `sync`, then the timed push to a3..; and a `first_push` round (small
+ * base) runs before the small and large rounds, outside the target. Same
+ * target and ok rule.
+ *
+ * Run (root): npm run bench -- propagate-fleet [--nodes 6] [--small 256] [--large 2048] [--no-fanout] [--warm-node]
  * (bench/propagate-fleet/index.mjs starts this file with the TypeScript hooks).
  * Last stdout line: {"bench":"propagate-fleet", ...}
  */
@@ -24,6 +31,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { run } from "../../common/exec.js";
 import type { PushProgress } from "../../proto/gen/protoctl/v1/control.js";
 import { AttachmentPhase } from "../../proto/gen/protoctl/v1/types.js";
 import { makeBusyboxRootfs } from "../../test/fixtures/rootfs.js";
@@ -128,14 +136,19 @@ async function fleetHydration(cl: PropagationCluster, version: number, targets: 
   };
 }
 
-/** How the push of bench@N got its seed, from its record (controller/operations/record.ts). */
-async function seedWait(cl: PropagationCluster, version: number) {
+/** How the push of bench@N to `targets` got its seed, from its record (controller/operations/record.ts). */
+async function seedWait(cl: PropagationCluster, version: number, targets: string[]) {
   const recs = (await cl.etcd("operations/")) as Array<{
-    spec: { kind: string; push?: { base: string; version: number; asker: string } };
+    spec: { kind: string; push?: { base: string; version: number; targets: string[] } };
     status: { seed?: { how: string; waitMs: number } };
   }>;
+  const want = [...targets].sort().join(",");
   const r = recs.find(
-    (x) => x.spec.kind === "push" && x.spec.push?.base === "bench" && x.spec.push.version === version,
+    (x) =>
+      x.spec.kind === "push" &&
+      x.spec.push?.base === "bench" &&
+      x.spec.push.version === version &&
+      [...x.spec.push.targets].sort().join(",") === want,
   );
   return { seed_how: r?.status.seed?.how ?? "", seed_wait_ms: r?.status.seed?.waitMs ?? -1 };
 }
@@ -144,34 +157,68 @@ async function main() {
   const nodes = arg("nodes", 6);
   const small = arg("small", 256);
   const large = arg("large", 2048);
+  const warmNode = process.argv.includes("--warm-node");
   const rootfs = await mkdtemp(join(tmpdir(), "protoctl-bench-fleet-"));
   await makeBusyboxRootfs(rootfs);
-  // a1 origin, a2.. targets; a cluster that fails to start must not leave the rootfs behind
+  // a1 origin, (--warm-node: a2 warm-up,) then the targets; a cluster that fails to start must
+  // not leave the rootfs behind
+  const first = warmNode ? 3 : 2;
   const cl = await startPropagationCluster({
-    agents: nodes + 1,
+    agents: nodes + first - 1,
     poolSize: `${Math.ceil((large * 1.6) / 1024) + 1}G`,
   }).catch(async (err) => {
     await rm(rootfs, { recursive: true, force: true });
     throw err;
   });
-  const targets = Array.from({ length: nodes }, (_, i) => `a${i + 2}`);
+  const targets = Array.from({ length: nodes }, (_, i) => `a${i + first}`);
   const out: Record<string, unknown> = {
     bench: "propagate-fleet",
     nodes,
-    method: "push issued as the import returns; first push on fresh agents counted",
-    warmup: "none",
-    excluded: "none",
+    ...(warmNode
+      ? {
+          method:
+            "warm-node (the bench at 5895d11): per version an untimed push to warm-up node a2 (waits for the seed), sync, then the timed push to the targets",
+          warmup: "a2's push and a sync before each timed push",
+          excluded: "first_push (small base, the first push on fresh agents)",
+        }
+      : {
+          method: "push issued as the import returns; first push on fresh agents counted",
+          warmup: "none",
+          excluded: "none",
+        }),
   };
+  const rounds = [
+    ...(warmNode ? [["first_push", small] as const] : []),
+    ["small", small] as const,
+    ["large", large] as const,
+  ];
   try {
-    for (const [label, mib] of [
-      ["small", small],
-      ["large", large],
-    ] as const) {
+    for (const [label, mib] of rounds) {
       const t = performance.now();
       const v = await newVersion(cl, rootfs, mib);
       const importMs = performance.now() - t;
+      let warm = {};
+      if (warmNode) {
+        const w = performance.now();
+        await cl.push({ ref: { name: "bench", version: v }, nodes: ["a2"], waitLocal: true });
+        const ms = performance.now() - w;
+        const seed = await seedWait(cl, v, ["a2"]);
+        warm = {
+          publish_and_first_hydration_ms: r1(ms),
+          warm_seed_how: seed.seed_how,
+          warm_seed_wait_ms: seed.seed_wait_ms,
+        };
+        // as at 5895d11: the warm-up's dirty pages are written back before the timed push
+        await run("sync", []);
+      }
       const ttu = await timeToUsable(cl, v, targets, 2);
-      out[label] = { base_mib: mib, import_ms: r1(importMs), ...ttu, ...(await seedWait(cl, v)) };
+      out[label] = {
+        base_mib: mib,
+        import_ms: r1(importMs),
+        ...warm,
+        ...ttu,
+        ...(await seedWait(cl, v, targets)),
+      };
       console.log(JSON.stringify({ size: label, ...(out[label] as object) }));
     }
     const s = out.small as { usable_ms: number };
@@ -187,7 +234,7 @@ async function main() {
     ] as const) {
       if (skip) break;
       const v = await newVersion(cl, rootfs, small);
-      fan[label] = { ...(await fleetHydration(cl, v, [...tg], k)), ...(await seedWait(cl, v)) };
+      fan[label] = { ...(await fleetHydration(cl, v, [...tg], k)), ...(await seedWait(cl, v, [...tg])) };
       console.log(JSON.stringify({ fanout: label, ...(fan[label] as object) }));
     }
     out.fanout = fan;
