@@ -18,7 +18,7 @@
  * already proven the peer holds the certificate's private key.
  */
 import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
@@ -35,6 +35,7 @@ import {
   status,
 } from "@grpc/grpc-js";
 import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
+import { writeFileAtomic } from "./atomic-file.js";
 import { ERROR_DETAIL_KEY } from "./errors.js";
 import { run } from "./exec.js";
 
@@ -448,20 +449,12 @@ export interface CredentialFile {
 }
 
 /**
- * Written whole or not at all (a temporary file renamed over): a reader
- * polling for it (`protoctl up`) or a writer killed half-way never leaves a
- * truncated credential that the next start would take as issued.
+ * Written whole or not at all: a reader polling for it (`protoctl up`) or a
+ * writer killed half-way never leaves a truncated credential that the next
+ * start would take as issued.
  */
 export async function writeCredentialFile(path: string, c: CredentialFile): Promise<void> {
-  const tmp = `${path}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    await writeFile(tmp, `${JSON.stringify(c, null, 2)}\n`, { mode: 0o600, flag: "wx" });
-    await chmod(tmp, 0o600);
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeFileAtomic(path, `${JSON.stringify(c, null, 2)}\n`, 0o600);
 }
 
 export async function readCredentialFile(path: string): Promise<CredentialFile> {

@@ -3,9 +3,9 @@
  * written aside and renamed, read back at start-up with what a crash left
  * half-written removed.
  */
-import { randomBytes } from "node:crypto";
-import { readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../../common/atomic-file.js";
 
 /** The records in `dir` (one JSON file each); removes leftover temporary files first. */
 export async function readRecords<T>(dir: string): Promise<Array<{ file: string; rec: T }>> {
@@ -23,8 +23,6 @@ export async function readRecords<T>(dir: string): Promise<Array<{ file: string;
 
 /** Writes `rec` to `file` atomically. */
 export async function writeRecord(file: string, rec: unknown): Promise<void> {
-  // A name of its own: two writes of one record may overlap (an attach and its hydration).
-  const tmp = `${file}.${randomBytes(4).toString("hex")}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(rec)}\n`);
-  await rename(tmp, file);
+  // two writes of one record may overlap (an attach and its hydration): each has a temp name of its own
+  await writeFileAtomic(file, `${JSON.stringify(rec)}\n`);
 }

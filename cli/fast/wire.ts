@@ -2,8 +2,9 @@
  * The few protobuf messages the fast entry sends and reads, encoded by hand:
  * ExecInput (start without options, stdin_eof, signal), ExecOutput,
  * VersionInfo, CreateEnvRequest (a name and a base only), the Env it returns
- * (the status fields the CLI prints) and ControlDeleteEnvRequest. The generated code (proto/gen) would pull @bufbuild/protobuf
- * and every message of types.proto into the start-up; wire.test.ts checks
+ * (the status fields the CLI prints) and ControlDeleteEnvRequest. The
+ * generated code (proto/gen) would pull @bufbuild/protobuf and every message
+ * of types.proto into the start-up; wire.test.ts checks
  * these bytes against it both ways. Unknown fields are skipped, as protobuf
  * readers must.
  */

@@ -18,6 +18,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic } from "../../common/atomic-file.js";
 import { failedPrecondition } from "../../common/errors.js";
 import { spawnProcess } from "../../common/exec.js";
 import type { CertificateAuthority } from "../../common/tls.js";
@@ -90,9 +91,9 @@ export async function migrateLegacyState(
     }
     const ca = JSON.parse(raw) as CertificateAuthority;
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeAtomic(join(dir, "ca.crt"), ca.certPem, 0o644);
+    await writeFileAtomic(join(dir, "ca.crt"), ca.certPem, 0o644);
     // renamed last: its presence marks the migration done
-    await writeAtomic(tmp, ca.keyPem, 0o600);
+    await writeFileAtomic(tmp, ca.keyPem, 0o600);
     const del = await kv.delete().key(key).exec();
     await kv.kv.compact({ revision: del.header.revision, physical: true });
     await kv.maintenance.defragment();
@@ -105,11 +106,4 @@ export async function migrateLegacyState(
     await etcd;
     clearTimeout(t);
   }
-}
-
-async function writeAtomic(file: string, text: string, mode: number): Promise<void> {
-  const tmp = `${file}.part`;
-  await rm(tmp, { force: true });
-  await writeFile(tmp, text, { mode, flag: "wx" });
-  await rename(tmp, file);
 }
