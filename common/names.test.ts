@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Code, ProtoctlError } from "./errors.js";
-import { isValidName, parseVersionRef, validateName } from "./names.js";
+import { isValidName, noSuchObject, parseVersionRef, validateName } from "./names.js";
 
 function codeOf(fn: () => unknown): Code | undefined {
   try {
@@ -61,5 +61,18 @@ describe("parseVersionRef", () => {
 
   it.each(["debian@", "debian@0", "debian@-1", "debian@1x", "@3", "Deb@1", "a@b@1"])("rejects %j", (r) => {
     expect(codeOf(() => parseVersionRef("base", r))).toBe(Code.INVALID_ARGUMENT);
+  });
+});
+
+describe("noSuchObject", () => {
+  it("is NOT_FOUND naming the object, its reason, subject and a hint to list them", () => {
+    expect(noSuchObject("base", "bb@9", "bb")).toMatchObject({
+      code: Code.NOT_FOUND,
+      message: "no base named bb@9",
+      reason: "BASE_NOT_FOUND",
+      subject: "base/bb",
+      hint: "see `protoctl base ls`",
+    });
+    expect(noSuchObject("node", "n9").subject).toBe("node/n9");
   });
 });

@@ -3,7 +3,7 @@
  * networks): ^[a-z0-9][a-z0-9-]{0,62}$. Nothing user-given becomes a path,
  * a machine name or a command argument without passing through here.
  */
-import { invalidArgument } from "./errors.js";
+import { invalidArgument, notFound, type ProtoctlError } from "./errors.js";
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
@@ -18,6 +18,18 @@ export type ObjectKind =
   | "context"
   | "user"
   | "operation";
+
+/**
+ * NOT_FOUND for a name the cluster does not know: "no base named x", reason
+ * BASE_NOT_FOUND, subject `base/x` (or `base/<subjectName>`), and a hint to list them.
+ */
+export function noSuchObject(kind: ObjectKind, name: string, subjectName = name): ProtoctlError {
+  return notFound(`no ${kind} named ${name}`, {
+    reason: `${kind.toUpperCase()}_NOT_FOUND`,
+    subject: `${kind}/${subjectName}`,
+    hint: `see \`protoctl ${kind} ls\``,
+  });
+}
 
 /** Returns the name when valid; throws INVALID_ARGUMENT naming the rule otherwise. */
 export function validateName(kind: ObjectKind, name: unknown): string {

@@ -4,7 +4,8 @@
  * attachment records, as heartbeats lag a push by up to an interval), the
  * seal, and the latest version. The planner (plan.ts) decides on these.
  */
-import { failedPrecondition, notFound } from "../../common/errors.js";
+import { failedPrecondition } from "../../common/errors.js";
+import { noSuchObject } from "../../common/names.js";
 import {
   AttachmentPhase,
   type BaseVersion,
@@ -58,11 +59,7 @@ export async function sealOf(ctx: ControllerContext, base: string, version: numb
       i.value.foreignBases.some((f) => f.base === base && f.version === version),
     );
     if (!reported) {
-      throw notFound(`no base named ${base}@${version}`, {
-        reason: "BASE_NOT_FOUND",
-        subject: `base/${base}@${version}`,
-        hint: "see `protoctl base ls`",
-      });
+      throw noSuchObject("base", `${base}@${version}`);
     }
     throw failedPrecondition(`${base}@${version} has no recorded seal: nodes' reports of it are foreign`, {
       reason: "NOT_SEALED",
@@ -76,11 +73,7 @@ export async function sealOf(ctx: ControllerContext, base: string, version: numb
 export async function latestVersion(ctx: ControllerContext, base: string): Promise<number> {
   const v = (await ctx.store.listBaseVersions(base)).at(-1)?.value.version;
   if (!v) {
-    throw notFound(`no base named ${base}`, {
-      reason: "BASE_NOT_FOUND",
-      subject: `base/${base}`,
-      hint: "see `protoctl base ls`",
-    });
+    throw noSuchObject("base", base);
   }
   return v;
 }

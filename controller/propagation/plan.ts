@@ -5,8 +5,8 @@
  * still needs, the transport per target (seed or delta), and the one error a
  * push ends with. The executor (push.ts) carries the plan out.
  */
-import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
-import { validateName } from "../../common/names.js";
+import { Code, failedPrecondition, ProtoctlError, unavailable } from "../../common/errors.js";
+import { noSuchObject, validateName } from "../../common/names.js";
 import { type BaseVersion, BaseVersionState } from "../../proto/gen/protoctl/v1/types.js";
 
 export const DEFAULT_FANOUT = 2;
@@ -30,11 +30,7 @@ export function resolveTargets(holds: Holdings, nodes: string[], selector: Recor
     for (const n of nodes) validateName("node", n);
     const unknown = nodes.filter((n) => !holds.has(n));
     if (unknown.length) {
-      throw notFound(`no node named ${unknown.join(", ")}`, {
-        reason: "NODE_NOT_FOUND",
-        subject: `node/${unknown[0]}`,
-        hint: "see `protoctl node ls`",
-      });
+      throw noSuchObject("node", unknown.join(", "), unknown[0]);
     }
     const missing = nodes.filter((n) => !holds.get(n)?.ready);
     if (missing.length) {

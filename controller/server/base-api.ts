@@ -10,7 +10,7 @@ import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { baseRefOf } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError, unavailable } from "../../common/errors.js";
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
-import { validateName } from "../../common/names.js";
+import { noSuchObject, validateName } from "../../common/names.js";
 import type { AgentServiceClient } from "../../proto/gen/protoctl/v1/agent.js";
 import type {
   AddLayerRequest,
@@ -52,11 +52,7 @@ async function pickNode(ctx: ControllerContext, asked: string, holding?: string)
   if (asked) {
     validateName("node", asked);
     if (!all.some((n) => n.name === asked)) {
-      throw notFound(`no node named ${asked}`, {
-        reason: "NODE_NOT_FOUND",
-        subject: `node/${asked}`,
-        hint: "see `protoctl node ls`",
-      });
+      throw noSuchObject("node", asked);
     }
     if (!nodes.some((n) => n.name === asked)) {
       throw unavailable(`node ${asked} is not Ready`, { reason: "NODE_NOT_READY", subject: `node/${asked}` });
@@ -68,11 +64,7 @@ async function pickNode(ctx: ControllerContext, asked: string, holding?: string)
   );
   if (usable.length === 0) {
     if (holding && (await ctx.store.listBaseVersions(holding)).length === 0) {
-      throw notFound(`no base named ${holding}`, {
-        reason: "BASE_NOT_FOUND",
-        subject: `base/${holding}`,
-        hint: "see `protoctl base ls`",
-      });
+      throw noSuchObject("base", holding);
     }
     throw failedPrecondition(holding ? `no ready node holds base ${holding}` : "no ready node", {
       reason: "NO_NODE",
