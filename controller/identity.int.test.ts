@@ -22,6 +22,7 @@ import {
 } from "../common/tls.js";
 import { type ControlServiceClient, NodeHeartbeat } from "../proto/gen/protoctl/v1/control.js";
 import { startEtcd, type TestEtcd } from "../test/fixtures/etcd.js";
+import { sealFakeBases } from "../test/harness/fake-agent.js";
 import {
   call,
   client,
@@ -90,6 +91,8 @@ beforeAll(async () => {
   const dir = await mkdtemp(join(tmpdir(), "protoctl-identity-"));
   dirs.push(dir);
   // two replicas of one cluster (one state dir, so one CA whichever store it uses)
+  // the envs created below name debian, which must have a seal for a create to be taken
+  await sealFakeBases({ endpoint: etcd.endpoint, prefix }, [{ name: "n1" }]);
   const a = await tlsController(prefix, dir, "ctl-a");
   const b = await tlsController(prefix, dir, "ctl-b");
   const cred = await readCredentialFile(a.adminCredentialFile!);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { Code } from "../../common/errors.js";
 import type { Base, BaseVersion, EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { Keys } from "../store/keys.js";
 import type { Versioned } from "../store/kv.js";
@@ -75,16 +76,46 @@ describe("ImageDefaults", () => {
     expect(m.reads.n).toBe(2);
   });
 
-  it("leaves boot envs and envs with a command alone; an unknown base guards on its absence", async () => {
+  it("leaves boot envs and envs with a command alone (their base read once, no guards)", async () => {
     const m = memoryBases();
+    m.seal("x", 1, ["/image"]);
     const d = new ImageDefaults(m.store);
     const boot = await d.apply(spec({ base: { name: "x", version: 0 }, boot: true }));
     const own = { argv: ["/mine"], workdir: "", user: "", env: {} };
-    const cmd = await d.apply(spec({ base: { name: "x", version: 0 }, command: own }));
-    expect([boot.guards, cmd.guards, cmd.spec.command]).toEqual([[], [], own]);
-    expect(m.reads.n).toBe(0);
-    const unknown = await d.apply(spec({ base: { name: "nope", version: 4 } }));
-    expect(unknown.spec.command).toBeUndefined();
-    expect(unknown.guards).toEqual([{ key: m.keys.baseVersion("nope", 4), modRevision: 0 }]);
+    const cmd = await d.apply(spec({ base: { name: "x", version: 1 }, command: own }));
+    expect([boot.guards, boot.spec.command, cmd.guards, cmd.spec.command]).toEqual([[], undefined, [], own]);
+    expect(m.reads.n).toBe(1);
+  });
+
+  it("refuses a base or version the cluster has no record of (NOT_FOUND), after reading it again", async () => {
+    const m = memoryBases();
+    m.seal("alpine", 1, ["/one"]);
+    const d = new ImageDefaults(m.store);
+    const own = { argv: ["/mine"], workdir: "", user: "", env: {} };
+    for (const s of [
+      spec({ base: { name: "nope", version: 0 } }),
+      spec({ base: { name: "nope", version: 0 }, boot: true }),
+      spec({ base: { name: "nope", version: 0 }, command: own }),
+    ]) {
+      await expect(d.apply(s)).rejects.toMatchObject({
+        code: Code.NOT_FOUND,
+        message: "no base named nope",
+        reason: "BASE_NOT_FOUND",
+        subject: "base/nope",
+      });
+    }
+    await expect(d.apply(spec({ base: { name: "alpine", version: 4 } }))).rejects.toMatchObject({
+      code: Code.NOT_FOUND,
+      message: "no base named alpine@4",
+      subject: "base/alpine",
+    });
+    // a remembered read that lacks the version is read again: a version sealed since is found
+    const before = m.reads.n;
+    m.seal("alpine", 4, ["/four"]);
+    const four = await d.apply(spec({ base: { name: "alpine", version: 4 } }));
+    expect(four.spec.command?.argv).toEqual(["/four"]);
+    expect(m.reads.n).toBe(before + 1);
+    m.seal("nope", 1, ["/n"]);
+    expect((await d.apply(spec({ base: { name: "nope", version: 0 } }))).spec.command?.argv).toEqual(["/n"]);
   });
 });

@@ -13,6 +13,8 @@
  * change of that version fails its guard instead of using a stale copy; the
  * caller then reads again (`fresh`) and retries.
  */
+import { formatBaseRef } from "../../common/base-ref.js";
+import { noSuchObject } from "../../common/names.js";
 import type {
   Base as BaseRecord,
   BaseVersion,
@@ -39,6 +41,12 @@ interface BaseRead {
 /** Bases remembered per replica; past this many the memory starts over (names are user input). */
 const MAX_BASES = 256;
 
+/** Whether the base has a recorded version `want` (any version when 0). */
+function holds(read: BaseRead, want: number): boolean {
+  if (want) return read.versions.some((v) => v.value.version === want);
+  return read.versions.length > 0 || Boolean(read.record?.value.latest);
+}
+
 export class ImageDefaults {
   private readonly bases = new Map<string, Promise<BaseRead>>();
 
@@ -50,9 +58,14 @@ export class ImageDefaults {
    */
   async apply(spec: EnvSpec, fresh = false): Promise<{ spec: EnvSpec; guards: Condition[] }> {
     const base = spec.base?.name;
-    if (spec.boot || (spec.command?.argv.length ?? 0) > 0 || !base) return { spec, guards: [] };
-    const read = await this.read(base, fresh);
+    if (!base) return { spec, guards: [] };
     const want = spec.base?.version ?? 0;
+    let read = await this.read(base, fresh);
+    // a base (or version) the cluster has no record of can never be placed: the create would wait
+    // Pending until its deadline; a remembered miss is read again first (it may be imported since)
+    if (!holds(read, want) && !fresh) read = await this.read(base, true);
+    if (!holds(read, want)) throw noSuchObject("base", want ? formatBaseRef(base, want) : base, base);
+    if (spec.boot || (spec.command?.argv.length ?? 0) > 0) return { spec, guards: [] };
     const keys = this.store.keys;
     const guards: Condition[] = [];
     let bv: Versioned<BaseVersion> | undefined;

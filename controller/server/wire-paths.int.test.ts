@@ -9,6 +9,7 @@ import { fromServiceError } from "../../common/grpc.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { type ControlServiceClient, ControlServiceService } from "../../proto/gen/protoctl/v1/control.js";
 import { startEtcd, type TestEtcd } from "../../test/fixtures/etcd.js";
+import { sealFakeBases } from "../../test/harness/fake-agent.js";
 import {
   call,
   client,
@@ -26,7 +27,10 @@ let h2: H2Unary;
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  ctl = await startTestController(etcd.endpoint, uniquePrefix());
+  const prefix = uniquePrefix();
+  // the envs below name debian: a create of a base the cluster never sealed is refused
+  await sealFakeBases({ endpoint: etcd.endpoint, prefix }, [{ name: "n1" }]);
+  ctl = await startTestController(etcd.endpoint, prefix);
   grpc = client(ctl.address);
   h2 = new H2Unary({ address: ctl.address, insecure: true });
   // getVersion names the leader: wait for the election, so both paths see the same answer
@@ -91,6 +95,12 @@ it("fails the same way over both: code and reason", async () => {
   const bad = await both("createEnv", { spec: testEnvSpec("Bad Name!") });
   expect(bad.viaGrpc).toMatchObject({ code: 3 }); // INVALID_ARGUMENT
   expect(bad.viaH2).toEqual(bad.viaGrpc);
+
+  const noBase = await both("createEnv", {
+    spec: testEnvSpec("wire-nb", { base: { name: "nope", version: 0 } }),
+  });
+  expect(noBase.viaGrpc).toEqual({ code: 5, reason: "BASE_NOT_FOUND" });
+  expect(noBase.viaH2).toEqual(noBase.viaGrpc);
 
   await call(grpc, "createEnv", { spec: testEnvSpec("wire-dup"), wait: false });
   const exists = await both("createEnv", { spec: testEnvSpec("wire-dup") });

@@ -330,6 +330,19 @@ describe.sequential("protoctl CLI on a real one-machine cluster", () => {
     expect(badFlag.stderr).toContain("protoctl env ls --help");
     const badName = await cli(["env", "create", "Not_Valid", "--base", "busybox"]);
     expect(badName.code).toBe(2);
+    // a base the cluster has no record of is refused at once (it used to wait Pending for minutes),
+    // through the fast entry and the full CLI alike
+    for (const args of [
+      ["env", "create", "e2e-typo", "--base", "bussybox"],
+      ["env", "create", "e2e-typo", "--base", "bussybox", "--memory", "64M"],
+    ]) {
+      const typo = await cli(args);
+      expect(typo.code).toBe(3);
+      expect(typo.stderr).toMatch(/^error: no base named bussybox\nhint: see `protoctl base ls`/);
+    }
+    const noVersion = await cli(["env", "create", "e2e-typo", "--base", "busybox@99"]);
+    expect(noVersion.code).toBe(3);
+    expect(noVersion.stderr).toContain("no base named busybox@99");
     expect((await cli(["env", "ls", "-q"])).stdout).toBe("e2e-one\n");
   }, 60_000);
 
