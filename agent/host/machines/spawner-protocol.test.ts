@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  encodeDestroy,
   encodeSimpleQuotas,
   encodeSnapshot,
   encodeStart,
@@ -59,6 +60,17 @@ describe("spawner requests", () => {
     );
     for (const name of ["a/b", "..", ".", ""])
       expect(() => encodeSnapshot(1, { source: "/s", parent: "/d", name, readonly: false })).toThrow();
+  });
+
+  it("encode a destroy; a name with a slash or a dot-dot, or no parent, is refused", () => {
+    expect(words(encodeDestroy(7, "/p/@env/.tmp-1", "root"))).toEqual([
+      "7",
+      "destroy",
+      "d/p/@env/.tmp-1",
+      "nroot",
+    ]);
+    for (const name of ["a/b", "..", ".", ""]) expect(() => encodeDestroy(1, "/d", name)).toThrow();
+    expect(() => encodeDestroy(1, "", "root")).toThrow();
   });
 
   it("carry a disk limit as whole bytes; zero, negative, fractional and unsafe limits are refused", () => {

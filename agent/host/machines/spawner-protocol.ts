@@ -82,6 +82,14 @@ export function encodeSnapshot(id: number, r: SnapshotRequest): Buffer {
   return frame(words);
 }
 
+/** Deletes subvolume `name` in directory `parent` (`btrfs subvolume delete`). */
+export function encodeDestroy(id: number, parent: string, name: string): Buffer {
+  if (name === "" || name.includes("/") || name === "." || name === "..")
+    throw new Error(`bad subvolume name ${JSON.stringify(name)}`);
+  if (parent === "") throw new Error("destroy needs a parent directory");
+  return frame([String(id), "destroy", `d${parent}`, `n${name}`]);
+}
+
 /** Turns btrfs simple quotas on for the filesystem holding directory `dir` (no-op when on). */
 export function encodeSimpleQuotas(id: number, dir: string): Buffer {
   if (dir === "") throw new Error("simple quotas need a directory");

@@ -117,7 +117,37 @@ describe("protoctl-spawner", () => {
     }
   }, 60_000);
 
-  it("refuses malformed snapshot limits and quota requests in C, touching nothing", async () => {
+  it("destroys a subvolume; refuses a plain directory, one holding a subvolume and a symlinked parent, changing nothing", async () => {
+    const pool = await makeTestPool({ sizeMiB: 256, prefix: "protoctl-spawner-pool-" });
+    try {
+      const mp = pool.mountpoint;
+      for (const n of ["a", "outer", "outer/inner"])
+        await run("btrfs", ["-q", "subvolume", "create", join(mp, n)]);
+      await run("mkdir", [join(mp, "plain")]);
+      await run("ln", ["-s", mp, join(mp, "link")]);
+      const stage = (p: Promise<void>) =>
+        p.then(
+          () => "ok",
+          (err: unknown) => (err instanceof SpawnerError ? `${err.stage} ${err.code}` : String(err)),
+        );
+      expect(await stage(spawner.destroy(mp, "a"))).toBe("ok");
+      expect(existsSync(join(mp, "a"))).toBe(false);
+      // what the kernel refuses stays as it was: the agent's fallback (btrfs-progs) then says why
+      expect(await stage(spawner.destroy(mp, "plain"))).toBe("ioctl EINVAL");
+      expect(await stage(spawner.destroy(mp, "outer"))).toBe("ioctl ENOTEMPTY");
+      expect(await stage(spawner.destroy(mp, "missing"))).toBe("ioctl ENOENT");
+      expect(await stage(spawner.destroy(join(mp, "link"), "outer"))).toBe("dest ENOTDIR");
+      expect(existsSync(join(mp, "plain"))).toBe(true);
+      expect(existsSync(join(mp, "outer", "inner"))).toBe(true);
+      expect(await stage(spawner.destroy(join(mp, "outer"), "inner"))).toBe("ok");
+      expect(await stage(spawner.destroy(mp, "outer"))).toBe("ok");
+      expect(existsSync(join(mp, "outer"))).toBe(false);
+    } finally {
+      await pool.cleanup();
+    }
+  }, 60_000);
+
+  it("refuses malformed snapshot limits, quota and destroy requests in C, touching nothing", async () => {
     // raw frames, past the TypeScript encoder's own checks
     const child = spawn(spawnerPath(), [], { stdio: ["pipe", "pipe", "inherit"] });
     const lines: string[] = [];
@@ -146,9 +176,14 @@ describe("protoctl-spawner", () => {
     send(["7", "squota", "p/", "p/tmp"]);
     send(["8", "squota", "x/"]);
     send(["9", "limit", "p/"]);
+    send(["10", "destroy", `d${dir}`, "n.."]);
+    send(["11", "destroy", `d${dir}`]);
+    send(["12", "destroy", `d${dir}`, "nx", "q1"]);
     try {
-      for (let i = 0; i < 100 && lines.length < 9; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(lines).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "9"].map((id) => `${id} err parse 22`));
+      for (let i = 0; i < 100 && lines.length < 12; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(lines).toEqual(
+        ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"].map((id) => `${id} err parse 22`),
+      );
       expect(existsSync(join(dir, "x"))).toBe(false);
     } finally {
       child.stdin.end();

@@ -1,8 +1,8 @@
 /**
  * The agent's side of protoctl-spawner (enter/spawner.c): one long-lived
- * helper per agent process that forks machines and snapshots env roots (with
- * their disk limits), so the agent's own (large) process is not forked on the
- * create path. Started once, its stdin/stdout pipes are the only way to reach
+ * helper per agent process that forks machines, snapshots env roots (with
+ * their disk limits) and deletes them, so the agent's own (large) process is
+ * not forked on the create and rm paths. Started once, its stdin/stdout pipes are the only way to reach
  * it. When the binary is missing (sources not built), `sharedSpawner()` is
  * undefined and callers keep their direct paths.
  */
@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { spawnDirect } from "../../../common/exec.js";
 import { baseEnv } from "./exec-session.js";
 import {
+  encodeDestroy,
   encodeSimpleQuotas,
   encodeSnapshot,
   encodeStart,
@@ -104,6 +105,11 @@ export class Spawner {
   /** A btrfs snapshot, with its disk limit when `limitBytes` is given (one round trip). */
   async snapshot(r: SnapshotRequest): Promise<void> {
     await this.request((id) => encodeSnapshot(id, r));
+  }
+
+  /** Deletes subvolume `name` in `parent` (no nested subvolumes; they make it fail, changing nothing). */
+  async destroy(parent: string, name: string): Promise<void> {
+    await this.request((id) => encodeDestroy(id, parent, name));
   }
 
   /** Turns btrfs simple quotas on for the filesystem of `dir` (kernel ≥ 6.7); a no-op when on. */

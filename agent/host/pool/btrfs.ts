@@ -113,6 +113,19 @@ export async function snapshotSubvolume(
 /** Deletes a subvolume; missing is fine (idempotent). */
 export async function deleteSubvolume(path: string): Promise<void> {
   if (!(await isSubvolume(path))) return;
+  // the same ioctl as btrfs-progs, from the spawner: no fork of the agent on the rm path; where it
+  // fails (nested subvolumes, say) it changed nothing, and the command says why as it always did
+  const spawner = sharedSpawner();
+  if (spawner) {
+    const gone = await spawner.destroy(dirname(path), basename(path)).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof SpawnerError) return false;
+        throw err;
+      },
+    );
+    if (gone) return;
+  }
   await poolCmd("btrfs", ["-q", "subvolume", "delete", path], "delete subvolume");
 }
 

@@ -1,7 +1,8 @@
 /*
  * protoctl-spawner: a long-lived helper of the agent that starts machines
- * (systemd-nspawn) and snapshots env roots, so the agent's big Node process
- * does not fork for them (issue 20 item 3, bench env-create).
+ * (systemd-nspawn), snapshots env roots and deletes subvolumes, so the
+ * agent's big Node process does not fork for them (issue 20 item 3, bench
+ * env-create; item 2, the rm of the CLI cycle).
  *
  * Why: Node 20's libuv spawns with a plain fork() of the whole agent and
  * blocks the event loop until the child has exec'd: measured ~5.6 ms per
@@ -36,6 +37,13 @@
  *       disk limit (pool/disk-limit.ts); when that fails the new snapshot is
  *       destroyed again, so a failed request leaves nothing. Saves the agent
  *       a `btrfs` process per limited create (~10-20 ms here).
+ *   ID destroy d<parent dir> n<name>
+ *       BTRFS_IOC_SNAP_DESTROY of subvolume <name> in <parent dir>, what `btrfs
+ *       subvolume delete` does (its data goes in the kernel's cleaner, later).
+ *       The parent is opened without following a symlink at its last
+ *       component; a name that is no subvolume, or one holding subvolumes,
+ *       fails and changes nothing (the agent then takes its slower path).
+ *       Saves the agent a `btrfs` process per env rm (~15-20 ms here).
  *   ID squota p<directory>
  *       BTRFS_IOC_QUOTA_CTL ENABLE_SIMPLE_QUOTA on that directory's btrfs
  *       (a no-op when quotas are on already): only that, never a disable.
@@ -373,6 +381,35 @@ static void do_snap(const char *id, char **w, int n) {
   reply("%s ok\n", id);
 }
 
+static void do_destroy(const char *id, char **w, int n) {
+  const char *dir = NULL, *name = NULL;
+  for (int i = 0; i < n; i++) {
+    char *v = w[i] + 1;
+    switch (w[i][0]) {
+    case 'd': dir = v; break;
+    case 'n': name = v; break;
+    default: reply("%s err parse %d\n", id, EINVAL); return;
+    }
+  }
+  if (!dir || !name || !subvol_name_ok(name)) {
+    reply("%s err parse %d\n", id, EINVAL);
+    return;
+  }
+  int d = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (d < 0) {
+    reply("%s err dest %d\n", id, errno);
+    return;
+  }
+  struct btrfs_ioctl_vol_args del;
+  memset(&del, 0, sizeof del);
+  memcpy(del.name, name, strlen(name));
+  int r = ioctl(d, BTRFS_IOC_SNAP_DESTROY, &del);
+  int e = errno;
+  close(d);
+  if (r < 0) reply("%s err ioctl %d\n", id, e);
+  else reply("%s ok\n", id);
+}
+
 static void do_squota(const char *id, char **w, int n) {
   if (n != 1 || w[0][0] != 'p') {
     reply("%s err parse %d\n", id, EINVAL);
@@ -417,6 +454,7 @@ static void handle(char *buf, uint32_t len) {
   }
   if (strcmp(w[1], "start") == 0) do_start(w[0], w + 2, n - 2);
   else if (strcmp(w[1], "snap") == 0) do_snap(w[0], w + 2, n - 2);
+  else if (strcmp(w[1], "destroy") == 0) do_destroy(w[0], w + 2, n - 2);
   else if (strcmp(w[1], "squota") == 0) do_squota(w[0], w + 2, n - 2);
   else reply("%s err parse %d\n", w[0], EINVAL);
 }
