@@ -5,7 +5,7 @@
  */
 import { lstat } from "node:fs/promises";
 import { basename, dirname } from "node:path";
-import { ProtoctlError, resourceExhausted } from "../../../common/errors.js";
+import { internal, ProtoctlError, resourceExhausted } from "../../../common/errors.js";
 import { CommandError, run } from "../../../common/exec.js";
 import { SpawnerError, sharedSpawner } from "../machines/spawner.js";
 import { type DuEntry, parseFilesystemDu } from "./parsers.js";
@@ -36,6 +36,16 @@ export function asPoolError(err: unknown, what: string): ProtoctlError {
     });
   }
   return pe;
+}
+
+/** A failed spawner ioctl as a pool error: no space → POOL_FULL, else INTERNAL naming the step and errno. */
+export function spawnerPoolError(err: SpawnerError, what: string): ProtoctlError {
+  if (err.code === "ENOSPC" || err.code === "EDQUOT") return asPoolError(err, what);
+  return internal(`${what}: ${err.message}`, {
+    reason: "IOCTL_FAILED",
+    metadata: { stage: err.stage, errno: err.code },
+    cause: err,
+  });
 }
 
 export async function createSubvolume(path: string): Promise<void> {
@@ -87,16 +97,7 @@ export async function snapshotSubvolume(
       const limit = err.stage.startsWith("limit");
       // the helper could not destroy the snapshot it made for the limit: try once more here
       if (err.stage === "limit-undo") await deleteSubvolume(dst).catch(() => undefined);
-      const e = new CommandError(
-        "btrfs",
-        limit && limitArgs ? limitArgs : args,
-        1,
-        `ERROR: cannot ${limit ? "limit" : "snapshot"}: ${err.message}`,
-        "",
-        undefined,
-        false,
-      );
-      throw asPoolError(e, limit ? `limit ${dst} to ${opts.limitBytes} bytes` : "snapshot subvolume");
+      throw spawnerPoolError(err, limit ? `limit ${dst} to ${opts.limitBytes} bytes` : "snapshot subvolume");
     });
     return;
   }
