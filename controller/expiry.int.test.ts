@@ -44,7 +44,9 @@ it("an env with ttl 5s is deleted after expiry across a leader kill, with an eve
     const expiresMs = created.spec!.expiresMs!;
     expect(expiresMs).toBeGreaterThan(Date.now());
     expect(expiresMs).toBeLessThanOrEqual(Date.now() + 5000);
-    expect(await call(lc, "getEnv", { name: "bad-ttl" }).catch((e: Error) => e.message)).toMatch(/not found/);
+    expect(await call(lc, "getEnv", { name: "bad-ttl" }).catch((e: Error) => e.message)).toMatch(
+      /no env named bad-ttl/,
+    );
     const extended = await call(lc, "extendEnv", { name: "kept", byMs: 60_000 });
     expect(extended.spec!.expiresMs!).toBeGreaterThanOrEqual(kept.spec!.expiresMs! + 60_000);
     await expect(call(lc, "extendEnv", { name: "plain", byMs: 1000 })).rejects.toThrow(/no ttl/);

@@ -16,7 +16,7 @@
  * used once the key is gone from etcd: a retry redoes the whole migration).
  */
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../common/atomic-file.js";
 import { failedPrecondition } from "../../common/errors.js";

@@ -15,7 +15,7 @@ import {
   ProtoctlError,
 } from "../../common/errors.js";
 import { fromServiceError, toServiceError } from "../../common/grpc.js";
-import { validateName } from "../../common/names.js";
+import { noSuchObject, validateName } from "../../common/names.js";
 import type {
   ControlDeleteEnvRequest,
   ControlListEnvsRequest,
@@ -381,11 +381,7 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
 
 /** The client of a node's agent (controller/agents/clients.ts). */
 function envNotFound(name: string): ProtoctlError {
-  return notFound(`env ${name} not found`, {
-    reason: "ENV_NOT_FOUND",
-    subject: `env/${name}`,
-    hint: "see `protoctl env ls`",
-  });
+  return noSuchObject("env", name);
 }
 
 /** An env as the API shows it; a spec-less status is an env being deleted. */

@@ -7,9 +7,9 @@
 import { readFileSync } from "node:fs";
 import { ExponentialBackoff, fallback, handleType, handleWhen, noop, retry, wrap } from "cockatiel";
 import { Etcd3, GRPCDeadlineExceededError, isRecoverableError } from "etcd3";
-import { alreadyExists, Code, notFound, ProtoctlError } from "../../common/errors.js";
+import { alreadyExists, Code, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS } from "../../common/grpc.js";
-import type { ObjectKind } from "../../common/names.js";
+import { noSuchObject, type ObjectKind } from "../../common/names.js";
 import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import {
   Attachment,
@@ -134,11 +134,7 @@ export class Collection<T> {
   async mustGet(name: string): Promise<Versioned<T>> {
     const v = await this.get(name);
     if (!v) {
-      throw notFound(`${this.kind} ${name} not found`, {
-        reason: `${this.kind.toUpperCase()}_NOT_FOUND`,
-        subject: `${this.kind}/${name}`,
-        hint: `see \`protoctl ${this.kind} ls\``,
-      });
+      throw noSuchObject(this.kind, name);
     }
     return v;
   }
