@@ -32,7 +32,7 @@ export interface AgentConfig extends ConfigObject {
 export const DEFAULT_STATE_DIR = "/var/lib/protoctl/agent";
 
 /** How to launch `protoctl agent` (`up` launches it too, and the CLI imports no agent code). */
-export { AGENT_ENV, AGENT_NODE_FLAGS } from "../common/agent-launch.js";
+export { AGENT_ENV, AGENT_HEAP_FLAGS, AGENT_NODE_FLAGS } from "../common/agent-launch.js";
 
 /** Node names must be protoctl names; the host name is lowered and cut to fit. */
 export function defaultNodeName(host = hostname()): string {

@@ -12,7 +12,7 @@ import { Command, Option } from "commander";
 import type { Logger } from "pino";
 import { failedPrecondition, ProtoctlError } from "../common/errors.js";
 import { createLogger } from "../common/logger.js";
-import { AGENT_NODE_FLAGS, type AgentConfig, labelsOf, loadAgentConfig, poolKind } from "./config.js";
+import { AGENT_HEAP_FLAGS, type AgentConfig, labelsOf, loadAgentConfig, poolKind } from "./config.js";
 import type { PoolDriver } from "./host/interfaces.js";
 import { NspawnMachineDriver } from "./host/machines/nspawn-driver.js";
 import { NetworkDriver } from "./host/networks/network-driver.js";
@@ -258,10 +258,10 @@ function noOptimizingCompiler(): void {
   setFlagsFromString("--no-opt");
 }
 
-/** True when node was started with AGENT_NODE_FLAGS (argv or NODE_OPTIONS). */
+/** True when node was started with the heap flags (argv or NODE_OPTIONS; --no-opt is set here anyway). */
 function launchedWithAgentFlags(): boolean {
   const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)];
-  return AGENT_NODE_FLAGS.every((f) => given.includes(f));
+  return AGENT_HEAP_FLAGS.every((f) => given.includes(f));
 }
 
 /** Flags → dotted config keys (only those given). */
@@ -330,7 +330,7 @@ export function agentCommand(): Command {
         });
         if (!launchedWithAgentFlags()) {
           logger.info(
-            { flags: AGENT_NODE_FLAGS.join(" ") },
+            { flags: AGENT_HEAP_FLAGS.join(" ") },
             "node runs without the agent's heap flags: RSS will be higher (set NODE_OPTIONS)",
           );
         }

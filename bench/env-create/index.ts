@@ -82,8 +82,8 @@ const round = (n: number) => Math.round(n * 10) / 10;
 const spec = (name: string, mode = NetworkMode.NETWORK_MODE_HOST) =>
   EnvSpec.fromPartial({ name, base: { name: "busybox", version: 0 }, start: true, network: { mode } });
 
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+function rssMb(pid: number, field = "VmRSS"): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
@@ -269,6 +269,9 @@ async function main(): Promise<void> {
     }
     const listed = (await unary<object, { envs: unknown[] }>(c, "listEnvs", {})).envs.length;
     const rss = rssMb(child.pid!);
+    // what the RSS is made of: the agent's own memory (heap, buffers) and node's code pages it touched
+    const rssAnon = rssMb(child.pid!, "RssAnon");
+    const rssFile = rssMb(child.pid!, "RssFile");
     log(
       `rss: ${round(rssFresh)} MB fresh, ${round(rssAfterRuns)} MB after the runs, ${round(rss)} MB with ${listed} running envs`,
     );
@@ -318,6 +321,8 @@ async function main(): Promise<void> {
       concurrent_failures: failures.length,
       rss_mb_fresh: round(rssFresh),
       rss_mb_100_envs: round(rss),
+      rss_anon_mb_100_envs: round(rssAnon),
+      rss_file_mb_100_envs: round(rssFile),
       rss_target_mb: TARGET_RSS_MB,
       agent_flags: flags.join(" "),
       enter_overhead_target_ms: TARGET_ENTER_OVERHEAD_MS,
