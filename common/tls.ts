@@ -269,8 +269,49 @@ interface HasAuthContext {
  * does not chain to the CA.
  */
 export function peerIdentity(call: HasAuthContext, caPem: string): PeerIdentity | undefined {
-  const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
-  return raw ? verifiedPeer(raw, caPem) : undefined;
+  const session = sessionOf(call);
+  if (!session) {
+    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    return raw ? verifiedPeer(raw, caPem) : undefined;
+  }
+  // Node disables TLS renegotiation on HTTP/2 sockets, so a connection's peer certificate is
+  // fixed: read it (grpc-js builds the whole certificate object on every getAuthContext, ~3 % of
+  // the controller's CPU per API call) and verify it once per connection and CA. Only the
+  // validity window is checked on every call.
+  let seen = peerBySession.get(session);
+  if (!seen || seen.caPem !== caPem) {
+    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    const id = raw ? verifiedPeer(raw, caPem) : undefined;
+    const cert = id && raw ? new X509Certificate(raw) : undefined;
+    seen = {
+      caPem,
+      id,
+      from: cert ? Date.parse(cert.validFrom) : 0,
+      to: cert ? Date.parse(cert.validTo) : 0,
+    };
+    peerBySession.set(session, seen);
+  }
+  const now = Date.now();
+  return seen.id && now >= seen.from && now <= seen.to ? seen.id : undefined;
+}
+
+/** Per HTTP/2 session (one TLS connection): what its peer certificate verified as, for one CA. */
+const peerBySession = new WeakMap<object, { caPem: string; id?: PeerIdentity; from: number; to: number }>();
+
+/**
+ * The HTTP/2 session a grpc-js server call came over: grpc-js's base call keeps its stream
+ * (`stream.session`), and each interceptor's call wraps the previous one as `nextCall`.
+ * Undefined when not found (another grpc-js layout, a test double): the caller then reads the
+ * certificate the documented way, uncached.
+ */
+function sessionOf(call: unknown): object | undefined {
+  let c = call as { stream?: { session?: unknown }; nextCall?: unknown } | undefined;
+  for (let depth = 0; depth < 8 && c && typeof c === "object"; depth++) {
+    const session = c.stream?.session;
+    if (session && typeof session === "object") return session;
+    c = c.nextCall as typeof c;
+  }
+  return undefined;
 }
 
 /**
