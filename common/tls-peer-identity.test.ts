@@ -38,7 +38,10 @@ describe("peer identity over a real mTLS connection", () => {
     const node = await issue(ca, { cn: "n1", role: "node", sans: ["127.0.0.1"] });
     const ctl = await issue(ca, { cn: "c1", role: "controller" });
     const admin = await issue(ca, { cn: "alice", role: "admin" });
-    const server = new Server({ interceptors: [controllerOnly(ca.certPem)] });
+    const { ServerInterceptingCall } = await import("@grpc/grpc-js");
+    // another interceptor first, as in the daemons (metrics): the call reaches ours wrapped
+    const passThrough = (_d: unknown, call: never) => new ServerInterceptingCall(call);
+    const server = new Server({ interceptors: [passThrough as never, controllerOnly(ca.certPem)] });
     server.addService(AgentServiceService, {
       startEnv: (call: { request: { name: string } }, cb: (e: unknown, r?: unknown) => void) =>
         cb(null, Env.fromPartial({ spec: { name: call.request.name } })),
