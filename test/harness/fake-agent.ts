@@ -22,7 +22,7 @@ import { formatBaseRef, parseBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, toServiceError } from "../../common/grpc.js";
 import { type Logger, silentLogger } from "../../common/logger.js";
-import { serverCredentials } from "../../common/tls.js";
+import { serverCredentials, type TlsMaterial } from "../../common/tls.js";
 import { ClusterStore } from "../../controller/store/store.js";
 import { type AgentInfo, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import {
@@ -112,10 +112,15 @@ export interface FakeAgentOptions {
   delayMs?: number;
   /**
    * Serve the unary methods on a plain HTTP/2 gRPC server instead of grpc-js
-   * (h2-unary-server.ts; no TLS, no interceptors, no streams): for benches
-   * where the fake agents' own CPU would be counted against the controller.
+   * (h2-unary-server.ts; no interceptors, no streams): for benches where the
+   * fake agents' own CPU would be counted against the controller.
    */
   lean?: boolean;
+  /**
+   * A lean agent's mTLS (its node certificate and the cluster CA): only a
+   * controller's certificate may call, as controllerOnly() allows on a real agent.
+   */
+  leanTls?: TlsMaterial & { certPem: string; keyPem: string };
 }
 
 type Failure = { code: Code; remaining: number; message: string };
@@ -178,13 +183,20 @@ export class FakeAgent {
 
   async start(): Promise<this> {
     if (this.opts.lean) {
-      if (this.opts.credentials || this.opts.interceptors) throw new Error("a lean fake agent has no TLS");
+      if (this.opts.credentials || this.opts.interceptors)
+        throw new Error("a lean fake agent takes leanTls, not grpc-js credentials");
       const host = this.opts.host ?? "127.0.0.1";
       const lean = await serveUnary(
         AgentServiceService as unknown as Parameters<typeof serveUnary>[0],
         this.implementation(),
         host,
         this.opts.port ?? 0,
+        this.opts.leanTls && {
+          caPem: this.opts.leanTls.caPem,
+          certPem: this.opts.leanTls.certPem,
+          keyPem: this.opts.leanTls.keyPem,
+          allow: (peer) => peer?.role === "controller",
+        },
       );
       this.leanServer = lean;
       this.address = `${host}:${lean.port}`;
