@@ -38,6 +38,7 @@ import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { ERROR_DETAIL_KEY } from "./errors.js";
 import { run } from "./exec.js";
+import { sessionOf } from "./grpc-call-session.js";
 
 /**
  * "admin" is the bootstrap credential `protoctl controller` writes
@@ -297,22 +298,6 @@ export function peerIdentity(call: HasAuthContext, caPem: string): PeerIdentity 
 
 /** Per HTTP/2 session (one TLS connection): what its peer certificate verified as, for one CA. */
 const peerBySession = new WeakMap<object, { caPem: string; id?: PeerIdentity; from: number; to: number }>();
-
-/**
- * The HTTP/2 session a grpc-js server call came over: grpc-js's base call keeps its stream
- * (`stream.session`), and each interceptor's call wraps the previous one as `nextCall`.
- * Undefined when not found (another grpc-js layout, a test double): the caller then reads the
- * certificate the documented way, uncached.
- */
-function sessionOf(call: unknown): object | undefined {
-  let c = call as { stream?: { session?: unknown }; nextCall?: unknown } | undefined;
-  for (let depth = 0; depth < 8 && c && typeof c === "object"; depth++) {
-    const session = c.stream?.session;
-    if (session && typeof session === "object") return session;
-    c = c.nextCall as typeof c;
-  }
-  return undefined;
-}
 
 /**
  * Certificates that verified, by CA and raw bytes, with their validity: a

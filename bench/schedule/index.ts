@@ -114,7 +114,7 @@ async function startTlsAgent(ctlAddress: string, token: string, name: string): P
           credentials: serverCredentials(tls, { clientAuth: "require" }),
           interceptors: [controllerOnly(tls.caPem)],
         }
-      : { lean: true, leanTls: tls }),
+      : { lean: true, leanTls: { ...tls, allow: (peer) => peer?.role === "controller" } }),
   });
   await agent.join(ctlAddress, token, { credentials: { tls }, intervalMs: 3000 });
   return agent;

@@ -22,7 +22,7 @@ import { formatBaseRef, parseBaseRef } from "../../common/base-ref.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { GRPC_BASE_OPTIONS, toServiceError } from "../../common/grpc.js";
 import { type Logger, silentLogger } from "../../common/logger.js";
-import { serverCredentials, type TlsMaterial } from "../../common/tls.js";
+import { serverCredentials } from "../../common/tls.js";
 import { ClusterStore } from "../../controller/store/store.js";
 import { type AgentInfo, AgentServiceService } from "../../proto/gen/protoctl/v1/agent.js";
 import {
@@ -32,7 +32,7 @@ import {
   EnvPhase,
   type OperationEvent,
 } from "../../proto/gen/protoctl/v1/types.js";
-import { type H2UnaryServer, serveUnary } from "./h2-unary-server.js";
+import { type H2UnaryServer, serveUnary, type UnaryServerTls } from "./h2-unary-server.js";
 
 /** The seed checksum a fake agent reports for a version it holds ("name@N"). */
 export function fakeChecksum(ref: string): string {
@@ -110,17 +110,10 @@ export interface FakeAgentOptions {
   interceptors?: ServerInterceptor[];
   /** Delay added to every env call (ms). */
   delayMs?: number;
-  /**
-   * Serve the unary methods on a plain HTTP/2 gRPC server instead of grpc-js
-   * (h2-unary-server.ts; no interceptors, no streams): for benches where the
-   * fake agents' own CPU would be counted against the controller.
-   */
+  /** Serve unary methods on node:http2, not grpc-js (h2-unary-server.ts): for benches (CPU). */
   lean?: boolean;
-  /**
-   * A lean agent's mTLS (its node certificate and the cluster CA): only a
-   * controller's certificate may call, as controllerOnly() allows on a real agent.
-   */
-  leanTls?: TlsMaterial & { certPem: string; keyPem: string };
+  /** A lean agent's mTLS: its certificate, the cluster CA, who may call (h2-unary-server.ts). */
+  leanTls?: UnaryServerTls;
 }
 
 type Failure = { code: Code; remaining: number; message: string };
@@ -183,20 +176,14 @@ export class FakeAgent {
 
   async start(): Promise<this> {
     if (this.opts.lean) {
-      if (this.opts.credentials || this.opts.interceptors)
-        throw new Error("a lean fake agent takes leanTls, not grpc-js credentials");
+      if (this.opts.credentials || this.opts.interceptors) throw new Error("lean agents take leanTls");
       const host = this.opts.host ?? "127.0.0.1";
       const lean = await serveUnary(
         AgentServiceService as unknown as Parameters<typeof serveUnary>[0],
         this.implementation(),
         host,
         this.opts.port ?? 0,
-        this.opts.leanTls && {
-          caPem: this.opts.leanTls.caPem,
-          certPem: this.opts.leanTls.certPem,
-          keyPem: this.opts.leanTls.keyPem,
-          allow: (peer) => peer?.role === "controller",
-        },
+        this.opts.leanTls,
       );
       this.leanServer = lean;
       this.address = `${host}:${lean.port}`;

@@ -59,7 +59,7 @@ it("over mTLS answers a controller's certificate only, as controllerOnly() does 
     name: "lean-2",
     bases: ["debian@1"],
     lean: true,
-    leanTls: { caPem: ca.certPem, ...node },
+    leanTls: { caPem: ca.certPem, ...node, allow: (peer) => peer?.role === "controller" },
   }).start();
   const dial = (c?: { certPem: string; keyPem: string }) =>
     new H2Unary({
