@@ -96,4 +96,29 @@ describe("H2Unary against servers", () => {
       await new Promise((r) => server.close(r));
     }
   });
+  it("calls made together before any connection share one", async () => {
+    const http2 = await import("node:http2");
+    const { H2Unary } = await import("./h2-unary.js");
+    let sessions = 0;
+    const server = http2.createServer();
+    server.on("session", () => sessions++);
+    server.on("stream", (stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+      stream.end(frame(Buffer.from("ok")));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    const h2 = new H2Unary({ address: `127.0.0.1:${port}`, insecure: true });
+    try {
+      const got = await Promise.all(
+        Array.from({ length: 20 }, () => h2.call("/x.Y/Z", Buffer.alloc(0), { deadlineMs: 5000 })),
+      );
+      expect(got.map((b) => b.toString())).toEqual(Array(20).fill("ok"));
+      expect(sessions).toBe(1);
+    } finally {
+      h2.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
 });

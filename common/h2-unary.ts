@@ -94,6 +94,9 @@ export class H2Unary {
   private async open(): Promise<ClientHttp2Session> {
     if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const http2 = await import("node:http2");
+    // calls made together all waited for the import: the first one back dials, the rest share its
+    // session (each dialled its own before: a burst of N first calls opened N TLS connections)
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
     const o = this.opts;
     const url = `${o.insecure ? "http" : "https"}://${o.address}`;
     const session = http2.connect(url, {

@@ -38,6 +38,7 @@ import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
 import { writeFileAtomic } from "./atomic-file.js";
 import { ERROR_DETAIL_KEY } from "./errors.js";
 import { run } from "./exec.js";
+import { sessionOf } from "./grpc-call-session.js";
 
 /**
  * "admin" is the bootstrap credential `protoctl controller` writes
@@ -269,9 +270,34 @@ interface HasAuthContext {
  * does not chain to the CA.
  */
 export function peerIdentity(call: HasAuthContext, caPem: string): PeerIdentity | undefined {
-  const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
-  return raw ? verifiedPeer(raw, caPem) : undefined;
+  const session = sessionOf(call);
+  if (!session) {
+    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    return raw ? verifiedPeer(raw, caPem) : undefined;
+  }
+  // Node disables TLS renegotiation on HTTP/2 sockets, so a connection's peer certificate is
+  // fixed: read it (grpc-js builds the whole certificate object on every getAuthContext, ~3 % of
+  // the controller's CPU per API call) and verify it once per connection and CA. Only the
+  // validity window is checked on every call.
+  let seen = peerBySession.get(session);
+  if (!seen || seen.caPem !== caPem) {
+    const raw = call.getAuthContext?.()?.sslPeerCertificate?.raw;
+    const id = raw ? verifiedPeer(raw, caPem) : undefined;
+    const cert = id && raw ? new X509Certificate(raw) : undefined;
+    seen = {
+      caPem,
+      id,
+      from: cert ? Date.parse(cert.validFrom) : 0,
+      to: cert ? Date.parse(cert.validTo) : 0,
+    };
+    peerBySession.set(session, seen);
+  }
+  const now = Date.now();
+  return seen.id && now >= seen.from && now <= seen.to ? seen.id : undefined;
 }
+
+/** Per HTTP/2 session (one TLS connection): what its peer certificate verified as, for one CA. */
+const peerBySession = new WeakMap<object, { caPem: string; id?: PeerIdentity; from: number; to: number }>();
 
 /**
  * Certificates that verified, by CA and raw bytes, with their validity: a

@@ -10,7 +10,14 @@
  * Over TLS as deployed: the controller serves mTLS (its CA on disk), the
  * creates carry the admin credential it wrote, every fake agent joins with a
  * token, gets a node certificate and serves mTLS that only the controller may
- * call. `--insecure` runs the old plaintext set-up (lean agents) for comparison.
+ * call. `--insecure` runs the old plaintext set-up for comparison.
+ *
+ * The fake agents serve on the lean HTTP/2 gRPC server (test/harness/
+ * h2-unary-server.ts) in both modes, over mTLS with the controller-only check
+ * here: grpc-js's server costs on their side (measured ~0.12 ms CPU per env of
+ * this process with TLS, on the same 2 cores) are a tax the controller would
+ * not pay with its agents on other machines. `--grpc-agents` serves them with grpc-js + controllerOnly()
+ * as before sched2 (the JSON's "agents" says which).
  *
  * Every env counts: placements/s is all `--envs` from the first create to
  * the last Running (no warm-up excluded). Reports API latency p50/p99 and
@@ -18,7 +25,7 @@
  * env as etcd and the agents count it (work-counts.ts). Final line:
  *   {"bench":"schedule",...,"target":2000,"ok":true|false}
  *
- * Usage: npm run bench -- schedule [--nodes 100] [--envs 10000] [--insecure]
+ * Usage: npm run bench -- schedule [--nodes 100] [--envs 10000] [--insecure] [--grpc-agents]
  *        [--concurrency 256 (reconcile workers)] [--clients 256 (API calls in flight)]
  */
 import { readFileSync } from "node:fs";
@@ -53,6 +60,7 @@ const { values } = parseArgs({
     nodes: { type: "string", default: "100" },
     envs: { type: "string", default: "10000" },
     insecure: { type: "boolean", default: false },
+    "grpc-agents": { type: "boolean", default: false },
     concurrency: { type: "string", default: "256" },
     clients: { type: "string", default: "256" },
   },
@@ -63,6 +71,7 @@ const ENVS = Number(values.envs);
 /** When the controller's RSS is sampled mid-run (not a warm-up: these envs count). */
 const RSS_AT = Math.min(1000, ENVS);
 const INSECURE = values.insecure === true;
+const GRPC_AGENTS = values["grpc-agents"] === true;
 const CONC = Number(values.concurrency);
 const CLIENTS = Number(values.clients);
 const TARGET = 2000;
@@ -100,8 +109,12 @@ async function startTlsAgent(ctlAddress: string, token: string, name: string): P
     port,
     memoryBytes: 256 * 2 ** 30,
     poolSizeBytes: 1024 * 2 ** 30,
-    credentials: serverCredentials(tls, { clientAuth: "require" }),
-    interceptors: [controllerOnly(tls.caPem)],
+    ...(GRPC_AGENTS
+      ? {
+          credentials: serverCredentials(tls, { clientAuth: "require" }),
+          interceptors: [controllerOnly(tls.caPem)],
+        }
+      : { lean: true, leanTls: { ...tls, allow: (peer) => peer?.role === "controller" } }),
   });
   await agent.join(ctlAddress, token, { credentials: { tls }, intervalMs: 3000 });
   return agent;
@@ -167,7 +180,7 @@ async function main(): Promise<void> {
             name: `node-${i}`,
             memoryBytes: 256 * 2 ** 30,
             poolSizeBytes: 1024 * 2 ** 30,
-            lean: true,
+            lean: !GRPC_AGENTS,
           }),
         );
       }
@@ -265,7 +278,10 @@ async function main(): Promise<void> {
       bench: "schedule",
       nodes: NODES,
       envs: ENVS,
-      transport: INSECURE ? "plaintext (--insecure), lean agents" : "mTLS: admin client, controller, agents",
+      transport: INSECURE ? "plaintext (--insecure)" : "mTLS: admin client, controller, agents",
+      agents: GRPC_AGENTS
+        ? "grpc-js server (--grpc-agents)"
+        : `lean HTTP/2 gRPC server (test/harness/h2-unary-server.ts)${INSECURE ? "" : ", mTLS, controller-only"}`,
       counted: "every env, first create to last Running (no warm-up)",
       placements_per_s: Math.round(rate),
       api_creates_per_s: Math.round(ENVS / ((tApi - t1) / 1000)),

@@ -23,7 +23,7 @@ import { peerIdentity } from "../../common/tls.js";
 import type { HeartbeatAck, NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
 import type { ControllerContext } from "../context.js";
 import { codecs } from "../store/store.js";
-import { writeInventory } from "./inventory.js";
+import { type InventoryMemo, writeInventory } from "./inventory.js";
 
 export function handleHeartbeat(
   ctx: ControllerContext,
@@ -35,6 +35,7 @@ export function handleHeartbeat(
   let leaseId: string | undefined;
   let closed = false;
   let chain = Promise.resolve();
+  const memo: InventoryMemo = {};
 
   const fail = (err: unknown) => {
     if (closed) return;
@@ -63,7 +64,7 @@ export function handleHeartbeat(
       node = name;
       lease = ctx.store.client.lease(ttl, { autoKeepAlive: false });
       leaseId = await lease.grant();
-      await writeAlive(ctx, name, leaseId, hb);
+      await writeAlive(ctx, name, leaseId, hb, memo);
       ctx.log.debug({ node: name, lease: leaseId }, "heartbeat stream opened");
     } else {
       if (hb.node && hb.node !== node)
@@ -74,10 +75,10 @@ export function handleHeartbeat(
         // the lease lapsed (etcd unreachable for longer than the TTL): take a new one
         lease = ctx.store.client.lease(ttl, { autoKeepAlive: false });
         leaseId = await lease.grant();
-        await writeAlive(ctx, node, leaseId, { ...hb, inventory: true });
+        await writeAlive(ctx, node, leaseId, { ...hb, inventory: true }, memo);
         return ack();
       }
-      if (hb.inventory) await writeInventory(ctx, node, hb);
+      if (hb.inventory) await writeInventory(ctx, node, hb, memo);
     }
     ack();
   };
@@ -115,6 +116,7 @@ async function writeAlive(
   node: string,
   leaseId: string,
   hb: NodeHeartbeat,
+  memo: InventoryMemo,
 ): Promise<void> {
   const s = ctx.store;
   const writes = [
@@ -127,5 +129,5 @@ async function writeAlive(
   ];
   const r = await s.kv.commit({ conditions: [], writes });
   if (!r.succeeded) throw new ProtoctlError(13, "could not record node liveness");
-  await writeInventory(ctx, node, hb);
+  await writeInventory(ctx, node, hb, memo);
 }

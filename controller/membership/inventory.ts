@@ -10,17 +10,51 @@
  * write (`reclassify`), so whichever lands last sees the other.
  */
 import type { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
+import type { BaseVersion } from "../../proto/gen/protoctl/v1/types.js";
 import type { ControllerContext } from "../context.js";
 import { classify, refOf, sealMap } from "./trust.js";
 
+interface Seals {
+  map: Map<string, BaseVersion>;
+  /** Key and mod revision of every seal: equal when no seal was written or deleted between reads. */
+  stamp: string;
+}
+
+async function readSeals(ctx: ControllerContext): Promise<Seals> {
+  const items = await ctx.store.listBaseVersions();
+  return {
+    map: sealMap(items.map((v) => v.value)),
+    stamp: items.map((v) => `${v.key}@${v.modRevision}`).join(),
+  };
+}
+
 async function seals(ctx: ControllerContext) {
-  return sealMap((await ctx.store.listBaseVersions()).map((v) => v.value));
+  return (await readSeals(ctx)).map;
+}
+
+/**
+ * What one heartbeat stream (one node) learnt from its last inventory write:
+ * the seals read after it, and the address and agent version the node record
+ * was checked to hold. A steady heartbeat then costs two etcd requests (the
+ * write and the seals read after it) instead of five.
+ */
+export interface InventoryMemo {
+  seals?: Seals;
+  address?: string;
+  agentVersion?: string;
 }
 
 /** Stores a heartbeat's inventory, its bases classified; address and agent version into the node record. */
-export async function writeInventory(ctx: ControllerContext, node: string, hb: NodeHeartbeat): Promise<void> {
+export async function writeInventory(
+  ctx: ControllerContext,
+  node: string,
+  hb: NodeHeartbeat,
+  memo: InventoryMemo = {},
+): Promise<void> {
   const reported = hb.bases;
-  const { trusted, foreign } = classify(node, reported, await seals(ctx));
+  // the seals read after this stream's last write (any change since is caught by the read below)
+  const used = memo.seals ?? (await readSeals(ctx));
+  const { trusted, foreign } = classify(node, reported, used.map);
   const inv: NodeHeartbeat = {
     ...hb,
     node,
@@ -33,7 +67,8 @@ export async function writeInventory(ctx: ControllerContext, node: string, hb: N
   if (foreign.length > 0) {
     ctx.log.warn({ node, foreign: foreign.map(refOf) }, "node reports base versions without a matching seal");
   }
-  if (hb.address || hb.agentVersion) {
+  const changed = hb.address !== memo.address || hb.agentVersion !== memo.agentVersion;
+  if ((hb.address || hb.agentVersion) && changed) {
     await ctx.store.nodes.update(node, (cur) => {
       if (!cur) return undefined;
       const address = hb.address || cur.address;
@@ -41,9 +76,13 @@ export async function writeInventory(ctx: ControllerContext, node: string, hb: N
       if (address === cur.address && agentVersion === cur.agentVersion) return undefined;
       return { ...cur, address, agentVersion };
     });
+    memo.address = hb.address;
+    memo.agentVersion = hb.agentVersion;
   }
-  // A seal written since we read them: classify again against it.
-  await reclassify(ctx, [node]);
+  // A seal written (or deleted) since the ones we classified with: classify again against it.
+  const after = await readSeals(ctx);
+  memo.seals = after;
+  if (after.stamp !== used.stamp) await reclassifyWith(ctx, [node], after.map);
 }
 
 /**
@@ -52,7 +91,14 @@ export async function writeInventory(ctx: ControllerContext, node: string, hb: N
  * holder, and after each inventory write.
  */
 export async function reclassify(ctx: ControllerContext, nodes?: string[]): Promise<void> {
-  const sealed = await seals(ctx);
+  await reclassifyWith(ctx, nodes, await seals(ctx));
+}
+
+async function reclassifyWith(
+  ctx: ControllerContext,
+  nodes: string[] | undefined,
+  sealed: Map<string, BaseVersion>,
+): Promise<void> {
   const names = nodes ?? (await ctx.store.inventory.list()).items.map((i) => i.value.node);
   for (const node of names) {
     await ctx.store.inventory.update(node, (cur) => {

@@ -32,7 +32,7 @@ import {
   EnvPhase,
   type OperationEvent,
 } from "../../proto/gen/protoctl/v1/types.js";
-import { type H2UnaryServer, serveUnary } from "./h2-unary-server.js";
+import { type H2UnaryServer, serveUnary, type UnaryServerTls } from "./h2-unary-server.js";
 
 /** The seed checksum a fake agent reports for a version it holds ("name@N"). */
 export function fakeChecksum(ref: string): string {
@@ -110,12 +110,10 @@ export interface FakeAgentOptions {
   interceptors?: ServerInterceptor[];
   /** Delay added to every env call (ms). */
   delayMs?: number;
-  /**
-   * Serve the unary methods on a plain HTTP/2 gRPC server instead of grpc-js
-   * (h2-unary-server.ts; no TLS, no interceptors, no streams): for benches
-   * where the fake agents' own CPU would be counted against the controller.
-   */
+  /** Serve unary methods on node:http2, not grpc-js (h2-unary-server.ts): for benches (CPU). */
   lean?: boolean;
+  /** A lean agent's mTLS: its certificate, the cluster CA, who may call (h2-unary-server.ts). */
+  leanTls?: UnaryServerTls;
 }
 
 type Failure = { code: Code; remaining: number; message: string };
@@ -178,13 +176,14 @@ export class FakeAgent {
 
   async start(): Promise<this> {
     if (this.opts.lean) {
-      if (this.opts.credentials || this.opts.interceptors) throw new Error("a lean fake agent has no TLS");
+      if (this.opts.credentials || this.opts.interceptors) throw new Error("lean agents take leanTls");
       const host = this.opts.host ?? "127.0.0.1";
       const lean = await serveUnary(
         AgentServiceService as unknown as Parameters<typeof serveUnary>[0],
         this.implementation(),
         host,
         this.opts.port ?? 0,
+        this.opts.leanTls,
       );
       this.leanServer = lean;
       this.address = `${host}:${lean.port}`;

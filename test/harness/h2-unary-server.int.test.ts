@@ -50,3 +50,51 @@ it("answers the controller's HTTP/2 client and grpc-js alike, errors with their 
     grpc.close();
   }
 });
+
+it("over mTLS answers a controller's certificate only, as controllerOnly() does on a real agent", async () => {
+  const { createCa, issue } = await import("../../common/tls.js");
+  const ca = await createCa();
+  const node = await issue(ca, { cn: "lean-2", role: "node", sans: ["127.0.0.1"] });
+  const secure = await new FakeAgent({
+    name: "lean-2",
+    bases: ["debian@1"],
+    lean: true,
+    leanTls: { caPem: ca.certPem, ...node, allow: (peer) => peer?.role === "controller" },
+  }).start();
+  const dial = (c?: { certPem: string; keyPem: string }) =>
+    new H2Unary({
+      address: secure.address,
+      insecure: false,
+      ca: Buffer.from(ca.certPem),
+      ...(c ? { cert: Buffer.from(c.certPem), key: Buffer.from(c.keyPem) } : {}),
+      serverName: "127.0.0.1",
+    });
+  const asCtl = dial(await issue(ca, { cn: "c1", role: "controller" }));
+  const asAdmin = dial(await issue(ca, { cn: "alice", role: "admin" }));
+  const anonymous = dial();
+  try {
+    const spec = testEnvSpec("s1", { base: { name: "debian", version: 1 } });
+    for (const gen of [1, 1]) {
+      const env = await asCtl.unary(
+        AgentServiceService.createEnv,
+        { spec, generation: gen },
+        { deadlineMs: 5000 },
+      );
+      expect(env.status?.phase).toBe(EnvPhase.ENV_PHASE_RUNNING);
+    }
+    const other = testEnvSpec("s2", { base: { name: "debian", version: 1 } });
+    await expect(
+      asAdmin.unary(AgentServiceService.createEnv, { spec: other, generation: 1 }, { deadlineMs: 5000 }),
+    ).rejects.toMatchObject({ code: 7 });
+    // no client certificate: the handshake itself is refused
+    await expect(
+      anonymous.unary(AgentServiceService.createEnv, { spec: other, generation: 1 }, { deadlineMs: 5000 }),
+    ).rejects.toMatchObject({ code: 14 });
+    expect([...secure.envs.keys()]).toEqual(["s1"]);
+  } finally {
+    asCtl.close();
+    asAdmin.close();
+    anonymous.close();
+    await secure.stop();
+  }
+});

@@ -7,13 +7,29 @@
  * still gRPC (the controller cannot tell); streaming methods answer
  * UNIMPLEMENTED.
  *
+ * With `tls` it serves mTLS like a real agent: the client must show a
+ * certificate of the cluster CA (the handshake refuses others), and `allow`
+ * decides once per connection (Node disables renegotiation on HTTP/2, so the
+ * certificate is fixed) whether its holder may call: refused calls get
+ * UNAUTHENTICATED or PERMISSION_DENIED as from common/tls.ts's interceptor.
+ *
  * Handlers are grpc-js style `(call, callback)`, so the fake agent's
  * implementation object serves both ways.
  */
-import { createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import {
+  createSecureServer,
+  createServer,
+  type Http2SecureServer,
+  type Http2Server,
+  type Http2Session,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from "node:http2";
+import type { TLSSocket } from "node:tls";
 import { Metadata } from "@grpc/grpc-js";
 import { Code, ERROR_DETAIL_KEY } from "../../common/errors.js";
 import { frame, unframe } from "../../common/h2-unary.js";
+import { type PeerIdentity, verifyPeerCert } from "../../common/tls.js";
 
 interface MethodDefinition {
   path: string;
@@ -33,6 +49,14 @@ type UnaryHandler = (
   cb: (err: { code?: number; details?: string; metadata?: Metadata } | null, res?: unknown) => void,
 ) => void;
 
+export interface UnaryServerTls {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  /** Whether the peer (undefined: no certificate of the CA) may call; asked once per connection. */
+  allow(peer: PeerIdentity | undefined): boolean;
+}
+
 export interface H2UnaryServer {
   port: number;
   close(): Promise<void>;
@@ -43,6 +67,7 @@ export async function serveUnary(
   impl: Record<string, unknown>,
   host: string,
   port = 0,
+  tls?: UnaryServerTls,
 ): Promise<H2UnaryServer> {
   const routes = new Map<string, { def: MethodDefinition; handler: UnaryHandler }>();
   for (const [name, def] of Object.entries(service)) {
@@ -51,7 +76,33 @@ export async function serveUnary(
       routes.set(def.path, { def, handler: handler as UnaryHandler });
     }
   }
-  const server: Http2Server = createServer();
+  const server: Http2Server | Http2SecureServer = tls
+    ? createSecureServer({
+        ca: tls.caPem,
+        cert: tls.certPem,
+        key: tls.keyPem,
+        requestCert: true,
+        rejectUnauthorized: true,
+      })
+    : createServer();
+  /** Per connection: undefined = may call, else the refusal. */
+  const verdicts = new WeakMap<Http2Session, { code: number; message: string } | undefined>();
+  const refusal = (session: Http2Session | undefined) => {
+    if (!tls || !session) return undefined;
+    if (verdicts.has(session)) return verdicts.get(session);
+    const raw = (session.socket as TLSSocket).getPeerCertificate?.()?.raw;
+    const peer = raw ? verifyPeerCert(raw, tls.caPem) : undefined;
+    const verdict = tls.allow(peer)
+      ? undefined
+      : peer
+        ? { code: Code.PERMISSION_DENIED, message: `${peer.role} ${peer.cn} may not call this agent` }
+        : {
+            code: Code.UNAUTHENTICATED,
+            message: "a client certificate issued by the cluster CA is required",
+          };
+    verdicts.set(session, verdict);
+    return verdict;
+  };
   const sessions = new Set<ServerHttp2Session>();
   server.on("session", (s) => {
     sessions.add(s);
@@ -63,6 +114,11 @@ export async function serveUnary(
     stream.on("data", (c: Buffer) => chunks.push(c));
     stream.on("error", () => undefined);
     stream.on("end", () => {
+      const refused = refusal(stream.session);
+      if (refused) {
+        trailersOnly(stream, refused.code, refused.message);
+        return;
+      }
       if (!route) {
         trailersOnly(stream, Code.UNIMPLEMENTED, `${headers[":path"]} is not served here`);
         return;
