@@ -1,27 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { unsealed } from "../../agent/service/seal-fields.js";
 import { NodeHeartbeat } from "../../proto/gen/protoctl/v1/control.js";
-import { type BaseVersion, BaseVersionState, type Node } from "../../proto/gen/protoctl/v1/types.js";
+import type { BaseVersion, Node } from "../../proto/gen/protoctl/v1/types.js";
+import { reportedVersion } from "../../test/support/controller/base-version.js";
 import type { ControllerContext } from "../context.js";
 import { type InventoryMemo, writeInventory } from "./inventory.js";
 
-function bv(ref: string, extra: Partial<BaseVersion> = {}): BaseVersion {
-  const [base, v] = ref.split("@");
-  return {
-    base: base!,
-    version: Number(v),
-    source: "",
-    createdMs: 0,
-    recipeDigest: "",
-    sizeBytes: 1,
-    state: BaseVersionState.BASE_VERSION_STATE_LOCAL,
-    nodes: [],
-    users: [],
-    parent: "",
-    ...unsealed(),
-    ...extra,
-  };
-}
+const bv = reportedVersion;
 
 /** The slice of the store writeInventory uses, in memory, counting its etcd requests. */
 function fakeCluster() {

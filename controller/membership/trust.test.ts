@@ -1,27 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { unsealed } from "../../agent/service/seal-fields.js";
-import { type BaseVersion, BaseVersionState } from "../../proto/gen/protoctl/v1/types.js";
+import { BaseVersionState } from "../../proto/gen/protoctl/v1/types.js";
+import { reportedVersion } from "../../test/support/controller/base-version.js";
 import { classify, SEAL_GRACE_MS, sealMap, trusts } from "./trust.js";
 
 const SUM = `blake3-4m:${"a".repeat(64)}`;
 
-function bv(ref: string, extra: Partial<BaseVersion> = {}): BaseVersion {
-  const [base, v] = ref.split("@");
-  return {
-    base: base!,
-    version: Number(v),
-    source: "",
-    createdMs: 0,
-    recipeDigest: "",
-    sizeBytes: 1,
-    state: BaseVersionState.BASE_VERSION_STATE_LOCAL,
-    nodes: [],
-    users: [],
-    parent: "",
-    ...unsealed(),
-    ...extra,
-  };
-}
+const bv = reportedVersion;
 
 describe("trusting base version reports", () => {
   const seal = bv("deb@1", { origin: "a", sealedMs: 1, checksum: SUM, holders: ["d"] });
