@@ -30,9 +30,11 @@ import { startHelper } from "./syscall-helper.js";
  * runs at the normal speed.
  */
 export const SWITCH_SCRIPT = [
-  "import fcntl, os, sys",
+  "import fcntl, os, signal, sys",
   "path = sys.stdin.readline().rstrip('\\n')",
   "if not path: sys.exit(0)",
+  // a SIGTERM between freeze and thaw (an agent's process group stopped) would leave it frozen
+  "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP): signal.signal(s, signal.SIG_IGN)",
   "mnt = os.open(sys.argv[2], os.O_RDONLY)",
   "lo = os.open(sys.argv[1], os.O_RDONLY)",
   "f = os.open(path, os.O_RDONLY)",

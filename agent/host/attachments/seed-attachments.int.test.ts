@@ -281,6 +281,24 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     expect(await leftovers(mid.state.path)).toEqual([]);
   });
 
+  it("detach of a sprout left frozen (a loop switch killed between freeze and thaw) thaws it and leaves nothing", async () => {
+    const exp = await serve();
+    const { state, att } = await target();
+    const a = await att.attach({
+      key: "demo@1",
+      uri: exp.uri,
+      seed: seedInfo(),
+      stateDir: state.path,
+      sproutBytes: 256 * MiB,
+    });
+    await run("fsfreeze", ["--freeze", a.mountpoint]);
+    // frozen, the filesystem would outlive its unmount and hold both loop devices for good
+    await att.detach("demo@1");
+    expect(await readdir(state.path)).toEqual([]);
+    expect(await leftovers(state.path)).toEqual([]);
+    for (const dev of [a.sproutLoop, a.seedLoop]) expect(await loopBackingFile(dev)).toBeUndefined();
+  });
+
   it("puts the sprout in sproutDir (a tmpfs), checks its room there, and removes it at detach", async () => {
     const exp = await serve();
     const t = await target();

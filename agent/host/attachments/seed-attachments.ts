@@ -400,6 +400,10 @@ export class SeedAttachments implements AgentAttachments {
     const e = this.entries.get(key);
     if (!e) return;
     const s = e.state;
+    // a loop switch killed between its freeze and its thaw (loop.ts) leaves the sprout frozen, and a
+    // frozen filesystem outlives its unmount (frozen for good, its loop devices held): thaw first
+    // (refused harmlessly when it is not frozen)
+    await run("fsfreeze", ["--unfreeze", s.mountpoint], { allowFailure: true });
     const um = await run("umount", [s.mountpoint], { allowFailure: true });
     if (um.exitCode !== 0 && /busy/i.test(um.stderr)) {
       throw failedPrecondition(`${s.mountpoint} is in use: stop the envs on ${key} first`, {

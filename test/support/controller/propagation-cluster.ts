@@ -347,6 +347,8 @@ export async function cleanAgentDir(stateDir: string, knownLoops: string[] = [])
   // (a loop device over a lazily unmounted FUSE file would lose its path).
   for (const m of await mine()) {
     if (m.fstype.startsWith("fuse")) continue;
+    // a sprout left frozen (an agent killed mid loop switch) would outlive its unmount
+    if (m.fstype === "btrfs") await run("fsfreeze", ["--unfreeze", m.target], { allowFailure: true });
     const r = await run("umount", [m.target], { allowFailure: true });
     if (r.exitCode !== 0) await run("umount", ["-l", m.target], { allowFailure: true });
   }
