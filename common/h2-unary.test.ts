@@ -66,59 +66,54 @@ describe("H2Unary against servers", () => {
   });
 
   it("drops a connection that answers nothing past a deadline, and dials afresh", async () => {
-    const http2 = await import("node:http2");
-    const { H2Unary } = await import("./h2-unary.js");
-    let sessions = 0;
     let answer = false;
-    const server = http2.createServer();
-    server.on("session", () => sessions++);
-    server.on("stream", (stream) => {
-      if (!answer) return; // a peer that took the call and went silent
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(frame(Buffer.from("ok")));
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as { port: number }).port;
-    const h2 = new H2Unary({ address: `127.0.0.1:${port}`, insecure: true });
+    // until `answer`: a peer that took the call and went silent
+    const { server, h2, sessions } = await okServer(() => answer);
     try {
       await expect(h2.call("/x.Y/Z", Buffer.alloc(0), { deadlineMs: 200 })).rejects.toMatchObject({
         code: 4,
       });
       answer = true;
       expect((await h2.call("/x.Y/Z", Buffer.alloc(0), { deadlineMs: 2000 })).toString()).toBe("ok");
-      expect(sessions).toBe(2);
+      expect(sessions()).toBe(2);
       // a live connection is kept: the next call reuses it
       await h2.call("/x.Y/Z", Buffer.alloc(0), { deadlineMs: 2000 });
-      expect(sessions).toBe(2);
+      expect(sessions()).toBe(2);
     } finally {
       h2.close();
       await new Promise((r) => server.close(r));
     }
   });
   it("calls made together before any connection share one", async () => {
-    const http2 = await import("node:http2");
-    const { H2Unary } = await import("./h2-unary.js");
-    let sessions = 0;
-    const server = http2.createServer();
-    server.on("session", () => sessions++);
-    server.on("stream", (stream) => {
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(frame(Buffer.from("ok")));
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    const port = (server.address() as { port: number }).port;
-    const h2 = new H2Unary({ address: `127.0.0.1:${port}`, insecure: true });
+    const { server, h2, sessions } = await okServer(() => true);
     try {
       const got = await Promise.all(
         Array.from({ length: 20 }, () => h2.call("/x.Y/Z", Buffer.alloc(0), { deadlineMs: 5000 })),
       );
       expect(got.map((b) => b.toString())).toEqual(Array(20).fill("ok"));
-      expect(sessions).toBe(1);
+      expect(sessions()).toBe(1);
     } finally {
       h2.close();
       await new Promise((r) => server.close(r));
     }
   });
 });
+
+/** A plaintext HTTP/2 server answering every gRPC call "ok" (while `answers()`), counting its sessions; a client to it. */
+async function okServer(answers: () => boolean) {
+  const http2 = await import("node:http2");
+  const { H2Unary } = await import("./h2-unary.js");
+  let sessions = 0;
+  const server = http2.createServer();
+  server.on("session", () => sessions++);
+  server.on("stream", (stream) => {
+    if (!answers()) return;
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.end(frame(Buffer.from("ok")));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  const h2 = new H2Unary({ address: `127.0.0.1:${port}`, insecure: true });
+  return { server, h2, sessions: () => sessions };
+}
