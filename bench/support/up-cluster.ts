@@ -15,7 +15,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { freePorts } from "../../test/fixtures/ports.js";
+import { freeUpPorts, upPortArgs } from "../../test/fixtures/ports.js";
 
 export interface Timed {
   code: number;
@@ -104,32 +104,16 @@ export async function upCluster(opts: { poolSize?: string } = {}): Promise<UpClu
     await rm(work, { recursive: true, force: true });
   };
   try {
-    const p = await freePorts(7);
+    const p = await freeUpPorts();
+    // up also serves the console and both metrics endpoints: their default ports would collide
+    // with a developer's `protoctl up` (or another bench) on the same machine. An older build
+    // (PROTOCTL_BENCH_CLI) may have neither: then only the first four ports are given.
+    const portArgs = upPortArgs(p);
     const up = await must([
       "up",
       "--state-dir",
       stateDir,
-      "--etcd-port",
-      String(p[0]),
-      "--etcd-peer-port",
-      String(p[1]),
-      "--controller-port",
-      String(p[2]),
-      "--agent-port",
-      String(p[3]),
-      // up also serves the console and both metrics endpoints: their default ports would collide
-      // with a developer's `protoctl up` (or another bench) on the same machine. An older build
-      // (PROTOCTL_BENCH_CLI) may have neither.
-      ...((await cli(["up", "--help"])).stdout.includes("--console-port")
-        ? [
-            "--console-port",
-            String(p[4]),
-            "--controller-metrics-port",
-            String(p[5]),
-            "--agent-metrics-port",
-            String(p[6]),
-          ]
-        : []),
+      ...((await cli(["up", "--help"])).stdout.includes("--console-port") ? portArgs : portArgs.slice(0, 8)),
       "--node-name",
       node,
       "--pool-size",

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { loopsUnder } from "../../common/state-cleanup.js";
-import { freePorts } from "../fixtures/ports.js";
+import { freePorts, freeUpPorts, upPortArgs } from "../fixtures/ports.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -102,7 +102,7 @@ export async function startCliCluster(tag: string, opts: { base?: string } = {})
       reject: false,
       stripFinalNewline: false,
     });
-  const ports: number[] = [];
+  let controller = "";
   const agents = new Map<string, { proc: ResultPromise; dir: string }>();
   const stopAgent = async (name: string) => {
     const a = agents.get(name);
@@ -133,7 +133,7 @@ export async function startCliCluster(tag: string, opts: { base?: string } = {})
         "--metrics-listen",
         `127.0.0.1:${metrics}`,
         "--controller",
-        `127.0.0.1:${ports[2]}`,
+        controller,
         "--state-dir",
         dir,
         "--pool-size",
@@ -171,32 +171,11 @@ export async function startCliCluster(tag: string, opts: { base?: string } = {})
   };
   try {
     const rootfs = await makeBusyboxRootfs(join(work, "rootfs"));
-    // the console and metrics ports too: their defaults may be taken by another `protoctl up`
-    ports.push(...(await freePorts(7)));
+    // every port, the console's and the metrics' too: their defaults may be taken by another `protoctl up`
+    const ports = await freeUpPorts();
+    controller = `127.0.0.1:${ports.controller}`;
     const up = await cli(
-      [
-        "up",
-        "--state-dir",
-        stateDir,
-        "--etcd-port",
-        String(ports[0]),
-        "--etcd-peer-port",
-        String(ports[1]),
-        "--controller-port",
-        String(ports[2]),
-        "--agent-port",
-        String(ports[3]),
-        "--console-port",
-        String(ports[4]),
-        "--controller-metrics-port",
-        String(ports[5]),
-        "--agent-metrics-port",
-        String(ports[6]),
-        "--node-name",
-        node,
-        "--pool-size",
-        "1G",
-      ],
+      ["up", "--state-dir", stateDir, ...upPortArgs(ports), "--node-name", node, "--pool-size", "1G"],
       { timeoutMs: 180_000 },
     );
     if (up.code !== 0) throw new Error(`protoctl up exited ${up.code}: ${up.stderr}${up.stdout}`);
@@ -209,7 +188,7 @@ export async function startCliCluster(tag: string, opts: { base?: string } = {})
       work,
       stateDir,
       rootfs,
-      controller: `127.0.0.1:${ports[2]}`,
+      controller,
       cli,
       spawnCli,
       joinAgent,

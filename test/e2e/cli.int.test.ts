@@ -18,7 +18,7 @@ import { parse as parseYaml } from "yaml";
 import { ExitCode } from "../../cli/exit-codes.js";
 import { loopsUnder } from "../../common/state-cleanup.js";
 import { Env } from "../../proto/gen/protoctl/v1/types.js";
-import { freePorts } from "../fixtures/ports.js";
+import { freeUpPorts, type UpPorts, upPortArgs } from "../fixtures/ports.js";
 import { makeBusyboxRootfs } from "../fixtures/rootfs.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -28,10 +28,7 @@ let work: string;
 let stateDir: string;
 let configHome: string;
 let rootfs: string;
-let ports: Record<
-  "etcd" | "peer" | "controller" | "agent" | "console" | "controllerMetrics" | "agentMetrics",
-  number
->;
+let ports: UpPorts;
 const node = `e2e-${randomBytes(3).toString("hex")}`;
 const tmuxSocket = `protoctl-e2e-${randomBytes(3).toString("hex")}`;
 
@@ -67,21 +64,8 @@ const upArgs = () => [
   "up",
   "--state-dir",
   stateDir,
-  "--etcd-port",
-  String(ports.etcd),
-  "--etcd-peer-port",
-  String(ports.peer),
-  "--controller-port",
-  String(ports.controller),
-  "--agent-port",
-  String(ports.agent),
-  // the console and metrics endpoints too: their defaults may be taken by another `protoctl up`
-  "--console-port",
-  String(ports.console),
-  "--controller-metrics-port",
-  String(ports.controllerMetrics),
-  "--agent-metrics-port",
-  String(ports.agentMetrics),
+  // every port, the console's and the metrics' too: their defaults may be taken by another `protoctl up`
+  ...upPortArgs(ports),
   "--node-name",
   node,
   "--pool-size",
@@ -125,16 +109,7 @@ beforeAll(async () => {
   stateDir = join(work, "state");
   configHome = join(work, "config");
   rootfs = await makeBusyboxRootfs(join(work, "rootfs"));
-  const [etcd, peer, controller, agent, console, controllerMetrics, agentMetrics] = (await freePorts(7)) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  ports = { etcd, peer, controller, agent, console, controllerMetrics, agentMetrics };
+  ports = await freeUpPorts();
 }, 300_000);
 
 afterAll(async () => {

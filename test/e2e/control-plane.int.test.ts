@@ -24,8 +24,8 @@ import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, freePorts } from "../fixtures/ports.js";
-import { etcdAsController, listeners, type Ports, probe } from "./control-plane-support.js";
+import { freePort, freeUpPorts, type UpPorts, upPortArgs } from "../fixtures/ports.js";
+import { etcdAsController, listeners, probe } from "./control-plane-support.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -58,23 +58,12 @@ async function cli(args: string[], timeoutMs = 120_000): Promise<Result> {
   return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-async function clusterPorts(): Promise<Ports> {
-  const [etcd, peer, controller, agent] = (await freePorts(4)) as [number, number, number, number];
-  return { etcd, peer, controller, agent };
-}
-
-const upArgs = (stateDir: string, p: Ports, node: string) => [
+// every port, the console's and the metrics' too: their defaults may be taken by another `protoctl up`
+const upArgs = (stateDir: string, p: UpPorts, node: string) => [
   "up",
   "--state-dir",
   stateDir,
-  "--etcd-port",
-  String(p.etcd),
-  "--etcd-peer-port",
-  String(p.peer),
-  "--controller-port",
-  String(p.controller),
-  "--agent-port",
-  String(p.agent),
+  ...upPortArgs(p),
   "--node-name",
   node,
   "--pool-size",
@@ -110,12 +99,12 @@ afterAll(async () => {
 
 describe.sequential("protoctl up: a closed control plane", () => {
   let stateDir: string;
-  let ports: Ports;
+  let ports: UpPorts;
   const node = `cp-${randomBytes(3).toString("hex")}`;
 
   it("up listens on loopback only, etcd over TLS with client certificates", async () => {
     stateDir = join(work, "fresh");
-    ports = await clusterPorts();
+    ports = await freeUpPorts();
     const r = await cli(upArgs(stateDir, ports, node), 180_000);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
@@ -308,7 +297,7 @@ describe.sequential("protoctl up: a closed control plane", () => {
 
 describe.sequential("migration of a state dir made by the old up", () => {
   let stateDir: string;
-  let ports: Ports;
+  let ports: UpPorts;
   const node = `cpm-${randomBytes(3).toString("hex")}`;
   let oldCaCert = "";
   let oldRevision = "";
@@ -316,7 +305,7 @@ describe.sequential("migration of a state dir made by the old up", () => {
 
   it("the old settings: plaintext etcd, the CA key in etcd", async () => {
     stateDir = join(work, "old");
-    ports = await clusterPorts();
+    ports = await freeUpPorts();
     await mkdir(join(stateDir, "logs"), { recursive: true, mode: 0o755 });
     await chmod(stateDir, 0o755);
     const client = `http://127.0.0.1:${ports.etcd}`;

@@ -19,7 +19,7 @@ import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../fixtures/ports.js";
+import { freePorts } from "../fixtures/ports.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI = join(ROOT, "dist/cli/main.js");
@@ -99,7 +99,7 @@ beforeAll(async () => {
   stateDir = join(work, "state");
   agent2Dir = join(work, "agent2");
   configHome = join(work, "config");
-  const p = await Promise.all(Array.from({ length: 9 }, () => freePort()));
+  const p = await freePorts(9);
   ports = {
     etcd: p[0]!,
     peer: p[1]!,
@@ -111,7 +111,7 @@ beforeAll(async () => {
     agent2: p[7]!,
     am2: p[8]!,
   };
-  // ports are taken (and so known to differ) before up binds any of them
+  // all nine held open together, so the kernel cannot hand one out twice
   expect(new Set(Object.values(ports)).size).toBe(9);
   const up = await cli(
     [

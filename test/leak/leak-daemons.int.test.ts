@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { vethHostName } from "../../agent/host/machines/naming.js";
 import { run } from "../../common/exec.js";
-import { freePort } from "../fixtures/ports.js";
+import { freeUpPorts, type UpPorts, upPortArgs } from "../fixtures/ports.js";
 import { nestedVitestRun } from "./nested-run.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
@@ -20,17 +20,15 @@ function leakingTestFile(o: {
   cli: string;
   state: string;
   env: NodeJS.ProcessEnv;
-  ports: number[];
+  ports: UpPorts;
   fuse: string;
 }) {
-  const [etcd, peer, ctl, agent] = o.ports;
   return `import { execFileSync, spawn } from "node:child_process";
 const env = { ...process.env, ...${JSON.stringify(o.env)} };
 const cli = (...args) => execFileSync(process.execPath, [${JSON.stringify(o.cli)}, ...args], { env, stdio: "inherit" });
 test("starts a cluster, an env and an NBD attachment and leaves them", () => {
   cli("up", "--state-dir", ${JSON.stringify(o.state)}, "--pool-size", "512M", "--node-name", "leakn",
-      "--etcd-port", "${etcd}", "--etcd-peer-port", "${peer}", "--controller-port", "${ctl}",
-      "--agent-port", "${agent}", "--context-name", "leak");
+      ...${JSON.stringify(upPortArgs(o.ports))}, "--context-name", "leak");
   cli("base", "build", "bb", "--busybox");
   cli("env", "create", "lk1", "--base", "bb", "--network", "private");
   spawn("nbdfuse", [${JSON.stringify(o.fuse)}, "--command", "nbdkit", "-s", "memory", "1M"],
@@ -50,7 +48,7 @@ describe("the leak check sees everything a test run starts", () => {
     const fuse = join(dir, "fuse");
     await mkdir(fuse);
     const env = { HOME: dir, XDG_CONFIG_HOME: join(dir, "config"), PROTOCTL_STATE_DIR: state };
-    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const ports = await freeUpPorts();
     // Cleanup in reverse: the FUSE attachment, then `down` (envs, daemons, pool, mounts, loops).
     undo.push(() =>
       run(process.execPath, [CLI, "down", "--state-dir", state], {
