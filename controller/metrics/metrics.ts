@@ -135,14 +135,22 @@ new Gauge({
   },
 });
 
-/** One etcd read per scrape, shared by the gauges below (they collect in turn). */
-let pending: { at: number; p: Promise<ClusterSnapshot | undefined> } | undefined;
+/**
+ * One etcd read per scrape, shared by the gauges below: prom-client starts every metric's
+ * collect in the same tick, so they all find the read in flight. Once it has settled, the next
+ * scrape reads again (a time window here served a scrape taken right after another the
+ * cluster as it was before, e.g. an env created in between not yet counted).
+ */
+let pending: Promise<ClusterSnapshot | undefined> | undefined;
 function snapshot(): Promise<ClusterSnapshot | undefined> {
-  const now = Date.now();
-  if (pending && now - pending.at < 500) return pending.p;
+  if (pending) return pending;
   const first = [...sources][0];
   const p = first ? first.snapshot().catch(() => undefined) : Promise.resolve(undefined);
-  pending = { at: now, p };
+  pending = p;
+  // every collect of this scrape already holds it when it settles
+  void p.then(() => {
+    if (pending === p) pending = undefined;
+  });
   return p;
 }
 
