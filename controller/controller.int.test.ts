@@ -232,6 +232,30 @@ describe("controller with fake agents", () => {
     expect(d.status?.message).toContain("pool is broken");
   });
 
+  it("refuses a spec it can tell is bad, or a layer it has no record of, before recording anything", async () => {
+    await setup([{ name: "n1" }]);
+    const tiny = testEnvSpec("tiny", {
+      resources: { memoryBytes: 1024, cpus: 0, pids: 0, diskBytes: 0 },
+    });
+    await expect(call(c, "createEnv", { spec: tiny, wait: true })).rejects.toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      reason: "INVALID_RESOURCES",
+      message: "memory limit below 8 MiB",
+    });
+    await expect(
+      call(c, "createEnv", { spec: testEnvSpec("badvar", { env: { "1X": "y" } }), wait: true }),
+    ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
+    await expect(
+      call(c, "createEnv", { spec: testEnvSpec("nolayer", { layers: ["nolayer"] }), wait: true }),
+    ).rejects.toMatchObject({
+      code: Code.NOT_FOUND,
+      reason: "LAYER_NOT_FOUND",
+      message: "no layer named nolayer",
+    });
+    expect((await call(c, "listEnvs", { node: "", group: "" })).envs).toEqual([]);
+    expect(agents[0]!.calls.get("createEnv") ?? 0).toBe(0);
+  });
+
   it("cordon keeps new envs away; a version only a cordoned node holds: the failed push explains itself", async () => {
     await setup([{ name: "n1" }, { name: "n2", bases: ["debian@1", "debian@2"] }]);
     await call(c, "cordonNode", { name: "n2" });

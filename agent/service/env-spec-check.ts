@@ -4,18 +4,14 @@
  * file or an argv entry.
  */
 import { isIP } from "node:net";
-import { posix } from "node:path";
 import { checkEnvCommand } from "../../common/env-command.js";
+import { checkSpecFields, filePath, HOSTNAME } from "../../common/env-spec-fields.js";
 import { invalidArgument } from "../../common/errors.js";
 import { validateName } from "../../common/names.js";
 import { runsPrivileged } from "../../common/privilege.js";
 import { type EnvSpec, NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
 import type { MachineLimits, MachineLink, MachineNetwork, MachineSpec } from "../host/interfaces.js";
 import { parseCidr, parseIp, validIfName } from "../host/networks/addresses.js";
-
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
-const MAX_FILE_BYTES = 16 * 2 ** 20;
 
 function bad(message: string, reason = "INVALID_SPEC"): never {
   throw invalidArgument(message, { reason });
@@ -27,40 +23,13 @@ export function validateEnvSpec(spec: EnvSpec): EnvSpec {
   if (!spec.base?.name) bad("the env needs a base", "BASE_REQUIRED");
   validateName("base", spec.base.name);
   for (const l of spec.layers) validateName("layer", l);
-  if (spec.hostname && (!HOSTNAME.test(spec.hostname) || spec.hostname.length > 64)) {
-    bad(`invalid hostname ${JSON.stringify(spec.hostname)}`);
-  }
-  for (const [k, v] of Object.entries(spec.env)) {
-    if (!ENV_KEY.test(k)) bad(`invalid environment variable name ${JSON.stringify(k)}`);
-    if (v.includes("\0")) bad(`environment variable ${k} holds a NUL byte`);
-  }
-  const r = spec.resources;
-  if (r) {
-    if (r.memoryBytes !== 0 && r.memoryBytes < 8 * 2 ** 20)
-      bad("memory limit below 8 MiB", "INVALID_RESOURCES");
-    if (r.cpus < 0 || r.cpus > 1024 || Number.isNaN(r.cpus)) bad("cpus out of range", "INVALID_RESOURCES");
-    if (r.pids < 0) bad("pids out of range", "INVALID_RESOURCES");
-  }
-  for (const f of spec.files) {
-    filePath(f.path);
-    if (f.content.length > MAX_FILE_BYTES) bad(`file ${f.path} is larger than 16 MiB`);
-  }
-  for (const c of spec.startup) if (c.includes("\0")) bad("startup command holds a NUL byte");
+  checkSpecFields(spec);
   if (spec.command) checkEnvCommand(spec.command);
   machineNetwork(spec);
   return spec;
 }
 
-/** A relative, normalized path inside the env ("etc/app.conf"); leading "/" allowed and dropped. */
-export function filePath(p: string): string {
-  const rel = p.replace(/^\/+/, "");
-  if (!rel || rel.includes("\0")) bad(`invalid file path ${JSON.stringify(p)}`, "INVALID_PATH");
-  const norm = posix.normalize(rel);
-  if (norm !== rel.replace(/\/+$/, "") || norm.startsWith("..") || norm.split("/").includes("..")) {
-    bad(`file path ${JSON.stringify(p)} must be a plain path inside the env`, "INVALID_PATH");
-  }
-  return norm;
-}
+export { filePath };
 
 const MODES: Record<number, MachineNetwork["mode"]> = {
   [NetworkMode.NETWORK_MODE_NONE]: "none",

@@ -6,6 +6,7 @@
  */
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { checkEnvCommand } from "../../common/env-command.js";
+import { checkSpecFields } from "../../common/env-spec-fields.js";
 import {
   alreadyExists,
   Code,
@@ -89,6 +90,10 @@ export function envApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
     ...envMoveApi(ctx, getEnv),
     createEnv: unary(async (req: CreateEnvRequest, call) => {
       const asked = withExpiry(checkSpec(req.spec), req.ttlMs ?? 0, ctx.config.envs.defaultTtlSeconds * 1000);
+      // a layer the cluster has no record of could never be built: refused before the env is recorded
+      const layers = await Promise.all(asked.layers.map((l) => store.layers.get(l)));
+      const unknown = asked.layers.find((_, i) => !layers[i]);
+      if (unknown) throw noSuchObject("layer", unknown);
       const status = newStatus();
       let spec = asked;
       for (let attempt = 0; ; attempt++) {
@@ -406,6 +411,8 @@ export function checkSpec(spec: EnvSpec | undefined): EnvSpec {
   for (const l of spec.layers) validateName("layer", l);
   if (spec.node) validateName("node", spec.node);
   if (spec.group) validateName("lab", spec.group);
+  // refused here, before anything is recorded: on the agent it would leave a Failed env behind
+  checkSpecFields(spec);
   if (spec.command) checkEnvCommand(spec.command);
   return spec;
 }
