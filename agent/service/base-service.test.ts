@@ -49,7 +49,12 @@ describe("BaseService (fake pool)", () => {
       ],
     ]);
     expect((await svc.list("web")).map((g) => g.name)).toEqual(["web"]);
-    expect((await svc.deleteVersion("web", 1)).map((m) => m.version)).toEqual([2]);
+    // the versions deleted, not the ones left
+    expect((await svc.deleteVersion("web", 1)).map((m) => m.version)).toEqual([1]);
+    expect((await svc.list("web"))[0]?.versions.map((v) => v.meta.version)).toEqual([2]);
+    // the whole base: every version it still had
+    expect((await svc.deleteVersion("web", 0)).map((m) => m.version)).toEqual([2]);
+    expect((await svc.list()).map((g) => g.name)).toEqual(["db"]);
   });
 
   it("refuses bad names and a build without a spec, changing nothing", async () => {

@@ -83,10 +83,16 @@ export class BaseService {
     );
   }
 
+  /** Deletes base@N (every version when 0); returns the versions deleted. */
   async deleteVersion(name: string | undefined, version: number): Promise<BaseVersionMeta[]> {
     const n = validateName("base", name);
     await this.o.beforeDelete?.(n, version);
-    return this.o.pool.deleteBaseVersion(n, version);
+    const before = version
+      ? [await this.o.pool.getBaseVersion(n, version)]
+      : await this.o.pool.listBaseVersions(n);
+    // the pool answers with the versions left (base rm printed those as deleted)
+    const left = new Set((await this.o.pool.deleteBaseVersion(n, version)).map((m) => m.version));
+    return before.filter((m) => !left.has(m.version));
   }
 
   /** Imports from a directory or tar on this node, or from a received upload. */

@@ -92,4 +92,24 @@ describe("a node's inventory from its heartbeats", () => {
     expect(c.requests).toEqual(["txn inventory", "range node", "txn node", "range seals"]);
     expect(c.nodes.get("n1")?.address).toBe("10.0.0.9:1");
   });
+
+  it("a version deleted here and its seal with it leaves no foreign copy behind", async () => {
+    // base rm deb@2 right after its seal: the next inventory no longer shows it, and is classified
+    // with the remembered seals, which still hold it; the grace for a fresh seal added it back as
+    // this node's, and the read after the write turned that into a foreign copy the node never
+    // reported (base ls showed it until another inventory)
+    const c = fakeCluster();
+    c.seals.set("deb@1", { value: bv("deb@1", { origin: "n1", sealedMs: Date.now() }), modRevision: 2 });
+    c.seals.set("deb@2", { value: bv("deb@2", { origin: "n1", sealedMs: Date.now() }), modRevision: 3 });
+    const memo: InventoryMemo = {};
+    await writeInventory(c.ctx, "n1", beat("10.0.0.1:1", [bv("deb@1"), bv("deb@2")]), memo);
+    expect(c.inventory.get("n1")?.bases.map((b) => b.version)).toEqual([1, 2]);
+    c.seals.delete("deb@2");
+    await writeInventory(c.ctx, "n1", beat("10.0.0.1:1", [bv("deb@1")]), memo);
+    expect(c.inventory.get("n1")?.bases.map((b) => b.version)).toEqual([1]);
+    expect(c.inventory.get("n1")?.foreignBases).toEqual([]);
+    // a version the node does report without a seal is still foreign
+    await writeInventory(c.ctx, "n1", beat("10.0.0.1:1", [bv("deb@1"), bv("deb@3")]), memo);
+    expect(c.inventory.get("n1")?.foreignBases.map((b) => b.version)).toEqual([3]);
+  });
 });

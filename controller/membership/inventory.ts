@@ -103,7 +103,13 @@ async function reclassifyWith(
   for (const node of names) {
     await ctx.store.inventory.update(node, (cur) => {
       if (!cur) return undefined;
-      const { trusted, foreign } = classify(node, [...cur.bases, ...cur.foreignBases], sealed);
+      // A version the grace for a fresh seal added (trust.ts classify: it carries the seal's
+      // sealedMs; a node reports none) was never reported by the node: once its seal is gone
+      // (base rm) it goes too, instead of showing as a foreign copy until the next inventory.
+      const held = [...cur.bases, ...cur.foreignBases].filter(
+        (b) => b.sealedMs === 0 || sealed.has(refOf(b)),
+      );
+      const { trusted, foreign } = classify(node, held, sealed);
       const same = (a: typeof trusted, b: typeof trusted) =>
         a.length === b.length && a.every((x, i) => refOf(x) === refOf(b[i]!));
       if (same(trusted, cur.bases) && same(foreign, cur.foreignBases)) return undefined;

@@ -31,6 +31,17 @@ export async function baseDeletePass(
       ),
     );
     deleted.push(...res.deleted);
+    // what the node deleted leaves its stored inventory now: its next heartbeat may be seconds
+    // away, and once the seals below are gone a version still listed there shows as foreign
+    const gone = new Set(res.deleted.map((d) => `${d.base}@${d.version}`));
+    if (gone.size > 0) {
+      const keep = (b: BaseVersion) => !gone.has(`${b.base}@${b.version}`);
+      await s.inventory.update(n.name, (cur) =>
+        cur && [...cur.bases, ...cur.foreignBases].some((b) => !keep(b))
+          ? { ...cur, bases: cur.bases.filter(keep), foreignBases: cur.foreignBases.filter(keep) }
+          : undefined,
+      );
+    }
   }
   for (const v of await s.listBaseVersions(name)) {
     if (!version || v.value.version === version) {

@@ -198,6 +198,8 @@ describe.sequential("protoctl base", () => {
     expect(busy.stderr).toMatch(/pu-1/);
     const one = await c.cli(["base", "rm", "bb@2"]);
     expect(one.code, one.stderr).toBe(0);
+    // what was deleted, not what is left
+    expect(one.stdout).toBe("base/bb@2 deleted\n");
     expect(await versionsOf("bb")).toEqual([1, 3, 4]);
     // the agent deletes the subvolume when the controller tells it: eventually, not in the same call
     const held = async () => (await readdir(join(c.poolMount(), "@base"))).filter((e) => e.startsWith("bb@"));
@@ -208,6 +210,12 @@ describe.sequential("protoctl base", () => {
     expect((await c.cli(["env", "rm", "pu-1"])).code).toBe(0);
     const all = await c.cli(["base", "rm", "bb"]);
     expect(all.code, all.stderr).toBe(0);
+    expect(
+      all.stdout
+        .replace(/ deleted\n$/, "")
+        .split(", ")
+        .sort(),
+    ).toEqual(["base/bb@1", "base/bb@3", "base/bb@4"]);
     expect((await c.cli(["base", "ls", "-q"])).stdout).toBe("");
     // every version leaves the pool, not only the latest
     const gone = Date.now() + 30_000;

@@ -102,7 +102,7 @@ export interface PoolDriver {
     progress?: ProgressFn,
     signal?: AbortSignal,
   ): Promise<BaseVersionMeta>;
-  /** FAILED_PRECONDITION naming the users while envs or layers use it. */
+  /** Deletes base@N (every version when 0) and returns the versions left; FAILED_PRECONDITION naming the users while envs or layers use it. */
   deleteBaseVersion(name: string, version: number): Promise<BaseVersionMeta[]>;
 
   /** Builds (or returns the cached build of) a layer on base@N; parents are built first. */
