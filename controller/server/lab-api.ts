@@ -10,6 +10,7 @@
  */
 import type { ServerWritableStream } from "@grpc/grpc-js";
 import { formatBaseRef } from "../../common/base-ref.js";
+import { checkSpecFields } from "../../common/env-spec-fields.js";
 import { Code, failedPrecondition, notFound, ProtoctlError } from "../../common/errors.js";
 import { KeyedLock } from "../../common/keyed-lock.js";
 import { validateName } from "../../common/names.js";
@@ -192,6 +193,7 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
       spec.name,
     );
     const plan = planLab(spec, cur?.value.state, { cluster, lost });
+    checkMachineSpecs(plan);
     reportPlan(plan, progress);
     const now = Date.now();
     const record: LabRecord = {
@@ -268,6 +270,24 @@ export function labApi(ctx: ControllerContext, waiter: EnvStatusWaiter) {
           hint: `see \`protoctl lab describe ${spec.name}\` and \`protoctl events\`; \`lab up\` again retries them`,
         },
       );
+    }
+  }
+
+  /**
+   * What an agent would refuse in a machine's env (a memory limit below 8 MiB, say), refused
+   * before anything is written, naming the machine: it used to become a Failed machine.
+   */
+  function checkMachineSpecs(plan: LabPlan): void {
+    for (const m of [...plan.machines.create, ...plan.machines.replace]) {
+      try {
+        checkSpecFields(m.envSpec);
+      } catch (err) {
+        const pe = ProtoctlError.from(err);
+        throw new ProtoctlError(pe.code, `machine ${m.name}: ${pe.message}`, {
+          reason: pe.reason,
+          subject: `machine/${m.name}`,
+        });
+      }
     }
   }
 

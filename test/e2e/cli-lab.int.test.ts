@@ -101,6 +101,11 @@ describe.sequential("protoctl lab", () => {
     expect(bad.code).toBe(ExitCode.USAGE);
     expect(bad.stderr).toMatch(/lab\.yaml:\d+:\d+: address 10\.231\.5\.1 is reserved/);
     expect((await c.cli(["lab", "up", join(c.work, "missing.yaml")])).code).toBe(ExitCode.USAGE);
+    // what an agent would refuse is refused before anything is made, naming the machine
+    await writeFile(file, spec(`${B1}    resources: { memory: 4M }\n`));
+    const tiny = await c.cli(["lab", "up", file]);
+    expect(tiny.code).toBe(ExitCode.USAGE);
+    expect(tiny.stderr).toContain("machine b-1: memory limit below 8 MiB");
     expect((await c.cli(["lab", "ls", "-q"])).stdout).toBe("");
     expect((await c.cli(["env", "ls", "-q"])).stdout).toBe("");
   }, 60_000);
