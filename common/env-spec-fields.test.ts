@@ -6,13 +6,15 @@ const spec = (over: Partial<EnvSpec>) => ({
   ...EnvSpec.fromPartial({ name: "e", base: { name: "b" } }),
   ...over,
 });
-const resources = (r: { memoryBytes?: number; cpus?: number; pids?: number }) =>
+const resources = (r: { memoryBytes?: number; cpus?: number; pids?: number; diskBytes?: number }) =>
   spec({ resources: { memoryBytes: 0, cpus: 0, pids: 0, diskBytes: 0, ...r } });
 
 describe("checkSpecFields", () => {
   it("accepts a plain spec and limits at their bounds", () => {
     expect(() => checkSpecFields(spec({}))).not.toThrow();
-    expect(() => checkSpecFields(resources({ memoryBytes: 8 * 2 ** 20, cpus: 1024, pids: 0 }))).not.toThrow();
+    expect(() =>
+      checkSpecFields(resources({ memoryBytes: 8 * 2 ** 20, cpus: 1024, pids: 0, diskBytes: 2 ** 20 })),
+    ).not.toThrow();
     expect(() => checkSpecFields(spec({ hostname: "web-1.lab", env: { A_1: "x" } }))).not.toThrow();
   });
 
@@ -23,6 +25,7 @@ describe("checkSpecFields", () => {
       [{ cpus: 1025 }, "cpus out of range"],
       [{ cpus: Number.NaN }, "cpus out of range"],
       [{ pids: -1 }, "pids out of range"],
+      [{ diskBytes: 2 ** 20 - 1 }, "disk limit below 1 MiB"],
     ] as const) {
       expect(() => checkSpecFields(resources(r))).toThrow(msg);
     }

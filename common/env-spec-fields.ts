@@ -16,6 +16,11 @@ export const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-
 const MAX_FILE_BYTES = 16 * 2 ** 20;
 /** The smallest memory limit an env may have: below it systemd and most programs cannot start. */
 export const MIN_MEMORY_BYTES = 8 * 2 ** 20;
+/**
+ * The smallest disk limit: the agent writes a few files into a new env (hostname, hosts,
+ * seccomp copies) under the limit; measured, 64 KiB fails with EDQUOT and 256 KiB starts.
+ */
+export const MIN_DISK_BYTES = 2 ** 20;
 
 function bad(message: string, reason = "INVALID_SPEC"): never {
   throw invalidArgument(message, { reason });
@@ -47,6 +52,7 @@ export function checkSpecFields(spec: EnvSpec): void {
       bad("memory limit below 8 MiB", "INVALID_RESOURCES");
     if (r.cpus < 0 || r.cpus > 1024 || Number.isNaN(r.cpus)) bad("cpus out of range", "INVALID_RESOURCES");
     if (r.pids < 0) bad("pids out of range", "INVALID_RESOURCES");
+    if (r.diskBytes !== 0 && r.diskBytes < MIN_DISK_BYTES) bad("disk limit below 1 MiB", "INVALID_RESOURCES");
   }
   for (const f of spec.files) {
     filePath(f.path);

@@ -31,6 +31,20 @@ describe("ProtoctlError over the wire", () => {
     expect(ProtoctlError.from(enospc).code).toBe(Code.RESOURCE_EXHAUSTED);
   });
 
+  it("maps EDQUOT, which Node names only by number, to RESOURCE_EXHAUSTED: terminal, not retried", async () => {
+    // what fs gives for a write past an env's --disk limit (libuv has no EDQUOT name)
+    const edquot = Object.assign(
+      new Error("Unknown system error -122: Unknown system error -122, open '/x'"),
+      {
+        code: "Unknown system error -122",
+        errno: -122,
+      },
+    );
+    const e = ProtoctlError.from(edquot);
+    expect(e).toMatchObject({ code: Code.RESOURCE_EXHAUSTED, reason: "NO_SPACE", retryable: false });
+    expect(e.message).toBe("disk quota exceeded (EDQUOT), open '/x'");
+  });
+
   it("keeps the status code when the detail trailer is absent or malformed", () => {
     const md = new Metadata();
     md.set("protoctl-error-bin", Buffer.from([0xff, 0xff, 0xff]));

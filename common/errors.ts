@@ -5,6 +5,7 @@
  * client turns it back into the same class. Nothing matches on message text.
  */
 
+import { constants } from "node:os";
 import { ErrorDetail } from "../proto/gen/protoctl/v1/types.js";
 import { ERROR_DETAIL_KEY } from "./grpc-wire.js";
 
@@ -43,6 +44,9 @@ export interface ErrorFields {
   metadata?: Record<string, string>;
   cause?: unknown;
 }
+
+/** Linux's errno for a disk quota reached (a btrfs qgroup limit: `env create --disk`). */
+const EDQUOT = constants.errno.EDQUOT;
 
 /**
  * The one rule of what retrying cannot fix, used by every reconciler and
@@ -105,7 +109,16 @@ export class ProtoctlError extends Error {
           },
         );
       }
-      if (e.code === "ENOSPC" || e.code === "EDQUOT") {
+      // libuv has no name for EDQUOT (a disk limit reached): Node says "Unknown system error -122"
+      const errno = (e as { errno?: unknown }).errno;
+      if (e.code === "EDQUOT" || errno === -EDQUOT) {
+        const message = e.message.replace(
+          /(Unknown system error -\d+)(: \1)?/g,
+          "disk quota exceeded (EDQUOT)",
+        );
+        return new ProtoctlError(Code.RESOURCE_EXHAUSTED, message, { reason: "NO_SPACE", cause: err });
+      }
+      if (e.code === "ENOSPC") {
         return new ProtoctlError(Code.RESOURCE_EXHAUSTED, e.message, { reason: "NO_SPACE", cause: err });
       }
       if (e.name === "AbortError") return new ProtoctlError(Code.CANCELLED, e.message, { cause: err });

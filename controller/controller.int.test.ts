@@ -242,6 +242,13 @@ describe("controller with fake agents", () => {
       reason: "INVALID_RESOURCES",
       message: "memory limit below 8 MiB",
     });
+    const tinyDisk = testEnvSpec("tinydisk", {
+      resources: { memoryBytes: 0, cpus: 0, pids: 0, diskBytes: 4096 },
+    });
+    await expect(call(c, "createEnv", { spec: tinyDisk, wait: true })).rejects.toMatchObject({
+      code: Code.INVALID_ARGUMENT,
+      message: "disk limit below 1 MiB",
+    });
     await expect(
       call(c, "createEnv", { spec: testEnvSpec("badvar", { env: { "1X": "y" } }), wait: true }),
     ).rejects.toMatchObject({ code: Code.INVALID_ARGUMENT });
