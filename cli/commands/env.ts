@@ -40,6 +40,15 @@ export function parseNetwork(raw: string): NetworkSpec {
   if (raw === "private") return { ...spec, mode: NetworkMode.NETWORK_MODE_PRIVATE };
   if (raw.startsWith("bridge:")) {
     const bridge = name("network", raw.slice("bridge:".length));
+    // a Linux interface name: the agent would refuse a longer one after the env was recorded
+    if (bridge.length > 15) {
+      throw invalidArgument(
+        `invalid --network ${JSON.stringify(raw)}: a bridge name has at most 15 characters`,
+        {
+          reason: "INVALID_FLAG",
+        },
+      );
+    }
     return {
       ...spec,
       mode: NetworkMode.NETWORK_MODE_BRIDGE,
@@ -111,6 +120,14 @@ export function envSpecFromFlags(n: string, o: CreateOpts): EnvSpec {
   }
   const network = parseNetwork(o.network ?? "none");
   network.ports = o.port.map(parsePort);
+  const routed =
+    network.mode === NetworkMode.NETWORK_MODE_PRIVATE || network.mode === NetworkMode.NETWORK_MODE_BRIDGE;
+  if (network.ports.length > 0 && !routed) {
+    throw invalidArgument("--port needs --network private or bridge:NAME", {
+      reason: "INVALID_FLAG",
+      hint: "a port is forwarded to the env's own address, which host and none networks do not have",
+    });
+  }
   if (o.nat) {
     if (network.mode !== NetworkMode.NETWORK_MODE_PRIVATE) {
       throw invalidArgument("--nat needs --network private", {
