@@ -175,6 +175,33 @@ describe("schedule", () => {
     expect(plan.scores[0]!.score).toBeGreaterThan(plan.scores[9]!.score);
   });
 
+  it("ranks by each node's score parts: a listed score is exactly the sum of its parts", () => {
+    // every term in play: base held or not, memory and env load, anti-affinity, under both strategies
+    const nodes = Array.from({ length: 14 }, (_, i) =>
+      node({
+        name: `n${String(i).padStart(2, "0")}`,
+        envs: (i * 7) % 5,
+        allocatedMemory: ((i * 3) % 4) * GiB,
+        bases: i % 3 === 0 ? ["debian@2"] : ["debian@1"],
+        groups: i % 4 === 0 ? { lab: 1 + (i % 2) } : {},
+      }),
+    );
+    const view = freezeView(nodes, true);
+    for (const strategy of ["spread", "binpack"] as const) {
+      const plan = schedule(view, request("e", { memoryBytes: 512 * MiB, group: "lab", strategy }));
+      expect(plan.scores).toHaveLength(10);
+      for (const s of plan.scores) {
+        const p = s.parts as { baseLocal: number; fit: number; antiAffinity: number };
+        expect(s.score).toBe(p.baseLocal + p.fit + p.antiAffinity);
+      }
+      for (let i = 1; i < plan.scores.length; i++) {
+        const [a, b] = [plan.scores[i - 1]!, plan.scores[i]!];
+        expect(a.score > b.score || (a.score === b.score && a.node < b.node)).toBe(true);
+      }
+      expect(plan.node).toBe(plan.scores[0]!.node);
+    }
+  });
+
   it("breaks ties by name, whatever order the nodes come in", () => {
     const names = ["m", "c", "q", "a", "x", "k", "b", "z", "f", "d", "y", "e"];
     const busy = node({ name: "0-busy", envs: 5 });

@@ -106,7 +106,7 @@ export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
   const before = (a: number, b: number) =>
     values[a]! > values[b]! || (values[a] === values[b] && feasible[a]!.name < feasible[b]!.name);
   for (let i = 0; i < feasible.length; i++) {
-    values[i] = total(parts(feasible[i]!, req, ref, maxEnvs));
+    values[i] = score(feasible[i]!, req, ref, maxEnvs);
     if (top.length === SCORES_SHOWN && !before(i, top[top.length - 1]!)) continue;
     let at = top.length;
     while (at > 0 && before(i, top[at - 1]!)) at--;
@@ -126,25 +126,37 @@ export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
   };
 }
 
-function total(p: { baseLocal: number; fit: number; antiAffinity: number }): number {
-  return p.baseLocal + p.fit + p.antiAffinity;
+/**
+ * A node's score: the sum of its `parts`, computed without making the parts
+ * object (one per feasible node per placement was most of what the
+ * scheduler allocated); the same terms added in the same order, so the
+ * same number.
+ */
+function score(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number): number {
+  const baseLocal = n.baseVersions.has(ref) ? 1 : 0;
+  const same = req.group ? (n.groups.get(req.group) ?? 0) : 0;
+  return baseLocal * WEIGHTS.baseLocal + fitOf(n, req, maxEnvs) * WEIGHTS.fit + -same * WEIGHTS.antiAffinity;
 }
 
 function parts(n: NodeView, req: ScheduleRequest, ref: string, maxEnvs: number) {
   const baseLocal = n.baseVersions.has(ref) ? 1 : 0;
+  const same = req.group ? (n.groups.get(req.group) ?? 0) : 0;
+  return {
+    baseLocal: baseLocal * WEIGHTS.baseLocal,
+    fit: fitOf(n, req, maxEnvs) * WEIGHTS.fit,
+    antiAffinity: -same * WEIGHTS.antiAffinity,
+  };
+}
+
+/** Spread or binpack fit in [0, 1], from memory use and env count after the placement. */
+function fitOf(n: NodeView, req: ScheduleRequest, maxEnvs: number): number {
   const memUtil =
     n.capacity.memoryBytes > 0
       ? Math.min(1, (n.allocated.memoryBytes + req.memoryBytes) / n.capacity.memoryBytes)
       : 0;
   const envLoad = (n.allocated.envs + 1) / (maxEnvs + 1);
   const load = n.capacity.memoryBytes > 0 ? (memUtil + envLoad) / 2 : envLoad;
-  const fit = req.strategy === "binpack" ? load : 1 - load;
-  const same = req.group ? (n.groups.get(req.group) ?? 0) : 0;
-  return {
-    baseLocal: baseLocal * WEIGHTS.baseLocal,
-    fit: fit * WEIGHTS.fit,
-    antiAffinity: -same * WEIGHTS.antiAffinity,
-  };
+  return req.strategy === "binpack" ? load : 1 - load;
 }
 
 function fmt(bytes: number): string {
