@@ -163,6 +163,31 @@ describe("schedule", () => {
     expect(plan.rejections).toEqual([{ node: "a", reason: "pushing the base here failed" }]);
   });
 
+  it("a node named like an Object property is a node like any other", () => {
+    // "constructor" is a valid node name; looked up in a plain object it found Object itself
+    const h = new SchedulerHarness([{ name: "constructor" }, { name: "b", envs: 3 }]);
+    expect(h.run(request("e", { avoid: {} })).node).toBe("constructor");
+    expect(h.run(request("f", { avoid: { b: "pushing the base here failed" } })).node).toBe("constructor");
+    const plan = h.run(request("g", { nodeSelector: { constructor: "x" } }));
+    expect(plan.node).toBeUndefined();
+    expect(plan.rejections).toContainEqual({
+      node: "constructor",
+      reason: "label constructor=x not matched (constructor=<unset>)",
+    });
+  });
+
+  it("asks whether another node holds the version only when a node lacks it", () => {
+    const h = new SchedulerHarness([
+      { name: "a", bases: ["debian@2"] },
+      { name: "b", bases: ["debian@1"], ready: false },
+    ]);
+    // b is NotReady: no ready node holds debian@1, so a cannot receive it
+    expect(h.run(request("e")).rejections).toContainEqual({
+      node: "a",
+      reason: "base debian@1 is not held by any ready node",
+    });
+  });
+
   it("lists the ten best scores, best first", () => {
     const h = new SchedulerHarness(
       Array.from({ length: 20 }, (_, i) => ({ name: `n${String(i).padStart(2, "0")}`, envs: i })),

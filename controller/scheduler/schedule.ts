@@ -28,8 +28,8 @@ interface FilterContext {
   /** "base@N" of the request. */
   ref: string;
   selector: [string, string][];
-  /** Some ready node holds the version (it could be propagated from there). */
-  heldSomewhere: boolean;
+  /** Some ready node holds the version (it could be propagated from there); asked only of nodes that lack it. */
+  heldSomewhere(): boolean;
   propagation: boolean;
 }
 
@@ -39,13 +39,16 @@ export const SCORES_SHOWN = 10;
 const FILTERS: Filter[] = [
   (n, r) => (r.node && n.name !== r.node ? `env is pinned to node ${r.node}` : undefined),
   (n, r) => (r.exclude?.includes(n.name) ? "excluded for this env (it was lost there)" : undefined),
-  (n, r) => r.avoid?.[n.name],
+  // own keys only: a node may be named "constructor"
+  (n, r) => (r.avoid && Object.hasOwn(r.avoid, n.name) ? r.avoid[n.name] : undefined),
   (n) => (n.ready ? undefined : "node is NotReady"),
   (n) => (n.cordoned ? "node is cordoned" : undefined),
   (n) => (n.draining ? "node is draining" : undefined),
   (n, _r, ctx) => {
     for (const [k, v] of ctx.selector) {
-      if (n.labels[k] !== v) return `label ${k}=${v} not matched (${k}=${n.labels[k] ?? "<unset>"})`;
+      const has = Object.hasOwn(n.labels, k);
+      if (!has || n.labels[k] !== v)
+        return `label ${k}=${v} not matched (${k}=${has ? n.labels[k] : "<unset>"})`;
     }
     return undefined;
   },
@@ -67,7 +70,7 @@ const FILTERS: Filter[] = [
   (n, _r, ctx) => {
     const ref = ctx.ref;
     if (n.baseVersions.has(ref)) return undefined;
-    if (!ctx.heldSomewhere) return `base ${ref} is not held by any ready node`;
+    if (!ctx.heldSomewhere()) return `base ${ref} is not held by any ready node`;
     if (!ctx.propagation) return `base ${ref} is not on this node (propagation is not enabled)`;
     return undefined;
   },
@@ -75,10 +78,15 @@ const FILTERS: Filter[] = [
 
 export function schedule(view: ClusterView, req: ScheduleRequest): Plan {
   const ref = baseRefOf(req);
+  let held: boolean | undefined;
   const ctx: FilterContext = {
     ref,
     selector: Object.entries(req.nodeSelector ?? {}),
-    heldSomewhere: view.nodes.some((n) => n.ready && n.baseVersions.has(ref)),
+    // a pass over every node, needed only when some node lacks the version
+    heldSomewhere: () => {
+      held ??= view.nodes.some((n) => n.ready && n.baseVersions.has(ref));
+      return held;
+    },
     propagation: view.propagation,
   };
   const rejections: Rejection[] = [];
