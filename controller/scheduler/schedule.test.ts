@@ -168,6 +168,8 @@ describe("schedule", () => {
     const h = new SchedulerHarness([{ name: "constructor" }, { name: "b", envs: 3 }]);
     expect(h.run(request("e", { avoid: {} })).node).toBe("constructor");
     expect(h.run(request("f", { avoid: { b: "pushing the base here failed" } })).node).toBe("constructor");
+    // an empty reason avoids nothing
+    expect(h.run(request("h", { avoid: { constructor: "" } })).node).toBe("constructor");
     const plan = h.run(request("g", { nodeSelector: { constructor: "x" } }));
     expect(plan.node).toBeUndefined();
     expect(plan.rejections).toContainEqual({
