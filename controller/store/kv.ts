@@ -251,18 +251,20 @@ export class TxnBatcher {
   private take(): { batch: Pending[]; merged: TxnSpec } {
     const batch: Pending[] = [];
     const written = new Set<string>();
-    const conds = new Set<string>();
+    // conditions taken, by key then mod revision: no string made per condition to look one up
+    const conds = new Map<string, number[]>();
     const merged: TxnSpec = { conditions: [], writes: [] };
     let i = 0;
     const skipped: Pending[] = [];
     for (; i < this.queue.length; i++) {
       const p = this.queue[i]!;
       const { conditions, writes } = p.spec;
-      const keys = conditions.map(condKey);
       let newConds = 0;
-      for (const k of keys) if (!conds.has(k)) newConds++;
+      for (const c of conditions) if (!conds.get(c.key)?.includes(c.modRevision)) newConds++;
       // a part too large on its own still goes, alone (etcd then answers for it)
-      const full = conds.size + newConds > MAX_TXN_OPS || merged.writes.length + writes.length > MAX_TXN_OPS;
+      const full =
+        merged.conditions.length + newConds > MAX_TXN_OPS ||
+        merged.writes.length + writes.length > MAX_TXN_OPS;
       if (full && batch.length > 0) break;
       // only writes must be unique in a txn; shared conditions (the leader fence) are merged
       if (batch.length > 0 && writes.some((w) => written.has(w.key))) {
@@ -274,10 +276,12 @@ export class TxnBatcher {
         written.add(w.key);
         merged.writes.push(w);
       }
-      for (let j = 0; j < keys.length; j++) {
-        if (conds.has(keys[j]!)) continue;
-        conds.add(keys[j]!);
-        merged.conditions.push(conditions[j]!);
+      for (const c of conditions) {
+        const revs = conds.get(c.key);
+        if (revs?.includes(c.modRevision)) continue;
+        if (revs) revs.push(c.modRevision);
+        else conds.set(c.key, [c.modRevision]);
+        merged.conditions.push(c);
       }
     }
     if (i === this.queue.length && skipped.length === 0) this.queue = [];
@@ -311,8 +315,4 @@ export class TxnBatcher {
       for (const p of batch) p.reject(err);
     }
   }
-}
-
-function condKey(c: Condition): string {
-  return `${c.modRevision}:${c.key}`;
 }
