@@ -16,6 +16,7 @@
  * grpc-js path gives (common/errors.ts fromGrpcError).
  */
 import type { ClientHttp2Session, ClientHttp2Stream } from "node:http2";
+import type { SecureContext } from "node:tls";
 import { Code, fromGrpcError, type ProtoctlError } from "./errors.js";
 import { frame, statusFromHeaders } from "./grpc-wire.js";
 
@@ -26,6 +27,13 @@ export interface H2Options {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
+  /**
+   * A TLS context to dial with instead of one made from ca, cert and key on
+   * every connection. Making one parses the CA, the certificate and the key
+   * (~1.5 ms of CPU here): a controller that dials a hundred agents with the
+   * same material shares one (controller/agents/clients.ts).
+   */
+  secureContext?: SecureContext;
   /** Name to verify in the server certificate (and send as SNI, unless sendServerName is false). */
   serverName?: string;
   /**
@@ -100,7 +108,11 @@ export class H2Unary {
     const o = this.opts;
     const url = `${o.insecure ? "http" : "https"}://${o.address}`;
     const session = http2.connect(url, {
-      ...(o.insecure ? {} : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
+      ...(o.insecure
+        ? {}
+        : o.secureContext
+          ? { secureContext: o.secureContext, ALPNProtocols: ["h2"] }
+          : { ca: o.ca, cert: o.cert, key: o.key, ALPNProtocols: ["h2"] }),
       ...(o.serverName && !o.insecure && o.sendServerName !== false ? { servername: o.serverName } : {}),
       ...(o.checkServerIdentity && !o.insecure ? { checkServerIdentity: o.checkServerIdentity } : {}),
     });

@@ -19,6 +19,11 @@
  * not pay with its agents on other machines. `--grpc-agents` serves them with grpc-js + controllerOnly()
  * as before sched2 (the JSON's "agents" says which).
  *
+ * The controller runs as `protoctl up` and its systemd unit launch it, with
+ * its heap flags on node's command line (common/controller-launch.ts; the
+ * JSON's "controller_node_flags"). Before, it ran with node's defaults: the
+ * run-time setting it made itself had no effect.
+ *
  * Every env counts: placements/s is all `--envs` from the first create to
  * the last Running (no warm-up excluded). Reports API latency p50/p99 and
  * controller RSS once 1,000 envs are Running and at the end, and the work per
@@ -35,6 +40,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import { joinCluster } from "../../agent/membership/index.js";
+import { CONTROLLER_NODE_FLAGS } from "../../common/controller-launch.js";
 import { callUnary, GRPC_BASE_OPTIONS } from "../../common/grpc.js";
 import { H2Unary } from "../../common/h2-unary.js";
 import { silentLogger } from "../../common/logger.js";
@@ -75,6 +81,11 @@ const GRPC_AGENTS = values["grpc-agents"] === true;
 const CONC = Number(values.concurrency);
 const CLIENTS = Number(values.clients);
 const TARGET = 2000;
+/** The controller's node flags as deployed, then any the caller adds (a profiler; later flags win). */
+const CONTROLLER_ARGS = [
+  ...CONTROLLER_NODE_FLAGS,
+  ...(process.env.PROTOCTL_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
+];
 const RUNNING = Buffer.from("ENV_PHASE_RUNNING");
 
 function spec(name: string): EnvSpec {
@@ -135,7 +146,7 @@ async function main(): Promise<void> {
       membership: { leaseTtlSeconds: 10, heartbeatIntervalMs: 3000 },
       reconcile: { concurrency: CONC, lostGraceSeconds: 60, electionTtlSeconds: 5 },
     },
-    (process.env.PROTOCTL_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean),
+    CONTROLLER_ARGS,
   );
   const store = new ClusterStore({ endpoints: [etcd.endpoint], prefix });
   const agents: FakeAgent[] = [];
@@ -283,6 +294,7 @@ async function main(): Promise<void> {
         ? "grpc-js server (--grpc-agents)"
         : `lean HTTP/2 gRPC server (test/harness/h2-unary-server.ts)${INSECURE ? "" : ", mTLS, controller-only"}`,
       counted: "every env, first create to last Running (no warm-up)",
+      controller_node_flags: CONTROLLER_ARGS.join(" "),
       placements_per_s: Math.round(rate),
       api_creates_per_s: Math.round(ENVS / ((tApi - t1) / 1000)),
       api_p50_ms: Number(pct(latencies, 50).toFixed(2)),

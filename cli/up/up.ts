@@ -10,6 +10,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { AGENT_ENV, AGENT_NODE_FLAGS } from "../../common/agent-launch.js";
+import { CONTROLLER_NODE_FLAGS } from "../../common/controller-launch.js";
 import { failedPrecondition, internal, ProtoctlError, unavailable } from "../../common/errors.js";
 import { isValidName } from "../../common/names.js";
 import { findExecutable } from "../../common/tools.js";
@@ -145,7 +146,9 @@ function childrenFor(o: UpOptions, paths: StatePaths, joinToken: string | undefi
     {
       name: "controller",
       command: node,
+      // heap flags only take effect at launch (common/controller-launch.ts)
       args: [
+        ...CONTROLLER_NODE_FLAGS,
         o.cliPath,
         "controller",
         "--listen",

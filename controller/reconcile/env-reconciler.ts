@@ -380,15 +380,22 @@ export class EnvReconciler {
     return;
   }
 
-  /** Nodes that base@N could not be pushed to lately, with the reason (expired ones dropped). */
-  private avoidFor(ref: string): Record<string, string> {
+  /**
+   * Nodes that base@N could not be pushed to lately, with the reason (expired
+   * ones dropped); undefined when there are none (most placements), so the
+   * scheduler skips the lookup.
+   */
+  private avoidFor(ref: string): Record<string, string> | undefined {
+    if (this.propagationFailed.size === 0) return undefined;
     const now = Date.now();
     for (const [r, byNode] of this.propagationFailed) {
       for (const [node, f] of byNode) if (f.until <= now) byNode.delete(node);
       if (byNode.size === 0) this.propagationFailed.delete(r);
     }
+    const byNode = this.propagationFailed.get(ref);
+    if (!byNode) return undefined;
     const out: Record<string, string> = {};
-    for (const [node, f] of this.propagationFailed.get(ref) ?? []) out[node] = f.reason;
+    for (const [node, f] of byNode) out[node] = f.reason;
     return out;
   }
 

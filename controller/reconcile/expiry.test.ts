@@ -4,6 +4,7 @@ import type { EnvSpec } from "../../proto/gen/protoctl/v1/types.js";
 import { Informer } from "../store/informer.js";
 import type { TxnSpec, Versioned } from "../store/kv.js";
 import type { ClusterStore, Collection, LabRecord } from "../store/store.js";
+import { WrittenValues } from "../store/written-values.js";
 import { ExpiryReconciler } from "./expiry.js";
 
 /** An in-memory collection: what an Informer reads (list, then watch) and a way to change it. */
@@ -21,6 +22,7 @@ function memoryCollection<T>(initial: Record<string, T>) {
     },
     key: (name: string) => `k/${name}`,
     nameOf: (key: string) => key.slice(2),
+    written: new WrittenValues<T>(),
     list: async () => ({ items: [...items.values()], revision: rev }),
     watch: async (_from: number, cb: (events: unknown[], rev: number) => void) => {
       emit = cb;

@@ -163,6 +163,33 @@ describe("schedule", () => {
     expect(plan.rejections).toEqual([{ node: "a", reason: "pushing the base here failed" }]);
   });
 
+  it("a node named like an Object property is a node like any other", () => {
+    // "constructor" is a valid node name; looked up in a plain object it found Object itself
+    const h = new SchedulerHarness([{ name: "constructor" }, { name: "b", envs: 3 }]);
+    expect(h.run(request("e", { avoid: {} })).node).toBe("constructor");
+    expect(h.run(request("f", { avoid: { b: "pushing the base here failed" } })).node).toBe("constructor");
+    // an empty reason avoids nothing
+    expect(h.run(request("h", { avoid: { constructor: "" } })).node).toBe("constructor");
+    const plan = h.run(request("g", { nodeSelector: { constructor: "x" } }));
+    expect(plan.node).toBeUndefined();
+    expect(plan.rejections).toContainEqual({
+      node: "constructor",
+      reason: "label constructor=x not matched (constructor=<unset>)",
+    });
+  });
+
+  it("asks whether another node holds the version only when a node lacks it", () => {
+    const h = new SchedulerHarness([
+      { name: "a", bases: ["debian@2"] },
+      { name: "b", bases: ["debian@1"], ready: false },
+    ]);
+    // b is NotReady: no ready node holds debian@1, so a cannot receive it
+    expect(h.run(request("e")).rejections).toContainEqual({
+      node: "a",
+      reason: "base debian@1 is not held by any ready node",
+    });
+  });
+
   it("lists the ten best scores, best first", () => {
     const h = new SchedulerHarness(
       Array.from({ length: 20 }, (_, i) => ({ name: `n${String(i).padStart(2, "0")}`, envs: i })),
@@ -173,6 +200,33 @@ describe("schedule", () => {
       Array.from({ length: 10 }, (_, i) => `n${String(i).padStart(2, "0")}`),
     );
     expect(plan.scores[0]!.score).toBeGreaterThan(plan.scores[9]!.score);
+  });
+
+  it("ranks by each node's score parts: a listed score is exactly the sum of its parts", () => {
+    // every term in play: base held or not, memory and env load, anti-affinity, under both strategies
+    const nodes = Array.from({ length: 14 }, (_, i) =>
+      node({
+        name: `n${String(i).padStart(2, "0")}`,
+        envs: (i * 7) % 5,
+        allocatedMemory: ((i * 3) % 4) * GiB,
+        bases: i % 3 === 0 ? ["debian@2"] : ["debian@1"],
+        groups: i % 4 === 0 ? { lab: 1 + (i % 2) } : {},
+      }),
+    );
+    const view = freezeView(nodes, true);
+    for (const strategy of ["spread", "binpack"] as const) {
+      const plan = schedule(view, request("e", { memoryBytes: 512 * MiB, group: "lab", strategy }));
+      expect(plan.scores).toHaveLength(10);
+      for (const s of plan.scores) {
+        const p = s.parts as { baseLocal: number; fit: number; antiAffinity: number };
+        expect(s.score).toBe(p.baseLocal + p.fit + p.antiAffinity);
+      }
+      for (let i = 1; i < plan.scores.length; i++) {
+        const [a, b] = [plan.scores[i - 1]!, plan.scores[i]!];
+        expect(a.score > b.score || (a.score === b.score && a.node < b.node)).toBe(true);
+      }
+      expect(plan.node).toBe(plan.scores[0]!.node);
+    }
   });
 
   it("breaks ties by name, whatever order the nodes come in", () => {

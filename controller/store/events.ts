@@ -20,6 +20,8 @@ export class EventLog {
   private leaseId: Promise<string> | undefined;
 
   private readonly kv: Kv;
+  /** The writer as it appears in event keys (made once: it is in every event's key). */
+  private readonly writerPart: string;
 
   /**
    * @param batcher commits a lone event (every API call's audit record) in a batch with other
@@ -28,10 +30,11 @@ export class EventLog {
   constructor(
     private readonly batcher: TxnBatcher,
     private readonly keys: Keys,
-    private readonly writer: string,
+    writer: string,
     private readonly ttlSeconds = 3600,
   ) {
     this.kv = batcher.kv;
+    this.writerPart = sanitize(writer);
   }
 
   private lease(now: number): Promise<string> {
@@ -68,7 +71,7 @@ export class EventLog {
     const now = Date.now();
     const ev: Event = { timeMs: now, node: "", attributes: {}, revision: 0, ...e };
     const lease = await this.lease(now);
-    const key = this.keys.event(now, sanitize(this.writer), this.seq++);
+    const key = this.keys.event(now, this.writerPart, this.seq++);
     return { op: "put", key, value: codec.encode(ev), lease };
   }
 

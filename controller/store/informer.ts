@@ -50,13 +50,18 @@ export class Informer<T> {
           continue;
         }
         const prev = this.items.get(name);
+        // a value this process wrote at this very revision: taken as is, not decoded again
+        const written = this.collection.written.take(e.key, e.modRevision);
         // our own writes were applied locally already: skip before paying for the decode
         if (prev && prev.modRevision >= e.modRevision) continue;
         let value: T;
-        try {
-          value = this.collection.codec.decode(e.value!);
-        } catch {
-          continue;
+        if (written !== undefined) value = written;
+        else {
+          try {
+            value = this.collection.codec.decode(e.value!);
+          } catch {
+            continue;
+          }
         }
         this.set(name, {
           key: e.key,
@@ -68,6 +73,7 @@ export class Informer<T> {
       }
       this.revision = Math.max(this.revision, rev);
     });
+    this.collection.written.reading(true);
   }
 
   get hasSynced(): boolean {
@@ -129,6 +135,7 @@ export class Informer<T> {
   }
 
   async stop(): Promise<void> {
+    if (this.cancel) this.collection.written.reading(false);
     await this.cancel?.();
     this.cancel = undefined;
   }

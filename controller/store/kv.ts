@@ -244,32 +244,52 @@ export class TxnBatcher {
     else setImmediate(flush);
   }
 
-  private take(): Pending[] {
+  /**
+   * The next batch from the head of the queue, and its merged txn, built in
+   * the same pass (each condition's key made once, no re-merge afterwards).
+   */
+  private take(): { batch: Pending[]; merged: TxnSpec } {
     const batch: Pending[] = [];
     const written = new Set<string>();
-    const conds = new Set<string>();
-    let writes = 0;
+    // conditions taken, by key then mod revision: no string made per condition to look one up
+    const conds = new Map<string, number[]>();
+    const merged: TxnSpec = { conditions: [], writes: [] };
     let i = 0;
     const skipped: Pending[] = [];
     for (; i < this.queue.length; i++) {
       const p = this.queue[i]!;
-      const newConds = p.spec.conditions.filter((c) => !conds.has(condKey(c))).length;
-      if (conds.size + newConds > MAX_TXN_OPS || writes + p.spec.writes.length > MAX_TXN_OPS) break;
+      const { conditions, writes } = p.spec;
+      let newConds = 0;
+      for (const c of conditions) if (!conds.get(c.key)?.includes(c.modRevision)) newConds++;
+      // a part too large on its own still goes, alone (etcd then answers for it)
+      const full =
+        merged.conditions.length + newConds > MAX_TXN_OPS ||
+        merged.writes.length + writes.length > MAX_TXN_OPS;
+      if (full && batch.length > 0) break;
       // only writes must be unique in a txn; shared conditions (the leader fence) are merged
-      if (batch.length > 0 && p.spec.writes.some((w) => written.has(w.key))) {
+      if (batch.length > 0 && writes.some((w) => written.has(w.key))) {
         skipped.push(p);
         continue;
       }
       batch.push(p);
-      for (const w of p.spec.writes) written.add(w.key);
-      for (const c of p.spec.conditions) conds.add(condKey(c));
-      writes += p.spec.writes.length;
+      for (const w of writes) {
+        written.add(w.key);
+        merged.writes.push(w);
+      }
+      for (const c of conditions) {
+        const revs = conds.get(c.key);
+        if (revs?.includes(c.modRevision)) continue;
+        if (revs) revs.push(c.modRevision);
+        else conds.set(c.key, [c.modRevision]);
+        merged.conditions.push(c);
+      }
     }
-    this.queue = skipped.length > 0 ? [...skipped, ...this.queue.slice(i)] : this.queue.slice(i);
-    return batch;
+    if (i === this.queue.length && skipped.length === 0) this.queue = [];
+    else this.queue = skipped.length > 0 ? [...skipped, ...this.queue.slice(i)] : this.queue.slice(i);
+    return { batch, merged };
   }
 
-  private async run(batch: Pending[]): Promise<void> {
+  private async run({ batch, merged }: { batch: Pending[]; merged: TxnSpec }): Promise<void> {
     this.stats.txns++;
     this.stats.parts += batch.length;
     try {
@@ -277,18 +297,6 @@ export class TxnBatcher {
         batch[0]!.resolve(await this.kv.commit(batch[0]!.spec));
         return;
       }
-      const seen = new Set<string>();
-      const merged: TxnSpec = {
-        conditions: batch
-          .flatMap((p) => p.spec.conditions)
-          .filter((c) => {
-            const k = condKey(c);
-            if (seen.has(k)) return false;
-            seen.add(k);
-            return true;
-          }),
-        writes: batch.flatMap((p) => p.spec.writes),
-      };
       const r = await this.kv.commit(merged);
       if (r.succeeded) {
         for (const p of batch) p.resolve(r);
@@ -307,8 +315,4 @@ export class TxnBatcher {
       for (const p of batch) p.reject(err);
     }
   }
-}
-
-function condKey(c: Condition): string {
-  return `${c.modRevision}:${c.key}`;
 }

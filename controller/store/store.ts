@@ -31,6 +31,7 @@ import { type Codec, plainJson, protoJson } from "./codec.js";
 import { EventLog } from "./events.js";
 import { type Folder, Keys } from "./keys.js";
 import { type Condition, Kv, TxnBatcher, type Versioned, type WatchEvent, type Write } from "./kv.js";
+import { WrittenValues } from "./written-values.js";
 
 /** A join token as stored: only its hash is the key. */
 export interface TokenRecord {
@@ -106,6 +107,8 @@ export const codecs = {
 
 /** Typed access to one flat folder of the layout, keyed by object name. */
 export class Collection<T> {
+  /** What this process wrote, for an informer here to take instead of decoding (written-values.ts). */
+  readonly written = new WrittenValues<T>();
   constructor(
     readonly kv: Kv,
     readonly keys: Keys,
@@ -397,6 +400,10 @@ export class ClusterStore {
         { op: "put", key: statusKey, value: codecs.envStatus.encode(status) },
       ],
     });
+    if (r.succeeded) {
+      this.envSpecs.written.remember(specKey, spec, r.revision);
+      this.envStatus.written.remember(statusKey, status, r.revision);
+    }
     return r.succeeded;
   }
 

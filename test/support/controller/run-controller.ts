@@ -7,9 +7,7 @@
 import { createLogger, silentLogger } from "../../../common/logger.js";
 import { controllerConfig } from "../../../controller/config.js";
 import { startController } from "../../../controller/controller.js";
-import { tuneHeap } from "../../../controller/main.js";
 
-tuneHeap();
 const over = JSON.parse(process.argv[2] ?? "{}");
 const cfg = controllerConfig(over);
 const log = process.env.PROTOCTL_TEST_LOG
