@@ -152,7 +152,8 @@ export async function receiveSubvolume(opts: ReceiveOptions): Promise<Received> 
   };
 }
 
-async function deleteHalfReceived(path: string): Promise<void> {
+/** Deletes what a failed receive left at `path` (nothing if it is not there). */
+export async function deleteHalfReceived(path: string): Promise<void> {
   try {
     await access(path);
   } catch {
