@@ -15,7 +15,7 @@ import type { ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { Code, ProtoctlError } from "../../../common/errors.js";
 import { CommandError, spawnDirect } from "../../../common/exec.js";
-import { deleteHalfReceived, parseReceivedName } from "./btrfs-stream.js";
+import { deleteHalfReceived, parseReceivedName, sendError } from "./btrfs-stream.js";
 import type { Received } from "./types.js";
 
 export interface LocalCopyOptions {
@@ -123,22 +123,7 @@ export async function copySubvolume(opts: LocalCopyOptions): Promise<Received> {
   const senderOwn =
     failed(s) && s.signal === null && !/Broken pipe|EPIPE|Connection reset|ECONNRESET/i.test(s.output);
   const blameSender = senderOwn || !failed(r);
-  if (blameSender) {
-    const err = commandError(sendArgs, s);
-    if (/read-only/i.test(err.stderr) && !/No such file/.test(err.stderr)) {
-      throw new ProtoctlError(
-        Code.FAILED_PRECONDITION,
-        `btrfs send needs read-only subvolumes: ${err.message}`,
-        {
-          reason: "NOT_READ_ONLY",
-          subject: opts.subvolume,
-          output: err.stderr,
-          cause: err,
-        },
-      );
-    }
-    throw err.toProtoctl(`btrfs send of ${opts.subvolume} failed`, opts.subvolume);
-  }
+  if (blameSender) throw sendError(commandError(sendArgs, s), opts);
   if (/cannot find parent subvolume/i.test(r.output)) {
     throw new ProtoctlError(
       Code.FAILED_PRECONDITION,

@@ -54,7 +54,8 @@ export function sendSubvolume(opts: SendOptions): SendStream {
   return { stream: child.stdout!, done, cancel: () => child.kill("SIGTERM") };
 }
 
-function sendError(err: CommandError, opts: SendOptions): ProtoctlError {
+/** A failed `btrfs send` as the error users get (NOT_READ_ONLY names the fix). */
+export function sendError(err: CommandError, opts: Pick<SendOptions, "subvolume">): ProtoctlError {
   if (/not read-only|read-only/i.test(err.stderr) && !/ERROR: .*No such file/.test(err.stderr)) {
     return new ProtoctlError(
       Code.FAILED_PRECONDITION,
