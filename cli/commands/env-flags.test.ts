@@ -1,18 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { NetworkMode } from "../../proto/gen/protoctl/v1/types.js";
+import { createFlags } from "../../test/support/cli/create-flags.js";
 import { envSpecFromFlags } from "./env.js";
 
 const flags = (o: { network?: string; port?: string[]; nat?: boolean }) =>
-  envSpecFromFlags("web", {
-    base: "bb",
-    layer: [],
-    selector: [],
-    port: [],
-    env: [],
-    start: true,
-    wait: true,
-    ...o,
-  });
+  envSpecFromFlags("web", createFlags({ base: "bb", ...o }));
 
 describe("env create's network flags", () => {
   it("take ports on a private or bridge network", () => {

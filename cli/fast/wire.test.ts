@@ -5,6 +5,7 @@ import {
   VersionInfo,
 } from "../../proto/gen/protoctl/v1/control.js";
 import { Env, EnvPhase, ExecInput, ExecOutput } from "../../proto/gen/protoctl/v1/types.js";
+import { createFlags } from "../../test/support/cli/create-flags.js";
 import { envSpecFromFlags } from "../commands/env.js";
 import { envPhase } from "../output/columns.js";
 import {
@@ -104,16 +105,7 @@ describe("hand-encoded messages match the generated code", () => {
       ["x".repeat(63), "b".repeat(63), 999_999_999],
     ] as const) {
       const ref = version ? `${base}@${version}` : base;
-      const spec = envSpecFromFlags(name, {
-        base: ref,
-        layer: [],
-        selector: [],
-        port: [],
-        env: [],
-        start: true,
-        wait: true,
-        network: "none",
-      });
+      const spec = envSpecFromFlags(name, createFlags({ base: ref, network: "none" }));
       const full = CreateEnvRequest.encode({ spec, wait: true, ttlMs: undefined }).finish();
       expect(encodeCreateEnv(name, base, version).toString("hex"), ref).toBe(
         Buffer.from(full).toString("hex"),
@@ -128,17 +120,14 @@ describe("hand-encoded messages match the generated code", () => {
   });
 
   it("Env: the status fields `env create` prints, whatever else it holds", () => {
-    const spec = envSpecFromFlags("demo", {
-      base: "busybox",
-      layer: [],
-      selector: [],
-      port: [],
-      env: ["A=b"],
-      start: true,
-      wait: true,
-      network: "private",
-      memory: "64M",
-    });
+    const spec = envSpecFromFlags(
+      "demo",
+      createFlags({
+        env: ["A=b"],
+        network: "private",
+        memory: "64M",
+      }),
+    );
     const env = Env.fromPartial({
       spec,
       status: {

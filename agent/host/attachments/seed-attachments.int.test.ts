@@ -60,18 +60,20 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     checksum: origin.seed.checksum,
     subvolume: "demo@1",
   });
+  /** demo@1 from the export at `uri`, its state under `stateDir`. */
+  const demoAttach = (uri: string, stateDir: string, sproutBytes = 256 * MiB) => ({
+    key: "demo@1",
+    uri,
+    seed: seedInfo(),
+    stateDir,
+    sproutBytes,
+  });
 
   it("attaches lazily, hydrates under a running reader, survives the source stopping", async () => {
     const exp = await serve();
     const { state, att } = await target();
     const t0 = performance.now();
-    const a = await att.attach({
-      key: "demo@1",
-      uri: exp.uri,
-      seed: seedInfo(),
-      stateDir: state.path,
-      sproutBytes: 512 * MiB,
-    });
+    const a = await att.attach(demoAttach(exp.uri, state.path, 512 * MiB));
     const attachMs = performance.now() - t0;
     expect(a.phase).toBe("attached");
     expect(a.transport).toBe("nbdfuse");
@@ -79,17 +81,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     const usableMs = performance.now() - t0;
     console.log(`attach ${attachMs.toFixed(0)} ms, first read at ${usableMs.toFixed(0)} ms`);
     // Same key again: idempotent.
-    expect(
-      (
-        await att.attach({
-          key: "demo@1",
-          uri: exp.uri,
-          seed: seedInfo(),
-          stateDir: state.path,
-          sproutBytes: 512 * MiB,
-        })
-      ).seedLoop,
-    ).toBe(a.seedLoop);
+    expect((await att.attach(demoAttach(exp.uri, state.path, 512 * MiB))).seedLoop).toBe(a.seedLoop);
 
     // The sprout is writable: an env is a snapshot inside it.
     const env = join(a.mountpoint, "env-1");
@@ -139,13 +131,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     const badExp = await serve(bad, "corrupt");
     const good = await serve();
     const { state, att } = await target();
-    const a = await att.attach({
-      key: "demo@1",
-      uri: badExp.uri,
-      seed: seedInfo(),
-      stateDir: state.path,
-      sproutBytes: 256 * MiB,
-    });
+    const a = await att.attach(demoAttach(badExp.uri, state.path));
     const err = await att.hydrate("demo@1").catch((e) => e);
     expect(err.code).toBe(Code.DATA_LOSS);
     expect(err.reason).toBe("CHECKSUM_MISMATCH");
@@ -172,13 +158,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     cleanups.push(() => slow.kill());
     const good = await serve();
     const { state, att } = await target();
-    const a = await att.attach({
-      key: "demo@1",
-      uri: slow.uri,
-      seed: seedInfo(),
-      stateDir: state.path,
-      sproutBytes: 256 * MiB,
-    });
+    const a = await att.attach(demoAttach(slow.uri, state.path));
     const motd = join(a.subvolumePath, "etc/motd");
     expect(await readFile(motd, "utf8")).toBe("base demo@1\n");
 
@@ -225,13 +205,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
   it("with no source left: clear UNAVAILABLE errors, and detach still cleans everything", async () => {
     const exp = await serve();
     const { state, att } = await target();
-    await att.attach({
-      key: "demo@1",
-      uri: exp.uri,
-      seed: seedInfo(),
-      stateDir: state.path,
-      sproutBytes: 256 * MiB,
-    });
+    await att.attach(demoAttach(exp.uri, state.path));
     await exp.stop();
     const e1 = await att.hydrate("demo@1").catch((e) => e);
     expect(e1.code).toBe(Code.UNAVAILABLE);
@@ -248,15 +222,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
     const exp = await serve();
     const small = await target(64);
     const loopsBefore = await output("losetup", ["-J"]);
-    const err = await small.att
-      .attach({
-        key: "demo@1",
-        uri: exp.uri,
-        seed: seedInfo(),
-        stateDir: small.state.path,
-        sproutBytes: 256 * MiB,
-      })
-      .catch((e) => e);
+    const err = await small.att.attach(demoAttach(exp.uri, small.state.path)).catch((e) => e);
     expect(err.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(err.reason).toBe("NO_ROOM");
     expect(small.att.list()).toEqual([]);
@@ -266,13 +232,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
 
     // Room for the sprout (sparse), not for the ~250 MB copy.
     const mid = await target(160);
-    const a = await mid.att.attach({
-      key: "demo@1",
-      uri: exp.uri,
-      seed: seedInfo(),
-      stateDir: mid.state.path,
-      sproutBytes: 64 * MiB,
-    });
+    const a = await mid.att.attach(demoAttach(exp.uri, mid.state.path, 64 * MiB));
     const e2 = await mid.att.hydrate("demo@1").catch((e) => e);
     expect(e2.code).toBe(Code.RESOURCE_EXHAUSTED);
     expect(mid.att.get("demo@1")!.phase).toBe("attached");
@@ -284,13 +244,7 @@ describe("SeedAttachments (nbdfuse + loop + sprout)", () => {
   it("detach of a sprout left frozen (a loop switch killed between freeze and thaw) thaws it and leaves nothing", async () => {
     const exp = await serve();
     const { state, att } = await target();
-    const a = await att.attach({
-      key: "demo@1",
-      uri: exp.uri,
-      seed: seedInfo(),
-      stateDir: state.path,
-      sproutBytes: 256 * MiB,
-    });
+    const a = await att.attach(demoAttach(exp.uri, state.path));
     await run("fsfreeze", ["--freeze", a.mountpoint]);
     // frozen, the filesystem would outlive its unmount and hold both loop devices for good
     await att.detach("demo@1");
