@@ -11,6 +11,7 @@ import type { ServerCredentials, ServerInterceptor } from "@grpc/grpc-js";
 import { Command, Option } from "commander";
 import type { Logger } from "pino";
 import { failedPrecondition, ProtoctlError } from "../common/errors.js";
+import { launchedWith } from "../common/launch-flags.js";
 import { createLogger } from "../common/logger.js";
 import { AGENT_HEAP_FLAGS, type AgentConfig, labelsOf, loadAgentConfig, poolKind } from "./config.js";
 import type { PoolDriver } from "./host/interfaces.js";
@@ -260,8 +261,7 @@ function noOptimizingCompiler(): void {
 
 /** True when node was started with the heap flags (argv or NODE_OPTIONS; --no-opt is set here anyway). */
 function launchedWithAgentFlags(): boolean {
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? "").split(/\s+/)];
-  return AGENT_HEAP_FLAGS.every((f) => given.includes(f));
+  return launchedWith(AGENT_HEAP_FLAGS);
 }
 
 /** Flags → dotted config keys (only those given). */

@@ -1,4 +1,5 @@
 /** How `protoctl controller` is launched: shared by `protoctl up` (cli/up), its systemd unit and the benches. */
+import { launchedWith } from "./launch-flags.js";
 
 /**
  * Node/V8 heap flags to launch `protoctl controller` with. Node reads them at
@@ -22,6 +23,5 @@ export function launchedWithControllerFlags(
   execArgv: readonly string[] = process.execArgv,
   nodeOptions = process.env.NODE_OPTIONS ?? "",
 ): boolean {
-  const given = [...execArgv, ...nodeOptions.split(/\s+/)];
-  return CONTROLLER_NODE_FLAGS.every((f) => given.includes(f));
+  return launchedWith(CONTROLLER_NODE_FLAGS, execArgv, nodeOptions);
 }
